@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit, integration and oracle tests against SimpleITK, scipy,
+# h5py, pyarrow and torch), plus format and lint checks. Idempotent; installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked --bin luna
+cargo test --locked -- --test-threads 2

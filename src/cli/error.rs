@@ -1,0 +1,71 @@
+//! The CLI's error type: wraps each layer's error and renders it once, with its hint.
+
+use crate::engine::error::CacheError;
+use crate::engine::plan::PlanError;
+use crate::engine::spec_error::LoadError;
+
+/// Any error a command can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Finding or parsing a pipeline.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Planning (selection, fingerprints).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The cache.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Anything else, with a hint and an exit code.
+    #[error("{message}")]
+    Other {
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: Option<String>,
+        /// Exit code.
+        code: i32,
+    },
+}
+
+impl CliError {
+    /// An error with exit code 2.
+    pub fn usage(message: impl Into<String>, hint: Option<String>) -> Self {
+        CliError::Other { message: message.into(), hint, code: 2 }
+    }
+    /// An error with exit code 1.
+    pub fn failed(message: impl Into<String>, hint: Option<String>) -> Self {
+        CliError::Other { message: message.into(), hint, code: 1 }
+    }
+
+    /// Exit code.
+    pub fn code(&self) -> i32 {
+        match self {
+            CliError::Load(_) | CliError::Plan(_) => 2,
+            CliError::Cache(_) => 1,
+            CliError::Other { code, .. } => *code,
+        }
+    }
+
+    /// Text for stderr.
+    pub fn render(&self) -> String {
+        if let CliError::Load(LoadError::Spec(s)) = self {
+            let shown = std::env::current_dir()
+                .ok()
+                .and_then(|d| s.file.strip_prefix(&d).ok().map(|p| p.display().to_string()))
+                .unwrap_or_else(|| s.file.display().to_string());
+            return s.render(&shown);
+        }
+        let hint = match self {
+            CliError::Load(e) => e.hint(),
+            CliError::Plan(e) => e.hint(),
+            CliError::Cache(e) => e.hint(),
+            CliError::Other { hint, .. } => hint.clone(),
+        };
+        let mut out = format!("error: {self}\n");
+        if let Some(h) = hint {
+            out.push_str(&format!("  = hint: {h}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,41 @@
+//! `luna path NAME STAGE`: the directory of the stage's current artifact, for scripts.
+
+use clap::Args;
+
+use super::workspace::open;
+use super::{CliError, Globals, PipelineArgs};
+use crate::engine::plan::{plan, Freshness, Selection};
+
+/// Arguments of `luna path`.
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    #[command(flatten)]
+    p: PipelineArgs,
+    /// Stage name.
+    stage: String,
+}
+
+/// Runs the command.
+pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
+    let o = open(g, &a.p)?;
+    let sel = Selection { until: Some(a.stage.clone()), ..Default::default() };
+    let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
+    o.stat.save();
+    let planned = planned?;
+    let Some(ps) = planned.iter().find(|s| s.stage == a.stage) else {
+        return Err(CliError::usage(format!("no stage `{}`", a.stage), None));
+    };
+    match ps.state {
+        Freshness::Fresh => {
+            println!("{}", o.cache.object_dir(&ps.key).display());
+            Ok(0)
+        }
+        Freshness::Stale => {
+            let why: Vec<String> = ps.reasons.iter().map(|r| r.to_string()).collect();
+            Err(CliError::failed(
+                format!("stage `{}` has no current artifact: {}", a.stage, why.join("; ")),
+                Some(format!("run `luna run {} --until {}` first", o.pipeline.name, a.stage)),
+            ))
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `luna run NAME`: plan, then execute the stale stages (or print the plan with --dry-run).
+
+use clap::Args;
+
+use super::report::HumanReporter;
+use super::status::print_plan;
+use super::workspace::open;
+use super::{CliError, Globals, PipelineArgs};
+use crate::engine::executor::{execute, RunOptions};
+use crate::engine::plan::{plan, Selection};
+
+/// Arguments of `luna run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    p: PipelineArgs,
+    /// Stages to run at once (default: number of cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run only STAGE and what it depends on.
+    #[arg(long, value_name = "STAGE")]
+    until: Option<String>,
+    /// Run only STAGE (repeatable); its upstream must be cached.
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
+    /// Re-run STAGE and everything downstream of it even if cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    force: Vec<String>,
+    /// Print what would run and why, run nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+}
+
+/// Runs the command.
+pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
+    let o = open(g, &a.p)?;
+    let sel = Selection { until: a.until, only: a.only, force: a.force };
+    let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
+    o.stat.save();
+    let planned = planned?;
+    if a.dry_run {
+        print_plan(&o.pipeline, &planned, true);
+        return Ok(0);
+    }
+    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut reporter = HumanReporter::new(g.verbose);
+    let rec = execute(&o.pipeline, &planned, &o.cache, &o.runs, &RunOptions { jobs }, &mut reporter);
+    Ok(if rec.success { 0 } else { 1 })
+}

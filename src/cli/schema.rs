@@ -1,0 +1,30 @@
+//! `luna schema`: the JSON schema of pipeline files, generated from the kinds' Rust types.
+//! `schemas/pipeline.schema.json` is this output; a test fails when it is stale.
+
+use clap::Args;
+
+use super::CliError;
+
+/// Arguments of `luna schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    write: Option<std::path::PathBuf>,
+}
+
+/// The schema text (pretty JSON with a final newline).
+pub fn schema_text() -> String {
+    let v = crate::stages::builtin_registry().pipeline_schema();
+    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+/// Runs the command.
+pub fn cmd(a: SchemaArgs) -> Result<i32, CliError> {
+    let text = schema_text();
+    match a.write {
+        Some(p) => std::fs::write(&p, text).map_err(|e| CliError::failed(format!("{}: {e}", p.display()), None))?,
+        None => print!("{text}"),
+    }
+    Ok(0)
+}

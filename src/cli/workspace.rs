@@ -1,0 +1,50 @@
+//! Opening a workspace: locate and load the pipeline, open the cache, the runs directory and
+//! the stat cache, honouring --cache-dir / LUNA_CACHE_DIR.
+
+use std::path::PathBuf;
+
+use super::{CliError, Globals, PipelineArgs};
+use crate::engine::cache::Cache;
+use crate::engine::runs::Runs;
+use crate::engine::spec::{self, Pipeline};
+use crate::engine::statcache::StatCache;
+
+/// A loaded pipeline with its workspace services.
+pub struct Opened {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// The cache.
+    pub cache: Cache,
+    /// Run records.
+    pub runs: Runs,
+    /// Stat cache for fingerprints.
+    pub stat: StatCache,
+}
+
+/// The current directory.
+pub fn cwd() -> Result<PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| CliError::usage(format!("cannot read the current directory: {e}"), None))
+}
+
+/// Cache root for a workspace.
+pub fn cache_root(g: &Globals, workspace: &std::path::Path) -> PathBuf {
+    g.cache_dir.clone().unwrap_or_else(|| workspace.join("cache"))
+}
+
+/// Loads the pipeline named in `a` and opens its workspace.
+pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
+    let cwd = cwd()?;
+    let (file, ws) = spec::locate(&a.pipeline, &cwd)?;
+    let sets = spec::parse_sets(&a.sets)?;
+    let pipeline = spec::load(&file, &ws, &sets, &crate::stages::registry())?;
+    let cache = Cache::open(&cache_root(g, &ws))?;
+    let runs = Runs::new(ws.join("runs"));
+    let stat = if g.no_stat_cache { StatCache::disabled() } else { StatCache::load(ws.join(".luna").join("statcache.json")) };
+    Ok(Opened { pipeline, cache, runs, stat })
+}
+
+/// The workspace above the current directory (for commands without a pipeline argument).
+pub fn workspace_here() -> Result<PathBuf, CliError> {
+    let cwd = cwd()?;
+    spec::find_workspace(&cwd).ok_or_else(|| CliError::from(crate::engine::spec_error::LoadError::NoWorkspace { start: cwd }))
+}

@@ -1,0 +1,378 @@
+//! Opening a MetaImage volume: locate and validate its voxel bytes, then decode on demand.
+//!
+//! Decisions:
+//! - Uncompressed single-file data (the LUNA16 `.raw` case, and `LOCAL`) is **memory-mapped**
+//!   (memmap2) and decoded lazily: `crop_hu_i16` touches only the rows of the crop. Compressed
+//!   data (zlib, `CompressedData = True`) and `LIST`/pattern files are read into memory.
+//! - The data size must match DimSize × element size exactly: fewer bytes is `Truncated`, more is
+//!   `SizeMismatch` (rejected: ITK's silent read of a prefix, which hides a wrong DimSize).
+//! - `HeaderSize = N` skips N bytes of the data file (after the header for `LOCAL`);
+//!   `HeaderSize = -1` means the data is the last DimSize × size bytes of the file.
+//! - The mmap is sound only while no one truncates or rewrites the file; CT inputs are read-only.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::convert::{decode_all, map_into, Elem};
+use super::crop::{crop_into, CropWindow};
+use super::datafile::DataFile;
+use super::element::{ElementType, VoxelData};
+use super::error::CtError;
+use super::geometry::{Geometry, Irc, Xyz};
+use super::header::{read_header, MetaHeader};
+
+enum Data {
+    Mapped {
+        map: Mmap,
+        offset: usize,
+        len: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+/// A CT volume opened from a `.mhd` header: geometry plus a (mapped or in-memory) voxel source.
+pub struct CtImage {
+    header: MetaHeader,
+    geometry: Geometry,
+    data: Data,
+}
+
+/// Dispatch a generic body over the element type: `dispatch!(et, T => expr)`.
+macro_rules! dispatch {
+    ($et:expr, $t:ident => $body:expr) => {
+        match $et {
+            ElementType::I8 => {
+                type $t = i8;
+                $body
+            }
+            ElementType::U8 => {
+                type $t = u8;
+                $body
+            }
+            ElementType::I16 => {
+                type $t = i16;
+                $body
+            }
+            ElementType::U16 => {
+                type $t = u16;
+                $body
+            }
+            ElementType::I32 => {
+                type $t = i32;
+                $body
+            }
+            ElementType::U32 => {
+                type $t = u32;
+                $body
+            }
+            ElementType::I64 => {
+                type $t = i64;
+                $body
+            }
+            ElementType::U64 => {
+                type $t = u64;
+                $body
+            }
+            ElementType::F32 => {
+                type $t = f32;
+                $body
+            }
+            ElementType::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+impl CtImage {
+    /// Open a `.mhd` file: parse the header, find and size-check the data (mapping it if raw).
+    pub fn open(mhd: &Path) -> Result<CtImage, CtError> {
+        let header = read_header(mhd)?;
+        let h = &header;
+        let geometry = Geometry::new(
+            Xyz {
+                x: h.origin[0],
+                y: h.origin[1],
+                z: h.origin[2],
+            },
+            Xyz {
+                x: h.spacing[0],
+                y: h.spacing[1],
+                z: h.spacing[2],
+            },
+            h.direction,
+            mhd,
+        )?;
+        let data = load_data(h)?;
+        Ok(CtImage {
+            header,
+            geometry,
+            data,
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &MetaHeader {
+        &self.header
+    }
+
+    /// The `.mhd` path this image was opened from.
+    pub fn path(&self) -> &Path {
+        &self.header.path
+    }
+
+    /// Origin, spacing and direction.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Shape as (index, row, col) = (z, y, x), i.e. DimSize reversed.
+    pub fn shape_irc(&self) -> [usize; 3] {
+        let d = self.header.dim_size;
+        [d[2], d[1], d[0]]
+    }
+
+    /// The stored voxel type.
+    pub fn element_type(&self) -> ElementType {
+        self.header.element_type
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+            Data::Owned(v) => v,
+        }
+    }
+
+    /// All voxels in their stored type, (index,row,col) order.
+    pub fn voxels(&self) -> VoxelData {
+        let (b, msb) = (self.bytes(), self.header.msb);
+        match self.header.element_type {
+            ElementType::I8 => VoxelData::I8(decode_all(b, msb)),
+            ElementType::U8 => VoxelData::U8(decode_all(b, msb)),
+            ElementType::I16 => VoxelData::I16(decode_all(b, msb)),
+            ElementType::U16 => VoxelData::U16(decode_all(b, msb)),
+            ElementType::I32 => VoxelData::I32(decode_all(b, msb)),
+            ElementType::U32 => VoxelData::U32(decode_all(b, msb)),
+            ElementType::I64 => VoxelData::I64(decode_all(b, msb)),
+            ElementType::U64 => VoxelData::U64(decode_all(b, msb)),
+            ElementType::F32 => VoxelData::F32(decode_all(b, msb)),
+            ElementType::F64 => VoxelData::F64(decode_all(b, msb)),
+        }
+    }
+
+    /// All voxels as f64, (index,row,col) order (64-bit integers beyond 2^53 lose precision).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        let (b, msb) = (self.bytes(), self.header.msb);
+        let mut out = vec![0.0f64; self.voxel_count()];
+        dispatch!(self.header.element_type, T => map_into::<T, f64>(b, msb, &mut out, |v| v.as_f64()));
+        out
+    }
+
+    /// Number of voxels.
+    pub fn voxel_count(&self) -> usize {
+        self.shape_irc().iter().product()
+    }
+
+    /// The whole volume as HU clipped to [-1000, 1000], i16, (index,row,col) order.
+    pub fn hu_i16_clipped(&self) -> Result<Vec<i16>, CtError> {
+        let (b, msb) = (self.bytes(), self.header.msb);
+        let mut out = vec![0i16; self.voxel_count()];
+        dispatch!(self.header.element_type, T => map_into::<T, i16>(b, msb, &mut out, |v| v.hu()));
+        Ok(out)
+    }
+
+    /// The clipped HU voxels of `window`, (index,row,col) order, length `window.len()`.
+    /// Only the crop's rows are read from the mapping.
+    pub fn crop_hu_i16(&self, window: &CropWindow) -> Result<Vec<i16>, CtError> {
+        let shape = self.shape_irc();
+        window.check_fits(shape)?;
+        let (b, msb) = (self.bytes(), self.header.msb);
+        let mut out = vec![0i16; window.len()];
+        dispatch!(self.header.element_type, T => crop_into::<T>(b, msb, shape, window, &mut out, &|v: T| v.hu()));
+        Ok(out)
+    }
+
+    /// The book's `getRawCandidate`: xyz → irc (half-to-even), the shifted window of
+    /// `width_irc` around it, and its clipped HU voxels. Returns (voxels, centre, window).
+    pub fn crop_around_xyz(
+        &self,
+        center: Xyz,
+        width_irc: [usize; 3],
+    ) -> Result<(Vec<i16>, Irc, CropWindow), CtError> {
+        let center_irc = self.geometry.xyz_to_irc(center);
+        let window = CropWindow::around(center_irc, width_irc, self.shape_irc())?;
+        Ok((self.crop_hu_i16(&window)?, center_irc, window))
+    }
+}
+
+/// Largest buffer reserved up front from header sizes (a corrupt DimSize must not abort).
+const PREALLOC_MAX: u64 = 1 << 31;
+
+/// DimSize × element size in bytes; saturates (a huge DimSize then fails as `Truncated`).
+fn expected_bytes(h: &MetaHeader, slices: usize) -> u64 {
+    let n = h.dim_size[0] as u128 * h.dim_size[1] as u128 * slices as u128;
+    u64::try_from(n * h.element_type.size() as u128).unwrap_or(u64::MAX)
+}
+
+fn open_file(h: &MetaHeader, path: &Path) -> Result<(File, u64), CtError> {
+    let file = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CtError::MissingDataFile {
+                mhd: h.path.clone(),
+                looked_for: path.to_path_buf(),
+            }
+        } else {
+            CtError::io(path, e)
+        }
+    })?;
+    let len = file.metadata().map_err(|e| CtError::io(path, e))?.len();
+    Ok((file, len))
+}
+
+/// Data offset and checked length for an uncompressed region starting at `base`.
+fn locate(
+    h: &MetaHeader,
+    path: &Path,
+    base: u64,
+    file_len: u64,
+    expected: u64,
+) -> Result<u64, CtError> {
+    let offset = if h.header_size == -1 {
+        file_len.saturating_sub(expected).max(base)
+    } else {
+        base.saturating_add(h.header_size as u64)
+    };
+    let found = file_len.saturating_sub(offset);
+    let fields = |p: &Path| {
+        (
+            p.to_path_buf(),
+            h.dim_size.to_vec(),
+            h.element_type.met_name(),
+            h.element_type.size(),
+        )
+    };
+    if found < expected {
+        let (path, dims, element_type, elem_size) = fields(path);
+        return Err(CtError::Truncated {
+            path,
+            dims,
+            element_type,
+            elem_size,
+            offset,
+            expected,
+            found,
+        });
+    }
+    if found > expected {
+        let (path, dims, element_type, elem_size) = fields(path);
+        return Err(CtError::SizeMismatch {
+            path,
+            dims,
+            element_type,
+            elem_size,
+            offset,
+            expected,
+            found,
+        });
+    }
+    Ok(offset)
+}
+
+fn load_data(h: &MetaHeader) -> Result<Data, CtError> {
+    let expected = expected_bytes(h, h.dim_size[2]);
+    let (path, base) = match &h.data_file {
+        DataFile::Local => (h.path.clone(), h.header_end),
+        DataFile::File(p) => (p.clone(), 0),
+        DataFile::List {
+            files,
+            slices_per_file,
+        } => return load_list(h, files, *slices_per_file),
+    };
+    let (mut file, len) = open_file(h, &path)?;
+    if h.compressed {
+        return inflate(h, &path, &mut file, base, len, expected).map(Data::Owned);
+    }
+    let offset = locate(h, &path, base, len, expected)?;
+    // SAFETY: the map is read-only; inputs are not modified while a CtImage is alive (module doc).
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| CtError::io(&path, e))?;
+    Ok(Data::Mapped {
+        map,
+        offset: offset as usize,
+        len: expected as usize,
+    })
+}
+
+fn inflate(
+    h: &MetaHeader,
+    path: &PathBuf,
+    file: &mut File,
+    base: u64,
+    len: u64,
+    expected: u64,
+) -> Result<Vec<u8>, CtError> {
+    use std::io::{Seek, SeekFrom};
+    let start = match (h.header_size, h.compressed_size) {
+        (-1, Some(c)) => len.saturating_sub(c).max(base),
+        (-1, None) => {
+            return Err(CtError::Unsupported {
+                path: h.path.clone(),
+                key: "HeaderSize".into(),
+                value: "-1".into(),
+                reason: "compressed data at the end of the file needs CompressedDataSize",
+            })
+        }
+        (n, _) => base.saturating_add(n as u64),
+    };
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| CtError::io(path, e))?;
+    let avail = len.saturating_sub(start);
+    let take = h.compressed_size.unwrap_or(avail).min(avail);
+    let mut dec = flate2::read::ZlibDecoder::new(file.take(take));
+    let mut out = Vec::with_capacity(expected.min(PREALLOC_MAX) as usize);
+    let res = dec
+        .by_ref()
+        .take(expected.saturating_add(1))
+        .read_to_end(&mut out);
+    if res.is_err() || out.len() as u64 != expected {
+        return Err(CtError::Inflate {
+            path: path.clone(),
+            expected,
+            found: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+fn load_list(h: &MetaHeader, files: &[PathBuf], slices_per_file: usize) -> Result<Data, CtError> {
+    if h.compressed {
+        return Err(CtError::Unsupported {
+            path: h.path.clone(),
+            key: "CompressedData".into(),
+            value: "True".into(),
+            reason: "compressed LIST/pattern data files are not supported; use one .zraw file",
+        });
+    }
+    let want_files = h.dim_size[2] / slices_per_file.max(1);
+    if files.len() != want_files {
+        return Err(CtError::ListCount {
+            path: h.path.clone(),
+            expected: want_files,
+            found: files.len(),
+        });
+    }
+    let per_file = expected_bytes(h, slices_per_file);
+    let mut out = Vec::new();
+    for f in files {
+        let (mut file, len) = open_file(h, f)?;
+        let offset = locate(h, f, 0, len, per_file)?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(|e| CtError::io(f, e))?;
+        out.extend_from_slice(&buf[offset as usize..(offset + per_file) as usize]);
+    }
+    Ok(Data::Owned(out))
+}

@@ -1,0 +1,263 @@
+//! What a stage gets when it runs: its output directory, its upstream artifacts, a progress
+//! handle, a log, and per-item partitions. A stage never chooses where its outputs live.
+//!
+//! **Partitions.** A stage that maps over items (CT series) calls [`StageContext::partition`]
+//! once per item with the item's own key material (e.g. the CT's content hash and the item's
+//! candidate rows). Each partition is a cache object of its own, keyed by the kind, its version,
+//! the stage's semantic params and that material — *not* by the stage key — so adding CTs to the
+//! input changes the stage key but only the new items are computed. The stage then assembles its
+//! output from partition files (hard links where possible), and its manifest lists the partition
+//! keys so `cache gc` keeps them with it.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::cache::{Cache, Manifest, MANIFEST_VERSION};
+use super::error::StageError;
+use super::events::{Event, EventSink, ProgressHandle};
+
+/// An upstream artifact available to a stage.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Upstream {
+    /// Stage name.
+    pub stage: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its key.
+    pub key: String,
+    /// Directory of its artifact.
+    pub dir: PathBuf,
+    /// Whether it is a direct `needs:` entry (otherwise a transitive ancestor).
+    pub direct: bool,
+}
+
+/// A committed partition.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// Its key.
+    pub key: String,
+    /// Its directory in the cache.
+    pub dir: PathBuf,
+    /// Whether it was already cached.
+    pub cached: bool,
+}
+
+/// The stage's view of the run.
+pub struct StageContext {
+    stage: String,
+    pipeline: String,
+    out_dir: PathBuf,
+    workspace: PathBuf,
+    upstream: Vec<Upstream>,
+    progress: ProgressHandle,
+    tx: EventSink,
+    with: serde_json::Value,
+    log_file: Mutex<Option<fs::File>>,
+    log_path: PathBuf,
+    cache: Cache,
+    partition_base: serde_json::Value,
+    partitions: Mutex<Vec<String>>,
+    threads: usize,
+}
+
+/// Everything needed to build a [`StageContext`].
+pub struct ContextParts {
+    /// Stage name.
+    pub stage: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Output directory (a fresh tmp dir).
+    pub out_dir: PathBuf,
+    /// Workspace root.
+    pub workspace: PathBuf,
+    /// Upstream artifacts (direct first).
+    pub upstream: Vec<Upstream>,
+    /// Where events go.
+    pub tx: EventSink,
+    /// The stage's `with:` after interpolation, hints included (for worker processes).
+    pub with: serde_json::Value,
+    /// Where the stage log goes.
+    pub log_path: PathBuf,
+    /// The cache.
+    pub cache: Cache,
+    /// Kind, version and semantic params (partition keys start from these).
+    pub partition_base: serde_json::Value,
+    /// Thread budget for the stage.
+    pub threads: usize,
+}
+
+impl StageContext {
+    /// Builds a context.
+    pub fn new(p: ContextParts) -> StageContext {
+        if let Some(d) = p.log_path.parent() {
+            let _ = fs::create_dir_all(d);
+        }
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(&p.log_path).ok();
+        StageContext {
+            progress: ProgressHandle::new(&p.stage, p.tx.clone()),
+            stage: p.stage,
+            pipeline: p.pipeline,
+            out_dir: p.out_dir,
+            workspace: p.workspace,
+            upstream: p.upstream,
+            tx: p.tx,
+            with: p.with,
+            log_file: Mutex::new(log_file),
+            log_path: p.log_path,
+            cache: p.cache,
+            partition_base: p.partition_base,
+            partitions: Mutex::new(Vec::new()),
+            threads: p.threads,
+        }
+    }
+
+    /// Stage name.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+    /// Pipeline name.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+    /// Where outputs go.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+    /// Workspace root.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+    /// Resolves a user path: absolute stays, relative is taken from the workspace root.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.workspace.join(p)
+        }
+    }
+    /// Thread budget (a hint).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    /// The stage's `with:` as written (after interpolation, hints included).
+    pub fn with_json(&self) -> &serde_json::Value {
+        &self.with
+    }
+    /// The progress handle.
+    pub fn progress(&self) -> &ProgressHandle {
+        &self.progress
+    }
+    /// Path of this stage's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    /// All upstream artifacts (direct `needs` first, then transitive ancestors).
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstream
+    }
+
+    /// The upstream artifact of stage `name`.
+    pub fn upstream(&self, name: &str) -> Result<&Upstream, StageError> {
+        self.upstream.iter().find(|u| u.stage == name).ok_or_else(|| StageError::NoUpstream {
+            name: name.into(),
+            available: self.upstream.iter().map(|u| u.stage.clone()).collect(),
+        })
+    }
+
+    /// The nearest upstream artifact (direct first) holding `file`; an error names `what`.
+    pub fn upstream_file(&self, file: &str, what: &str) -> Result<PathBuf, StageError> {
+        self.upstream.iter().map(|u| u.dir.join(file)).find(|p| p.exists()).ok_or_else(|| {
+            StageError::msg(format!("stage `{}` needs {what} (`{file}`) but no upstream stage provides it", self.stage))
+                .with_hint(format!("add the stage that produces {file} to `needs:`"))
+        })
+    }
+
+    /// Writes a line to the stage log (and to the terminal with `-v`).
+    pub fn log(&self, line: impl AsRef<str>) {
+        let line = line.as_ref();
+        if let Some(f) = self.log_file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = writeln!(f, "{} {line}", chrono::Local::now().format("%H:%M:%S%.3f"));
+        }
+        self.tx.send(Event::Log { stage: self.stage.clone(), line: line.to_string() });
+    }
+
+    /// Returns the cached partition for `item`, computing it with `produce` (which writes into
+    /// the directory it is given) if it is not cached. Safe to call from many threads.
+    pub fn partition(
+        &self,
+        item: &str,
+        material: &serde_json::Value,
+        produce: impl FnOnce(&Path) -> Result<(), StageError>,
+    ) -> Result<Partition, StageError> {
+        let doc = serde_json::json!({ "luna_partition": 1, "base": self.partition_base, "item": item, "material": material });
+        let key = blake3::hash(doc.to_string().as_bytes()).to_hex().to_string();
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone());
+        let dir = self.cache.object_dir(&key);
+        if self.cache.has(&key) {
+            return Ok(Partition { key, dir, cached: true });
+        }
+        let _lock = self.cache.lock(&key)?;
+        if self.cache.has(&key) {
+            return Ok(Partition { key, dir, cached: true });
+        }
+        let tmp = self.cache.new_tmp(&key)?;
+        let started = Instant::now();
+        if let Err(e) = produce(&tmp) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let base = &self.partition_base;
+        let manifest = Manifest {
+            luna_manifest: MANIFEST_VERSION,
+            key: key.clone(),
+            stage: format!("{}[{item}]", self.stage),
+            pipeline: self.pipeline.clone(),
+            kind: format!("{}/partition", base.get("kind").and_then(|k| k.as_str()).unwrap_or("?")),
+            version: base.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            params: serde_json::json!({ "item": item, "material": material }),
+            upstream: Default::default(),
+            inputs: Vec::new(),
+            partitions: Vec::new(),
+            files: Vec::new(),
+            luna_version: env!("CARGO_PKG_VERSION").into(),
+            created: chrono::Utc::now().to_rfc3339(),
+            duration_s: started.elapsed().as_secs_f64(),
+        };
+        let dir = self.cache.commit(&tmp, manifest)?;
+        Ok(Partition { key, dir, cached: false })
+    }
+
+    /// Shows a line on the terminal (with `-v`) without writing it to the log file: for lines
+    /// a worker process already wrote there.
+    pub fn echo_log(&self, line: &str) {
+        self.tx.send(Event::Log { stage: self.stage.clone(), line: line.to_string() });
+    }
+
+    /// The cache this stage commits to.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Keys of the partitions used so far.
+    pub fn partition_keys(&self) -> Vec<String> {
+        let mut v = self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Links (or copies) `src` to `out_dir/rel`.
+    pub fn link_into_output(&self, src: &Path, rel: &str) -> Result<PathBuf, StageError> {
+        let dest = self.out_dir.join(rel);
+        if let Some(p) = dest.parent() {
+            fs::create_dir_all(p).map_err(|e| StageError::io(p, e))?;
+        }
+        if fs::hard_link(src, &dest).is_err() {
+            fs::copy(src, &dest).map_err(|e| StageError::io(src, e))?;
+        }
+        Ok(dest)
+    }
+}

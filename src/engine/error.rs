@@ -1,0 +1,183 @@
+//! Errors of the engine's runtime layers: stage execution, the cache and fingerprinting.
+//! Spec errors (with source spans) live in `spec_error.rs`. Variants hold data; `hint()` says
+//! what to do next, and the CLI renders both.
+
+use std::path::PathBuf;
+
+/// Why a stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A domain error (CT, table, store, model) with an optional hint.
+    #[error("{source}")]
+    Domain {
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// A plain message from the stage.
+    #[error("{message}")]
+    Message {
+        /// What went wrong.
+        message: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// A `command` stage exited with a non-zero status.
+    #[error("command `{command}` failed with {status}")]
+    CommandFailed {
+        /// The shell command.
+        command: String,
+        /// Exit status as text (`exit code 3`, `signal 9`).
+        status: String,
+        /// Last lines of its stderr.
+        stderr_tail: String,
+        /// Where the full log is.
+        log: PathBuf,
+    },
+    /// A declared output is missing after the stage finished.
+    #[error("declared output `{name}` was not produced (expected {path})")]
+    MissingOutput {
+        /// Output name.
+        name: String,
+        /// Where it was expected.
+        path: PathBuf,
+    },
+    /// The stage asked for an upstream artifact it does not have.
+    #[error("no upstream stage `{name}` among this stage's inputs ({})", available.join(", "))]
+    NoUpstream {
+        /// What was asked for.
+        name: String,
+        /// What there is.
+        available: Vec<String>,
+    },
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The cache failed while committing an artifact or partition.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The stage panicked (a bug in luna: please report it).
+    #[error("stage panicked: {0}")]
+    Panicked(String),
+}
+
+impl StageError {
+    /// Wraps a domain error.
+    pub fn domain(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StageError::Domain { source: Box::new(e), hint: None }
+    }
+    /// A message error.
+    pub fn msg(message: impl Into<String>) -> Self {
+        StageError::Message { message: message.into(), hint: None }
+    }
+    /// Adds or replaces the hint.
+    pub fn with_hint(self, h: impl Into<String>) -> Self {
+        match self {
+            StageError::Domain { source, .. } => StageError::Domain { source, hint: Some(h.into()) },
+            StageError::Message { message, .. } => StageError::Message { message, hint: Some(h.into()) },
+            other => other,
+        }
+    }
+    /// An I/O error on a path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StageError::Io { path: path.into(), source }
+    }
+    /// What the user can do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StageError::Domain { hint, .. } | StageError::Message { hint, .. } => hint.clone(),
+            StageError::CommandFailed { log, .. } => Some(format!("full output in {}", log.display())),
+            StageError::MissingOutput { .. } => {
+                Some("the command must write each declared output under $LUNA_OUT".into())
+            }
+            StageError::NoUpstream { .. } => Some("add the stage to `needs:`".into()),
+            StageError::Io { .. } => None,
+            StageError::Cache(e) => e.hint(),
+            StageError::Panicked(_) => Some("this is a bug in luna; the stage log has details".into()),
+        }
+    }
+}
+
+/// Errors of the content-addressed store.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// File system error inside the cache.
+    #[error("cache {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A manifest could not be read or parsed.
+    #[error("cache manifest {path} is unreadable: {reason}")]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No object with this key.
+    #[error("no cached artifact {key}")]
+    Missing {
+        /// The key.
+        key: String,
+    },
+}
+
+impl CacheError {
+    /// Wraps an I/O error.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CacheError::Io { path: path.into(), source }
+    }
+    /// What the user can do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CacheError::Io { .. } => Some("check the cache directory's permissions and free space (--cache-dir / LUNA_CACHE_DIR)".into()),
+            CacheError::BadManifest { .. } => Some("run `luna cache verify` to quarantine corrupt objects".into()),
+            CacheError::Missing { .. } => Some("run the pipeline to produce it".into()),
+        }
+    }
+}
+
+/// Errors while fingerprinting external inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    /// A required input does not exist.
+    #[error("input `{name}` not found: {path}")]
+    Missing {
+        /// Input label.
+        name: String,
+        /// Resolved path.
+        path: PathBuf,
+    },
+    /// An input could not be read.
+    #[error("input `{name}`: cannot read {path}: {source}")]
+    Io {
+        /// Input label.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl FingerprintError {
+    /// What the user can do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            FingerprintError::Missing { .. } => Some(
+                "check the path in the pipeline (relative paths start at the workspace root) or override it with --set"
+                    .into(),
+            ),
+            FingerprintError::Io { .. } => Some("check the file's permissions".into()),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Events from running stages to the one owner of the terminal (the reporter), and the
+//! progress handle stages use. Stages never print; they report through these.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::reason::RerunReason;
+
+/// Final status of a stage in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Computed in this run.
+    Ran,
+    /// Reused from the cache.
+    Cached,
+    /// Failed.
+    Failed,
+    /// Not run because an upstream stage failed.
+    Skipped,
+}
+
+impl StageStatus {
+    /// Upper-case word for the progress column.
+    pub fn word(self) -> &'static str {
+        match self {
+            StageStatus::Ran => "RAN",
+            StageStatus::Cached => "CACHED",
+            StageStatus::Failed => "FAILED",
+            StageStatus::Skipped => "SKIPPED",
+        }
+    }
+}
+
+/// Something that happened in a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A stage started computing.
+    Started {
+        /// Stage name.
+        stage: String,
+        /// Why it runs.
+        reasons: Vec<RerunReason>,
+    },
+    /// A stage waits for another process computing the same key.
+    Waiting {
+        /// Stage name.
+        stage: String,
+    },
+    /// Progress of a running stage.
+    Progress {
+        /// Stage name.
+        stage: String,
+        /// Items done.
+        pos: u64,
+        /// Items in all, when known.
+        len: Option<u64>,
+        /// Unit label (`CTs`, `samples`).
+        unit: String,
+        /// Short status text.
+        message: String,
+    },
+    /// A log line from a stage.
+    Log {
+        /// Stage name.
+        stage: String,
+        /// The line.
+        line: String,
+    },
+    /// A stage finished.
+    Finished {
+        /// Stage name.
+        stage: String,
+        /// Outcome.
+        status: StageStatus,
+        /// Wall time.
+        duration: Duration,
+        /// Error text for failures, or the reason for a skip.
+        detail: Option<String>,
+        /// Hint for failures.
+        hint: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+struct ProgressState {
+    len: Option<u64>,
+    unit: String,
+    message: String,
+    last_sent: Option<Instant>,
+}
+
+/// Where a stage's events go: the executor's channel, or (in a worker process running a stage
+/// on behalf of a parent luna) stdout as `luna:event <json>` lines that the parent forwards.
+#[derive(Debug, Clone)]
+pub enum EventSink {
+    /// Dropped (tests, tools).
+    None,
+    /// The executor's channel.
+    Channel(Sender<Event>),
+    /// `luna:event` lines on stdout.
+    Stdout,
+}
+
+/// The part of an event a worker process forwards to its parent.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WireEvent {
+    /// Progress.
+    Progress {
+        /// Items done.
+        pos: u64,
+        /// Items in all.
+        len: Option<u64>,
+        /// Unit label.
+        unit: String,
+        /// Status text.
+        message: String,
+    },
+    /// A log line.
+    Log {
+        /// The line.
+        line: String,
+    },
+}
+
+/// Prefix of forwarded event lines.
+pub const WIRE_PREFIX: &str = "luna:event ";
+
+impl EventSink {
+    /// Sends an event (Progress and Log only are forwarded over stdout).
+    pub fn send(&self, ev: Event) {
+        match self {
+            EventSink::None => {}
+            EventSink::Channel(tx) => {
+                let _ = tx.send(ev);
+            }
+            EventSink::Stdout => {
+                let wire = match ev {
+                    Event::Progress { pos, len, unit, message, .. } => WireEvent::Progress { pos, len, unit, message },
+                    Event::Log { line, .. } => WireEvent::Log { line },
+                    _ => return,
+                };
+                if let Ok(j) = serde_json::to_string(&wire) {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{WIRE_PREFIX}{j}");
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
+}
+
+/// A stage's progress reporter: cheap to clone, thread-safe, throttled to ~10 events/s.
+#[derive(Debug, Clone)]
+pub struct ProgressHandle {
+    stage: String,
+    tx: EventSink,
+    pos: Arc<AtomicU64>,
+    state: Arc<Mutex<ProgressState>>,
+}
+
+impl ProgressHandle {
+    /// A handle that reports to `tx` for `stage`.
+    pub fn new(stage: &str, tx: EventSink) -> Self {
+        ProgressHandle {
+            stage: stage.into(),
+            tx,
+            pos: Arc::new(AtomicU64::new(0)),
+            state: Arc::new(Mutex::new(ProgressState { len: None, unit: String::new(), message: String::new(), last_sent: None })),
+        }
+    }
+
+    /// Starts a new phase: total item count and unit (resets the position).
+    pub fn start(&self, len: u64, unit: &str) {
+        self.pos.store(0, Ordering::Relaxed);
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.len = Some(len);
+            s.unit = unit.into();
+        }
+        self.send(true);
+    }
+
+    /// Sets position, total and unit at once (for sources that report absolute progress).
+    pub fn set(&self, pos: u64, len: u64, unit: &str) {
+        self.pos.store(pos, Ordering::Relaxed);
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.len = Some(len);
+            s.unit = unit.into();
+        }
+        self.send(false);
+    }
+
+    /// Advances by `n` items.
+    pub fn inc(&self, n: u64) {
+        self.pos.fetch_add(n, Ordering::Relaxed);
+        self.send(false);
+    }
+
+    /// Sets the short status text.
+    pub fn set_message(&self, m: impl Into<String>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).message = m.into();
+        self.send(true);
+    }
+
+    /// Current position.
+    pub fn position(&self) -> u64 {
+        self.pos.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, force: bool) {
+        if matches!(self.tx, EventSink::None) {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pos = self.pos.load(Ordering::Relaxed);
+        let done = s.len == Some(pos);
+        let due = s.last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if force || done || due {
+            s.last_sent = Some(Instant::now());
+            self.tx.send(Event::Progress {
+                stage: self.stage.clone(),
+                pos,
+                len: s.len,
+                unit: s.unit.clone(),
+                message: s.message.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The `luna-torch` side of [`crate::worker`]: read a request, run the kind's torch work with
+//! events on stdout, report failure as one `luna:error` line. Also `luna-torch doctor`.
+
+use std::io::Read;
+
+use crate::engine::cache::Cache;
+use crate::engine::context::{ContextParts, StageContext};
+use crate::engine::error::StageError;
+use crate::engine::events::EventSink;
+use crate::worker::{WorkerError, WorkerRequest, ERROR_PREFIX};
+
+/// Entry point of the `luna-torch` binary; returns the exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    // Before any tch call: ATen decides once whether CUDA exists (see runtime.rs).
+    crate::runtime::init();
+    match args.get(1).map(String::as_str) {
+        Some("stage") => match serve_stage() {
+            Ok(()) => 0,
+            Err(e) => {
+                let we = WorkerError { message: e.to_string(), hint: e.hint() };
+                println!("{ERROR_PREFIX}{}", serde_json::to_string(&we).unwrap_or_default());
+                1
+            }
+        },
+        Some("doctor") => {
+            doctor();
+            0
+        }
+        _ => {
+            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch doctor");
+            2
+        }
+    }
+}
+
+fn doctor() {
+    println!("torch       {} (libtorch at {})", env!("LUNA_TORCH_VERSION"), env!("LUNA_LIBTORCH_LIB"));
+    println!("torch threads {}", tch::get_num_threads());
+    let (cuda, why) = crate::runtime::cuda_summary();
+    println!("cuda        {}: {why}", if cuda { "yes" } else { "no" });
+}
+
+fn serve_stage() -> Result<(), StageError> {
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body).map_err(|e| StageError::io("stdin", e))?;
+    let req: WorkerRequest =
+        serde_json::from_slice(&body).map_err(|e| StageError::msg(format!("bad worker request: {e}")))?;
+    let cache = Cache::open(&req.cache_root)?;
+    let mut ctx = StageContext::new(ContextParts {
+        stage: req.stage.clone(),
+        pipeline: req.pipeline.clone(),
+        out_dir: req.out_dir.clone(),
+        workspace: req.workspace.clone(),
+        upstream: req.upstream.clone(),
+        tx: EventSink::Stdout,
+        with: req.with.clone(),
+        log_path: req.log_path.clone(),
+        cache,
+        partition_base: serde_json::Value::Null,
+        threads: req.threads,
+    });
+    crate::stages::run_torch_kind(&req.kind, &mut ctx)
+}

@@ -1,0 +1,31 @@
+//! luna integration tests: one binary, one module per area.
+
+mod ct_crop_oracle;
+mod ct_errors;
+mod ct_geometry;
+mod ct_header;
+mod ct_oracle;
+mod ct_support;
+mod synth_gen;
+mod synth_oracle;
+mod synth_support;
+#[cfg(feature = "torch")]
+mod nn_augment;
+#[cfg(feature = "torch")]
+mod nn_gpu;
+#[cfg(feature = "torch")]
+mod nn_model;
+#[cfg(feature = "torch")]
+mod nn_optim;
+#[cfg(feature = "torch")]
+mod nn_plot;
+#[cfg(feature = "torch")]
+mod nn_support;
+#[cfg(feature = "torch")]
+mod nn_tensorboard;
+#[cfg(feature = "torch")]
+mod nn_train;
+mod store_bench;
+mod store_oracle;
+mod store_roundtrip;
+mod store_support;

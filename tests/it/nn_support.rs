@@ -1,0 +1,55 @@
+//! Shared helpers for the nn integration tests: the Python oracle runner and tensor checks.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::Tensor;
+
+/// Python interpreter for oracles: `$LUNA_PYTHON` or the project venv.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME must be set to locate the luna venv");
+    Path::new(&home).join(".cache/luna/venv/bin/python")
+}
+
+/// Runs `tests/oracle/<script>` with `args`; panics with stderr (never skips) on failure.
+pub fn run_oracle(script: &str, args: &[&str]) -> String {
+    let py = python();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let out = Command::new(&py)
+        .arg(dir.join(script))
+        .args(args)
+        .env("PYTHONPATH", &dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run oracle python {}: {e}; set LUNA_PYTHON or create the venv",
+                py.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "oracle {script} failed (python {}): {}\nhint: the venv needs torch (full deps) and tensorboard: \
+         $HOME/.cache/luna/venv/bin/pip install torch==2.11.0 tensorboard",
+        py.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Named tensors of a safetensors file.
+pub fn read_st(path: &Path) -> std::collections::HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// Max |a − b| as f64 (shapes must agree).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shape mismatch");
+    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
