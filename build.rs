@@ -15,8 +15,10 @@ fn main() {
         .map(|torch| torch.join("version.py"))
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("__version__ = ")
+                    .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+            })
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=LUNA_TORCH_VERSION={version}");

@@ -34,7 +34,9 @@ pub fn load_cuda_backend() -> &'static Result<(), String> {
                 "unknown dlopen error".to_string()
             } else {
                 // SAFETY: non-null dlerror result is a valid C string.
-                unsafe { std::ffi::CStr::from_ptr(e) }.to_string_lossy().to_string()
+                unsafe { std::ffi::CStr::from_ptr(e) }
+                    .to_string_lossy()
+                    .to_string()
             };
             Err(msg)
         } else {
@@ -61,4 +63,3 @@ pub fn cuda_summary() -> (bool, String) {
         }
     }
 }
-

@@ -46,6 +46,8 @@ pub struct WorkerRequest {
     pub log_path: PathBuf,
     /// Thread budget.
     pub threads: usize,
+    /// The stage's cache key.
+    pub key: String,
     /// `with:` including hints.
     pub with: serde_json::Value,
 }
@@ -86,11 +88,15 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         upstream: ctx.upstreams().to_vec(),
         log_path: ctx.log_path().into(),
         threads: ctx.threads(),
+        key: ctx.key().into(),
         with: ctx.with_json().clone(),
     };
     let bin = worker_binary()?;
     let mut cmd = Command::new(&bin);
-    cmd.arg("stage").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("stage")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: prctl in the child before exec; async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -101,7 +107,9 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
     let mut child = cmd.spawn().map_err(|e| StageError::io(&bin, e))?;
     if let Some(mut stdin) = child.stdin.take() {
         let body = serde_json::to_vec(&req).map_err(|e| StageError::msg(e.to_string()))?;
-        stdin.write_all(&body).map_err(|e| StageError::io(&bin, e))?;
+        stdin
+            .write_all(&body)
+            .map_err(|e| StageError::io(&bin, e))?;
     }
     let error: Arc<Mutex<Option<WorkerError>>> = Arc::default();
     let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
@@ -113,10 +121,17 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     if let Some(j) = line.strip_prefix(WIRE_PREFIX) {
                         match serde_json::from_str::<WireEvent>(j) {
-                            Ok(WireEvent::Progress { pos, len, unit, message }) => {
+                            Ok(WireEvent::Progress {
+                                pos,
+                                len,
+                                unit,
+                                message,
+                            }) => {
                                 match len {
                                     Some(l) => ctx.progress().set(pos, l, &unit),
-                                    None => ctx.progress().inc(pos.saturating_sub(ctx.progress().position())),
+                                    None => ctx
+                                        .progress()
+                                        .inc(pos.saturating_sub(ctx.progress().position())),
                                 }
                                 if !message.is_empty() {
                                     ctx.progress().set_message(message);
@@ -126,7 +141,8 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
                             Err(_) => ctx.log(&line),
                         }
                     } else if let Some(j) = line.strip_prefix(ERROR_PREFIX) {
-                        *error.lock().unwrap_or_else(|e| e.into_inner()) = serde_json::from_str(j).ok();
+                        *error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            serde_json::from_str(j).ok();
                     } else {
                         ctx.log(&line);
                     }
@@ -152,12 +168,22 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         return Ok(());
     }
     if let Some(e) = error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(StageError::Message { message: e.message, hint: e.hint });
+        return Err(StageError::Message {
+            message: e.message,
+            hint: e.hint,
+        });
     }
     let t = tail.lock().unwrap_or_else(|e| e.into_inner());
     Err(StageError::msg(format!(
         "torch worker exited with {status}{}",
-        if t.is_empty() { String::new() } else { format!(":\n{}", t.iter().cloned().collect::<Vec<_>>().join("\n")) }
+        if t.is_empty() {
+            String::new()
+        } else {
+            format!(":\n{}", t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        }
     ))
-    .with_hint(format!("the stage log has the details: {}", ctx.log_path().display())))
+    .with_hint(format!(
+        "the stage log has the details: {}",
+        ctx.log_path().display()
+    )))
 }

@@ -17,8 +17,14 @@ pub fn main(args: Vec<String>) -> i32 {
         Some("stage") => match serve_stage() {
             Ok(()) => 0,
             Err(e) => {
-                let we = WorkerError { message: e.to_string(), hint: e.hint() };
-                println!("{ERROR_PREFIX}{}", serde_json::to_string(&we).unwrap_or_default());
+                let we = WorkerError {
+                    message: e.to_string(),
+                    hint: e.hint(),
+                };
+                println!(
+                    "{ERROR_PREFIX}{}",
+                    serde_json::to_string(&we).unwrap_or_default()
+                );
                 1
             }
         },
@@ -34,7 +40,11 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 fn doctor() {
-    println!("torch       {} (libtorch at {})", env!("LUNA_TORCH_VERSION"), env!("LUNA_LIBTORCH_LIB"));
+    println!(
+        "torch       {} (libtorch at {})",
+        env!("LUNA_TORCH_VERSION"),
+        env!("LUNA_LIBTORCH_LIB")
+    );
     println!("torch threads {}", tch::get_num_threads());
     let (cuda, why) = crate::runtime::cuda_summary();
     println!("cuda        {}: {why}", if cuda { "yes" } else { "no" });
@@ -42,9 +52,11 @@ fn doctor() {
 
 fn serve_stage() -> Result<(), StageError> {
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).map_err(|e| StageError::io("stdin", e))?;
-    let req: WorkerRequest =
-        serde_json::from_slice(&body).map_err(|e| StageError::msg(format!("bad worker request: {e}")))?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .map_err(|e| StageError::io("stdin", e))?;
+    let req: WorkerRequest = serde_json::from_slice(&body)
+        .map_err(|e| StageError::msg(format!("bad worker request: {e}")))?;
     let cache = Cache::open(&req.cache_root)?;
     let mut ctx = StageContext::new(ContextParts {
         stage: req.stage.clone(),
@@ -58,6 +70,7 @@ fn serve_stage() -> Result<(), StageError> {
         cache,
         partition_base: serde_json::Value::Null,
         threads: req.threads,
+        key: req.key.clone(),
     });
     crate::stages::run_torch_kind(&req.kind, &mut ctx)
 }

@@ -55,17 +55,32 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
         CacheCmd::Ls => {
             let keys = cache.keys();
             let mut total = 0;
-            println!("{:<12} {:<24} {:<20} {:>10}  created", "key", "stage", "kind", "size");
+            println!(
+                "{:<12} {:<24} {:<20} {:>10}  created",
+                "key", "stage", "kind", "size"
+            );
             for k in &keys {
                 match cache.manifest(k) {
                     Ok(m) => {
                         total += m.size();
-                        println!("{:<12} {:<24} {:<20} {:>10}  {}", short(k), m.stage, m.kind, bytes(m.size()), m.created);
+                        println!(
+                            "{:<12} {:<24} {:<20} {:>10}  {}",
+                            short(k),
+                            m.stage,
+                            m.kind,
+                            bytes(m.size()),
+                            m.created
+                        );
                     }
                     Err(e) => println!("{:<12} (unreadable manifest: {e})", short(k)),
                 }
             }
-            println!("{} objects, {} in {}", keys.len(), bytes(total), cache.root().display());
+            println!(
+                "{} objects, {} in {}",
+                keys.len(),
+                bytes(total),
+                cache.root().display()
+            );
             Ok(0)
         }
         CacheCmd::Verify => {
@@ -80,7 +95,11 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                     println!("        moved to {}", dest.display());
                 }
             }
-            println!("verified {} objects: {} ok, {bad} corrupt", keys.len(), keys.len() - bad);
+            println!(
+                "verified {} objects: {} ok, {bad} corrupt",
+                keys.len(),
+                keys.len() - bad
+            );
             Ok(if bad > 0 { 1 } else { 0 })
         }
         CacheCmd::Gc { keep_runs, dry_run } => {
@@ -110,11 +129,23 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                 if keep.contains(&k) {
                     continue;
                 }
-                let what = cache.manifest(&k).map(|m| format!("{} ({})", m.stage, m.kind)).unwrap_or_else(|_| "?".into());
-                let size = if dry_run { dir_size(&cache.object_dir(&k)) } else { cache.remove(&k)? };
+                let what = cache
+                    .manifest(&k)
+                    .map(|m| format!("{} ({})", m.stage, m.kind))
+                    .unwrap_or_else(|_| "?".into());
+                let size = if dry_run {
+                    dir_size(&cache.object_dir(&k))
+                } else {
+                    cache.remove(&k)?
+                };
                 freed += size;
                 n += 1;
-                println!("{} {} {what} {}", if dry_run { "would delete" } else { "deleted" }, short(&k), bytes(size));
+                println!(
+                    "{} {} {what} {}",
+                    if dry_run { "would delete" } else { "deleted" },
+                    short(&k),
+                    bytes(size)
+                );
             }
             println!(
                 "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines)",

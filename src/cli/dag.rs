@@ -42,7 +42,12 @@ pub fn render(p: &Pipeline, f: Format) -> String {
         Format::Dot => {
             out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n", p.name));
             for (i, s) in p.stages.iter().enumerate() {
-                out.push_str(&format!("  \"{}\" [label=\"{}\\n({})\"];\n", s.name, s.name, s.kind.name()));
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n({})\"];\n",
+                    s.name,
+                    s.name,
+                    s.kind.name()
+                ));
                 for &j in d.deps(i) {
                     out.push_str(&format!("  \"{}\" -> \"{}\";\n", p.stages[j].name, s.name));
                 }
@@ -53,9 +58,18 @@ pub fn render(p: &Pipeline, f: Format) -> String {
             out.push_str("graph TD\n");
             let id = |n: &str| n.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
             for (i, s) in p.stages.iter().enumerate() {
-                out.push_str(&format!("  {}[\"{}<br/>({})\"]\n", id(&s.name), s.name, s.kind.name()));
+                out.push_str(&format!(
+                    "  {}[\"{}<br/>({})\"]\n",
+                    id(&s.name),
+                    s.name,
+                    s.kind.name()
+                ));
                 for &j in d.deps(i) {
-                    out.push_str(&format!("  {} --> {}\n", id(&p.stages[j].name), id(&s.name)));
+                    out.push_str(&format!(
+                        "  {} --> {}\n",
+                        id(&p.stages[j].name),
+                        id(&s.name)
+                    ));
                 }
             }
         }
@@ -75,7 +89,12 @@ fn tree(p: &Pipeline, i: usize, prefix: &str, last: bool, seen: &mut [bool], out
     let s = &p.stages[i];
     let branch = if last { "└── " } else { "├── " };
     let more = if p.dag.deps(i).len() > 1 {
-        let others: Vec<&str> = p.dag.deps(i).iter().map(|&j| p.stages[j].name.as_str()).collect();
+        let others: Vec<&str> = p
+            .dag
+            .deps(i)
+            .iter()
+            .map(|&j| p.stages[j].name.as_str())
+            .collect();
         format!(" ← {}", others.join(", "))
     } else {
         String::new()
@@ -85,7 +104,11 @@ fn tree(p: &Pipeline, i: usize, prefix: &str, last: bool, seen: &mut [bool], out
         return;
     }
     seen[i] = true;
-    out.push_str(&format!("{prefix}{branch}{} ({}){more}\n", s.name, s.kind.name()));
+    out.push_str(&format!(
+        "{prefix}{branch}{} ({}){more}\n",
+        s.name,
+        s.kind.name()
+    ));
     let kids = p.dag.dependents(i);
     let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
     for (k, &c) in kids.iter().enumerate() {

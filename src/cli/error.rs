@@ -31,11 +31,19 @@ pub enum CliError {
 impl CliError {
     /// An error with exit code 2.
     pub fn usage(message: impl Into<String>, hint: Option<String>) -> Self {
-        CliError::Other { message: message.into(), hint, code: 2 }
+        CliError::Other {
+            message: message.into(),
+            hint,
+            code: 2,
+        }
     }
     /// An error with exit code 1.
     pub fn failed(message: impl Into<String>, hint: Option<String>) -> Self {
-        CliError::Other { message: message.into(), hint, code: 1 }
+        CliError::Other {
+            message: message.into(),
+            hint,
+            code: 1,
+        }
     }
 
     /// Exit code.
@@ -52,7 +60,12 @@ impl CliError {
         if let CliError::Load(LoadError::Spec(s)) = self {
             let shown = std::env::current_dir()
                 .ok()
-                .and_then(|d| s.file.strip_prefix(&d).ok().map(|p| p.display().to_string()))
+                .and_then(|d| {
+                    s.file
+                        .strip_prefix(&d)
+                        .ok()
+                        .map(|p| p.display().to_string())
+                })
                 .unwrap_or_else(|| s.file.display().to_string());
             return s.render(&shown);
         }

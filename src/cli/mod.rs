@@ -16,6 +16,7 @@ mod runs;
 mod schema;
 mod stages;
 mod status;
+mod synth;
 mod workspace;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ enum Cmd {
     Schema(schema::SchemaArgs),
     /// Fingerprint files or directories as luna does (blake3 by content).
     Fingerprint(fingerprint::FingerprintArgs),
+    /// Write the synthetic LUNA16-format dataset to a directory.
+    Synth(synth::SynthArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -102,7 +105,11 @@ where
             return code;
         }
     };
-    let g = Globals { cache_dir: cli.cache_dir, no_stat_cache: cli.no_stat_cache, verbose: cli.verbose };
+    let g = Globals {
+        cache_dir: cli.cache_dir,
+        no_stat_cache: cli.no_stat_cache,
+        verbose: cli.verbose,
+    };
     let res = match cli.cmd {
         Cmd::Run(a) => run::cmd(&g, a),
         Cmd::Status(a) => status::cmd(&g, a),
@@ -114,6 +121,7 @@ where
         Cmd::Doctor => doctor::cmd(),
         Cmd::Schema(a) => schema::cmd(a),
         Cmd::Fingerprint(a) => fingerprint::cmd(&g, a),
+        Cmd::Synth(a) => synth::cmd(a),
     };
     match res {
         Ok(code) => code,

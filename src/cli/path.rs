@@ -18,7 +18,10 @@ pub struct PathArgs {
 /// Runs the command.
 pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
-    let sel = Selection { until: Some(a.stage.clone()), ..Default::default() };
+    let sel = Selection {
+        until: Some(a.stage.clone()),
+        ..Default::default()
+    };
     let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
     o.stat.save();
     let planned = planned?;
@@ -33,8 +36,15 @@ pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
         Freshness::Stale => {
             let why: Vec<String> = ps.reasons.iter().map(|r| r.to_string()).collect();
             Err(CliError::failed(
-                format!("stage `{}` has no current artifact: {}", a.stage, why.join("; ")),
-                Some(format!("run `luna run {} --until {}` first", o.pipeline.name, a.stage)),
+                format!(
+                    "stage `{}` has no current artifact: {}",
+                    a.stage,
+                    why.join("; ")
+                ),
+                Some(format!(
+                    "run `luna run {} --until {}` first",
+                    o.pipeline.name, a.stage
+                )),
             ))
         }
     }

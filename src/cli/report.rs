@@ -29,8 +29,20 @@ impl HumanReporter {
     /// A reporter writing to stderr.
     pub fn new(verbose: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
-        let mp = MultiProgress::with_draw_target(if tty { ProgressDrawTarget::stderr_with_hz(8) } else { ProgressDrawTarget::hidden() });
-        HumanReporter { verbose, tty, mp, bars: BTreeMap::new(), plain: BTreeMap::new(), started: BTreeMap::new(), run_id: String::new() }
+        let mp = MultiProgress::with_draw_target(if tty {
+            ProgressDrawTarget::stderr_with_hz(8)
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        HumanReporter {
+            verbose,
+            tty,
+            mp,
+            bars: BTreeMap::new(),
+            plain: BTreeMap::new(),
+            started: BTreeMap::new(),
+            run_id: String::new(),
+        }
     }
 
     fn line(&self, s: String) {
@@ -71,12 +83,17 @@ impl Reporter for HumanReporter {
                 self.started.insert(stage.clone(), Instant::now());
                 if self.verbose || !self.tty {
                     let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
-                    self.line(format!("{} ({})", status_line("RUNNING", None, stage), why.join("; ")));
+                    self.line(format!(
+                        "{} ({})",
+                        status_line("RUNNING", None, stage),
+                        why.join("; ")
+                    ));
                 }
                 if self.tty {
                     let pb = self.mp.add(ProgressBar::new_spinner());
                     pb.set_style(
-                        ProgressStyle::with_template("{spinner:.cyan} {prefix:>14} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        ProgressStyle::with_template("{spinner:.cyan} {prefix:>14} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                     );
                     pb.set_prefix(stage.clone());
                     pb.set_message("running");
@@ -85,9 +102,19 @@ impl Reporter for HumanReporter {
                 }
             }
             Event::Waiting { stage } => {
-                self.line(status_line("WAITING", None, &format!("{stage} (another luna run is computing it)")));
+                self.line(status_line(
+                    "WAITING",
+                    None,
+                    &format!("{stage} (another luna run is computing it)"),
+                ));
             }
-            Event::Progress { stage, pos, len, unit, message } => {
+            Event::Progress {
+                stage,
+                pos,
+                len,
+                unit,
+                message,
+            } => {
                 if self.tty {
                     if let Some(pb) = self.bars.get(stage) {
                         if let Some(l) = len {
@@ -107,15 +134,30 @@ impl Reporter for HumanReporter {
                     }
                 } else {
                     let now = Instant::now();
-                    let (last_t, last_pos) = self.plain.get(stage).copied().unwrap_or((now - Duration::from_secs(3600), 0));
+                    let (last_t, last_pos) = self
+                        .plain
+                        .get(stage)
+                        .copied()
+                        .unwrap_or((now - Duration::from_secs(3600), 0));
                     let step = len.map(|l| (l / 10).max(1)).unwrap_or(u64::MAX);
                     let done = len.is_some_and(|l| *pos >= l);
-                    if (pos.saturating_sub(last_pos) >= step || now - last_t >= Duration::from_secs(10) || done) && *pos != last_pos {
+                    if (pos.saturating_sub(last_pos) >= step
+                        || now - last_t >= Duration::from_secs(10)
+                        || done)
+                        && *pos != last_pos
+                    {
                         self.plain.insert(stage.clone(), (now, *pos));
-                        let el = self.started.get(stage).map(|t| t.elapsed()).unwrap_or_default();
+                        let el = self
+                            .started
+                            .get(stage)
+                            .map(|t| t.elapsed())
+                            .unwrap_or_default();
                         let rate = *pos as f64 / el.as_secs_f64().max(1e-9);
                         let total = len.map(|l| format!("/{l}")).unwrap_or_default();
-                        self.line(format!("{} {pos}{total} {unit} ({rate:.1}/s) {message}", status_line("PROGRESS", Some(el), stage)));
+                        self.line(format!(
+                            "{} {pos}{total} {unit} ({rate:.1}/s) {message}",
+                            status_line("PROGRESS", Some(el), stage)
+                        ));
                     }
                 }
             }
@@ -124,12 +166,22 @@ impl Reporter for HumanReporter {
                     self.line(format!("{:>12} {stage}: {line}", "|"));
                 }
             }
-            Event::Finished { stage, status, duration, detail, hint } => {
+            Event::Finished {
+                stage,
+                status,
+                duration,
+                detail,
+                hint,
+            } => {
                 if let Some(pb) = self.bars.remove(stage) {
                     pb.finish_and_clear();
                     self.mp.remove(&pb);
                 }
-                let d = if *status == StageStatus::Skipped { None } else { Some(*duration) };
+                let d = if *status == StageStatus::Skipped {
+                    None
+                } else {
+                    Some(*duration)
+                };
                 let mut s = status_line(status.word(), d, stage);
                 if let Some(det) = detail {
                     if *status == StageStatus::Skipped {

@@ -34,7 +34,11 @@ pub struct RunArgs {
 /// Runs the command.
 pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
-    let sel = Selection { until: a.until, only: a.only, force: a.force };
+    let sel = Selection {
+        until: a.until,
+        only: a.only,
+        force: a.force,
+    };
     let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
     o.stat.save();
     let planned = planned?;
@@ -42,8 +46,19 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         print_plan(&o.pipeline, &planned, true);
         return Ok(0);
     }
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let mut reporter = HumanReporter::new(g.verbose);
-    let rec = execute(&o.pipeline, &planned, &o.cache, &o.runs, &RunOptions { jobs }, &mut reporter);
+    let rec = execute(
+        &o.pipeline,
+        &planned,
+        &o.cache,
+        &o.runs,
+        &RunOptions { jobs },
+        &mut reporter,
+    );
     Ok(if rec.success { 0 } else { 1 })
 }

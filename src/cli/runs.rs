@@ -33,29 +33,60 @@ pub fn cmd(_g: &Globals, a: RunsArgs) -> Result<i32, CliError> {
                 println!("no runs yet (`luna run NAME` records one under runs/)");
                 return Ok(0);
             }
-            println!("{:<40} {:<12} {:>8} {:>4} {:>6} {:>6} {:>7}  status", "id", "pipeline", "seconds", "ran", "cached", "failed", "skipped");
+            println!(
+                "{:<40} {:<12} {:>8} {:>4} {:>6} {:>6} {:>7}  status",
+                "id", "pipeline", "seconds", "ran", "cached", "failed", "skipped"
+            );
             for r in &all {
                 let (ran, cached, failed, skipped) = r.counts();
-                let secs = duration(r).map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into());
-                let status = if r.ended.is_none() { "incomplete" } else if r.success { "ok" } else { "failed" };
+                let secs = duration(r)
+                    .map(|d| format!("{d:.1}"))
+                    .unwrap_or_else(|| "-".into());
+                let status = if r.ended.is_none() {
+                    "incomplete"
+                } else if r.success {
+                    "ok"
+                } else {
+                    "failed"
+                };
                 println!("{:<40} {:<12} {secs:>8} {ran:>4} {cached:>6} {failed:>6} {skipped:>7}  {status}", r.id, r.pipeline);
             }
             Ok(0)
         }
         Some(RunsCmd::Show { id }) => {
             let Some(r) = runs.find(&id) else {
-                return Err(CliError::usage(format!("no single run matches `{id}`"), Some("`luna runs` lists run ids".into())));
+                return Err(CliError::usage(
+                    format!("no single run matches `{id}`"),
+                    Some("`luna runs` lists run ids".into()),
+                ));
             };
             println!("run       {}", r.id);
             println!("pipeline  {} ({})", r.pipeline, r.pipeline_file);
             println!("git       {}", r.git_revision.as_deref().unwrap_or("-"));
             println!("host      {}", r.host);
             println!("started   {}", r.started);
-            println!("ended     {}", r.ended.as_deref().unwrap_or("(incomplete: the run was interrupted)"));
+            println!(
+                "ended     {}",
+                r.ended
+                    .as_deref()
+                    .unwrap_or("(incomplete: the run was interrupted)")
+            );
             println!("status    {}", if r.success { "ok" } else { "failed" });
             println!("logs      {}", runs.run_dir(&r.id).join("logs").display());
             for s in &r.stages {
-                println!("{}", super::report::status_line(s.status.word(), Some(std::time::Duration::from_secs_f64(s.duration_s)), &format!("{} ({}, key {})", s.stage, s.kind, &s.key[..12.min(s.key.len())])));
+                println!(
+                    "{}",
+                    super::report::status_line(
+                        s.status.word(),
+                        Some(std::time::Duration::from_secs_f64(s.duration_s)),
+                        &format!(
+                            "{} ({}, key {})",
+                            s.stage,
+                            s.kind,
+                            &s.key[..12.min(s.key.len())]
+                        )
+                    )
+                );
                 for why in &s.reasons {
                     println!("{:>24}- {why}", "");
                 }

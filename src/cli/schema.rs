@@ -23,7 +23,8 @@ pub fn schema_text() -> String {
 pub fn cmd(a: SchemaArgs) -> Result<i32, CliError> {
     let text = schema_text();
     match a.write {
-        Some(p) => std::fs::write(&p, text).map_err(|e| CliError::failed(format!("{}: {e}", p.display()), None))?,
+        Some(p) => std::fs::write(&p, text)
+            .map_err(|e| CliError::failed(format!("{}: {e}", p.display()), None))?,
         None => print!("{text}"),
     }
     Ok(0)

@@ -27,23 +27,50 @@ pub fn cmd(a: StagesArgs) -> Result<i32, CliError> {
         let dym = crate::engine::suggest::nearest(&name, known.iter().map(String::as_str))
             .map(|s| format!("did you mean `{s}`? "))
             .unwrap_or_default();
-        return Err(CliError::usage(format!("unknown stage kind `{name}`"), Some(format!("{dym}known kinds: {}", known.join(", ")))));
+        return Err(CliError::usage(
+            format!("unknown stage kind `{name}`"),
+            Some(format!("{dym}known kinds: {}", known.join(", "))),
+        ));
     };
-    println!("{} (version {}): {}", kind.name(), kind.version(), kind.doc());
+    println!(
+        "{} (version {}): {}",
+        kind.name(),
+        kind.version(),
+        kind.doc()
+    );
     let schema = serde_json::to_value(kind.schema()).unwrap_or_default();
-    let props = schema.get("properties").and_then(|p| p.as_object()).cloned().unwrap_or_default();
+    let props = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
     let required: Vec<String> = schema
         .get("required")
         .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     println!("parameters (under `with:`):");
     let w = props.keys().map(|k| k.len()).max().unwrap_or(0);
     for (k, v) in &props {
         let ty = type_of(&schema, v);
-        let def = v.get("default").map(|d| format!(", default {d}")).unwrap_or_default();
-        let req = if required.contains(k) { ", required" } else { "" };
-        let desc = v.get("description").and_then(|d| d.as_str()).unwrap_or("").replace('\n', " ");
+        let def = v
+            .get("default")
+            .map(|d| format!(", default {d}"))
+            .unwrap_or_default();
+        let req = if required.contains(k) {
+            ", required"
+        } else {
+            ""
+        };
+        let desc = v
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or("")
+            .replace('\n', " ");
         println!("  {k:w$}  {ty}{req}{def}\n  {:w$}  {desc}", "");
     }
     Ok(0)
@@ -52,13 +79,21 @@ pub fn cmd(a: StagesArgs) -> Result<i32, CliError> {
 fn type_of(root: &serde_json::Value, v: &serde_json::Value) -> String {
     if let Some(t) = v.get("type") {
         return match t {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("|"),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
             other => other.as_str().unwrap_or("?").to_string(),
         };
     }
     if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
         let name = r.rsplit('/').next().unwrap_or(r);
-        if let Some(e) = root.get("$defs").and_then(|d| d.get(name)).and_then(|d| d.get("enum")) {
+        if let Some(e) = root
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .and_then(|d| d.get("enum"))
+        {
             return format!("one of {e}");
         }
         return name.to_string();

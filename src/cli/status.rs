@@ -29,7 +29,8 @@ pub fn cmd(g: &Globals, a: StatusArgs) -> Result<i32, CliError> {
     let planned = planned?;
     let stale = planned.iter().any(|s| s.state == Freshness::Stale);
     if a.json {
-        let v = serde_json::to_string_pretty(&planned).map_err(|e| CliError::failed(e.to_string(), None))?;
+        let v = serde_json::to_string_pretty(&planned)
+            .map_err(|e| CliError::failed(e.to_string(), None))?;
         println!("{v}");
     } else if !a.quiet {
         print_plan(&o.pipeline, &planned, false);
@@ -39,7 +40,12 @@ pub fn cmd(g: &Globals, a: StatusArgs) -> Result<i32, CliError> {
 
 /// Prints a plan: one line per stage, reasons indented below stale ones.
 pub fn print_plan(p: &Pipeline, planned: &[PlannedStage], dry_run: bool) {
-    let file = p.file.strip_prefix(&p.workspace).unwrap_or(&p.file).display().to_string();
+    let file = p
+        .file
+        .strip_prefix(&p.workspace)
+        .unwrap_or(&p.file)
+        .display()
+        .to_string();
     println!("pipeline {} ({file})", p.name);
     let width = planned.iter().map(|s| s.stage.len()).max().unwrap_or(0);
     let mut n_stale = 0;
@@ -59,6 +65,9 @@ pub fn print_plan(p: &Pipeline, planned: &[PlannedStage], dry_run: bool) {
     if n_stale == 0 {
         println!("everything is up to date");
     } else {
-        println!("{n_stale} of {} stages would run", planned.iter().filter(|s| s.selected).count());
+        println!(
+            "{n_stale} of {} stages would run",
+            planned.iter().filter(|s| s.selected).count()
+        );
     }
 }

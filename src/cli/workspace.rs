@@ -23,12 +23,15 @@ pub struct Opened {
 
 /// The current directory.
 pub fn cwd() -> Result<PathBuf, CliError> {
-    std::env::current_dir().map_err(|e| CliError::usage(format!("cannot read the current directory: {e}"), None))
+    std::env::current_dir()
+        .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}"), None))
 }
 
 /// Cache root for a workspace.
 pub fn cache_root(g: &Globals, workspace: &std::path::Path) -> PathBuf {
-    g.cache_dir.clone().unwrap_or_else(|| workspace.join("cache"))
+    g.cache_dir
+        .clone()
+        .unwrap_or_else(|| workspace.join("cache"))
 }
 
 /// Loads the pipeline named in `a` and opens its workspace.
@@ -39,12 +42,23 @@ pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
     let pipeline = spec::load(&file, &ws, &sets, &crate::stages::registry())?;
     let cache = Cache::open(&cache_root(g, &ws))?;
     let runs = Runs::new(ws.join("runs"));
-    let stat = if g.no_stat_cache { StatCache::disabled() } else { StatCache::load(ws.join(".luna").join("statcache.json")) };
-    Ok(Opened { pipeline, cache, runs, stat })
+    let stat = if g.no_stat_cache {
+        StatCache::disabled()
+    } else {
+        StatCache::load(ws.join(".luna").join("statcache.json"))
+    };
+    Ok(Opened {
+        pipeline,
+        cache,
+        runs,
+        stat,
+    })
 }
 
 /// The workspace above the current directory (for commands without a pipeline argument).
 pub fn workspace_here() -> Result<PathBuf, CliError> {
     let cwd = cwd()?;
-    spec::find_workspace(&cwd).ok_or_else(|| CliError::from(crate::engine::spec_error::LoadError::NoWorkspace { start: cwd }))
+    spec::find_workspace(&cwd).ok_or_else(|| {
+        CliError::from(crate::engine::spec_error::LoadError::NoWorkspace { start: cwd })
+    })
 }

@@ -5,6 +5,7 @@
 //! <cache>/tmp/<key>.<host>.<pid>.<n>/ a stage's output while it runs
 //! <cache>/locks/<key>.lock            flock(2) per key: one computation per key at a time
 //! <cache>/quarantine/<key>.<time>/    objects `cache verify` found corrupt
+//! <cache>/resume/<key>/               checkpoints of an unfinished stage (deleted on commit)
 //! ```
 //!
 //! **Atomic commit.** A stage writes into a fresh `tmp/` directory. When it succeeds, every
@@ -109,7 +110,9 @@ impl Cache {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
         }
-        Ok(Cache { root: root.to_path_buf() })
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The cache root.
@@ -119,7 +122,15 @@ impl Cache {
 
     /// Directory of the object with `key` (whether or not it exists).
     pub fn object_dir(&self, key: &str) -> PathBuf {
-        self.root.join("objects").join(&key[..2.min(key.len())]).join(key)
+        self.root
+            .join("objects")
+            .join(&key[..2.min(key.len())])
+            .join(key)
+    }
+
+    /// Scratch directory for resumable work on `key` (see `StageContext::resume_dir`).
+    pub fn resume_dir(&self, key: &str) -> PathBuf {
+        self.root.join("resume").join(key)
     }
 
     /// Whether a complete object with `key` exists.
@@ -134,7 +145,8 @@ impl Cache {
 
     /// Takes the per-key lock, waiting for another process that holds it.
     pub fn lock(&self, key: &str) -> Result<KeyLock, CacheError> {
-        self.lock_impl(key, true).map(|l| l.expect("blocking flock returns a lock or an error"))
+        self.lock_impl(key, true)
+            .map(|l| l.expect("blocking flock returns a lock or an error"))
     }
 
     /// Takes the per-key lock if it is free.
@@ -150,7 +162,11 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(|e| CacheError::io(&path, e))?;
-        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -217,18 +233,23 @@ impl Cache {
     /// Removes `tmp/` directories left by processes of this host that no longer run.
     pub fn clean_stale_tmp(&self) {
         let host = super::runs::hostname();
-        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else { return };
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             let mut parts = name.split('.');
             let (_key, h, pid) = (parts.next(), parts.next(), parts.next());
-            let (Some(h), Some(pid)) = (h, pid.and_then(|p| p.parse::<i32>().ok())) else { continue };
+            let (Some(h), Some(pid)) = (h, pid.and_then(|p| p.parse::<i32>().ok())) else {
+                continue;
+            };
             // hostnames may contain dots; compare only the first label then
             if host.split('.').next() != Some(h) {
                 continue;
             }
             // SAFETY: kill with signal 0 only checks whether the process exists.
-            let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
             if !alive {
                 let _ = fs::remove_dir_all(e.path());
             }
@@ -238,10 +259,15 @@ impl Cache {
     /// Every object key in the cache, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.root.join("objects")) else { return out };
+        let Ok(rd) = fs::read_dir(self.root.join("objects")) else {
+            return out;
+        };
         for shard in rd.flatten() {
             if let Ok(rd2) = fs::read_dir(shard.path()) {
-                out.extend(rd2.flatten().map(|e| e.file_name().to_string_lossy().to_string()));
+                out.extend(
+                    rd2.flatten()
+                        .map(|e| e.file_name().to_string_lossy().to_string()),
+                );
             }
         }
         out.sort();
@@ -257,17 +283,28 @@ impl Cache {
         };
         let mut problems = Vec::new();
         if m.key != key {
-            problems.push(format!("manifest says key {} but the object is stored as {key}", m.key));
+            problems.push(format!(
+                "manifest says key {} but the object is stored as {key}",
+                m.key
+            ));
         }
         for f in &m.files {
             let p = dir.join(&f.path);
             match fs::metadata(&p) {
                 Err(_) => problems.push(format!("{} is missing", f.path)),
-                Ok(meta) if meta.len() != f.size => {
-                    problems.push(format!("{} has {} bytes, manifest says {}", f.path, meta.len(), f.size))
-                }
+                Ok(meta) if meta.len() != f.size => problems.push(format!(
+                    "{} has {} bytes, manifest says {}",
+                    f.path,
+                    meta.len(),
+                    f.size
+                )),
                 Ok(meta) => match hash_file(&p, meta.len()) {
-                    Ok(h) if h != f.blake3 => problems.push(format!("{} content changed (blake3 {} → {})", f.path, short(&f.blake3), short(&h))),
+                    Ok(h) if h != f.blake3 => problems.push(format!(
+                        "{} content changed (blake3 {} → {})",
+                        f.path,
+                        short(&f.blake3),
+                        short(&h)
+                    )),
                     Ok(_) => {}
                     Err(e) => problems.push(format!("{}: {e}", f.path)),
                 },
@@ -280,7 +317,10 @@ impl Cache {
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, CacheError> {
         let q = self.root.join("quarantine");
         fs::create_dir_all(&q).map_err(|e| CacheError::io(&q, e))?;
-        let dest = q.join(format!("{key}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+        let dest = q.join(format!(
+            "{key}.{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ));
         let src = self.object_dir(key);
         fs::rename(&src, &dest).map_err(|e| CacheError::io(&src, e))?;
         Ok(dest)
@@ -299,7 +339,10 @@ impl Cache {
 /// Reads and parses a manifest file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, CacheError> {
     let bytes = fs::read(path).map_err(|e| CacheError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest { path: path.into(), reason: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// First 8 hex digits of a hash, for messages.
@@ -332,14 +375,26 @@ fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, CacheError> {
         .map(|p| {
             let size = fs::metadata(p).map_err(|e| CacheError::io(p, e))?.len();
             let blake3 = hash_file(p, size).map_err(|e| CacheError::io(p, e))?;
-            let rel = p.strip_prefix(dir).unwrap_or(p).to_string_lossy().to_string();
-            Ok(FileEntry { path: rel, size, blake3 })
+            let rel = p
+                .strip_prefix(dir)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .to_string();
+            Ok(FileEntry {
+                path: rel,
+                size,
+                blake3,
+            })
         })
         .collect()
 }
 
 fn sync_tree(dir: &Path) -> Result<(), CacheError> {
-    for e in walkdir::WalkDir::new(dir).contents_first(true).into_iter().flatten() {
+    for e in walkdir::WalkDir::new(dir)
+        .contents_first(true)
+        .into_iter()
+        .flatten()
+    {
         if let Ok(f) = fs::File::open(e.path()) {
             let _ = f.sync_all();
         }

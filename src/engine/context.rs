@@ -61,6 +61,7 @@ pub struct StageContext {
     partition_base: serde_json::Value,
     partitions: Mutex<Vec<String>>,
     threads: usize,
+    key: String,
 }
 
 /// Everything needed to build a [`StageContext`].
@@ -87,6 +88,8 @@ pub struct ContextParts {
     pub partition_base: serde_json::Value,
     /// Thread budget for the stage.
     pub threads: usize,
+    /// The stage's cache key (empty for tools outside a run).
+    pub key: String,
 }
 
 impl StageContext {
@@ -95,7 +98,11 @@ impl StageContext {
         if let Some(d) = p.log_path.parent() {
             let _ = fs::create_dir_all(d);
         }
-        let log_file = fs::OpenOptions::new().create(true).append(true).open(&p.log_path).ok();
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.log_path)
+            .ok();
         StageContext {
             progress: ProgressHandle::new(&p.stage, p.tx.clone()),
             stage: p.stage,
@@ -111,6 +118,7 @@ impl StageContext {
             partition_base: p.partition_base,
             partitions: Mutex::new(Vec::new()),
             threads: p.threads,
+            key: p.key,
         }
     }
 
@@ -138,6 +146,18 @@ impl StageContext {
             self.workspace.join(p)
         }
     }
+    /// The stage's cache key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// A directory that survives a crash of this stage and is deleted once the stage's
+    /// artifact is committed: `<cache>/resume/<key>/`. Long stages (training) keep
+    /// checkpoints here so a re-run after `kill -9` resumes instead of starting over.
+    pub fn resume_dir(&self) -> Result<PathBuf, StageError> {
+        let d = self.cache.resume_dir(&self.key);
+        fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
+        Ok(d)
+    }
     /// Thread budget (a hint).
     pub fn threads(&self) -> usize {
         self.threads
@@ -161,27 +181,45 @@ impl StageContext {
 
     /// The upstream artifact of stage `name`.
     pub fn upstream(&self, name: &str) -> Result<&Upstream, StageError> {
-        self.upstream.iter().find(|u| u.stage == name).ok_or_else(|| StageError::NoUpstream {
-            name: name.into(),
-            available: self.upstream.iter().map(|u| u.stage.clone()).collect(),
-        })
+        self.upstream
+            .iter()
+            .find(|u| u.stage == name)
+            .ok_or_else(|| StageError::NoUpstream {
+                name: name.into(),
+                available: self.upstream.iter().map(|u| u.stage.clone()).collect(),
+            })
     }
 
     /// The nearest upstream artifact (direct first) holding `file`; an error names `what`.
     pub fn upstream_file(&self, file: &str, what: &str) -> Result<PathBuf, StageError> {
-        self.upstream.iter().map(|u| u.dir.join(file)).find(|p| p.exists()).ok_or_else(|| {
-            StageError::msg(format!("stage `{}` needs {what} (`{file}`) but no upstream stage provides it", self.stage))
+        self.upstream
+            .iter()
+            .map(|u| u.dir.join(file))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                StageError::msg(format!(
+                    "stage `{}` needs {what} (`{file}`) but no upstream stage provides it",
+                    self.stage
+                ))
                 .with_hint(format!("add the stage that produces {file} to `needs:`"))
-        })
+            })
     }
 
     /// Writes a line to the stage log (and to the terminal with `-v`).
     pub fn log(&self, line: impl AsRef<str>) {
         let line = line.as_ref();
-        if let Some(f) = self.log_file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some(f) = self
+            .log_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
             let _ = writeln!(f, "{} {line}", chrono::Local::now().format("%H:%M:%S%.3f"));
         }
-        self.tx.send(Event::Log { stage: self.stage.clone(), line: line.to_string() });
+        self.tx.send(Event::Log {
+            stage: self.stage.clone(),
+            line: line.to_string(),
+        });
     }
 
     /// Returns the cached partition for `item`, computing it with `produce` (which writes into
@@ -193,15 +231,28 @@ impl StageContext {
         produce: impl FnOnce(&Path) -> Result<(), StageError>,
     ) -> Result<Partition, StageError> {
         let doc = serde_json::json!({ "luna_partition": 1, "base": self.partition_base, "item": item, "material": material });
-        let key = blake3::hash(doc.to_string().as_bytes()).to_hex().to_string();
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone());
+        let key = blake3::hash(doc.to_string().as_bytes())
+            .to_hex()
+            .to_string();
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.clone());
         let dir = self.cache.object_dir(&key);
         if self.cache.has(&key) {
-            return Ok(Partition { key, dir, cached: true });
+            return Ok(Partition {
+                key,
+                dir,
+                cached: true,
+            });
         }
         let _lock = self.cache.lock(&key)?;
         if self.cache.has(&key) {
-            return Ok(Partition { key, dir, cached: true });
+            return Ok(Partition {
+                key,
+                dir,
+                cached: true,
+            });
         }
         let tmp = self.cache.new_tmp(&key)?;
         let started = Instant::now();
@@ -215,7 +266,10 @@ impl StageContext {
             key: key.clone(),
             stage: format!("{}[{item}]", self.stage),
             pipeline: self.pipeline.clone(),
-            kind: format!("{}/partition", base.get("kind").and_then(|k| k.as_str()).unwrap_or("?")),
+            kind: format!(
+                "{}/partition",
+                base.get("kind").and_then(|k| k.as_str()).unwrap_or("?")
+            ),
             version: base.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32,
             params: serde_json::json!({ "item": item, "material": material }),
             upstream: Default::default(),
@@ -227,13 +281,20 @@ impl StageContext {
             duration_s: started.elapsed().as_secs_f64(),
         };
         let dir = self.cache.commit(&tmp, manifest)?;
-        Ok(Partition { key, dir, cached: false })
+        Ok(Partition {
+            key,
+            dir,
+            cached: false,
+        })
     }
 
     /// Shows a line on the terminal (with `-v`) without writing it to the log file: for lines
     /// a worker process already wrote there.
     pub fn echo_log(&self, line: &str) {
-        self.tx.send(Event::Log { stage: self.stage.clone(), line: line.to_string() });
+        self.tx.send(Event::Log {
+            stage: self.stage.clone(),
+            line: line.to_string(),
+        });
     }
 
     /// The cache this stage commits to.
@@ -243,7 +304,11 @@ impl StageContext {
 
     /// Keys of the partitions used so far.
     pub fn partition_keys(&self) -> Vec<String> {
-        let mut v = self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut v = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         v.sort();
         v.dedup();
         v

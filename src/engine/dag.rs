@@ -17,15 +17,21 @@ impl Dag {
     pub fn new(stages: &[(String, Vec<String>)]) -> Result<Dag, Vec<String>> {
         let names: Vec<String> = stages.iter().map(|(n, _)| n.clone()).collect();
         let idx = |n: &str| names.iter().position(|m| m == n);
-        let deps: Vec<Vec<usize>> =
-            stages.iter().map(|(_, needs)| needs.iter().filter_map(|n| idx(n)).collect()).collect();
+        let deps: Vec<Vec<usize>> = stages
+            .iter()
+            .map(|(_, needs)| needs.iter().filter_map(|n| idx(n)).collect())
+            .collect();
         let mut dependents = vec![Vec::new(); names.len()];
         for (i, ds) in deps.iter().enumerate() {
             for &d in ds {
                 dependents[d].push(i);
             }
         }
-        let dag = Dag { names, deps, dependents };
+        let dag = Dag {
+            names,
+            deps,
+            dependents,
+        };
         match dag.find_cycle() {
             Some(c) => Err(c),
             None => Ok(dag),
@@ -36,13 +42,19 @@ impl Dag {
         // 0 = unvisited, 1 = on stack, 2 = done
         let mut state = vec![0u8; self.names.len()];
         let mut stack: Vec<usize> = Vec::new();
-        fn visit(d: &Dag, i: usize, state: &mut [u8], stack: &mut Vec<usize>) -> Option<Vec<String>> {
+        fn visit(
+            d: &Dag,
+            i: usize,
+            state: &mut [u8],
+            stack: &mut Vec<usize>,
+        ) -> Option<Vec<String>> {
             state[i] = 1;
             stack.push(i);
             for &j in &d.deps[i] {
                 if state[j] == 1 {
                     let start = stack.iter().position(|&s| s == j).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|&s| d.names[s].clone()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|&s| d.names[s].clone()).collect();
                     cycle.push(d.names[j].clone());
                     return Some(cycle);
                 }
@@ -56,7 +68,13 @@ impl Dag {
             state[i] = 2;
             None
         }
-        (0..self.names.len()).find_map(|i| if state[i] == 0 { visit(self, i, &mut state, &mut stack) } else { None })
+        (0..self.names.len()).find_map(|i| {
+            if state[i] == 0 {
+                visit(self, i, &mut state, &mut stack)
+            } else {
+                None
+            }
+        })
     }
 
     /// Number of stages.
@@ -149,12 +167,26 @@ mod tests {
 
     #[test]
     fn topo_order_and_selections() {
-        let d = Dag::new(&[s("c", &["a", "b"]), s("a", &[]), s("b", &["a"]), s("x", &[])]).unwrap();
+        let d = Dag::new(&[
+            s("c", &["a", "b"]),
+            s("a", &[]),
+            s("b", &["a"]),
+            s("x", &[]),
+        ])
+        .unwrap();
         let order: Vec<&str> = d.topo_order().iter().map(|&i| d.name(i)).collect();
-        assert_eq!(order, vec!["a", "x", "b", "c"]);
-        let anc: Vec<&str> = d.ancestors_inclusive(2).iter().map(|&i| d.name(i)).collect();
+        assert_eq!(order, vec!["a", "b", "x", "c"]);
+        let anc: Vec<&str> = d
+            .ancestors_inclusive(2)
+            .iter()
+            .map(|&i| d.name(i))
+            .collect();
         assert_eq!(anc, vec!["a", "b"]);
-        let desc: Vec<&str> = d.descendants_inclusive(1).iter().map(|&i| d.name(i)).collect();
+        let desc: Vec<&str> = d
+            .descendants_inclusive(1)
+            .iter()
+            .map(|&i| d.name(i))
+            .collect();
         assert_eq!(desc, vec!["c", "a", "b"]);
     }
 }

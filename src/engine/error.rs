@@ -70,36 +70,55 @@ pub enum StageError {
 impl StageError {
     /// Wraps a domain error.
     pub fn domain(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        StageError::Domain { source: Box::new(e), hint: None }
+        StageError::Domain {
+            source: Box::new(e),
+            hint: None,
+        }
     }
     /// A message error.
     pub fn msg(message: impl Into<String>) -> Self {
-        StageError::Message { message: message.into(), hint: None }
+        StageError::Message {
+            message: message.into(),
+            hint: None,
+        }
     }
     /// Adds or replaces the hint.
     pub fn with_hint(self, h: impl Into<String>) -> Self {
         match self {
-            StageError::Domain { source, .. } => StageError::Domain { source, hint: Some(h.into()) },
-            StageError::Message { message, .. } => StageError::Message { message, hint: Some(h.into()) },
+            StageError::Domain { source, .. } => StageError::Domain {
+                source,
+                hint: Some(h.into()),
+            },
+            StageError::Message { message, .. } => StageError::Message {
+                message,
+                hint: Some(h.into()),
+            },
             other => other,
         }
     }
     /// An I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StageError::Io { path: path.into(), source }
+        StageError::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// What the user can do next.
     pub fn hint(&self) -> Option<String> {
         match self {
             StageError::Domain { hint, .. } | StageError::Message { hint, .. } => hint.clone(),
-            StageError::CommandFailed { log, .. } => Some(format!("full output in {}", log.display())),
+            StageError::CommandFailed { log, .. } => {
+                Some(format!("full output in {}", log.display()))
+            }
             StageError::MissingOutput { .. } => {
                 Some("the command must write each declared output under $LUNA_OUT".into())
             }
             StageError::NoUpstream { .. } => Some("add the stage to `needs:`".into()),
             StageError::Io { .. } => None,
             StageError::Cache(e) => e.hint(),
-            StageError::Panicked(_) => Some("this is a bug in luna; the stage log has details".into()),
+            StageError::Panicked(_) => {
+                Some("this is a bug in luna; the stage log has details".into())
+            }
         }
     }
 }
@@ -134,7 +153,10 @@ pub enum CacheError {
 impl CacheError {
     /// Wraps an I/O error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CacheError::Io { path: path.into(), source }
+        CacheError::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// What the user can do next.
     pub fn hint(&self) -> Option<String> {

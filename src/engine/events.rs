@@ -141,7 +141,18 @@ impl EventSink {
             }
             EventSink::Stdout => {
                 let wire = match ev {
-                    Event::Progress { pos, len, unit, message, .. } => WireEvent::Progress { pos, len, unit, message },
+                    Event::Progress {
+                        pos,
+                        len,
+                        unit,
+                        message,
+                        ..
+                    } => WireEvent::Progress {
+                        pos,
+                        len,
+                        unit,
+                        message,
+                    },
                     Event::Log { line, .. } => WireEvent::Log { line },
                     _ => return,
                 };
@@ -172,7 +183,12 @@ impl ProgressHandle {
             stage: stage.into(),
             tx,
             pos: Arc::new(AtomicU64::new(0)),
-            state: Arc::new(Mutex::new(ProgressState { len: None, unit: String::new(), message: String::new(), last_sent: None })),
+            state: Arc::new(Mutex::new(ProgressState {
+                len: None,
+                unit: String::new(),
+                message: String::new(),
+                last_sent: None,
+            })),
         }
     }
 
@@ -222,7 +238,9 @@ impl ProgressHandle {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let pos = self.pos.load(Ordering::Relaxed);
         let done = s.len == Some(pos);
-        let due = s.last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        let due = s
+            .last_sent
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
         if force || done || due {
             s.last_sent = Some(Instant::now());
             self.tx.send(Event::Progress {

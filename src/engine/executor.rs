@@ -63,7 +63,12 @@ pub fn execute(
     let mut rec = RunRecord {
         id: run_id.clone(),
         pipeline: p.name.clone(),
-        pipeline_file: p.file.strip_prefix(&p.workspace).unwrap_or(&p.file).to_string_lossy().to_string(),
+        pipeline_file: p
+            .file
+            .strip_prefix(&p.workspace)
+            .unwrap_or(&p.file)
+            .to_string_lossy()
+            .to_string(),
         git_revision: runs::git_revision(&p.workspace),
         host: runs::hostname(),
         luna_version: env!("CARGO_PKG_VERSION").into(),
@@ -77,7 +82,12 @@ pub fn execute(
     reporter.start(p, plan, jobs, &run_id);
 
     let by_index: BTreeMap<usize, &PlannedStage> = plan.iter().map(|ps| (ps.index, ps)).collect();
-    let order: Vec<&PlannedStage> = p.dag.topo_order().iter().filter_map(|i| by_index.get(i).copied()).collect();
+    let order: Vec<&PlannedStage> = p
+        .dag
+        .topo_order()
+        .iter()
+        .filter_map(|i| by_index.get(i).copied())
+        .collect();
     let mut st: BTreeMap<usize, St> = BTreeMap::new();
     let mut records: BTreeMap<usize, StageRecord> = BTreeMap::new();
     let outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>> = Arc::default();
@@ -101,8 +111,19 @@ pub fn execute(
                 detail: None,
                 hint: None,
             });
-            records.insert(ps.index, record(ps, StageStatus::Cached, 0.0, None, Vec::new()));
-            PipelineState::record(&p.workspace, &p.name, &ps.stage, StageState { key: ps.key.clone(), material: ps.material.clone() });
+            records.insert(
+                ps.index,
+                record(ps, StageStatus::Cached, 0.0, None, Vec::new()),
+            );
+            PipelineState::record(
+                &p.workspace,
+                &p.name,
+                &ps.stage,
+                StageState {
+                    key: ps.key.clone(),
+                    material: ps.material.clone(),
+                },
+            );
         }
     }
 
@@ -117,7 +138,10 @@ pub fn execute(
                 }
                 let deps = p.dag.deps(ps.index);
                 let failed_dep = deps.iter().find(|d| {
-                    matches!(st.get(d), Some(St::Done(StageStatus::Failed)) | Some(St::Done(StageStatus::Skipped)))
+                    matches!(
+                        st.get(d),
+                        Some(St::Done(StageStatus::Failed)) | Some(St::Done(StageStatus::Skipped))
+                    )
                 });
                 if let Some(&d) = failed_dep {
                     let detail = format!("upstream '{}' did not complete", p.stages[d].name);
@@ -129,10 +153,15 @@ pub fn execute(
                         detail: Some(detail.clone()),
                         hint: None,
                     });
-                    records.insert(ps.index, record(ps, StageStatus::Skipped, 0.0, Some(detail), Vec::new()));
+                    records.insert(
+                        ps.index,
+                        record(ps, StageStatus::Skipped, 0.0, Some(detail), Vec::new()),
+                    );
                     continue;
                 }
-                let ready = deps.iter().all(|d| matches!(st.get(d), Some(St::Done(_)) | None));
+                let ready = deps
+                    .iter()
+                    .all(|d| matches!(st.get(d), Some(St::Done(_)) | None));
                 if !ready || running >= jobs {
                     continue;
                 }
@@ -142,38 +171,77 @@ pub fn execute(
                 let upstream = upstreams(p, plan, ps.index, cache);
                 let tx = tx.clone();
                 let outcomes = outcomes.clone();
-                let threads = (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) / running.max(1)).max(1);
-                let log_path = runs.run_dir(&run_id).join("logs").join(format!("{}.log", ps.stage));
+                let threads = (std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    / running.max(1))
+                .max(1);
+                let log_path = runs
+                    .run_dir(&run_id)
+                    .join("logs")
+                    .join(format!("{}.log", ps.stage));
                 scope.spawn(move || {
                     let t0 = Instant::now();
-                    let _ = tx.send(Event::Started { stage: ps.stage.clone(), reasons: ps.reasons.clone() });
+                    let _ = tx.send(Event::Started {
+                        stage: ps.stage.clone(),
+                        reasons: ps.reasons.clone(),
+                    });
                     let out = run_stage(p, ps, cache, upstream, tx.clone(), log_path, threads);
                     let (detail, hint) = match &out.error {
                         Some((d, h)) => (Some(d.clone()), h.clone()),
                         None => (None, None),
                     };
                     let status = out.status;
-                    outcomes.lock().unwrap_or_else(|e| e.into_inner()).insert(ps.index, out);
-                    let _ = tx.send(Event::Finished { stage: ps.stage.clone(), status, duration: t0.elapsed(), detail, hint });
+                    outcomes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(ps.index, out);
+                    let _ = tx.send(Event::Finished {
+                        stage: ps.stage.clone(),
+                        status,
+                        duration: t0.elapsed(),
+                        detail,
+                        hint,
+                    });
                 });
             }
             if running == 0 {
                 break;
             }
             let Ok(ev) = rx.recv() else { break };
-            if let Event::Finished { stage, status, duration, .. } = &ev {
+            if let Event::Finished {
+                stage,
+                status,
+                duration,
+                ..
+            } = &ev
+            {
                 if let Some(ps) = order.iter().find(|ps| &ps.stage == stage) {
                     running -= 1;
                     st.insert(ps.index, St::Done(*status));
-                    let out = outcomes.lock().unwrap_or_else(|e| e.into_inner()).remove(&ps.index);
+                    let out = outcomes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&ps.index);
                     let (err, parts) = match out {
                         Some(o) => (o.error.map(|e| e.0), o.partitions),
                         None => (None, Vec::new()),
                     };
                     if matches!(status, StageStatus::Ran | StageStatus::Cached) {
-                        PipelineState::record(&p.workspace, &p.name, &ps.stage, StageState { key: ps.key.clone(), material: ps.material.clone() });
+                        PipelineState::record(
+                            &p.workspace,
+                            &p.name,
+                            &ps.stage,
+                            StageState {
+                                key: ps.key.clone(),
+                                material: ps.material.clone(),
+                            },
+                        );
                     }
-                    records.insert(ps.index, record(ps, *status, duration.as_secs_f64(), err, parts));
+                    records.insert(
+                        ps.index,
+                        record(ps, *status, duration.as_secs_f64(), err, parts),
+                    );
                 }
             }
             reporter.event(&ev);
@@ -184,22 +252,38 @@ pub fn execute(
     while let Ok(ev) = rx.try_recv() {
         reporter.event(&ev);
     }
-    rec.stages = order.iter().filter_map(|ps| records.remove(&ps.index)).collect();
-    rec.success = rec.stages.iter().all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached));
+    rec.stages = order
+        .iter()
+        .filter_map(|ps| records.remove(&ps.index))
+        .collect();
+    rec.success = rec
+        .stages
+        .iter()
+        .all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached));
     rec.ended = Some(chrono::Utc::now().to_rfc3339());
     let _ = runs.save(&rec);
     reporter.finish(&rec, started.elapsed());
     rec
 }
 
-fn record(ps: &PlannedStage, status: StageStatus, secs: f64, error: Option<String>, partitions: Vec<String>) -> StageRecord {
+fn record(
+    ps: &PlannedStage,
+    status: StageStatus,
+    secs: f64,
+    error: Option<String>,
+    partitions: Vec<String>,
+) -> StageRecord {
     StageRecord {
         stage: ps.stage.clone(),
         kind: ps.kind.clone(),
         key: ps.key.clone(),
         status,
         duration_s: secs,
-        reasons: if status == StageStatus::Ran { ps.reasons.clone() } else { Vec::new() },
+        reasons: if status == StageStatus::Ran {
+            ps.reasons.clone()
+        } else {
+            Vec::new()
+        },
         error,
         partitions,
     }
@@ -207,7 +291,12 @@ fn record(ps: &PlannedStage, status: StageStatus, secs: f64, error: Option<Strin
 
 /// Upstream artifacts of stage `i`: direct needs first, then further ancestors.
 fn upstreams(p: &Pipeline, plan: &[PlannedStage], i: usize, cache: &Cache) -> Vec<Upstream> {
-    let key_of = |j: usize| plan.iter().find(|ps| ps.index == j).map(|ps| ps.key.clone()).unwrap_or_default();
+    let key_of = |j: usize| {
+        plan.iter()
+            .find(|ps| ps.index == j)
+            .map(|ps| ps.key.clone())
+            .unwrap_or_default()
+    };
     let direct: Vec<usize> = p.dag.deps(i).to_vec();
     let mut all: Vec<usize> = direct.clone();
     for j in p.dag.ancestors_inclusive(i) {
@@ -246,7 +335,9 @@ fn run_stage(
     let lock = match cache.try_lock(&ps.key) {
         Ok(Some(l)) => l,
         Ok(None) => {
-            let _ = tx.send(Event::Waiting { stage: ps.stage.clone() });
+            let _ = tx.send(Event::Waiting {
+                stage: ps.stage.clone(),
+            });
             match cache.lock(&ps.key) {
                 Ok(l) => l,
                 Err(e) => return fail(e.into()),
@@ -257,7 +348,11 @@ fn run_stage(
     if cache.has(&ps.key) {
         // another luna process computed it while we waited
         drop(lock);
-        return Outcome { error: None, partitions: Vec::new(), status: StageStatus::Cached };
+        return Outcome {
+            error: None,
+            partitions: Vec::new(),
+            status: StageStatus::Cached,
+        };
     }
     let tmp = match cache.new_tmp(&ps.key) {
         Ok(t) => t,
@@ -276,6 +371,7 @@ fn run_stage(
         cache: cache.clone(),
         partition_base: serde_json::json!({ "kind": ps.kind, "version": ps.material.version, "params": ps.material.params }),
         threads,
+        key: ps.key.clone(),
     });
     let t0 = Instant::now();
     let res = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut ctx)));
@@ -313,7 +409,14 @@ fn run_stage(
         duration_s: t0.elapsed().as_secs_f64(),
     };
     match cache.commit(&tmp, manifest) {
-        Ok(_) => Outcome { error: None, partitions, status: StageStatus::Ran },
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(cache.resume_dir(&ps.key));
+            Outcome {
+                error: None,
+                partitions,
+                status: StageStatus::Ran,
+            }
+        }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             fail(e.into())

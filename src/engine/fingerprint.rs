@@ -50,8 +50,11 @@ pub fn canonical_json(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> =
-                m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, canonical_json(v))).collect();
+            let sorted: BTreeMap<&String, Value> = m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, canonical_json(v)))
+                .collect();
             Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical_json).collect()),
@@ -94,7 +97,11 @@ impl KeyMaterial {
     pub fn key(&self) -> String {
         let mut up: Vec<&String> = self.upstream.values().collect();
         up.sort();
-        let inputs: Vec<(&str, &str)> = self.inputs.iter().map(|i| (i.name.as_str(), i.blake3.as_str())).collect();
+        let inputs: Vec<(&str, &str)> = self
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.blake3.as_str()))
+            .collect();
         let doc = serde_json::json!({
             "luna_key": 1,
             "kind": self.kind,
@@ -103,7 +110,9 @@ impl KeyMaterial {
             "upstream": up,
             "inputs": inputs,
         });
-        blake3::hash(doc.to_string().as_bytes()).to_hex().to_string()
+        blake3::hash(doc.to_string().as_bytes())
+            .to_hex()
+            .to_string()
     }
 }
 
@@ -134,40 +143,81 @@ pub fn fingerprint_input(
     optional: bool,
     stat: &StatCache,
 ) -> Result<InputFingerprint, FingerprintError> {
-    let io = |p: &Path, e: std::io::Error| FingerprintError::Io { name: name.into(), path: p.into(), source: e };
+    let io = |p: &Path, e: std::io::Error| FingerprintError::Io {
+        name: name.into(),
+        path: p.into(),
+        source: e,
+    };
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if optional {
-                return Ok(InputFingerprint { name: name.into(), path: shown.into(), blake3: "absent".into(), size: 0, files: 0 });
+                return Ok(InputFingerprint {
+                    name: name.into(),
+                    path: shown.into(),
+                    blake3: "absent".into(),
+                    size: 0,
+                    files: 0,
+                });
             }
-            return Err(FingerprintError::Missing { name: name.into(), path: path.into() });
+            return Err(FingerprintError::Missing {
+                name: name.into(),
+                path: path.into(),
+            });
         }
         Err(e) => return Err(io(path, e)),
     };
     if meta.is_file() {
         let hash = stat.hash(path, &meta).map_err(|e| io(path, e))?;
-        return Ok(InputFingerprint { name: name.into(), path: shown.into(), blake3: hash, size: meta.len(), files: 1 });
+        return Ok(InputFingerprint {
+            name: name.into(),
+            path: shown.into(),
+            blake3: hash,
+            size: meta.len(),
+            files: 1,
+        });
     }
     let (hash, size, files) = hash_dir(path, stat).map_err(|(p, e)| io(&p, e))?;
-    Ok(InputFingerprint { name: name.into(), path: shown.into(), blake3: hash, size, files })
+    Ok(InputFingerprint {
+        name: name.into(),
+        path: shown.into(),
+        blake3: hash,
+        size,
+        files,
+    })
 }
 
 /// Hashes a directory tree: blake3 over sorted `(relative path, size, file hash)` lines.
-pub fn hash_dir(root: &Path, stat: &StatCache) -> Result<(String, u64, u64), (PathBuf, std::io::Error)> {
+pub fn hash_dir(
+    root: &Path,
+    stat: &StatCache,
+) -> Result<(String, u64, u64), (PathBuf, std::io::Error)> {
     let mut files: Vec<(PathBuf, fs::Metadata)> = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
-            let p = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+            let p = e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.to_path_buf());
             (p, std::io::Error::other(e.to_string()))
         })?;
         if entry.file_type().is_file() {
-            let meta = entry.metadata().map_err(|e| (entry.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
+            let meta = entry.metadata().map_err(|e| {
+                (
+                    entry.path().to_path_buf(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
             files.push((entry.into_path(), meta));
         }
     }
-    let hashes: Vec<Result<String, (PathBuf, std::io::Error)>> =
-        files.par_iter().map(|(p, m)| stat.hash(p, m).map_err(|e| (p.clone(), e))).collect();
+    let hashes: Vec<Result<String, (PathBuf, std::io::Error)>> = files
+        .par_iter()
+        .map(|(p, m)| stat.hash(p, m).map_err(|e| (p.clone(), e)))
+        .collect();
     let mut h = blake3::Hasher::new();
     let mut total = 0u64;
     for ((p, m), hash) in files.iter().zip(hashes) {
@@ -190,7 +240,10 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_and_drops_nulls() {
         let v = serde_json::json!({"b": 1, "a": {"d": null, "c": [3, {"z": 1, "y": 2}]}});
-        assert_eq!(canonical_json(&v).to_string(), r#"{"a":{"c":[3,{"y":2,"z":1}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v).to_string(),
+            r#"{"a":{"c":[3,{"y":2,"z":1}]},"b":1}"#
+        );
     }
 
     #[test]

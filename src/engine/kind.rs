@@ -83,11 +83,19 @@ pub struct ExternalInput {
 impl ExternalInput {
     /// A required input.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        ExternalInput { name: name.into(), path: path.into(), optional: false }
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: false,
+        }
     }
     /// An input that may be absent.
     pub fn optional(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        ExternalInput { name: name.into(), path: path.into(), optional: true }
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: true,
+        }
     }
 }
 
@@ -200,8 +208,15 @@ impl<S: Stage> DynKind for Typed<S> {
         S::validate(&typed).map_err(|(path, message)| ParamProblem::Invalid { path, message })?;
         let semantic = serde_json::to_value(&typed)
             .map(|v| super::fingerprint::canonical_json(&v))
-            .map_err(|e| ParamProblem::Invalid { path: String::new(), message: e.to_string() })?;
-        Ok(CheckedParams { semantic, inputs: S::inputs(&typed), typed: Arc::new(typed) })
+            .map_err(|e| ParamProblem::Invalid {
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(CheckedParams {
+            semantic,
+            inputs: S::inputs(&typed),
+            typed: Arc::new(typed),
+        })
     }
     fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let typed = params
@@ -222,16 +237,26 @@ fn check_unknown_keys(
     path: &str,
 ) -> Result<(), ParamProblem> {
     let schema = resolve_ref(root, schema);
-    let (Some(obj), Some(props)) = (value.as_object(), schema.get("properties").and_then(|p| p.as_object())) else {
+    let (Some(obj), Some(props)) = (
+        value.as_object(),
+        schema.get("properties").and_then(|p| p.as_object()),
+    ) else {
         return Ok(());
     };
     for (k, v) in obj {
-        let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let sub = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         match props.get(k) {
             Some(s) => check_unknown_keys(root, s, v, &sub)?,
             None => {
                 if schema.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
-                    return Err(ParamProblem::Unknown { path: sub, known: props.keys().cloned().collect() });
+                    return Err(ParamProblem::Unknown {
+                        path: sub,
+                        known: props.keys().cloned().collect(),
+                    });
                 }
             }
         }
@@ -239,7 +264,10 @@ fn check_unknown_keys(
     Ok(())
 }
 
-fn resolve_ref<'a>(root: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+fn resolve_ref<'a>(
+    root: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
     if let Some(r) = schema.get("$ref").and_then(|r| r.as_str()) {
         if let Some(name) = r.strip_prefix("#/$defs/") {
             if let Some(s) = root.get("$defs").and_then(|d| d.get(name)) {

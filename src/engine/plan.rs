@@ -112,7 +112,12 @@ pub enum Freshness {
 }
 
 /// Plans a run of `p` (`selection` decides which stages are covered).
-pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> Result<Vec<PlannedStage>, PlanError> {
+pub fn plan(
+    p: &Pipeline,
+    cache: &Cache,
+    stat: &StatCache,
+    sel: &Selection,
+) -> Result<Vec<PlannedStage>, PlanError> {
     let known: Vec<String> = p.stages.iter().map(|s| s.name.clone()).collect();
     let lookup = |flag: &'static str, name: &str| {
         p.stage_index(name).ok_or_else(|| PlanError::UnknownStage {
@@ -152,10 +157,23 @@ pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> R
         .par_iter()
         .map(|&(i, j)| {
             let inp = &p.stages[i].params.inputs[j];
-            let path = if inp.path.is_absolute() { inp.path.clone() } else { p.workspace.join(&inp.path) };
-            fingerprint_input(&inp.name, &inp.path.to_string_lossy(), &path, inp.optional, stat)
-                .map(|f| (i, j, f))
-                .map_err(|e| PlanError::Fingerprint { stage: p.stages[i].name.clone(), source: e })
+            let path = if inp.path.is_absolute() {
+                inp.path.clone()
+            } else {
+                p.workspace.join(&inp.path)
+            };
+            fingerprint_input(
+                &inp.name,
+                &inp.path.to_string_lossy(),
+                &path,
+                inp.optional,
+                stat,
+            )
+            .map(|f| (i, j, f))
+            .map_err(|e| PlanError::Fingerprint {
+                stage: p.stages[i].name.clone(),
+                source: e,
+            })
         })
         .collect();
     let mut fps: BTreeMap<(usize, usize), InputFingerprint> = BTreeMap::new();
@@ -177,14 +195,21 @@ pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> R
             .dag
             .deps(i)
             .iter()
-            .map(|&d| (p.stages[d].name.clone(), keys[d].clone().unwrap_or_default()))
+            .map(|&d| {
+                (
+                    p.stages[d].name.clone(),
+                    keys[d].clone().unwrap_or_default(),
+                )
+            })
             .collect();
         let material = KeyMaterial {
             kind: s.kind.name().into(),
             version: s.kind.version(),
             params: s.params.semantic.clone(),
             upstream,
-            inputs: (0..s.params.inputs.len()).filter_map(|j| fps.get(&(i, j)).cloned()).collect(),
+            inputs: (0..s.params.inputs.len())
+                .filter_map(|j| fps.get(&(i, j)).cloned())
+                .collect(),
         };
         let key = material.key();
         keys[i] = Some(key.clone());
@@ -200,7 +225,9 @@ pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> R
                 Err(e) => vec![RerunReason::ManifestUnreadable { error: e.clone() }],
                 Ok(st) => match st.stages.get(&s.name) {
                     None => vec![RerunReason::FirstRun],
-                    Some(prev) if prev.key == key => vec![RerunReason::NoCachedArtifact { key: key.clone() }],
+                    Some(prev) if prev.key == key => {
+                        vec![RerunReason::NoCachedArtifact { key: key.clone() }]
+                    }
                     Some(prev) => {
                         let will_run = |name: &str| p.stage_index(name).is_some_and(|d| stale[d]);
                         let r = diff(&prev.material, &material, &will_run);
@@ -220,7 +247,11 @@ pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> R
             key,
             material,
             selected: selected.contains(&i),
-            state: if fresh { Freshness::Fresh } else { Freshness::Stale },
+            state: if fresh {
+                Freshness::Fresh
+            } else {
+                Freshness::Stale
+            },
             reasons,
         });
     }
@@ -229,7 +260,10 @@ pub fn plan(p: &Pipeline, cache: &Cache, stat: &StatCache, sel: &Selection) -> R
         for ps in out.iter().filter(|ps| ps.selected) {
             for &d in p.dag.deps(ps.index) {
                 if !selected.contains(&d) && stale[d] {
-                    return Err(PlanError::OnlyNeedsUpstream { stage: ps.stage.clone(), upstream: p.stages[d].name.clone() });
+                    return Err(PlanError::OnlyNeedsUpstream {
+                        stage: ps.stage.clone(),
+                        upstream: p.stages[d].name.clone(),
+                    });
                 }
             }
         }

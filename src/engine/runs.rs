@@ -64,7 +64,12 @@ impl RunRecord {
     /// Counts of (ran, cached, failed, skipped).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let c = |s| self.stages.iter().filter(|r| r.status == s).count();
-        (c(StageStatus::Ran), c(StageStatus::Cached), c(StageStatus::Failed), c(StageStatus::Skipped))
+        (
+            c(StageStatus::Ran),
+            c(StageStatus::Cached),
+            c(StageStatus::Failed),
+            c(StageStatus::Skipped),
+        )
     }
 }
 
@@ -78,27 +83,49 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let full = String::from_utf8_lossy(&buf[..end]).to_string();
-    full.split('.').next().unwrap_or("localhost").replace(['/', ' '], "_")
+    full.split('.')
+        .next()
+        .unwrap_or("localhost")
+        .replace(['/', ' '], "_")
 }
 
 /// The git revision of `workspace` (read from `.git` without spawning git).
 pub fn git_revision(workspace: &Path) -> Option<String> {
-    let git = workspace.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
+    let git = workspace
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
     let head = fs::read_to_string(git.join("HEAD")).ok()?;
     let head = head.trim();
-    let Some(r) = head.strip_prefix("ref: ") else { return Some(head.to_string()) };
+    let Some(r) = head.strip_prefix("ref: ") else {
+        return Some(head.to_string());
+    };
     if let Ok(h) = fs::read_to_string(git.join(r)) {
         return Some(h.trim().to_string());
     }
     let packed = fs::read_to_string(git.join("packed-refs")).ok()?;
-    packed.lines().find_map(|l| l.strip_suffix(r).map(|h| h.trim().to_string()))
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(r).map(|h| h.trim().to_string()))
 }
 
 /// A new run id: UTC time + pipeline + 4 hex digits.
 pub fn new_run_id(pipeline: &str) -> String {
     let now = chrono::Utc::now();
-    let salt = blake3::hash(format!("{}{}{:?}", std::process::id(), pipeline, now.timestamp_nanos_opt()).as_bytes());
-    format!("{}-{pipeline}-{}", now.format("%Y%m%dT%H%M%S"), &salt.to_hex()[..4])
+    let salt = blake3::hash(
+        format!(
+            "{}{}{:?}",
+            std::process::id(),
+            pipeline,
+            now.timestamp_nanos_opt()
+        )
+        .as_bytes(),
+    );
+    format!(
+        "{}-{pipeline}-{}",
+        now.format("%Y%m%dT%H%M%S"),
+        &salt.to_hex()[..4]
+    )
 }
 
 /// The runs directory of a workspace.
@@ -125,7 +152,10 @@ impl Runs {
         let d = self.run_dir(&rec.id);
         fs::create_dir_all(&d)?;
         let tmp = d.join("run.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?)?;
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?,
+        )?;
         fs::rename(tmp, d.join("run.json"))
     }
     /// All run records, oldest first (unreadable ones skipped).
@@ -178,7 +208,10 @@ pub struct StageState {
 
 impl PipelineState {
     fn path(workspace: &Path, pipeline: &str) -> PathBuf {
-        workspace.join(".luna").join("state").join(format!("{pipeline}.json"))
+        workspace
+            .join(".luna")
+            .join("state")
+            .join(format!("{pipeline}.json"))
     }
     /// Loads the state (empty if none; an unreadable file is reported as Err text).
     pub fn load(workspace: &Path, pipeline: &str) -> Result<PipelineState, String> {

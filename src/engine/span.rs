@@ -30,8 +30,14 @@ pub struct SpanIndex {
 }
 
 enum Frame {
-    Map { path: String, pending_key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        pending_key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 fn join(parent: &str, child: &str) -> String {
@@ -54,7 +60,10 @@ impl SpanIndex {
                 Ok(t) => t,
                 Err(_) => return idx,
             };
-            let pos = Pos { line: mark.line(), col: mark.col() + 1 };
+            let pos = Pos {
+                line: mark.line(),
+                col: mark.col() + 1,
+            };
             // Where does this node sit? Either a key of a map, a value of a map or a seq item.
             let mut value_path: Option<String> = None;
             match stack.last_mut() {
@@ -90,7 +99,10 @@ impl SpanIndex {
                 Event::MappingStart(..) => {
                     let p = value_path.unwrap_or_default();
                     idx.values.insert(p.clone(), pos);
-                    stack.push(Frame::Map { path: p, pending_key: None });
+                    stack.push(Frame::Map {
+                        path: p,
+                        pending_key: None,
+                    });
                 }
                 Event::SequenceStart(..) => {
                     let p = value_path.unwrap_or_default();
@@ -121,7 +133,11 @@ impl SpanIndex {
     pub fn best(&self, path: &str) -> Option<Pos> {
         let mut p = path.to_string();
         loop {
-            if let Some(pos) = self.value(&p).filter(|_| p == path).or_else(|| self.key(&p)) {
+            if let Some(pos) = self
+                .value(&p)
+                .filter(|_| p == path)
+                .or_else(|| self.key(&p))
+            {
                 return Some(pos);
             }
             match p.rfind('.') {
@@ -142,8 +158,14 @@ mod tests {
         let idx = SpanIndex::build(text);
         assert_eq!(idx.key("stages.a"), Some(Pos { line: 3, col: 3 }));
         assert_eq!(idx.value("stages.a.uses"), Some(Pos { line: 4, col: 11 }));
-        assert_eq!(idx.value("stages.a.needs.1"), Some(Pos { line: 5, col: 16 }));
-        assert_eq!(idx.value("stages.a.with.lr"), Some(Pos { line: 6, col: 17 }));
+        assert_eq!(
+            idx.value("stages.a.needs.1"),
+            Some(Pos { line: 5, col: 16 })
+        );
+        assert_eq!(
+            idx.value("stages.a.with.lr"),
+            Some(Pos { line: 6, col: 17 })
+        );
         assert_eq!(idx.best("stages.a.with.missing"), idx.key("stages.a.with"));
     }
 }

@@ -74,20 +74,27 @@ impl Pipeline {
 
 /// The nearest ancestor of `start` (inclusive) that holds a `pipelines/` directory.
 pub fn find_workspace(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|d| d.join("pipelines").is_dir()).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|d| d.join("pipelines").is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// Finds the pipeline file for `name_or_path`: an existing `.yaml`/`.yml` path, or
 /// `pipelines/NAME.yaml` in the workspace above `cwd`. Returns (file, workspace).
 pub fn locate(name_or_path: &str, cwd: &Path) -> Result<(PathBuf, PathBuf), LoadError> {
     let as_path = cwd.join(name_or_path);
-    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml");
+    let looks_like_path = name_or_path.contains('/')
+        || name_or_path.ends_with(".yaml")
+        || name_or_path.ends_with(".yml");
     if looks_like_path && as_path.is_file() {
         let dir = as_path.parent().unwrap_or(cwd).to_path_buf();
         let ws = find_workspace(&dir).unwrap_or(dir);
         return Ok((as_path, ws));
     }
-    let ws = find_workspace(cwd).ok_or_else(|| LoadError::NoWorkspace { start: cwd.to_path_buf() })?;
+    let ws = find_workspace(cwd).ok_or_else(|| LoadError::NoWorkspace {
+        start: cwd.to_path_buf(),
+    })?;
     let dir = ws.join("pipelines");
     for ext in ["yaml", "yml"] {
         let f = dir.join(format!("{name_or_path}.{ext}"));
@@ -95,7 +102,11 @@ pub fn locate(name_or_path: &str, cwd: &Path) -> Result<(PathBuf, PathBuf), Load
             return Ok((f, ws));
         }
     }
-    Err(LoadError::NoPipeline { name: name_or_path.into(), dir, known: list_pipelines(&ws) })
+    Err(LoadError::NoPipeline {
+        name: name_or_path.into(),
+        dir,
+        known: list_pipelines(&ws),
+    })
 }
 
 /// Names of the pipelines in a workspace, sorted.
@@ -107,7 +118,9 @@ pub fn list_pipelines(ws: &Path) -> Vec<String> {
         .filter_map(|e| {
             let p = e.path();
             let ext = p.extension()?.to_str()?;
-            (ext == "yaml" || ext == "yml").then(|| p.file_stem()?.to_str().map(String::from)).flatten()
+            (ext == "yaml" || ext == "yml")
+                .then(|| p.file_stem()?.to_str().map(String::from))
+                .flatten()
         })
         .collect();
     v.sort();
@@ -118,7 +131,9 @@ pub fn list_pipelines(ws: &Path) -> Vec<String> {
 pub fn parse_sets(args: &[String]) -> Result<BTreeMap<String, Json>, LoadError> {
     let mut out = BTreeMap::new();
     for a in args {
-        let (k, v) = a.split_once('=').ok_or_else(|| LoadError::BadSet { arg: a.clone() })?;
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| LoadError::BadSet { arg: a.clone() })?;
         let k = k.trim();
         if k.is_empty() {
             return Err(LoadError::BadSet { arg: a.clone() });
@@ -134,8 +149,16 @@ pub fn parse_sets(args: &[String]) -> Result<BTreeMap<String, Json>, LoadError> 
 }
 
 /// Reads and checks a pipeline file.
-pub fn load(file: &Path, workspace: &Path, sets: &BTreeMap<String, Json>, registry: &Registry) -> Result<Pipeline, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|e| LoadError::Io { path: file.into(), source: e })?;
+pub fn load(
+    file: &Path,
+    workspace: &Path,
+    sets: &BTreeMap<String, Json>,
+    registry: &Registry,
+) -> Result<Pipeline, LoadError> {
+    let text = std::fs::read_to_string(file).map_err(|e| LoadError::Io {
+        path: file.into(),
+        source: e,
+    })?;
     parse(&text, file, workspace, sets, registry).map_err(LoadError::Spec)
 }
 
@@ -158,7 +181,10 @@ impl Issues {
 fn yaml_key(k: &Yaml) -> String {
     match k {
         Yaml::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -170,11 +196,18 @@ pub fn parse(
     sets: &BTreeMap<String, Json>,
     registry: &Registry,
 ) -> Result<Pipeline, SpecError> {
-    let err = |list| SpecError { file: file.into(), text: text.into(), issues: list };
+    let err = |list| SpecError {
+        file: file.into(),
+        text: text.into(),
+        issues: list,
+    };
     let doc: Yaml = match serde_yaml::from_str(text) {
         Ok(d) => d,
         Err(e) => {
-            let pos = e.location().map(|l| Pos { line: l.line(), col: l.column() });
+            let pos = e.location().map(|l| Pos {
+                line: l.line(),
+                col: l.column(),
+            });
             let mut message = e.to_string();
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
@@ -182,32 +215,60 @@ pub fn parse(
             return Err(err(vec![(SpecIssue::Yaml { message }, pos)]));
         }
     };
-    let mut is = Issues { spans: SpanIndex::build(text), list: Vec::new() };
+    let mut is = Issues {
+        spans: SpanIndex::build(text),
+        list: Vec::new(),
+    };
 
     // Pass 1: shape and keys.
     let Some(top) = doc.as_mapping() else {
-        is.list.push((SpecIssue::Yaml { message: "a pipeline file must be a mapping with `pipeline:` and `stages:`".into() }, Some(Pos { line: 1, col: 1 })));
+        is.list.push((
+            SpecIssue::Yaml {
+                message: "a pipeline file must be a mapping with `pipeline:` and `stages:`".into(),
+            },
+            Some(Pos { line: 1, col: 1 }),
+        ));
         return Err(err(is.list));
     };
     let top_keys = ["pipeline", "description", "vars", "stages"];
     for k in top.keys() {
         let k = yaml_key(k);
         if !top_keys.contains(&k.as_str()) {
-            is.at_key(&k, SpecIssue::UnknownKey { path: k.clone(), allowed: top_keys.iter().map(|s| s.to_string()).collect() });
+            is.at_key(
+                &k,
+                SpecIssue::UnknownKey {
+                    path: k.clone(),
+                    allowed: top_keys.iter().map(|s| s.to_string()).collect(),
+                },
+            );
         }
     }
     let name = match top.get("pipeline") {
         Some(Yaml::String(s)) => s.clone(),
         Some(_) => {
-            is.at_value("pipeline", SpecIssue::BadParam { path: "pipeline".into(), message: "expected a string".into() });
+            is.at_value(
+                "pipeline",
+                SpecIssue::BadParam {
+                    path: "pipeline".into(),
+                    message: "expected a string".into(),
+                },
+            );
             String::new()
         }
         None => {
-            is.list.push((SpecIssue::Yaml { message: "missing `pipeline:` (the pipeline's name)".into() }, Some(Pos { line: 1, col: 1 })));
+            is.list.push((
+                SpecIssue::Yaml {
+                    message: "missing `pipeline:` (the pipeline's name)".into(),
+                },
+                Some(Pos { line: 1, col: 1 }),
+            ));
             String::new()
         }
     };
-    let description = top.get("description").and_then(|d| d.as_str()).map(String::from);
+    let description = top
+        .get("description")
+        .and_then(|d| d.as_str())
+        .map(String::from);
 
     // Variables, then overrides.
     let mut vars: BTreeMap<String, Json> = BTreeMap::new();
@@ -220,29 +281,58 @@ pub fn parse(
                     Ok(j) => {
                         vars.insert(k, j);
                     }
-                    Err(e) => is.at_value(&format!("vars.{k}"), SpecIssue::BadParam { path: format!("vars.{k}"), message: e.to_string() }),
+                    Err(e) => is.at_value(
+                        &format!("vars.{k}"),
+                        SpecIssue::BadParam {
+                            path: format!("vars.{k}"),
+                            message: e.to_string(),
+                        },
+                    ),
                 }
             }
         }
-        Some(_) => is.at_value("vars", SpecIssue::BadParam { path: "vars".into(), message: "expected a mapping of name: value".into() }),
+        Some(_) => is.at_value(
+            "vars",
+            SpecIssue::BadParam {
+                path: "vars".into(),
+                message: "expected a mapping of name: value".into(),
+            },
+        ),
     }
     let known_vars: Vec<String> = vars.keys().cloned().collect();
     for (k, v) in sets {
         if vars.contains_key(k) {
             vars.insert(k.clone(), v.clone());
         } else {
-            is.list.push((SpecIssue::UnknownSetVar { name: k.clone(), known: known_vars.clone() }, None));
+            is.list.push((
+                SpecIssue::UnknownSetVar {
+                    name: k.clone(),
+                    known: known_vars.clone(),
+                },
+                None,
+            ));
         }
     }
 
     let stages_map = match top.get("stages") {
         Some(Yaml::Mapping(m)) => m.clone(),
         Some(_) => {
-            is.at_value("stages", SpecIssue::BadParam { path: "stages".into(), message: "expected a mapping of stage name: stage".into() });
+            is.at_value(
+                "stages",
+                SpecIssue::BadParam {
+                    path: "stages".into(),
+                    message: "expected a mapping of stage name: stage".into(),
+                },
+            );
             Default::default()
         }
         None => {
-            is.list.push((SpecIssue::Yaml { message: "missing `stages:`".into() }, Some(Pos { line: 1, col: 1 })));
+            is.list.push((
+                SpecIssue::Yaml {
+                    message: "missing `stages:`".into(),
+                },
+                Some(Pos { line: 1, col: 1 }),
+            ));
             Default::default()
         }
     };
@@ -259,14 +349,26 @@ pub fn parse(
         let sname = yaml_key(k);
         let base = format!("stages.{sname}");
         let Some(m) = v.as_mapping() else {
-            is.at_value(&base, SpecIssue::BadParam { path: base.clone(), message: "expected a mapping with `uses:`, `needs:`, `with:`".into() });
+            is.at_value(
+                &base,
+                SpecIssue::BadParam {
+                    path: base.clone(),
+                    message: "expected a mapping with `uses:`, `needs:`, `with:`".into(),
+                },
+            );
             continue;
         };
         for k in m.keys() {
             let k = yaml_key(k);
             if !stage_keys.contains(&k.as_str()) {
                 let p = format!("{base}.{k}");
-                is.at_key(&p, SpecIssue::UnknownKey { path: p.clone(), allowed: stage_keys.iter().map(|s| s.to_string()).collect() });
+                is.at_key(
+                    &p,
+                    SpecIssue::UnknownKey {
+                        path: p.clone(),
+                        allowed: stage_keys.iter().map(|s| s.to_string()).collect(),
+                    },
+                );
             }
         }
         // Pass 2: kinds and needs.
@@ -286,11 +388,23 @@ pub fn parse(
                 k
             }
             Some(_) => {
-                is.at_value(&format!("{base}.uses"), SpecIssue::BadParam { path: format!("{base}.uses"), message: "expected a stage kind name".into() });
+                is.at_value(
+                    &format!("{base}.uses"),
+                    SpecIssue::BadParam {
+                        path: format!("{base}.uses"),
+                        message: "expected a stage kind name".into(),
+                    },
+                );
                 None
             }
             None => {
-                is.at_key(&base, SpecIssue::BadParam { path: base.clone(), message: "missing `uses:` (the stage kind)".into() });
+                is.at_key(
+                    &base,
+                    SpecIssue::BadParam {
+                        path: base.clone(),
+                        message: "missing `uses:` (the stage kind)".into(),
+                    },
+                );
                 None
             }
         };
@@ -302,25 +416,62 @@ pub fn parse(
                 for (i, n) in seq.iter().enumerate() {
                     match n.as_str() {
                         Some(s) => needs.push(s.to_string()),
-                        None => is.at_value(&format!("{base}.needs.{i}"), SpecIssue::BadParam { path: format!("{base}.needs.{i}"), message: "expected a stage name".into() }),
+                        None => is.at_value(
+                            &format!("{base}.needs.{i}"),
+                            SpecIssue::BadParam {
+                                path: format!("{base}.needs.{i}"),
+                                message: "expected a stage name".into(),
+                            },
+                        ),
                     }
                 }
             }
-            Some(_) => is.at_value(&format!("{base}.needs"), SpecIssue::BadParam { path: format!("{base}.needs"), message: "expected a list of stage names".into() }),
+            Some(_) => is.at_value(
+                &format!("{base}.needs"),
+                SpecIssue::BadParam {
+                    path: format!("{base}.needs"),
+                    message: "expected a list of stage names".into(),
+                },
+            ),
         }
         for (i, n) in needs.iter().enumerate() {
             if !stage_names.contains(n) {
-                let p = if matches!(m.get("needs"), Some(Yaml::String(_))) { format!("{base}.needs") } else { format!("{base}.needs.{i}") };
-                is.at_value(&p, SpecIssue::MissingNeed { stage: sname.clone(), target: n.clone(), known: stage_names.clone() });
+                let p = if matches!(m.get("needs"), Some(Yaml::String(_))) {
+                    format!("{base}.needs")
+                } else {
+                    format!("{base}.needs.{i}")
+                };
+                is.at_value(
+                    &p,
+                    SpecIssue::MissingNeed {
+                        stage: sname.clone(),
+                        target: n.clone(),
+                        known: stage_names.clone(),
+                    },
+                );
             }
         }
-        raws.push(Raw { name: sname, kind, needs, with: m.get("with").cloned().unwrap_or(Yaml::Null) });
+        raws.push(Raw {
+            name: sname,
+            kind,
+            needs,
+            with: m.get("with").cloned().unwrap_or(Yaml::Null),
+        });
     }
 
     // Pass 3: cycles (only over valid edges).
     let edges: Vec<(String, Vec<String>)> = raws
         .iter()
-        .map(|r| (r.name.clone(), r.needs.iter().filter(|n| stage_names.contains(n)).cloned().collect()))
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.needs
+                    .iter()
+                    .filter(|n| stage_names.contains(n))
+                    .cloned()
+                    .collect(),
+            )
+        })
         .collect();
     let dag = match Dag::new(&edges) {
         Ok(d) => Some(d),
@@ -339,42 +490,91 @@ pub fn parse(
             Ok(Json::Null) => Json::Object(Default::default()),
             Ok(j) => j,
             Err(e) => {
-                is.at_value(&base, SpecIssue::BadParam { path: base.clone(), message: e.to_string() });
+                is.at_value(
+                    &base,
+                    SpecIssue::BadParam {
+                        path: base.clone(),
+                        message: e.to_string(),
+                    },
+                );
                 continue;
             }
         };
         let with_json = match interpolate(&with_json, &vars, &base) {
             Ok(j) => j,
             Err((path, name)) => {
-                is.at_value(&path, SpecIssue::UnknownVar { name, path: path.clone(), known: known_vars.clone() });
+                is.at_value(
+                    &path,
+                    SpecIssue::UnknownVar {
+                        name,
+                        path: path.clone(),
+                        known: known_vars.clone(),
+                    },
+                );
                 continue;
             }
         };
         let Some(kind) = r.kind else { continue };
         match kind.check(&with_json) {
-            Ok(params) => stages.push(StageSpec { name: r.name, kind, needs: r.needs, with: with_json, params }),
+            Ok(params) => stages.push(StageSpec {
+                name: r.name,
+                kind,
+                needs: r.needs,
+                with: with_json,
+                params,
+            }),
             Err(ParamProblem::Unknown { path, known }) => {
                 let full = format!("{base}.{path}");
-                is.at_key(&full, SpecIssue::UnknownParam { path: full.clone(), kind: kind.name().into(), known });
+                is.at_key(
+                    &full,
+                    SpecIssue::UnknownParam {
+                        path: full.clone(),
+                        kind: kind.name().into(),
+                        known,
+                    },
+                );
             }
             Err(ParamProblem::Invalid { path, message }) => {
-                let full = if path.is_empty() { base.clone() } else { format!("{base}.{path}") };
-                is.at_value(&full, SpecIssue::BadParam { path: full.clone(), message: humanize(&message) });
+                let full = if path.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{path}")
+                };
+                is.at_value(
+                    &full,
+                    SpecIssue::BadParam {
+                        path: full.clone(),
+                        message: humanize(&message),
+                    },
+                );
             }
         }
     }
     if !is.list.is_empty() {
-        is.list.sort_by_key(|(_, p)| p.map(|p| (p.line, p.col)).unwrap_or((usize::MAX, 0)));
+        is.list
+            .sort_by_key(|(_, p)| p.map(|p| (p.line, p.col)).unwrap_or((usize::MAX, 0)));
         return Err(err(is.list));
     }
     let dag = dag.expect("no cycle when there are no issues");
-    Ok(Pipeline { name, description, file: file.into(), workspace: workspace.into(), vars, stages, dag })
+    Ok(Pipeline {
+        name,
+        description,
+        file: file.into(),
+        workspace: workspace.into(),
+        vars,
+        stages,
+        dag,
+    })
 }
 
 /// serde's "invalid type: string \"x\", expected f64" → "expected a number, found string \"x\"".
 fn humanize(msg: &str) -> String {
-    let Some(rest) = msg.strip_prefix("invalid type: ") else { return msg.to_string() };
-    let Some((found, expected)) = rest.split_once(", expected ") else { return msg.to_string() };
+    let Some(rest) = msg.strip_prefix("invalid type: ") else {
+        return msg.to_string();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return msg.to_string();
+    };
     let expected = match expected {
         "f64" | "f32" => "a number",
         "u64" | "u32" | "u16" | "u8" | "usize" => "a non-negative integer",
@@ -386,7 +586,11 @@ fn humanize(msg: &str) -> String {
 }
 
 /// Replaces `${var}` in every string of `v`; on an unknown variable returns (path, name).
-fn interpolate(v: &Json, vars: &BTreeMap<String, Json>, path: &str) -> Result<Json, (String, String)> {
+fn interpolate(
+    v: &Json,
+    vars: &BTreeMap<String, Json>,
+    path: &str,
+) -> Result<Json, (String, String)> {
     match v {
         Json::String(s) => interpolate_str(s, vars).map_err(|name| (path.to_string(), name)),
         Json::Array(a) => a
@@ -442,10 +646,19 @@ mod tests {
 
     #[test]
     fn interpolation_keeps_types_and_splices_text() {
-        let vars = BTreeMap::from([("n".to_string(), serde_json::json!(3)), ("root".to_string(), serde_json::json!("data/x"))]);
+        let vars = BTreeMap::from([
+            ("n".to_string(), serde_json::json!(3)),
+            ("root".to_string(), serde_json::json!("data/x")),
+        ]);
         assert_eq!(interpolate_str("${n}", &vars), Ok(serde_json::json!(3)));
-        assert_eq!(interpolate_str("${root}/a.csv", &vars), Ok(serde_json::json!("data/x/a.csv")));
-        assert_eq!(interpolate_str("n=${n}, $${root}", &vars), Ok(serde_json::json!("n=3, ${root}")));
+        assert_eq!(
+            interpolate_str("${root}/a.csv", &vars),
+            Ok(serde_json::json!("data/x/a.csv"))
+        );
+        assert_eq!(
+            interpolate_str("n=${n}, $${root}", &vars),
+            Ok(serde_json::json!("n=3, ${root}"))
+        );
         assert_eq!(interpolate_str("${nope}/a", &vars), Err("nope".to_string()));
     }
 }

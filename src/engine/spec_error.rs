@@ -92,15 +92,31 @@ impl fmt::Display for SpecIssue {
         match self {
             SpecIssue::Yaml { message } => write!(f, "{message}"),
             SpecIssue::UnknownKey { path, .. } => write!(f, "unknown key `{path}`"),
-            SpecIssue::UnknownKind { stage, kind, .. } => write!(f, "stage `{stage}` uses unknown stage kind `{kind}`"),
-            SpecIssue::MissingNeed { stage, target, .. } => {
-                write!(f, "stage `{stage}` needs `{target}`, which is not a stage of this pipeline")
+            SpecIssue::UnknownKind { stage, kind, .. } => {
+                write!(f, "stage `{stage}` uses unknown stage kind `{kind}`")
             }
-            SpecIssue::Cycle { cycle } => write!(f, "stages depend on each other in a cycle: {}", cycle.join(" → ")),
-            SpecIssue::UnknownParam { path, kind, .. } => write!(f, "{path}: unknown parameter for kind `{kind}`"),
+            SpecIssue::MissingNeed { stage, target, .. } => {
+                write!(
+                    f,
+                    "stage `{stage}` needs `{target}`, which is not a stage of this pipeline"
+                )
+            }
+            SpecIssue::Cycle { cycle } => write!(
+                f,
+                "stages depend on each other in a cycle: {}",
+                cycle.join(" → ")
+            ),
+            SpecIssue::UnknownParam { path, kind, .. } => {
+                write!(f, "{path}: unknown parameter for kind `{kind}`")
+            }
             SpecIssue::BadParam { path, message } => write!(f, "{path}: {message}"),
-            SpecIssue::UnknownVar { name, path, .. } => write!(f, "{path}: unknown variable `${{{name}}}`"),
-            SpecIssue::UnknownSetVar { name, .. } => write!(f, "--set {name}: the pipeline declares no variable `{name}`"),
+            SpecIssue::UnknownVar { name, path, .. } => {
+                write!(f, "{path}: unknown variable `${{{name}}}`")
+            }
+            SpecIssue::UnknownSetVar { name, .. } => write!(
+                f,
+                "--set {name}: the pipeline declares no variable `{name}`"
+            ),
         }
     }
 }
@@ -110,20 +126,30 @@ impl SpecIssue {
     pub fn hint(&self) -> Option<String> {
         use super::suggest::nearest;
         let did_you_mean = |word: &str, known: &[String]| {
-            nearest(word, known.iter().map(String::as_str)).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default()
+            nearest(word, known.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default()
         };
         match self {
             SpecIssue::Yaml { .. } => None,
             SpecIssue::UnknownKey { path, allowed } => {
                 let last = path.rsplit('.').next().unwrap_or(path);
-                Some(format!("{}allowed here: {}", did_you_mean(last, allowed), list(allowed)))
+                Some(format!(
+                    "{}allowed here: {}",
+                    did_you_mean(last, allowed),
+                    list(allowed)
+                ))
             }
-            SpecIssue::UnknownKind { kind, known, .. } => {
-                Some(format!("{}known kinds: {} (see `luna stages`)", did_you_mean(kind, known), list(known)))
-            }
-            SpecIssue::MissingNeed { target, known, .. } => {
-                Some(format!("{}stages: {}", did_you_mean(target, known), list(known)))
-            }
+            SpecIssue::UnknownKind { kind, known, .. } => Some(format!(
+                "{}known kinds: {} (see `luna stages`)",
+                did_you_mean(kind, known),
+                list(known)
+            )),
+            SpecIssue::MissingNeed { target, known, .. } => Some(format!(
+                "{}stages: {}",
+                did_you_mean(target, known),
+                list(known)
+            )),
             SpecIssue::Cycle { .. } => Some("remove one of these `needs:` entries".into()),
             SpecIssue::UnknownParam { path, kind, known } => {
                 let last = path.rsplit('.').next().unwrap_or(path);
@@ -133,8 +159,11 @@ impl SpecIssue {
                     list(known)
                 ))
             }
-            SpecIssue::BadParam { .. } => Some("see `luna stages KIND` for the parameter types".into()),
-            SpecIssue::UnknownVar { name, known, .. } | SpecIssue::UnknownSetVar { name, known } => Some(format!(
+            SpecIssue::BadParam { .. } => {
+                Some("see `luna stages KIND` for the parameter types".into())
+            }
+            SpecIssue::UnknownVar { name, known, .. }
+            | SpecIssue::UnknownSetVar { name, known } => Some(format!(
                 "{}declared in `vars:`: {}",
                 did_you_mean(name, known),
                 list(known)

@@ -56,13 +56,24 @@ pub struct StatCache {
 impl StatCache {
     /// A cache that never remembers anything (every file is re-read).
     pub fn disabled() -> StatCache {
-        StatCache { file: None, entries: Mutex::new(HashMap::new()), dirty: Mutex::new(false) }
+        StatCache {
+            file: None,
+            entries: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(false),
+        }
     }
 
     /// Loads the cache at `file`; an unreadable or missing file gives an empty cache.
     pub fn load(file: PathBuf) -> StatCache {
-        let entries = fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        StatCache { file: Some(file), entries: Mutex::new(entries), dirty: Mutex::new(false) }
+        let entries = fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StatCache {
+            file: Some(file),
+            entries: Mutex::new(entries),
+            dirty: Mutex::new(false),
+        }
     }
 
     /// The blake3 of `path`, from the cache when its stamp is unchanged.
@@ -78,9 +89,18 @@ impl StatCache {
         }
         let hash = hash_file(path, meta.len())?;
         if self.file.is_some() {
-            let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+            let now_ns = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0);
             if now_ns - stamp.mtime_ns > 2_000_000_000 {
-                lock(&self.entries).insert(key, Entry { stamp, blake3: hash.clone() });
+                lock(&self.entries).insert(
+                    key,
+                    Entry {
+                        stamp,
+                        blake3: hash.clone(),
+                    },
+                );
                 *lock(&self.dirty) = true;
             }
         }
@@ -94,9 +114,15 @@ impl StatCache {
         if !*lock(&self.dirty) {
             return;
         }
-        let mut merged: HashMap<PathBuf, Entry> =
-            fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        merged.extend(lock(&self.entries).iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut merged: HashMap<PathBuf, Entry> = fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        merged.extend(
+            lock(&self.entries)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         // Forget files that no longer exist, so the cache does not grow forever.
         merged.retain(|p, _| p.exists());
         if let Some(dir) = file.parent() {

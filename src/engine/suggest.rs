@@ -30,7 +30,13 @@ mod tests {
     #[test]
     fn finds_typos() {
         assert_eq!(super::distance("kitten", "sitting"), 3);
-        assert_eq!(super::nearest("trian_classifier", ["train_classifier", "build_crops"]), Some("train_classifier"));
-        assert_eq!(super::nearest("zzz", ["train_classifier", "build_crops"]), None);
+        assert_eq!(
+            super::nearest("trian_classifier", ["train_classifier", "build_crops"]),
+            Some("train_classifier")
+        );
+        assert_eq!(
+            super::nearest("zzz", ["train_classifier", "build_crops"]),
+            None
+        );
     }
 }

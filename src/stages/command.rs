@@ -53,7 +53,16 @@ pub struct CommandStage;
 
 /// `LUNA_IN_<NAME>` for a stage name.
 pub fn env_name(stage: &str) -> String {
-    let up: String = stage.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let up: String = stage
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("LUNA_IN_{up}")
 }
 
@@ -61,10 +70,14 @@ impl Stage for CommandStage {
     type Params = CommandParams;
     const KIND: &'static str = "command";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Run a shell command; $LUNA_OUT is its output dir, $LUNA_IN_<STAGE> its inputs";
+    const DOC: &'static str =
+        "Run a shell command; $LUNA_OUT is its output dir, $LUNA_IN_<STAGE> its inputs";
 
     fn inputs(p: &CommandParams) -> Vec<ExternalInput> {
-        p.inputs.iter().map(|i| ExternalInput::new(i.to_string(), i.path())).collect()
+        p.inputs
+            .iter()
+            .map(|i| ExternalInput::new(i.to_string(), i.path()))
+            .collect()
     }
 
     fn validate(p: &CommandParams) -> Result<(), (String, String)> {
@@ -73,7 +86,10 @@ impl Stage for CommandStage {
         }
         for (i, o) in p.outputs.iter().enumerate() {
             if o.is_empty() || o.starts_with('/') || o.split('/').any(|c| c == "..") {
-                return Err((format!("outputs.{i}"), format!("`{o}` must be a relative path inside $LUNA_OUT")));
+                return Err((
+                    format!("outputs.{i}"),
+                    format!("`{o}` must be a relative path inside $LUNA_OUT"),
+                ));
             }
         }
         Ok(())
@@ -82,12 +98,16 @@ impl Stage for CommandStage {
     fn run(&self, p: &CommandParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(&p.run).current_dir(ctx.workspace());
-        cmd.env("LUNA_OUT", ctx.out_dir()).env("LUNA_WORKSPACE", ctx.workspace()).env("LUNA_STAGE", ctx.stage());
+        cmd.env("LUNA_OUT", ctx.out_dir())
+            .env("LUNA_WORKSPACE", ctx.workspace())
+            .env("LUNA_STAGE", ctx.stage());
         for u in ctx.upstreams() {
             cmd.env(env_name(&u.stage), &u.dir);
         }
         cmd.envs(&p.env);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // SAFETY: prctl in the child before exec; async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
@@ -142,7 +162,10 @@ impl Stage for CommandStage {
         for o in &p.outputs {
             let path = ctx.out_dir().join(o);
             if !path.exists() {
-                return Err(StageError::MissingOutput { name: o.clone(), path });
+                return Err(StageError::MissingOutput {
+                    name: o.clone(),
+                    path,
+                });
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! and [`registry`], the list of kinds a pipeline may use.
 
 pub mod command;
+pub mod synth;
 pub mod test_kinds;
 
 use crate::engine::registry::Registry;
@@ -20,11 +21,17 @@ pub fn registry() -> Registry {
 pub fn builtin_registry() -> Registry {
     let mut r = Registry::new();
     r.add(command::CommandStage);
+    r.add(synth::SynthStage);
     r
 }
 
 /// Runs the torch work of `kind` inside the `luna-torch` worker.
 #[cfg(feature = "torch")]
-pub fn run_torch_kind(kind: &str, _ctx: &mut crate::engine::context::StageContext) -> Result<(), crate::engine::error::StageError> {
-    Err(crate::engine::error::StageError::msg(format!("luna-torch has no torch kind `{kind}`")))
+pub fn run_torch_kind(
+    kind: &str,
+    _ctx: &mut crate::engine::context::StageContext,
+) -> Result<(), crate::engine::error::StageError> {
+    Err(crate::engine::error::StageError::msg(format!(
+        "luna-torch has no torch kind `{kind}`"
+    )))
 }

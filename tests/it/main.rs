@@ -6,9 +6,12 @@ mod ct_geometry;
 mod ct_header;
 mod ct_oracle;
 mod ct_support;
-mod synth_gen;
-mod synth_oracle;
-mod synth_support;
+mod engine_cache;
+mod engine_cli;
+mod engine_crash;
+mod engine_errors;
+mod engine_exec;
+mod engine_support;
 #[cfg(feature = "torch")]
 mod nn_augment;
 #[cfg(feature = "torch")]
@@ -29,3 +32,6 @@ mod store_bench;
 mod store_oracle;
 mod store_roundtrip;
 mod store_support;
+mod synth_gen;
+mod synth_oracle;
+mod synth_support;
