@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod stages;
 pub mod store;
 pub mod synth;
+pub mod tables;
 pub mod worker;
 #[cfg(feature = "torch")]
 pub mod worker_serve;

@@ -71,6 +71,7 @@ fn serve_stage() -> Result<(), StageError> {
         partition_base: serde_json::Value::Null,
         threads: req.threads,
         key: req.key.clone(),
+        stat: None,
     });
     crate::stages::run_torch_kind(&req.kind, &mut ctx)
 }

@@ -27,7 +27,7 @@ pub fn cmd(g: &Globals, a: FingerprintArgs) -> Result<i32, CliError> {
     for p in &a.paths {
         let t = Instant::now();
         let shown = p.display().to_string();
-        let fp = fingerprint_input(&shown, &shown, p, false, &stat)
+        let fp = fingerprint_input(&shown, &shown, p, false, false, &stat)
             .map_err(|e| CliError::failed(e.to_string(), e.hint()))?;
         let secs = t.elapsed().as_secs_f64();
         println!("{}  {shown}", fp.blake3);

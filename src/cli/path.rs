@@ -18,6 +18,17 @@ pub struct PathArgs {
 /// Runs the command.
 pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
+    if o.pipeline.stage_index(&a.stage).is_none() {
+        // checked here so the message does not speak of `--until`, which the user never wrote
+        let known: Vec<&str> = o.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+        let dym = crate::engine::suggest::nearest(&a.stage, known.iter().copied())
+            .map(|s| format!("did you mean `{s}`? "))
+            .unwrap_or_default();
+        return Err(CliError::usage(
+            format!("pipeline `{}` has no stage `{}`", o.pipeline.name, a.stage),
+            Some(format!("{dym}stages: {}", known.join(", "))),
+        ));
+    }
     let sel = Selection {
         until: Some(a.stage.clone()),
         ..Default::default()

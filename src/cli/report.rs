@@ -187,6 +187,8 @@ impl Reporter for HumanReporter {
                     if *status == StageStatus::Skipped {
                         s.push_str(&format!(" ({det})"));
                     } else {
+                        // continuation lines (a command's stderr tail) stay in the message column
+                        let det = det.replace('\n', &format!("\n{:13}", ""));
                         s.push_str(&format!("\n{:>12} {det}", "error:"));
                     }
                 }

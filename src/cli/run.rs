@@ -57,7 +57,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         &planned,
         &o.cache,
         &o.runs,
-        &RunOptions { jobs },
+        &RunOptions { jobs, stat: Some(o.stat.clone()) },
         &mut reporter,
     );
     Ok(if rec.success { 0 } else { 1 })

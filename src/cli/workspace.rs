@@ -18,7 +18,7 @@ pub struct Opened {
     /// Run records.
     pub runs: Runs,
     /// Stat cache for fingerprints.
-    pub stat: StatCache,
+    pub stat: std::sync::Arc<StatCache>,
 }
 
 /// The current directory.
@@ -42,11 +42,11 @@ pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
     let pipeline = spec::load(&file, &ws, &sets, &crate::stages::registry())?;
     let cache = Cache::open(&cache_root(g, &ws))?;
     let runs = Runs::new(ws.join("runs"));
-    let stat = if g.no_stat_cache {
+    let stat = std::sync::Arc::new(if g.no_stat_cache {
         StatCache::disabled()
     } else {
         StatCache::load(ws.join(".luna").join("statcache.json"))
-    };
+    });
     Ok(Opened {
         pipeline,
         cache,

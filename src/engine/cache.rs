@@ -230,6 +230,31 @@ impl Cache {
         Ok(dest)
     }
 
+    /// Like [`Cache::commit`], but an existing object with the same key is replaced (`--force`
+    /// re-runs a stage whose output may differ, e.g. training with a new random seed). The old
+    /// object is moved aside into `tmp/` (so a crash leaves it to `clean_stale_tmp`), the new
+    /// one renamed in, then the old one deleted; if the commit fails the old one is put back.
+    /// The caller holds the key lock, so no other luna computes or replaces it meanwhile.
+    pub fn commit_replacing(&self, tmp: &Path, manifest: Manifest) -> Result<PathBuf, CacheError> {
+        let dest = self.object_dir(&manifest.key);
+        if !dest.exists() {
+            return self.commit(tmp, manifest);
+        }
+        let aside = self.new_tmp(&manifest.key)?;
+        fs::remove_dir(&aside).map_err(|e| CacheError::io(&aside, e))?;
+        fs::rename(&dest, &aside).map_err(|e| CacheError::io(&dest, e))?;
+        match self.commit(tmp, manifest) {
+            Ok(d) => {
+                let _ = fs::remove_dir_all(&aside);
+                Ok(d)
+            }
+            Err(e) => {
+                let _ = fs::rename(&aside, &dest);
+                Err(e)
+            }
+        }
+    }
+
     /// Removes `tmp/` directories left by processes of this host that no longer run.
     pub fn clean_stale_tmp(&self) {
         let host = super::runs::hostname();

@@ -12,12 +12,13 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::cache::{Cache, Manifest, MANIFEST_VERSION};
 use super::error::StageError;
 use super::events::{Event, EventSink, ProgressHandle};
+use super::statcache::StatCache;
 
 /// An upstream artifact available to a stage.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -62,6 +63,7 @@ pub struct StageContext {
     partitions: Mutex<Vec<String>>,
     threads: usize,
     key: String,
+    stat: Arc<StatCache>,
 }
 
 /// Everything needed to build a [`StageContext`].
@@ -90,6 +92,8 @@ pub struct ContextParts {
     pub threads: usize,
     /// The stage's cache key (empty for tools outside a run).
     pub key: String,
+    /// Stat cache for [`StageContext::hash_file`].
+    pub stat: Option<Arc<StatCache>>,
 }
 
 impl StageContext {
@@ -119,6 +123,7 @@ impl StageContext {
             partitions: Mutex::new(Vec::new()),
             threads: p.threads,
             key: p.key,
+            stat: p.stat.unwrap_or_else(|| Arc::new(StatCache::disabled())),
         }
     }
 
@@ -145,6 +150,11 @@ impl StageContext {
         } else {
             self.workspace.join(p)
         }
+    }
+    /// blake3 of a file's bytes, via the run's stat cache (unchanged files are not re-read).
+    pub fn hash_file(&self, path: &Path) -> Result<String, StageError> {
+        let meta = fs::metadata(path).map_err(|e| StageError::io(path, e))?;
+        self.stat.hash(path, &meta).map_err(|e| StageError::io(path, e))
     }
     /// The stage's cache key.
     pub fn key(&self) -> &str {

@@ -24,7 +24,10 @@ pub enum StageError {
         hint: Option<String>,
     },
     /// A `command` stage exited with a non-zero status.
-    #[error("command `{command}` failed with {status}")]
+    #[error(
+        "command `{command}` failed with {status}{}",
+        stderr_block(stderr_tail)
+    )]
     CommandFailed {
         /// The shell command.
         command: String,
@@ -36,11 +39,13 @@ pub enum StageError {
         log: PathBuf,
     },
     /// A declared output is missing after the stage finished.
-    #[error("declared output `{name}` was not produced (expected {path})")]
+    // The path is in the stage's temporary directory, which is gone by the time the user reads
+    // the message, so the message names the output relative to $LUNA_OUT instead.
+    #[error("declared output `{name}` was not produced under $LUNA_OUT")]
     MissingOutput {
         /// Output name.
         name: String,
-        /// Where it was expected.
+        /// Where it was expected (inside the stage's temporary output directory).
         path: PathBuf,
     },
     /// The stage asked for an upstream artifact it does not have.
@@ -65,6 +70,16 @@ pub enum StageError {
     /// The stage panicked (a bug in luna: please report it).
     #[error("stage panicked: {0}")]
     Panicked(String),
+}
+
+/// The stderr tail of a failed command as an indented block after the message (empty when the
+/// command wrote nothing to stderr): the first thing a user needs to see, without opening the log.
+fn stderr_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = tail.lines().map(|l| format!("  {l}")).collect();
+    format!("\nstderr (last lines):\n{}", lines.join("\n"))
 }
 
 impl StageError {

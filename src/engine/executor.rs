@@ -15,6 +15,7 @@ use super::context::{ContextParts, StageContext, Upstream};
 use super::error::StageError;
 use super::events::{Event, EventSink, StageStatus};
 use super::plan::{Freshness, PlannedStage};
+use super::reason::RerunReason;
 use super::runs::{self, PipelineState, RunRecord, Runs, StageRecord, StageState};
 use super::spec::Pipeline;
 
@@ -33,6 +34,8 @@ pub trait Reporter {
 pub struct RunOptions {
     /// Maximum stages running at once.
     pub jobs: usize,
+    /// Stat cache stages may use to hash files they read (see `StageContext::hash_file`).
+    pub stat: Option<std::sync::Arc<super::statcache::StatCache>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,9 +98,7 @@ pub fn execute(
 
     // Stages outside the selection count as done (their artifacts are cached or not needed).
     for ps in &order {
-        let s = if !ps.selected {
-            St::Done(StageStatus::Cached)
-        } else if ps.state == Freshness::Fresh {
+        let s = if !ps.selected || ps.state == Freshness::Fresh {
             St::Done(StageStatus::Cached)
         } else {
             St::Pending
@@ -180,13 +181,15 @@ pub fn execute(
                     .run_dir(&run_id)
                     .join("logs")
                     .join(format!("{}.log", ps.stage));
+                let stat = opts.stat.clone();
                 scope.spawn(move || {
                     let t0 = Instant::now();
                     let _ = tx.send(Event::Started {
                         stage: ps.stage.clone(),
                         reasons: ps.reasons.clone(),
                     });
-                    let out = run_stage(p, ps, cache, upstream, tx.clone(), log_path, threads);
+                    let out =
+                        run_stage(p, ps, cache, upstream, tx.clone(), log_path, threads, stat);
                     let (detail, hint) = match &out.error {
                         Some((d, h)) => (Some(d.clone()), h.clone()),
                         None => (None, None),
@@ -318,6 +321,8 @@ fn upstreams(p: &Pipeline, plan: &[PlannedStage], i: usize, cache: &Cache) -> Ve
         .collect()
 }
 
+// One call site; bundling these into a struct would only move the list.
+#[allow(clippy::too_many_arguments)]
 fn run_stage(
     p: &Pipeline,
     ps: &PlannedStage,
@@ -326,6 +331,7 @@ fn run_stage(
     tx: Sender<Event>,
     log_path: PathBuf,
     threads: usize,
+    stat: Option<std::sync::Arc<super::statcache::StatCache>>,
 ) -> Outcome {
     let fail = |e: StageError| Outcome {
         error: Some((e.to_string(), e.hint())),
@@ -345,7 +351,9 @@ fn run_stage(
         }
         Err(e) => return fail(e.into()),
     };
-    if cache.has(&ps.key) {
+    // `--force` re-runs a stage even though its object exists; the new output replaces it.
+    let forced = ps.reasons.contains(&RerunReason::Forced);
+    if cache.has(&ps.key) && !forced {
         // another luna process computed it while we waited
         drop(lock);
         return Outcome {
@@ -372,6 +380,7 @@ fn run_stage(
         partition_base: serde_json::json!({ "kind": ps.kind, "version": ps.material.version, "params": ps.material.params }),
         threads,
         key: ps.key.clone(),
+        stat,
     });
     let t0 = Instant::now();
     let res = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut ctx)));
@@ -408,7 +417,12 @@ fn run_stage(
         created: chrono::Utc::now().to_rfc3339(),
         duration_s: t0.elapsed().as_secs_f64(),
     };
-    match cache.commit(&tmp, manifest) {
+    let committed = if forced {
+        cache.commit_replacing(&tmp, manifest)
+    } else {
+        cache.commit(&tmp, manifest)
+    };
+    match committed {
         Ok(_) => {
             let _ = std::fs::remove_dir_all(cache.resume_dir(&ps.key));
             Outcome {

@@ -141,6 +141,7 @@ pub fn fingerprint_input(
     shown: &str,
     path: &Path,
     optional: bool,
+    listing: bool,
     stat: &StatCache,
 ) -> Result<InputFingerprint, FingerprintError> {
     let io = |p: &Path, e: std::io::Error| FingerprintError::Io {
@@ -177,7 +178,8 @@ pub fn fingerprint_input(
             files: 1,
         });
     }
-    let (hash, size, files) = hash_dir(path, stat).map_err(|(p, e)| io(&p, e))?;
+    let res = if listing { hash_listing(path) } else { hash_dir(path, stat) };
+    let (hash, size, files) = res.map_err(|(p, e)| io(&p, e))?;
     Ok(InputFingerprint {
         name: name.into(),
         path: shown.into(),
@@ -185,6 +187,26 @@ pub fn fingerprint_input(
         size,
         files,
     })
+}
+
+/// Hashes a directory's listing: blake3 over sorted `(relative path, size)` lines.
+pub fn hash_listing(root: &Path) -> Result<(String, u64, u64), (PathBuf, std::io::Error)> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"listing\n");
+    let (mut total, mut n) = (0u64, 0u64);
+    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| (root.to_path_buf(), std::io::Error::other(e.to_string())))?;
+        if entry.file_type().is_file() {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(b"\0");
+            h.update(&len.to_le_bytes());
+            total += len;
+            n += 1;
+        }
+    }
+    Ok((h.finalize().to_hex().to_string(), total, n))
 }
 
 /// Hashes a directory tree: blake3 over sorted `(relative path, size, file hash)` lines.

@@ -78,6 +78,9 @@ pub struct ExternalInput {
     pub path: PathBuf,
     /// Whether a missing path is allowed (fingerprinted as "absent").
     pub optional: bool,
+    /// Fingerprint only the directory's file names and sizes, not contents (for stages that
+    /// only list a tree, e.g. "which CTs are on disk").
+    pub listing: bool,
 }
 
 impl ExternalInput {
@@ -87,7 +90,12 @@ impl ExternalInput {
             name: name.into(),
             path: path.into(),
             optional: false,
+            listing: false,
         }
+    }
+    /// A directory whose listing (relative paths and sizes), not content, is the input.
+    pub fn listing(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        ExternalInput { name: name.into(), path: path.into(), optional: false, listing: true }
     }
     /// An input that may be absent.
     pub fn optional(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
@@ -95,6 +103,7 @@ impl ExternalInput {
             name: name.into(),
             path: path.into(),
             optional: true,
+            listing: false,
         }
     }
 }

@@ -167,6 +167,7 @@ pub fn plan(
                 &inp.path.to_string_lossy(),
                 &path,
                 inp.optional,
+                inp.listing,
                 stat,
             )
             .map(|f| (i, j, f))

@@ -158,7 +158,7 @@ impl Runs {
         )?;
         fs::rename(tmp, d.join("run.json"))
     }
-    /// All run records, oldest first (unreadable ones skipped).
+    /// All run records, oldest first by start time (unreadable ones skipped).
     pub fn list(&self) -> Vec<RunRecord> {
         let mut ids: Vec<String> = fs::read_dir(&self.dir)
             .into_iter()
@@ -168,7 +168,12 @@ impl Runs {
             .map(|e| e.file_name().to_string_lossy().to_string())
             .collect();
         ids.sort();
-        ids.iter().filter_map(|id| self.load(id).ok()).collect()
+        let mut all: Vec<RunRecord> = ids.iter().filter_map(|id| self.load(id).ok()).collect();
+        // Ids have one-second resolution and a random suffix, so two runs in the same second
+        // would sort by chance; `started` has sub-second precision (RFC 3339, UTC), and
+        // `latest` and `cache gc --keep-runs` depend on this order.
+        all.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        all
     }
     /// Loads run `id`.
     pub fn load(&self, id: &str) -> std::io::Result<RunRecord> {

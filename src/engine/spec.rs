@@ -208,10 +208,7 @@ pub fn parse(
                 line: l.line(),
                 col: l.column(),
             });
-            let mut message = e.to_string();
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
+            let message = format!("invalid YAML: {}", strip_locations(&e.to_string()));
             return Err(err(vec![(SpecIssue::Yaml { message }, pos)]));
         }
     };
@@ -542,8 +539,9 @@ pub fn parse(
                 };
                 is.at_value(
                     &full,
-                    SpecIssue::BadParam {
+                    SpecIssue::InvalidParam {
                         path: full.clone(),
+                        kind: kind.name().into(),
                         message: humanize(&message),
                     },
                 );
@@ -565,6 +563,29 @@ pub fn parse(
         stages,
         dag,
     })
+}
+
+/// Removes serde_yaml's ` at line L column C` parts (the position is rendered separately) but
+/// keeps its context: "did not find expected key, while parsing a block mapping".
+fn strip_locations(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n = digits(tail);
+        let after_line = &tail[n..];
+        rest = match after_line.strip_prefix(" column ") {
+            Some(c) if n > 0 => &c[digits(c)..],
+            _ => {
+                out.push_str(" at line ");
+                tail
+            }
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// serde's "invalid type: string \"x\", expected f64" → "expected a number, found string \"x\"".
@@ -660,5 +681,14 @@ mod tests {
             Ok(serde_json::json!("n=3, ${root}"))
         );
         assert_eq!(interpolate_str("${nope}/a", &vars), Err("nope".to_string()));
+    }
+
+    #[test]
+    fn yaml_locations_are_stripped_but_context_kept() {
+        assert_eq!(
+            strip_locations("did not find expected key at line 7 column 6, while parsing a block mapping at line 3 column 5"),
+            "did not find expected key, while parsing a block mapping"
+        );
+        assert_eq!(strip_locations("odd at line x"), "odd at line x");
     }
 }

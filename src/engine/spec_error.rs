@@ -61,6 +61,15 @@ pub enum SpecIssue {
         /// What was expected.
         message: String,
     },
+    /// A parameter under `with:` has the wrong type or an invalid value for its kind.
+    InvalidParam {
+        /// Full path, e.g. `stages.train.with.lr`.
+        path: String,
+        /// Kind name.
+        kind: String,
+        /// What was expected and what was found.
+        message: String,
+    },
     /// `${name}` refers to no variable.
     UnknownVar {
         /// Variable name.
@@ -109,7 +118,10 @@ impl fmt::Display for SpecIssue {
             SpecIssue::UnknownParam { path, kind, .. } => {
                 write!(f, "{path}: unknown parameter for kind `{kind}`")
             }
-            SpecIssue::BadParam { path, message } => write!(f, "{path}: {message}"),
+            SpecIssue::BadParam { path, message }
+            | SpecIssue::InvalidParam { path, message, .. } => {
+                write!(f, "{path}: {message}")
+            }
             SpecIssue::UnknownVar { name, path, .. } => {
                 write!(f, "{path}: unknown variable `${{{name}}}`")
             }
@@ -160,8 +172,11 @@ impl SpecIssue {
                 ))
             }
             SpecIssue::BadParam { .. } => {
-                Some("see `luna stages KIND` for the parameter types".into())
+                Some("`luna schema` prints the pipeline file format".into())
             }
+            SpecIssue::InvalidParam { kind, .. } => Some(format!(
+                "`luna stages {kind}` lists its parameters and their types"
+            )),
             SpecIssue::UnknownVar { name, known, .. }
             | SpecIssue::UnknownSetVar { name, known } => Some(format!(
                 "{}declared in `vars:`: {}",
@@ -190,16 +205,17 @@ impl SpecError {
         let mut out = String::new();
         for (issue, pos) in &self.issues {
             out.push_str(&format!("error: {issue}\n"));
+            // rustc layout: the arrow and the hint line up with the `|` gutter
+            let mut pad = 2;
             if let Some(p) = pos {
-                out.push_str(&format!("  --> {display_file}:{}:{}\n", p.line, p.col));
+                let gutter = p.line.to_string().len();
+                pad = gutter + 1;
+                out.push_str(&format!(
+                    "{:pad$}--> {display_file}:{}:{}\n",
+                    "", p.line, p.col
+                ));
                 if let Some(line) = self.text.lines().nth(p.line.saturating_sub(1)) {
-                    let gutter = p.line.to_string().len();
-                    let token_len = line
-                        .chars()
-                        .skip(p.col.saturating_sub(1))
-                        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != ']' && *c != '}')
-                        .count()
-                        .max(1);
+                    let token_len = token_len(line, p.col);
                     out.push_str(&format!("{:gutter$} |\n", ""));
                     out.push_str(&format!("{} | {line}\n", p.line));
                     out.push_str(&format!(
@@ -210,14 +226,37 @@ impl SpecError {
                     ));
                 }
             } else {
-                out.push_str(&format!("  --> {display_file}\n"));
+                out.push_str(&format!("{:pad$}--> {display_file}\n", ""));
             }
             if let Some(h) = issue.hint() {
-                out.push_str(&format!("  = hint: {h}\n"));
+                out.push_str(&format!("{:pad$}= hint: {h}\n", ""));
             }
         }
         out
     }
+}
+
+/// Length of the token starting at 1-based `col`: up to whitespace, a flow delimiter, or the
+/// `:` that ends a mapping key (so `lrr: 3` underlines `lrr`, but `12:30` stays whole); a
+/// quoted scalar is underlined through its closing quote.
+fn token_len(line: &str, col: usize) -> usize {
+    let chars: Vec<char> = line.chars().skip(col.saturating_sub(1)).collect();
+    if let Some(&q) = chars.first().filter(|c| **c == '"' || **c == '\'') {
+        // a quoted scalar: underline through the closing quote
+        if let Some(end) = chars.iter().skip(1).position(|&c| c == q) {
+            return end + 2;
+        }
+    }
+    let mut n = 0;
+    while n < chars.len() {
+        let c = chars[n];
+        let key_end = c == ':' && chars.get(n + 1).is_none_or(|d| d.is_whitespace());
+        if c.is_whitespace() || c == ',' || c == ']' || c == '}' || key_end {
+            break;
+        }
+        n += 1;
+    }
+    n.max(1)
 }
 
 impl fmt::Display for SpecError {

@@ -20,7 +20,9 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (distance(word, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
+        // a suggestion must share something with the word: replacing every character
+        // (`x` → `a`) is no typo
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2) && *d < c.len().max(word.len()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -34,6 +36,8 @@ mod tests {
             super::nearest("trian_classifier", ["train_classifier", "build_crops"]),
             Some("train_classifier")
         );
+        assert_eq!(super::nearest("x", ["a", "b"]), None);
+        assert_eq!(super::nearest("cc", ["a", "c"]), Some("c"));
         assert_eq!(
             super::nearest("zzz", ["train_classifier", "build_crops"]),
             None

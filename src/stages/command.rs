@@ -15,8 +15,9 @@
 //! directory), `LUNA_IN_<STAGE>` for every upstream artifact (stage name upper-cased, other
 //! characters → `_`), `LUNA_WORKSPACE`, `LUNA_STAGE`. stdout and stderr go to the stage log;
 //! a line `luna:progress N/M` moves the progress bar. A non-zero exit or a missing declared
-//! output fails the stage (stderr tail shown) and nothing is committed. The child gets
-//! SIGKILL if luna dies, so a killed run leaves no orphan writing into the cache.
+//! output fails the stage (stderr tail shown) and nothing is committed. If luna dies, even by
+//! `kill -9`, the command's whole process group gets SIGKILL (see `GUARD`), so a killed run
+//! leaves no orphan writing into the cache.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -97,7 +98,11 @@ impl Stage for CommandStage {
 
     fn run(&self, p: &CommandParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(&p.run).current_dir(ctx.workspace());
+        cmd.arg("-c")
+            .arg(GUARD)
+            .arg("luna-command")
+            .arg(&p.run)
+            .current_dir(ctx.workspace());
         cmd.env("LUNA_OUT", ctx.out_dir())
             .env("LUNA_WORKSPACE", ctx.workspace())
             .env("LUNA_STAGE", ctx.stage());
@@ -108,10 +113,20 @@ impl Stage for CommandStage {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl in the child before exec; async-signal-safe.
+        // SAFETY: setpgid, prctl and getppid in the child before exec; all async-signal-safe.
+        let parent = std::process::id() as libc::pid_t;
         unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            cmd.pre_exec(move || {
+                // own process group, so the guard's `kill 0` reaches every process of the command
+                // and nothing else
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    // luna died before prctl took effect: the signal will never come
+                    return Err(std::io::Error::other(
+                        "luna exited while starting the command",
+                    ));
+                }
                 Ok(())
             });
         }
@@ -171,6 +186,14 @@ impl Stage for CommandStage {
         Ok(())
     }
 }
+
+/// The direct child of luna: runs the user's command (`$1`) in an inner shell and, when luna
+/// dies (PR_SET_PDEATHSIG delivers SIGTERM), kills its whole process group with SIGKILL, so
+/// background jobs and grandchildren die too, not only the shell luna started. PDEATHSIG alone
+/// reaches only the direct child (it is not inherited across fork); SIGKILL would leave no
+/// chance to clean up. `wait` returns as soon as the trapped signal arrives (POSIX), and the
+/// command's exit status is the script's.
+const GUARD: &str = r#"trap 'kill -KILL 0' TERM; sh -c "$1" & wait $!"#;
 
 fn handle_line(ctx: &StageContext, line: &str) {
     if let Some(rest) = line.trim().strip_prefix("luna:progress ") {

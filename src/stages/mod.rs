@@ -1,9 +1,23 @@
 //! Stage kinds: one file per kind, each the glue between the engine and the domain modules,
 //! and [`registry`], the list of kinds a pipeline may use.
 
+pub mod build_crops;
 pub mod command;
+pub mod dataset;
+pub mod load_annotations;
+pub mod merge_candidates;
+pub mod evaluate_classifier;
 pub mod synth;
 pub mod test_kinds;
+pub mod torch_data;
+#[cfg(feature = "torch")]
+pub mod torch_eval;
+pub mod torch_model;
+#[cfg(feature = "torch")]
+pub mod torch_report;
+#[cfg(feature = "torch")]
+pub mod torch_train;
+pub mod train_classifier;
 
 use crate::engine::registry::Registry;
 
@@ -22,6 +36,11 @@ pub fn builtin_registry() -> Registry {
     let mut r = Registry::new();
     r.add(command::CommandStage);
     r.add(synth::SynthStage);
+    r.add(load_annotations::LoadAnnotationsStage);
+    r.add(merge_candidates::MergeCandidatesStage);
+    r.add(build_crops::BuildCropsStage);
+    r.add(train_classifier::TrainClassifierStage);
+    r.add(evaluate_classifier::EvaluateClassifierStage);
     r
 }
 
@@ -29,8 +48,13 @@ pub fn builtin_registry() -> Registry {
 #[cfg(feature = "torch")]
 pub fn run_torch_kind(
     kind: &str,
-    _ctx: &mut crate::engine::context::StageContext,
+    ctx: &mut crate::engine::context::StageContext,
 ) -> Result<(), crate::engine::error::StageError> {
+    match kind {
+        "train_classifier" => return train_classifier::execute(ctx),
+        "evaluate_classifier" => return evaluate_classifier::execute(ctx),
+        _ => {}
+    }
     Err(crate::engine::error::StageError::msg(format!(
         "luna-torch has no torch kind `{kind}`"
     )))

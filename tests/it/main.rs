@@ -35,3 +35,12 @@ mod store_support;
 mod synth_gen;
 mod synth_oracle;
 mod synth_support;
+#[cfg(feature = "torch")]
+mod train_bench;
+#[cfg(feature = "torch")]
+mod train_stage;
+mod train_support;
+mod tables_csv;
+mod tables_merge;
+mod tables_oracle;
+mod tables_support;

@@ -1,0 +1,306 @@
+//! `merge_candidates`: the book's getCandidateInfoList as a pure function, plus the series split.
+//!
+//! Rules (book-reference §1.2–1.4), chosen by [`MergeRule`]:
+//! - [`MergeRule::Final`] (default, p2ch13/14): positives = every annotation row (annotation
+//!   centre and diameter, `has_annotation = true`, its `is_malignant`); negatives = candidate rows
+//!   with class 0 (candidate centre, diameter 0.0, `has_annotation = false`, `is_malignant =
+//!   false` as in the book); class-1 candidate rows are dropped.
+//! - [`MergeRule::DiameterMatch`] (p2ch10–12): every candidate row, `is_nodule = class == 1`,
+//!   centre = candidate centre; diameter from the FIRST annotation of the same series in file
+//!   (source_line) order with |Δx|, |Δy|, |Δz| each ≤ diameter/4 (an axis-aligned box), else
+//!   0.0; `has_annotation` = matched; `is_malignant` = the matched annotation's label, else false.
+//!   Negatives near a nodule get a diameter too (book behaviour).
+//! - Without malignancy labels (every annotation has `is_malignant = None`), `is_malignant` is
+//!   null on every row, negatives included, so [`require_malignancy`] can refuse the table.
+//! - `require_on_disk` filters BOTH annotations and candidates (the book filters candidates only;
+//!   for a partial download, positives of absent CTs would only break crop extraction).
+//! - Order: the book's `sort(reverse=True)` on its tuple, i.e. descending on
+//!   (is_nodule, has_annotation, is_malignant, diameter, series_uid, centre) for Final and
+//!   (is_nodule, diameter, series_uid, centre) for DiameterMatch (null malignancy sorts last);
+//!   the sort is stable, so exact duplicates keep file order, like Python's.
+//! - candidate_id: first 8 bytes of blake3("luna.candidate.v1\0", source tag (annotation /
+//!   candidate), series_uid, "\0", centre as f64 LE bits (-0.0 as 0.0), duplicate ordinal u32),
+//!   shifted right by one so it is ≥ 0. Stable across runs, the same for a candidate row under
+//!   both rules, and unaffected by other rows (rejected: position in the sorted list, which
+//!   shifts when a CT is added and would break per-series caching downstream). A collision is an
+//!   error, never silent.
+//! - Split: sorted unique series_uid of the merged table; index 0, val_stride, 2·val_stride, …
+//!   are "val", the rest "train" (`series_list[::val_stride]`). Never by candidate.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+
+use super::error::TableError;
+use super::rows::{
+    annotations_from_frame, candidates_raw_from_frame, merged_to_frame, AnnotationRow,
+    CandidateRow, MergedRow, Split,
+};
+
+/// Which getCandidateInfoList version to reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeRule {
+    /// p2ch13/14: annotations are the positives, class-0 candidates the negatives.
+    #[default]
+    Final,
+    /// p2ch10–12: every candidate, diameter from a per-axis box match to an annotation.
+    DiameterMatch,
+}
+
+/// Options of [`merge_rows`] / [`merge_candidates`].
+#[derive(Debug, Clone, Copy)]
+pub struct MergeOptions<'a> {
+    /// Which rule.
+    pub rule: MergeRule,
+    /// Every `val_stride`-th sorted series (index 0 first) is validation; must be ≥ 1.
+    pub val_stride: usize,
+    /// Keep only these series (both annotations and candidates), if given.
+    pub require_on_disk: Option<&'a BTreeSet<String>>,
+}
+
+impl Default for MergeOptions<'_> {
+    fn default() -> Self {
+        Self {
+            rule: MergeRule::Final,
+            val_stride: 10,
+            require_on_disk: None,
+        }
+    }
+}
+
+const SRC_ANNOTATION: u8 = b'a';
+const SRC_CANDIDATE: u8 = b'c';
+
+/// Computes the stable candidate_id of a row (see the module doc).
+pub fn candidate_id(
+    source_is_annotation: bool,
+    series_uid: &str,
+    center_xyz: [f64; 3],
+    ordinal: u32,
+) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"luna.candidate.v1\0");
+    h.update(&[if source_is_annotation {
+        SRC_ANNOTATION
+    } else {
+        SRC_CANDIDATE
+    }]);
+    h.update(series_uid.as_bytes());
+    h.update(&[0]);
+    for v in center_xyz {
+        let v = if v == 0.0 { 0.0f64 } else { v };
+        h.update(&v.to_bits().to_le_bytes());
+    }
+    h.update(&ordinal.to_le_bytes());
+    let bytes: [u8; 8] = h.finalize().as_bytes()[..8]
+        .try_into()
+        .expect("blake3 output has 32 bytes");
+    (u64::from_le_bytes(bytes) >> 1) as i64
+}
+
+/// Assigns train/val to each series: sorted unique uids, every `val_stride`-th (index 0 first) is val.
+pub fn split_series<'s>(
+    uids: impl IntoIterator<Item = &'s str>,
+    val_stride: usize,
+) -> Result<BTreeMap<String, Split>, TableError> {
+    if val_stride == 0 {
+        return Err(TableError::InvalidOption {
+            option: "val_stride",
+            value: "0".into(),
+            why: "must be >= 1",
+        });
+    }
+    let sorted: BTreeSet<&str> = uids.into_iter().collect();
+    Ok(sorted
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            (
+                u.to_string(),
+                if i % val_stride == 0 {
+                    Split::Val
+                } else {
+                    Split::Train
+                },
+            )
+        })
+        .collect())
+}
+
+fn cmp_f(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+fn cmp_xyz(a: &[f64; 3], b: &[f64; 3]) -> Ordering {
+    cmp_f(a[0], b[0])
+        .then(cmp_f(a[1], b[1]))
+        .then(cmp_f(a[2], b[2]))
+}
+
+/// The first annotation (in source_line order) whose per-axis box of half-width diameter/4 holds `c`.
+fn box_match<'a>(annotations: &[&'a AnnotationRow], c: &[f64; 3]) -> Option<&'a AnnotationRow> {
+    annotations.iter().copied().find(|a| {
+        let r = a.diameter_mm / 4.0;
+        (0..3).all(|i| (a.center_xyz[i] - c[i]).abs() <= r)
+    })
+}
+
+/// Merges typed annotation and candidate rows into the sorted, split candidate table.
+pub fn merge_rows(
+    annotations: &[AnnotationRow],
+    candidates: &[CandidateRow],
+    opts: &MergeOptions<'_>,
+) -> Result<Vec<MergedRow>, TableError> {
+    if opts.val_stride == 0 {
+        return Err(TableError::InvalidOption {
+            option: "val_stride",
+            value: "0".into(),
+            why: "must be >= 1",
+        });
+    }
+    let has_mal = annotations.iter().any(|a| a.is_malignant.is_some());
+    let negative_mal = has_mal.then_some(false);
+    let keep = |uid: &str| opts.require_on_disk.is_none_or(|s| s.contains(uid));
+    let mut anns: Vec<&AnnotationRow> =
+        annotations.iter().filter(|a| keep(&a.series_uid)).collect();
+    anns.sort_by_key(|a| a.source_line);
+    let cands = candidates.iter().filter(|c| keep(&c.series_uid));
+
+    // (source_is_annotation, row) in file order; the id needs the file order for its ordinal.
+    let mut rows: Vec<(bool, MergedRow)> = Vec::new();
+    let blank = |uid: &str, c: [f64; 3]| MergedRow {
+        candidate_id: 0,
+        series_uid: uid.to_string(),
+        center_xyz: c,
+        is_nodule: false,
+        has_annotation: false,
+        is_malignant: negative_mal,
+        diameter_mm: 0.0,
+        split: Split::Train,
+    };
+    match opts.rule {
+        MergeRule::Final => {
+            for a in &anns {
+                let r = MergedRow {
+                    is_nodule: true,
+                    has_annotation: true,
+                    is_malignant: a.is_malignant,
+                    diameter_mm: a.diameter_mm,
+                    ..blank(&a.series_uid, a.center_xyz)
+                };
+                rows.push((true, r));
+            }
+            let mut negs: Vec<&CandidateRow> = cands.filter(|c| c.class == 0).collect();
+            negs.sort_by_key(|c| c.source_line);
+            rows.extend(
+                negs.into_iter()
+                    .map(|c| (false, blank(&c.series_uid, c.center_xyz))),
+            );
+        }
+        MergeRule::DiameterMatch => {
+            let mut by_series: HashMap<&str, Vec<&AnnotationRow>> = HashMap::new();
+            for a in &anns {
+                by_series.entry(a.series_uid.as_str()).or_default().push(a);
+            }
+            let mut all: Vec<&CandidateRow> = cands.collect();
+            all.sort_by_key(|c| c.source_line);
+            for c in all {
+                let m = by_series
+                    .get(c.series_uid.as_str())
+                    .and_then(|v| box_match(v, &c.center_xyz));
+                let r = MergedRow {
+                    is_nodule: c.class == 1,
+                    has_annotation: m.is_some(),
+                    is_malignant: m.map_or(negative_mal, |a| a.is_malignant),
+                    diameter_mm: m.map_or(0.0, |a| a.diameter_mm),
+                    ..blank(&c.series_uid, c.center_xyz)
+                };
+                rows.push((false, r));
+            }
+        }
+    }
+    assign_ids(&mut rows)?;
+    let mut rows: Vec<MergedRow> = rows.into_iter().map(|(_, r)| r).collect();
+    sort_like_book(&mut rows, opts.rule);
+    let split = split_series(rows.iter().map(|r| r.series_uid.as_str()), opts.val_stride)?;
+    for r in &mut rows {
+        r.split = split[&r.series_uid];
+    }
+    Ok(rows)
+}
+
+fn assign_ids(rows: &mut [(bool, MergedRow)]) -> Result<(), TableError> {
+    let mut ordinals: HashMap<(bool, &str, [u64; 3]), u32> = HashMap::new();
+    let mut ids = Vec::with_capacity(rows.len());
+    for (src, r) in rows.iter() {
+        let bits = r.center_xyz.map(|v| if v == 0.0 { 0 } else { v.to_bits() });
+        let n = ordinals
+            .entry((*src, r.series_uid.as_str(), bits))
+            .or_insert(0);
+        ids.push(candidate_id(*src, &r.series_uid, r.center_xyz, *n));
+        *n += 1;
+    }
+    let mut seen: HashMap<i64, usize> = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(j) = seen.insert(*id, i) {
+            return Err(TableError::IdCollision {
+                id: *id,
+                first: rows[j].1.series_uid.clone(),
+                second: rows[i].1.series_uid.clone(),
+            });
+        }
+    }
+    for ((_, r), id) in rows.iter_mut().zip(ids) {
+        r.candidate_id = id;
+    }
+    Ok(())
+}
+
+/// Sorts descending on the book's tuple for `rule` (stable, like Python's `sort(reverse=True)`).
+pub fn sort_like_book(rows: &mut [MergedRow], rule: MergeRule) {
+    rows.sort_by(|a, b| {
+        let head = match rule {
+            MergeRule::Final => b
+                .is_nodule
+                .cmp(&a.is_nodule)
+                .then(b.has_annotation.cmp(&a.has_annotation))
+                .then(b.is_malignant.cmp(&a.is_malignant)),
+            MergeRule::DiameterMatch => b.is_nodule.cmp(&a.is_nodule),
+        };
+        head.then(cmp_f(b.diameter_mm, a.diameter_mm))
+            .then(b.series_uid.cmp(&a.series_uid))
+            .then(cmp_xyz(&b.center_xyz, &a.center_xyz))
+    });
+}
+
+/// DataFrame version of [`merge_rows`]: annotations.parquet + candidates_raw.parquet frames in,
+/// candidates.parquet frame out (input schemas are checked).
+pub fn merge_candidates(
+    annotations: &DataFrame,
+    candidates_raw: &DataFrame,
+    opts: &MergeOptions<'_>,
+) -> Result<DataFrame, TableError> {
+    let a = annotations_from_frame(annotations)?;
+    let c = candidates_raw_from_frame(candidates_raw)?;
+    merged_to_frame(&merge_rows(&a, &c, opts)?)
+}
+
+/// Fails unless every row of `df` (annotations or candidates table) has an is_malignant value.
+pub fn require_malignancy(df: &DataFrame) -> Result<(), TableError> {
+    let col = df
+        .column("is_malignant")
+        .map_err(|source| TableError::Polars {
+            what: "require_malignancy: table has no is_malignant column".into(),
+            source,
+        })?;
+    match col.null_count() {
+        0 => Ok(()),
+        nulls => Err(TableError::MalignancyMissing {
+            nulls,
+            rows: df.height(),
+        }),
+    }
+}

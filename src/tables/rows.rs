@@ -1,0 +1,324 @@
+//! Typed row structs of the three tables, and their conversion to and from polars DataFrames.
+//!
+//! Decision: parsing and merging work on plain `Vec<struct>` (simple, testable, exact control of
+//! order and hashing); DataFrames appear only at the boundary (loaders return them, Parquet IO
+//! takes them). Converting 550k rows either way costs a few milliseconds.
+
+use polars::prelude::*;
+
+use super::error::TableError;
+use super::schema::{check_frame, Table};
+
+/// One annotation (a row of annotations.csv / annotations_with_malignancy.csv).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotationRow {
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Nodule centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// Nodule diameter in mm (-1 allowed only for annotations_excluded.csv).
+    pub diameter_mm: f64,
+    /// `mal_bool`; `None` when the file has no malignancy column.
+    pub is_malignant: Option<bool>,
+    /// 1-based line in the source CSV.
+    pub source_line: i64,
+}
+
+/// One candidate (a row of candidates.csv / candidates_V2.csv).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateRow {
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Candidate centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// The `class` column, 0 or 1.
+    pub class: i8,
+    /// 1-based line in the source CSV.
+    pub source_line: i64,
+}
+
+/// Which split a series belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Split {
+    /// Training series.
+    Train,
+    /// Validation series.
+    Val,
+}
+
+impl Split {
+    /// The string stored in the `split` column: "train" or "val".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        }
+    }
+}
+
+/// One row of candidates.parquet, the merged table models train on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedRow {
+    /// Stable content-derived id (see `merge.rs`).
+    pub candidate_id: i64,
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// Whether this is a nodule (positive).
+    pub is_nodule: bool,
+    /// Whether the row comes from / matched an annotation.
+    pub has_annotation: bool,
+    /// Malignancy; `None` when no malignancy labels were loaded.
+    pub is_malignant: Option<bool>,
+    /// Diameter in mm (0.0 when unknown).
+    pub diameter_mm: f64,
+    /// Train or validation, decided by series.
+    pub split: Split,
+}
+
+fn pe(what: &str) -> impl FnOnce(PolarsError) -> TableError + '_ {
+    move |source| TableError::Polars {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn xyz_columns(centers: Vec<[f64; 3]>) -> [Column; 3] {
+    let names = ["coord_x", "coord_y", "coord_z"];
+    std::array::from_fn(|a| {
+        Column::new(
+            names[a].into(),
+            centers.iter().map(|c| c[a]).collect::<Vec<f64>>(),
+        )
+    })
+}
+
+fn frame(table: Table, height: usize, columns: Vec<Column>) -> Result<DataFrame, TableError> {
+    DataFrame::new(height, columns).map_err(pe(table.name()))
+}
+
+/// Builds an annotations.parquet frame from rows.
+pub fn annotations_to_frame(rows: &[AnnotationRow]) -> Result<DataFrame, TableError> {
+    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
+    let uid = StringChunked::from_iter_values(
+        "series_uid".into(),
+        rows.iter().map(|r| r.series_uid.as_str()),
+    );
+    let cols = vec![
+        uid.into_column(),
+        x,
+        y,
+        z,
+        Column::new(
+            "diameter_mm".into(),
+            rows.iter().map(|r| r.diameter_mm).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "is_malignant".into(),
+            rows.iter().map(|r| r.is_malignant).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "source_line".into(),
+            rows.iter().map(|r| r.source_line).collect::<Vec<_>>(),
+        ),
+    ];
+    frame(Table::Annotations, rows.len(), cols)
+}
+
+/// Builds a candidates_raw.parquet frame from rows.
+pub fn candidates_raw_to_frame(rows: &[CandidateRow]) -> Result<DataFrame, TableError> {
+    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
+    let uid = StringChunked::from_iter_values(
+        "series_uid".into(),
+        rows.iter().map(|r| r.series_uid.as_str()),
+    );
+    let cols = vec![
+        uid.into_column(),
+        x,
+        y,
+        z,
+        Column::new(
+            "class".into(),
+            rows.iter().map(|r| r.class).collect::<Vec<i8>>(),
+        ),
+        Column::new(
+            "source_line".into(),
+            rows.iter().map(|r| r.source_line).collect::<Vec<_>>(),
+        ),
+    ];
+    frame(Table::CandidatesRaw, rows.len(), cols)
+}
+
+/// Builds a candidates.parquet frame from merged rows.
+pub fn merged_to_frame(rows: &[MergedRow]) -> Result<DataFrame, TableError> {
+    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
+    let uid = StringChunked::from_iter_values(
+        "series_uid".into(),
+        rows.iter().map(|r| r.series_uid.as_str()),
+    );
+    let split =
+        StringChunked::from_iter_values("split".into(), rows.iter().map(|r| r.split.as_str()));
+    let cols = vec![
+        Column::new(
+            "candidate_id".into(),
+            rows.iter().map(|r| r.candidate_id).collect::<Vec<_>>(),
+        ),
+        uid.into_column(),
+        x,
+        y,
+        z,
+        Column::new(
+            "is_nodule".into(),
+            rows.iter().map(|r| r.is_nodule).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "has_annotation".into(),
+            rows.iter().map(|r| r.has_annotation).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "is_malignant".into(),
+            rows.iter().map(|r| r.is_malignant).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "diameter_mm".into(),
+            rows.iter().map(|r| r.diameter_mm).collect::<Vec<_>>(),
+        ),
+        split.into_column(),
+    ];
+    frame(Table::Candidates, rows.len(), cols)
+}
+
+/// Non-null accessors; `check_frame` has proven non-nullable columns have no nulls.
+struct Cols<'a> {
+    df: &'a DataFrame,
+    table: Table,
+}
+
+impl<'a> Cols<'a> {
+    fn col(&self, name: &str) -> Result<&'a Column, TableError> {
+        self.df.column(name).map_err(pe(self.table.name()))
+    }
+    fn f64(&self, name: &str) -> Result<Vec<f64>, TableError> {
+        let ca = self.col(name)?.f64().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+    fn i64(&self, name: &str) -> Result<Vec<i64>, TableError> {
+        let ca = self.col(name)?.i64().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+    }
+    fn opt_bool(&self, name: &str) -> Result<Vec<Option<bool>>, TableError> {
+        let ca = self.col(name)?.bool().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().collect())
+    }
+    fn bool(&self, name: &str) -> Result<Vec<bool>, TableError> {
+        Ok(self
+            .opt_bool(name)?
+            .iter()
+            .map(|v| v.unwrap_or_default())
+            .collect())
+    }
+    fn str(&self, name: &str) -> Result<Vec<String>, TableError> {
+        let ca = self.col(name)?.str().map_err(pe(self.table.name()))?;
+        Ok(ca
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    }
+    fn xyz(&self) -> Result<Vec<[f64; 3]>, TableError> {
+        let (x, y, z) = (
+            self.f64("coord_x")?,
+            self.f64("coord_y")?,
+            self.f64("coord_z")?,
+        );
+        Ok(x.into_iter()
+            .zip(y)
+            .zip(z)
+            .map(|((x, y), z)| [x, y, z])
+            .collect())
+    }
+}
+
+/// Reads annotation rows back from an annotations.parquet frame (schema checked first).
+pub fn annotations_from_frame(df: &DataFrame) -> Result<Vec<AnnotationRow>, TableError> {
+    check_frame(df, Table::Annotations, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::Annotations,
+    };
+    let (uid, xyz, d) = (c.str("series_uid")?, c.xyz()?, c.f64("diameter_mm")?);
+    let (mal, line) = (c.opt_bool("is_malignant")?, c.i64("source_line")?);
+    Ok((0..df.height())
+        .map(|i| AnnotationRow {
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            diameter_mm: d[i],
+            is_malignant: mal[i],
+            source_line: line[i],
+        })
+        .collect())
+}
+
+/// Reads candidate rows back from a candidates_raw.parquet frame (schema checked first).
+pub fn candidates_raw_from_frame(df: &DataFrame) -> Result<Vec<CandidateRow>, TableError> {
+    check_frame(df, Table::CandidatesRaw, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::CandidatesRaw,
+    };
+    let (uid, xyz, line) = (c.str("series_uid")?, c.xyz()?, c.i64("source_line")?);
+    let class = c.col("class")?.i8().map_err(pe("candidates_raw"))?;
+    Ok(class
+        .iter()
+        .enumerate()
+        .map(|(i, class)| CandidateRow {
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            class: class.unwrap_or_default(),
+            source_line: line[i],
+        })
+        .collect())
+}
+
+/// Reads merged rows back from a candidates.parquet frame (schema checked first).
+pub fn merged_from_frame(df: &DataFrame) -> Result<Vec<MergedRow>, TableError> {
+    check_frame(df, Table::Candidates, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::Candidates,
+    };
+    let (id, uid, xyz) = (c.i64("candidate_id")?, c.str("series_uid")?, c.xyz()?);
+    let (nod, ann, mal) = (
+        c.bool("is_nodule")?,
+        c.bool("has_annotation")?,
+        c.opt_bool("is_malignant")?,
+    );
+    let (d, split) = (c.f64("diameter_mm")?, c.str("split")?);
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let split = match split[i].as_str() {
+            "train" => Split::Train,
+            "val" => Split::Val,
+            other => {
+                return Err(TableError::SchemaMismatch {
+                    what: "DataFrame".into(),
+                    table: Table::Candidates.name(),
+                    column: "split".into(),
+                    expected: "\"train\" or \"val\"".into(),
+                    found: format!("{other:?} at row {i}"),
+                })
+            }
+        };
+        out.push(MergedRow {
+            candidate_id: id[i],
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            is_nodule: nod[i],
+            has_annotation: ann[i],
+            is_malignant: mal[i],
+            diameter_mm: d[i],
+            split,
+        });
+    }
+    Ok(out)
+}

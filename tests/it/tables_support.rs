@@ -1,0 +1,50 @@
+//! Shared helpers of the tables tests: hand-made LUNA CSVs with known merge answers.
+
+use std::path::{Path, PathBuf};
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("tempdir is writable");
+    p
+}
+
+/// annotations_with_malignancy.csv: 4 rows (lines 2–5) over series s1, s2, s3.
+pub const ANNOTATIONS_MAL: &str = "\
+seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details
+s1,10,20,30,8,True,\"[4, 4, 3]\"
+s1,11,20,30,20,False,\"[1, 2]\"
+s2,0,0,0,4,False,\"[2, 2, 1]\"
+s3,-5,-5,-5,6,True,\"[5, 5, 4]\"
+";
+
+/// annotations.csv (no mal_bool): the same four annotations.
+pub const ANNOTATIONS_PLAIN: &str = "\
+seriesuid,coordX,coordY,coordZ,diameter_mm
+s1,10,20,30,8
+s1,11,20,30,20
+s2,0,0,0,4
+s3,-5,-5,-5,6
+";
+
+/// candidates.csv: 8 rows (lines 2–9) over s1..s4; see tables_merge.rs for the expected matches.
+pub const CANDIDATES: &str = "\
+seriesuid,coordX,coordY,coordZ,class
+s1,11.5,21.9,28.1,1
+s1,12.5,20,30,0
+s1,10,20,32.5,1
+s1,12,22,32,0
+s2,0,0,1.5,1
+s3,100,100,100,0
+s4,1,2,3,0
+s2,0.5,-0.5,1.0,0
+";
+
+/// The venv python for oracle tests (`LUNA_PYTHON` or `$HOME/.cache/luna/venv/bin/python`).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set (or set LUNA_PYTHON)");
+    Path::new(&home).join(".cache/luna/venv/bin/python")
+}
