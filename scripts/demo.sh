@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Runs the demo pipeline end to end on luna's embedded synthetic LUNA dataset.
-# Idempotent: installs what it needs, builds luna (release), then `luna run demo`;
-# a second run is entirely cached.
+# Runs the demo pipeline (pipelines/demo.yaml) end to end on luna's embedded synthetic
+# LUNA16-format dataset. Idempotent: installs what it needs, builds luna (release), then
+# `luna run demo`; a second run is entirely cached. Extra arguments go to `luna run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 t0=$(date +%s)
-cargo build --release --locked --bin luna
+# The torch worker links libtorch; `luna` itself does not (it starts in milliseconds).
+cargo build --release --locked --bin luna-torch
+cargo build --release --locked --no-default-features --features static-hdf5 --bin luna
 t1=$(date +%s)
 echo "luna: build took $((t1 - t0)) s" >&2
 "$CARGO_TARGET_DIR/release/luna" run demo "$@"
 t2=$(date +%s)
 echo "luna: demo pipeline took $((t2 - t1)) s" >&2
+echo "luna: results: $CARGO_TARGET_DIR/release/luna status demo | luna path demo evaluate_nodule" >&2
