@@ -60,5 +60,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         &RunOptions { jobs, stat: Some(o.stat.clone()) },
         &mut reporter,
     );
+    // stages hash the files they read through the stat cache too (e.g. CTs in build_crops)
+    o.stat.save();
     Ok(if rec.success { 0 } else { 1 })
 }

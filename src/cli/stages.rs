@@ -77,29 +77,40 @@ pub fn cmd(a: StagesArgs) -> Result<i32, CliError> {
 }
 
 fn type_of(root: &serde_json::Value, v: &serde_json::Value) -> String {
-    if let Some(t) = v.get("type") {
-        return match t {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join("|"),
-            other => other.as_str().unwrap_or("?").to_string(),
-        };
-    }
     if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
         let name = r.rsplit('/').next().unwrap_or(r);
-        if let Some(e) = root
-            .get("$defs")
-            .and_then(|d| d.get(name))
-            .and_then(|d| d.get("enum"))
-        {
-            return format!("one of {e}");
+        let inner = root.get("$defs").and_then(|d| d.get(name)).map(|d| type_of(root, d)).unwrap_or_else(|| name.to_string());
+        return if name.starts_with("Hint") { format!("{inner} (hint: not part of the cache key)") } else { inner };
+    }
+    if let Some(e) = v.get("enum").and_then(|e| e.as_array()) {
+        let vals: Vec<String> = e.iter().map(|x| x.to_string()).collect();
+        return format!("one of {}", vals.join(" | "));
+    }
+    if let Some(c) = v.get("const") {
+        return c.to_string();
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(alts) = v.get(key).and_then(|a| a.as_array()) {
+            let parts: Vec<String> = alts.iter().map(|a| type_of(root, a)).filter(|t| t != "null").collect();
+            let optional = alts.iter().any(|a| a.get("type").and_then(|t| t.as_str()) == Some("null"));
+            let joined = parts.join(" | ");
+            return if optional { format!("{joined} (optional)") } else { joined };
         }
-        return name.to_string();
     }
-    if v.get("enum").is_some() {
-        return format!("one of {}", v["enum"]);
+    match v.get("type") {
+        Some(serde_json::Value::Array(a)) => {
+            let ts: Vec<&str> = a.iter().filter_map(|x| x.as_str()).filter(|t| *t != "null").collect();
+            let optional = a.iter().any(|x| x.as_str() == Some("null"));
+            format!("{}{}", ts.join(" | "), if optional { " (optional)" } else { "" })
+        }
+        Some(serde_json::Value::String(t)) if t == "array" => {
+            let item = v.get("items").map(|i| type_of(root, i)).unwrap_or_else(|| "any".into());
+            match (v.get("minItems"), v.get("maxItems")) {
+                (Some(a), Some(b)) if a == b => format!("[{item}; {a}]"),
+                _ => format!("list of {item}"),
+            }
+        }
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => "any".into(),
     }
-    "any".into()
 }
