@@ -23,7 +23,7 @@ if [ ! -f "$LUNA_VENV/.luna-$LUNA_VENV_STAMP" ]; then
   pip install torch==2.11.0
   pip install --no-deps nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
   # cmake >= 3.26 for the static HDF5 build; oracle packages for the tests.
-  pip install "cmake>=3.26" numpy SimpleITK h5py hdf5plugin pyarrow scipy tensorboard
+  pip install "cmake>=3.26" numpy SimpleITK h5py hdf5plugin pyarrow scipy tensorboard diskcache
   touch "$LUNA_VENV/.luna-$LUNA_VENV_STAMP"
 fi
 

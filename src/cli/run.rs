@@ -57,7 +57,10 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         &planned,
         &o.cache,
         &o.runs,
-        &RunOptions { jobs, stat: Some(o.stat.clone()) },
+        &RunOptions {
+            jobs,
+            stat: Some(o.stat.clone()),
+        },
         &mut reporter,
     );
     // stages hash the files they read through the stat cache too (e.g. CTs in build_crops)

@@ -79,8 +79,16 @@ pub fn cmd(a: StagesArgs) -> Result<i32, CliError> {
 fn type_of(root: &serde_json::Value, v: &serde_json::Value) -> String {
     if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
         let name = r.rsplit('/').next().unwrap_or(r);
-        let inner = root.get("$defs").and_then(|d| d.get(name)).map(|d| type_of(root, d)).unwrap_or_else(|| name.to_string());
-        return if name.starts_with("Hint") { format!("{inner} (hint: not part of the cache key)") } else { inner };
+        let inner = root
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .map(|d| type_of(root, d))
+            .unwrap_or_else(|| name.to_string());
+        return if name.starts_with("Hint") {
+            format!("{inner} (hint: not part of the cache key)")
+        } else {
+            inner
+        };
     }
     if let Some(e) = v.get("enum").and_then(|e| e.as_array()) {
         let vals: Vec<String> = e.iter().map(|x| x.to_string()).collect();
@@ -91,20 +99,41 @@ fn type_of(root: &serde_json::Value, v: &serde_json::Value) -> String {
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(alts) = v.get(key).and_then(|a| a.as_array()) {
-            let parts: Vec<String> = alts.iter().map(|a| type_of(root, a)).filter(|t| t != "null").collect();
-            let optional = alts.iter().any(|a| a.get("type").and_then(|t| t.as_str()) == Some("null"));
+            let parts: Vec<String> = alts
+                .iter()
+                .map(|a| type_of(root, a))
+                .filter(|t| t != "null")
+                .collect();
+            let optional = alts
+                .iter()
+                .any(|a| a.get("type").and_then(|t| t.as_str()) == Some("null"));
             let joined = parts.join(" | ");
-            return if optional { format!("{joined} (optional)") } else { joined };
+            return if optional {
+                format!("{joined} (optional)")
+            } else {
+                joined
+            };
         }
     }
     match v.get("type") {
         Some(serde_json::Value::Array(a)) => {
-            let ts: Vec<&str> = a.iter().filter_map(|x| x.as_str()).filter(|t| *t != "null").collect();
+            let ts: Vec<&str> = a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .filter(|t| *t != "null")
+                .collect();
             let optional = a.iter().any(|x| x.as_str() == Some("null"));
-            format!("{}{}", ts.join(" | "), if optional { " (optional)" } else { "" })
+            format!(
+                "{}{}",
+                ts.join(" | "),
+                if optional { " (optional)" } else { "" }
+            )
         }
         Some(serde_json::Value::String(t)) if t == "array" => {
-            let item = v.get("items").map(|i| type_of(root, i)).unwrap_or_else(|| "any".into());
+            let item = v
+                .get("items")
+                .map(|i| type_of(root, i))
+                .unwrap_or_else(|| "any".into());
             match (v.get("minItems"), v.get("maxItems")) {
                 (Some(a), Some(b)) if a == b => format!("[{item}; {a}]"),
                 _ => format!("list of {item}"),

@@ -154,7 +154,9 @@ impl StageContext {
     /// blake3 of a file's bytes, via the run's stat cache (unchanged files are not re-read).
     pub fn hash_file(&self, path: &Path) -> Result<String, StageError> {
         let meta = fs::metadata(path).map_err(|e| StageError::io(path, e))?;
-        self.stat.hash(path, &meta).map_err(|e| StageError::io(path, e))
+        self.stat
+            .hash(path, &meta)
+            .map_err(|e| StageError::io(path, e))
     }
     /// The stage's cache key.
     pub fn key(&self) -> &str {

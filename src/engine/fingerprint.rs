@@ -178,7 +178,11 @@ pub fn fingerprint_input(
             files: 1,
         });
     }
-    let res = if listing { hash_listing(path) } else { hash_dir(path, stat) };
+    let res = if listing {
+        hash_listing(path)
+    } else {
+        hash_dir(path, stat)
+    };
     let (hash, size, files) = res.map_err(|(p, e)| io(&p, e))?;
     Ok(InputFingerprint {
         name: name.into(),
@@ -194,8 +198,12 @@ pub fn hash_listing(root: &Path) -> Result<(String, u64, u64), (PathBuf, std::io
     let mut h = blake3::Hasher::new();
     h.update(b"listing\n");
     let (mut total, mut n) = (0u64, 0u64);
-    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
-        let entry = entry.map_err(|e| (root.to_path_buf(), std::io::Error::other(e.to_string())))?;
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry =
+            entry.map_err(|e| (root.to_path_buf(), std::io::Error::other(e.to_string())))?;
         if entry.file_type().is_file() {
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());

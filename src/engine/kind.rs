@@ -95,7 +95,12 @@ impl ExternalInput {
     }
     /// A directory whose listing (relative paths and sizes), not content, is the input.
     pub fn listing(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        ExternalInput { name: name.into(), path: path.into(), optional: false, listing: true }
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: false,
+            listing: true,
+        }
     }
     /// An input that may be absent.
     pub fn optional(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {

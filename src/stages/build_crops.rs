@@ -64,31 +64,48 @@ impl Stage for BuildCropsStage {
     type Params = BuildCropsParams;
     const KIND: &'static str = "build_crops";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Extract candidate crops per CT into chunked HDF5 (partitioned per series) + index.parquet";
+    const DOC: &'static str =
+        "Extract candidate crops per CT into chunked HDF5 (partitioned per series) + index.parquet";
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
-        p.ct_root.iter().map(|r| ExternalInput::new("ct_root", r.path())).collect()
+        p.ct_root
+            .iter()
+            .map(|r| ExternalInput::new("ct_root", r.path()))
+            .collect()
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), (String, String)> {
         if p.width_irc.contains(&0) {
-            return Err(("width_irc".into(), "every crop dimension must be at least 1".into()));
+            return Err((
+                "width_irc".into(),
+                "every crop dimension must be at least 1".into(),
+            ));
         }
         if !(1..=19).contains(&p.level) {
-            return Err(("level".into(), format!("zstd level {} is outside 1..=19", p.level)));
+            return Err((
+                "level".into(),
+                format!("zstd level {} is outside 1..=19", p.level),
+            ));
         }
         Ok(())
     }
 
     fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let cand_file = ctx.upstream_file(&Table::Candidates.file_name(), "the candidate table (merge_candidates)")?;
-        let rows = merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?).map_err(table_err)?;
+        let cand_file = ctx.upstream_file(
+            &Table::Candidates.file_name(),
+            "the candidate table (merge_candidates)",
+        )?;
+        let rows =
+            merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?)
+                .map_err(table_err)?;
         let mut by_series: BTreeMap<String, Vec<MergedRow>> = BTreeMap::new();
         for r in rows {
             by_series.entry(r.series_uid.clone()).or_default().push(r);
         }
         for v in by_series.values_mut() {
-            v.sort_by(|a, b| cmp_center(&a.center_xyz, &b.center_xyz).then(a.candidate_id.cmp(&b.candidate_id)));
+            v.sort_by(|a, b| {
+                cmp_center(&a.center_xyz, &b.center_xyz).then(a.candidate_id.cmp(&b.candidate_id))
+            });
         }
         let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
         let on_disk = find_series(&root)?;
@@ -119,14 +136,20 @@ impl Stage for BuildCropsStage {
                     let mhd = &on_disk[*uid];
                     let ct_hashes = ct_file_hashes(ctx_ref, mhd, &known_hashes)?;
                     let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
-                    let material = serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
-                    let part = ctx_ref.partition(uid, &material, |dir| write_series(mhd, uid, rows, p, &dir.join("crops.h5")))?;
+                    let material =
+                        serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
+                    let part = ctx_ref.partition(uid, &material, |dir| {
+                        write_series(mhd, uid, rows, p, &dir.join("crops.h5"))
+                    })?;
                     if !part.cached {
                         computed.fetch_add(1, Ordering::Relaxed);
                     }
-                    let n = crops_done.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+                    let n = crops_done.fetch_add(rows.len() as u64, Ordering::Relaxed)
+                        + rows.len() as u64;
                     let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    ctx_ref.progress().set_message(format!("{n}/{total} crops, {rate:.0} crops/s"));
+                    ctx_ref
+                        .progress()
+                        .set_message(format!("{n}/{total} crops, {rate:.0} crops/s"));
                     ctx_ref.progress().inc(1);
                     Ok(((*uid).clone(), part.dir.join("crops.h5")))
                 })
@@ -138,20 +161,29 @@ impl Stage for BuildCropsStage {
             let rel = format!("crops/{uid}.h5");
             ctx.link_into_output(&h5, &rel)?;
             let reader = CropReader::open(&h5).map_err(StageError::domain)?;
-            let centers = reader.centers().map_err(StageError::domain)?.unwrap_or_default();
+            let centers = reader
+                .centers()
+                .map_err(StageError::domain)?
+                .unwrap_or_default();
             for (row, r) in by_series[&uid].iter().enumerate() {
                 let c = centers.get(row).copied().unwrap_or([-1, -1, -1]);
                 index.push(r, &rel, row as i64, c);
             }
         }
         let mut df = index.into_frame()?;
-        write_parquet(&mut df, Table::CropIndex, &ctx.out_dir().join(Table::CropIndex.file_name())).map_err(table_err)?;
+        write_parquet(
+            &mut df,
+            Table::CropIndex,
+            &ctx.out_dir().join(Table::CropIndex.file_name()),
+        )
+        .map_err(table_err)?;
         let summary = serde_json::json!({
             "width_irc": p.width_irc, "series": by_series.len(), "crops": total,
             "series_computed": computed.load(Ordering::Relaxed),
         });
         let sp = ctx.out_dir().join("crops.json");
-        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default()).map_err(|e| StageError::io(&sp, e))?;
+        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default())
+            .map_err(|e| StageError::io(&sp, e))?;
         ctx.log(format!(
             "{total} crops from {} CTs ({} computed, {} cached) in {:.1}s",
             by_series.len(),
@@ -164,15 +196,27 @@ impl Stage for BuildCropsStage {
 }
 
 fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
-    a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])).then(a[2].total_cmp(&b[2]))
+    a[0].total_cmp(&b[0])
+        .then(a[1].total_cmp(&b[1]))
+        .then(a[2].total_cmp(&b[2]))
 }
 
 /// Extracts and writes one series' crops.
-fn write_series(mhd: &Path, uid: &str, rows: &[MergedRow], p: &BuildCropsParams, out: &Path) -> Result<(), StageError> {
+fn write_series(
+    mhd: &Path,
+    uid: &str,
+    rows: &[MergedRow],
+    p: &BuildCropsParams,
+    out: &Path,
+) -> Result<(), StageError> {
     let ct = CtImage::open(mhd).map_err(StageError::domain)?;
     let mut w = CropWriter::create(out, p.width_irc, p.level).map_err(StageError::domain)?;
     for r in rows {
-        let xyz = Xyz { x: r.center_xyz[0], y: r.center_xyz[1], z: r.center_xyz[2] };
+        let xyz = Xyz {
+            x: r.center_xyz[0],
+            y: r.center_xyz[1],
+            z: r.center_xyz[2],
+        };
         let (crop, irc, _) = ct.crop_around_xyz(xyz, p.width_irc).map_err(|e| {
             StageError::msg(format!(
                 "{}: candidate {} of series {uid} at xyz ({:.2}, {:.2}, {:.2}) mm: {e}",
@@ -184,7 +228,8 @@ fn write_series(mhd: &Path, uid: &str, rows: &[MergedRow], p: &BuildCropsParams,
             ))
             .with_hint("check the candidate's world coordinates against the CT's Offset, ElementSpacing and TransformMatrix")
         })?;
-        w.append(&crop, [irc.index, irc.row, irc.col]).map_err(StageError::domain)?;
+        w.append(&crop, [irc.index, irc.row, irc.col])
+            .map_err(StageError::domain)?;
     }
     w.finish().map_err(StageError::domain)?;
     Ok(())
@@ -205,21 +250,50 @@ fn upstream_file_hashes(ctx: &StageContext, root: &Path) -> BTreeMap<PathBuf, St
 }
 
 /// blake3 of the `.mhd` and every data file it names.
-fn ct_file_hashes(ctx: &StageContext, mhd: &Path, known: &BTreeMap<PathBuf, String>) -> Result<Vec<String>, StageError> {
+fn ct_file_hashes(
+    ctx: &StageContext,
+    mhd: &Path,
+    known: &BTreeMap<PathBuf, String>,
+) -> Result<Vec<String>, StageError> {
     let header = crate::ct::header::read_header(mhd).map_err(StageError::domain)?;
     let mut files = vec![mhd.to_path_buf()];
     match header.data_file {
         DataFile::Local => {}
-        DataFile::File(f) => files.push(if f.is_absolute() { f } else { mhd.parent().unwrap_or(Path::new(".")).join(f) }),
+        DataFile::File(f) => files.push(if f.is_absolute() {
+            f
+        } else {
+            mhd.parent().unwrap_or(Path::new(".")).join(f)
+        }),
         DataFile::List { files: fs, .. } => files.extend(fs),
     }
     files
         .iter()
-        .map(|f| match known.get(f) {
+        .enumerate()
+        .map(|(i, f)| match known.get(f) {
             Some(h) => Ok(h.clone()),
-            None => ctx.hash_file(f),
+            None if i == 0 => ctx.hash_file(f),
+            // A data file: name the header that points at it, not only the missing path.
+            None => ctx.hash_file(f).map_err(|e| {
+                StageError::msg(format!(
+                    "{}: ElementDataFile {} cannot be read: {}",
+                    mhd.display(),
+                    f.display(),
+                    io_cause(&e)
+                ))
+                .with_hint(
+                    "restore the data file next to the .mhd, or fix ElementDataFile in the header",
+                )
+            }),
         })
         .collect()
+}
+
+/// The OS cause of an I/O stage error (without the path, which the caller names itself).
+fn io_cause(e: &StageError) -> String {
+    match e {
+        StageError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Default)]

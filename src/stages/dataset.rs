@@ -10,7 +10,12 @@ use crate::engine::kind::InputPath;
 
 /// Resolves a file parameter: the given path (relative to the workspace), or the first of
 /// `defaults` found in an upstream artifact (e.g. the `synth` dataset).
-pub fn resolve_file(ctx: &StageContext, given: Option<&InputPath>, defaults: &[&str], param: &str) -> Result<PathBuf, StageError> {
+pub fn resolve_file(
+    ctx: &StageContext,
+    given: Option<&InputPath>,
+    defaults: &[&str],
+    param: &str,
+) -> Result<PathBuf, StageError> {
     if let Some(p) = given {
         return Ok(ctx.resolve(p.path()));
     }
@@ -24,12 +29,18 @@ pub fn resolve_file(ctx: &StageContext, given: Option<&InputPath>, defaults: &[&
         ctx.stage(),
         defaults.join(" or ")
     ))
-    .with_hint(format!("set `with: {{ {param}: path/to/{} }}` or add the dataset stage (e.g. `synth`) to `needs:`", defaults[0])))
+    .with_hint(format!(
+        "set `with: {{ {param}: path/to/{} }}` or add the dataset stage (e.g. `synth`) to `needs:`",
+        defaults[0]
+    )))
 }
 
 /// The CT root: the given directory, or the upstream artifact that holds `subset*` folders
 /// (the `synth` dataset).
-pub fn resolve_ct_root(ctx: &StageContext, given: Option<&InputPath>) -> Result<PathBuf, StageError> {
+pub fn resolve_ct_root(
+    ctx: &StageContext,
+    given: Option<&InputPath>,
+) -> Result<PathBuf, StageError> {
     if let Some(p) = given {
         return Ok(ctx.resolve(p.path()));
     }
@@ -43,21 +54,33 @@ pub fn resolve_ct_root(ctx: &StageContext, given: Option<&InputPath>) -> Result<
 }
 
 fn has_mhd(dir: &Path) -> bool {
-    walkdir::WalkDir::new(dir).max_depth(2).into_iter().flatten().any(|e| e.path().extension().is_some_and(|x| x == "mhd"))
+    walkdir::WalkDir::new(dir)
+        .max_depth(2)
+        .into_iter()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "mhd"))
 }
 
 /// Every `<uid>.mhd` below `root` (any depth), by series uid. A uid found twice is an error.
 pub fn find_series(root: &Path) -> Result<BTreeMap<String, PathBuf>, StageError> {
     if !root.is_dir() {
-        return Err(StageError::msg(format!("CT root {} is not a directory", root.display()))
-            .with_hint("point `ct_root` at the folder that holds subset0..9/*.mhd"));
+        return Err(
+            StageError::msg(format!("CT root {} is not a directory", root.display()))
+                .with_hint("point `ct_root` at the folder that holds subset0..9/*.mhd"),
+        );
     }
     let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+    for e in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let e = e.map_err(|e| StageError::msg(format!("cannot list {}: {e}", root.display())))?;
         let p = e.path();
         if e.file_type().is_file() && p.extension().is_some_and(|x| x == "mhd") {
-            let uid = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let uid = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
             if let Some(prev) = out.insert(uid.clone(), p.to_path_buf()) {
                 return Err(StageError::msg(format!(
                     "series {uid} is on disk twice: {} and {}",

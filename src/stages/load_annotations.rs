@@ -13,7 +13,9 @@ use super::dataset::resolve_file;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, Stage};
-use crate::tables::{read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table};
+use crate::tables::{
+    read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
+};
 
 /// Parameters of `load_annotations`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -63,17 +65,29 @@ impl Stage for LoadAnnotationsStage {
             &["annotations_with_malignancy.csv", "annotations.csv"],
             "annotations",
         )?;
-        let cand_path = resolve_file(ctx, p.candidates.as_ref(), &["candidates.csv"], "candidates")?;
+        let cand_path = resolve_file(
+            ctx,
+            p.candidates.as_ref(),
+            &["candidates.csv"],
+            "candidates",
+        )?;
         let opts = CsvOptions { strict: p.strict };
         ctx.progress().start(2, "files");
-        let ann = read_annotations_csv(&ann_path, AnnotationsKind::Plain, opts).map_err(table_err)?;
+        let ann =
+            read_annotations_csv(&ann_path, AnnotationsKind::Plain, opts).map_err(table_err)?;
         ctx.progress().inc(1);
         let cand = read_candidates_csv(&cand_path, opts).map_err(table_err)?;
         ctx.progress().inc(1);
         let malignancy = ann.rows.iter().all(|r| r.is_malignant.is_some()) && !ann.rows.is_empty();
-        for (file, n, reasons) in [(&ann_path, ann.dropped, &ann.drop_reasons), (&cand_path, cand.dropped, &cand.drop_reasons)] {
+        for (file, n, reasons) in [
+            (&ann_path, ann.dropped, &ann.drop_reasons),
+            (&cand_path, cand.dropped, &cand.drop_reasons),
+        ] {
             if n > 0 {
-                ctx.log(format!("{}: dropped {n} bad rows (strict: false)", file.display()));
+                ctx.log(format!(
+                    "{}: dropped {n} bad rows (strict: false)",
+                    file.display()
+                ));
                 for r in reasons {
                     ctx.log(format!("  {}:{}: {}", file.display(), r.line, r.reason));
                 }
@@ -81,8 +95,18 @@ impl Stage for LoadAnnotationsStage {
         }
         let mut af = ann.frame;
         let mut cf = cand.frame;
-        write_parquet(&mut af, Table::Annotations, &ctx.out_dir().join(Table::Annotations.file_name())).map_err(table_err)?;
-        write_parquet(&mut cf, Table::CandidatesRaw, &ctx.out_dir().join(Table::CandidatesRaw.file_name())).map_err(table_err)?;
+        write_parquet(
+            &mut af,
+            Table::Annotations,
+            &ctx.out_dir().join(Table::Annotations.file_name()),
+        )
+        .map_err(table_err)?;
+        write_parquet(
+            &mut cf,
+            Table::CandidatesRaw,
+            &ctx.out_dir().join(Table::CandidatesRaw.file_name()),
+        )
+        .map_err(table_err)?;
         let report = serde_json::json!({
             "annotations": { "file": ann_path.file_name().map(|f| f.to_string_lossy().to_string()), "rows": ann.rows.len(), "dropped": ann.dropped,
                              "drop_reasons": ann.drop_reasons.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect::<Vec<_>>() },
@@ -91,11 +115,16 @@ impl Stage for LoadAnnotationsStage {
             "malignancy": malignancy,
         });
         let rp = ctx.out_dir().join("load_report.json");
-        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default()).map_err(|e| StageError::io(&rp, e))?;
+        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default())
+            .map_err(|e| StageError::io(&rp, e))?;
         ctx.log(format!(
             "{} annotations ({}), {} candidates",
             ann.rows.len(),
-            if malignancy { "with malignancy" } else { "no malignancy labels" },
+            if malignancy {
+                "with malignancy"
+            } else {
+                "no malignancy labels"
+            },
             cand.rows.len()
         ));
         Ok(())
@@ -104,7 +133,8 @@ impl Stage for LoadAnnotationsStage {
 
 /// Converts a table error into a stage error, keeping its hint.
 pub fn table_err(e: crate::tables::TableError) -> StageError {
-    let hint = e.hint();
+    // Some table errors already end their message with the hint (bad rows); do not print it twice.
+    let hint = e.hint().filter(|h| !e.to_string().contains(h.as_str()));
     let err = StageError::domain(e);
     match hint {
         Some(h) => err.with_hint(h),

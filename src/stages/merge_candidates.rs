@@ -17,7 +17,10 @@ use super::load_annotations::table_err;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, Stage};
-use crate::tables::{merge_rows, annotations_from_frame, candidates_raw_from_frame, merged_to_frame, read_parquet, write_parquet, MergeOptions, MergeRule, Table};
+use crate::tables::{
+    annotations_from_frame, candidates_raw_from_frame, merge_rows, merged_to_frame, read_parquet,
+    write_parquet, MergeOptions, MergeRule, Table,
+};
 
 /// Which merge rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -62,7 +65,8 @@ impl Stage for MergeCandidatesStage {
     type Params = MergeCandidatesParams;
     const KIND: &'static str = "merge_candidates";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Merge annotations and candidates into the training table, split by series";
+    const DOC: &'static str =
+        "Merge annotations and candidates into the training table, split by series";
 
     fn inputs(p: &MergeCandidatesParams) -> Vec<ExternalInput> {
         match (&p.ct_root, p.require_on_disk) {
@@ -73,20 +77,39 @@ impl Stage for MergeCandidatesStage {
 
     fn validate(p: &MergeCandidatesParams) -> Result<(), (String, String)> {
         if p.val_stride == 0 {
-            return Err(("val_stride".into(), "must be at least 1 (every Nth series is validation)".into()));
+            return Err((
+                "val_stride".into(),
+                "must be at least 1 (every Nth series is validation)".into(),
+            ));
         }
         Ok(())
     }
 
     fn run(&self, p: &MergeCandidatesParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let ann_file = ctx.upstream_file(&Table::Annotations.file_name(), "the annotations table (load_annotations)")?;
-        let cand_file = ctx.upstream_file(&Table::CandidatesRaw.file_name(), "the candidates table (load_annotations)")?;
-        let ann = annotations_from_frame(&read_parquet(&ann_file, Table::Annotations).map_err(table_err)?).map_err(table_err)?;
-        let cand = candidates_raw_from_frame(&read_parquet(&cand_file, Table::CandidatesRaw).map_err(table_err)?).map_err(table_err)?;
+        let ann_file = ctx.upstream_file(
+            &Table::Annotations.file_name(),
+            "the annotations table (load_annotations)",
+        )?;
+        let cand_file = ctx.upstream_file(
+            &Table::CandidatesRaw.file_name(),
+            "the candidates table (load_annotations)",
+        )?;
+        let ann = annotations_from_frame(
+            &read_parquet(&ann_file, Table::Annotations).map_err(table_err)?,
+        )
+        .map_err(table_err)?;
+        let cand = candidates_raw_from_frame(
+            &read_parquet(&cand_file, Table::CandidatesRaw).map_err(table_err)?,
+        )
+        .map_err(table_err)?;
         let on_disk: Option<BTreeSet<String>> = if p.require_on_disk {
             let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
             let found = find_series(&root)?;
-            ctx.log(format!("{} CT series on disk under {}", found.len(), root.display()));
+            ctx.log(format!(
+                "{} CT series on disk under {}",
+                found.len(),
+                root.display()
+            ));
             Some(found.into_keys().collect())
         } else {
             None
@@ -102,16 +125,25 @@ impl Stage for MergeCandidatesStage {
         let rows = merge_rows(&ann, &cand, &opts).map_err(table_err)?;
         let pos = rows.iter().filter(|r| r.is_nodule).count();
         let mal = rows.iter().filter(|r| r.is_malignant == Some(true)).count();
-        let series: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.series_uid.as_str(), r.split.as_str())).collect();
+        let series: BTreeSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.series_uid.as_str(), r.split.as_str()))
+            .collect();
         let val_series = series.iter().filter(|(_, s)| *s == "val").count();
         let mut df = merged_to_frame(&rows).map_err(table_err)?;
-        write_parquet(&mut df, Table::Candidates, &ctx.out_dir().join(Table::Candidates.file_name())).map_err(table_err)?;
+        write_parquet(
+            &mut df,
+            Table::Candidates,
+            &ctx.out_dir().join(Table::Candidates.file_name()),
+        )
+        .map_err(table_err)?;
         let report = serde_json::json!({
             "rows": rows.len(), "nodules": pos, "malignant": mal, "negatives": rows.len() - pos,
             "series": series.len(), "val_series": val_series, "train_series": series.len() - val_series,
         });
         let rp = ctx.out_dir().join("merge_report.json");
-        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default()).map_err(|e| StageError::io(&rp, e))?;
+        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default())
+            .map_err(|e| StageError::io(&rp, e))?;
         ctx.log(format!(
             "{} candidates ({pos} nodules, {mal} malignant) in {} series ({val_series} validation)",
             rows.len(),

@@ -4,9 +4,9 @@
 pub mod build_crops;
 pub mod command;
 pub mod dataset;
+pub mod evaluate_classifier;
 pub mod load_annotations;
 pub mod merge_candidates;
-pub mod evaluate_classifier;
 pub mod synth;
 pub mod test_kinds;
 pub mod torch_data;

@@ -82,7 +82,12 @@ pub enum Table {
 
 impl Table {
     /// All tables, in documentation order.
-    pub const ALL: [Table; 4] = [Table::Annotations, Table::CandidatesRaw, Table::Candidates, Table::CropIndex];
+    pub const ALL: [Table; 4] = [
+        Table::Annotations,
+        Table::CandidatesRaw,
+        Table::Candidates,
+        Table::CropIndex,
+    ];
 
     /// The table name (also the stem of its Parquet and schema files).
     pub fn name(self) -> &'static str {

@@ -6,6 +6,11 @@ mod ct_geometry;
 mod ct_header;
 mod ct_oracle;
 mod ct_support;
+mod data_errors;
+mod data_incremental;
+mod data_merge;
+mod data_oracle;
+mod data_support;
 mod engine_cache;
 mod engine_cli;
 mod engine_crash;
@@ -35,12 +40,12 @@ mod store_support;
 mod synth_gen;
 mod synth_oracle;
 mod synth_support;
+mod tables_csv;
+mod tables_merge;
+mod tables_oracle;
+mod tables_support;
 #[cfg(feature = "torch")]
 mod train_bench;
 #[cfg(feature = "torch")]
 mod train_stage;
 mod train_support;
-mod tables_csv;
-mod tables_merge;
-mod tables_oracle;
-mod tables_support;
