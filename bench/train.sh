@@ -6,8 +6,9 @@
 #      (target: input ≥ 5× training, so the model never waits);
 #   2. one LunaModel training step (batch 24, 2 threads, CPU) in luna vs PyTorch-Python
 #      (bench/train_step.py; target: luna ≤ 1.1× PyTorch).
-# Uses the debug-profile test binary with opt-level from the dev profile for deps; the model
-# time is libtorch's either way. Run on an otherwise idle machine.
+# Release test binary by default (LUNA_BENCH_DEBUG=1: the dev profile, faster to build; the
+# model time is libtorch's either way, only the input pipeline is slower). Run on an otherwise
+# idle machine: on a shared one both step times grow with the load.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,19 +17,20 @@ source scripts/env.sh
 PY="${LUNA_PYTHON:-$HOME/.cache/luna/venv/bin/python}"
 OUT_MD="bench/results/train.md"
 mkdir -p bench/results
+if [ "${LUNA_BENCH_DEBUG:-0}" = 1 ]; then prof=(); label="dev"; else prof=(--release); label="release"; fi
 
-pipe=$(cargo test -j 1 --release --test it bench_train_input_pipeline -- --ignored --nocapture 2>/dev/null)
+pipe=$(cargo test -j 1 "${prof[@]}" --test it bench_train_input_pipeline -- --ignored --nocapture 2>/dev/null)
 input=$(sed -n 's/^input pipeline alone: \([0-9.]*\).*/\1/p' <<<"$pipe")
 train=$(sed -n 's/^training: \([0-9.]*\).*/\1/p' <<<"$pipe")
 wait=$(sed -n 's/.*data wait \([0-9.]*\)%.*/\1/p' <<<"$pipe")
-luna=$(cargo test -j 1 --release --test it bench_luna_train_step -- --ignored --nocapture 2>/dev/null | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
+luna=$(cargo test -j 1 "${prof[@]}" --test it bench_luna_train_step -- --ignored --nocapture 2>/dev/null | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
 torch=$("$PY" bench/train_step.py 24 2 10 cpu | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
 ratio_in=$(python3 -c "print(f'{$input/$train:.1f}')")
 ratio_step=$(python3 -c "print(f'{$luna/$torch:.2f}')")
 {
   echo "# Training benchmark"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), release build."
+  echo "$(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $label build, load average $(cut -d' ' -f1 /proc/loadavg) at the end."
   echo
   echo "| measure | value | target |"
   echo "|---|---|---|"

@@ -200,8 +200,10 @@ impl Cache {
 
     /// Hashes the files of `tmp`, writes the manifest and renames `tmp` into `objects/`.
     /// If the object appeared meanwhile, `tmp` is discarded and the existing object kept.
+    /// Entries already in `manifest.files` are trusted when the file's size matches (files
+    /// hard-linked from other immutable objects, whose hashes are known); the rest are hashed.
     pub fn commit(&self, tmp: &Path, mut manifest: Manifest) -> Result<PathBuf, CacheError> {
-        manifest.files = hash_tree(tmp)?;
+        manifest.files = hash_tree(tmp, &manifest.files)?;
         let mpath = tmp.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::BadManifest {
             path: mpath.clone(),
@@ -386,7 +388,7 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, CacheError> {
+fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheError> {
     use rayon::prelude::*;
     let mut files = Vec::new();
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
@@ -399,12 +401,15 @@ fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, CacheError> {
         .par_iter()
         .map(|p| {
             let size = fs::metadata(p).map_err(|e| CacheError::io(p, e))?.len();
-            let blake3 = hash_file(p, size).map_err(|e| CacheError::io(p, e))?;
             let rel = p
                 .strip_prefix(dir)
                 .unwrap_or(p)
                 .to_string_lossy()
                 .to_string();
+            if let Some(k) = known.iter().find(|k| k.path == rel && k.size == size) {
+                return Ok(k.clone());
+            }
+            let blake3 = hash_file(p, size).map_err(|e| CacheError::io(p, e))?;
             Ok(FileEntry {
                 path: rel,
                 size,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::cache::{Cache, Manifest, MANIFEST_VERSION};
+use super::cache::{read_manifest, Cache, FileEntry, Manifest, MANIFEST_VERSION};
 use super::error::StageError;
 use super::events::{Event, EventSink, ProgressHandle};
 use super::statcache::StatCache;
@@ -61,6 +61,7 @@ pub struct StageContext {
     cache: Cache,
     partition_base: serde_json::Value,
     partitions: Mutex<Vec<String>>,
+    linked: Mutex<Vec<FileEntry>>,
     threads: usize,
     key: String,
     stat: Arc<StatCache>,
@@ -121,6 +122,7 @@ impl StageContext {
             cache: p.cache,
             partition_base: p.partition_base,
             partitions: Mutex::new(Vec::new()),
+            linked: Mutex::new(Vec::new()),
             threads: p.threads,
             key: p.key,
             stat: p.stat.unwrap_or_else(|| Arc::new(StatCache::disabled())),
@@ -335,6 +337,34 @@ impl StageContext {
         if fs::hard_link(src, &dest).is_err() {
             fs::copy(src, &dest).map_err(|e| StageError::io(src, e))?;
         }
+        // A file of a committed object is immutable and its hash is in that object's manifest:
+        // remember it so the stage's own commit does not hash the same bytes again.
+        let known = src
+            .parent()
+            .and_then(|d| read_manifest(&d.join("manifest.json")).ok())
+            .and_then(|m| {
+                let name = src.file_name()?.to_string_lossy().to_string();
+                m.files.into_iter().find(|f| f.path == name)
+            });
+        if let Some(f) = known {
+            let entry = FileEntry {
+                path: rel.to_string(),
+                size: f.size,
+                blake3: f.blake3,
+            };
+            self.linked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(entry);
+        }
         Ok(dest)
+    }
+
+    /// Output files whose hashes are already known (linked from committed objects).
+    pub fn known_files(&self) -> Vec<FileEntry> {
+        self.linked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

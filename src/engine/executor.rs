@@ -97,6 +97,8 @@ pub fn execute(
     let mut start_times: BTreeMap<usize, Instant> = BTreeMap::new();
 
     // Stages outside the selection count as done (their artifacts are cached or not needed).
+    // one state-file write for every stage that is fresh already (not one per stage)
+    let mut fresh_states = Vec::new();
     for ps in &order {
         let s = if !ps.selected || ps.state == Freshness::Fresh {
             St::Done(StageStatus::Cached)
@@ -116,17 +118,11 @@ pub fn execute(
                 ps.index,
                 record(ps, StageStatus::Cached, 0.0, None, Vec::new()),
             );
-            PipelineState::record(
-                &p.workspace,
-                &p.name,
-                &ps.stage,
-                StageState {
-                    key: ps.key.clone(),
-                    material: ps.material.clone(),
-                },
-            );
+            fresh_states.push((ps.stage.clone(), state_of(ps)));
         }
     }
+
+    PipelineState::record(&p.workspace, &p.name, fresh_states);
 
     let (tx, rx) = channel::<Event>();
     std::thread::scope(|scope| {
@@ -234,11 +230,7 @@ pub fn execute(
                         PipelineState::record(
                             &p.workspace,
                             &p.name,
-                            &ps.stage,
-                            StageState {
-                                key: ps.key.clone(),
-                                material: ps.material.clone(),
-                            },
+                            vec![(ps.stage.clone(), state_of(ps))],
                         );
                     }
                     records.insert(
@@ -267,6 +259,13 @@ pub fn execute(
     let _ = runs.save(&rec);
     reporter.finish(&rec, started.elapsed());
     rec
+}
+
+fn state_of(ps: &PlannedStage) -> StageState {
+    StageState {
+        key: ps.key.clone(),
+        material: ps.material.clone(),
+    }
 }
 
 fn record(
@@ -412,7 +411,7 @@ fn run_stage(
         upstream: ps.material.upstream.clone(),
         inputs: ps.material.inputs.clone(),
         partitions: partitions.clone(),
-        files: Vec::new(),
+        files: ctx.known_files(),
         luna_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Utc::now().to_rfc3339(),
         duration_s: t0.elapsed().as_secs_f64(),

@@ -226,16 +226,19 @@ impl PipelineState {
             Err(e) => Err(e.to_string()),
         }
     }
-    /// Records one stage, merging with what is on disk (another run may have written it).
-    pub fn record(workspace: &Path, pipeline: &str, stage: &str, st: StageState) {
+    /// Records stages, merging with what is on disk (another run may have written it).
+    pub fn record(workspace: &Path, pipeline: &str, stages: Vec<(String, StageState)>) {
+        if stages.is_empty() {
+            return;
+        }
         let path = Self::path(workspace, pipeline);
         let mut cur = Self::load(workspace, pipeline).unwrap_or_default();
-        cur.stages.insert(stage.into(), st);
+        cur.stages.extend(stages);
         if let Some(d) = path.parent() {
             let _ = fs::create_dir_all(d);
         }
         let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        if let Ok(b) = serde_json::to_vec_pretty(&cur) {
+        if let Ok(b) = serde_json::to_vec(&cur) {
             if fs::write(&tmp, b).is_ok() {
                 let _ = fs::rename(&tmp, &path);
             }

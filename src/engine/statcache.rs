@@ -79,7 +79,9 @@ impl StatCache {
     /// The blake3 of `path`, from the cache when its stamp is unchanged.
     pub fn hash(&self, path: &Path, meta: &fs::Metadata) -> std::io::Result<String> {
         let stamp = Stamp::of(meta);
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        // Keyed by the path as given (absolute: inputs are resolved against the workspace);
+        // canonicalizing every file would cost a readlink per path component per run.
+        let key = path.to_path_buf();
         if self.file.is_some() {
             if let Some(e) = lock(&self.entries).get(&key) {
                 if e.stamp == stamp {

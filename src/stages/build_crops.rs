@@ -10,8 +10,10 @@
 //!
 //! **Edges.** A window that sticks out of the volume is shifted inside (the book's rule; the
 //! candidate is then off-centre, never padded); a centre outside the volume is an error naming
-//! the CT and the coordinates. CTs run in parallel (bounded by `threads`); a CT is memory-mapped
-//! when uncompressed, so memory stays near one decoded CT per thread.
+//! the CT and the coordinates. CTs run in parallel (bounded by `threads`), longest first from a
+//! shared queue (rejected: rayon's `par_iter`, whose halving split can start the slowest,
+//! zlib-compressed CT last); a CT is memory-mapped when uncompressed, so memory stays near one
+//! decoded CT per thread.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use polars::prelude::*;
-use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,8 @@ pub struct BuildCropsParams {
     /// Folder with `subset*/<uid>.mhd`; default: the upstream dataset.
     #[serde(default)]
     pub ct_root: Option<InputPath>,
-    /// zstd level of the HDF5 chunks (1–19).
+    /// zstd level of the HDF5 chunks: -7..=19; negative levels are zstd's fast modes (the
+    /// default, 1, is fast and within a few percent of level 3's size on CT crops).
     #[serde(default = "default_level")]
     pub level: i32,
     /// CTs processed at once (default: the stage's thread budget).
@@ -54,8 +56,11 @@ fn default_width() -> [usize; 3] {
     [32, 48, 48]
 }
 fn default_level() -> i32 {
-    3
+    1
 }
+
+/// One series' outcome: its uid and the partition's HDF5 file.
+type SeriesResult = Result<(String, PathBuf), StageError>;
 
 /// The `build_crops` kind.
 pub struct BuildCropsStage;
@@ -81,10 +86,13 @@ impl Stage for BuildCropsStage {
                 "every crop dimension must be at least 1".into(),
             ));
         }
-        if !(1..=19).contains(&p.level) {
+        if !(-7..=19).contains(&p.level) || p.level == 0 {
             return Err((
                 "level".into(),
-                format!("zstd level {} is outside 1..=19", p.level),
+                format!(
+                    "zstd level {} is outside -7..=19 (0 is not a level)",
+                    p.level
+                ),
             ));
         }
         Ok(())
@@ -129,32 +137,60 @@ impl Stage for BuildCropsStage {
         let t0 = Instant::now();
         let ctx_ref = &*ctx;
         let series: Vec<(&String, &Vec<MergedRow>)> = by_series.iter().collect();
-        let results: Vec<Result<(String, PathBuf), StageError>> = pool.install(|| {
-            series
-                .par_iter()
-                .map(|(uid, rows)| {
-                    let mhd = &on_disk[*uid];
-                    let ct_hashes = ct_file_hashes(ctx_ref, mhd, &known_hashes)?;
-                    let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
-                    let material =
-                        serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
-                    let part = ctx_ref.partition(uid, &material, |dir| {
-                        write_series(mhd, uid, rows, p, &dir.join("crops.h5"))
-                    })?;
-                    if !part.cached {
-                        computed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let n = crops_done.fetch_add(rows.len() as u64, Ordering::Relaxed)
-                        + rows.len() as u64;
-                    let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    ctx_ref
-                        .progress()
-                        .set_message(format!("{n}/{total} crops, {rate:.0} crops/s"));
-                    ctx_ref.progress().inc(1);
-                    Ok(((*uid).clone(), part.dir.join("crops.h5")))
-                })
-                .collect()
+        let work = |(uid, rows): (&String, &Vec<MergedRow>)| -> SeriesResult {
+            let mhd = &on_disk[uid];
+            let ct_hashes = ct_file_hashes(ctx_ref, mhd, &known_hashes)?;
+            let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
+            let material = serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
+            let part = ctx_ref.partition(uid, &material, |dir| {
+                write_series(mhd, uid, rows, p, &dir.join("crops.h5"))
+            })?;
+            if !part.cached {
+                computed.fetch_add(1, Ordering::Relaxed);
+            }
+            let n = crops_done.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+            let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            ctx_ref
+                .progress()
+                .set_message(format!("{n}/{total} crops, {rate:.0} crops/s"));
+            ctx_ref.progress().inc(1);
+            Ok((uid.clone(), part.dir.join("crops.h5")))
+        };
+        // Longest CT first from a shared queue (not rayon's halving split), so one slow CT
+        // (zlib-compressed, many slices) does not start last and leave the other threads idle.
+        let crop_bytes = (p.width_irc.iter().product::<usize>() * 2) as u64;
+        let mut order: Vec<(u64, usize)> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (uid, rows))| {
+                (
+                    estimated_cost(&on_disk[*uid], rows.len() as u64 * crop_bytes),
+                    i,
+                )
+            })
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let slots: Vec<std::sync::Mutex<Option<SeriesResult>>> =
+            series.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        pool.scope(|s| {
+            for _ in 0..threads.min(series.len()) {
+                s.spawn(|_| loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(_, i)) = order.get(k) else { break };
+                    let r = work(series[i]);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                });
+            }
         });
+        let results: Vec<SeriesResult> = slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expect("every queued series is processed before the scope ends")
+            })
+            .collect();
         let mut index = IndexColumns::default();
         for res in results {
             let (uid, h5) = res?;
@@ -199,6 +235,18 @@ fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
     a[0].total_cmp(&b[0])
         .then(a[1].total_cmp(&b[1]))
         .then(a[2].total_cmp(&b[2]))
+}
+
+/// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
+/// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.
+/// An unreadable header counts as free; the worker reports its error.
+fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
+    let Ok(h) = crate::ct::header::read_header(mhd) else {
+        return 0;
+    };
+    let bytes =
+        h.dim_size.iter().map(|&d| d as u64).product::<u64>() * h.element_type.size() as u64;
+    bytes.saturating_mul(if h.compressed { 40 } else { 1 }) + crop_bytes.saturating_mul(20)
 }
 
 /// Extracts and writes one series' crops.

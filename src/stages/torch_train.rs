@@ -266,7 +266,8 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             boards.add(&val)?;
             history.push(val);
         }
-        let improved = score.is_some_and(|s| best.is_none_or(|b| s > b));
+        // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
+        let improved = score.is_some_and(|s| best.is_none_or(|b| s >= b));
         if improved {
             best = score;
         }

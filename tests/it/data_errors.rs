@@ -48,8 +48,16 @@ fn data_truncated_raw_names_file_and_sizes() {
         .set_len(1000)
         .expect("truncate");
     let d = dims(&mhd);
-    let want = format!("truncated data: expected {} bytes (DimSize [{}, {}, {}] × 2 bytes of MET_SHORT) after offset 0, found 1000",
-        d.iter().map(|v| v.parse::<usize>().expect("dim")).product::<usize>() * 2, d[0], d[1], d[2]);
+    let bytes = d
+        .iter()
+        .map(|v| v.parse::<usize>().expect("dim"))
+        .product::<usize>()
+        * 2;
+    let want = format!(
+        "truncated data: expected {bytes} bytes (DimSize [{}, {}, {}] × 2 bytes of MET_SHORT) \
+         after offset 0, found 1000",
+        d[0], d[1], d[2]
+    );
     data_expect_failure(
         &ws.luna(&["run", "data"]),
         &[&format!("{uid}.raw: "), &want, "FAILED", "crops"],

@@ -82,7 +82,7 @@ fn bench_train_input_pipeline() {
                             48,
                             48,
                         ]);
-                        std::hint::black_box(t);
+                        let _ = std::hint::black_box(t);
                     }
                 });
             }

@@ -145,9 +145,9 @@ fn unknown_task_is_a_spec_error() {
     let out = ws.luna(&["run", "t"]);
     assert_ne!(out.code, 0);
     assert!(
-        out.stderr.contains("task")
-            && out.stderr.contains("unknown variant `tumour`")
-            && out.stderr.contains("`nodule`, `malignancy`"),
+        out.stderr.contains(
+            "stages.train.with.task: unknown variant `tumour`, expected `nodule` or `malignancy`"
+        ),
         "{}",
         out.stderr
     );
