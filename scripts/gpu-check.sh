@@ -3,6 +3,7 @@
 #
 #   scripts/gpu-check.sh                 # on a machine with an NVIDIA GPU
 #   EPOCHS=5 SAMPLES=50000 scripts/gpu-check.sh
+#   LUNA_BIN_DIR=dir scripts/gpu-check.sh  # prebuilt `luna` + `luna-torch` in dir (no Rust there)
 #
 # Steps: release build of `luna` + `luna-torch`; `luna-torch doctor` (is CUDA usable, and why
 # not); `luna run gpu-check` (pipelines/gpu-check.yaml): synthetic small dataset → candidates →
@@ -14,15 +15,24 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# shellcheck source=env.sh
-source scripts/env.sh
+if [ -n "${LUNA_BIN_DIR:-}" ]; then
+  # Prebuilt release binaries (built elsewhere and copied here, e.g. to a GPU machine without
+  # Rust): use this machine's PyTorch 2.11 libraries instead of luna's venv.
+  BIN="$(cd "$LUNA_BIN_DIR" && pwd)"
+  TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  # shellcheck source=env.sh
+  source scripts/env.sh
+  cargo build --release --bin luna-torch
+  cargo build --release --no-default-features --features static-hdf5 --bin luna
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 EPOCHS="${EPOCHS:-3}"
 SAMPLES="${SAMPLES:-20000}"
 SEED="${SEED:-$(date +%s)}"
 LOADERS="${LOADERS:-6}"
 
-cargo build --release --bins
-BIN="$CARGO_TARGET_DIR/release"
 echo "== luna-torch doctor"
 "$BIN/luna-torch" doctor
 if ! "$BIN/luna-torch" doctor | grep -q '^cuda        yes'; then

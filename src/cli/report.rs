@@ -21,6 +21,9 @@ pub struct HumanReporter {
     mp: MultiProgress,
     bars: BTreeMap<String, ProgressBar>,
     plain: BTreeMap<String, (Instant, u64)>,
+    /// Per stage: when the current progress phase began and the last position seen (a stage
+    /// that restarts its count, e.g. per epoch, starts a new phase with its own rate).
+    phase: BTreeMap<String, (Instant, u64)>,
     started: BTreeMap<String, Instant>,
     run_id: String,
 }
@@ -40,6 +43,7 @@ impl HumanReporter {
             mp,
             bars: BTreeMap::new(),
             plain: BTreeMap::new(),
+            phase: BTreeMap::new(),
             started: BTreeMap::new(),
             run_id: String::new(),
         }
@@ -134,6 +138,13 @@ impl Reporter for HumanReporter {
                     }
                 } else {
                     let now = Instant::now();
+                    let phase = self.phase.entry(stage.clone()).or_insert((now, 0));
+                    if *pos < phase.1 {
+                        *phase = (now, 0);
+                        self.plain.remove(stage);
+                    }
+                    phase.1 = *pos;
+                    let phase_start = phase.0;
                     let (last_t, last_pos) = self
                         .plain
                         .get(stage)
@@ -152,7 +163,7 @@ impl Reporter for HumanReporter {
                             .get(stage)
                             .map(|t| t.elapsed())
                             .unwrap_or_default();
-                        let rate = *pos as f64 / el.as_secs_f64().max(1e-9);
+                        let rate = *pos as f64 / (now - phase_start).as_secs_f64().max(1e-9);
                         let total = len.map(|l| format!("/{l}")).unwrap_or_default();
                         self.line(format!(
                             "{} {pos}{total} {unit} ({rate:.1}/s) {message}",

@@ -16,8 +16,8 @@
 //!   (rejected: plain fields with `#[serde(default)]`, which would silently take the *small*
 //!   defaults for `{preset: tiny}`).
 //! - Presets: `tiny` (tests), `small` (demo training), `real` (512² benchmark). Tiny and small
-//!   have a small physical field of view, so their nodules are smaller (tiny 4–12 mm, small
-//!   5–18 mm) than real LUNA16 (3–30 mm, used by `real`).
+//!   have a small physical field of view, so their nodules are smaller (tiny 4–10 mm, small
+//!   5–16 mm, benign and malignant sizes not overlapping) than real LUNA16 (3–30 mm, used by `real`).
 
 mod candidates;
 mod csv_out;

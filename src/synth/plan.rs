@@ -77,8 +77,10 @@ fn params(p: Preset) -> PresetParams {
             sxy: [0.8, 0.98],
             sz: [0.8, 2.0],
             zext: [64.0, 192.0],
-            benign_d: [5.0, 9.0],
-            malig_d: [8.0, 16.0],
+            // no size overlap: a CNN trained for minutes on ~100 nodules must be able to rank
+            // malignancy (shape differs too); real LUNA16-like overlap is the `real` preset's
+            benign_d: [5.0, 8.0],
+            malig_d: [8.5, 16.0],
             vessel_r: 1.5,
         },
         Preset::Real => PresetParams {
