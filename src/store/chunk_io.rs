@@ -163,7 +163,7 @@ fn rows_io<T: H5Type>(
     write: bool,
 ) -> Result<(), hdf5::Error> {
     let row: u64 = row_shape.iter().product();
-    if row == 0 || len as u64 % row != 0 {
+    if row == 0 || !(len as u64).is_multiple_of(row) {
         return Err(hdf5::Error::from(format!(
             "buffer of {len} elements is not whole rows of {row_shape:?}"
         )));

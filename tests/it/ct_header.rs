@@ -85,7 +85,7 @@ fn ct_header_local_data_raw_and_compressed() {
     let vals = ramp(60);
     // An odd-length header puts the i16 data at an odd (unaligned) offset of the mapping.
     let mut bytes = short_header([5, 4, 3], "Offset = 0 0 0\n", "LOCAL").into_bytes();
-    if bytes.len() % 2 == 0 {
+    if bytes.len().is_multiple_of(2) {
         bytes.splice(0..0, *b"#\n");
         bytes.splice(0..0, *b" ");
     }
