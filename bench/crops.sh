@@ -195,7 +195,7 @@ NOTES=""
   echo "|---|---:|---:|---:|---:|---|"
   echo "| raw read: \`dd bs=1M\` of every .raw to /dev/null (best of $RUNS) | $(fmt "$RAW_S") | — | $(printf '%.2f' "$(echo "$RAW_S / $LUNA_S" | bc -l)")× | — | — |"
   echo "| raw read: \`np.fromfile\` of every .raw (1 thread) | $(fmt "$NPREAD_S") | — | $(printf '%.2f' "$(echo "$NPREAD_S / $LUNA_S" | bc -l)")× | — | — |"
-  echo "| **luna build_crops** (release, no torch; median of $RUNS, min $(fmt "$LUNA_MIN")) | **$(fmt "$LUNA_S")** | $(rate "$LUNA_CROPS" "$LUNA_S") | 1× | $(fmt "$LUNA_CPU") (whole \`luna run\`) | HDF5 i16 zstd-3+shuffle, $(printf '%.0f' "$(echo "$H5_BYTES / 1000000" | bc -l)") MB |"
+  echo "| **luna build_crops** (release, no torch; median of $RUNS, min $(fmt "$LUNA_MIN")) | **$(fmt "$LUNA_S")** | $(rate "$LUNA_CROPS" "$LUNA_S") | 1× | $(fmt "$LUNA_CPU") (whole \`luna run\`) | HDF5 i16 zstd-1+shuffle, $(printf '%.0f' "$(echo "$H5_BYTES / 1000000" | bc -l)") MB |"
   echo "| luna build_crops, first run with --no-stat-cache (+ blake3 of every CT file) | $(fmt "$HASH_S") | $(rate "$LUNA_CROPS" "$HASH_S") | $(printf '%.2f' "$(echo "$HASH_S / $LUNA_S" | bc -l)")× | — | same |"
   echo "| book path, bench/book_crops.py (SimpleITK + diskcache; median of $PY_RUNS) | $(fmt "$PY_S") | $(rate "$PY_CROPS" "$PY_S") | $(printf '%.1f' "$(echo "$PY_S / $LUNA_S" | bc -l)")× | $(fmt "$PY_CPU") | pickled f32 in diskcache, $(printf '%.0f' "$(echo "$PY_BYTES / 1000000" | bc -l)") MB |"
   echo
