@@ -293,6 +293,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             }
         }
         report::save_history(&resume, &history)?;
+        // metrics.parquet and the plots are rewritten every epoch, so they are current while
+        // training runs (and complete in the artifact once it commits)
+        report::write_summary(ctx.out_dir(), &history)?;
         checkpoint::save_checkpoint(&last_dir, &lm.vs, &opt, &meta).map_err(dom)?;
     }
     finish(ctx, &resume, &history)
