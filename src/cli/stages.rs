@@ -57,8 +57,15 @@ pub fn cmd(a: StagesArgs) -> Result<i32, CliError> {
     let w = props.keys().map(|k| k.len()).max().unwrap_or(0);
     for (k, v) in &props {
         let ty = type_of(&schema, v);
+        // A hint serializes as null (it never enters the cache key), so its schema default says
+        // nothing about the value used; the description states that.
+        let is_hint = v
+            .get("$ref")
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| r.rsplit('/').next().is_some_and(|n| n.starts_with("Hint")));
         let def = v
             .get("default")
+            .filter(|_| !is_hint)
             .map(|d| format!(", default {d}"))
             .unwrap_or_default();
         let req = if required.contains(k) {
