@@ -94,7 +94,6 @@ pub fn execute(
     let mut st: BTreeMap<usize, St> = BTreeMap::new();
     let mut records: BTreeMap<usize, StageRecord> = BTreeMap::new();
     let outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>> = Arc::default();
-    let mut start_times: BTreeMap<usize, Instant> = BTreeMap::new();
 
     // Stages outside the selection count as done (their artifacts are cached or not needed).
     // one state-file write for every stage that is fresh already (not one per stage)
@@ -107,17 +106,7 @@ pub fn execute(
         };
         st.insert(ps.index, s);
         if ps.selected && ps.state == Freshness::Fresh {
-            reporter.event(&Event::Finished {
-                stage: ps.stage.clone(),
-                status: StageStatus::Cached,
-                duration: Duration::ZERO,
-                detail: None,
-                hint: None,
-            });
-            records.insert(
-                ps.index,
-                record(ps, StageStatus::Cached, 0.0, None, Vec::new()),
-            );
+            settle(reporter, &mut records, ps, StageStatus::Cached, None);
             fresh_states.push((ps.stage.clone(), state_of(ps)));
         }
     }
@@ -143,16 +132,12 @@ pub fn execute(
                 if let Some(&d) = failed_dep {
                     let detail = format!("upstream '{}' did not complete", p.stages[d].name);
                     st.insert(ps.index, St::Done(StageStatus::Skipped));
-                    reporter.event(&Event::Finished {
-                        stage: ps.stage.clone(),
-                        status: StageStatus::Skipped,
-                        duration: Duration::ZERO,
-                        detail: Some(detail.clone()),
-                        hint: None,
-                    });
-                    records.insert(
-                        ps.index,
-                        record(ps, StageStatus::Skipped, 0.0, Some(detail), Vec::new()),
+                    settle(
+                        reporter,
+                        &mut records,
+                        ps,
+                        StageStatus::Skipped,
+                        Some(detail),
                     );
                     continue;
                 }
@@ -164,7 +149,6 @@ pub fn execute(
                 }
                 st.insert(ps.index, St::Running);
                 running += 1;
-                start_times.insert(ps.index, Instant::now());
                 let upstream = upstreams(p, plan, ps.index, cache);
                 let tx = tx.clone();
                 let outcomes = outcomes.clone();
@@ -259,6 +243,25 @@ pub fn execute(
     let _ = runs.save(&rec);
     reporter.finish(&rec, started.elapsed());
     rec
+}
+
+/// Reports and records a stage that ends without running (cached, or skipped because an
+/// upstream stage did not complete).
+fn settle(
+    reporter: &mut dyn Reporter,
+    records: &mut BTreeMap<usize, StageRecord>,
+    ps: &PlannedStage,
+    status: StageStatus,
+    detail: Option<String>,
+) {
+    reporter.event(&Event::Finished {
+        stage: ps.stage.clone(),
+        status,
+        duration: Duration::ZERO,
+        detail: detail.clone(),
+        hint: None,
+    });
+    records.insert(ps.index, record(ps, status, 0.0, detail, Vec::new()));
 }
 
 fn state_of(ps: &PlannedStage) -> StageState {

@@ -84,14 +84,17 @@ fn pe(what: &str) -> impl FnOnce(PolarsError) -> TableError + '_ {
     }
 }
 
-fn xyz_columns(centers: Vec<[f64; 3]>) -> [Column; 3] {
+/// The `series_uid, coord_x, coord_y, coord_z` columns every table starts with (after its id).
+fn uid_xyz_columns<R>(rows: &[R], key: impl Fn(&R) -> (&str, [f64; 3])) -> [Column; 4] {
+    let uid = StringChunked::from_iter_values("series_uid".into(), rows.iter().map(|r| key(r).0));
     let names = ["coord_x", "coord_y", "coord_z"];
-    std::array::from_fn(|a| {
+    let [x, y, z] = std::array::from_fn(|a| {
         Column::new(
             names[a].into(),
-            centers.iter().map(|c| c[a]).collect::<Vec<f64>>(),
+            rows.iter().map(|r| key(r).1[a]).collect::<Vec<f64>>(),
         )
-    })
+    });
+    [uid.into_column(), x, y, z]
 }
 
 fn frame(table: Table, height: usize, columns: Vec<Column>) -> Result<DataFrame, TableError> {
@@ -100,13 +103,9 @@ fn frame(table: Table, height: usize, columns: Vec<Column>) -> Result<DataFrame,
 
 /// Builds an annotations.parquet frame from rows.
 pub fn annotations_to_frame(rows: &[AnnotationRow]) -> Result<DataFrame, TableError> {
-    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
-    let uid = StringChunked::from_iter_values(
-        "series_uid".into(),
-        rows.iter().map(|r| r.series_uid.as_str()),
-    );
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
     let cols = vec![
-        uid.into_column(),
+        uid,
         x,
         y,
         z,
@@ -128,13 +127,9 @@ pub fn annotations_to_frame(rows: &[AnnotationRow]) -> Result<DataFrame, TableEr
 
 /// Builds a candidates_raw.parquet frame from rows.
 pub fn candidates_raw_to_frame(rows: &[CandidateRow]) -> Result<DataFrame, TableError> {
-    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
-    let uid = StringChunked::from_iter_values(
-        "series_uid".into(),
-        rows.iter().map(|r| r.series_uid.as_str()),
-    );
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
     let cols = vec![
-        uid.into_column(),
+        uid,
         x,
         y,
         z,
@@ -152,11 +147,7 @@ pub fn candidates_raw_to_frame(rows: &[CandidateRow]) -> Result<DataFrame, Table
 
 /// Builds a candidates.parquet frame from merged rows.
 pub fn merged_to_frame(rows: &[MergedRow]) -> Result<DataFrame, TableError> {
-    let [x, y, z] = xyz_columns(rows.iter().map(|r| r.center_xyz).collect());
-    let uid = StringChunked::from_iter_values(
-        "series_uid".into(),
-        rows.iter().map(|r| r.series_uid.as_str()),
-    );
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
     let split =
         StringChunked::from_iter_values("split".into(), rows.iter().map(|r| r.split.as_str()));
     let cols = vec![
@@ -164,7 +155,7 @@ pub fn merged_to_frame(rows: &[MergedRow]) -> Result<DataFrame, TableError> {
             "candidate_id".into(),
             rows.iter().map(|r| r.candidate_id).collect::<Vec<_>>(),
         ),
-        uid.into_column(),
+        uid,
         x,
         y,
         z,
