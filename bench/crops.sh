@@ -56,7 +56,7 @@ if [ -n "${LUNA_BIN:-}" ]; then
   LUNA="$LUNA_BIN"   # a prebuilt release binary (no torch feature), e.g. a copy of target/release/luna
 else
   say "building luna (release, no torch feature) into $CARGO_TARGET_DIR"
-  cargo build --release --no-default-features --features static-hdf5 --bin luna >&2
+  cargo build --release --locked -p luna --bin luna >&2
   LUNA="$CARGO_TARGET_DIR/release/luna"
 fi
 [ -x "$LUNA" ] || { say "no binary at $LUNA"; exit 1; }

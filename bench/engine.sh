@@ -55,7 +55,7 @@ if [ -n "${LUNA_BIN:-${LUNA_BENCH_BIN:-}}" ]; then
   say "using $LUNA (LUNA_BIN; not rebuilt)"
 else
   say "building luna (release, no torch feature) into $CARGO_TARGET_DIR"
-  cargo build --release --no-default-features --features static-hdf5 --bin luna >&2
+  cargo build --release --locked -p luna --bin luna >&2
   LUNA="$CARGO_TARGET_DIR/release/luna"
 fi
 [ -x "$LUNA" ] || { say "no binary at $LUNA"; exit 1; }

@@ -25,6 +25,18 @@ train=$(sed -n 's/^training: \([0-9.]*\).*/\1/p' <<<"$pipe")
 wait=$(sed -n 's/.*data wait \([0-9.]*\)%.*/\1/p' <<<"$pipe")
 luna=$(cargo test -j 1 "${prof[@]}" --test it bench_luna_train_step -- --ignored --nocapture 2>/dev/null | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
 torch=$("$PY" bench/train_step.py 24 2 10 cpu | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
+# The worker process itself (its allocator settings included), with user and system CPU time.
+cargo build -j 1 "${prof[@]}" --locked -p luna-torch --bin luna-torch 2>/dev/null
+dir=$([ "$label" = dev ] && echo debug || echo release)
+wt=$(mktemp)
+worker=$(/usr/bin/time -f '%U %S' -o "$wt" "$CARGO_TARGET_DIR/$dir/luna-torch" bench-step 24 2 10 | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
+read -r wuser wsys < "$wt"
+sysfrac=$(python3 -c "print(f'{100*$wsys/($wuser+$wsys):.1f}')")
+ratio_worker=$(python3 -c "print(f'{$worker/$torch:.2f}')")
+pt=$(mktemp)
+/usr/bin/time -f '%U %S' -o "$pt" "$PY" bench/train_step.py 24 2 10 cpu >/dev/null
+read -r puser psys < "$pt"
+psysfrac=$(python3 -c "print(f'{100*$psys/($puser+$psys):.1f}')")
 ratio_in=$(python3 -c "print(f'{$input/$train:.1f}')")
 ratio_step=$(python3 -c "print(f'{$luna/$torch:.2f}')")
 {
@@ -40,4 +52,8 @@ ratio_step=$(python3 -c "print(f'{$luna/$torch:.2f}')")
   echo "| luna train step (batch 24, 2 threads) | $luna s | |"
   echo "| PyTorch train step (bench/train_step.py, same) | $torch s | |"
   echo "| luna / PyTorch | ${ratio_step}× | ≤ 1.1× |"
+  echo "| luna-torch worker train step (\`luna-torch bench-step\`, allocator tuned) | $worker s | |"
+  echo "| worker / PyTorch | ${ratio_worker}× | ≤ 1.0× |"
+  echo "| worker system time / CPU time | ${sysfrac}% | < 15% |"
+  echo "| PyTorch system time / CPU time | ${psysfrac}% | |"
 } | tee "$OUT_MD"

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 t0=$(date +%s)
-# The torch worker links libtorch; `luna` itself does not (it starts in milliseconds).
-cargo build --release --locked --bin luna-torch
-cargo build --release --locked --no-default-features --features static-hdf5 --bin luna
+# One build of the workspace: `luna` (no libtorch, starts in milliseconds) and the
+# `luna-torch` worker, with one feature resolution, so nothing compiles twice.
+cargo build --release --locked
 t1=$(date +%s)
 echo "luna: build took $((t1 - t0)) s" >&2
 "$CARGO_TARGET_DIR/release/luna" run demo "$@"

@@ -24,8 +24,7 @@ if [ -n "${LUNA_BIN_DIR:-}" ]; then
 else
   # shellcheck source=env.sh
   source scripts/env.sh
-  cargo build --release --bin luna-torch
-  cargo build --release --no-default-features --features static-hdf5 --bin luna
+  cargo build --release
   BIN="$CARGO_TARGET_DIR/release"
 fi
 EPOCHS="${EPOCHS:-3}"

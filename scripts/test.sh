@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo build --locked --bin luna
-cargo test --locked -- --test-threads 2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The integration tests run the workspace's binaries (`luna`, `luna-torch`): build them first.
+cargo build --workspace --locked
+cargo test --workspace --locked -- --test-threads 2

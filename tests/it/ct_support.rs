@@ -15,9 +15,7 @@ pub fn python() -> PathBuf {
 /// Run `tests/oracle/<script>` with `out` as its argument; panic with a clear message on failure.
 pub fn run_oracle(script: &str, out: &Path) {
     let py = python();
-    let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/oracle")
-        .join(script);
+    let script_path = Path::new(crate::REPO).join("tests/oracle").join(script);
     let res = Command::new(&py).arg(&script_path).arg(out).output();
     let output = match res {
         Ok(o) => o,

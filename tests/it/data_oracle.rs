@@ -42,7 +42,7 @@ fn data_crops_match_simpleitk_for_every_candidate() {
     assert_eq!(summary["width_irc"], serde_json::json!([32, 48, 48]));
     assert_eq!(summary["series"], 4);
     assert_eq!(summary["series_computed"], 4);
-    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schemas = Path::new(crate::REPO).join("schemas");
     let out = data_oracle(
         "data_crops_oracle.py",
         &[&schemas, &ct_root, &ann, &cand, &crops],

@@ -24,9 +24,7 @@ pub fn data_python() -> PathBuf {
 /// check fails, and returns its stdout.
 pub fn data_oracle(script: &str, args: &[&Path]) -> String {
     let py = data_python();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/oracle")
-        .join(script);
+    let path = Path::new(crate::REPO).join("tests/oracle").join(script);
     let o = Command::new(&py).arg(&path).args(args).output().unwrap_or_else(|e| {
         panic!(
             "oracle {script}: cannot run python at {} ({e}); set LUNA_PYTHON to a python with numpy, SimpleITK, h5py, hdf5plugin and pyarrow",

@@ -460,14 +460,14 @@ fn stages_lists_kinds_and_shows_one_kinds_parameters() {
     );
     assert!(
         one.stdout
-            .contains("parameters (under `with:`):\n  run      string, required\n"),
+            .contains("parameters (under `with:`):\n  run       string, required\n"),
         "{}",
         one.stdout
     );
     assert!(
         one.stdout
             .lines()
-            .any(|l| l.starts_with("  inputs   ") && l.ends_with(", default []")),
+            .any(|l| l.starts_with("  inputs    ") && l.ends_with(", default []")),
         "{}",
         one.stdout
     );
@@ -501,7 +501,7 @@ fn stages_lists_kinds_and_shows_one_kinds_parameters() {
 /// test rewrites the file instead of failing.
 #[test]
 fn pipeline_schema_file_is_current() {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/pipeline.schema.json");
+    let file = &format!("{}/schemas/pipeline.schema.json", crate::REPO);
     let ws = Ws::new();
     // test-only kinds must not leak into the committed schema
     let out = ws.luna_env(&["schema"], &[("LUNA_TEST_KINDS", "0")]);

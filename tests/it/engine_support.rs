@@ -101,7 +101,7 @@ impl Ws {
 
     /// A `luna` command in this workspace (not started).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_luna"));
+        let mut c = Command::new(crate::bin("luna"));
         c.args(args)
             .current_dir(self.root())
             .env("LUNA_TEST_KINDS", "1")

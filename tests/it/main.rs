@@ -1,4 +1,26 @@
-//! luna integration tests: one binary, one module per area.
+//! luna integration tests: one binary, one module per area. It lives in its own package
+//! (`tests/`, `luna-tests`) because it uses all three crates; the binaries it runs (`luna`,
+//! `luna-torch`) are the workspace's, found next to the test binary's `deps/` folder.
+
+/// The repository root (schemas/, pipelines/, tests/oracle/).
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A workspace binary of this build (`target/<profile>/<name>`); panics with what to do when
+/// it was not built.
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: build the workspace first (`cargo build --workspace`, as scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
 
 mod ct_crop_oracle;
 mod ct_errors;
@@ -17,21 +39,13 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
-#[cfg(feature = "torch")]
 mod nn_augment;
-#[cfg(feature = "torch")]
 mod nn_gpu;
-#[cfg(feature = "torch")]
 mod nn_model;
-#[cfg(feature = "torch")]
 mod nn_optim;
-#[cfg(feature = "torch")]
 mod nn_plot;
-#[cfg(feature = "torch")]
 mod nn_support;
-#[cfg(feature = "torch")]
 mod nn_tensorboard;
-#[cfg(feature = "torch")]
 mod nn_train;
 mod store_bench;
 mod store_oracle;
@@ -44,8 +58,7 @@ mod tables_csv;
 mod tables_merge;
 mod tables_oracle;
 mod tables_support;
-#[cfg(feature = "torch")]
+mod torch_layer;
 mod train_bench;
-#[cfg(feature = "torch")]
 mod train_stage;
 mod train_support;

@@ -1,6 +1,6 @@
 //! Augmentation: identity when off, exact flips, and agreement with torch affine_grid/grid_sample.
 use crate::nn_support::{max_abs_diff, read_st, run_oracle};
-use luna::nn::{augment_with, AugmentConfig, Augmenter};
+use luna_torch::nn::{augment_with, AugmentConfig, Augmenter};
 use tch::{Device, Kind, Tensor};
 
 fn input(n: i64) -> Tensor {

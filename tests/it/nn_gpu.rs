@@ -2,12 +2,13 @@
 //! `it --ignored --exact nn_gpu::cuda_matches_cpu_and_trains --nocapture`.
 use crate::nn_support::max_abs_diff;
 use crate::nn_train::{model_cfg, Blobs};
-use luna::nn::train::{self, SourceError};
-use luna::nn::{
-    augment_with, AugmentConfig, Augmenter, LoadedModel, LunaModelConfig, Optimizer,
+use luna_torch::nn::classify::{BestBy, Classification};
+use luna_torch::nn::loader::balanced_order;
+use luna_torch::nn::train::{fit, Fit, Quiet, Start};
+use luna_torch::nn::{
+    augment_with, AugmentConfig, Augmenter, LoadedModel, LunaModel, LunaModelConfig, Optimizer,
     OptimizerConfig, TrainConfig,
 };
-use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
 
 fn load_cuda() {
@@ -98,14 +99,14 @@ fn cuda_matches_cpu_and_trains() {
         .unwrap()
         .load(&dir.path().join("s.safetensors"))
         .unwrap();
-    // Training on CUDA (augmented) reaches high accuracy.
-    tch::manual_seed(3);
-    let lm = LoadedModel::fresh(&model_cfg(), cuda).unwrap();
-    let mut opt = Optimizer::new(&lm.vs, OptimizerConfig::adam(1e-3), None).unwrap();
+    // Training on CUDA (augmented) reaches high accuracy, through the same loop as the stage.
+    let trn = Blobs { n: 300, seed: 1 };
+    let val = Blobs { n: 90, seed: 2 };
+    let labels = trn.labels();
+    let order = move |e: usize| balanced_order(&labels, 1, 960, 7, e);
     let cfg = TrainConfig {
         batch_size: 24,
         epochs: 4,
-        epoch_samples: 960,
         seed: 7,
         augment: Some(AugmentConfig {
             noise: 25.0,
@@ -114,32 +115,48 @@ fn cuda_matches_cpu_and_trains() {
         }),
         ..Default::default()
     };
-    let mut last = 0.0;
-    let mut cb = |r: &train::EpochReport,
-                  _: &tch::nn::VarStore,
-                  _: &Optimizer|
-     -> Result<ControlFlow<()>, SourceError> {
-        let (vm, _, vst) = r.val.as_ref().expect("validated every epoch");
-        println!(
-            "cuda epoch {}: trn loss {:.4} | val acc {:.1}% auc {:?} | {:.0} samples/s, data wait {:.1}% (val {:.0} samples/s)",
-            r.epoch, r.train.loss_all, vm.correct_all, vm.auc, r.train_stats.samples_per_sec,
-            100.0 * r.train_stats.data_wait_fraction, vst.samples_per_sec
-        );
-        last = vm.correct_all;
-        Ok(ControlFlow::Continue(()))
+    let tmp = tempfile::tempdir().unwrap();
+    let task = Classification {
+        best_by: BestBy::F1,
     };
-    train::train(
-        &lm,
-        &mut opt,
-        &Blobs { n: 300, seed: 1 },
-        Some(&Blobs { n: 90, seed: 2 }),
-        &cfg,
-        0,
-        0,
-        &mut cb,
-    )
+    let spec = Fit {
+        task: &task,
+        train: &trn,
+        val: Some(&val),
+        order: &order,
+        cfg: &cfg,
+        device: cuda,
+        resume_dir: tmp.path(),
+        out_dir: tmp.path(),
+        tensorboard_mirrors: vec![],
+        train_params: serde_json::json!({}),
+        observer: &Quiet,
+    };
+    let fitted = fit::<LunaModel, _>(&spec, || {
+        tch::manual_seed(3);
+        let model = LoadedModel::fresh(&model_cfg(), cuda)?;
+        let opt = Optimizer::new(&model.vs, OptimizerConfig::adam(1e-3), None)?;
+        Ok(Start {
+            model,
+            opt,
+            trainable: None,
+        })
+    })
     .unwrap();
+    for r in &fitted.history {
+        println!(
+            "cuda epoch {} {}: loss {:.4} acc {:.1}% auc {:?} | {:.0} samples/s, data wait {:.1}%",
+            r.epoch,
+            r.phase,
+            r.metrics.loss_all,
+            r.metrics.correct_all,
+            r.metrics.auc,
+            r.stats.samples_per_sec,
+            100.0 * r.stats.data_wait_fraction
+        );
+    }
+    let last = fitted.history.last().unwrap().metrics.correct_all;
     assert!(last >= 95.0, "cuda validation accuracy {last}");
-    let s = luna::nn::bench::bench_train_step_on(cuda, 24, 2, 20).unwrap();
+    let s = luna_torch::nn::bench::bench_train_step_on(cuda, 24, 2, 20).unwrap();
     println!("luna train step: cuda, batch 24: {s:.5} s/step");
 }

@@ -1,6 +1,6 @@
 //! LunaModel vs the book's PyTorch model (oracle), plus config/sidecar facts.
 use crate::nn_support::{max_abs_diff, read_st, run_oracle};
-use luna::nn::{LoadedModel, LunaModelConfig};
+use luna_torch::nn::{LoadedModel, LunaModelConfig};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -60,7 +60,10 @@ fn head_size_follows_crop_size() {
 
 #[test]
 fn config_sidecar_json_is_stable_and_rejects_bad_values() {
-    let json = serde_json::to_string(&LunaModelConfig::default()).unwrap();
+    let json = serde_json::to_string(&luna_torch::nn::ModelConfig::LunaModel(
+        LunaModelConfig::default(),
+    ))
+    .unwrap();
     assert_eq!(
         json,
         r#"{"architecture":"LunaModel","input_size":[32,48,48],"in_channels":1,"conv_channels":8,"bias_init":"book_normal"}"#
@@ -92,7 +95,7 @@ fn book_bias_init_has_negative_mean_and_uniform_option_is_bounded() {
         "weight std {std}"
     );
     let cfg = LunaModelConfig {
-        bias_init: luna::nn::BiasInit::Uniform,
+        bias_init: luna_torch::nn::BiasInit::Uniform,
         ..Default::default()
     };
     let lm = LoadedModel::fresh(&cfg, Device::Cpu).unwrap();

@@ -1,6 +1,6 @@
 //! Optimizers vs torch.optim (oracle), state save/restore, and freezing.
 use crate::nn_support::{max_abs_diff, read_st, run_oracle};
-use luna::nn::{Optimizer, OptimizerConfig};
+use luna_torch::nn::{Optimizer, OptimizerConfig};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -171,7 +171,7 @@ fn mismatched_state_is_a_clear_error() {
     )
     .unwrap_err();
     assert_eq!(e.to_string(), "optimizer: trainable variable \"nope\" is not in the model; hint: names look like \"head_linear.weight\"");
-    let lm = luna::nn::LoadedModel::fresh(&Default::default(), Device::Cpu).unwrap();
+    let lm = luna_torch::nn::LoadedModel::fresh(&Default::default(), Device::Cpu).unwrap();
     let e = Optimizer::new(
         &lm.vs,
         OptimizerConfig::book_classifier(),

@@ -1,5 +1,5 @@
 //! PNG plots decode: signature and IHDR size.
-use luna::nn::plot::{plot_lines, HEIGHT, WIDTH};
+use luna_torch::nn::plot::{plot_lines, HEIGHT, WIDTH};
 
 #[test]
 fn plot_lines_writes_a_png_of_the_expected_size() {

@@ -15,7 +15,7 @@ pub fn python() -> PathBuf {
 /// Runs `tests/oracle/<script>` with `args`; panics with stderr (never skips) on failure.
 pub fn run_oracle(script: &str, args: &[&str]) -> String {
     let py = python();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let dir = Path::new(crate::REPO).join("tests/oracle");
     let out = Command::new(&py)
         .arg(dir.join(script))
         .args(args)

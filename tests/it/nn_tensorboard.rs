@@ -1,6 +1,6 @@
 //! TensorBoard event files read back by TensorBoard's own EventAccumulator (oracle).
 use crate::nn_support::run_oracle;
-use luna::nn::tensorboard::EventWriter;
+use luna_torch::nn::tensorboard::EventWriter;
 
 #[test]
 fn event_accumulator_reads_exact_scalars() {

@@ -103,9 +103,7 @@ pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs `tests/oracle/<script>` with `args`; panics with its output unless it exits 0.
 pub fn run_oracle(script: &str, args: &[String]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/oracle")
-        .join(script);
+    let script = Path::new(crate::REPO).join("tests/oracle").join(script);
     let py = python();
     let child = {
         let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());

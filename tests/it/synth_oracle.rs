@@ -49,10 +49,7 @@ fn check_with_simpleitk(opts: &SynthOptions) {
     )
     .unwrap();
     let py = synth_python();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/oracle/synth_sitk_check.py"
-    );
+    let script = format!("{}/tests/oracle/synth_sitk_check.py", crate::REPO);
     let out = Command::new(&py)
         .arg(script)
         .arg(&spec)

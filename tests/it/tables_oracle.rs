@@ -151,7 +151,7 @@ fn every_table_round_trips_and_matches_pyarrow_oracle() {
     )
     .expect("write expected");
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(crate::REPO);
     let py = python();
     let out = Command::new(&py)
         .arg(root.join("tests/oracle/tables_check.py"))

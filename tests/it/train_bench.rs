@@ -12,11 +12,12 @@ use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
-use luna::nn::checkpoint::LoadedModel;
-use luna::nn::train::{train_pass, SampleSource};
-use luna::nn::{LunaModelConfig, Optimizer, OptimizerConfig, TrainConfig};
-use luna::stages::torch_data::{read_index, select, CropSet, Split, Task};
+use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 use luna::store::CropWriter;
+use luna_torch::nn::checkpoint::LoadedModel;
+use luna_torch::nn::classify::{BestBy, Classification, CropSamples};
+use luna_torch::nn::train::{train_pass, Quiet};
+use luna_torch::nn::{LunaModelConfig, Optimizer, OptimizerConfig, TrainConfig};
 
 const N: usize = 480;
 
@@ -36,8 +37,13 @@ fn fixture(dir: &std::path::Path) {
         "series_uid" => vec!["s"; N],
         "file" => vec!["crops/s.h5"; N],
         "row" => (0..N as i64).collect::<Vec<_>>(),
+        "center_i" => vec![16i64; N],
+        "center_r" => vec![24i64; N],
+        "center_c" => vec![24i64; N],
         "is_nodule" => (0..N).map(|i| i % 2 == 0).collect::<Vec<_>>(),
+        "has_annotation" => (0..N).map(|i| i % 2 == 0).collect::<Vec<_>>(),
         "is_malignant" => vec![Some(false); N],
+        "diameter_mm" => vec![0.0f64; N],
         "split" => vec!["train"; N],
     )
     .unwrap();
@@ -55,7 +61,7 @@ fn bench_train_input_pipeline() {
     let rows = read_index(&idx).unwrap();
     let (r, l) = select(&rows, Task::Nodule, Split::Train, true, &idx).unwrap();
     let set = CropSet::open(tmp.path(), r, l).unwrap();
-    let order: Vec<usize> = (0..set.len()).collect();
+    let order: Vec<usize> = (0..set.rows.len()).collect();
     let threads = 2;
     // input pipeline alone, 3 passes
     let t0 = Instant::now();
@@ -68,7 +74,7 @@ fn bench_train_input_pipeline() {
                     for chunk in order.chunks(24).skip(w).step_by(threads) {
                         let mut data = vec![0f32; set.voxels() * chunk.len()];
                         for (k, &i) in chunk.iter().enumerate() {
-                            set.read(i, &mut hu).unwrap();
+                            set.read_into(i, &mut hu).unwrap();
                             for (o, &v) in
                                 data[k * hu.len()..(k + 1) * hu.len()].iter_mut().zip(&hu)
                             {
@@ -101,7 +107,21 @@ fn bench_train_input_pipeline() {
         ..TrainConfig::default()
     };
     let short: Vec<usize> = order[..240].to_vec();
-    let (_, stats) = train_pass(&lm.model, &mut opt, &set, &short, &cfg, None).unwrap();
+    let task = Classification {
+        best_by: BestBy::F1,
+    };
+    let (_, stats) = train_pass(
+        &lm.model,
+        &mut opt,
+        &task,
+        &CropSamples(&set),
+        &short,
+        &cfg,
+        None,
+        1,
+        &Quiet,
+    )
+    .unwrap();
     println!("input pipeline alone: {input:.1} samples/s ({threads} threads, in memory)");
     println!(
         "training: {:.1} samples/s (batch 24, 2 torch threads), data wait {:.1}%",

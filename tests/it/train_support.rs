@@ -117,7 +117,7 @@ pub fn write_crops(dir: &Path, f: &Fixture) {
 /// are `extra` (YAML lines under `stages:`).
 pub fn pipeline(extra: &str) -> String {
     format!(
-        "pipeline: t\nstages:\n  crops:\n    uses: command\n    with: {{ run: 'cp -r fixture/. \"$LUNA_OUT\"/', inputs: [fixture] }}\n{extra}"
+        "pipeline: t\nstages:\n  crops:\n    uses: command\n    with: {{ run: 'cp -r fixture/. \"$LUNA_OUT\"/', inputs: [fixture], provides: [crops] }}\n{extra}"
     )
 }
 

@@ -1,0 +1,303 @@
+//! What goes into a cache key, and why.
+//!
+//! A stage is **fresh** exactly when an object with its key exists in the cache; the key is
+//! computed before anything runs, from things known up front, so `status` and `--dry-run` cost
+//! no stage work. Reasons for a re-run come from a separate diff against the last recorded
+//! state (see `reason.rs`): hash decides, diff explains.
+//!
+//! | input                                   | in key | why                                                  |
+//! |-----------------------------------------|--------|------------------------------------------------------|
+//! | kind name (`uses:`)                     | yes    | different code                                       |
+//! | kind `VERSION`                          | yes    | bumped when a kind's output changes for same inputs  |
+//! | semantic params, canonical JSON         | yes    | keys sorted, `null`s dropped, numbers as serde_json  |
+//! | upstream artifact keys (sorted)         | yes    | Merkle chain: upstream change ⇒ downstream change    |
+//! | named inputs → upstream keys            | yes    | `model: a` vs `model: b` over the same needs differ  |
+//! | external file/dir content (blake3)      | yes    | content, not mtime: `touch` re-runs nothing          |
+//! | external path as written                | no     | machine-specific; teammates share hits               |
+//! | [`Hint`](super::kind::Hint) params      | no     | `device`, threads: same result, different speed      |
+//! | stage name, pipeline name               | no     | renaming a stage keeps its cache                     |
+//! | luna version                            | no     | kinds carry their own VERSION; recorded in manifests |
+//! | mtimes, absolute paths, hostnames       | no     | never: Docker zeroes ns, paths differ per machine    |
+//!
+//! External inputs: a file hashes to blake3 of its bytes; a directory to blake3 over the sorted
+//! list of `(relative path, size, file hash)` of every regular file below it (symlinks
+//! followed), so a new file, a removed file or a changed byte all change it. Hashing is
+//! parallel across files (rayon) and within large files (blake3's mmap + rayon), like `b3sum`.
+//!
+//! The **stat cache** (`statcache.rs`) maps (path, device, inode, size, mtime ns, ctime ns) to
+//! a file hash so an unchanged tree is re-checked with `stat` calls only. An entry whose mtime
+//! is within two seconds of the moment it was hashed is not stored ("racy clean", as in git):
+//! the file could still change within the same timestamp tick.
+//!
+//! Known limits: a file changed without changing size, mtime, ctime or inode is not noticed
+//! until the stat cache is dropped (`--no-stat-cache`); special files are ignored.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::error::FingerprintError;
+use super::statcache::StatCache;
+
+/// Files at least this large are hashed with multi-threaded mmap.
+const MMAP_THRESHOLD: u64 = 4 << 20;
+
+/// Returns `v` with object keys sorted recursively and `null` members removed.
+pub fn canonical_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> = m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, canonical_json(v)))
+                .collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical_json).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The recorded fingerprint of one external input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFingerprint {
+    /// Input label (e.g. the parameter name).
+    pub name: String,
+    /// Path as written in the pipeline.
+    pub path: String,
+    /// blake3 hex of the content, or `absent` for a missing optional input.
+    pub blake3: String,
+    /// Total bytes.
+    pub size: u64,
+    /// Number of files (1 for a file).
+    pub files: u64,
+}
+
+/// Everything that determines a stage's key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyMaterial {
+    /// Kind name.
+    pub kind: String,
+    /// Kind version.
+    pub version: u32,
+    /// Canonical semantic parameters.
+    pub params: serde_json::Value,
+    /// Upstream artifact keys by stage name (the key hashes the sorted keys only).
+    pub upstream: BTreeMap<String, String>,
+    /// External input fingerprints.
+    pub inputs: Vec<InputFingerprint>,
+    /// Named inputs bound to upstreams: input name → upstream key.
+    #[serde(default)]
+    pub bindings: BTreeMap<String, String>,
+}
+
+impl KeyMaterial {
+    /// The cache key: blake3 hex over the canonical serialisation described in the module doc.
+    pub fn key(&self) -> String {
+        let mut up: Vec<&String> = self.upstream.values().collect();
+        up.sort();
+        let inputs: Vec<(&str, &str)> = self
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.blake3.as_str()))
+            .collect();
+        let doc = serde_json::json!({
+            "luna_key": 1,
+            "kind": self.kind,
+            "version": self.version,
+            "params": self.params,
+            "upstream": up,
+            "inputs": inputs,
+            "bindings": self.bindings,
+        });
+        blake3::hash(doc.to_string().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+/// Hashes a file's bytes with blake3 (mmap + rayon for large files).
+pub fn hash_file(path: &Path, size: u64) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    if size >= MMAP_THRESHOLD {
+        h.update_mmap_rayon(path)?;
+    } else {
+        let mut f = fs::File::open(path)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Fingerprints an external input (file or directory), using and updating the stat cache.
+pub fn fingerprint_input(
+    name: &str,
+    shown: &str,
+    path: &Path,
+    optional: bool,
+    listing: bool,
+    stat: &StatCache,
+) -> Result<InputFingerprint, FingerprintError> {
+    let io = |p: &Path, e: std::io::Error| FingerprintError::Io {
+        name: name.into(),
+        path: p.into(),
+        source: e,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if optional {
+                return Ok(InputFingerprint {
+                    name: name.into(),
+                    path: shown.into(),
+                    blake3: "absent".into(),
+                    size: 0,
+                    files: 0,
+                });
+            }
+            return Err(FingerprintError::Missing {
+                name: name.into(),
+                path: path.into(),
+            });
+        }
+        Err(e) => return Err(io(path, e)),
+    };
+    if meta.is_file() {
+        let hash = stat.hash(path, &meta).map_err(|e| io(path, e))?;
+        return Ok(InputFingerprint {
+            name: name.into(),
+            path: shown.into(),
+            blake3: hash,
+            size: meta.len(),
+            files: 1,
+        });
+    }
+    let res = if listing {
+        hash_listing(path)
+    } else {
+        hash_dir(path, stat)
+    };
+    let (hash, size, files) = res.map_err(|(p, e)| io(&p, e))?;
+    Ok(InputFingerprint {
+        name: name.into(),
+        path: shown.into(),
+        blake3: hash,
+        size,
+        files,
+    })
+}
+
+/// Hashes a directory's listing: blake3 over sorted `(relative path, size)` lines.
+pub fn hash_listing(root: &Path) -> Result<(String, u64, u64), (PathBuf, std::io::Error)> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"listing\n");
+    let (mut total, mut n) = (0u64, 0u64);
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry =
+            entry.map_err(|e| (root.to_path_buf(), std::io::Error::other(e.to_string())))?;
+        if entry.file_type().is_file() {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(b"\0");
+            h.update(&len.to_le_bytes());
+            total += len;
+            n += 1;
+        }
+    }
+    Ok((h.finalize().to_hex().to_string(), total, n))
+}
+
+/// Hashes a directory tree: blake3 over sorted `(relative path, size, file hash)` lines.
+pub fn hash_dir(
+    root: &Path,
+    stat: &StatCache,
+) -> Result<(String, u64, u64), (PathBuf, std::io::Error)> {
+    let mut files: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| {
+            let p = e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.to_path_buf());
+            (p, std::io::Error::other(e.to_string()))
+        })?;
+        if entry.file_type().is_file() {
+            let meta = entry.metadata().map_err(|e| {
+                (
+                    entry.path().to_path_buf(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            files.push((entry.into_path(), meta));
+        }
+    }
+    let hashes: Vec<Result<String, (PathBuf, std::io::Error)>> = files
+        .par_iter()
+        .map(|(p, m)| stat.hash(p, m).map_err(|e| (p.clone(), e)))
+        .collect();
+    let mut h = blake3::Hasher::new();
+    let mut total = 0u64;
+    for ((p, m), hash) in files.iter().zip(hashes) {
+        let hash = hash?;
+        let rel = p.strip_prefix(root).unwrap_or(p);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update(b"\0");
+        h.update(&m.len().to_le_bytes());
+        h.update(hash.as_bytes());
+        h.update(b"\n");
+        total += m.len();
+    }
+    Ok((h.finalize().to_hex().to_string(), total, files.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_nulls() {
+        let v = serde_json::json!({"b": 1, "a": {"d": null, "c": [3, {"z": 1, "y": 2}]}});
+        assert_eq!(
+            canonical_json(&v).to_string(),
+            r#"{"a":{"c":[3,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn key_ignores_upstream_names_but_not_keys() {
+        let mut m = KeyMaterial {
+            kind: "k".into(),
+            version: 1,
+            params: serde_json::json!({"lr": 0.1}),
+            upstream: BTreeMap::from([("a".to_string(), "k1".to_string())]),
+            inputs: vec![],
+            bindings: BTreeMap::new(),
+        };
+        let k1 = m.key();
+        m.upstream = BTreeMap::from([("renamed".to_string(), "k1".to_string())]);
+        assert_eq!(m.key(), k1);
+        m.upstream = BTreeMap::from([("a".to_string(), "k2".to_string())]);
+        assert_ne!(m.key(), k1);
+        m.upstream = BTreeMap::from([("a".to_string(), "k1".to_string())]);
+        m.version = 2;
+        assert_ne!(m.key(), k1);
+    }
+}

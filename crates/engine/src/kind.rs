@@ -1,0 +1,384 @@
+//! The stage contract: what a stage kind is, how its parameters are checked, and what it gets
+//! when it runs.
+//!
+//! A kind is one Rust type implementing [`Stage`]: a typed `Params` (serde with
+//! `deny_unknown_fields`, JSON-Schema derivable), a `VERSION` bumped whenever its output would
+//! change for the same inputs, the external files it reads, and `run`. The executor only sees the
+//! object-safe [`DynKind`], which [`Typed`] derives from a [`Stage`].
+//!
+//! Parameters are of two sorts, and the split is visible in the type:
+//! - **semantic** fields change the result and go into the cache key;
+//! - [`Hint`] fields (`device`, thread counts) and [`InputPath`] fields (where an external file
+//!   lives on this machine) serialize as `null` and are dropped from the key. An input path's
+//!   *content* enters the key through [`Stage::inputs`], so a teammate with the same data under
+//!   another directory gets cache hits.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::context::StageContext;
+use super::error::StageError;
+
+/// A parameter that changes how a stage runs but never what it produces (device, threads).
+/// Serialized as `null`, so it never enters a cache key.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Hint<T>(pub T);
+
+impl<T> Serialize for Hint<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+impl<T> std::ops::Deref for Hint<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A path to an external file or directory. Its location is not part of the cache key (it is
+/// machine-specific); its content is, via [`Stage::inputs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct InputPath(pub PathBuf);
+
+impl Serialize for InputPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+impl InputPath {
+    /// The path as written in the pipeline (relative paths are relative to the workspace).
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl fmt::Display for InputPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+/// An external file or directory a stage reads, fingerprinted by content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalInput {
+    /// Label shown in reasons, e.g. the parameter name `annotations`.
+    pub name: String,
+    /// Path as given (relative to the workspace root unless absolute).
+    pub path: PathBuf,
+    /// Whether a missing path is allowed (fingerprinted as "absent").
+    pub optional: bool,
+    /// Fingerprint only the directory's file names and sizes, not contents (for stages that
+    /// only list a tree, e.g. "which CTs are on disk").
+    pub listing: bool,
+}
+
+impl ExternalInput {
+    /// A required input.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: false,
+            listing: false,
+        }
+    }
+    /// A directory whose listing (relative paths and sizes), not content, is the input.
+    pub fn listing(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: false,
+            listing: true,
+        }
+    }
+    /// An input that may be absent.
+    pub fn optional(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        ExternalInput {
+            name: name.into(),
+            path: path.into(),
+            optional: true,
+            listing: false,
+        }
+    }
+}
+
+/// A named input of a stage: an upstream artifact of a declared type.
+///
+/// The user may name the upstream stage in `with:` under the input's name (`model:
+/// train_nodule`); otherwise the one direct `needs:` entry that produces the artifact type is
+/// taken (or, with none among the direct needs, the one ancestor that does). Binding happens
+/// at plan time: a missing, ambiguous or wrong-kind upstream is a spec error with its
+/// position and the list of stages that could provide the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSlot {
+    /// Input name; also the `with:` key that names its upstream.
+    pub name: &'static str,
+    /// The artifact type it takes (one of some kind's [`Stage::OUTPUTS`]).
+    pub artifact: &'static str,
+    /// The upstream stage named in `with:`, if any.
+    pub named: Option<String>,
+    /// Whether the stage cannot run without it.
+    pub required: bool,
+}
+
+impl InputSlot {
+    /// A required input, bound by the `with:` value `named` or else by artifact type.
+    pub fn required(name: &'static str, artifact: &'static str, named: Option<&StageRef>) -> Self {
+        InputSlot {
+            name,
+            artifact,
+            named: named.map(|s| s.0.clone()),
+            required: true,
+        }
+    }
+    /// An input used when present (e.g. a dataset that an explicit path parameter replaces).
+    pub fn optional(name: &'static str, artifact: &'static str, named: Option<&StageRef>) -> Self {
+        InputSlot {
+            required: false,
+            ..InputSlot::required(name, artifact, named)
+        }
+    }
+}
+
+/// A parameter that names an upstream stage (`model: train_nodule`). Serialized as `null`:
+/// which artifact fills an input enters the key through the bindings (upstream keys), not
+/// through the stage's name, so renaming a stage keeps its consumers' keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct StageRef(pub String);
+
+impl Serialize for StageRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+/// A typed stage kind.
+pub trait Stage: Send + Sync + 'static {
+    /// The parameters under `with:`.
+    type Params: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'static;
+    /// The name used in `uses:`.
+    const KIND: &'static str;
+    /// Bumped whenever the output changes for the same inputs and parameters.
+    const VERSION: u32;
+    /// One line describing the kind (shown by `luna stages`).
+    const DOC: &'static str;
+
+    /// The artifact types this kind's output provides to named inputs downstream
+    /// (e.g. `crops`, `model`).
+    const OUTPUTS: &'static [&'static str] = &[];
+
+    /// External files and directories read by this stage (their content enters the key).
+    fn inputs(_params: &Self::Params) -> Vec<ExternalInput> {
+        Vec::new()
+    }
+
+    /// Artifact types a stage provides beyond [`Stage::OUTPUTS`], from its parameters (a
+    /// `command` stage's `provides:`).
+    fn provides(_params: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The upstream artifacts this stage reads, by name (see [`InputSlot`]).
+    fn slots(_params: &Self::Params) -> Vec<InputSlot> {
+        Vec::new()
+    }
+
+    /// Extra checks on parameters beyond their types; `Err((param path, message))`.
+    fn validate(_params: &Self::Params) -> Result<(), (String, String)> {
+        Ok(())
+    }
+
+    /// Runs the stage, writing its outputs under `ctx.out_dir()`.
+    fn run(&self, params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// Parameters after checking: the typed value plus its key-relevant JSON.
+#[derive(Clone)]
+pub struct CheckedParams {
+    /// Canonical JSON of the semantic parameters (hints and paths removed).
+    pub semantic: serde_json::Value,
+    /// External inputs declared by the parameters.
+    pub inputs: Vec<ExternalInput>,
+    /// Named upstream inputs declared by the parameters.
+    pub slots: Vec<InputSlot>,
+    /// Artifact types this stage's output provides ([`Stage::OUTPUTS`] + [`Stage::provides`]).
+    pub outputs: Vec<String>,
+    /// The typed parameters, for the kind's own `run`.
+    pub typed: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for CheckedParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckedParams")
+            .field("semantic", &self.semantic)
+            .field("inputs", &self.inputs)
+            .field("slots", &self.slots)
+            .finish()
+    }
+}
+
+/// A parameter problem found while checking `with:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamProblem {
+    /// A key the kind does not know.
+    Unknown {
+        /// Path under `with`, e.g. `lrr`.
+        path: String,
+        /// Keys the kind accepts at that level.
+        known: Vec<String>,
+    },
+    /// A value of the wrong type or an invalid value.
+    Invalid {
+        /// Path under `with`, e.g. `lr` (empty for `with` itself).
+        path: String,
+        /// What was expected, in serde's words.
+        message: String,
+    },
+}
+
+/// The object-safe form of a kind, used by the registry and executor.
+pub trait DynKind: Send + Sync {
+    /// Name used in `uses:`.
+    fn name(&self) -> &'static str;
+    /// Kind version.
+    fn version(&self) -> u32;
+    /// One-line doc.
+    fn doc(&self) -> &'static str;
+    /// Artifact types its output provides.
+    fn outputs(&self) -> &'static [&'static str];
+    /// JSON schema of `with:`.
+    fn schema(&self) -> schemars::Schema;
+    /// Checks `with:` (as JSON) and returns typed + canonical parameters.
+    fn check(&self, with: &serde_json::Value) -> Result<CheckedParams, ParamProblem>;
+    /// Runs the stage with parameters previously returned by `check`.
+    fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// Adapter from a typed [`Stage`] to [`DynKind`].
+pub struct Typed<S: Stage>(pub S);
+
+impl<S: Stage> DynKind for Typed<S> {
+    fn name(&self) -> &'static str {
+        S::KIND
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn doc(&self) -> &'static str {
+        S::DOC
+    }
+    fn outputs(&self) -> &'static [&'static str] {
+        S::OUTPUTS
+    }
+    fn schema(&self) -> schemars::Schema {
+        schemars::schema_for!(S::Params)
+    }
+    fn check(&self, with: &serde_json::Value) -> Result<CheckedParams, ParamProblem> {
+        let schema = serde_json::to_value(self.schema()).unwrap_or_default();
+        check_unknown_keys(&schema, &schema, with, "")?;
+        let typed: S::Params = serde_path_to_error::deserialize(with.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            ParamProblem::Invalid {
+                path: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        S::validate(&typed).map_err(|(path, message)| ParamProblem::Invalid { path, message })?;
+        let semantic = serde_json::to_value(&typed)
+            .map(|v| super::fingerprint::canonical_json(&v))
+            .map_err(|e| ParamProblem::Invalid {
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(CheckedParams {
+            semantic,
+            inputs: S::inputs(&typed),
+            slots: S::slots(&typed),
+            outputs: S::OUTPUTS
+                .iter()
+                .map(|s| s.to_string())
+                .chain(S::provides(&typed))
+                .collect(),
+            typed: Arc::new(typed),
+        })
+    }
+    fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let typed = params
+            .typed
+            .downcast_ref::<S::Params>()
+            .expect("CheckedParams passed to run() came from this kind's check()");
+        self.0.run(typed, ctx)
+    }
+}
+
+/// Finds keys in `value` that the schema's `properties` do not list (recursing into nested
+/// objects whose schema is known), so unknown parameters are reported with their full path
+/// and the list of known keys rather than serde's message without a location.
+fn check_unknown_keys(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+) -> Result<(), ParamProblem> {
+    let schema = resolve_ref(root, schema);
+    let (Some(obj), Some(props)) = (
+        value.as_object(),
+        schema.get("properties").and_then(|p| p.as_object()),
+    ) else {
+        return Ok(());
+    };
+    for (k, v) in obj {
+        let sub = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        match props.get(k) {
+            Some(s) => check_unknown_keys(root, s, v, &sub)?,
+            None => {
+                if schema.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
+                    return Err(ParamProblem::Unknown {
+                        path: sub,
+                        known: props.keys().cloned().collect(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve_ref<'a>(
+    root: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    if let Some(r) = schema.get("$ref").and_then(|r| r.as_str()) {
+        if let Some(name) = r.strip_prefix("#/$defs/") {
+            if let Some(s) = root.get("$defs").and_then(|d| d.get(name)) {
+                return s;
+            }
+        }
+    }
+    // `Option<T>` and friends appear as anyOf [T, null]: look through to the object schema.
+    if let Some(any) = schema.get("anyOf").and_then(|a| a.as_array()) {
+        for s in any {
+            let s = resolve_ref(root, s);
+            if s.get("properties").is_some() {
+                return s;
+            }
+        }
+    }
+    schema
+}

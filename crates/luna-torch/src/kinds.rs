@@ -1,0 +1,55 @@
+//! The torch halves of luna's stage kinds, compiled from their kind folders in the `luna`
+//! crate (see the crate doc for why), and the table the worker dispatches on.
+
+use luna::engine::context::StageContext;
+use luna::engine::error::StageError;
+use serde::de::DeserializeOwned;
+
+/// The stage's typed parameters, from the `with:` the worker received (hints included).
+pub fn params<P: DeserializeOwned>(ctx: &StageContext) -> Result<P, StageError> {
+    let with = match ctx.with_json() {
+        serde_json::Value::Null => serde_json::json!({}),
+        v => v.clone(),
+    };
+    serde_json::from_value(with)
+        .map_err(|e| StageError::msg(format!("stage `{}`: parameters: {e}", ctx.stage())))
+}
+
+/// The training loop's observer for a stage: log lines go to the stage log, passes to its
+/// progress bar.
+pub struct Reporter<'a>(pub &'a StageContext);
+
+impl crate::nn::train::Observer for Reporter<'_> {
+    fn log(&self, line: &str) {
+        self.0.log(line);
+    }
+    fn pass(&self, len: u64, message: &str) {
+        self.0.progress().start(len, "samples");
+        self.0.progress().set_message(message.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.0.progress().inc(n);
+    }
+}
+
+#[path = "../../luna/src/stages/train_classifier/torch.rs"]
+pub mod train_classifier;
+
+#[path = "../../luna/src/stages/evaluate_classifier/torch.rs"]
+pub mod evaluate_classifier;
+
+#[path = "../../luna/src/stages/test_kinds/torch.rs"]
+pub mod test_kinds;
+
+/// Runs the torch work of `kind` inside the `luna-torch` worker.
+pub fn run(kind: &str, ctx: &mut StageContext) -> Result<(), StageError> {
+    match kind {
+        "train_classifier" => train_classifier::execute(ctx),
+        "evaluate_classifier" => evaluate_classifier::execute(ctx),
+        "test_torch_partitions" => test_kinds::execute(ctx),
+        _ => Err(StageError::msg(format!(
+            "luna-torch has no torch kind `{kind}`"
+        ))
+        .with_hint("luna and luna-torch come from different builds: rebuild both with one `cargo build`")),
+    }
+}

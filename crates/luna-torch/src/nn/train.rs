@@ -1,0 +1,502 @@
+//! The one training loop of luna, for every model and task: [`fit`] runs what a training stage
+//! runs, and the tests call it directly.
+//!
+//! Per epoch `e` of `start+1 ..= epochs`:
+//! 1. the caller's order for `e` (book samplers: `loader::balanced_order`, the malignancy
+//!    order of `nn::classify`), batches assembled ahead on loader threads;
+//! 2. train step: forward (train mode), the task's per-sample loss, its mean, a finiteness
+//!    check (a NaN or infinite loss stops training with [`TrainError::NonFiniteLoss`] and the
+//!    last good checkpoint kept), backward, optimizer step; optional joint augmentation of
+//!    input and target on the device (seeded by `seed + e`);
+//! 3. validation (eval mode, `no_grad`, never augmented) at epoch 1, every `validate_every`-th
+//!    epoch and the last epoch, so a short run always has a scored model;
+//! 4. best checkpoint when the score ties or beats the best so far (book p2ch14: a later tie
+//!    wins), the last checkpoint every epoch, history and the task's tables rewritten, so a
+//!    `kill -9` resumes from the last epoch boundary.
+//!
+//! At the end the artifact directory receives `model.safetensors` + `model.json` (the best
+//! checkpoint), `last/` (the full last checkpoint), the task's tables and plots, and
+//! `tensorboard/{trn,val}`.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tch::{Device, Kind};
+
+use crate::nn::augment::{AugmentConfig, AugmentError, Augmenter};
+use crate::nn::checkpoint::{self, CheckpointError, CheckpointMeta, LoadedModel};
+use crate::nn::loader::for_each_batch;
+pub use crate::nn::loader::{Batch, PassStats, SampleSource, SourceError};
+use crate::nn::metrics::MetricsError;
+use crate::nn::model::Model;
+use crate::nn::optim::{OptimError, Optimizer};
+use crate::nn::report::{self, Boards, EpochRow};
+use crate::nn::task::Task;
+
+/// Loop settings (the task-independent part of a training stage's parameters).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainConfig {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Epochs to run (in total, counting resumed ones).
+    pub epochs: usize,
+    /// Validate at epoch 1, every n-th epoch and the last.
+    pub validate_every: usize,
+    /// Seed for augmentation (the order closure has its own).
+    pub seed: u64,
+    /// Augmentation of training batches; `None` = off.
+    pub augment: Option<AugmentConfig>,
+    /// Background batch-assembly threads.
+    pub loader_threads: usize,
+    /// Batches each loader thread may hold ready ahead of the model.
+    pub prefetch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 24,
+            epochs: 1,
+            validate_every: 1,
+            seed: 0,
+            augment: None,
+            loader_threads: 2,
+            prefetch: 2,
+        }
+    }
+}
+
+/// Training errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The source failed to produce a sample.
+    #[error("reading sample {index}: {source}")]
+    Source {
+        /// Sample index.
+        index: usize,
+        /// Cause.
+        source: SourceError,
+    },
+    /// Balanced sampling needs both classes.
+    #[error("training data has {pos} positives and {neg} negatives; balanced sampling (ratio {ratio}) needs both; hint: set ratio 0 or fix the split")]
+    OneClass {
+        /// Positives.
+        pos: usize,
+        /// Negatives.
+        neg: usize,
+        /// Ratio requested.
+        ratio: usize,
+    },
+    /// A source's sample shape differs from the model input shape.
+    #[error("sample shape {found:?} differs from the model input shape {expected:?}; hint: re-crop the data or change the model config")]
+    InputShape {
+        /// Model input shape (without the batch axis).
+        expected: Vec<i64>,
+        /// Source input shape.
+        found: Vec<usize>,
+    },
+    /// Zero batch size, epochs or threads.
+    #[error("train config: {field} must be >= 1")]
+    Config {
+        /// Field name.
+        field: &'static str,
+    },
+    /// The loss became NaN or infinite.
+    #[error("loss became {value} at epoch {epoch}, batch {batch}: lower the learning rate or check the inputs (the last good checkpoint is kept)")]
+    NonFiniteLoss {
+        /// `NaN`, `inf` or `-inf`.
+        value: String,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch of the epoch.
+        batch: usize,
+    },
+    /// A loader thread stopped without delivering a batch (it panicked).
+    #[error("batch loader thread stopped before delivering batch {batch}; hint: the sample source panicked, see the message above")]
+    LoaderStopped {
+        /// Batch number in the pass.
+        batch: usize,
+    },
+    /// Writing a report or history file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A report could not be produced.
+    #[error("training report: {0}")]
+    Report(String),
+    /// Augmentation failed.
+    #[error(transparent)]
+    Augment(#[from] AugmentError),
+    /// Metrics failed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// A checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The optimizer failed.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// Building the model failed.
+    #[error(transparent)]
+    Model(#[from] crate::nn::luna_model::ModelError),
+    /// TensorBoard failed.
+    #[error(transparent)]
+    Tensorboard(#[from] crate::nn::tensorboard::TensorboardError),
+    /// Plotting failed.
+    #[error(transparent)]
+    Plot(#[from] crate::nn::plot::PlotError),
+    /// Torch failed.
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The caller's setup (building the model, the order) failed.
+    #[error("{0}")]
+    Setup(SourceError),
+}
+
+/// Where the loop reports: the stage's log and progress bar, or a test's collector.
+pub trait Observer: Sync {
+    /// One log line.
+    fn log(&self, line: &str);
+    /// A pass of `len` samples starts; `message` says which (`epoch 3/5 validation`).
+    fn pass(&self, len: u64, message: &str);
+    /// `n` more samples of the current pass are done.
+    fn advance(&self, n: u64);
+}
+
+/// An observer that discards everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn log(&self, _: &str) {}
+    fn pass(&self, _: u64, _: &str) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// The model and optimizer a fresh training starts from (built by the caller: a new model, or
+/// one loaded for fine-tuning).
+pub struct Start<M> {
+    /// The model.
+    pub model: LoadedModel<M>,
+    /// Its optimizer.
+    pub opt: Optimizer,
+    /// The variables the optimizer trains, when not all (fine-tuning).
+    pub trainable: Option<Vec<String>>,
+}
+
+/// One training run: everything [`fit`] needs besides the model.
+pub struct Fit<'a, T: Task> {
+    /// The task.
+    pub task: &'a T,
+    /// Training samples.
+    pub train: &'a dyn SampleSource,
+    /// Validation samples (`None` or empty = never validated; every epoch's model is "best").
+    pub val: Option<&'a dyn SampleSource>,
+    /// The sample order of an epoch (1-based).
+    pub order: &'a (dyn Fn(usize) -> Result<Vec<usize>, TrainError> + Sync),
+    /// Loop settings.
+    pub cfg: &'a TrainConfig,
+    /// Device to resume on (a fresh start brings its model's device).
+    pub device: Device,
+    /// Survives crashes: `last/`, `best/`, `history.json`.
+    pub resume_dir: &'a Path,
+    /// The artifact directory.
+    pub out_dir: &'a Path,
+    /// Extra TensorBoard roots (mirrors) besides `out_dir/tensorboard`.
+    pub tensorboard_mirrors: Vec<PathBuf>,
+    /// The caller's parameters, saved in every checkpoint sidecar.
+    pub train_params: serde_json::Value,
+    /// Where to report.
+    pub observer: &'a dyn Observer,
+}
+
+/// What a finished [`fit`] returns.
+#[derive(Debug, Clone)]
+pub struct Fitted<M> {
+    /// Every epoch's rows, both phases.
+    pub history: Vec<EpochRow<M>>,
+    /// The best checkpoint's sidecar.
+    pub best: CheckpointMeta,
+}
+
+fn check_input<M: Model>(model: &M, source: &dyn SampleSource) -> Result<(), TrainError> {
+    let expected = model.input_shape();
+    let found = source.input_shape();
+    if expected.len() != found.len() || expected.iter().zip(&found).any(|(&e, &f)| e as usize != f)
+    {
+        return Err(TrainError::InputShape { expected, found });
+    }
+    Ok(())
+}
+
+fn non_finite(v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some("NaN".into())
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "inf" } else { "-inf" }.into())
+    } else {
+        None
+    }
+}
+
+/// One training pass over `order`; `epoch` (1-based) only labels a non-finite-loss error.
+#[allow(clippy::too_many_arguments)]
+pub fn train_pass<M: Model, T: Task>(
+    model: &M,
+    opt: &mut Optimizer,
+    task: &T,
+    source: &dyn SampleSource,
+    order: &[usize],
+    cfg: &TrainConfig,
+    mut augmenter: Option<&mut Augmenter>,
+    epoch: usize,
+    observer: &dyn Observer,
+) -> Result<(T::Outputs, PassStats), TrainError> {
+    check_input(model, source)?;
+    let device = model.device();
+    let mut outputs = T::Outputs::default();
+    let stats = for_each_batch(
+        source,
+        order,
+        cfg.batch_size,
+        cfg.loader_threads,
+        cfg.prefetch,
+        |k, b| {
+            let mut input = b.input.to_device(device);
+            let mut target = b.target.to_device(device);
+            if let Some(a) = augmenter.as_deref_mut() {
+                (input, target) = a.augment_pair(&input, &target)?;
+            }
+            let output = model.forward(&input, true);
+            let loss = task.loss(&output, &target)?;
+            let mean = loss.mean(Kind::Float);
+            let v = mean.double_value(&[]);
+            if let Some(value) = non_finite(v) {
+                return Err(TrainError::NonFiniteLoss {
+                    value,
+                    epoch,
+                    batch: k,
+                });
+            }
+            opt.backward_step(&mean);
+            task.collect(
+                &mut outputs,
+                &b.indices,
+                &output.detach(),
+                &target,
+                &loss.detach(),
+            )?;
+            observer.advance(b.indices.len() as u64);
+            Ok(())
+        },
+    )?;
+    Ok((outputs, stats))
+}
+
+/// Evaluation pass (eval mode, `no_grad`) over every sample of `source` in order.
+pub fn predict<M: Model, T: Task>(
+    model: &M,
+    task: &T,
+    source: &dyn SampleSource,
+    cfg: &TrainConfig,
+    observer: &dyn Observer,
+) -> Result<(T::Outputs, PassStats), TrainError> {
+    check_input(model, source)?;
+    let device = model.device();
+    let order: Vec<usize> = (0..source.len()).collect();
+    let mut outputs = T::Outputs::default();
+    let stats = for_each_batch(
+        source,
+        &order,
+        cfg.batch_size,
+        cfg.loader_threads,
+        cfg.prefetch,
+        |_, b| {
+            tch::no_grad(|| {
+                let target = b.target.to_device(device);
+                let output = model.forward(&b.input.to_device(device), false);
+                let loss = task.loss(&output, &target)?;
+                task.collect(&mut outputs, &b.indices, &output, &target, &loss)?;
+                observer.advance(b.indices.len() as u64);
+                Ok(())
+            })
+        },
+    )?;
+    Ok((outputs, stats))
+}
+
+fn copy_files(src: &Path, dst: &Path) -> Result<(), TrainError> {
+    let io = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    std::fs::create_dir_all(dst).map_err(io(dst))?;
+    for e in std::fs::read_dir(src).map_err(io(src))? {
+        let e = e.map_err(io(src))?;
+        if e.file_type().map_err(io(src))?.is_file() {
+            let to = dst.join(e.file_name());
+            std::fs::copy(e.path(), &to).map_err(io(&to))?;
+        }
+    }
+    Ok(())
+}
+
+/// Trains (or resumes) a model: see the module doc. `start` builds the model and optimizer of a
+/// fresh run; it is not called when `resume_dir/last` holds a checkpoint.
+pub fn fit<M: Model, T: Task>(
+    f: &Fit<'_, T>,
+    start: impl FnOnce() -> Result<Start<M>, TrainError>,
+) -> Result<Fitted<T::Metrics>, TrainError> {
+    let cfg = f.cfg;
+    for (v, field) in [
+        (cfg.batch_size, "batch_size"),
+        (cfg.epochs, "epochs"),
+        (cfg.loader_threads, "loader_threads"),
+        (cfg.validate_every, "validate_every"),
+    ] {
+        if v == 0 {
+            return Err(TrainError::Config { field });
+        }
+    }
+    let obs = f.observer;
+    let last_dir = f.resume_dir.join("last");
+    let best_dir = f.resume_dir.join("best");
+    let (lm, mut opt, trainable, start_epoch, mut total, mut best) =
+        if last_dir.join(checkpoint::META_FILE).is_file() {
+            let (lm, opt, meta) = checkpoint::load_resume::<M>(&last_dir, f.device)?;
+            obs.log(&format!(
+                "resuming from epoch {} checkpoint ({} samples seen)",
+                meta.epoch, meta.total_samples
+            ));
+            (
+                lm,
+                opt,
+                meta.trainable,
+                meta.epoch,
+                meta.total_samples,
+                meta.best_score,
+            )
+        } else {
+            let s = start()?;
+            (s.model, s.opt, s.trainable, 0, 0, None)
+        };
+    let mut history: Vec<EpochRow<T::Metrics>> = if start_epoch > 0 {
+        report::load_history(f.resume_dir)
+    } else {
+        Vec::new()
+    };
+    history.retain(|r| r.epoch <= start_epoch);
+    let mut roots = vec![f.out_dir.join("tensorboard")];
+    roots.extend(f.tensorboard_mirrors.iter().cloned());
+    let (mut boards, skipped) = Boards::create(f.task, &roots, &history)?;
+    for s in skipped {
+        obs.log(&s);
+    }
+    obs.log(&report::table_header(f.task));
+    let val = f.val.filter(|v| !v.is_empty());
+    for epoch in start_epoch + 1..=cfg.epochs {
+        let order = (f.order)(epoch)?;
+        obs.pass(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
+        let mut aug = cfg
+            .augment
+            .clone()
+            .map(|a| Augmenter::new(a, cfg.seed.wrapping_add(epoch as u64)));
+        let (outputs, stats) = train_pass(
+            &lm.model,
+            &mut opt,
+            f.task,
+            f.train,
+            &order,
+            cfg,
+            aug.as_mut(),
+            epoch,
+            obs,
+        )?;
+        total += order.len() as u64;
+        let trn = EpochRow {
+            epoch,
+            total_samples: total,
+            phase: "trn".into(),
+            metrics: f.task.metrics(&outputs)?,
+            stats,
+        };
+        obs.log(&report::table_row(f.task, &trn));
+        boards.add(f.task, &trn)?;
+        history.push(trn);
+        let mut score = None;
+        if let Some(v) = val {
+            if epoch == 1 || epoch % cfg.validate_every == 0 || epoch == cfg.epochs {
+                obs.pass(
+                    v.len() as u64,
+                    &format!("epoch {epoch}/{} validation", cfg.epochs),
+                );
+                let (outputs, stats) = predict(&lm.model, f.task, v, cfg, obs)?;
+                let metrics = f.task.metrics(&outputs)?;
+                score = Some(f.task.score(&metrics));
+                let row = EpochRow {
+                    epoch,
+                    total_samples: total,
+                    phase: "val".into(),
+                    metrics,
+                    stats,
+                };
+                obs.log(&report::table_row(f.task, &row));
+                boards.add(f.task, &row)?;
+                history.push(row);
+            }
+        }
+        // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
+        let improved = score.is_some_and(|s| best.is_none_or(|b| s >= b));
+        if improved {
+            best = score;
+        }
+        let meta = CheckpointMeta {
+            format_version: checkpoint::FORMAT_VERSION,
+            model: lm.model.model_config(),
+            optimizer: opt.config().clone(),
+            train_params: f.train_params.clone(),
+            epoch,
+            total_samples: total,
+            score,
+            best_score: best,
+            rng_state: None,
+            trainable: trainable.clone(),
+        };
+        if improved || val.is_none() || !best_dir.join(checkpoint::META_FILE).is_file() {
+            checkpoint::save_checkpoint(&best_dir, &lm.vs, &opt, &meta)?;
+            if improved {
+                obs.log(&format!(
+                    "epoch {epoch}: new best {} {:.4}",
+                    f.task.score_name(),
+                    score.unwrap_or(0.0)
+                ));
+            }
+        }
+        report::save_history(f.resume_dir, &history)?;
+        // The task's tables and plots are rewritten every epoch, so they are current while
+        // training runs (and complete in the artifact once it commits).
+        f.task.write_summary(f.out_dir, &history)?;
+        checkpoint::save_checkpoint(&last_dir, &lm.vs, &opt, &meta)?;
+    }
+    let best = checkpoint::read_meta(&best_dir)?;
+    for (src, dst) in [
+        (checkpoint::MODEL_FILE, luna::model::MODEL_WEIGHTS),
+        (checkpoint::META_FILE, luna::model::MODEL_META),
+    ] {
+        let (s, d) = (best_dir.join(src), f.out_dir.join(dst));
+        std::fs::copy(&s, &d).map_err(|source| TrainError::Io { path: s, source })?;
+    }
+    copy_files(&last_dir, &f.out_dir.join("last"))?;
+    f.task.write_summary(f.out_dir, &history)?;
+    obs.log(&format!(
+        "best model: epoch {} {} {}",
+        best.epoch,
+        f.task.score_name(),
+        best.score
+            .map(|s| format!("{s:.4}"))
+            .unwrap_or_else(|| "n/a (not validated)".into())
+    ));
+    Ok(Fitted { history, best })
+}

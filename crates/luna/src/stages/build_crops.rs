@@ -1,0 +1,387 @@
+//! `build_crops`: one pass per CT extracts all its candidates' crops (default 32×48×48,
+//! (index,row,col)) as i16 HU clipped to ±1000 into chunked HDF5 (one sample per chunk, zstd
+//! 32015), plus `index.parquet` (candidate id → file, row, centre irc, labels, split).
+//!
+//! **Partitioned per series.** Each CT is a cache partition keyed by the CT's content hash,
+//! the crop width/level and its candidates' centres — not by the whole table — so adding
+//! subset1 to a pipeline that processed subset0 computes only subset1's CTs. Rows within a
+//! series file are ordered by centre, which keeps a partition independent of candidate ids and
+//! of the train/val split. The artifact holds `crops/<uid>.h5` (hard links to the partitions).
+//!
+//! **Edges.** A window that sticks out of the volume is shifted inside (the book's rule; the
+//! candidate is then off-centre, never padded); a centre outside the volume is an error naming
+//! the CT and the coordinates. CTs run in parallel (bounded by `threads`), longest first
+//! (`StageContext::longest_first`); a CT is memory-mapped when uncompressed, so memory stays
+//! near one decoded CT per thread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::merge_candidates::CANDIDATES;
+
+/// The artifact type of `build_crops`: index.parquet + crops/<uid>.h5.
+pub const CROPS: &str = "crops";
+use super::load_annotations::table_err;
+use crate::ct::{CtImage, DataFile, Xyz};
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::store::{CropReader, CropWriter};
+use crate::tables::{merged_from_frame, read_parquet, write_parquet, MergedRow, Table};
+
+/// Parameters of `build_crops`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCropsParams {
+    /// Crop size in voxels, (index, row, col).
+    #[serde(default = "default_width")]
+    pub width_irc: [usize; 3],
+    /// Folder with `subset*/<uid>.mhd`; default: the upstream dataset.
+    #[serde(default)]
+    pub ct_root: Option<InputPath>,
+    /// Upstream `merge_candidates` stage (default: the one upstream that provides it).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
+    /// Upstream dataset stage (default: the one upstream `dataset`, unless `ct_root` is set).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// zstd level of the HDF5 chunks: -7..=19; negative levels are zstd's fast modes (the
+    /// default, 1, is fast and within a few percent of level 3's size on CT crops).
+    #[serde(default = "default_level")]
+    pub level: i32,
+    /// CTs processed at once (default: the stage's thread budget).
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+fn default_width() -> [usize; 3] {
+    [32, 48, 48]
+}
+fn default_level() -> i32 {
+    1
+}
+
+/// One series' outcome: its uid and the partition's HDF5 file.
+type SeriesResult = Result<(String, PathBuf), StageError>;
+
+/// The `build_crops` kind.
+pub struct BuildCropsStage;
+
+impl Stage for BuildCropsStage {
+    type Params = BuildCropsParams;
+    const KIND: &'static str = "build_crops";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Extract candidate crops per CT into chunked HDF5 (partitioned per series) + index.parquet";
+
+    const OUTPUTS: &'static [&'static str] = &[CROPS];
+
+    fn slots(p: &BuildCropsParams) -> Vec<InputSlot> {
+        let ds = if p.ct_root.is_none() {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        };
+        vec![
+            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
+            ds,
+        ]
+    }
+
+    fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
+        p.ct_root
+            .iter()
+            .map(|r| ExternalInput::new("ct_root", r.path()))
+            .collect()
+    }
+
+    fn validate(p: &BuildCropsParams) -> Result<(), (String, String)> {
+        if p.width_irc.contains(&0) {
+            return Err((
+                "width_irc".into(),
+                "every crop dimension must be at least 1".into(),
+            ));
+        }
+        if !(-7..=19).contains(&p.level) || p.level == 0 {
+            return Err((
+                "level".into(),
+                format!(
+                    "zstd level {} is outside -7..=19 (0 is not a level)",
+                    p.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let cand_file = ctx
+            .input("candidates")?
+            .dir
+            .join(Table::Candidates.file_name());
+        let rows =
+            merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?)
+                .map_err(table_err)?;
+        let mut by_series: BTreeMap<String, Vec<MergedRow>> = BTreeMap::new();
+        for r in rows {
+            by_series.entry(r.series_uid.clone()).or_default().push(r);
+        }
+        for v in by_series.values_mut() {
+            v.sort_by(|a, b| {
+                cmp_center(&a.center_xyz, &b.center_xyz).then(a.candidate_id.cmp(&b.candidate_id))
+            });
+        }
+        let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
+        let on_disk = find_series(&root)?;
+        if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
+            return Err(StageError::msg(format!(
+                "the candidate table has series {uid} but {} holds no {uid}.mhd",
+                root.display()
+            ))
+            .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT"));
+        }
+        let known_hashes = upstream_file_hashes(ctx, &root);
+        let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
+        let total: u64 = by_series.values().map(|v| v.len() as u64).sum();
+        ctx.progress().start(by_series.len() as u64, "CTs");
+        let crops_done = AtomicU64::new(0);
+        let computed = AtomicU64::new(0);
+        let t0 = Instant::now();
+        let ctx_ref = &*ctx;
+        let series: Vec<(&String, &Vec<MergedRow>)> = by_series.iter().collect();
+        let work = |(uid, rows): (&String, &Vec<MergedRow>)| -> SeriesResult {
+            let mhd = &on_disk[uid];
+            let ct_hashes = ct_file_hashes(ctx_ref, mhd, &known_hashes)?;
+            let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
+            let material = serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
+            let part = ctx_ref.partition(uid, &material, |dir| {
+                write_series(mhd, uid, rows, p, &dir.join("crops.h5"))
+            })?;
+            if !part.cached {
+                computed.fetch_add(1, Ordering::Relaxed);
+            }
+            let n = crops_done.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+            let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            ctx_ref
+                .progress()
+                .set_message(format!("{n}/{total} crops, {rate:.0} crops/s"));
+            ctx_ref.progress().inc(1);
+            Ok((uid.clone(), part.dir.join("crops.h5")))
+        };
+        let crop_bytes = (p.width_irc.iter().product::<usize>() * 2) as u64;
+        let results = ctx.longest_first(
+            &series,
+            threads,
+            |(uid, rows)| estimated_cost(&on_disk[*uid], rows.len() as u64 * crop_bytes),
+            |&s| work(s),
+        )?;
+        let mut index = IndexColumns::default();
+        for res in results {
+            let (uid, h5) = res?;
+            let rel = format!("crops/{uid}.h5");
+            ctx.link_into_output(&h5, &rel)?;
+            let reader = CropReader::open(&h5).map_err(StageError::domain)?;
+            let centers = reader
+                .centers()
+                .map_err(StageError::domain)?
+                .unwrap_or_default();
+            for (row, r) in by_series[&uid].iter().enumerate() {
+                let c = centers.get(row).copied().unwrap_or([-1, -1, -1]);
+                index.push(r, &rel, row as i64, c);
+            }
+        }
+        let mut df = index.into_frame()?;
+        write_parquet(
+            &mut df,
+            Table::CropIndex,
+            &ctx.out_dir().join(Table::CropIndex.file_name()),
+        )
+        .map_err(table_err)?;
+        let summary = serde_json::json!({
+            "width_irc": p.width_irc, "series": by_series.len(), "crops": total,
+            "series_computed": computed.load(Ordering::Relaxed),
+        });
+        let sp = ctx.out_dir().join("crops.json");
+        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default())
+            .map_err(|e| StageError::io(&sp, e))?;
+        ctx.log(format!(
+            "{total} crops from {} CTs ({} computed, {} cached) in {:.1}s",
+            by_series.len(),
+            computed.load(Ordering::Relaxed),
+            by_series.len() as u64 - computed.load(Ordering::Relaxed),
+            t0.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
+    a[0].total_cmp(&b[0])
+        .then(a[1].total_cmp(&b[1]))
+        .then(a[2].total_cmp(&b[2]))
+}
+
+/// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
+/// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.
+/// An unreadable header counts as free; the worker reports its error.
+fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
+    let Ok(h) = crate::ct::header::read_header(mhd) else {
+        return 0;
+    };
+    let bytes =
+        h.dim_size.iter().map(|&d| d as u64).product::<u64>() * h.element_type.size() as u64;
+    bytes.saturating_mul(if h.compressed { 40 } else { 1 }) + crop_bytes.saturating_mul(20)
+}
+
+/// Extracts and writes one series' crops.
+fn write_series(
+    mhd: &Path,
+    uid: &str,
+    rows: &[MergedRow],
+    p: &BuildCropsParams,
+    out: &Path,
+) -> Result<(), StageError> {
+    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
+    let mut w = CropWriter::create(out, p.width_irc, p.level).map_err(StageError::domain)?;
+    for r in rows {
+        let xyz = Xyz {
+            x: r.center_xyz[0],
+            y: r.center_xyz[1],
+            z: r.center_xyz[2],
+        };
+        let (crop, irc, _) = ct.crop_around_xyz(xyz, p.width_irc).map_err(|e| {
+            StageError::msg(format!(
+                "{}: candidate {} of series {uid} at xyz ({:.2}, {:.2}, {:.2}) mm: {e}",
+                mhd.display(),
+                r.candidate_id,
+                xyz.x,
+                xyz.y,
+                xyz.z
+            ))
+            .with_hint("check the candidate's world coordinates against the CT's Offset, ElementSpacing and TransformMatrix")
+        })?;
+        w.append(&crop, [irc.index, irc.row, irc.col])
+            .map_err(StageError::domain)?;
+    }
+    w.finish().map_err(StageError::domain)?;
+    Ok(())
+}
+
+/// Per-file blake3 from the manifest of the upstream artifact that holds the CTs (free), so
+/// CTs generated by `synth` are not re-read just to be hashed.
+fn upstream_file_hashes(ctx: &StageContext, root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for u in ctx.upstreams().iter().filter(|u| u.dir == root) {
+        if let Ok(m) = crate::engine::cache::read_manifest(&u.dir.join("manifest.json")) {
+            for f in m.files {
+                out.insert(u.dir.join(&f.path), f.blake3);
+            }
+        }
+    }
+    out
+}
+
+/// blake3 of the `.mhd` and every data file it names.
+fn ct_file_hashes(
+    ctx: &StageContext,
+    mhd: &Path,
+    known: &BTreeMap<PathBuf, String>,
+) -> Result<Vec<String>, StageError> {
+    let header = crate::ct::header::read_header(mhd).map_err(StageError::domain)?;
+    let mut files = vec![mhd.to_path_buf()];
+    match header.data_file {
+        DataFile::Local => {}
+        DataFile::File(f) => files.push(if f.is_absolute() {
+            f
+        } else {
+            mhd.parent().unwrap_or(Path::new(".")).join(f)
+        }),
+        DataFile::List { files: fs, .. } => files.extend(fs),
+    }
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match known.get(f) {
+            Some(h) => Ok(h.clone()),
+            None if i == 0 => ctx.hash_file(f),
+            // A data file: name the header that points at it, not only the missing path.
+            None => ctx.hash_file(f).map_err(|e| {
+                StageError::msg(format!(
+                    "{}: ElementDataFile {} cannot be read: {}",
+                    mhd.display(),
+                    f.display(),
+                    io_cause(&e)
+                ))
+                .with_hint(
+                    "restore the data file next to the .mhd, or fix ElementDataFile in the header",
+                )
+            }),
+        })
+        .collect()
+}
+
+/// The OS cause of an I/O stage error (without the path, which the caller names itself).
+fn io_cause(e: &StageError) -> String {
+    match e {
+        StageError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct IndexColumns {
+    candidate_id: Vec<i64>,
+    series_uid: Vec<String>,
+    file: Vec<String>,
+    row: Vec<i64>,
+    center: [Vec<i64>; 3],
+    is_nodule: Vec<bool>,
+    has_annotation: Vec<bool>,
+    is_malignant: Vec<Option<bool>>,
+    diameter_mm: Vec<f64>,
+    split: Vec<String>,
+}
+
+impl IndexColumns {
+    fn push(&mut self, r: &MergedRow, file: &str, row: i64, c: [i32; 3]) {
+        self.candidate_id.push(r.candidate_id);
+        self.series_uid.push(r.series_uid.clone());
+        self.file.push(file.to_string());
+        self.row.push(row);
+        for (a, v) in c.iter().enumerate() {
+            self.center[a].push(*v as i64);
+        }
+        self.is_nodule.push(r.is_nodule);
+        self.has_annotation.push(r.has_annotation);
+        self.is_malignant.push(r.is_malignant);
+        self.diameter_mm.push(r.diameter_mm);
+        self.split.push(r.split.as_str().to_string());
+    }
+
+    fn into_frame(self) -> Result<DataFrame, StageError> {
+        let n = self.candidate_id.len();
+        let [ci, cr, cc] = self.center;
+        let cols = vec![
+            Column::new("candidate_id".into(), self.candidate_id),
+            Column::new("series_uid".into(), self.series_uid),
+            Column::new("file".into(), self.file),
+            Column::new("row".into(), self.row),
+            Column::new("center_i".into(), ci),
+            Column::new("center_r".into(), cr),
+            Column::new("center_c".into(), cc),
+            Column::new("is_nodule".into(), self.is_nodule),
+            Column::new("has_annotation".into(), self.has_annotation),
+            Column::new("is_malignant".into(), self.is_malignant),
+            Column::new("diameter_mm".into(), self.diameter_mm),
+            Column::new("split".into(), self.split),
+        ];
+        DataFrame::new(n, cols).map_err(|e| StageError::msg(format!("building index.parquet: {e}")))
+    }
+}

@@ -1,0 +1,85 @@
+//! `evaluate_classifier`: score a trained LunaModel on a crops artifact's split and write
+//! `predictions.parquet`, `metrics.json`, `roc.png` and `pr.png`.
+//!
+//! Decisions:
+//! - The model is an upstream `train_classifier` stage, by name or (default) the nearest one;
+//!   its task (from the model's sidecar) decides the labels: a malignancy model is evaluated on
+//!   nodules only, as the book validates it.
+//! - The ROC AUC is exact (all distinct thresholds), not the book's 100-threshold trapezoid.
+//! - Inference runs in the `luna-torch` worker; `device` is a hint.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{Hint, InputSlot, Stage, StageRef};
+use crate::model::Device;
+use crate::model::CLASSIFIER;
+use crate::stages::build_crops::CROPS;
+use crate::store::crop_set::Split;
+
+/// The artifact type of `evaluate_classifier`: predictions.parquet + metrics.json.
+pub const PREDICTIONS: &str = "predictions";
+
+/// Parameters of `evaluate_classifier`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateParams {
+    /// Upstream `train_classifier` stage (default: the one direct `needs:` entry that trains a
+    /// classifier).
+    #[serde(default)]
+    pub model: Option<StageRef>,
+    /// Upstream `build_crops` stage (default: the one upstream that provides crops).
+    #[serde(default)]
+    pub crops: Option<StageRef>,
+    /// Which split to score: `val`, `train` or `all`.
+    #[serde(default)]
+    pub split: Split,
+    /// Decision threshold on P(positive) for the confusion counts.
+    #[serde(default = "half")]
+    pub threshold: f64,
+    /// Hint: `auto` (default), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: Hint<Device>,
+    /// Hint: torch intra-op threads.
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// The `evaluate_classifier` kind.
+pub struct EvaluateClassifierStage;
+
+impl Stage for EvaluateClassifierStage {
+    type Params = EvaluateParams;
+    const KIND: &'static str = "evaluate_classifier";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
+    const OUTPUTS: &'static [&'static str] = &[PREDICTIONS];
+
+    fn slots(p: &EvaluateParams) -> Vec<InputSlot> {
+        vec![
+            InputSlot::required("model", CLASSIFIER, p.model.as_ref()),
+            InputSlot::required("crops", CROPS, p.crops.as_ref()),
+        ]
+    }
+
+    fn validate(p: &EvaluateParams) -> Result<(), (String, String)> {
+        if !(0.0..=1.0).contains(&p.threshold) {
+            return Err((
+                "threshold".into(),
+                format!("threshold must be in [0, 1], got {}", p.threshold),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&self, _p: &EvaluateParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        crate::worker::run_in_worker(Self::KIND, ctx)
+    }
+}

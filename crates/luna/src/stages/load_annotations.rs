@@ -1,0 +1,159 @@
+//! `load_annotations`: the LUNA16 CSVs → typed Parquet tables (`annotations.parquet`,
+//! `candidates_raw.parquet`) with the schemas in `schemas/`.
+//!
+//! The annotations file may be the book's `annotations_with_malignancy.csv` (then
+//! `is_malignant` is filled) or LUNA16's `annotations.csv` (then it is null and malignancy
+//! stages refuse to run). Bad rows are rejected with `file:line` and reason; `strict: false`
+//! drops and counts them instead (listed in `load_report.json` and the stage log).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{resolve_file, DATASET};
+
+/// The artifact type of `load_annotations`: annotations.parquet + candidates_raw.parquet.
+pub const ANNOTATIONS: &str = "annotations";
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::tables::{
+    read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
+};
+
+/// Parameters of `load_annotations`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadAnnotationsParams {
+    /// Annotations CSV (`annotations_with_malignancy.csv` or `annotations.csv`); default: the
+    /// upstream dataset's, preferring the one with malignancy.
+    #[serde(default)]
+    pub annotations: Option<InputPath>,
+    /// Candidates CSV (`candidates.csv` V1 or `candidates_V2.csv`); default: the upstream
+    /// dataset's `candidates.csv`.
+    #[serde(default)]
+    pub candidates: Option<InputPath>,
+    /// Reject the file on bad rows (true) or drop and count them (false).
+    #[serde(default = "yes")]
+    pub strict: bool,
+    /// Upstream dataset stage the CSVs default to (default: the one upstream `dataset`).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `load_annotations` kind.
+pub struct LoadAnnotationsStage;
+
+impl Stage for LoadAnnotationsStage {
+    type Params = LoadAnnotationsParams;
+    const KIND: &'static str = "load_annotations";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Load annotations and candidates CSVs into typed Parquet tables";
+    const OUTPUTS: &'static [&'static str] = &[ANNOTATIONS];
+
+    fn inputs(p: &LoadAnnotationsParams) -> Vec<ExternalInput> {
+        let mut v = Vec::new();
+        if let Some(a) = &p.annotations {
+            v.push(ExternalInput::new("annotations", a.path()));
+        }
+        if let Some(c) = &p.candidates {
+            v.push(ExternalInput::new("candidates", c.path()));
+        }
+        v
+    }
+
+    fn slots(p: &LoadAnnotationsParams) -> Vec<InputSlot> {
+        let needed = p.annotations.is_none() || p.candidates.is_none();
+        vec![if needed {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        }]
+    }
+
+    fn run(&self, p: &LoadAnnotationsParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ann_path = resolve_file(
+            ctx,
+            p.annotations.as_ref(),
+            &["annotations_with_malignancy.csv", "annotations.csv"],
+            "annotations",
+        )?;
+        let cand_path = resolve_file(
+            ctx,
+            p.candidates.as_ref(),
+            &["candidates.csv"],
+            "candidates",
+        )?;
+        let opts = CsvOptions { strict: p.strict };
+        ctx.progress().start(2, "files");
+        let ann =
+            read_annotations_csv(&ann_path, AnnotationsKind::Plain, opts).map_err(table_err)?;
+        ctx.progress().inc(1);
+        let cand = read_candidates_csv(&cand_path, opts).map_err(table_err)?;
+        ctx.progress().inc(1);
+        let malignancy = ann.rows.iter().all(|r| r.is_malignant.is_some()) && !ann.rows.is_empty();
+        for (file, n, reasons) in [
+            (&ann_path, ann.dropped, &ann.drop_reasons),
+            (&cand_path, cand.dropped, &cand.drop_reasons),
+        ] {
+            if n > 0 {
+                ctx.log(format!(
+                    "{}: dropped {n} bad rows (strict: false)",
+                    file.display()
+                ));
+                for r in reasons {
+                    ctx.log(format!("  {}:{}: {}", file.display(), r.line, r.reason));
+                }
+            }
+        }
+        let mut af = ann.frame;
+        let mut cf = cand.frame;
+        write_parquet(
+            &mut af,
+            Table::Annotations,
+            &ctx.out_dir().join(Table::Annotations.file_name()),
+        )
+        .map_err(table_err)?;
+        write_parquet(
+            &mut cf,
+            Table::CandidatesRaw,
+            &ctx.out_dir().join(Table::CandidatesRaw.file_name()),
+        )
+        .map_err(table_err)?;
+        let report = serde_json::json!({
+            "annotations": { "file": ann_path.file_name().map(|f| f.to_string_lossy().to_string()), "rows": ann.rows.len(), "dropped": ann.dropped,
+                             "drop_reasons": ann.drop_reasons.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect::<Vec<_>>() },
+            "candidates": { "file": cand_path.file_name().map(|f| f.to_string_lossy().to_string()), "rows": cand.rows.len(), "dropped": cand.dropped,
+                            "drop_reasons": cand.drop_reasons.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect::<Vec<_>>() },
+            "malignancy": malignancy,
+        });
+        let rp = ctx.out_dir().join("load_report.json");
+        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default())
+            .map_err(|e| StageError::io(&rp, e))?;
+        ctx.log(format!(
+            "{} annotations ({}), {} candidates",
+            ann.rows.len(),
+            if malignancy {
+                "with malignancy"
+            } else {
+                "no malignancy labels"
+            },
+            cand.rows.len()
+        ));
+        Ok(())
+    }
+}
+
+/// Converts a table error into a stage error, keeping its hint.
+pub fn table_err(e: crate::tables::TableError) -> StageError {
+    // Some table errors already end their message with the hint (bad rows); do not print it twice.
+    let hint = e.hint().filter(|h| !e.to_string().contains(h.as_str()));
+    let err = StageError::domain(e);
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}

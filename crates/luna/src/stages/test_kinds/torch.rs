@@ -1,0 +1,59 @@
+//! The torch half of the test-only `test_torch_partitions` kind (compiled into `luna-torch`):
+//! per-item partitions committed from inside the worker, scheduled longest first.
+
+use luna::engine::context::StageContext;
+use luna::engine::error::StageError;
+use luna::stages::test_kinds::TestTorchPartitionsParams;
+
+use crate::kinds::params;
+
+/// Runs `test_torch_partitions` in the worker.
+pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
+    let p: TestTorchPartitionsParams = params(ctx)?;
+    let dir = ctx.resolve(p.items.path());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| StageError::io(&dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let ctx_ref = &*ctx;
+    let results = ctx.longest_first(
+        &files,
+        2,
+        |f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+        |f| -> Result<(String, luna::engine::context::Partition), StageError> {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let hash = ctx_ref.hash_file(f)?;
+            let part =
+                ctx_ref.partition(&name, &serde_json::json!({ "content": hash }), |out| {
+                    let bytes = std::fs::read(f).map_err(|e| StageError::io(f, e))?;
+                    let t = tch::Tensor::from_slice(&bytes).to_kind(tch::Kind::Double);
+                    let v = t.sum(tch::Kind::Double).double_value(&[]) * p.scale;
+                    let o = out.join("out.txt");
+                    std::fs::write(&o, format!("{v}\n")).map_err(|e| StageError::io(&o, e))
+                })?;
+            Ok((name, part))
+        },
+    )?;
+    let (mut computed, mut cached) = (0, 0);
+    for r in results {
+        let (name, part) = r?;
+        if part.cached {
+            cached += 1;
+        } else {
+            computed += 1;
+        }
+        ctx.link_into_output(&part.dir.join("out.txt"), &format!("parts/{name}.txt"))?;
+    }
+    ctx.log(format!("{computed} computed, {cached} cached"));
+    let s = ctx.out_dir().join("summary.json");
+    std::fs::write(
+        &s,
+        serde_json::json!({ "computed": computed, "cached": cached }).to_string(),
+    )
+    .map_err(|e| StageError::io(&s, e))
+}

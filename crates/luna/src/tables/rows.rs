@@ -1,0 +1,426 @@
+//! Typed row structs of the three tables, and their conversion to and from polars DataFrames.
+//!
+//! Decision: parsing and merging work on plain `Vec<struct>` (simple, testable, exact control of
+//! order and hashing); DataFrames appear only at the boundary (loaders return them, Parquet IO
+//! takes them). Converting 550k rows either way costs a few milliseconds.
+
+use polars::prelude::*;
+
+use super::error::TableError;
+use super::schema::{check_frame, Table};
+
+/// One annotation (a row of annotations.csv / annotations_with_malignancy.csv).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotationRow {
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Nodule centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// Nodule diameter in mm (-1 allowed only for annotations_excluded.csv).
+    pub diameter_mm: f64,
+    /// `mal_bool`; `None` when the file has no malignancy column.
+    pub is_malignant: Option<bool>,
+    /// 1-based line in the source CSV.
+    pub source_line: i64,
+}
+
+/// One candidate (a row of candidates.csv / candidates_V2.csv).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateRow {
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Candidate centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// The `class` column, 0 or 1.
+    pub class: i8,
+    /// 1-based line in the source CSV.
+    pub source_line: i64,
+}
+
+/// Which split a series belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Split {
+    /// Training series.
+    Train,
+    /// Validation series.
+    Val,
+}
+
+impl Split {
+    /// The string stored in the `split` column: "train" or "val".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        }
+    }
+}
+
+/// One row of candidates.parquet, the merged table models train on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedRow {
+    /// Stable content-derived id (see `merge.rs`).
+    pub candidate_id: i64,
+    /// LUNA series UID.
+    pub series_uid: String,
+    /// Centre, world mm (x, y, z).
+    pub center_xyz: [f64; 3],
+    /// Whether this is a nodule (positive).
+    pub is_nodule: bool,
+    /// Whether the row comes from / matched an annotation.
+    pub has_annotation: bool,
+    /// Malignancy; `None` when no malignancy labels were loaded.
+    pub is_malignant: Option<bool>,
+    /// Diameter in mm (0.0 when unknown).
+    pub diameter_mm: f64,
+    /// Train or validation, decided by series.
+    pub split: Split,
+}
+
+fn pe(what: &str) -> impl FnOnce(PolarsError) -> TableError + '_ {
+    move |source| TableError::Polars {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// The `series_uid, coord_x, coord_y, coord_z` columns every table starts with (after its id).
+fn uid_xyz_columns<R>(rows: &[R], key: impl Fn(&R) -> (&str, [f64; 3])) -> [Column; 4] {
+    let uid = StringChunked::from_iter_values("series_uid".into(), rows.iter().map(|r| key(r).0));
+    let names = ["coord_x", "coord_y", "coord_z"];
+    let [x, y, z] = std::array::from_fn(|a| {
+        Column::new(
+            names[a].into(),
+            rows.iter().map(|r| key(r).1[a]).collect::<Vec<f64>>(),
+        )
+    });
+    [uid.into_column(), x, y, z]
+}
+
+fn frame(table: Table, height: usize, columns: Vec<Column>) -> Result<DataFrame, TableError> {
+    DataFrame::new(height, columns).map_err(pe(table.name()))
+}
+
+/// Builds an annotations.parquet frame from rows.
+pub fn annotations_to_frame(rows: &[AnnotationRow]) -> Result<DataFrame, TableError> {
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
+    let cols = vec![
+        uid,
+        x,
+        y,
+        z,
+        Column::new(
+            "diameter_mm".into(),
+            rows.iter().map(|r| r.diameter_mm).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "is_malignant".into(),
+            rows.iter().map(|r| r.is_malignant).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "source_line".into(),
+            rows.iter().map(|r| r.source_line).collect::<Vec<_>>(),
+        ),
+    ];
+    frame(Table::Annotations, rows.len(), cols)
+}
+
+/// Builds a candidates_raw.parquet frame from rows.
+pub fn candidates_raw_to_frame(rows: &[CandidateRow]) -> Result<DataFrame, TableError> {
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
+    let cols = vec![
+        uid,
+        x,
+        y,
+        z,
+        Column::new(
+            "class".into(),
+            rows.iter().map(|r| r.class).collect::<Vec<i8>>(),
+        ),
+        Column::new(
+            "source_line".into(),
+            rows.iter().map(|r| r.source_line).collect::<Vec<_>>(),
+        ),
+    ];
+    frame(Table::CandidatesRaw, rows.len(), cols)
+}
+
+/// Builds a candidates.parquet frame from merged rows.
+pub fn merged_to_frame(rows: &[MergedRow]) -> Result<DataFrame, TableError> {
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
+    let split =
+        StringChunked::from_iter_values("split".into(), rows.iter().map(|r| r.split.as_str()));
+    let cols = vec![
+        Column::new(
+            "candidate_id".into(),
+            rows.iter().map(|r| r.candidate_id).collect::<Vec<_>>(),
+        ),
+        uid,
+        x,
+        y,
+        z,
+        Column::new(
+            "is_nodule".into(),
+            rows.iter().map(|r| r.is_nodule).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "has_annotation".into(),
+            rows.iter().map(|r| r.has_annotation).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "is_malignant".into(),
+            rows.iter().map(|r| r.is_malignant).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "diameter_mm".into(),
+            rows.iter().map(|r| r.diameter_mm).collect::<Vec<_>>(),
+        ),
+        split.into_column(),
+    ];
+    frame(Table::Candidates, rows.len(), cols)
+}
+
+/// Non-null accessors; `check_frame` has proven non-nullable columns have no nulls.
+struct Cols<'a> {
+    df: &'a DataFrame,
+    table: Table,
+}
+
+impl<'a> Cols<'a> {
+    fn col(&self, name: &str) -> Result<&'a Column, TableError> {
+        self.df.column(name).map_err(pe(self.table.name()))
+    }
+    fn f64(&self, name: &str) -> Result<Vec<f64>, TableError> {
+        let ca = self.col(name)?.f64().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+    fn i64(&self, name: &str) -> Result<Vec<i64>, TableError> {
+        let ca = self.col(name)?.i64().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+    }
+    fn opt_bool(&self, name: &str) -> Result<Vec<Option<bool>>, TableError> {
+        let ca = self.col(name)?.bool().map_err(pe(self.table.name()))?;
+        Ok(ca.iter().collect())
+    }
+    fn bool(&self, name: &str) -> Result<Vec<bool>, TableError> {
+        Ok(self
+            .opt_bool(name)?
+            .iter()
+            .map(|v| v.unwrap_or_default())
+            .collect())
+    }
+    fn str(&self, name: &str) -> Result<Vec<String>, TableError> {
+        let ca = self.col(name)?.str().map_err(pe(self.table.name()))?;
+        Ok(ca
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    }
+    fn xyz(&self) -> Result<Vec<[f64; 3]>, TableError> {
+        let (x, y, z) = (
+            self.f64("coord_x")?,
+            self.f64("coord_y")?,
+            self.f64("coord_z")?,
+        );
+        Ok(x.into_iter()
+            .zip(y)
+            .zip(z)
+            .map(|((x, y), z)| [x, y, z])
+            .collect())
+    }
+}
+
+/// Reads annotation rows back from an annotations.parquet frame (schema checked first).
+pub fn annotations_from_frame(df: &DataFrame) -> Result<Vec<AnnotationRow>, TableError> {
+    check_frame(df, Table::Annotations, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::Annotations,
+    };
+    let (uid, xyz, d) = (c.str("series_uid")?, c.xyz()?, c.f64("diameter_mm")?);
+    let (mal, line) = (c.opt_bool("is_malignant")?, c.i64("source_line")?);
+    Ok((0..df.height())
+        .map(|i| AnnotationRow {
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            diameter_mm: d[i],
+            is_malignant: mal[i],
+            source_line: line[i],
+        })
+        .collect())
+}
+
+/// Reads candidate rows back from a candidates_raw.parquet frame (schema checked first).
+pub fn candidates_raw_from_frame(df: &DataFrame) -> Result<Vec<CandidateRow>, TableError> {
+    check_frame(df, Table::CandidatesRaw, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::CandidatesRaw,
+    };
+    let (uid, xyz, line) = (c.str("series_uid")?, c.xyz()?, c.i64("source_line")?);
+    let class = c.col("class")?.i8().map_err(pe("candidates_raw"))?;
+    Ok(class
+        .iter()
+        .enumerate()
+        .map(|(i, class)| CandidateRow {
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            class: class.unwrap_or_default(),
+            source_line: line[i],
+        })
+        .collect())
+}
+
+/// Reads merged rows back from a candidates.parquet frame (schema checked first).
+pub fn merged_from_frame(df: &DataFrame) -> Result<Vec<MergedRow>, TableError> {
+    check_frame(df, Table::Candidates, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::Candidates,
+    };
+    let (id, uid, xyz) = (c.i64("candidate_id")?, c.str("series_uid")?, c.xyz()?);
+    let (nod, ann, mal) = (
+        c.bool("is_nodule")?,
+        c.bool("has_annotation")?,
+        c.opt_bool("is_malignant")?,
+    );
+    let (d, split) = (c.f64("diameter_mm")?, c.str("split")?);
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let split = match split[i].as_str() {
+            "train" => Split::Train,
+            "val" => Split::Val,
+            other => {
+                return Err(TableError::SchemaMismatch {
+                    what: "DataFrame".into(),
+                    table: Table::Candidates.name(),
+                    column: "split".into(),
+                    expected: "\"train\" or \"val\"".into(),
+                    found: format!("{other:?} at row {i}"),
+                })
+            }
+        };
+        out.push(MergedRow {
+            candidate_id: id[i],
+            series_uid: uid[i].clone(),
+            center_xyz: xyz[i],
+            is_nodule: nod[i],
+            has_annotation: ann[i],
+            is_malignant: mal[i],
+            diameter_mm: d[i],
+            split,
+        });
+    }
+    Ok(out)
+}
+
+/// One row of predictions.parquet (see [`Table::Predictions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRow {
+    /// Candidate id.
+    pub candidate_id: i64,
+    /// Series UID.
+    pub series_uid: String,
+    /// Ground truth of the task.
+    pub label: bool,
+    /// P(positive).
+    pub probability: f64,
+}
+
+/// Builds a predictions.parquet frame.
+pub fn predictions_to_frame(rows: &[PredictionRow]) -> Result<DataFrame, TableError> {
+    let cols = vec![
+        Column::new(
+            "candidate_id".into(),
+            rows.iter().map(|r| r.candidate_id).collect::<Vec<_>>(),
+        ),
+        StringChunked::from_iter_values(
+            "series_uid".into(),
+            rows.iter().map(|r| r.series_uid.as_str()),
+        )
+        .into_column(),
+        Column::new(
+            "label".into(),
+            rows.iter().map(|r| r.label).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "probability".into(),
+            rows.iter().map(|r| r.probability).collect::<Vec<_>>(),
+        ),
+    ];
+    let df = frame(Table::Predictions, rows.len(), cols)?;
+    check_frame(&df, Table::Predictions, "predictions")?;
+    Ok(df)
+}
+
+/// One row of a classifier's metrics.parquet (see [`Table::ClassifierMetrics`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierMetricsRow {
+    /// 1-based epoch.
+    pub epoch: i64,
+    /// Training samples seen.
+    pub total_samples: i64,
+    /// `trn` or `val`.
+    pub phase: String,
+    /// Mean loss.
+    pub loss: f64,
+    /// Mean loss over negatives.
+    pub loss_neg: f64,
+    /// Mean loss over positives.
+    pub loss_pos: f64,
+    /// Precision.
+    pub precision: f64,
+    /// Recall.
+    pub recall: f64,
+    /// F1.
+    pub f1: f64,
+    /// True negatives.
+    pub neg_correct: i64,
+    /// Negatives.
+    pub neg_count: i64,
+    /// True positives.
+    pub pos_correct: i64,
+    /// Positives.
+    pub pos_count: i64,
+    /// ROC AUC.
+    pub auc: Option<f64>,
+    /// Throughput.
+    pub samples_per_sec: f64,
+    /// Data wait fraction.
+    pub data_wait_fraction: f64,
+}
+
+/// Builds a classifier metrics.parquet frame.
+pub fn classifier_metrics_to_frame(rows: &[ClassifierMetricsRow]) -> Result<DataFrame, TableError> {
+    let f = |name: &str, g: fn(&ClassifierMetricsRow) -> f64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<f64>>())
+    };
+    let i = |name: &str, g: fn(&ClassifierMetricsRow) -> i64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<i64>>())
+    };
+    let cols = vec![
+        i("epoch", |r| r.epoch),
+        i("total_samples", |r| r.total_samples),
+        StringChunked::from_iter_values("phase".into(), rows.iter().map(|r| r.phase.as_str()))
+            .into_column(),
+        f("loss", |r| r.loss),
+        f("loss_neg", |r| r.loss_neg),
+        f("loss_pos", |r| r.loss_pos),
+        f("precision", |r| r.precision),
+        f("recall", |r| r.recall),
+        f("f1", |r| r.f1),
+        i("neg_correct", |r| r.neg_correct),
+        i("neg_count", |r| r.neg_count),
+        i("pos_correct", |r| r.pos_correct),
+        i("pos_count", |r| r.pos_count),
+        Column::new(
+            "auc".into(),
+            rows.iter().map(|r| r.auc).collect::<Vec<Option<f64>>>(),
+        ),
+        f("samples_per_sec", |r| r.samples_per_sec),
+        f("data_wait_fraction", |r| r.data_wait_fraction),
+    ];
+    let df = frame(Table::ClassifierMetrics, rows.len(), cols)?;
+    check_frame(&df, Table::ClassifierMetrics, "metrics")?;
+    Ok(df)
+}

@@ -1,0 +1,341 @@
+//! The schemas of the Parquet tables luna writes: the single source of truth is [`schema_of`];
+//! `schemas/<table>.schema.json` is generated from it by [`schema_json`] (a unit test fails when
+//! the files are stale; run it with `LUNA_UPDATE_SCHEMAS=1` to rewrite them).
+//!
+//! Comparison rules (also written into every JSON file, key `type_rules`):
+//! - `Utf8` means any Arrow string type: polars writes `string_view` into the embedded Arrow
+//!   schema, and readers may give `string`, `large_string` or `string_view`; all count as `Utf8`.
+//! - `nullable: false` is a contract on the values (the column never holds a null), checked on
+//!   read. Polars marks every Parquet field as optional, so the Arrow field flag read back by
+//!   other tools is always nullable and is not compared.
+//! - Column order is part of the schema; extra columns are rejected.
+
+use polars::prelude::{DataFrame, DataType};
+use serde_json::{json, Value};
+
+use super::error::TableError;
+
+/// The Arrow type of a column, named as in Arrow (`pyarrow` prints `string`, `double`, `bool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrowType {
+    /// UTF-8 string (any of string / large_string / string_view).
+    Utf8,
+    /// 64-bit float.
+    Float64,
+    /// Boolean.
+    Boolean,
+    /// Signed 64-bit integer.
+    Int64,
+    /// Signed 8-bit integer.
+    Int8,
+}
+
+impl ArrowType {
+    /// The Arrow type name written in the JSON schema files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Utf8 => "Utf8",
+            Self::Float64 => "Float64",
+            Self::Boolean => "Boolean",
+            Self::Int64 => "Int64",
+            Self::Int8 => "Int8",
+        }
+    }
+
+    /// The polars dtype a frame column of this type has.
+    pub fn polars(self) -> DataType {
+        match self {
+            Self::Utf8 => DataType::String,
+            Self::Float64 => DataType::Float64,
+            Self::Boolean => DataType::Boolean,
+            Self::Int64 => DataType::Int64,
+            Self::Int8 => DataType::Int8,
+        }
+    }
+}
+
+/// One column of a table schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// Column name.
+    pub name: &'static str,
+    /// Arrow type.
+    pub dtype: ArrowType,
+    /// Whether nulls are allowed.
+    pub nullable: bool,
+    /// What the column means.
+    pub description: &'static str,
+}
+
+/// The Parquet tables luna writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// annotations.parquet: the annotations CSV, typed.
+    Annotations,
+    /// candidates_raw.parquet: the candidates CSV, typed.
+    CandidatesRaw,
+    /// candidates.parquet: the merged, split table models train on.
+    Candidates,
+    /// index.parquet: where each candidate's crop is in a build_crops artifact.
+    CropIndex,
+    /// predictions.parquet: a classifier's probability per candidate (evaluate_classifier).
+    Predictions,
+    /// metrics.parquet: one row per epoch and phase of a classifier's training.
+    ClassifierMetrics,
+}
+
+impl Table {
+    /// All tables, in documentation order.
+    pub const ALL: [Table; 6] = [
+        Table::Annotations,
+        Table::CandidatesRaw,
+        Table::Candidates,
+        Table::CropIndex,
+        Table::Predictions,
+        Table::ClassifierMetrics,
+    ];
+
+    /// The table name (also the stem of its Parquet and schema files).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Annotations => "annotations",
+            Self::CandidatesRaw => "candidates_raw",
+            Self::Candidates => "candidates",
+            Self::CropIndex => "index",
+            Self::Predictions => "predictions",
+            Self::ClassifierMetrics => "metrics",
+        }
+    }
+
+    /// The Parquet file name, e.g. `candidates.parquet`.
+    pub fn file_name(self) -> String {
+        format!("{}.parquet", self.name())
+    }
+
+    /// One-paragraph description for the schema file.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Annotations => "LUNA16 annotations (annotations.csv, annotations_with_malignancy.csv or annotations_excluded.csv), typed; one row per valid CSV row, in file order.",
+            Self::CandidatesRaw => "LUNA16 candidates (candidates.csv or candidates_V2.csv), typed; one row per valid CSV row, in file order.",
+            Self::Candidates => "Merged candidate table models train on (book getCandidateInfoList): rows sorted like the book (reverse tuple order), split into train/val by series. candidate_id = first 63 bits of blake3(\"luna.candidate.v1\", source, series_uid, centre f64 bits, duplicate ordinal): stable across runs and unaffected by unrelated rows.",
+            Self::CropIndex => "Crop index of a build_crops artifact: one row per candidate of candidates.parquet, naming the HDF5 file (relative to the artifact) and row of its crop (dataset `crops`, int16 HU clipped to [-1000, 1000], one sample per chunk, zstd filter 32015), the crop centre in voxel coordinates and the candidate's labels and split. Rows are grouped by series; within a series ordered by centre.",
+            Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
+            Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
+        }
+    }
+}
+
+const fn col(
+    name: &'static str,
+    dtype: ArrowType,
+    nullable: bool,
+    description: &'static str,
+) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        dtype,
+        nullable,
+        description,
+    }
+}
+
+const UID: ColumnSpec = col(
+    "series_uid",
+    ArrowType::Utf8,
+    false,
+    "LUNA16 series UID (the .mhd file stem)",
+);
+const X: ColumnSpec = col(
+    "coord_x",
+    ArrowType::Float64,
+    false,
+    "centre x, world mm (ITK physical coordinates, as in the CSV)",
+);
+const Y: ColumnSpec = col("coord_y", ArrowType::Float64, false, "centre y, world mm");
+const Z: ColumnSpec = col("coord_z", ArrowType::Float64, false, "centre z, world mm");
+const LINE: ColumnSpec = col(
+    "source_line",
+    ArrowType::Int64,
+    false,
+    "1-based line of the row in the source CSV (header = line 1)",
+);
+
+/// The columns of `table`, in order: the single source of the schema.
+pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
+    use ArrowType::*;
+    match table {
+        Table::Annotations => vec![
+            UID, X, Y, Z,
+            col("diameter_mm", Float64, false, "nodule diameter in mm (-1 only in annotations_excluded.csv)"),
+            col("is_malignant", Boolean, true, "mal_bool of annotations_with_malignancy.csv; null when the file has no mal_bool column"),
+            LINE,
+        ],
+        Table::CandidatesRaw => vec![
+            UID, X, Y, Z,
+            col("class", Int8, false, "the CSV class column: 1 = nodule candidate, 0 = not"),
+            LINE,
+        ],
+        Table::Candidates => vec![
+            col("candidate_id", Int64, false, "stable content-derived id, >= 0 (see table description)"),
+            UID, X, Y, Z,
+            col("is_nodule", Boolean, false, "positive sample (final rule: an annotation row; diameter_match rule: class == 1)"),
+            col("has_annotation", Boolean, false, "final rule: equals is_nodule; diameter_match rule: an annotation box matched"),
+            col("is_malignant", Boolean, true, "malignancy label; false for negatives; null when no malignancy labels were loaded"),
+            col("diameter_mm", Float64, false, "annotation diameter in mm; 0.0 when none"),
+            col("split", Utf8, false, "\"train\" or \"val\"; by series: sorted unique series_uid, every val_stride-th (index 0 first) is val"),
+        ],
+        Table::CropIndex => vec![
+            col("candidate_id", Int64, false, "candidate_id of candidates.parquet"),
+            UID,
+            col("file", Utf8, false, "HDF5 file holding the crop, relative to the artifact directory (crops/<series_uid>.h5)"),
+            col("row", Int64, false, "row of the crop in that file's `crops` dataset"),
+            col("center_i", Int64, false, "crop centre, voxel index (slice) after xyz->irc with the full direction matrix, round half to even"),
+            col("center_r", Int64, false, "crop centre, voxel row"),
+            col("center_c", Int64, false, "crop centre, voxel column"),
+            col("is_nodule", Boolean, false, "as in candidates.parquet"),
+            col("has_annotation", Boolean, false, "as in candidates.parquet"),
+            col("is_malignant", Boolean, true, "as in candidates.parquet"),
+            col("diameter_mm", Float64, false, "as in candidates.parquet"),
+            col("split", Utf8, false, "as in candidates.parquet"),
+        ],
+        Table::Predictions => vec![
+            col("candidate_id", Int64, false, "candidate_id of candidates.parquet"),
+            UID,
+            col("label", Boolean, false, "ground truth of the task: is_nodule (nodule task) or is_malignant (malignancy task)"),
+            col("probability", Float64, false, "model probability of the positive class, in [0, 1]"),
+        ],
+        Table::ClassifierMetrics => vec![
+            col("epoch", Int64, false, "1-based epoch"),
+            col("total_samples", Int64, false, "training samples seen after this epoch (the book's TensorBoard x-axis)"),
+            col("phase", Utf8, false, "\"trn\" or \"val\""),
+            col("loss", Float64, false, "mean per-sample cross-entropy (book loss/all)"),
+            col("loss_neg", Float64, false, "mean loss over negatives (0 when none)"),
+            col("loss_pos", Float64, false, "mean loss over positives (0 when none)"),
+            col("precision", Float64, false, "TP / (TP + FP), 0 when undefined"),
+            col("recall", Float64, false, "TP / (TP + FN), 0 when undefined"),
+            col("f1", Float64, false, "harmonic mean of precision and recall, 0 when undefined"),
+            col("neg_correct", Int64, false, "true negatives"),
+            col("neg_count", Int64, false, "negatives"),
+            col("pos_correct", Int64, false, "true positives"),
+            col("pos_count", Int64, false, "positives"),
+            col("auc", Float64, true, "exact ROC AUC; null when one class is absent"),
+            col("samples_per_sec", Float64, false, "throughput of the pass"),
+            col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
+        ],
+    }
+}
+
+/// The JSON document stored as `schemas/<table>.schema.json`.
+pub fn schema_json(table: Table) -> Value {
+    let columns: Vec<Value> = schema_of(table)
+        .iter()
+        .map(|c| json!({"name": c.name, "type": c.dtype.name(), "nullable": c.nullable, "description": c.description}))
+        .collect();
+    json!({
+        "table": table.name(),
+        "file": table.file_name(),
+        "format": "Parquet, zstd, written by polars",
+        "description": table.description(),
+        "type_rules": [
+            "Utf8 = any Arrow string type (string, large_string, string_view); polars writes string_view",
+            "nullable=false: the column holds no nulls (checked on read); the Arrow field flag is always nullable in polars output and is not compared",
+            "column order is part of the schema; extra columns are rejected"
+        ],
+        "columns": columns,
+    })
+}
+
+/// The pretty-printed text of `schemas/<table>.schema.json` (with a trailing newline).
+pub fn schema_json_text(table: Table) -> String {
+    let mut s = serde_json::to_string_pretty(&schema_json(table))
+        .expect("a serde_json Value always serialises");
+    s.push('\n');
+    s
+}
+
+/// Checks that `df` has exactly the columns of `table` (names, order, dtypes, no nulls in
+/// non-nullable columns); `what` names the file or frame in the error.
+pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), TableError> {
+    let spec = schema_of(table);
+    let mismatch = |column: &str, expected: String, found: String| TableError::SchemaMismatch {
+        what: what.to_string(),
+        table: table.name(),
+        column: column.to_string(),
+        expected,
+        found,
+    };
+    for (i, c) in spec.iter().enumerate() {
+        let Some(got) = df.columns().get(i) else {
+            return Err(mismatch(
+                c.name,
+                format!("column #{i} of type {}", c.dtype.name()),
+                "missing".into(),
+            ));
+        };
+        if got.name().as_str() != c.name {
+            return Err(mismatch(
+                c.name,
+                format!("column #{i}"),
+                format!("column {:?} there", got.name().as_str()),
+            ));
+        }
+        if got.dtype() != &c.dtype.polars() {
+            return Err(mismatch(
+                c.name,
+                c.dtype.name().into(),
+                format!("{}", got.dtype()),
+            ));
+        }
+        if !c.nullable && got.null_count() > 0 {
+            return Err(mismatch(
+                c.name,
+                "no nulls".into(),
+                format!("{} nulls", got.null_count()),
+            ));
+        }
+    }
+    if let Some(extra) = df.columns().get(spec.len()) {
+        return Err(mismatch(
+            extra.name().as_str(),
+            "no such column".into(),
+            "extra column".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_files_match_rust_definitions() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let update = std::env::var_os("LUNA_UPDATE_SCHEMAS").is_some();
+        for t in Table::ALL {
+            let path = dir.join(format!("{}.schema.json", t.name()));
+            let want = schema_json_text(t);
+            if update {
+                std::fs::write(&path, &want).expect("LUNA_UPDATE_SCHEMAS: schemas/ is writable");
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                have,
+                want,
+                "{} is stale: rerun with LUNA_UPDATE_SCHEMAS=1",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for t in Table::ALL {
+            let s = schema_of(t);
+            let mut names: Vec<_> = s.iter().map(|c| c.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), s.len(), "{}", t.name());
+        }
+    }
+}
