@@ -3,8 +3,10 @@
 //!
 //! A kind is one Rust type implementing [`Stage`]: a typed `Params` (serde with
 //! `deny_unknown_fields`, JSON-Schema derivable), a `VERSION` bumped whenever its output would
-//! change for the same inputs, the external files it reads, and `run`. The executor only sees the
-//! object-safe [`DynKind`], which [`Typed`] derives from a [`Stage`].
+//! change for the same inputs, the external files it reads, the artifact types it provides
+//! (`OUTPUTS`), the upstream artifacts it reads by name ([`InputSlot`]s, bound at plan time by
+//! `spec.rs`), and `run`. The executor only sees the object-safe [`DynKind`], which [`Typed`]
+//! derives from a [`Stage`].
 //!
 //! Parameters are of two sorts, and the split is visible in the type:
 //! - **semantic** fields change the result and go into the cache key;

@@ -1,5 +1,7 @@
 //! The generic pipeline engine: specs, the DAG, content-addressed caching and execution.
 //! It knows nothing of CTs or torch: stage kinds are plugged in through [`registry::Registry`].
+//! It is its own crate (`luna-engine`) so the compiler enforces that: nothing here can name a
+//! domain module.
 
 pub mod cache;
 pub mod context;

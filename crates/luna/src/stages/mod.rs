@@ -1,5 +1,17 @@
-//! Stage kinds: one file per kind, each the glue between the engine and the domain modules,
-//! and [`registry`], the list of kinds a pipeline may use.
+//! Stage kinds: one file or one folder per kind, each the glue between the engine and the
+//! domain modules, and [`registry`], the list of kinds a pipeline may use.
+//!
+//! A torch kind is a folder: `mod.rs` holds its parameters, the artifact types it provides
+//! and its named inputs (everything planning needs, without torch), and its `run` hands the work
+//! to the `luna-torch` worker; `torch.rs` beside it is the work itself, compiled into the
+//! `luna-torch` crate (`luna-torch/src/kinds.rs`), because the `luna` binary must not link
+//! libtorch. Domain logic stays in the domain modules (`store::crop_set` for the crops as
+//! samples, `luna_torch::nn` for models, loop, metrics and reports).
+//!
+//! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
+//! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
+//! (train_classifier), `predictions` (evaluate_classifier); a `command` declares its own with
+//! `provides:`.
 
 pub mod build_crops;
 pub mod command;
