@@ -15,6 +15,22 @@ pub fn params<P: DeserializeOwned>(ctx: &StageContext) -> Result<P, StageError> 
         .map_err(|e| StageError::msg(format!("stage `{}`: parameters: {e}", ctx.stage())))
 }
 
+/// A thread-count hint capped at the machine's cores (at least 1), with a log note when it
+/// was capped: more threads than cores only slow torch down (`threads: 1000` ran 9× slower).
+pub fn cap_threads(ctx: &StageContext, name: &str, wanted: usize) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if wanted > cores {
+        ctx.log(format!(
+            "note: {name}: {wanted} capped to the machine's {cores} cores"
+        ));
+        cores
+    } else {
+        wanted.max(1)
+    }
+}
+
 /// The training loop's observer for a stage: log lines go to the stage log, passes to its
 /// progress bar.
 pub struct Reporter<'a>(pub &'a StageContext);

@@ -74,6 +74,19 @@ fn doctor() {
     println!("cuda        {}: {why}", if cuda { "yes" } else { "no" });
 }
 
+/// The process's peak resident set size in KiB (`getrusage`).
+fn peak_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss
+        } else {
+            0
+        }
+    }
+}
+
 fn serve_stage() -> Result<(), StageError> {
     let mut body = Vec::new();
     std::io::stdin()
@@ -98,7 +111,9 @@ fn serve_stage() -> Result<(), StageError> {
         key: req.key.clone(),
         stat: None,
     });
-    crate::kinds::run(&req.kind, &mut ctx)?;
+    let result = crate::kinds::run(&req.kind, &mut ctx);
+    ctx.log(format!("worker: peak memory {} MiB", peak_rss_kib() / 1024));
+    result?;
     let done = WorkerDone {
         partitions: ctx.partition_keys(),
         known_files: ctx.known_files(),

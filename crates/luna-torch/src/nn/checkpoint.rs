@@ -113,6 +113,16 @@ pub enum CheckpointError {
         /// File shape.
         found: Vec<i64>,
     },
+    /// Weights that are NaN or infinite (a corrupt or diverged model).
+    #[error("checkpoint {path}: {count} weight tensor(s) hold NaN or infinite values (first: {first}); hint: the model diverged or the file is corrupt: retrain it")]
+    NonFiniteWeights {
+        /// File.
+        path: PathBuf,
+        /// Tensors affected.
+        count: usize,
+        /// The first tensor's name.
+        first: String,
+    },
     /// Fine-tune depth out of range.
     #[error("finetune depth {depth} must be between 1 and {max}; hint: 1 trains head_linear only, 2 adds block4")]
     Depth {
@@ -245,6 +255,20 @@ fn copy_weights(
             });
         }
         tch::no_grad(|| var.shallow_clone().copy_(&src[&name]));
+    }
+    let mut bad: Vec<String> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.is_floating_point() && t.isfinite().all().int64_value(&[]) == 0)
+        .map(|(n, _)| n)
+        .collect();
+    bad.sort();
+    if let Some(first) = bad.first() {
+        return Err(CheckpointError::NonFiniteWeights {
+            path: file.to_path_buf(),
+            count: bad.len(),
+            first: first.clone(),
+        });
     }
     Ok(())
 }

@@ -6,6 +6,9 @@
 //! The book's p2ch14 takes the argmax of the two softmax outputs, whose tie at exactly 0.5
 //! resolves to negative; the two differ only on a probability of exactly 0.5.
 //!
+//! - A non-finite probability (NaN, ±inf: a diverged or corrupt model) is an error before any
+//!   count or curve is computed, never a silently wrong number; the curves' tie grouping uses
+//!   a total order, so no input can make them loop.
 //! - Precision/recall/F1 with a zero denominator are 0 (the book's numpy code yields NaN,
 //!   which poisons "best score" comparisons; sklearn's `zero_division=0` convention instead).
 //! - AUC is exact: the trapezoid over the ROC at every distinct score (ties form one step, a
@@ -53,6 +56,16 @@ pub struct Metrics {
 /// Errors from metric computation.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
+    /// Probabilities that are NaN or infinite.
+    #[error("{count} of {total} probabilities are NaN or infinite (first at sample {first}): the model diverged or its weights are corrupt; hint: lower the learning rate, or retrain the model")]
+    NonFinite {
+        /// How many.
+        count: usize,
+        /// Out of.
+        total: usize,
+        /// Index of the first.
+        first: usize,
+    },
     /// Input arrays differ in length.
     #[error("metrics: labels ({labels}), probabilities ({probs}) and losses ({losses}) must have the same length")]
     LengthMismatch {
@@ -108,6 +121,7 @@ pub fn compute_at(
             losses: loss.len(),
         });
     }
+    check_finite(prob_pos)?;
     let (mut pos, mut neg, mut tp, mut tn) = (0usize, 0usize, 0usize, 0usize);
     let (mut lp, mut ln) = (0f64, 0f64);
     for ((&l, &p), &x) in labels.iter().zip(prob_pos).zip(loss) {
@@ -147,6 +161,19 @@ pub fn compute_at(
     })
 }
 
+/// Errors when any probability is NaN or infinite.
+pub fn check_finite(prob: &[f32]) -> Result<(), MetricsError> {
+    let mut bad = prob.iter().enumerate().filter(|(_, p)| !p.is_finite());
+    if let Some((first, _)) = bad.next() {
+        return Err(MetricsError::NonFinite {
+            count: 1 + bad.count(),
+            total: prob.len(),
+            first,
+        });
+    }
+    Ok(())
+}
+
 /// Confusion counts (TP, FP) after each distinct threshold, scores descending; starts at (0,0).
 fn cumulative_counts(labels: &[bool], scores: &[f32]) -> Vec<(f32, usize, usize)> {
     let mut idx: Vec<usize> = (0..labels.len()).collect();
@@ -156,7 +183,8 @@ fn cumulative_counts(labels: &[bool], scores: &[f32]) -> Vec<(f32, usize, usize)
     let mut k = 0;
     while k < idx.len() {
         let s = scores[idx[k]];
-        while k < idx.len() && scores[idx[k]] == s {
+        // total_cmp, not ==: a NaN equals itself here, so k always advances.
+        while k < idx.len() && scores[idx[k]].total_cmp(&s).is_eq() {
             if labels[idx[k]] {
                 tp += 1;
             } else {

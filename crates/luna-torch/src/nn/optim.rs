@@ -46,6 +46,13 @@ pub enum OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => *lr,
+        }
+    }
+
     /// The p2ch14 classifier setting: SGD lr 1e-3, no momentum, weight decay 1e-4.
     pub fn book_classifier() -> Self {
         OptimizerConfig::Sgd {

@@ -101,7 +101,7 @@ pub enum TrainError {
         field: &'static str,
     },
     /// The loss became NaN or infinite.
-    #[error("loss became {value} at epoch {epoch}, batch {batch}: lower the learning rate or check the inputs (the last good checkpoint is kept)")]
+    #[error("loss became {value} at epoch {epoch}, batch {batch} (lr {lr}): lower the learning rate or check the inputs (the last good checkpoint is kept; nothing is committed)")]
     NonFiniteLoss {
         /// `NaN`, `inf` or `-inf`.
         value: String,
@@ -109,6 +109,18 @@ pub enum TrainError {
         epoch: usize,
         /// 0-based batch of the epoch.
         batch: usize,
+        /// The learning rate.
+        lr: f64,
+    },
+    /// A pass's metrics could not be computed (non-finite outputs).
+    #[error("epoch {epoch} {phase}: {source}")]
+    PassMetrics {
+        /// 1-based epoch.
+        epoch: usize,
+        /// `trn` or `val`.
+        phase: &'static str,
+        /// Cause.
+        source: MetricsError,
     },
     /// A loader thread stopped without delivering a batch (it panicked).
     #[error("batch loader thread stopped before delivering batch {batch}; hint: the sample source panicked, see the message above")]
@@ -231,6 +243,18 @@ fn check_input<M: Model>(model: &M, source: &dyn SampleSource) -> Result<(), Tra
     Ok(())
 }
 
+/// Names the epoch and phase of a metrics error.
+fn in_pass(e: TrainError, epoch: usize, phase: &'static str) -> TrainError {
+    match e {
+        TrainError::Metrics(source) => TrainError::PassMetrics {
+            epoch,
+            phase,
+            source,
+        },
+        other => other,
+    }
+}
+
 fn non_finite(v: f64) -> Option<String> {
     if v.is_nan() {
         Some("NaN".into())
@@ -278,6 +302,7 @@ pub fn train_pass<M: Model, T: Task>(
                     value,
                     epoch,
                     batch: k,
+                    lr: opt.config().lr(),
                 });
             }
             opt.backward_step(&mean);
@@ -419,7 +444,10 @@ pub fn fit<M: Model, T: Task>(
             epoch,
             total_samples: total,
             phase: "trn".into(),
-            metrics: f.task.metrics(&outputs)?,
+            metrics: f
+                .task
+                .metrics(&outputs)
+                .map_err(|e| in_pass(e, epoch, "trn"))?,
             stats,
         };
         obs.log(&report::table_row(f.task, &trn));
@@ -433,7 +461,10 @@ pub fn fit<M: Model, T: Task>(
                     &format!("epoch {epoch}/{} validation", cfg.epochs),
                 );
                 let (outputs, stats) = predict(&lm.model, f.task, v, cfg, obs)?;
-                let metrics = f.task.metrics(&outputs)?;
+                let metrics = f
+                    .task
+                    .metrics(&outputs)
+                    .map_err(|e| in_pass(e, epoch, "val"))?;
                 score = Some(f.task.score(&metrics));
                 let row = EpochRow {
                     epoch,

@@ -8,7 +8,7 @@ use luna::stages::evaluate_classifier::EvaluateParams;
 use luna::store::crop_set::{read_index, select, CropSet, Task};
 use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
 
-use crate::kinds::{params, Reporter};
+use crate::kinds::{cap_threads, params, Reporter};
 use crate::nn::checkpoint;
 use crate::nn::classify::{BestBy, Classification, CropSamples};
 use crate::nn::metrics::{compute_at, pr_curve, roc_curve};
@@ -23,7 +23,8 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
 /// Runs `evaluate_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: EvaluateParams = params(ctx)?;
-    tch::set_num_threads(p.threads.0.unwrap_or(ctx.threads()).max(1) as i32);
+    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    tch::set_num_threads(threads as i32);
     let device = crate::device::choose(*p.device, ctx)?;
     let up = ctx.input("model")?.clone();
     let (lm, meta) = checkpoint::load_model_files::<LunaModel>(

@@ -31,6 +31,9 @@ use crate::stages::build_crops::CROPS;
 pub use crate::store::crop_set::Task;
 
 /// Augmentation settings as written in YAML (mirrors `nn::AugmentConfig`; each switchable).
+///
+/// Ranges (checked at plan time): `offset` in [0, 1] (normalised grid units, 1 = half the
+/// crop), `scale` in [0, 1) (a factor 1 ± scale must stay positive), `noise` in [0, 1000] HU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentParams {
@@ -139,6 +142,10 @@ pub struct TrainParams {
     /// Trainable blocks when fine-tuning: 1 = head, 2 = head + block4 (book).
     #[serde(default = "one")]
     pub finetune_depth: usize,
+    /// Train even when the training split has only one class (otherwise an error); sampling
+    /// is then an unbalanced shuffled pass.
+    #[serde(default)]
+    pub allow_single_class: bool,
     /// Hint: `auto` (default), `cpu`, `cuda` or `cuda:N`.
     #[serde(default)]
     pub device: Hint<Device>,
@@ -176,6 +183,86 @@ impl TrainParams {
         self.validate_every
             .unwrap_or(if self.finetune_from.is_some() { 1 } else { 5 })
     }
+}
+
+/// `Err((path, message))` unless `lo <= v <= hi` (with `hi_open`: `v < hi`) and finite.
+fn in_range(
+    path: &str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    hi_open: bool,
+    what: &str,
+) -> Result<(), (String, String)> {
+    let ok = v.is_finite() && v >= lo && if hi_open { v < hi } else { v <= hi };
+    if ok {
+        return Ok(());
+    }
+    let close = if hi_open { ")" } else { "]" };
+    Err((
+        path.into(),
+        format!("{path} must be a finite number in [{lo}, {hi}{close} ({what}), got {v}"),
+    ))
+}
+
+/// Plan-time checks of the optimizer's hyperparameters (a negative or non-finite learning
+/// rate diverges at once; a huge one is allowed and stopped by the loss guard at run time).
+fn check_optimizer(o: &OptimizerParams) -> Result<(), (String, String)> {
+    let (lr, wd) = match o {
+        OptimizerParams::Sgd {
+            lr,
+            momentum,
+            weight_decay,
+        } => {
+            in_range(
+                "optimizer.momentum",
+                *momentum,
+                0.0,
+                1.0,
+                true,
+                "0 = plain SGD as in the book",
+            )?;
+            (lr, weight_decay)
+        }
+        OptimizerParams::Adam { lr, weight_decay } => (lr, weight_decay),
+    };
+    if let Some(lr) = lr {
+        if !(lr.is_finite() && *lr > 0.0) {
+            return Err((
+                "optimizer.lr".into(),
+                format!("optimizer.lr must be a finite number > 0 (book: 1e-3), got {lr}"),
+            ));
+        }
+    }
+    in_range(
+        "optimizer.weight_decay",
+        *wd,
+        0.0,
+        1.0,
+        true,
+        "L2 penalty; book: 1e-4",
+    )
+}
+
+/// Plan-time checks of the augmentation ranges (see [`AugmentParams`]).
+fn check_augment(a: &AugmentParams) -> Result<(), (String, String)> {
+    in_range(
+        "augment.offset",
+        a.offset,
+        0.0,
+        1.0,
+        false,
+        "normalised grid units; book: 0.1",
+    )?;
+    in_range(
+        "augment.scale",
+        a.scale,
+        0.0,
+        1.0,
+        true,
+        "relative scale change; book: 0.2",
+    )?;
+    in_range("augment.noise", a.noise, 0.0, 1000.0, false, "HU; book: 25")
 }
 
 /// The `train_classifier` kind.
@@ -219,6 +306,10 @@ impl Stage for TrainClassifierStage {
         }
         if p.task == Task::Malignancy && p.ratio != 1 {
             return Err(("ratio".into(), "ratio applies to the nodule task only; malignancy sampling is fixed (50% malignant, 25% benign, 25% non-nodule)".into()));
+        }
+        check_optimizer(&p.optimizer)?;
+        if let Some(a) = &p.augment {
+            check_augment(a)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use luna::engine::error::StageError;
 use luna::stages::train_classifier::{AugmentParams, OptimizerParams, TrainParams};
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
-use crate::kinds::{params, Reporter};
+use crate::kinds::{cap_threads, params, Reporter};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::classify::{malignancy_order, BestBy, Classification, CropSamples};
 use crate::nn::loader::balanced_order;
@@ -85,8 +85,20 @@ pub fn crop_sets(
     ))
 }
 
-/// The book's sample order of an epoch for `task` over `set`.
+/// Positives and negatives of the training set for the task (malignancy: malignant vs the
+/// rest).
+fn class_counts(set: &CropSet) -> (usize, usize) {
+    let pos = set.labels.iter().filter(|&&l| l).count();
+    (pos, set.labels.len() - pos)
+}
+
+/// The book's sample order of an epoch for `task` over `set`; a single-class set (allowed by
+/// `allow_single_class`) is an unbalanced shuffled pass.
 pub fn order(p: &TrainParams, set: &CropSet, epoch: usize) -> Result<Vec<usize>, TrainError> {
+    let (pos, neg) = class_counts(set);
+    if pos == 0 || neg == 0 {
+        return balanced_order(&set.labels, 0, p.epoch_samples(), p.seed, epoch);
+    }
     match p.task {
         Task::Nodule => balanced_order(&set.labels, p.ratio, p.epoch_samples(), p.seed, epoch),
         Task::Malignancy => {
@@ -138,6 +150,24 @@ pub fn train(
     observer: &dyn crate::nn::train::Observer,
 ) -> Result<crate::nn::train::Fitted<crate::nn::Metrics>, StageError> {
     let (train_set, val_set) = crop_sets(dirs.crops, p.task)?;
+    let (tp, tn) = class_counts(&train_set);
+    if tp == 0 || tn == 0 {
+        let what = match p.task {
+            Task::Nodule => ("nodules", "non-nodules"),
+            Task::Malignancy => ("malignant", "not malignant"),
+        };
+        if !p.allow_single_class {
+            return Err(StageError::msg(format!(
+                "the training split has {tp} {} and {tn} {} samples: a classifier needs both classes",
+                what.0, what.1
+            ))
+            .with_hint("add series with both classes, change the split (val_stride), or set `allow_single_class: true`"));
+        }
+        observer.log(&format!(
+            "warning: the training split has {tp} {} and {tn} {} samples (allow_single_class: true): sampling without balancing",
+            what.0, what.1
+        ));
+    }
     let pos = |s: &CropSet| s.labels.iter().filter(|&&l| l).count();
     observer.log(&format!(
         "data: {} training samples ({} positive), {} validation ({} positive), crops {:?}, {}",
@@ -220,8 +250,13 @@ pub fn train(
 
 /// Runs `train_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: TrainParams = params(ctx)?;
-    let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
+    let mut p: TrainParams = params(ctx)?;
+    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    p.loader_threads.0 = Some(cap_threads(
+        ctx,
+        "loader_threads",
+        p.loader_threads.0.unwrap_or(2),
+    ));
     tch::set_num_threads(threads as i32);
     ctx.log(format!("torch threads {threads}"));
     let device = crate::device::choose(*p.device, ctx)?;
