@@ -12,6 +12,7 @@
 pub use luna_engine as engine;
 
 pub mod cli;
+pub mod cluster;
 pub mod ct;
 pub mod model;
 pub mod stages;

@@ -10,10 +10,11 @@
 //!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
-//! (train_classifier), `predictions` (evaluate_classifier); a `command` declares its own with
-//! `provides:`.
+//! (train_classifier), `predictions` (evaluate_classifier), `probabilities` (segment),
+//! `clusters` (cluster); a `command` declares its own with `provides:`.
 
 pub mod build_crops;
+pub mod cluster;
 pub mod command;
 pub mod dataset;
 pub mod evaluate_classifier;
@@ -46,5 +47,6 @@ pub fn builtin_registry() -> Registry {
     r.add(build_crops::BuildCropsStage);
     r.add(train_classifier::TrainClassifierStage);
     r.add(evaluate_classifier::EvaluateClassifierStage);
+    r.add(cluster::ClusterStage);
     r
 }

@@ -108,6 +108,14 @@ pub enum StoreError {
         /// Voxels given.
         found: usize,
     },
+    /// A store whose content is invalid for another reason (the message says which).
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The HDF5 file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 impl StoreError {

@@ -31,6 +31,7 @@ pub mod crop_reader;
 pub mod crop_set;
 pub mod crops;
 mod error;
+pub mod prob_volume;
 mod shuffle;
 pub mod zstd_filter;
 

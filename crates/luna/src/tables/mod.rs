@@ -28,9 +28,9 @@ pub use merge::{
 pub use parquet::{read_parquet, write_parquet};
 pub use rows::{
     annotations_from_frame, annotations_to_frame, candidates_raw_from_frame,
-    candidates_raw_to_frame, classifier_metrics_to_frame, merged_from_frame, merged_to_frame,
-    predictions_to_frame, AnnotationRow, CandidateRow, ClassifierMetricsRow, MergedRow,
-    PredictionRow, Split,
+    candidates_raw_to_frame, classifier_metrics_to_frame, clusters_from_frame, clusters_to_frame,
+    merged_from_frame, merged_to_frame, predictions_to_frame, AnnotationRow, CandidateRow,
+    ClassifierMetricsRow, ClusterRow, MergedRow, PredictionRow, Split,
 };
 pub use schema::{
     check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,

@@ -424,3 +424,83 @@ pub fn classifier_metrics_to_frame(rows: &[ClassifierMetricsRow]) -> Result<Data
     check_frame(&df, Table::ClassifierMetrics, "metrics")?;
     Ok(df)
 }
+
+/// One row of clusters.parquet (see [`Table::Clusters`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRow {
+    /// Series UID.
+    pub series_uid: String,
+    /// 1-based label.
+    pub cluster_id: i64,
+    /// Centre, world mm.
+    pub center_xyz: [f64; 3],
+    /// Centre, continuous (index, row, col).
+    pub center_irc: [f64; 3],
+    /// Voxels.
+    pub voxels: i64,
+    /// Max probability.
+    pub prob_max: f64,
+    /// Mean probability.
+    pub prob_mean: f64,
+    /// Bounding box, inclusive: [i0, i1, r0, r1, c0, c1].
+    pub bbox: [i64; 6],
+}
+
+/// Builds a clusters.parquet frame.
+pub fn clusters_to_frame(rows: &[ClusterRow]) -> Result<DataFrame, TableError> {
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
+    let f = |name: &str, g: &dyn Fn(&ClusterRow) -> f64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<f64>>())
+    };
+    let i = |name: &str, g: &dyn Fn(&ClusterRow) -> i64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<i64>>())
+    };
+    let mut cols = vec![uid, i("cluster_id", &|r| r.cluster_id), x, y, z];
+    for (k, n) in ["center_i", "center_r", "center_c"].iter().enumerate() {
+        cols.push(f(n, &|r| r.center_irc[k]));
+    }
+    cols.push(i("voxels", &|r| r.voxels));
+    cols.push(f("prob_max", &|r| r.prob_max));
+    cols.push(f("prob_mean", &|r| r.prob_mean));
+    for (k, n) in [
+        "bbox_i0", "bbox_i1", "bbox_r0", "bbox_r1", "bbox_c0", "bbox_c1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        cols.push(i(n, &|r| r.bbox[k]));
+    }
+    let df = frame(Table::Clusters, rows.len(), cols)?;
+    check_frame(&df, Table::Clusters, "clusters")?;
+    Ok(df)
+}
+
+/// Reads clusters.parquet rows back.
+pub fn clusters_from_frame(df: &DataFrame) -> Result<Vec<ClusterRow>, TableError> {
+    check_frame(df, Table::Clusters, "clusters")?;
+    let c = Cols {
+        df,
+        table: Table::Clusters,
+    };
+    let (uid, id, xyz) = (c.str("series_uid")?, c.i64("cluster_id")?, c.xyz()?);
+    let irc = [c.f64("center_i")?, c.f64("center_r")?, c.f64("center_c")?];
+    let (vox, pmax, pmean) = (c.i64("voxels")?, c.f64("prob_max")?, c.f64("prob_mean")?);
+    let bb: Vec<Vec<i64>> = [
+        "bbox_i0", "bbox_i1", "bbox_r0", "bbox_r1", "bbox_c0", "bbox_c1",
+    ]
+    .iter()
+    .map(|n| c.i64(n))
+    .collect::<Result<_, _>>()?;
+    Ok((0..df.height())
+        .map(|k| ClusterRow {
+            series_uid: uid[k].clone(),
+            cluster_id: id[k],
+            center_xyz: xyz[k],
+            center_irc: [irc[0][k], irc[1][k], irc[2][k]],
+            voxels: vox[k],
+            prob_max: pmax[k],
+            prob_mean: pmean[k],
+            bbox: std::array::from_fn(|j| bb[j][k]),
+        })
+        .collect())
+}

@@ -82,17 +82,20 @@ pub enum Table {
     Predictions,
     /// metrics.parquet: one row per epoch and phase of a classifier's training.
     ClassifierMetrics,
+    /// clusters.parquet: nodule candidates found by clustering segmented voxels.
+    Clusters,
 }
 
 impl Table {
     /// All tables, in documentation order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Annotations,
         Table::CandidatesRaw,
         Table::Candidates,
         Table::CropIndex,
         Table::Predictions,
         Table::ClassifierMetrics,
+        Table::Clusters,
     ];
 
     /// The table name (also the stem of its Parquet and schema files).
@@ -104,6 +107,7 @@ impl Table {
             Self::CropIndex => "index",
             Self::Predictions => "predictions",
             Self::ClassifierMetrics => "metrics",
+            Self::Clusters => "clusters",
         }
     }
 
@@ -121,6 +125,7 @@ impl Table {
             Self::CropIndex => "Crop index of a build_crops artifact: one row per candidate of candidates.parquet, naming the HDF5 file (relative to the artifact) and row of its crop (dataset `crops`, int16 HU clipped to [-1000, 1000], one sample per chunk, zstd filter 32015), the crop centre in voxel coordinates and the candidate's labels and split. Rows are grouped by series; within a series ordered by centre.",
             Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
             Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
+            Self::Clusters => "Clusters of a cluster artifact (book groupSegmentationOutput): per series, the 6-connected components of the probability volume thresholded (p > threshold) and eroded once with the 6-connected cross (scipy.ndimage semantics), numbered 1.. in raster order of their first voxel; the centre is the centre of mass weighted by the CT's HU clipped to [-1000, 1000] plus 1001, converted to world mm with the full direction matrix. Rows sorted by series_uid, then cluster_id.",
         }
     }
 }
@@ -221,6 +226,23 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("auc", Float64, true, "exact ROC AUC; null when one class is absent"),
             col("samples_per_sec", Float64, false, "throughput of the pass"),
             col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
+        ],
+        Table::Clusters => vec![
+            UID,
+            col("cluster_id", Int64, false, "scipy.ndimage.label's label, 1-based, raster order of the first voxel"),
+            X, Y, Z,
+            col("center_i", Float64, false, "centre of mass, continuous voxel index (slice)"),
+            col("center_r", Float64, false, "centre of mass, continuous voxel row"),
+            col("center_c", Float64, false, "centre of mass, continuous voxel column"),
+            col("voxels", Int64, false, "voxels of the component (after erosion)"),
+            col("prob_max", Float64, false, "highest probability of its voxels"),
+            col("prob_mean", Float64, false, "mean probability of its voxels"),
+            col("bbox_i0", Int64, false, "bounding box, first slice"),
+            col("bbox_i1", Int64, false, "bounding box, last slice (inclusive)"),
+            col("bbox_r0", Int64, false, "bounding box, first row"),
+            col("bbox_r1", Int64, false, "bounding box, last row (inclusive)"),
+            col("bbox_c0", Int64, false, "bounding box, first column"),
+            col("bbox_c1", Int64, false, "bounding box, last column (inclusive)"),
         ],
     }
 }

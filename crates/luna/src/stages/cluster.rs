@@ -1,0 +1,208 @@
+//! `cluster`: per series, the book's grouping of segmented voxels into nodule candidates
+//! (`crate::cluster`: threshold, one erosion, 6-connected components, HU-weighted centres in
+//! world mm) → `clusters.parquet`.
+//!
+//! Inputs: `probabilities` = an artifact of per-series probability volumes in the
+//! `store::prob_volume` layout (`probs/<uid>.h5`, written by `segment`, or by any tool that
+//! writes that layout and declares `provides: [probabilities]`), and the CTs (`dataset` input
+//! or `ct_root`) for the HU weights. A volume whose shape or geometry disagrees with its CT is
+//! an error naming both files. **Partitioned per series**: the key material is the volume's
+//! and the CT's content and the threshold, so adding series computes only the new ones; series
+//! run longest first (`StageContext::longest_first`).
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::build_crops::{ct_file_hashes, upstream_file_hashes};
+use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::load_annotations::table_err;
+use crate::ct::CtImage;
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::store::prob_volume::{check_matches, read_prob_volume};
+use crate::tables::{clusters_from_frame, clusters_to_frame, read_parquet, write_parquet};
+use crate::tables::{ClusterRow, Table};
+
+/// The artifact type of per-series probability volumes (`segment`).
+pub const PROBABILITIES: &str = "probabilities";
+/// The artifact type of `cluster`: clusters.parquet.
+pub const CLUSTERS: &str = "clusters";
+
+/// Parameters of `cluster`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterParams {
+    /// Voxels with probability > threshold are segmented (book: 0.5).
+    #[serde(default = "half")]
+    pub threshold: f64,
+    /// Upstream stage with the probability volumes (default: the one upstream providing them).
+    #[serde(default)]
+    pub probabilities: Option<StageRef>,
+    /// Upstream dataset stage with the CTs (default: the one upstream `dataset`).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// Folder with `subset*/<uid>.mhd` instead of a dataset stage.
+    #[serde(default)]
+    pub ct_root: Option<InputPath>,
+    /// Hint: series processed at once (default: the stage's thread budget).
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// The `cluster` kind.
+pub struct ClusterStage;
+
+impl Stage for ClusterStage {
+    type Params = ClusterParams;
+    const KIND: &'static str = "cluster";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Group segmented voxels into nodule candidates: threshold, erode, label, HU-weighted centres";
+    const OUTPUTS: &'static [&'static str] = &[CLUSTERS];
+
+    fn slots(p: &ClusterParams) -> Vec<InputSlot> {
+        let ds = if p.ct_root.is_none() {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        };
+        vec![
+            InputSlot::required("probabilities", PROBABILITIES, p.probabilities.as_ref()),
+            ds,
+        ]
+    }
+
+    fn inputs(p: &ClusterParams) -> Vec<ExternalInput> {
+        p.ct_root
+            .iter()
+            .map(|r| ExternalInput::new("ct_root", r.path()))
+            .collect()
+    }
+
+    fn validate(p: &ClusterParams) -> Result<(), (String, String)> {
+        if !(p.threshold.is_finite() && (0.0..1.0).contains(&p.threshold)) {
+            return Err((
+                "threshold".into(),
+                format!(
+                    "threshold must be a finite number in [0, 1), got {}",
+                    p.threshold
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&self, p: &ClusterParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let probs = ctx.input("probabilities")?.dir.join("probs");
+        let mut volumes: Vec<(String, PathBuf)> = std::fs::read_dir(&probs)
+            .map_err(|e| StageError::io(&probs, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|x| x == "h5"))
+            .filter_map(|f| Some((f.file_stem()?.to_string_lossy().to_string(), f)))
+            .collect();
+        volumes.sort();
+        let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
+        let on_disk = find_series(&root)?;
+        if let Some((uid, f)) = volumes.iter().find(|(u, _)| !on_disk.contains_key(u)) {
+            return Err(StageError::msg(format!(
+                "{}: series {uid} has a probability volume but {} holds no {uid}.mhd",
+                f.display(),
+                root.display()
+            ))
+            .with_hint("point `ct_root` (or the `dataset` input) at the CTs that were segmented"));
+        }
+        let known = upstream_file_hashes(ctx, &root);
+        let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
+        ctx.progress().start(volumes.len() as u64, "CTs");
+        let ctx_ref = &*ctx;
+        let results = ctx.longest_first(
+            &volumes,
+            threads,
+            |(_, f)| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+            |(uid, f)| -> Result<(PathBuf, bool), StageError> {
+                let mhd = &on_disk[uid];
+                let material = serde_json::json!({
+                    "format": 1,
+                    "probabilities": ctx_ref.hash_file(f)?,
+                    "ct": ct_file_hashes(ctx_ref, mhd, &known)?,
+                    "threshold": p.threshold,
+                });
+                let part = ctx_ref.partition(uid, &material, |dir| {
+                    let rows = cluster_series(uid, f, mhd, p.threshold)?;
+                    let mut df = clusters_to_frame(&rows).map_err(table_err)?;
+                    write_parquet(&mut df, Table::Clusters, &dir.join("clusters.parquet"))
+                        .map_err(table_err)
+                })?;
+                ctx_ref.progress().inc(1);
+                Ok((part.dir.join("clusters.parquet"), part.cached))
+            },
+        )?;
+        let mut all = Vec::new();
+        let mut computed = 0;
+        for r in results {
+            let (file, cached) = r?;
+            computed += usize::from(!cached);
+            all.extend(
+                clusters_from_frame(&read_parquet(&file, Table::Clusters).map_err(table_err)?)
+                    .map_err(table_err)?,
+            );
+        }
+        let mut df = clusters_to_frame(&all).map_err(table_err)?;
+        write_parquet(
+            &mut df,
+            Table::Clusters,
+            &ctx.out_dir().join(Table::Clusters.file_name()),
+        )
+        .map_err(table_err)?;
+        ctx.log(format!(
+            "{} clusters in {} series ({computed} computed, {} cached)",
+            all.len(),
+            volumes.len(),
+            volumes.len() - computed
+        ));
+        Ok(())
+    }
+}
+
+/// Clusters one series' probability volume against its CT.
+pub fn cluster_series(
+    uid: &str,
+    volume: &Path,
+    mhd: &Path,
+    threshold: f64,
+) -> Result<Vec<ClusterRow>, StageError> {
+    let vol = read_prob_volume(volume).map_err(StageError::domain)?;
+    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
+    check_matches(volume, &vol, mhd, ct.shape_irc(), ct.geometry()).map_err(|e| {
+        StageError::domain(e).with_hint("re-run the segmentation for this CT (the CT changed, or the volume belongs to another series)")
+    })?;
+    let hu = ct.hu_i16_clipped().map_err(StageError::domain)?;
+    let found = crate::cluster::find_clusters(&vol.data, &hu, vol.shape, ct.geometry(), threshold);
+    Ok(found
+        .into_iter()
+        .map(|c| ClusterRow {
+            series_uid: uid.to_string(),
+            cluster_id: i64::from(c.id),
+            center_xyz: [c.center_xyz.x, c.center_xyz.y, c.center_xyz.z],
+            center_irc: c.center_irc,
+            voxels: c.voxels as i64,
+            prob_max: c.prob_max,
+            prob_mean: c.prob_mean,
+            bbox: [
+                c.bbox[0][0] as i64,
+                c.bbox[0][1] as i64,
+                c.bbox[1][0] as i64,
+                c.bbox[1][1] as i64,
+                c.bbox[2][0] as i64,
+                c.bbox[2][1] as i64,
+            ],
+        })
+        .collect())
+}
