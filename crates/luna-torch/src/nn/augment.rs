@@ -38,6 +38,9 @@ pub struct AugmentConfig {
     pub rotate: bool,
     /// Standard deviation of additive HU noise; 0 = off.
     pub noise: f64,
+    /// One transform per batch (the book's p2ch13 segmentation augmentation) instead of one
+    /// per sample (ch. 12).
+    pub per_batch: bool,
 }
 
 impl Default for AugmentConfig {
@@ -48,6 +51,7 @@ impl Default for AugmentConfig {
             scale: 0.2,
             rotate: true,
             noise: 25.0,
+            per_batch: false,
         }
     }
 }
@@ -61,6 +65,7 @@ impl AugmentConfig {
             scale: 0.0,
             rotate: false,
             noise: 0.0,
+            per_batch: false,
         }
     }
 }
@@ -141,22 +146,89 @@ impl Augmenter {
         out
     }
 
-    /// Augments an input batch and its targets jointly: a target with the input's rank (a
-    /// mask) is warped by the same transforms (bilinear, then `> 0.5`, as the book warps its
+    /// Draws one 2×3 matrix (row-major) for (N,C,H,W) batches: the book's p2ch13 recipe
+    /// (per grid axis x=col, y=row: flip p=0.5, scale 1 + scale·U(−1,1); rotation U(0,2π)),
+    /// with the offset in the translation column — the book writes it into the bottom row,
+    /// which `affine_grid` ignores, so its segmentation trains without translation; here
+    /// `offset` works (set 0 for the book's behaviour).
+    pub fn random_theta_2d(&mut self) -> [f32; 6] {
+        let c = &self.config;
+        let mut t = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0f64]];
+        for (i, row) in t.iter_mut().enumerate().take(2) {
+            if c.flip && self.rng.random::<f64>() > 0.5 {
+                row[i] *= -1.0;
+            }
+            if c.offset != 0.0 {
+                row[2] = c.offset * (self.rng.random::<f64>() * 2.0 - 1.0);
+            }
+            if c.scale != 0.0 {
+                row[i] *= 1.0 + c.scale * (self.rng.random::<f64>() * 2.0 - 1.0);
+            }
+        }
+        if c.rotate {
+            let (s, co) = (self.rng.random::<f64>() * std::f64::consts::TAU).sin_cos();
+            let r = [[co, -s, 0.0], [s, co, 0.0], [0.0, 0.0, 1.0]];
+            let mut o = [[0f64; 3]; 3];
+            for (i, row) in o.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|k| t[i][k] * r[k][j]).sum();
+                }
+            }
+            t = o;
+        }
+        let mut out = [0f32; 6];
+        for r in 0..2 {
+            for k in 0..3 {
+                out[r * 3 + k] = t[r][k] as f32;
+            }
+        }
+        out
+    }
+
+    /// Augments an input batch and its targets jointly: (N,C,D,H,W) batches with 3-D
+    /// transforms, (N,C,H,W) batches with 2-D ones; a target with the input's rank (a mask) is
+    /// warped by the same transforms (bilinear, then `> 0.5`, as the book warps its
     /// segmentation labels) and gets no noise; any other target (class labels) passes through.
     pub fn augment_pair(
         &mut self,
         input: &Tensor,
         target: &Tensor,
     ) -> Result<(Tensor, Tensor), AugmentError> {
-        let (theta, noise_seed) = self.draw(input)?;
-        let out = augment_with(input, &theta, self.config.noise, Some(noise_seed))?;
+        let two_d = input.dim() == 4;
+        let (theta, noise_seed) = if two_d {
+            self.draw_2d(input)
+        } else {
+            self.draw(input)?
+        };
+        let warp = |x: &Tensor, noise: f64, seed: Option<i64>| {
+            if two_d {
+                augment_with_2d(x, &theta, noise, seed)
+            } else {
+                augment_with(x, &theta, noise, seed)
+            }
+        };
+        let out = warp(input, self.config.noise, Some(noise_seed))?;
         if target.dim() != input.dim() {
             return Ok((out, target.shallow_clone()));
         }
-        let warped = augment_with(&target.f_to_kind(input.kind())?, &theta, 0.0, None)?;
+        let warped = warp(&target.f_to_kind(input.kind())?, 0.0, None)?;
         let mask = warped.f_gt(0.5)?.f_to_kind(target.kind())?;
         Ok((out, mask))
+    }
+
+    fn draw_2d(&mut self, input: &Tensor) -> (Tensor, i64) {
+        let n = input.size()[0] as usize;
+        let mut flat = Vec::with_capacity(n * 6);
+        let shared = self.config.per_batch.then(|| self.random_theta_2d());
+        for _ in 0..n {
+            let t = match shared {
+                Some(t) => t,
+                None => self.random_theta_2d(),
+            };
+            flat.extend_from_slice(&t);
+        }
+        let theta = Tensor::from_slice(&flat).view([n as i64, 2, 3]);
+        (theta, (self.rng.next_u64() >> 1) as i64)
     }
 
     fn draw(&mut self, input: &Tensor) -> Result<(Tensor, i64), AugmentError> {
@@ -180,6 +252,27 @@ impl Augmenter {
     }
 }
 
+/// [`augment_with`] for (N,C,H,W) batches and `theta` (N,2,3).
+pub fn augment_with_2d(
+    input: &Tensor,
+    theta: &Tensor,
+    noise: f64,
+    seed: Option<i64>,
+) -> Result<Tensor, AugmentError> {
+    let shape = input.size();
+    if shape.len() != 4 {
+        return Err(AugmentError::BadInputShape { shape });
+    }
+    let ts = theta.size();
+    if ts != [shape[0], 2, 3] {
+        return Err(AugmentError::BadThetaShape {
+            n: shape[0],
+            shape: ts,
+        });
+    }
+    resample(input, theta, noise, seed)
+}
+
 /// Resamples `input` (N,C,D,H,W) with explicit matrices `theta` (N,3,4, any device), then adds
 /// `randn·noise` (skipped when `noise == 0`; `seed` seeds torch's generator first if given).
 pub fn augment_with(
@@ -199,6 +292,18 @@ pub fn augment_with(
             shape: ts,
         });
     }
+    resample(input, theta, noise, seed)
+}
+
+/// `grid_sample` (bilinear, border, align_corners=False) of `input` on `affine_grid(theta)`, then
+/// the seeded HU noise.
+fn resample(
+    input: &Tensor,
+    theta: &Tensor,
+    noise: f64,
+    seed: Option<i64>,
+) -> Result<Tensor, AugmentError> {
+    let shape = input.size();
     let kind = input.kind();
     let theta = theta.f_to_device(input.device())?.f_to_kind(kind)?;
     let grid = Tensor::f_affine_grid_generator(&theta, shape.as_slice(), false)?;
@@ -272,6 +377,7 @@ mod tests {
             scale: 0.0,
             noise: 0.0,
             rotate: true,
+            per_batch: false,
         };
         let t = Augmenter::new(cfg, 11).random_theta();
         assert_eq!(&t[8..12], &[0., 0., 1., 0.]);

@@ -288,15 +288,24 @@ impl Model for LunaModel {
     fn config_of(c: &ModelConfig) -> Result<&LunaModelConfig, ModelError> {
         match c {
             ModelConfig::LunaModel(c) => Ok(c),
+            other => Err(ModelError::WrongArchitecture {
+                found: other.architecture(),
+                expected: Self::ARCHITECTURE,
+            }),
         }
     }
     /// Logits (N, 2).
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         self.forward_t(xs, train).0
     }
-    fn input_shape(&self) -> Vec<i64> {
+    fn check_input(&self, shape: &[usize]) -> Result<(), String> {
         let [d, h, w] = self.config.input_size;
-        vec![self.config.in_channels, d, h, w]
+        let want = [self.config.in_channels, d, h, w];
+        if shape.len() == 4 && want.iter().zip(shape).all(|(&a, &b)| a as usize == b) {
+            Ok(())
+        } else {
+            Err(format!("{want:?}"))
+        }
     }
     fn device(&self) -> Device {
         LunaModel::device(self)
@@ -307,7 +316,7 @@ impl Model for LunaModel {
 }
 
 /// Book `_init_weights` for one conv/linear layer.
-fn init_layer(ws: &Tensor, bs: Option<&Tensor>, bias_init: BiasInit) {
+pub(crate) fn init_layer(ws: &Tensor, bs: Option<&Tensor>, bias_init: BiasInit) {
     let dims = ws.size();
     let fan_out = nn::init::FanInOut::FanOut.for_weight_dims(&dims) as f64;
     tch::no_grad(|| {

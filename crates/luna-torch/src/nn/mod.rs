@@ -1,10 +1,11 @@
 //! Neural-network layer of luna: models on tch (libtorch), the one training loop every model
 //! uses, and what it reports through (TensorBoard, PNG plots, metric tables).
 //!
-//! Map: [`model`] (what a model is) ← [`luna_model`] (the book's classifier); [`loader`]
+//! Map: [`model`] (what a model is) ← [`luna_model`] (the book's classifier), [`unet`] (the
+//! book's segmenter); [`loader`]
 //! (samples, epoch orders, background batches) → [`train`] (the loop: steps, validation,
 //! checkpoints, resume, best-by-score) ← [`task`] (loss and metrics of a task) ←
-//! [`classify`] (the classifier's task); [`checkpoint`], [`optim`], [`augment`], [`metrics`],
+//! [`classify`] (the classifier's task), [`segment`] (the segmenter's); [`checkpoint`], [`optim`], [`augment`], [`metrics`],
 //! [`report`], [`tensorboard`], [`plot`], [`bench`].
 //!
 //! Decisions shared by the sub-modules:
@@ -28,9 +29,11 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod report;
+pub mod segment;
 pub mod task;
 pub mod tensorboard;
 pub mod train;
+pub mod unet;
 
 pub use augment::{augment_with, AugmentConfig, Augmenter};
 pub use checkpoint::{CheckpointMeta, LoadedModel};
@@ -39,3 +42,4 @@ pub use metrics::Metrics;
 pub use model::{Model, ModelConfig};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use train::{SampleSource, TrainConfig};
+pub use unet::{UNet, UNetConfig};

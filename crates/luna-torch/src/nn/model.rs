@@ -5,7 +5,8 @@
 //! - A model is a plain struct built on a `VarStore` path (tch-rs style) whose `forward` returns
 //!   the raw output the model's task turns into a loss (a classifier's logits, a segmenter's
 //!   probabilities). The trait adds only what generic code needs: its config for the sidecar,
-//!   the per-sample input shape (checked against a data source before any batch runs), and its
+//!   which per-sample input shapes it takes (checked against a data source before any batch
+//!   runs: a classifier one fixed crop size, a fully convolutional UNet any size), and its
 //!   named parameter blocks in input-to-output order (fine-tuning trains the last `depth` of
 //!   them and re-initialises the head).
 //! - [`ModelConfig`] is an enum tagged by `architecture`, so a sidecar says which model it holds
@@ -23,6 +24,8 @@ use crate::nn::luna_model::{LunaModelConfig, ModelError};
 pub enum ModelConfig {
     /// The book's 3-D nodule classifier.
     LunaModel(LunaModelConfig),
+    /// The book's 2-D segmentation UNet.
+    UNet(crate::nn::unet::UNetConfig),
 }
 
 impl ModelConfig {
@@ -30,6 +33,7 @@ impl ModelConfig {
     pub fn architecture(&self) -> &'static str {
         match self {
             ModelConfig::LunaModel(_) => "LunaModel",
+            ModelConfig::UNet(_) => "UNet",
         }
     }
 }
@@ -53,8 +57,9 @@ pub trait Model: Send + Sized {
     fn config_of(c: &ModelConfig) -> Result<&Self::Config, ModelError>;
     /// Forward pass on a batch; `train` selects train-mode BatchNorm.
     fn forward(&self, xs: &Tensor, train: bool) -> Tensor;
-    /// Per-sample input shape (without the batch axis).
-    fn input_shape(&self) -> Vec<i64>;
+    /// Checks a per-sample input shape (without the batch axis); `Err` describes what the
+    /// model takes (e.g. `[1, 32, 48, 48]`, or `[7, H, W] with H, W divisible by 4`).
+    fn check_input(&self, shape: &[usize]) -> Result<(), String>;
     /// Device of the weights.
     fn device(&self) -> Device;
     /// Re-initialises [`Model::HEAD`] as a fresh model would be.

@@ -87,10 +87,10 @@ pub enum TrainError {
         ratio: usize,
     },
     /// A source's sample shape differs from the model input shape.
-    #[error("sample shape {found:?} differs from the model input shape {expected:?}; hint: re-crop the data or change the model config")]
+    #[error("sample shape {found:?} differs from the model input shape {expected}; hint: re-crop the data or change the model config")]
     InputShape {
-        /// Model input shape (without the batch axis).
-        expected: Vec<i64>,
+        /// What the model takes (without the batch axis).
+        expected: String,
         /// Source input shape.
         found: Vec<usize>,
     },
@@ -234,13 +234,10 @@ pub struct Fitted<M> {
 }
 
 fn check_input<M: Model>(model: &M, source: &dyn SampleSource) -> Result<(), TrainError> {
-    let expected = model.input_shape();
     let found = source.input_shape();
-    if expected.len() != found.len() || expected.iter().zip(&found).any(|(&e, &f)| e as usize != f)
-    {
-        return Err(TrainError::InputShape { expected, found });
-    }
-    Ok(())
+    model
+        .check_input(&found)
+        .map_err(|expected| TrainError::InputShape { expected, found })
 }
 
 /// Names the epoch and phase of a metrics error.

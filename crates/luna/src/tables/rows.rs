@@ -504,3 +504,63 @@ pub fn clusters_from_frame(df: &DataFrame) -> Result<Vec<ClusterRow>, TableError
         })
         .collect())
 }
+
+/// One row of a segmentation training's metrics.parquet (see [`Table::SegMetrics`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegMetricsRow {
+    /// 1-based epoch.
+    pub epoch: i64,
+    /// Training samples seen.
+    pub total_samples: i64,
+    /// `trn` or `val`.
+    pub phase: String,
+    /// Mean loss.
+    pub loss: f64,
+    /// Pixel precision.
+    pub precision: f64,
+    /// Pixel recall.
+    pub recall: f64,
+    /// Pixel F1.
+    pub f1: f64,
+    /// TP % of label pixels.
+    pub tp_percent: f64,
+    /// FN % of label pixels.
+    pub fn_percent: f64,
+    /// FP % of label pixels.
+    pub fp_percent: f64,
+    /// Label pixels.
+    pub label_pixels: i64,
+    /// Throughput.
+    pub samples_per_sec: f64,
+    /// Data wait fraction.
+    pub data_wait_fraction: f64,
+}
+
+/// Builds a segmentation metrics.parquet frame.
+pub fn seg_metrics_to_frame(rows: &[SegMetricsRow]) -> Result<DataFrame, TableError> {
+    let f = |name: &str, g: fn(&SegMetricsRow) -> f64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<f64>>())
+    };
+    let i = |name: &str, g: fn(&SegMetricsRow) -> i64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<i64>>())
+    };
+    let cols = vec![
+        i("epoch", |r| r.epoch),
+        i("total_samples", |r| r.total_samples),
+        StringChunked::from_iter_values("phase".into(), rows.iter().map(|r| r.phase.as_str()))
+            .into_column(),
+        f("loss", |r| r.loss),
+        f("precision", |r| r.precision),
+        f("recall", |r| r.recall),
+        f("f1", |r| r.f1),
+        f("tp_percent", |r| r.tp_percent),
+        f("fn_percent", |r| r.fn_percent),
+        f("fp_percent", |r| r.fp_percent),
+        i("label_pixels", |r| r.label_pixels),
+        f("samples_per_sec", |r| r.samples_per_sec),
+        f("data_wait_fraction", |r| r.data_wait_fraction),
+    ];
+    let df = frame(Table::SegMetrics, rows.len(), cols)?;
+    check_frame(&df, Table::SegMetrics, "metrics")?;
+    Ok(df)
+}

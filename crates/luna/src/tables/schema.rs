@@ -84,11 +84,13 @@ pub enum Table {
     ClassifierMetrics,
     /// clusters.parquet: nodule candidates found by clustering segmented voxels.
     Clusters,
+    /// metrics.parquet of a segmentation training (schema file seg_metrics.schema.json).
+    SegMetrics,
 }
 
 impl Table {
     /// All tables, in documentation order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Annotations,
         Table::CandidatesRaw,
         Table::Candidates,
@@ -96,6 +98,7 @@ impl Table {
         Table::Predictions,
         Table::ClassifierMetrics,
         Table::Clusters,
+        Table::SegMetrics,
     ];
 
     /// The table name (also the stem of its Parquet and schema files).
@@ -108,12 +111,17 @@ impl Table {
             Self::Predictions => "predictions",
             Self::ClassifierMetrics => "metrics",
             Self::Clusters => "clusters",
+            Self::SegMetrics => "seg_metrics",
         }
     }
 
-    /// The Parquet file name, e.g. `candidates.parquet`.
+    /// The Parquet file name, e.g. `candidates.parquet` (a training artifact's history is
+    /// `metrics.parquet` whatever its task).
     pub fn file_name(self) -> String {
-        format!("{}.parquet", self.name())
+        match self {
+            Self::SegMetrics => "metrics.parquet".into(),
+            _ => format!("{}.parquet", self.name()),
+        }
     }
 
     /// One-paragraph description for the schema file.
@@ -126,6 +134,7 @@ impl Table {
             Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
             Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
             Self::Clusters => "Clusters of a cluster artifact (book groupSegmentationOutput): per series, the 6-connected components of the probability volume thresholded (p > threshold) and eroded once with the 6-connected cross (scipy.ndimage semantics), numbered 1.. in raster order of their first voxel; the centre is the centre of mass weighted by the CT's HU clipped to [-1000, 1000] plus 1001, converted to world mm with the full direction matrix. Rows sorted by series_uid, then cluster_id.",
+            Self::SegMetrics => "Training history of a train_segmentation artifact (file metrics.parquet): one row per epoch and phase (`trn` = the augmented 64x64 training crops in train mode, `val` = the full positive slices of the validation series in eval mode). Pixel counts at p > 0.5 (the threshold cluster uses); tp/fn/fp percentages are of the label pixels (so fp can exceed 100), as the book logs them.",
         }
     }
 }
@@ -224,6 +233,21 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("pos_correct", Int64, false, "true positives"),
             col("pos_count", Int64, false, "positives"),
             col("auc", Float64, true, "exact ROC AUC; null when one class is absent"),
+            col("samples_per_sec", Float64, false, "throughput of the pass"),
+            col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
+        ],
+        Table::SegMetrics => vec![
+            col("epoch", Int64, false, "1-based epoch"),
+            col("total_samples", Int64, false, "training samples seen after this epoch"),
+            col("phase", Utf8, false, "\"trn\" or \"val\""),
+            col("loss", Float64, false, "mean of the per-sample loss: soft Dice loss + 8 x the Dice loss over label pixels (book)"),
+            col("precision", Float64, false, "TP / (TP + FP) pixels, 0 when undefined"),
+            col("recall", Float64, false, "TP / (TP + FN) pixels, 0 when undefined (the best-model score)"),
+            col("f1", Float64, false, "harmonic mean of precision and recall, 0 when undefined"),
+            col("tp_percent", Float64, false, "TP as % of label pixels"),
+            col("fn_percent", Float64, false, "FN as % of label pixels"),
+            col("fp_percent", Float64, false, "FP as % of label pixels"),
+            col("label_pixels", Int64, false, "label pixels of the pass"),
             col("samples_per_sec", Float64, false, "throughput of the pass"),
             col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
         ],

@@ -48,6 +48,7 @@ pub fn augment(a: &AugmentParams) -> AugmentConfig {
         scale: a.scale,
         rotate: a.rotate,
         noise: a.noise,
+        per_batch: false,
     }
 }
 
