@@ -116,3 +116,116 @@ fn augmentation_2d_with_known_parameters_equals_affine_grid_and_grid_sample() {
     let vals: Vec<f32> = Vec::try_from(li.flatten(0, -1)).unwrap();
     assert!(vals.iter().all(|&v| v == 0.0 || v == 1.0));
 }
+
+/// Saves a freshly initialised UNet as a trained-model artifact layout (`model.safetensors` +
+/// `model.json`) in `dir`.
+pub(crate) fn write_segmenter(dir: &std::path::Path, seed: i64) {
+    use luna_torch::nn::checkpoint::{CheckpointMeta, FORMAT_VERSION};
+    std::fs::create_dir_all(dir).unwrap();
+    tch::manual_seed(seed);
+    let lm = LoadedModel::<UNet>::build(&UNetConfig::default(), Device::Cpu).unwrap();
+    lm.vs.save(dir.join("model.safetensors")).unwrap();
+    let meta = CheckpointMeta {
+        format_version: FORMAT_VERSION,
+        model: lm.model.model_config(),
+        optimizer: luna_torch::nn::OptimizerConfig::adam(1e-3),
+        train_params: serde_json::json!({}),
+        epoch: 1,
+        total_samples: 0,
+        score: None,
+        best_score: None,
+        rng_state: None,
+        trainable: None,
+    };
+    std::fs::write(dir.join("model.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
+#[test]
+fn segment_writes_probability_volumes_equal_to_pytorch_and_clusters_read_them() {
+    use crate::engine_support::Ws;
+    let ws = Ws::new();
+    write_segmenter(&ws.path("segmodel"), 9);
+    ws.pipeline(
+        "s",
+        "pipeline: s\nstages:\n  data:\n    uses: synth\n    with: { preset: tiny, seed: 4 }\n\
+         \x20 annotations:\n    uses: load_annotations\n    needs: [data]\n\
+         \x20 candidates:\n    uses: merge_candidates\n    needs: [annotations, data]\n    with: { val_stride: 2 }\n\
+         \x20 model:\n    uses: command\n    with: { run: 'cp segmodel/* \"$LUNA_OUT\"/', inputs: [segmodel], provides: [segmenter] }\n\
+         \x20 segment:\n    uses: segment\n    needs: [model, candidates, data]\n    with: { device: cpu, batch_size: 4 }\n\
+         \x20 clusters:\n    uses: cluster\n    needs: [segment, data]\n",
+    );
+    let run = ws.luna(&["run", "s"]);
+    if run.code != 0 {
+        panic!(
+            "{}\nsegment log:\n{}",
+            run.stderr,
+            crate::train_support::stage_logs(ws.root(), "segment")
+        );
+    }
+    let dir = |s: &str| std::path::PathBuf::from(ws.luna(&["path", "s", s]).stdout.trim());
+    let seg = dir("segment");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seg.join("manifest.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seg.join("segment.json")).unwrap()).unwrap();
+    let n = summary["series"].as_array().unwrap().len();
+    assert!(n >= 1, "the validation split has series");
+    assert_eq!(
+        m["partitions"].as_array().unwrap().len(),
+        n,
+        "one partition per series"
+    );
+    let probs = std::fs::read_dir(seg.join("probs")).unwrap().count();
+    assert_eq!(probs, n);
+    // PyTorch's UNet on the same CTs gives the same bytes (±1 for float rounding); the oracle
+    // works on a copy of the model (its output must not touch the pipeline's inputs).
+    let om = ws.path("oracle_model");
+    std::fs::create_dir_all(&om).unwrap();
+    for f in ["model.safetensors", "model.json"] {
+        std::fs::copy(ws.path("segmodel").join(f), om.join(f)).unwrap();
+    }
+    let out = run_oracle(
+        "nn_unet.py",
+        &[
+            "segment",
+            om.to_str().unwrap(),
+            seg.to_str().unwrap(),
+            dir("data").to_str().unwrap(),
+        ],
+    );
+    let _ = out;
+    let t = read_st(&om.join("torch_out.safetensors"));
+    let worst = t["max_byte_diff"].int64_value(&[0]);
+    println!("segment vs PyTorch: max byte difference {worst}");
+    assert!(worst <= 1, "probability bytes differ by {worst}");
+    let cl = ws.luna(&["path", "s", "clusters"]);
+    assert!(
+        dir("clusters").join("clusters.parquet").is_file(),
+        "{} {}",
+        cl.stdout,
+        cl.stderr
+    );
+    // A second run computes nothing.
+    let again = ws.luna(&["run", "s"]);
+    again.expect_code(0);
+    assert!(
+        again.stderr.contains("0 ran, 6 cached") || again.stderr.contains("6 cached"),
+        "{}",
+        again.stderr
+    );
+    // A model of the wrong kind is a spec error.
+    ws.pipeline(
+        "w",
+        "pipeline: w\nstages:\n  data:\n    uses: synth\n    with: { preset: tiny, seed: 4 }\n\
+         \x20 segment:\n    uses: segment\n    needs: [data]\n    with: { model: data, series: all }\n",
+    );
+    let out = ws.luna(&["status", "w"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains(
+            "`model: data` names a `synth` stage, which provides `dataset`, not a `segmenter`"
+        ),
+        "{}",
+        out.stderr
+    );
+}

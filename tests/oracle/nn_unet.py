@@ -108,6 +108,40 @@ def main():
         out["x"] = F.grid_sample(x, grid, padding_mode="border", align_corners=False).numpy()
         lg = F.grid_sample(label.to(torch.float32), grid, padding_mode="border", align_corners=False)
         out["label"] = (lg > 0.5).to(torch.float32).numpy()
+    elif mode == "segment":
+        # whole-CT inference as segment does it, on luna's own prob volumes: every slice with
+        # 3 context slices on each side (clamped), HU clipped to +-1000, eval mode.
+        import glob
+        import os
+
+        import h5py
+        import hdf5plugin  # noqa: F401
+        import numpy as np
+        import SimpleITK as sitk
+
+        sd = {k: torch.from_numpy(v) for k, v in nn_st.load(f"{d}/model.safetensors").items()}
+        m = UNetWrapper()
+        m.load_state_dict(sd, strict=True)
+        m.eval()
+        worst = 0
+        for f in sorted(glob.glob(f"{sys.argv[3]}/probs/*.h5")):
+            uid = os.path.basename(f)[:-3]
+            mhd = glob.glob(os.path.join(sys.argv[4], "**", uid + ".mhd"), recursive=True)[0]
+            hu = np.clip(sitk.GetArrayFromImage(sitk.ReadImage(mhd)).astype(np.float32), -1000, 1000)
+            n = hu.shape[0]
+            with h5py.File(f, "r") as h:
+                ours = h["prob"][...].astype(np.int32)
+            r, cc = hu.shape[1], hu.shape[2]
+            pr, pc = -(-r // 4) * 4, -(-cc // 4) * 4  # pad to multiples of 4 with air
+            padded = np.full((n, pr, pc), -1000, dtype=np.float32)
+            padded[:, :r, :cc] = hu
+            with torch.no_grad():
+                for c in list(range(min(n, 6))) + list(range(max(n - 6, 6), n)):  # both ends
+                    idx = [min(max(c + j, 0), n - 1) for j in range(-3, 4)]
+                    p = m(torch.from_numpy(padded[idx][None]))[0, 0].numpy()[:r, :cc]
+                    q = np.round(np.clip(p, 0, 1) * 255).astype(np.int32)
+                    worst = max(worst, int(np.abs(q - ours[c]).max()))
+        out["max_byte_diff"] = np.array([worst], dtype=np.int64)
     nn_st.save(f"{d}/torch_out.safetensors", out)
 
 

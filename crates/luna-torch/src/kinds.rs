@@ -54,6 +54,9 @@ pub mod train_classifier;
 #[path = "../../luna/src/stages/evaluate_classifier/torch.rs"]
 pub mod evaluate_classifier;
 
+#[path = "../../luna/src/stages/segment/torch.rs"]
+pub mod segment;
+
 #[path = "../../luna/src/stages/test_kinds/torch.rs"]
 pub mod test_kinds;
 
@@ -62,6 +65,7 @@ pub fn run(kind: &str, ctx: &mut StageContext) -> Result<(), StageError> {
     match kind {
         "train_classifier" => train_classifier::execute(ctx),
         "evaluate_classifier" => evaluate_classifier::execute(ctx),
+        "segment" => segment::execute(ctx),
         "test_torch_partitions" => test_kinds::execute(ctx),
         _ => Err(StageError::msg(format!(
             "luna-torch has no torch kind `{kind}`"

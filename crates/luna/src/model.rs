@@ -14,6 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The artifact type of a trained classifier (`train_classifier`).
 pub const CLASSIFIER: &str = "classifier";
+/// The artifact type of a trained segmenter (`train_segmentation`).
+pub const SEGMENTER: &str = "segmenter";
 
 /// Weights file of a trained-model artifact.
 pub const MODEL_WEIGHTS: &str = "model.safetensors";

@@ -20,6 +20,7 @@ pub mod dataset;
 pub mod evaluate_classifier;
 pub mod load_annotations;
 pub mod merge_candidates;
+pub mod segment;
 pub mod synth;
 pub mod test_kinds;
 pub mod train_classifier;
@@ -48,5 +49,6 @@ pub fn builtin_registry() -> Registry {
     r.add(train_classifier::TrainClassifierStage);
     r.add(evaluate_classifier::EvaluateClassifierStage);
     r.add(cluster::ClusterStage);
+    r.add(segment::SegmentStage);
     r
 }

@@ -1,0 +1,148 @@
+//! `segment`: whole-CT inference of a trained segmenter (book p2ch14 `segmentCt`): for each
+//! chosen series, every slice with its context slices (clamped at the volume ends, HU clipped
+//! to ±1000) through the UNet, batched on the device → the per-series probability volume
+//! (`store::prob_volume`: uint8 p = v/255, the CT's geometry as attributes) that `cluster`
+//! reads.
+//!
+//! Decisions:
+//! - Series: `val` (default, the book's `--run-validation`), `train`, `all`, or a list of uids;
+//!   the split is the `candidates` table's (merge_candidates), so `val`/`train` need that
+//!   input, `all` and a list do not.
+//! - **Partitioned per series**, key material = the CT's content + the model artifact's key, so
+//!   a new series (or a retrained model) computes exactly what changed; the work runs in the
+//!   `luna-torch` worker, which reports its partitions to the manifest.
+//! - Memory stays bounded: one clipped CT (i16) and one output volume (u8) per series; slices
+//!   are assembled batch by batch (`batch_size` slices, a hint).
+//! - The number of context slices comes from the model (in_channels = 2·context + 1).
+//! - Slices whose size is not a multiple of 4 (the UNet's two poolings) are padded with air
+//!   (−1000 HU) at the bottom and right and the output cropped back; LUNA16's 512×512 needs
+//!   none.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::model::{Device, SEGMENTER};
+use crate::stages::cluster::PROBABILITIES;
+use crate::stages::dataset::DATASET;
+use crate::stages::merge_candidates::CANDIDATES;
+
+/// Which series to segment (default `val`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SeriesChoice {
+    /// `val`, `train` or `all`.
+    Split(SplitChoice),
+    /// Explicit series uids.
+    List(Vec<String>),
+}
+
+impl Default for SeriesChoice {
+    fn default() -> Self {
+        SeriesChoice::Split(SplitChoice::Val)
+    }
+}
+
+/// A named set of series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitChoice {
+    /// The validation series of the candidates table.
+    Val,
+    /// The training series.
+    Train,
+    /// Every CT of the dataset.
+    All,
+}
+
+impl SeriesChoice {
+    /// Whether the choice needs the candidates table's split.
+    pub fn needs_split(&self) -> bool {
+        matches!(
+            self,
+            SeriesChoice::Split(SplitChoice::Val | SplitChoice::Train)
+        )
+    }
+}
+
+/// Parameters of `segment`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentParams {
+    /// `val` (default), `train`, `all`, or a list of series uids.
+    #[serde(default)]
+    pub series: SeriesChoice,
+    /// Upstream `train_segmentation` stage (default: the one upstream segmenter).
+    #[serde(default)]
+    pub model: Option<StageRef>,
+    /// Upstream `merge_candidates` stage (for the split; default: the one upstream).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
+    /// Upstream dataset stage with the CTs (default: the one upstream `dataset`).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// Folder with `subset*/<uid>.mhd` instead of a dataset stage.
+    #[serde(default)]
+    pub ct_root: Option<InputPath>,
+    /// Hint: `auto` (default), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: Hint<Device>,
+    /// Hint: slices per batch (default 8).
+    #[serde(default)]
+    pub batch_size: Hint<Option<usize>>,
+    /// Hint: torch intra-op threads (default: the stage's thread budget).
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+/// The `segment` kind.
+pub struct SegmentStage;
+
+impl Stage for SegmentStage {
+    type Params = SegmentParams;
+    const KIND: &'static str = "segment";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Whole-CT segmentation with a trained UNet: per-series probability volumes for cluster";
+    const OUTPUTS: &'static [&'static str] = &[PROBABILITIES];
+
+    fn slots(p: &SegmentParams) -> Vec<InputSlot> {
+        let mut v = vec![InputSlot::required("model", SEGMENTER, p.model.as_ref())];
+        v.push(if p.series.needs_split() {
+            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref())
+        } else {
+            InputSlot::optional("candidates", CANDIDATES, p.candidates.as_ref())
+        });
+        v.push(if p.ct_root.is_none() {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        });
+        v
+    }
+
+    fn inputs(p: &SegmentParams) -> Vec<ExternalInput> {
+        p.ct_root
+            .iter()
+            .map(|r| ExternalInput::new("ct_root", r.path()))
+            .collect()
+    }
+
+    fn validate(p: &SegmentParams) -> Result<(), (String, String)> {
+        if let SeriesChoice::List(l) = &p.series {
+            if l.is_empty() {
+                return Err(("series".into(), "the series list is empty; use `val`, `train`, `all` or name at least one series uid".into()));
+            }
+        }
+        if p.batch_size.0 == Some(0) {
+            return Err(("batch_size".into(), "batch_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn run(&self, _p: &SegmentParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        crate::worker::run_in_worker(Self::KIND, ctx)
+    }
+}
