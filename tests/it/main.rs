@@ -49,6 +49,7 @@ mod nn_plot;
 mod nn_support;
 mod nn_tensorboard;
 mod nn_train;
+mod seg_dataset;
 mod store_bench;
 mod store_oracle;
 mod store_roundtrip;

@@ -109,16 +109,7 @@ impl Stage for BuildCropsStage {
                 "every crop dimension must be at least 1".into(),
             ));
         }
-        if !(-7..=19).contains(&p.level) || p.level == 0 {
-            return Err((
-                "level".into(),
-                format!(
-                    "zstd level {} is outside -7..=19 (0 is not a level)",
-                    p.level
-                ),
-            ));
-        }
-        Ok(())
+        check_zstd_level(p.level)
     }
 
     fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
@@ -140,13 +131,7 @@ impl Stage for BuildCropsStage {
         }
         let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
         let on_disk = find_series(&root)?;
-        if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
-            return Err(StageError::msg(format!(
-                "the candidate table has series {uid} but {} holds no {uid}.mhd",
-                root.display()
-            ))
-            .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT"));
-        }
+        check_on_disk(&root, &on_disk, by_series.keys())?;
         let known_hashes = upstream_file_hashes(ctx, &root);
         let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
         let total: u64 = by_series.values().map(|v| v.len() as u64).sum();
@@ -222,6 +207,33 @@ impl Stage for BuildCropsStage {
     }
 }
 
+/// The `level` parameter check shared by the HDF5-writing stages: zstd levels -7..=19, not 0.
+pub(crate) fn check_zstd_level(level: i32) -> Result<(), (String, String)> {
+    if !(-7..=19).contains(&level) || level == 0 {
+        return Err((
+            "level".into(),
+            format!("zstd level {level} is outside -7..=19 (0 is not a level)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless every series of the candidate table has its CT under `root`.
+pub(crate) fn check_on_disk<'a>(
+    root: &Path,
+    on_disk: &BTreeMap<String, PathBuf>,
+    mut uids: impl Iterator<Item = &'a String>,
+) -> Result<(), StageError> {
+    match uids.find(|u| !on_disk.contains_key(*u)) {
+        Some(uid) => Err(StageError::msg(format!(
+            "the candidate table has series {uid} but {} holds no {uid}.mhd",
+            root.display()
+        ))
+        .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT")),
+        None => Ok(()),
+    }
+}
+
 fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
     a[0].total_cmp(&b[0])
         .then(a[1].total_cmp(&b[1]))
@@ -231,7 +243,7 @@ fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
 /// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
 /// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.
 /// An unreadable header counts as free; the worker reports its error.
-fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
+pub(crate) fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
     let Ok(h) = crate::ct::header::read_header(mhd) else {
         return 0;
     };
