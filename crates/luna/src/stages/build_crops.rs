@@ -23,7 +23,7 @@ use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
 use super::merge_candidates::CANDIDATES;
 
 /// The artifact type of `build_crops`: index.parquet + crops/<uid>.h5.
@@ -84,22 +84,14 @@ impl Stage for BuildCropsStage {
     const OUTPUTS: &'static [&'static str] = &[CROPS];
 
     fn slots(p: &BuildCropsParams) -> Vec<InputSlot> {
-        let ds = if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        };
         vec![
             InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
-            ds,
+            dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()),
         ]
     }
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), (String, String)> {
@@ -113,13 +105,7 @@ impl Stage for BuildCropsStage {
     }
 
     fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let cand_file = ctx
-            .input("candidates")?
-            .dir
-            .join(Table::Candidates.file_name());
-        let rows =
-            merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?)
-                .map_err(table_err)?;
+        let (_, rows) = read_candidates(ctx)?;
         let mut by_series: BTreeMap<String, Vec<MergedRow>> = BTreeMap::new();
         for r in rows {
             by_series.entry(r.series_uid.clone()).or_default().push(r);
@@ -205,6 +191,17 @@ impl Stage for BuildCropsStage {
         ));
         Ok(())
     }
+}
+
+/// The rows of the candidates table bound to the stage's `candidates` input, and its path.
+pub(crate) fn read_candidates(ctx: &StageContext) -> Result<(PathBuf, Vec<MergedRow>), StageError> {
+    let file = ctx
+        .input("candidates")?
+        .dir
+        .join(Table::Candidates.file_name());
+    let rows = merged_from_frame(&read_parquet(&file, Table::Candidates).map_err(table_err)?)
+        .map_err(table_err)?;
+    Ok((file, rows))
 }
 
 /// The `level` parameter check shared by the HDF5-writing stages: zstd levels -7..=19, not 0.

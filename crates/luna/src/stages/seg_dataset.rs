@@ -27,9 +27,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::build_crops::{
-    check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost, upstream_file_hashes,
+    check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost, read_candidates,
+    upstream_file_hashes,
 };
-use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
 use super::load_annotations::table_err;
 use super::merge_candidates::CANDIDATES;
 use crate::annotation_mask::{
@@ -41,8 +42,8 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
 use crate::store::{SegLayout, SegWriter};
 use crate::tables::{
-    merged_from_frame, read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet,
-    MergedRow, SegIndexRow, Split, Table,
+    read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet, MergedRow, SegIndexRow,
+    Split, Table,
 };
 
 /// The artifact type of `seg_dataset`: seg/<uid>.h5 + seg_index.parquet.
@@ -127,22 +128,14 @@ impl Stage for SegDatasetStage {
     const OUTPUTS: &'static [&'static str] = &[SEG_DATASET];
 
     fn slots(p: &SegDatasetParams) -> Vec<InputSlot> {
-        let ds = if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        };
         vec![
             InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
-            ds,
+            dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()),
         ]
     }
 
     fn inputs(p: &SegDatasetParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &SegDatasetParams) -> Result<(), (String, String)> {
@@ -178,13 +171,7 @@ impl Stage for SegDatasetStage {
     }
 
     fn run(&self, p: &SegDatasetParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let cand_file = ctx
-            .input("candidates")?
-            .dir
-            .join(Table::Candidates.file_name());
-        let rows =
-            merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?)
-                .map_err(table_err)?;
+        let (cand_file, rows) = read_candidates(ctx)?;
         let by_series = group_series(&cand_file, rows)?;
         let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
         let on_disk = find_series(&root)?;

@@ -27,15 +27,15 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File};
 use rayon::prelude::*;
 
 use super::crop_reader::CropReader;
 use super::crops::{as_bytes, compress_chunk};
+use super::prob_volume::{read_geometry_attrs, read_string_attr, write_geometry_attrs};
 use super::zstd_filter::{register_zstd_filter, ZSTD_FILTER_ID};
 use super::{chunk_io, StoreError};
-use crate::ct::{Geometry, Xyz};
+use crate::ct::Geometry;
 
 /// The annotation mask dataset.
 pub const MASK: &str = "mask";
@@ -371,37 +371,20 @@ fn write_attrs(
     context: usize,
     crop: usize,
 ) -> hdf5::Result<()> {
-    let dir: Vec<f64> = g.direction.iter().flatten().copied().collect();
-    ds.new_attr::<f64>()
-        .shape(3)
-        .create("origin_xyz")?
-        .write_raw(&[g.origin.x, g.origin.y, g.origin.z])?;
-    ds.new_attr::<f64>()
-        .shape(3)
-        .create("spacing_xyz")?
-        .write_raw(&[g.spacing.x, g.spacing.y, g.spacing.z])?;
-    ds.new_attr::<f64>()
-        .shape(9)
-        .create("direction")?
-        .write_raw(&dir)?;
     ds.new_attr::<u64>()
         .create("context_slices")?
         .write_scalar(&(context as u64))?;
     ds.new_attr::<u64>()
         .create("crop")?
         .write_scalar(&(crop as u64))?;
-    for (name, value) in [
-        ("series_uid", series_uid),
-        ("luna_version", env!("CARGO_PKG_VERSION")),
-    ] {
-        let v: VarLenUnicode = value
-            .parse()
-            .map_err(|_| hdf5::Error::from(format!("attribute {name} holds a NUL byte")))?;
-        ds.new_attr::<VarLenUnicode>()
-            .create(name)?
-            .write_scalar(&v)?;
-    }
-    Ok(())
+    write_geometry_attrs(
+        ds,
+        g,
+        &[
+            ("series_uid", series_uid),
+            ("luna_version", env!("CARGO_PKG_VERSION")),
+        ],
+    )
 }
 
 /// A segmentation store opened for reading; `Send + Sync` (share it across loader threads).
@@ -449,55 +432,13 @@ impl SegStore {
                 .map_err(h5err(&path, MASK, "read attributes of"))
         };
         let (context_slices, crop) = (u64_attr("context_slices")?, u64_attr("crop")?);
-        let f64s = |name: &str, n: usize| -> Result<Vec<f64>, StoreError> {
-            let v: Vec<f64> = mask.attr(name).and_then(|a| a.read_raw()).map_err(h5err(
-                &path,
-                MASK,
-                "read attributes of",
-            ))?;
-            if v.len() != n {
-                return Err(wrong_shape(
-                    &path,
-                    MASK,
-                    "geometry attributes",
-                    vec![v.len()],
-                ));
-            }
-            Ok(v)
-        };
-        let (o, sp, d) = (
-            f64s("origin_xyz", 3)?,
-            f64s("spacing_xyz", 3)?,
-            f64s("direction", 9)?,
-        );
-        let geometry = Geometry::new(
-            Xyz {
-                x: o[0],
-                y: o[1],
-                z: o[2],
-            },
-            Xyz {
-                x: sp[0],
-                y: sp[1],
-                z: sp[2],
-            },
-            [[d[0], d[1], d[2]], [d[3], d[4], d[5]], [d[6], d[7], d[8]]],
-            &path,
-        )
-        .map_err(|e| StoreError::Invalid {
-            path: path.clone(),
-            message: format!("the geometry attributes of `mask` are invalid: {e}"),
-        })?;
-        let series_uid = mask
-            .attr("series_uid")
-            .and_then(|a| a.read_scalar::<VarLenUnicode>())
-            .map(|v| v.as_str().to_string())
-            .map_err(h5err(&path, MASK, "read attributes of"))?;
+        let geometry = read_geometry_attrs(&mask, &path, MASK)?;
+        let series_uid = read_string_attr(&mask, &path, MASK, "series_uid")?;
         let train_input = CropReader::open_dataset(&path, TRAIN_INPUT)?;
         let val_input = CropReader::open_dataset(&path, VAL_INPUT)?;
         let depth = 2 * context_slices + 1;
         let expect = |name: &'static str, got: Vec<usize>, want: Vec<usize>| {
-            if got[1..] != want[..] {
+            if got.len() != want.len() + 1 || got[1..] != want[..] {
                 return Err(wrong_shape(&path, name, &format!("(N, {want:?})"), got));
             }
             Ok(())
