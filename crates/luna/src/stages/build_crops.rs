@@ -84,10 +84,11 @@ impl Stage for BuildCropsStage {
     const OUTPUTS: &'static [&'static str] = &[CROPS];
 
     fn slots(p: &BuildCropsParams) -> Vec<InputSlot> {
-        vec![
-            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
-            dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()),
-        ]
+        candidate_ct_slots(
+            p.candidates.as_ref(),
+            p.ct_root.as_ref(),
+            p.dataset.as_ref(),
+        )
     }
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
@@ -191,6 +192,19 @@ impl Stage for BuildCropsStage {
         ));
         Ok(())
     }
+}
+
+/// The inputs of a stage over candidates and their CTs: `candidates` (merge_candidates) and
+/// `dataset` (required unless `ct_root` is given).
+pub(crate) fn candidate_ct_slots(
+    candidates: Option<&StageRef>,
+    ct_root: Option<&InputPath>,
+    dataset: Option<&StageRef>,
+) -> Vec<InputSlot> {
+    vec![
+        InputSlot::required("candidates", CANDIDATES, candidates),
+        dataset_slot(ct_root, dataset),
+    ]
 }
 
 /// The rows of the candidates table bound to the stage's `candidates` input, and its path.

@@ -27,12 +27,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::build_crops::{
-    check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost, read_candidates,
-    upstream_file_hashes,
+    candidate_ct_slots, check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost,
+    read_candidates, upstream_file_hashes,
 };
-use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
+use super::dataset::{ct_root_inputs, find_series, resolve_ct_root};
 use super::load_annotations::table_err;
-use super::merge_candidates::CANDIDATES;
 use crate::annotation_mask::{
     build_mask, check_ct, nodule_centres, positive_slices, train_sample, SliceCache,
 };
@@ -128,10 +127,11 @@ impl Stage for SegDatasetStage {
     const OUTPUTS: &'static [&'static str] = &[SEG_DATASET];
 
     fn slots(p: &SegDatasetParams) -> Vec<InputSlot> {
-        vec![
-            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
-            dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()),
-        ]
+        candidate_ct_slots(
+            p.candidates.as_ref(),
+            p.ct_root.as_ref(),
+            p.dataset.as_ref(),
+        )
     }
 
     fn inputs(p: &SegDatasetParams) -> Vec<ExternalInput> {
