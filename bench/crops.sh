@@ -43,36 +43,17 @@ PY="$LUNA_PYTHON"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
 
-say() { echo "bench: $*" >&2; }
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-minimum() { sort -g | head -1; }
+# shellcheck source=common.sh
+source bench/common.sh
 
 "$PY" -c 'import diskcache, SimpleITK, numpy' 2>/dev/null \
   || { say "installing diskcache into $LUNA_VENV"; "$PY" -m pip install -q diskcache; }
 
 # ---------------------------------------------------------------------------- 1. build
-if [ -n "${LUNA_BIN:-}" ]; then
-  LUNA="$LUNA_BIN"   # a prebuilt release binary (no torch feature), e.g. a copy of target/release/luna
-else
-  say "building luna (release, no torch feature) into $CARGO_TARGET_DIR"
-  cargo build --release --locked -p luna --bin luna >&2
-  LUNA="$CARGO_TARGET_DIR/release/luna"
-fi
-[ -x "$LUNA" ] || { say "no binary at $LUNA"; exit 1; }
-if [[ "$(ldd "$LUNA" 2>/dev/null || true)" == *libtorch* ]]; then
-  say "warning: $LUNA links libtorch (another build with the torch feature overwrote it?)"
-fi
+bench_luna
 
 # ---------------------------------------------------------------------------- 2. data
-if [ ! -f "$DATA/.luna-bench-done" ]; then
-  say "generating $SERIES real-preset CTs into $DATA"
-  rm -rf "$DATA" "$DATA.tmp"
-  mkdir -p "$BENCH_DIR"
-  "$LUNA" synth "$DATA.tmp" --preset real --seed "$SEED" --series "$SERIES" >&2
-  mv "$DATA.tmp" "$DATA"
-  touch "$DATA/.luna-bench-done"
-fi
+bench_real_data "$DATA" "$SEED" "$SERIES"
 read -r CTS CANDS CMIN CMAX RAW_BYTES COMPRESSED <<<"$("$PY" - "$DATA" <<'EOF'
 import csv, glob, os, sys
 root = sys.argv[1]

@@ -50,6 +50,7 @@ mod nn_support;
 mod nn_tensorboard;
 mod nn_train;
 mod nn_unet;
+mod seg_dataset;
 mod store_bench;
 mod store_oracle;
 mod store_roundtrip;

@@ -95,14 +95,15 @@ impl CropWindow {
 }
 
 /// Copy `window` of an (index,row,col) volume of `shape` stored as `bytes` into `out`, mapping
-/// each voxel through `f`. `window` must fit (`check_fits`) and `out.len() == window.len()`.
-pub fn crop_into<T: Elem>(
+/// each voxel through `f` (to clipped HU, or to raw values for thresholds). `window` must fit
+/// (`check_fits`) and `out.len() == window.len()`.
+pub fn crop_into<T: Elem, U>(
     bytes: &[u8],
     msb: bool,
     shape: [usize; 3],
     window: &CropWindow,
-    out: &mut [i16],
-    f: &impl Fn(T) -> i16,
+    out: &mut [U],
+    f: &impl Fn(T) -> U,
 ) {
     let [w0, w1, w2] = window.width;
     let [s0, s1, s2] = window.start;
@@ -177,7 +178,7 @@ mod tests {
             width: [2, 2, 3],
         };
         let mut out = vec![0i16; win.len()];
-        crop_into::<i16>(&bytes, false, shape, &win, &mut out, &|v| v.hu());
+        crop_into::<i16, i16>(&bytes, false, shape, &win, &mut out, &|v| v.hu());
         let mut want = Vec::new();
         for i in 1..3 {
             for r in 2..4 {

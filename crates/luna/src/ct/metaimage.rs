@@ -193,7 +193,19 @@ impl CtImage {
         window.check_fits(shape)?;
         let (b, msb) = (self.bytes(), self.header.msb);
         let mut out = vec![0i16; window.len()];
-        dispatch!(self.header.element_type, T => crop_into::<T>(b, msb, shape, window, &mut out, &|v: T| v.hu()));
+        dispatch!(self.header.element_type, T => crop_into::<T, i16>(b, msb, shape, window, &mut out, &|v: T| v.hu()));
+        Ok(out)
+    }
+
+    /// The raw (unclipped) voxels of `window` as f64, (index,row,col) order: what thresholds on
+    /// raw HU (the segmentation mask) compare against. Exact for every type but 64-bit integers
+    /// beyond 2^53.
+    pub fn window_raw_f64(&self, window: &CropWindow) -> Result<Vec<f64>, CtError> {
+        let shape = self.shape_irc();
+        window.check_fits(shape)?;
+        let (b, msb) = (self.bytes(), self.header.msb);
+        let mut out = vec![0f64; window.len()];
+        dispatch!(self.header.element_type, T => crop_into::<T, f64>(b, msb, shape, window, &mut out, &|v: T| v.as_f64()));
         Ok(out)
     }
 

@@ -23,7 +23,7 @@ use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
 use super::merge_candidates::CANDIDATES;
 
 /// The artifact type of `build_crops`: index.parquet + crops/<uid>.h5.
@@ -84,22 +84,15 @@ impl Stage for BuildCropsStage {
     const OUTPUTS: &'static [&'static str] = &[CROPS];
 
     fn slots(p: &BuildCropsParams) -> Vec<InputSlot> {
-        let ds = if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        };
-        vec![
-            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
-            ds,
-        ]
+        candidate_ct_slots(
+            p.candidates.as_ref(),
+            p.ct_root.as_ref(),
+            p.dataset.as_ref(),
+        )
     }
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), (String, String)> {
@@ -109,26 +102,11 @@ impl Stage for BuildCropsStage {
                 "every crop dimension must be at least 1".into(),
             ));
         }
-        if !(-7..=19).contains(&p.level) || p.level == 0 {
-            return Err((
-                "level".into(),
-                format!(
-                    "zstd level {} is outside -7..=19 (0 is not a level)",
-                    p.level
-                ),
-            ));
-        }
-        Ok(())
+        check_zstd_level(p.level)
     }
 
     fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let cand_file = ctx
-            .input("candidates")?
-            .dir
-            .join(Table::Candidates.file_name());
-        let rows =
-            merged_from_frame(&read_parquet(&cand_file, Table::Candidates).map_err(table_err)?)
-                .map_err(table_err)?;
+        let (_, rows) = read_candidates(ctx)?;
         let mut by_series: BTreeMap<String, Vec<MergedRow>> = BTreeMap::new();
         for r in rows {
             by_series.entry(r.series_uid.clone()).or_default().push(r);
@@ -140,13 +118,7 @@ impl Stage for BuildCropsStage {
         }
         let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
         let on_disk = find_series(&root)?;
-        if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
-            return Err(StageError::msg(format!(
-                "the candidate table has series {uid} but {} holds no {uid}.mhd",
-                root.display()
-            ))
-            .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT"));
-        }
+        check_on_disk(&root, &on_disk, by_series.keys())?;
         let known_hashes = upstream_file_hashes(ctx, &root);
         let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
         let total: u64 = by_series.values().map(|v| v.len() as u64).sum();
@@ -222,6 +194,57 @@ impl Stage for BuildCropsStage {
     }
 }
 
+/// The inputs of a stage over candidates and their CTs: `candidates` (merge_candidates) and
+/// `dataset` (required unless `ct_root` is given).
+pub(crate) fn candidate_ct_slots(
+    candidates: Option<&StageRef>,
+    ct_root: Option<&InputPath>,
+    dataset: Option<&StageRef>,
+) -> Vec<InputSlot> {
+    vec![
+        InputSlot::required("candidates", CANDIDATES, candidates),
+        dataset_slot(ct_root, dataset),
+    ]
+}
+
+/// The rows of the candidates table bound to the stage's `candidates` input, and its path.
+pub(crate) fn read_candidates(ctx: &StageContext) -> Result<(PathBuf, Vec<MergedRow>), StageError> {
+    let file = ctx
+        .input("candidates")?
+        .dir
+        .join(Table::Candidates.file_name());
+    let rows = merged_from_frame(&read_parquet(&file, Table::Candidates).map_err(table_err)?)
+        .map_err(table_err)?;
+    Ok((file, rows))
+}
+
+/// The `level` parameter check shared by the HDF5-writing stages: zstd levels -7..=19, not 0.
+pub(crate) fn check_zstd_level(level: i32) -> Result<(), (String, String)> {
+    if !(-7..=19).contains(&level) || level == 0 {
+        return Err((
+            "level".into(),
+            format!("zstd level {level} is outside -7..=19 (0 is not a level)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless every series of the candidate table has its CT under `root`.
+pub(crate) fn check_on_disk<'a>(
+    root: &Path,
+    on_disk: &BTreeMap<String, PathBuf>,
+    mut uids: impl Iterator<Item = &'a String>,
+) -> Result<(), StageError> {
+    match uids.find(|u| !on_disk.contains_key(*u)) {
+        Some(uid) => Err(StageError::msg(format!(
+            "the candidate table has series {uid} but {} holds no {uid}.mhd",
+            root.display()
+        ))
+        .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT")),
+        None => Ok(()),
+    }
+}
+
 fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
     a[0].total_cmp(&b[0])
         .then(a[1].total_cmp(&b[1]))
@@ -231,7 +254,7 @@ fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
 /// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
 /// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.
 /// An unreadable header counts as free; the worker reports its error.
-fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
+pub(crate) fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
     let Ok(h) = crate::ct::header::read_header(mhd) else {
         return 0;
     };

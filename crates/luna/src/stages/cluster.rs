@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::build_crops::{ct_file_hashes, upstream_file_hashes};
-use super::dataset::{find_series, resolve_ct_root, DATASET};
+use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
 use super::load_annotations::table_err;
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
@@ -68,22 +68,14 @@ impl Stage for ClusterStage {
     const OUTPUTS: &'static [&'static str] = &[CLUSTERS];
 
     fn slots(p: &ClusterParams) -> Vec<InputSlot> {
-        let ds = if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        };
         vec![
             InputSlot::required("probabilities", PROBABILITIES, p.probabilities.as_ref()),
-            ds,
+            dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()),
         ]
     }
 
     fn inputs(p: &ClusterParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &ClusterParams) -> Result<(), (String, String)> {

@@ -10,7 +10,24 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::InputPath;
+use crate::engine::kind::{ExternalInput, InputPath, InputSlot, StageRef};
+
+/// The `dataset` input of a stage that reads CTs: required unless `ct_root` names them.
+pub fn dataset_slot(ct_root: Option<&InputPath>, named: Option<&StageRef>) -> InputSlot {
+    if ct_root.is_none() {
+        InputSlot::required("dataset", DATASET, named)
+    } else {
+        InputSlot::optional("dataset", DATASET, named)
+    }
+}
+
+/// The external input of an explicit `ct_root` (none when the CTs come from a dataset stage).
+pub fn ct_root_inputs(ct_root: Option<&InputPath>) -> Vec<ExternalInput> {
+    ct_root
+        .iter()
+        .map(|r| ExternalInput::new("ct_root", r.path()))
+        .collect()
+}
 
 /// Resolves a file parameter: the given path (relative to the workspace), or the first of
 /// `defaults` found in an upstream artifact (e.g. the `synth` dataset).

@@ -9,7 +9,8 @@
 //! samples, `luna_torch::nn` for models, loop, metrics and reports).
 //!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
-//! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
+//! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `seg_dataset`
+//! (seg_dataset), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `probabilities` (segment),
 //! `clusters` (cluster); a `command` declares its own with `provides:`.
 
@@ -20,6 +21,7 @@ pub mod dataset;
 pub mod evaluate_classifier;
 pub mod load_annotations;
 pub mod merge_candidates;
+pub mod seg_dataset;
 pub mod segment;
 pub mod synth;
 pub mod test_kinds;
@@ -50,5 +52,6 @@ pub fn builtin_registry() -> Registry {
     r.add(evaluate_classifier::EvaluateClassifierStage);
     r.add(cluster::ClusterStage);
     r.add(segment::SegmentStage);
+    r.add(seg_dataset::SegDatasetStage);
     r
 }

@@ -48,6 +48,7 @@ type RawChunk = (Option<u32>, Vec<u8>);
 /// Random-access reader of a crop store; `Send + Sync`, share it by reference across threads.
 pub struct CropReader {
     path: PathBuf,
+    dataset: &'static str,
     _file: File,
     ds: Dataset,
     len: u64,
@@ -65,21 +66,27 @@ thread_local! {
 impl CropReader {
     /// Opens `path` and checks the `crops` dataset: int16, rank 4, chunks (1, w0, w1, w2).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_dataset(path, CROPS_DATASET)
+    }
+
+    /// Opens the int16 rank-4 dataset `dataset` of `path` (chunks (1, w0, w1, w2)) as a crop
+    /// store: the segmentation samples (`store::seg_store`) use the same layout.
+    pub fn open_dataset(path: impl AsRef<Path>, dataset: &'static str) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         register_zstd_filter()?;
         let file =
             File::open(&path).map_err(|e| StoreError::hdf5(&path, "/", "open the file", e))?;
         chunk_io::set_cloexec(&file);
-        if !file.link_exists(CROPS_DATASET) {
+        if !file.link_exists(dataset) {
             return Err(StoreError::MissingDataset {
                 found: file.member_names().unwrap_or_default(),
                 path,
-                dataset: CROPS_DATASET.into(),
+                dataset: dataset.into(),
             });
         }
         let p = &path;
-        let err = |op| move |e| StoreError::hdf5(p, CROPS_DATASET, op, e);
-        let ds = file.dataset(CROPS_DATASET).map_err(err("open"))?;
+        let err = |op| move |e| StoreError::hdf5(p, dataset, op, e);
+        let ds = file.dataset(dataset).map_err(err("open"))?;
         let dtype = ds.dtype().map_err(err("read the type of"))?;
         let desc = dtype.to_descriptor().map_err(err("read the type of"))?;
         let little = matches!(dtype.byte_order(), hdf5::datatype::ByteOrder::LittleEndian);
@@ -88,7 +95,7 @@ impl CropReader {
             let order = if little { "" } else { " (big-endian)" };
             return Err(StoreError::WrongDtype {
                 path: path.clone(),
-                dataset: CROPS_DATASET.into(),
+                dataset: dataset.into(),
                 expected: "int16",
                 found: format!("{desc}{order}"),
             });
@@ -97,7 +104,7 @@ impl CropReader {
         if shape.len() != 4 || shape[1..].contains(&0) {
             return Err(StoreError::WrongShape {
                 path: path.clone(),
-                dataset: CROPS_DATASET.into(),
+                dataset: dataset.into(),
                 expected: "(N, w0, w1, w2), each w ≥ 1".into(),
                 found: shape,
             });
@@ -108,7 +115,7 @@ impl CropReader {
         if chunk.as_ref() != Some(&expected) {
             return Err(StoreError::WrongChunkShape {
                 path: path.clone(),
-                dataset: CROPS_DATASET.into(),
+                dataset: dataset.into(),
                 expected,
                 found: chunk,
             });
@@ -124,6 +131,7 @@ impl CropReader {
         Ok(CropReader {
             len: shape[0] as u64,
             path,
+            dataset,
             _file: file,
             ds,
             width,
@@ -176,7 +184,7 @@ impl CropReader {
         RAW.with(|raw| {
             let mut raw = raw.borrow_mut();
             let got = chunk_io::read_chunk(&self.ds, &[row, 0, 0, 0], &mut raw)
-                .map_err(|e| StoreError::hdf5(&self.path, CROPS_DATASET, "read a chunk of", e))?;
+                .map_err(|e| StoreError::hdf5(&self.path, self.dataset, "read a chunk of", e))?;
             match got {
                 Some((mask, len)) => self.decode_chunk(row, Some(mask), &raw[..len], out),
                 None => self.decode_chunk(row, None, &[], out),
@@ -191,7 +199,7 @@ impl CropReader {
         if self.decode == Decode::Library {
             self.ds
                 .read_into_raw(&mut out)
-                .map_err(|e| StoreError::hdf5(&self.path, CROPS_DATASET, "read", e))?;
+                .map_err(|e| StoreError::hdf5(&self.path, self.dataset, "read", e))?;
             return Ok(out);
         }
         const BATCH: usize = 256;
@@ -202,7 +210,7 @@ impl CropReader {
                 .map(|row| {
                     let got = chunk_io::read_chunk(&self.ds, &[row as u64, 0, 0, 0], &mut scratch)
                         .map_err(|e| {
-                            StoreError::hdf5(&self.path, CROPS_DATASET, "read a chunk of", e)
+                            StoreError::hdf5(&self.path, self.dataset, "read a chunk of", e)
                         })?;
                     Ok(match got {
                         Some((mask, len)) => (Some(mask), scratch[..len].to_vec()),
@@ -274,7 +282,7 @@ impl CropReader {
     fn read_library(&self, row: u64, out: &mut [i16]) -> Result<(), StoreError> {
         let w = self.width.map(|w| w as u64);
         chunk_io::read_rows(&self.ds, row, &w, out)
-            .map_err(|e| StoreError::hdf5(&self.path, CROPS_DATASET, "read a row of", e))
+            .map_err(|e| StoreError::hdf5(&self.path, self.dataset, "read a row of", e))
     }
 
     /// Turns stored chunk bytes into a crop (no HDF5 call: runs outside the lock).
@@ -324,7 +332,7 @@ impl CropReader {
         };
         result.map_err(|cause| StoreError::CorruptChunk {
             path: self.path.clone(),
-            dataset: CROPS_DATASET.into(),
+            dataset: self.dataset.into(),
             row,
             cause,
         })

@@ -1,5 +1,7 @@
 //! Chunked HDF5 stores for CT crops: int16 HU, one sample per chunk, zstd (filter 32015),
-//! readable without luna by h5py + `hdf5plugin` (DESIGN.md "Data formats").
+//! readable without luna by h5py + `hdf5plugin` (DESIGN.md "Data formats"). The same chunk
+//! machinery backs the probability volumes (`prob_volume`) and the segmentation samples
+//! (`seg_store`).
 //!
 //! Layout of a crop store file:
 //! - `crops`: int16 (N, w0, w1, w2), chunks (1, w0, w1, w2), filters `[shuffle (2), zstd (32015,
@@ -32,6 +34,7 @@ pub mod crop_set;
 pub mod crops;
 mod error;
 pub mod prob_volume;
+pub mod seg_store;
 mod shuffle;
 pub mod zstd_filter;
 
@@ -40,4 +43,5 @@ pub use crops::{
     CropWriter, CropWriterOptions, WriteMode, CENTERS_DATASET, CROPS_DATASET, DEFAULT_LEVEL,
 };
 pub use error::StoreError;
+pub use seg_store::{SegLayout, SegStore, SegWriter};
 pub use zstd_filter::{register_zstd_filter, ZSTD_FILTER_ID};

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
-use hdf5::File;
+use hdf5::{Dataset, File};
 
 use super::zstd_filter::{register_zstd_filter, ZSTD_FILTER_ID};
 use super::StoreError;
@@ -88,36 +88,105 @@ pub fn write_prob_volume(
         .create(PROB_DATASET)
         .map_err(h5err(path, "create the dataset"))?;
     ds.write_raw(data).map_err(h5err(path, "write"))?;
-    let g = geometry;
-    let dir: Vec<f64> = g.direction.iter().flatten().copied().collect();
-    let attrs = || -> hdf5::Result<()> {
-        ds.new_attr::<f64>()
-            .shape(3)
-            .create("origin_xyz")?
-            .write_raw(&[g.origin.x, g.origin.y, g.origin.z])?;
-        ds.new_attr::<f64>()
-            .shape(3)
-            .create("spacing_xyz")?
-            .write_raw(&[g.spacing.x, g.spacing.y, g.spacing.z])?;
-        ds.new_attr::<f64>()
-            .shape(9)
-            .create("direction")?
-            .write_raw(&dir)?;
-        for (name, value) in [
+    write_geometry_attrs(
+        &ds,
+        geometry,
+        &[
             ("series_uid", series_uid),
             ("encoding", ENCODING),
             ("luna_version", env!("CARGO_PKG_VERSION")),
-        ] {
-            let v: VarLenUnicode = value
-                .parse()
-                .map_err(|_| hdf5::Error::from(format!("attribute {name} holds a NUL byte")))?;
-            ds.new_attr::<VarLenUnicode>()
-                .create(name)?
-                .write_scalar(&v)?;
+        ],
+    )
+    .map_err(h5err(path, "write attributes of"))
+}
+
+/// Writes a CT's geometry as attributes of `ds` (`origin_xyz`, `spacing_xyz`: f64 ×3;
+/// `direction`: f64 ×9 row-major) plus the given string attributes. Shared by the
+/// probability volumes and the segmentation stores.
+pub(crate) fn write_geometry_attrs(
+    ds: &Dataset,
+    g: &Geometry,
+    strings: &[(&str, &str)],
+) -> hdf5::Result<()> {
+    let dir: Vec<f64> = g.direction.iter().flatten().copied().collect();
+    ds.new_attr::<f64>()
+        .shape(3)
+        .create("origin_xyz")?
+        .write_raw(&[g.origin.x, g.origin.y, g.origin.z])?;
+    ds.new_attr::<f64>()
+        .shape(3)
+        .create("spacing_xyz")?
+        .write_raw(&[g.spacing.x, g.spacing.y, g.spacing.z])?;
+    ds.new_attr::<f64>()
+        .shape(9)
+        .create("direction")?
+        .write_raw(&dir)?;
+    for &(name, value) in strings {
+        let v: VarLenUnicode = value
+            .parse()
+            .map_err(|_| hdf5::Error::from(format!("attribute {name} holds a NUL byte")))?;
+        ds.new_attr::<VarLenUnicode>()
+            .create(name)?
+            .write_scalar(&v)?;
+    }
+    Ok(())
+}
+
+/// Reads the geometry attributes [`write_geometry_attrs`] wrote on dataset `name` of `path`.
+pub(crate) fn read_geometry_attrs(
+    ds: &Dataset,
+    path: &Path,
+    name: &str,
+) -> Result<Geometry, StoreError> {
+    let err = |e| StoreError::hdf5(path, name, "read attributes of", e);
+    let f64s = |attr: &str, n: usize| -> Result<Vec<f64>, StoreError> {
+        let v: Vec<f64> = ds.attr(attr).and_then(|a| a.read_raw()).map_err(err)?;
+        if v.len() != n {
+            return Err(StoreError::WrongShape {
+                path: path.to_path_buf(),
+                dataset: format!("{name}@{attr}"),
+                expected: format!("{n} values"),
+                found: vec![v.len()],
+            });
         }
-        Ok(())
+        Ok(v)
     };
-    attrs().map_err(h5err(path, "write attributes of"))
+    let (o, s, d) = (
+        f64s("origin_xyz", 3)?,
+        f64s("spacing_xyz", 3)?,
+        f64s("direction", 9)?,
+    );
+    Geometry::new(
+        Xyz {
+            x: o[0],
+            y: o[1],
+            z: o[2],
+        },
+        Xyz {
+            x: s[0],
+            y: s[1],
+            z: s[2],
+        },
+        [[d[0], d[1], d[2]], [d[3], d[4], d[5]], [d[6], d[7], d[8]]],
+        path,
+    )
+    .map_err(|e| StoreError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("the geometry attributes of `{name}` are invalid: {e}"),
+    })
+}
+
+/// Reads a string attribute of `ds` (dataset `name` of `path`).
+pub(crate) fn read_string_attr(
+    ds: &Dataset,
+    path: &Path,
+    name: &str,
+    attr: &str,
+) -> Result<String, StoreError> {
+    ds.attr(attr)
+        .and_then(|a| a.read_scalar::<VarLenUnicode>())
+        .map(|v| v.as_str().to_string())
+        .map_err(|e| StoreError::hdf5(path, name, "read attributes of", e))
 }
 
 /// Reads a probability volume with its geometry.
@@ -140,49 +209,8 @@ pub fn read_prob_volume(path: &Path) -> Result<ProbVolume, StoreError> {
             found: shape,
         });
     }
-    let f64s = |name: &str, n: usize| -> Result<Vec<f64>, StoreError> {
-        let v: Vec<f64> = ds
-            .attr(name)
-            .and_then(|a| a.read_raw())
-            .map_err(h5err(path, "read attributes of"))?;
-        if v.len() != n {
-            return Err(StoreError::WrongShape {
-                path: path.to_path_buf(),
-                dataset: format!("{PROB_DATASET}@{name}"),
-                expected: format!("{n} values"),
-                found: vec![v.len()],
-            });
-        }
-        Ok(v)
-    };
-    let (o, s, d) = (
-        f64s("origin_xyz", 3)?,
-        f64s("spacing_xyz", 3)?,
-        f64s("direction", 9)?,
-    );
-    let geometry = Geometry::new(
-        Xyz {
-            x: o[0],
-            y: o[1],
-            z: o[2],
-        },
-        Xyz {
-            x: s[0],
-            y: s[1],
-            z: s[2],
-        },
-        [[d[0], d[1], d[2]], [d[3], d[4], d[5]], [d[6], d[7], d[8]]],
-        path,
-    )
-    .map_err(|e| StoreError::Invalid {
-        path: path.to_path_buf(),
-        message: format!("the geometry attributes are invalid: {e}"),
-    })?;
-    let series_uid = ds
-        .attr("series_uid")
-        .and_then(|a| a.read_scalar::<VarLenUnicode>())
-        .map(|v| v.as_str().to_string())
-        .map_err(h5err(path, "read attributes of"))?;
+    let geometry = read_geometry_attrs(&ds, path, PROB_DATASET)?;
+    let series_uid = read_string_attr(&ds, path, PROB_DATASET, "series_uid")?;
     let data: Vec<u8> = ds.read_raw().map_err(h5err(path, "read"))?;
     Ok(ProbVolume {
         series_uid,

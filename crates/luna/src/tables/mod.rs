@@ -1,5 +1,6 @@
 //! Artifact tables: loading the LUNA16 CSV files, the schemas of the Parquet tables luna writes
-//! (annotations, candidates_raw, candidates, the crop index, predictions, training metrics),
+//! (annotations, candidates_raw, candidates, the crop index, predictions, training metrics,
+//! clusters, the segmentation sample index),
 //! their Parquet IO, and the book's candidate merge.
 //!
 //! Layout: `csv_split` (line-aware CSV splitter) → `csv` (typed loaders, `file:line` errors) →
@@ -29,8 +30,9 @@ pub use parquet::{read_parquet, write_parquet};
 pub use rows::{
     annotations_from_frame, annotations_to_frame, candidates_raw_from_frame,
     candidates_raw_to_frame, classifier_metrics_to_frame, clusters_from_frame, clusters_to_frame,
-    merged_from_frame, merged_to_frame, predictions_to_frame, seg_metrics_to_frame, AnnotationRow,
-    CandidateRow, ClassifierMetricsRow, ClusterRow, MergedRow, PredictionRow, SegMetricsRow, Split,
+    merged_from_frame, merged_to_frame, predictions_to_frame, seg_index_from_frame,
+    seg_index_to_frame, seg_metrics_to_frame, AnnotationRow, CandidateRow, ClassifierMetricsRow,
+    ClusterRow, MergedRow, PredictionRow, SegIndexRow, SegMetricsRow, Split,
 };
 pub use schema::{
     check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,

@@ -564,3 +564,95 @@ pub fn seg_metrics_to_frame(rows: &[SegMetricsRow]) -> Result<DataFrame, TableEr
     check_frame(&df, Table::SegMetrics, "metrics")?;
     Ok(df)
 }
+
+/// One row of seg_index.parquet (see [`Table::SegIndex`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegIndexRow {
+    /// Series UID.
+    pub series_uid: String,
+    /// The series' split.
+    pub split: Split,
+    /// HDF5 file relative to the artifact (`seg/<uid>.h5`).
+    pub file: String,
+    /// Which sample datasets: train (`train_*`) or val (`val_*`).
+    pub dataset: Split,
+    /// Row in those datasets.
+    pub row: i64,
+    /// Centre slice.
+    pub slice: i64,
+    /// Centre row (train: the nodule's; val: R / 2).
+    pub center_r: i64,
+    /// Centre column (train: the nodule's; val: C / 2).
+    pub center_c: i64,
+    /// Mask voxels in the label.
+    pub label_pixels: i64,
+}
+
+/// Builds a seg_index.parquet frame.
+pub fn seg_index_to_frame(rows: &[SegIndexRow]) -> Result<DataFrame, TableError> {
+    let s = |name: &str, g: &dyn Fn(&SegIndexRow) -> &str| {
+        StringChunked::from_iter_values(name.into(), rows.iter().map(g)).into_column()
+    };
+    let i = |name: &str, g: &dyn Fn(&SegIndexRow) -> i64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<i64>>())
+    };
+    let cols = vec![
+        s("series_uid", &|r| r.series_uid.as_str()),
+        s("split", &|r| r.split.as_str()),
+        s("file", &|r| r.file.as_str()),
+        s("dataset", &|r| r.dataset.as_str()),
+        i("row", &|r| r.row),
+        i("slice", &|r| r.slice),
+        i("center_r", &|r| r.center_r),
+        i("center_c", &|r| r.center_c),
+        i("label_pixels", &|r| r.label_pixels),
+    ];
+    let df = frame(Table::SegIndex, rows.len(), cols)?;
+    check_frame(&df, Table::SegIndex, "seg_index")?;
+    Ok(df)
+}
+
+/// Reads seg_index.parquet rows back.
+pub fn seg_index_from_frame(df: &DataFrame) -> Result<Vec<SegIndexRow>, TableError> {
+    check_frame(df, Table::SegIndex, "seg_index")?;
+    let c = Cols {
+        df,
+        table: Table::SegIndex,
+    };
+    let (uid, split, file, dataset) = (
+        c.str("series_uid")?,
+        c.str("split")?,
+        c.str("file")?,
+        c.str("dataset")?,
+    );
+    let ints: Vec<Vec<i64>> = ["row", "slice", "center_r", "center_c", "label_pixels"]
+        .iter()
+        .map(|n| c.i64(n))
+        .collect::<Result<_, _>>()?;
+    let parse = |col: &'static str, v: &str| match v {
+        "train" => Ok(Split::Train),
+        "val" => Ok(Split::Val),
+        other => Err(TableError::SchemaMismatch {
+            what: "seg_index".into(),
+            table: Table::SegIndex.name(),
+            column: col.into(),
+            expected: "\"train\" or \"val\"".into(),
+            found: format!("{other:?}"),
+        }),
+    };
+    (0..df.height())
+        .map(|k| {
+            Ok(SegIndexRow {
+                series_uid: uid[k].clone(),
+                split: parse("split", &split[k])?,
+                file: file[k].clone(),
+                dataset: parse("dataset", &dataset[k])?,
+                row: ints[0][k],
+                slice: ints[1][k],
+                center_r: ints[2][k],
+                center_c: ints[3][k],
+                label_pixels: ints[4][k],
+            })
+        })
+        .collect()
+}

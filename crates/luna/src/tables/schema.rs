@@ -86,11 +86,13 @@ pub enum Table {
     Clusters,
     /// metrics.parquet of a segmentation training (schema file seg_metrics.schema.json).
     SegMetrics,
+    /// seg_index.parquet: the samples of a seg_dataset artifact.
+    SegIndex,
 }
 
 impl Table {
     /// All tables, in documentation order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Annotations,
         Table::CandidatesRaw,
         Table::Candidates,
@@ -99,6 +101,7 @@ impl Table {
         Table::ClassifierMetrics,
         Table::Clusters,
         Table::SegMetrics,
+        Table::SegIndex,
     ];
 
     /// The table name (also the stem of its Parquet and schema files).
@@ -112,6 +115,7 @@ impl Table {
             Self::ClassifierMetrics => "metrics",
             Self::Clusters => "clusters",
             Self::SegMetrics => "seg_metrics",
+            Self::SegIndex => "seg_index",
         }
     }
 
@@ -133,6 +137,7 @@ impl Table {
             Self::CropIndex => "Crop index of a build_crops artifact: one row per candidate of candidates.parquet, naming the HDF5 file (relative to the artifact) and row of its crop (dataset `crops`, int16 HU clipped to [-1000, 1000], one sample per chunk, zstd filter 32015), the crop centre in voxel coordinates and the candidate's labels and split. Rows are grouped by series; within a series ordered by centre.",
             Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
             Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
+            Self::SegIndex => "Sample index of a seg_dataset artifact: one row per segmentation sample, naming the per-series HDF5 file (relative to the artifact), the dataset group (`train`: train_input/train_label, one 2k+1 x crop x crop sample per annotated nodule of a training series, in candidates.parquet order; `val`: val_input/val_label, full 2k+1 x R x C context slices of a validation series' positive slices, or of every slice) and the row in it. Rows sorted by series_uid, then by row.",
             Self::Clusters => "Clusters of a cluster artifact (book groupSegmentationOutput): per series, the 6-connected components of the probability volume thresholded (p > threshold) and eroded once with the 6-connected cross (scipy.ndimage semantics), numbered 1.. in raster order of their first voxel; the centre is the centre of mass weighted by the CT's HU clipped to [-1000, 1000] plus 1001, converted to world mm with the full direction matrix. Rows sorted by series_uid, then cluster_id.",
             Self::SegMetrics => "Training history of a train_segmentation artifact (file metrics.parquet): one row per epoch and phase (`trn` = the augmented 64x64 training crops in train mode, `val` = the full positive slices of the validation series in eval mode). Pixel counts at p > 0.5 (the threshold cluster uses); tp/fn/fp percentages are of the label pixels (so fp can exceed 100), as the book logs them.",
         }
@@ -250,6 +255,17 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("label_pixels", Int64, false, "label pixels of the pass"),
             col("samples_per_sec", Float64, false, "throughput of the pass"),
             col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
+        ],
+        Table::SegIndex => vec![
+            UID,
+            col("split", Utf8, false, "\"train\" or \"val\", the series' split in candidates.parquet"),
+            col("file", Utf8, false, "HDF5 file of the series, relative to the artifact directory (seg/<series_uid>.h5)"),
+            col("dataset", Utf8, false, "\"train\" (datasets train_input/train_label) or \"val\" (val_input/val_label)"),
+            col("row", Int64, false, "row of the sample in those datasets"),
+            col("slice", Int64, false, "centre slice index of the sample's context slices"),
+            col("center_r", Int64, false, "train: the nodule centre's voxel row (xyz->irc, round half to even); val: R / 2"),
+            col("center_c", Int64, false, "train: the nodule centre's voxel column; val: C / 2"),
+            col("label_pixels", Int64, false, "mask voxels in the sample's label"),
         ],
         Table::Clusters => vec![
             UID,

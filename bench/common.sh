@@ -1,0 +1,37 @@
+# Sourced by the benchmarks that time luna on real-preset synthetic CTs (crops.sh,
+# seg_dataset.sh): small helpers, the release binary, and the CT data made once.
+# Needs scripts/env.sh sourced first (CARGO_TARGET_DIR).
+
+say() { echo "bench: $*" >&2; }
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+minimum() { sort -g | head -1; }
+
+# Sets LUNA: $LUNA_BIN (a prebuilt release binary without the torch feature), or a fresh
+# release build of `luna` alone (it never links libtorch).
+bench_luna() {
+  if [ -n "${LUNA_BIN:-}" ]; then
+    LUNA="$LUNA_BIN"
+  else
+    say "building luna (release, no torch feature) into $CARGO_TARGET_DIR"
+    cargo build --release --locked -p luna --bin luna >&2
+    LUNA="$CARGO_TARGET_DIR/release/luna"
+  fi
+  [ -x "$LUNA" ] || { say "no binary at $LUNA"; exit 1; }
+  if [[ "$(ldd "$LUNA" 2>/dev/null || true)" == *libtorch* ]]; then
+    say "warning: $LUNA links libtorch (another build with the torch feature overwrote it?)"
+  fi
+}
+
+# bench_real_data DIR SEED SERIES: `luna synth --preset real` into DIR once (kept between runs).
+bench_real_data() {
+  local dir="$1" seed="$2" series="$3"
+  if [ ! -f "$dir/.luna-bench-done" ]; then
+    say "generating $series real-preset CTs into $dir"
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$(dirname "$dir")"
+    "$LUNA" synth "$dir.tmp" --preset real --seed "$seed" --series "$series" >&2
+    mv "$dir.tmp" "$dir"
+    touch "$dir/.luna-bench-done"
+  fi
+}

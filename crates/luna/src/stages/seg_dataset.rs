@@ -1,0 +1,395 @@
+//! `seg_dataset`: per CT, the book's annotation mask and the UNet's samples (book-reference
+//! §4.2–4.3) as chunked HDF5 (`store::seg_store`: `seg/<uid>.h5`) plus `seg_index.parquet`
+//! (one row per sample) and `seg.json` (counts).
+//!
+//! Per series (the split is the candidates table's, by series, never by candidate):
+//! - the whole mask (`annotation_mask`: per nodule a box grown per axis from the centre, AND
+//!   raw HU > `threshold_hu`; the module documents the rule at the volume edges);
+//! - training series: one (2k+1)×crop×crop sample per annotated nodule (`is_nodule` rows, in
+//!   candidates-table order), label = the mask of the centre slice's window;
+//! - validation series: the full (2k+1)×R×C context slices of every positive slice (any mask
+//!   voxel; `val_slices: all`: of every slice), label = that slice's mask.
+//!
+//! **Partitioned per series**, like `build_crops`: the key material is the CT's content
+//! hashes, the series' split and its nodule centres and diameters (the parameters are in every
+//! partition key already), so a new series computes only its own partition. Each partition
+//! holds `seg.h5` and its rows of the index (`seg_index.parquet`, so a cached partition needs
+//! no HDF5 read to be indexed). Series run longest first on `threads` threads; a series
+//! decodes only the CT rows its samples need. Rejected: one HDF5 file for the whole dataset
+//! (one new CT would rewrite it, and the writers would serialise on the HDF5 lock).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::build_crops::{
+    candidate_ct_slots, check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost,
+    read_candidates, upstream_file_hashes,
+};
+use super::dataset::{ct_root_inputs, find_series, resolve_ct_root};
+use super::load_annotations::table_err;
+use crate::annotation_mask::{
+    build_mask, check_ct, nodule_centres, positive_slices, train_sample, SliceCache,
+};
+use crate::ct::CtImage;
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::store::{SegLayout, SegWriter};
+use crate::tables::{
+    read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet, MergedRow, SegIndexRow,
+    Split, Table,
+};
+
+/// The artifact type of `seg_dataset`: seg/<uid>.h5 + seg_index.parquet.
+pub const SEG_DATASET: &str = "seg_dataset";
+
+/// Which slices of a validation series become samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValSlices {
+    /// Slices with at least one mask voxel (the book's validation set).
+    #[default]
+    Positive,
+    /// Every slice (whole-CT evaluation).
+    All,
+}
+
+/// Parameters of `seg_dataset`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegDatasetParams {
+    /// k: a sample holds slices c−k … c+k (book: 3, i.e. 7 slices).
+    #[serde(default = "three")]
+    pub context_slices: usize,
+    /// Side of the training crops in voxels (book: 96); divisible by 4, at most the CTs' rows
+    /// and columns.
+    #[serde(default = "ninety_six")]
+    pub crop: usize,
+    /// Validation samples: `positive` slices (book) or `all` slices.
+    #[serde(default)]
+    pub val_slices: ValSlices,
+    /// Mask voxels have raw HU above this (book: −700).
+    #[serde(default = "minus_700")]
+    pub threshold_hu: f64,
+    /// zstd level of the HDF5 chunks: -7..=19 (0 is not a level).
+    #[serde(default = "one")]
+    pub level: i32,
+    /// Folder with `subset*/<uid>.mhd`; default: the upstream dataset.
+    #[serde(default)]
+    pub ct_root: Option<InputPath>,
+    /// Upstream `merge_candidates` stage (default: the one upstream that provides it).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
+    /// Upstream dataset stage (default: the one upstream `dataset`, unless `ct_root` is set).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// CTs processed at once (default: the stage's thread budget).
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+fn three() -> usize {
+    3
+}
+fn ninety_six() -> usize {
+    96
+}
+fn minus_700() -> f64 {
+    -700.0
+}
+fn one() -> i32 {
+    1
+}
+
+/// Validation samples written per HDF5 batch (bounds memory: 8 × 7 × 512² i16 = 29 MB).
+const VAL_BATCH: usize = 8;
+
+/// One series of the candidates table: its split and its nodules, in table order.
+struct Series {
+    split: Split,
+    nodules: Vec<MergedRow>,
+}
+
+/// The `seg_dataset` kind.
+pub struct SegDatasetStage;
+
+impl Stage for SegDatasetStage {
+    type Params = SegDatasetParams;
+    const KIND: &'static str = "seg_dataset";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Annotation masks and UNet samples (7-slice context crops / full slices) per CT into chunked HDF5 + seg_index.parquet";
+    const OUTPUTS: &'static [&'static str] = &[SEG_DATASET];
+
+    fn slots(p: &SegDatasetParams) -> Vec<InputSlot> {
+        candidate_ct_slots(
+            p.candidates.as_ref(),
+            p.ct_root.as_ref(),
+            p.dataset.as_ref(),
+        )
+    }
+
+    fn inputs(p: &SegDatasetParams) -> Vec<ExternalInput> {
+        ct_root_inputs(p.ct_root.as_ref())
+    }
+
+    fn validate(p: &SegDatasetParams) -> Result<(), (String, String)> {
+        if p.crop == 0 || !p.crop.is_multiple_of(4) {
+            return Err((
+                "crop".into(),
+                format!(
+                    "crop {} must be a positive multiple of 4 (the UNet pools twice)",
+                    p.crop
+                ),
+            ));
+        }
+        if p.context_slices > 32 {
+            return Err((
+                "context_slices".into(),
+                format!(
+                    "context_slices {} is more than 32 (a sample would hold {} slices)",
+                    p.context_slices,
+                    2 * p.context_slices + 1
+                ),
+            ));
+        }
+        if !p.threshold_hu.is_finite() {
+            return Err((
+                "threshold_hu".into(),
+                format!(
+                    "threshold_hu must be a finite number, got {}",
+                    p.threshold_hu
+                ),
+            ));
+        }
+        check_zstd_level(p.level)
+    }
+
+    fn run(&self, p: &SegDatasetParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let (cand_file, rows) = read_candidates(ctx)?;
+        let by_series = group_series(&cand_file, rows)?;
+        let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
+        let on_disk = find_series(&root)?;
+        check_on_disk(&root, &on_disk, by_series.keys())?;
+        let known = upstream_file_hashes(ctx, &root);
+        let threads = p.threads.0.unwrap_or(ctx.threads()).max(1);
+        ctx.progress().start(by_series.len() as u64, "CTs");
+        let computed = AtomicU64::new(0);
+        let t0 = Instant::now();
+        let ctx_ref = &*ctx;
+        let series: Vec<(&String, &Series)> = by_series.iter().collect();
+        let work = |(uid, s): (&String, &Series)| -> Result<(String, PathBuf), StageError> {
+            let mhd = &on_disk[uid];
+            let nodules: Vec<[f64; 4]> = s
+                .nodules
+                .iter()
+                .map(|r| {
+                    let [x, y, z] = r.center_xyz;
+                    [x, y, z, r.diameter_mm]
+                })
+                .collect();
+            let material = serde_json::json!({
+                "format": 1,
+                "ct": ct_file_hashes(ctx_ref, mhd, &known)?,
+                "split": s.split.as_str(),
+                "nodules": nodules,
+            });
+            let part = ctx_ref.partition(uid, &material, |dir| {
+                let rows = write_series(mhd, uid, s, p, &dir.join("seg.h5"))?;
+                let mut df = seg_index_to_frame(&rows).map_err(table_err)?;
+                write_parquet(&mut df, Table::SegIndex, &dir.join("seg_index.parquet"))
+                    .map_err(table_err)
+            })?;
+            if !part.cached {
+                computed.fetch_add(1, Ordering::Relaxed);
+            }
+            ctx_ref.progress().inc(1);
+            Ok((uid.clone(), part.dir))
+        };
+        let results = ctx.longest_first(
+            &series,
+            threads,
+            |(uid, s)| estimated_cost(&on_disk[*uid], sample_bytes(&on_disk[*uid], s, p)),
+            |&s| work(s),
+        )?;
+        let mut index: Vec<SegIndexRow> = Vec::new();
+        for res in results {
+            let (uid, dir) = res?;
+            ctx.link_into_output(&dir.join("seg.h5"), &format!("seg/{uid}.h5"))?;
+            let part_index = dir.join("seg_index.parquet");
+            index.extend(
+                seg_index_from_frame(
+                    &read_parquet(&part_index, Table::SegIndex).map_err(table_err)?,
+                )
+                .map_err(table_err)?,
+            );
+        }
+        let mut df = seg_index_to_frame(&index).map_err(table_err)?;
+        write_parquet(
+            &mut df,
+            Table::SegIndex,
+            &ctx.out_dir().join(Table::SegIndex.file_name()),
+        )
+        .map_err(table_err)?;
+        let count = |d: Split| index.iter().filter(|r| r.dataset == d).count();
+        let (n_train, n_val) = (count(Split::Train), count(Split::Val));
+        let n_computed = computed.load(Ordering::Relaxed);
+        let summary = serde_json::json!({
+            "series": by_series.len(),
+            "series_computed": n_computed,
+            "train_samples": n_train,
+            "val_samples": n_val,
+            "context_slices": p.context_slices,
+            "crop": p.crop,
+            "val_slices": p.val_slices,
+            "threshold_hu": p.threshold_hu,
+        });
+        let sp = ctx.out_dir().join("seg.json");
+        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default())
+            .map_err(|e| StageError::io(&sp, e))?;
+        ctx.log(format!(
+            "{n_train} training and {n_val} validation samples from {} CTs ({n_computed} computed, {} cached) in {:.1}s",
+            by_series.len(),
+            by_series.len() as u64 - n_computed,
+            t0.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+/// Groups the candidate rows by series: the split (one per series) and the nodules in table
+/// order. A series with rows in both splits is an error (the split is by series).
+fn group_series(
+    cand_file: &Path,
+    rows: Vec<MergedRow>,
+) -> Result<BTreeMap<String, Series>, StageError> {
+    let mut by_series: BTreeMap<String, Series> = BTreeMap::new();
+    for r in rows {
+        let s = by_series.entry(r.series_uid.clone()).or_insert(Series {
+            split: r.split,
+            nodules: Vec::new(),
+        });
+        if s.split != r.split {
+            return Err(StageError::msg(format!(
+                "{}: series {} has rows in both the train and the val split (candidate {})",
+                cand_file.display(),
+                r.series_uid,
+                r.candidate_id
+            ))
+            .with_hint("split by series (merge_candidates does); never by candidate"));
+        }
+        if r.is_nodule {
+            s.nodules.push(r);
+        }
+    }
+    Ok(by_series)
+}
+
+/// Bytes of samples a series will write (a scheduling estimate, not part of any key).
+fn sample_bytes(mhd: &Path, s: &Series, p: &SegDatasetParams) -> u64 {
+    let depth = 2 * p.context_slices as u64 + 1;
+    match s.split {
+        Split::Train => s.nodules.len() as u64 * depth * (p.crop * p.crop * 2) as u64,
+        Split::Val => {
+            let Ok(h) = crate::ct::header::read_header(mhd) else {
+                return 0;
+            };
+            let voxels = h.dim_size.iter().map(|&d| d as u64).product::<u64>();
+            // All slices, or a guess of a tenth of them for the positive ones.
+            let frac = if p.val_slices == ValSlices::All {
+                1
+            } else {
+                10
+            };
+            voxels * depth * 2 / frac
+        }
+    }
+}
+
+/// Builds one series' mask and samples into `out`; returns its index rows.
+fn write_series(
+    mhd: &Path,
+    uid: &str,
+    s: &Series,
+    p: &SegDatasetParams,
+    out: &Path,
+) -> Result<Vec<SegIndexRow>, StageError> {
+    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
+    let shape = ct.shape_irc();
+    let k = p.context_slices;
+    check_ct(mhd, uid, shape, k, p.crop).map_err(StageError::domain)?;
+    let xyz: Vec<[f64; 3]> = s.nodules.iter().map(|r| r.center_xyz).collect();
+    let centres = nodule_centres(&ct, uid, &xyz).map_err(StageError::domain)?;
+    let ct_err = |e| StageError::msg(format!("{}: series {uid}: {e}", mhd.display()));
+    let mask = build_mask(&ct, &centres, p.threshold_hu).map_err(ct_err)?;
+    let layout = SegLayout {
+        series_uid: uid,
+        geometry: ct.geometry(),
+        shape,
+        context_slices: k,
+        crop: p.crop,
+        level: p.level,
+    };
+    let mut w = SegWriter::create(out, &layout, &mask).map_err(StageError::domain)?;
+    let file = format!("seg/{uid}.h5");
+    let row = |dataset: Split, n: usize, slice: usize, rc: [i64; 2], label: &[u8]| SegIndexRow {
+        series_uid: uid.to_string(),
+        split: s.split,
+        file: file.clone(),
+        dataset,
+        row: n as i64,
+        slice: slice as i64,
+        center_r: rc[0],
+        center_c: rc[1],
+        label_pixels: label.iter().map(|&v| i64::from(v)).sum(),
+    };
+    let mut rows = Vec::new();
+    match s.split {
+        Split::Train => {
+            let (mut inputs, mut labels, mut irc) = (Vec::new(), Vec::new(), Vec::new());
+            for (n, c) in centres.iter().enumerate() {
+                let (input, label) = train_sample(&ct, &mask, *c, k, p.crop).map_err(ct_err)?;
+                rows.push(row(
+                    Split::Train,
+                    n,
+                    c.index as usize,
+                    [c.row, c.col],
+                    &label,
+                ));
+                inputs.extend(input);
+                labels.extend(label);
+                irc.push([c.index, c.row, c.col].map(|v| v as i32));
+            }
+            w.write_train(&inputs, &labels, &irc)
+                .map_err(StageError::domain)?;
+        }
+        Split::Val => {
+            let slices: Vec<usize> = match p.val_slices {
+                ValSlices::Positive => positive_slices(&mask, shape),
+                ValSlices::All => (0..shape[0]).collect(),
+            };
+            let plane = shape[1] * shape[2];
+            let centre = [(shape[1] / 2) as i64, (shape[2] / 2) as i64];
+            let mut cache = SliceCache::new(&ct);
+            for (b, batch) in slices.chunks(VAL_BATCH).enumerate() {
+                let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+                for (j, &sl) in batch.iter().enumerate() {
+                    cache.context_into(sl, k, &mut inputs).map_err(ct_err)?;
+                    let label = &mask[sl * plane..(sl + 1) * plane];
+                    rows.push(row(Split::Val, b * VAL_BATCH + j, sl, centre, label));
+                    labels.extend_from_slice(label);
+                }
+                let idx: Vec<i32> = batch.iter().map(|&v| v as i32).collect();
+                w.append_val(&inputs, &labels, &idx)
+                    .map_err(StageError::domain)?;
+            }
+        }
+    }
+    w.finish().map_err(StageError::domain)?;
+    Ok(rows)
+}
