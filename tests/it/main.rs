@@ -51,6 +51,7 @@ mod nn_tensorboard;
 mod nn_train;
 mod nn_unet;
 mod seg_dataset;
+mod seg_train;
 mod store_bench;
 mod store_oracle;
 mod store_roundtrip;

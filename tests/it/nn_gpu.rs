@@ -122,7 +122,7 @@ fn cuda_matches_cpu_and_trains() {
     let spec = Fit {
         task: &task,
         train: &trn,
-        val: Some(&val),
+        val: vec![&val],
         order: &order,
         cfg: &cfg,
         device: cuda,

@@ -111,7 +111,7 @@ fn run_fit(
     let spec = Fit {
         task: &TASK,
         train: &trn,
-        val: val.map(|v| v as &dyn SampleSource),
+        val: val.map(|v| v as &dyn SampleSource).into_iter().collect(),
         order: &order,
         cfg,
         device: Device::Cpu,

@@ -31,6 +31,43 @@ pub fn cap_threads(ctx: &StageContext, name: &str, wanted: usize) -> usize {
     }
 }
 
+/// The optimizer of a training stage's parameters; `default_lr` when `lr` is not given.
+pub fn optimizer_config(
+    o: &luna::model::OptimizerParams,
+    default_lr: f64,
+) -> crate::nn::OptimizerConfig {
+    use luna::model::OptimizerParams;
+    match o {
+        OptimizerParams::Sgd {
+            lr,
+            momentum,
+            weight_decay,
+        } => crate::nn::OptimizerConfig::Sgd {
+            lr: lr.unwrap_or(default_lr),
+            momentum: *momentum,
+            weight_decay: *weight_decay,
+        },
+        OptimizerParams::Adam { lr, weight_decay } => crate::nn::OptimizerConfig::Adam {
+            lr: lr.unwrap_or(1e-3),
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: *weight_decay,
+        },
+    }
+}
+
+/// The augmentation of a training stage's parameters.
+pub fn augment_config(a: &luna::model::AugmentParams, per_batch: bool) -> crate::nn::AugmentConfig {
+    crate::nn::AugmentConfig {
+        flip: a.flip,
+        offset: a.offset,
+        scale: a.scale,
+        rotate: a.rotate,
+        noise: a.noise,
+        per_batch,
+    }
+}
+
 /// The training loop's observer for a stage: log lines go to the stage log, passes to its
 /// progress bar.
 pub struct Reporter<'a>(pub &'a StageContext);
@@ -57,6 +94,9 @@ pub mod evaluate_classifier;
 #[path = "../../luna/src/stages/segment/torch.rs"]
 pub mod segment;
 
+#[path = "../../luna/src/stages/train_segmentation/torch.rs"]
+pub mod train_segmentation;
+
 #[path = "../../luna/src/stages/test_kinds/torch.rs"]
 pub mod test_kinds;
 
@@ -66,6 +106,7 @@ pub fn run(kind: &str, ctx: &mut StageContext) -> Result<(), StageError> {
         "train_classifier" => train_classifier::execute(ctx),
         "evaluate_classifier" => evaluate_classifier::execute(ctx),
         "segment" => segment::execute(ctx),
+        "train_segmentation" => train_segmentation::execute(ctx),
         "test_torch_partitions" => test_kinds::execute(ctx),
         _ => Err(StageError::msg(format!(
             "luna-torch has no torch kind `{kind}`"

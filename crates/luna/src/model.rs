@@ -1,5 +1,6 @@
 //! What the torch kinds share on the planning side, without linking torch: the `device` hint
-//! (parsed once, at plan time) and the files a trained-model artifact holds.
+//! (parsed once, at plan time), the optimizer and augmentation parameters with their plan-time
+//! range checks, and the files a trained-model artifact holds.
 //!
 //! A trained artifact (`train_classifier`, later `train_segmentation`) holds the best
 //! checkpoint's weights as `model.safetensors` (PyTorch state-dict names) and its sidecar as
@@ -88,6 +89,158 @@ impl JsonSchema for Device {
             "description": "auto (CUDA when usable, else CPU), cpu, cuda or cuda:N"
         })
     }
+}
+
+/// Augmentation settings as written in YAML (mirrors `nn::AugmentConfig`; each switchable).
+///
+/// Ranges (checked at plan time): `offset` in [0, 1] (normalised grid units, 1 = half the
+/// crop), `scale` in [0, 1) (a factor 1 ± scale must stay positive), `noise` in [0, 1000] HU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentParams {
+    /// Flip each axis with probability 0.5.
+    pub flip: bool,
+    /// Max translation in normalised grid units (0 = off).
+    pub offset: f64,
+    /// Max relative scale change per axis (0 = off).
+    pub scale: f64,
+    /// Rotate about the index axis.
+    pub rotate: bool,
+    /// Std of additive HU noise (0 = off).
+    pub noise: f64,
+}
+
+impl Default for AugmentParams {
+    fn default() -> Self {
+        AugmentParams {
+            flip: true,
+            offset: 0.1,
+            scale: 0.2,
+            rotate: true,
+            noise: 25.0,
+        }
+    }
+}
+
+/// Optimizer as written in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerParams {
+    /// torch.optim.SGD.
+    Sgd {
+        /// Learning rate (default 1e-3, 3e-3 when fine-tuning).
+        #[serde(default)]
+        lr: Option<f64>,
+        /// Momentum (book p2ch14: 0).
+        #[serde(default)]
+        momentum: f64,
+        /// L2 weight decay (book: 1e-4).
+        #[serde(default = "wd")]
+        weight_decay: f64,
+    },
+    /// torch.optim.Adam.
+    Adam {
+        /// Learning rate (default 1e-3).
+        #[serde(default)]
+        lr: Option<f64>,
+        /// L2 weight decay.
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn wd() -> f64 {
+    1e-4
+}
+
+impl Default for OptimizerParams {
+    fn default() -> Self {
+        OptimizerParams::Sgd {
+            lr: None,
+            momentum: 0.0,
+            weight_decay: wd(),
+        }
+    }
+}
+
+/// `Err((path, message))` unless `lo <= v <= hi` (with `hi_open`: `v < hi`) and finite.
+fn in_range(
+    path: &str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    hi_open: bool,
+    what: &str,
+) -> Result<(), (String, String)> {
+    let ok = v.is_finite() && v >= lo && if hi_open { v < hi } else { v <= hi };
+    if ok {
+        return Ok(());
+    }
+    let close = if hi_open { ")" } else { "]" };
+    Err((
+        path.into(),
+        format!("{path} must be a finite number in [{lo}, {hi}{close} ({what}), got {v}"),
+    ))
+}
+
+/// Plan-time checks of the optimizer's hyperparameters (a negative or non-finite learning
+/// rate diverges at once; a huge one is allowed and stopped by the loss guard at run time).
+pub fn check_optimizer(o: &OptimizerParams) -> Result<(), (String, String)> {
+    let (lr, wd) = match o {
+        OptimizerParams::Sgd {
+            lr,
+            momentum,
+            weight_decay,
+        } => {
+            in_range(
+                "optimizer.momentum",
+                *momentum,
+                0.0,
+                1.0,
+                true,
+                "0 = plain SGD as in the book",
+            )?;
+            (lr, weight_decay)
+        }
+        OptimizerParams::Adam { lr, weight_decay } => (lr, weight_decay),
+    };
+    if let Some(lr) = lr {
+        if !(lr.is_finite() && *lr > 0.0) {
+            return Err((
+                "optimizer.lr".into(),
+                format!("optimizer.lr must be a finite number > 0 (book: 1e-3), got {lr}"),
+            ));
+        }
+    }
+    in_range(
+        "optimizer.weight_decay",
+        *wd,
+        0.0,
+        1.0,
+        true,
+        "L2 penalty; book: 1e-4",
+    )
+}
+
+/// Plan-time checks of the augmentation ranges (see [`AugmentParams`]).
+pub fn check_augment(a: &AugmentParams) -> Result<(), (String, String)> {
+    in_range(
+        "augment.offset",
+        a.offset,
+        0.0,
+        1.0,
+        false,
+        "normalised grid units; book: 0.1",
+    )?;
+    in_range(
+        "augment.scale",
+        a.scale,
+        0.0,
+        1.0,
+        true,
+        "relative scale change; book: 0.2",
+    )?;
+    in_range("augment.noise", a.noise, 0.0, 1000.0, false, "HU; book: 25")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use tch::{Kind, Tensor};
 
 use luna::tables::{seg_metrics_to_frame, write_parquet, SegMetricsRow, Table};
 
+use crate::nn::loader::{SampleSource, SourceError};
 use crate::nn::plot::plot_lines;
 use crate::nn::report::EpochRow;
 use crate::nn::task::Task;
@@ -248,4 +249,190 @@ impl Task for Segmentation {
             ],
         )
     }
+}
+
+/// Training samples of a seg_dataset: every training crop (decoded into memory once), drawn as
+/// random `sub`×`sub` sub-crops. Sample index `i` = `crop · n² + dr · n + dc` with `n = crop −
+/// sub` possible offsets per axis (book: `randrange(0, 32)`), so an epoch order fixes both the
+/// crop and its offsets. Input (2k+1, sub, sub) HU, target (1, sub, sub) mask.
+pub struct SegTrainSamples {
+    inputs: Vec<i16>,
+    labels: Vec<u8>,
+    count: usize,
+    depth: usize,
+    crop: usize,
+    sub: usize,
+}
+
+impl SegTrainSamples {
+    /// Reads every training sample of `stores`.
+    pub fn load(
+        stores: &[luna::store::seg_store::SegStore],
+        sub: usize,
+    ) -> Result<SegTrainSamples, luna::store::StoreError> {
+        let (mut inputs, mut labels, mut count) = (Vec::new(), Vec::new(), 0);
+        let (mut depth, mut crop) = (0, 0);
+        for s in stores {
+            let [d, c, _] = s.train_input_shape();
+            (depth, crop) = (d, c);
+            let (mut inp, mut lab) = (vec![0i16; d * c * c], vec![0u8; c * c]);
+            for row in 0..s.train_len() {
+                s.read_train(row, &mut inp, &mut lab)?;
+                inputs.extend_from_slice(&inp);
+                labels.extend_from_slice(&lab);
+                count += 1;
+            }
+        }
+        Ok(SegTrainSamples {
+            inputs,
+            labels,
+            count,
+            depth,
+            crop,
+            sub,
+        })
+    }
+
+    /// Offsets per axis.
+    pub fn offsets(&self) -> usize {
+        (self.crop - self.sub).max(1)
+    }
+
+    /// Number of distinct crops.
+    pub fn crops(&self) -> usize {
+        self.count
+    }
+}
+
+impl SampleSource for SegTrainSamples {
+    fn len(&self) -> usize {
+        self.count * self.offsets() * self.offsets()
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        vec![self.depth, self.sub, self.sub]
+    }
+    fn target_shape(&self) -> Vec<usize> {
+        vec![1, self.sub, self.sub]
+    }
+    fn read(&self, i: usize, input: &mut [f32], target: &mut [f32]) -> Result<(), SourceError> {
+        let n = self.offsets();
+        let (k, off) = (i / (n * n), i % (n * n));
+        let (dr, dc) = (off / n, off % n);
+        let (c, s) = (self.crop, self.sub);
+        let base = k * self.depth * c * c;
+        for d in 0..self.depth {
+            for r in 0..s {
+                let src = base + d * c * c + (r + dr) * c + dc;
+                let dst = (d * s + r) * s;
+                for (o, &v) in input[dst..dst + s]
+                    .iter_mut()
+                    .zip(&self.inputs[src..src + s])
+                {
+                    *o = f32::from(v);
+                }
+            }
+        }
+        for r in 0..s {
+            let src = k * c * c + (r + dr) * c + dc;
+            for (o, &v) in target[r * s..(r + 1) * s]
+                .iter_mut()
+                .zip(&self.labels[src..src + s])
+            {
+                *o = f32::from(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validation samples of one series: its full context slices, padded at the bottom and right
+/// to a multiple of 4 with −1000 HU (label 0) for the UNet's two poolings.
+pub struct SegValSamples<'a> {
+    store: &'a luna::store::seg_store::SegStore,
+    depth: usize,
+    rows: usize,
+    cols: usize,
+    pad_rows: usize,
+    pad_cols: usize,
+}
+
+impl<'a> SegValSamples<'a> {
+    /// The validation slices of `store`.
+    pub fn new(store: &'a luna::store::seg_store::SegStore) -> SegValSamples<'a> {
+        let [d, r, c] = store.val_input_shape();
+        SegValSamples {
+            store,
+            depth: d,
+            rows: r,
+            cols: c,
+            pad_rows: r.div_ceil(4) * 4,
+            pad_cols: c.div_ceil(4) * 4,
+        }
+    }
+}
+
+impl SampleSource for SegValSamples<'_> {
+    fn len(&self) -> usize {
+        self.store.val_len()
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        vec![self.depth, self.pad_rows, self.pad_cols]
+    }
+    fn target_shape(&self) -> Vec<usize> {
+        vec![1, self.pad_rows, self.pad_cols]
+    }
+    fn read(&self, i: usize, input: &mut [f32], target: &mut [f32]) -> Result<(), SourceError> {
+        let (r, c, pr, pc) = (self.rows, self.cols, self.pad_rows, self.pad_cols);
+        let mut inp = vec![0i16; self.depth * r * c];
+        let mut lab = vec![0u8; r * c];
+        self.store.read_val(i, &mut inp, &mut lab)?;
+        input.fill(-1000.0);
+        target.fill(0.0);
+        for d in 0..self.depth {
+            for row in 0..r {
+                let src = (d * r + row) * c;
+                let dst = (d * pr + row) * pc;
+                for (o, &v) in input[dst..dst + c].iter_mut().zip(&inp[src..src + c]) {
+                    *o = f32::from(v);
+                }
+            }
+        }
+        for row in 0..r {
+            for (o, &v) in target[row * pc..row * pc + c]
+                .iter_mut()
+                .zip(&lab[row * c..(row + 1) * c])
+            {
+                *o = f32::from(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The book's training order of an epoch: the crops reshuffled per epoch and drawn
+/// round-robin (`pos_list[ndx % len]`), each draw with random sub-crop offsets.
+pub fn seg_train_order(
+    samples: &SegTrainSamples,
+    epoch_samples: usize,
+    seed: u64,
+    epoch: usize,
+) -> Result<Vec<usize>, TrainError> {
+    use rand::seq::SliceRandom;
+    use rand::Rng;
+    let n = samples.crops();
+    if n == 0 {
+        return Err(TrainError::Setup(
+            "the seg_dataset has no training samples (no annotated nodules in the training series); hint: check the split and the annotations".into(),
+        ));
+    }
+    let mut rng = crate::nn::loader::epoch_rng(seed, epoch);
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut rng);
+    let o = samples.offsets();
+    Ok((0..epoch_samples)
+        .map(|k| {
+            let (dr, dc) = (rng.random_range(0..o), rng.random_range(0..o));
+            perm[k % n] * o * o + dr * o + dc
+        })
+        .collect())
 }

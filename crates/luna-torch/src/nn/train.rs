@@ -204,8 +204,10 @@ pub struct Fit<'a, T: Task> {
     pub task: &'a T,
     /// Training samples.
     pub train: &'a dyn SampleSource,
-    /// Validation samples (`None` or empty = never validated; every epoch's model is "best").
-    pub val: Option<&'a dyn SampleSource>,
+    /// Validation samples, possibly in several sources whose sample shapes differ (whole CT
+    /// slices of series of different sizes); their outputs are pooled into one metrics row.
+    /// Empty = never validated; every epoch's model is then "best".
+    pub val: Vec<&'a dyn SampleSource>,
     /// The sample order of an epoch (1-based).
     pub order: &'a (dyn Fn(usize) -> Result<Vec<usize>, TrainError> + Sync),
     /// Loop settings.
@@ -325,11 +327,24 @@ pub fn predict<M: Model, T: Task>(
     cfg: &TrainConfig,
     observer: &dyn Observer,
 ) -> Result<(T::Outputs, PassStats), TrainError> {
+    let mut outputs = T::Outputs::default();
+    let stats = predict_into(model, task, source, cfg, observer, &mut outputs)?;
+    Ok((outputs, stats))
+}
+
+/// [`predict`] adding to existing `outputs` (a pass over several sources).
+pub fn predict_into<M: Model, T: Task>(
+    model: &M,
+    task: &T,
+    source: &dyn SampleSource,
+    cfg: &TrainConfig,
+    observer: &dyn Observer,
+    outputs: &mut T::Outputs,
+) -> Result<PassStats, TrainError> {
     check_input(model, source)?;
     let device = model.device();
     let order: Vec<usize> = (0..source.len()).collect();
-    let mut outputs = T::Outputs::default();
-    let stats = for_each_batch(
+    for_each_batch(
         source,
         &order,
         cfg.batch_size,
@@ -340,13 +355,12 @@ pub fn predict<M: Model, T: Task>(
                 let target = b.target.to_device(device);
                 let output = model.forward(&b.input.to_device(device), false);
                 let loss = task.loss(&output, &target)?;
-                task.collect(&mut outputs, &b.indices, &output, &target, &loss)?;
+                task.collect(outputs, &b.indices, &output, &target, &loss)?;
                 observer.advance(b.indices.len() as u64);
                 Ok(())
             })
         },
-    )?;
-    Ok((outputs, stats))
+    )
 }
 
 fn copy_files(src: &Path, dst: &Path) -> Result<(), TrainError> {
@@ -417,7 +431,7 @@ pub fn fit<M: Model, T: Task>(
         obs.log(&s);
     }
     obs.log(&report::table_header(f.task));
-    let val = f.val.filter(|v| !v.is_empty());
+    let val: Vec<&dyn SampleSource> = f.val.iter().copied().filter(|v| !v.is_empty()).collect();
     for epoch in start_epoch + 1..=cfg.epochs {
         let order = (f.order)(epoch)?;
         obs.pass(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
@@ -451,29 +465,41 @@ pub fn fit<M: Model, T: Task>(
         boards.add(f.task, &trn)?;
         history.push(trn);
         let mut score = None;
-        if let Some(v) = val {
-            if epoch == 1 || epoch % cfg.validate_every == 0 || epoch == cfg.epochs {
-                obs.pass(
-                    v.len() as u64,
-                    &format!("epoch {epoch}/{} validation", cfg.epochs),
-                );
-                let (outputs, stats) = predict(&lm.model, f.task, v, cfg, obs)?;
-                let metrics = f
-                    .task
-                    .metrics(&outputs)
-                    .map_err(|e| in_pass(e, epoch, "val"))?;
-                score = Some(f.task.score(&metrics));
-                let row = EpochRow {
-                    epoch,
-                    total_samples: total,
-                    phase: "val".into(),
-                    metrics,
-                    stats,
-                };
-                obs.log(&report::table_row(f.task, &row));
-                boards.add(f.task, &row)?;
-                history.push(row);
+        let validate = epoch == 1 || epoch % cfg.validate_every == 0 || epoch == cfg.epochs;
+        if !val.is_empty() && validate {
+            let n: usize = val.iter().map(|v| v.len()).sum();
+            obs.pass(
+                n as u64,
+                &format!("epoch {epoch}/{} validation", cfg.epochs),
+            );
+            let mut outputs = T::Outputs::default();
+            let (mut secs, mut wait) = (0.0, 0.0);
+            for v in &val {
+                let s = predict_into(&lm.model, f.task, *v, cfg, obs, &mut outputs)?;
+                secs += s.seconds;
+                wait += s.data_wait_fraction * s.seconds;
             }
+            let stats = PassStats {
+                samples: n,
+                seconds: secs,
+                samples_per_sec: n as f64 / secs.max(1e-9),
+                data_wait_fraction: wait / secs.max(1e-9),
+            };
+            let metrics = f
+                .task
+                .metrics(&outputs)
+                .map_err(|e| in_pass(e, epoch, "val"))?;
+            score = Some(f.task.score(&metrics));
+            let row = EpochRow {
+                epoch,
+                total_samples: total,
+                phase: "val".into(),
+                metrics,
+                stats,
+            };
+            obs.log(&report::table_row(f.task, &row));
+            boards.add(f.task, &row)?;
+            history.push(row);
         }
         // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
         let improved = score.is_some_and(|s| best.is_none_or(|b| s >= b));
@@ -492,7 +518,7 @@ pub fn fit<M: Model, T: Task>(
             rng_state: None,
             trainable: trainable.clone(),
         };
-        if improved || val.is_none() || !best_dir.join(checkpoint::META_FILE).is_file() {
+        if improved || val.is_empty() || !best_dir.join(checkpoint::META_FILE).is_file() {
             checkpoint::save_checkpoint(&best_dir, &lm.vs, &opt, &meta)?;
             if improved {
                 obs.log(&format!(

@@ -12,7 +12,8 @@
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `seg_dataset`
 //! (seg_dataset), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `probabilities` (segment),
-//! `clusters` (cluster); a `command` declares its own with `provides:`.
+//! `clusters` (cluster), `seg_dataset` (seg_dataset), `segmenter` (train_segmentation); a
+//! `command` declares its own with `provides:`.
 
 pub mod build_crops;
 pub mod cluster;
@@ -26,6 +27,7 @@ pub mod segment;
 pub mod synth;
 pub mod test_kinds;
 pub mod train_classifier;
+pub mod train_segmentation;
 
 use crate::engine::registry::Registry;
 
@@ -53,5 +55,6 @@ pub fn builtin_registry() -> Registry {
     r.add(cluster::ClusterStage);
     r.add(segment::SegmentStage);
     r.add(seg_dataset::SegDatasetStage);
+    r.add(train_segmentation::TrainSegmentationStage);
     r
 }

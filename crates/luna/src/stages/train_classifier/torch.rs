@@ -4,15 +4,15 @@
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_classifier::{AugmentParams, OptimizerParams, TrainParams};
+use luna::stages::train_classifier::TrainParams;
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
-use crate::kinds::{cap_threads, params, Reporter};
+use crate::kinds::{augment_config, cap_threads, optimizer_config, params, Reporter};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::classify::{malignancy_order, BestBy, Classification, CropSamples};
 use crate::nn::loader::balanced_order;
 use crate::nn::train::{fit, Fit, Start, TrainConfig, TrainError};
-use crate::nn::{AugmentConfig, LunaModel, LunaModelConfig, Optimizer, OptimizerConfig};
+use crate::nn::{LunaModel, LunaModelConfig, Optimizer, OptimizerConfig};
 
 /// The optimizer after defaults (book: SGD lr 1e-3, or 3e-3 when fine-tuning).
 pub fn optimizer(p: &TrainParams) -> OptimizerConfig {
@@ -21,35 +21,7 @@ pub fn optimizer(p: &TrainParams) -> OptimizerConfig {
     } else {
         1e-3
     };
-    match &p.optimizer {
-        OptimizerParams::Sgd {
-            lr,
-            momentum,
-            weight_decay,
-        } => OptimizerConfig::Sgd {
-            lr: lr.unwrap_or(default_lr),
-            momentum: *momentum,
-            weight_decay: *weight_decay,
-        },
-        OptimizerParams::Adam { lr, weight_decay } => OptimizerConfig::Adam {
-            lr: lr.unwrap_or(1e-3),
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: *weight_decay,
-        },
-    }
-}
-
-/// The augmentation after defaults.
-pub fn augment(a: &AugmentParams) -> AugmentConfig {
-    AugmentConfig {
-        flip: a.flip,
-        offset: a.offset,
-        scale: a.scale,
-        rotate: a.rotate,
-        noise: a.noise,
-        per_batch: false,
-    }
+    optimizer_config(&p.optimizer, default_lr)
 }
 
 /// The loop settings of `p`.
@@ -59,7 +31,7 @@ pub fn train_config(p: &TrainParams) -> TrainConfig {
         epochs: p.epochs,
         validate_every: p.validate_every(),
         seed: p.seed,
-        augment: p.augment.as_ref().map(augment),
+        augment: p.augment.as_ref().map(|a| augment_config(a, false)),
         loader_threads: p.loader_threads.0.unwrap_or(2).max(1),
         prefetch: p.prefetch.0.unwrap_or(2).max(1),
     }
@@ -203,7 +175,7 @@ pub fn train(
     let spec = Fit {
         task: &task,
         train: &trn,
-        val: Some(&val),
+        val: vec![&val],
         order: &order,
         cfg: &cfg,
         device,

@@ -1,0 +1,118 @@
+//! The torch half of `train_segmentation` (compiled into `luna-torch`): the seg_dataset's
+//! samples as sources, a fresh UNet, the Segmentation task, `nn::train::fit`.
+
+use luna::engine::context::StageContext;
+use luna::engine::error::StageError;
+use luna::stages::train_segmentation::TrainSegmentationParams;
+use luna::store::seg_store::SegStore;
+use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
+
+use crate::kinds::{augment_config, cap_threads, optimizer_config, params, Reporter};
+use crate::nn::checkpoint::LoadedModel;
+use crate::nn::segment::{seg_train_order, SegTrainSamples, SegValSamples, Segmentation};
+use crate::nn::train::{fit, Fit, Start, TrainConfig};
+use crate::nn::{Optimizer, SampleSource, UNet, UNetConfig};
+
+fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
+    StageError::domain(e)
+}
+
+/// Runs `train_segmentation` in the worker.
+pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
+    let p: TrainSegmentationParams = params(ctx)?;
+    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    let loader = cap_threads(ctx, "loader_threads", p.loader_threads.0.unwrap_or(2));
+    tch::set_num_threads(threads as i32);
+    let device = crate::device::choose(*p.device, ctx)?;
+    let data = ctx.input("seg_dataset")?.clone();
+    let index = data.dir.join(Table::SegIndex.file_name());
+    let rows =
+        seg_index_from_frame(&read_parquet(&index, Table::SegIndex).map_err(dom)?).map_err(dom)?;
+    let mut files: Vec<(String, Split)> = rows.iter().map(|r| (r.file.clone(), r.split)).collect();
+    files.sort();
+    files.dedup();
+    let open = |split: Split| -> Result<Vec<SegStore>, StageError> {
+        files
+            .iter()
+            .filter(|(_, s)| *s == split)
+            .map(|(f, _)| SegStore::open(data.dir.join(f)).map_err(dom))
+            .collect()
+    };
+    let (train_stores, val_stores) = (open(Split::Train)?, open(Split::Val)?);
+    let trn = SegTrainSamples::load(&train_stores, p.sub_crop).map_err(dom)?;
+    if let Some(s) = train_stores.first() {
+        let crop = s.crop();
+        if p.sub_crop > crop {
+            return Err(StageError::msg(format!(
+                "sub_crop {} is larger than the seg_dataset's {crop}x{crop} crops",
+                p.sub_crop
+            ))
+            .with_hint("lower sub_crop or rebuild the seg_dataset with a larger crop"));
+        }
+    }
+    let vals: Vec<SegValSamples> = val_stores.iter().map(SegValSamples::new).collect();
+    let depth = train_stores
+        .first()
+        .or(val_stores.first())
+        .map(|s| 2 * s.context_slices() + 1)
+        .unwrap_or(7);
+    ctx.log(format!(
+        "data: `{}`: {} training crops in {} series, {} validation slices in {} series; torch threads {threads}",
+        data.stage,
+        trn.crops(),
+        train_stores.len(),
+        vals.iter().map(|v| v.len()).sum::<usize>(),
+        vals.len()
+    ));
+    let cfg = TrainConfig {
+        batch_size: p.batch_size,
+        epochs: p.epochs,
+        validate_every: p.validate_every,
+        seed: p.seed,
+        augment: p.augment.as_ref().map(|a| augment_config(a, true)),
+        loader_threads: loader,
+        prefetch: p.prefetch.0.unwrap_or(2).max(1),
+    };
+    let opt_cfg = optimizer_config(&p.optimizer, 1e-3);
+    ctx.log(format!(
+        "optimizer {opt_cfg:?}; augment {:?}; {} epochs x {} samples, batch {}, sub-crop {}",
+        cfg.augment, p.epochs, p.epoch_samples, p.batch_size, p.sub_crop
+    ));
+    let order = |epoch: usize| seg_train_order(&trn, p.epoch_samples, p.seed, epoch);
+    let resume = ctx.resume_dir()?;
+    let mirror = ctx
+        .workspace()
+        .join("runs/tensorboard")
+        .join(ctx.pipeline())
+        .join(ctx.stage());
+    let reporter = Reporter(ctx);
+    let spec = Fit {
+        task: &Segmentation,
+        train: &trn,
+        val: vals.iter().map(|v| v as &dyn SampleSource).collect(),
+        order: &order,
+        cfg: &cfg,
+        device,
+        resume_dir: &resume,
+        out_dir: ctx.out_dir(),
+        tensorboard_mirrors: vec![mirror],
+        train_params: serde_json::to_value(&p).unwrap_or_default(),
+        observer: &reporter,
+    };
+    let model_cfg = UNetConfig {
+        in_channels: depth as i64,
+        ..UNetConfig::default()
+    };
+    fit::<UNet, _>(&spec, || {
+        tch::manual_seed(p.seed as i64);
+        let model = LoadedModel::<UNet>::build(&model_cfg, device)?;
+        let opt = Optimizer::new(&model.vs, opt_cfg.clone(), None)?;
+        Ok(Start {
+            model,
+            opt,
+            trainable: None,
+        })
+    })
+    .map_err(dom)?;
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `train_segmentation` through the binary: seg_dataset → UNet training (the one loop) →
+//! segment → cluster on a tiny synthetic set; artifact files, the metrics table, resume after
+//! `kill -9`, and typed-input errors.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::engine_support::Ws;
+use crate::train_support::stage_logs;
+
+fn pipeline(train_with: &str) -> String {
+    format!(
+        "pipeline: s\nstages:\n  data:\n    uses: synth\n    with: {{ preset: tiny, seed: 3 }}\n\
+         \x20 annotations:\n    uses: load_annotations\n    needs: [data]\n\
+         \x20 candidates:\n    uses: merge_candidates\n    needs: [annotations, data]\n    with: {{ val_stride: 2 }}\n\
+         \x20 segdata:\n    uses: seg_dataset\n    needs: [candidates, data]\n    with: {{ crop: 48 }}\n\
+         \x20 unet:\n    uses: train_segmentation\n    needs: [segdata]\n    with: {{ sub_crop: 32, batch_size: 8, device: cpu, threads: 2, loader_threads: 1, validate_every: 1, {train_with} }}\n\
+         \x20 segment:\n    uses: segment\n    needs: [unet, candidates, data]\n    with: {{ device: cpu, batch_size: 8 }}\n\
+         \x20 clusters:\n    uses: cluster\n    needs: [segment, data]\n"
+    )
+}
+
+#[test]
+fn train_segmentation_trains_with_the_loop_and_segment_uses_its_model() {
+    let ws = Ws::new();
+    ws.pipeline("s", &pipeline("epochs: 2, epoch_samples: 48"));
+    let out = ws.luna(&["run", "s"]);
+    if out.code != 0 {
+        panic!("{}\n{}", out.stderr, stage_logs(ws.root(), "unet"));
+    }
+    let dir = |s: &str| PathBuf::from(ws.luna(&["path", "s", s]).stdout.trim());
+    let unet = dir("unet");
+    for f in [
+        "model.safetensors",
+        "model.json",
+        "last/checkpoint.json",
+        "metrics.parquet",
+        "loss.png",
+        "scores.png",
+    ] {
+        assert!(
+            unet.join(f).is_file(),
+            "train_segmentation artifact lacks {f}"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unet.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["model"]["architecture"], "UNet");
+    assert_eq!(meta["model"]["in_channels"], 7);
+    let log = stage_logs(ws.root(), "unet");
+    assert_eq!(log.matches(" trn ").count(), 2, "{log}");
+    assert_eq!(log.matches(" val ").count(), 2, "{log}");
+    assert!(log.contains("recall"), "{log}");
+    // pyarrow reads metrics.parquet with its schema (seg_metrics)
+    let expected = ws.path("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({"files": [{"path": unet.join("metrics.parquet"), "table": "seg_metrics", "rows": null}]}).to_string(),
+    )
+    .unwrap();
+    let root = std::path::Path::new(crate::REPO);
+    let py = std::process::Command::new(crate::nn_support::python())
+        .arg(root.join("tests/oracle/tables_check.py"))
+        .arg(root.join("schemas"))
+        .arg(&expected)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert!(String::from_utf8_lossy(&py.stdout).contains("rows=4"));
+    assert!(dir("clusters").join("clusters.parquet").is_file());
+}
+
+#[test]
+fn train_segmentation_resumes_after_kill_9() {
+    let ws = Ws::new();
+    ws.pipeline("s", &pipeline("epochs: 4, epoch_samples: 64"));
+    ws.luna(&["run", "s", "--until", "segdata"]).expect_code(0);
+    let mut child = ws
+        .command(&["run", "s", "--until", "unet"])
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch checkpoint, then kill luna (the worker dies with it).
+    let t0 = Instant::now();
+    let resume = ws.path("cache/resume");
+    loop {
+        let done = walk_has(&resume, "checkpoint.json");
+        if done || t0.elapsed() > Duration::from_secs(240) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on our child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let out = ws.luna(&["run", "s", "--until", "unet"]);
+    out.expect_code(0);
+    let log = stage_logs(ws.root(), "unet");
+    assert!(log.contains("resuming from epoch"), "{log}");
+    let n = ws
+        .manifests()
+        .iter()
+        .filter(|m| m["stage"] == "unet")
+        .count();
+    assert_eq!(n, 1, "exactly one committed artifact");
+}
+
+fn walk_has(dir: &std::path::Path, name: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            walk_has(&p, name)
+        } else {
+            p.file_name().is_some_and(|n| n == name) && p.to_string_lossy().contains("/last/")
+        }
+    })
+}
