@@ -39,6 +39,8 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
+mod froc_oracle;
+mod froc_support;
 mod nn_augment;
 mod nn_gpu;
 mod nn_model;

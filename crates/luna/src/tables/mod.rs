@@ -17,9 +17,11 @@ mod parquet;
 mod rows;
 mod schema;
 
+pub(crate) use csv::{num as parse_finite, read_text};
 pub use csv::{
     parse_bool, read_annotations_csv, read_candidates_csv, AnnotationsKind, CsvLoad, CsvOptions,
 };
+pub(crate) use csv_split::Records;
 pub use error::{BadRow, BadRowReason, TableError, MAX_REPORTED_ROWS};
 pub use merge::{
     candidate_id, merge_candidates, merge_rows, require_malignancy, sort_like_book, split_series,
