@@ -10,13 +10,14 @@
 //!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
-//! (train_classifier), `predictions` (evaluate_classifier); a `command` declares its own with
+//! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc); a `command` declares its own with
 //! `provides:`.
 
 pub mod build_crops;
 pub mod command;
 pub mod dataset;
 pub mod evaluate_classifier;
+pub mod evaluate_froc;
 pub mod load_annotations;
 pub mod merge_candidates;
 pub mod synth;
@@ -46,5 +47,6 @@ pub fn builtin_registry() -> Registry {
     r.add(build_crops::BuildCropsStage);
     r.add(train_classifier::TrainClassifierStage);
     r.add(evaluate_classifier::EvaluateClassifierStage);
+    r.add(evaluate_froc::EvaluateFrocStage);
     r
 }

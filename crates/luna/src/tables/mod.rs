@@ -31,8 +31,8 @@ pub use parquet::{read_parquet, write_parquet};
 pub use rows::{
     annotations_from_frame, annotations_to_frame, candidates_raw_from_frame,
     candidates_raw_to_frame, classifier_metrics_to_frame, merged_from_frame, merged_to_frame,
-    predictions_to_frame, AnnotationRow, CandidateRow, ClassifierMetricsRow, MergedRow,
-    PredictionRow, Split,
+    predictions_from_frame, predictions_to_frame, AnnotationRow, CandidateRow,
+    ClassifierMetricsRow, MergedRow, PredictionRow, Split,
 };
 pub use schema::{
     check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,
