@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::CliError;
-use crate::froc::{evaluate, write_outputs, FrocError, FrocInput, FrocOptions, RATES};
+use crate::froc::{evaluate, summary, write_outputs, FrocError, FrocInput, FrocOptions};
 
 /// Arguments of `luna froc`.
 #[derive(Debug, Args)]
@@ -83,27 +83,8 @@ pub fn cmd(a: FrocArgs) -> Result<i32, CliError> {
         )
     })?;
     write_outputs(&a.out, &input, &r).map_err(|e| CliError::failed(e.to_string(), e.hint()))?;
-    let c = &r.counts;
-    println!(
-        "scans {}  nodules {}  marks {} (dropped by the cap of {}: {})",
-        c.scans, c.nodules, c.marks, a.max_marks, c.marks_dropped_by_cap
-    );
-    println!(
-        "TP {}  FP {}  FN {}  ignored on excluded {}  double detections {}",
-        c.tp, c.fp, c.fn_, c.ignored_on_excluded, c.double_detections
-    );
-    let rates: Vec<String> = RATES
-        .iter()
-        .zip(&r.sensitivities)
-        .map(|(r, s)| format!("{r}: {s:.4}"))
-        .collect();
-    println!("sensitivity at FPs/scan  {}", rates.join("  "));
-    match &r.bootstrap {
-        Some(b) => println!(
-            "CPM {:.4} (95% CI {:.4}–{:.4}, {} bootstraps, seed {})  nearest-point CPM {:.4}",
-            r.cpm, b.cpm.low, b.cpm.high, b.samples, b.seed, r.cpm_nearest
-        ),
-        None => println!("CPM {:.4}  nearest-point CPM {:.4}", r.cpm, r.cpm_nearest),
+    for line in summary(&r) {
+        println!("{line}");
     }
     eprintln!(
         "{:>12} [{:>8.2}s] {}",

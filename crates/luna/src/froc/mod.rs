@@ -94,7 +94,7 @@ pub use bootstrap::{
 pub use curve::{cpm_nearest, froc_curve, interp, sensitivities_at, CurvePoint, Ranked};
 pub use error::FrocError;
 pub use input::{read_findings, read_seriesuids, read_submission, Finding, FrocInput, Mark, Scans};
-pub use output::{froc_json, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
+pub use output::{froc_json, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
 pub use score::{cap_marks, score, Counts, Entry, Scored};
 
 /// The FP-per-scan rates of the CPM.

@@ -59,6 +59,35 @@ pub fn froc_json(r: &FrocResult) -> serde_json::Value {
     })
 }
 
+/// A scoring in four lines (counts, hits, the 7 sensitivities, the CPMs), as `luna froc`
+/// prints it and `evaluate_froc` logs it.
+pub fn summary(r: &FrocResult) -> [String; 4] {
+    let c = &r.counts;
+    let sens: Vec<String> = RATES
+        .iter()
+        .zip(&r.sensitivities)
+        .map(|(rate, s)| format!("{rate}: {s:.4}"))
+        .collect();
+    [
+        format!(
+            "scans {}  nodules {}  marks {} (dropped by the cap of {}: {})",
+            c.scans, c.nodules, c.marks, r.options.max_marks, c.marks_dropped_by_cap
+        ),
+        format!(
+            "TP {}  FP {}  FN {}  ignored on excluded {}  double detections {}",
+            c.tp, c.fp, c.fn_, c.ignored_on_excluded, c.double_detections
+        ),
+        format!("sensitivity at FPs/scan  {}", sens.join("  ")),
+        match &r.bootstrap {
+            Some(b) => format!(
+                "CPM {:.4} (95% CI {:.4}–{:.4}, {} bootstraps, seed {})  nearest-point CPM {:.4}",
+                r.cpm, b.cpm.low, b.cpm.high, b.samples, b.seed, r.cpm_nearest
+            ),
+            None => format!("CPM {:.4}  nearest-point CPM {:.4}", r.cpm, r.cpm_nearest),
+        },
+    ]
+}
+
 /// Writes every output file of a scoring into `dir` (which must exist).
 pub fn write_outputs(dir: &Path, input: &FrocInput, r: &FrocResult) -> Result<(), FrocError> {
     let mut sub = String::with_capacity(input.marks.len() * 100);

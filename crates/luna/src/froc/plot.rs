@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use super::bootstrap::band_grid;
 use super::curve::interp;
 use super::FrocResult;
-use crate::plot::{ensure_font, PlotError, HEIGHT, WIDTH};
+use crate::plot::{draw_chart, draw_error, PlotError};
 
 fn rate_label(v: &f64) -> String {
     let r = 2f64.powf(*v);
@@ -26,11 +26,7 @@ fn rate_label(v: &f64) -> String {
 
 /// Draws `r` into the PNG at `path`.
 pub fn plot_froc(path: &Path, r: &FrocResult) -> Result<(), PlotError> {
-    ensure_font(path)?;
-    let err = |e: &dyn std::fmt::Display| PlotError::Draw {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let err = |e: &dyn std::fmt::Display| draw_error(path, e);
     let grid = band_grid();
     let xs: Vec<f64> = r.curve.iter().map(|p| p.fps).collect();
     let ys: Vec<f64> = r.curve.iter().map(|p| p.sensitivity).collect();
@@ -45,59 +41,43 @@ pub fn plot_froc(path: &Path, r: &FrocResult) -> Result<(), PlotError> {
         ),
         None => format!("FROC: CPM {:.3}", r.cpm),
     };
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-3f64..3f64, 0f64..1f64)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_labels(7)
-        .y_labels(11)
-        .x_label_formatter(&rate_label)
-        .x_desc("average number of false positives per scan")
-        .y_desc("sensitivity")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(&e))?;
-    let blue = RGBColor(31, 119, 180);
-    if let Some(b) = &r.bootstrap {
-        let mut poly: Vec<(f64, f64)> = b.band.iter().map(|p| (p.fps.log2(), p.upper)).collect();
-        poly.extend(b.band.iter().rev().map(|p| (p.fps.log2(), p.lower)));
+    let legend = SeriesLabelPosition::LowerRight;
+    draw_chart(path, &title, -3.0..3.0, 0.0..1.0, legend, |chart| {
         chart
-            .draw_series(std::iter::once(Polygon::new(poly, blue.mix(0.15).filled())))
-            .map_err(|e| err(&e))?
-            .label(format!("95% CI ({} bootstraps)", b.samples))
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 20, y + 5)], blue.mix(0.15).filled())
-            });
-        let mean: Vec<(f64, f64)> = b.band.iter().map(|p| (p.fps.log2(), p.mean)).collect();
-        let light = blue.mix(0.6);
+            .configure_mesh()
+            .x_labels(7)
+            .y_labels(11)
+            .x_label_formatter(&rate_label)
+            .x_desc("average number of false positives per scan")
+            .y_desc("sensitivity")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let blue = RGBColor(31, 119, 180);
+        if let Some(b) = &r.bootstrap {
+            let mut band: Vec<(f64, f64)> =
+                b.band.iter().map(|p| (p.fps.log2(), p.upper)).collect();
+            band.extend(b.band.iter().rev().map(|p| (p.fps.log2(), p.lower)));
+            let fill = blue.mix(0.15).filled();
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, fill)))
+                .map_err(|e| err(&e))?
+                .label(format!("95% CI ({} bootstraps)", b.samples))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], fill));
+            let mean: Vec<(f64, f64)> = b.band.iter().map(|p| (p.fps.log2(), p.mean)).collect();
+            let light = blue.mix(0.6).stroke_width(1);
+            chart
+                .draw_series(LineSeries::new(mean, light))
+                .map_err(|e| err(&e))?
+                .label("bootstrap mean")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], light));
+        }
+        let line = blue.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(mean, light.stroke_width(1)))
+            .draw_series(LineSeries::new(main, line))
             .map_err(|e| err(&e))?
-            .label("bootstrap mean")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], light.stroke_width(1))
-            });
-    }
-    chart
-        .draw_series(LineSeries::new(main, blue.stroke_width(2)))
-        .map_err(|e| err(&e))?
-        .label("FROC")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+            .label("FROC")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
+        Ok(())
+    })
 }

@@ -35,8 +35,8 @@ use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
 use crate::froc::{
-    evaluate, read_findings, read_seriesuids, write_outputs, FrocError, FrocInput, FrocOptions,
-    Mark, Scans, RATES,
+    evaluate, read_findings, read_seriesuids, summary, write_outputs, FrocError, FrocInput,
+    FrocOptions, Mark, Scans,
 };
 use crate::tables::{
     merged_from_frame, predictions_from_frame, read_parquet, AnnotationsKind, MergedRow,
@@ -181,24 +181,9 @@ impl Stage for EvaluateFrocStage {
         };
         let r = evaluate(&input, opts).map_err(froc_err)?;
         write_outputs(ctx.out_dir(), &input, &r).map_err(froc_err)?;
-        let c = &r.counts;
-        ctx.log(format!(
-            "TP {} FP {} FN {}; ignored on excluded {}; double detections {}; marks dropped by the cap {}",
-            c.tp, c.fp, c.fn_, c.ignored_on_excluded, c.double_detections, c.marks_dropped_by_cap
-        ));
-        let sens: Vec<String> = RATES
-            .iter()
-            .zip(&r.sensitivities)
-            .map(|(rate, s)| format!("{rate}: {s:.4}"))
-            .collect();
-        ctx.log(format!("sensitivity at FPs/scan {}", sens.join(", ")));
-        ctx.log(match &r.bootstrap {
-            Some(b) => format!(
-                "CPM {:.4} (95% CI {:.4}–{:.4}, {} bootstraps); nearest-point CPM {:.4}",
-                r.cpm, b.cpm.low, b.cpm.high, b.samples, r.cpm_nearest
-            ),
-            None => format!("CPM {:.4}; nearest-point CPM {:.4}", r.cpm, r.cpm_nearest),
-        });
+        for line in summary(&r) {
+            ctx.log(line);
+        }
         Ok(())
     }
 }
@@ -213,9 +198,10 @@ fn froc_err(e: FrocError) -> StageError {
 /// A predictions artifact of a malignancy model scores "malignant?", not "nodule?".
 fn refuse_malignancy(dir: &Path, stage: &str) -> Result<(), StageError> {
     let path = dir.join("metrics.json");
-    let Ok(bytes) = std::fs::read(&path) else {
+    if !path.is_file() {
         return Ok(()); // a `command` stage providing predictions need not write metrics.json
-    };
+    }
+    let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
     let doc: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
     if doc.get("task").and_then(|t| t.as_str()) == Some("malignancy") {
