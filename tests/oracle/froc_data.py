@@ -3,13 +3,14 @@
 annotations.csv, annotations_excluded.csv (some diameter -1), seriesuids.csv (no header) and
 submission.csv, in DIR.
 
-    froc_data.py DIR --scans 888 --marks 100 [--seed 1] [--spread 10]
+    froc_data.py DIR --scans 888 --marks 100 [--seed 1] [--spread 10] [--decimals 3]
 
 Per scan: Poisson(1.34) nodules (LUNA16 has 1186 in 888 scans, a third of the scans none),
 diameters 3-30 mm; Poisson(1.5) excluded findings; `marks` marks plus up to `spread` more (so
 the 100-mark cut is exercised), in this order: 0-3 marks near each nodule (some outside R),
 one near some excluded findings, the rest uniform in the volume. Probabilities are rounded to
-3 decimals, so ties (within a scan, at the cut, and across scans) are common.
+`decimals` (3: ties within a scan, at the cut and across scans are common; the benchmark uses 6,
+closer to a model's output).
 """
 import argparse
 import os
@@ -24,6 +25,7 @@ def main():
     ap.add_argument("--marks", type=int, default=100)
     ap.add_argument("--spread", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--decimals", type=int, default=3)
     a = ap.parse_args()
     rng = np.random.RandomState(a.seed)
     os.makedirs(a.dir, exist_ok=True)
@@ -57,7 +59,7 @@ def main():
         while len(marks) < n:
             marks.append((rng.uniform(lo, hi), rng.beta(1.2, 6)))
         for c, p in marks[:n]:
-            sub.append((u, *c, float(np.round(p, 3))))
+            sub.append((u, *c, float(np.round(p, a.decimals))))
 
     def write(name, header, rows):
         with open(os.path.join(a.dir, name), "w") as f:
