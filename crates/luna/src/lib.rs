@@ -4,7 +4,7 @@
 //! Layering (DESIGN.md): the generic engine is its own crate, [`luna_engine`] (re-exported as
 //! [`engine`]), so "the engine never imports domain code" is checked by the compiler; this
 //! crate holds the domain modules ([`ct`], [`tables`], [`store`], [`synth`], [`cluster`],
-//! [`annotation_mask`]), the stage kinds
+//! [`annotation_mask`], [`froc`], [`plot`]), the stage kinds
 //! ([`stages`], the only place where engine and domain meet) and the [`cli`]. Torch lives in
 //! the `luna-torch` crate, which depends on this one: `luna` never links libtorch, and torch
 //! kinds hand their work to the `luna-torch` worker process ([`worker`]).
@@ -16,7 +16,9 @@ pub mod annotation_mask;
 pub mod cli;
 pub mod cluster;
 pub mod ct;
+pub mod froc;
 pub mod model;
+pub mod plot;
 pub mod stages;
 pub mod store;
 pub mod synth;

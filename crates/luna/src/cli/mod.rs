@@ -9,6 +9,7 @@ mod dag;
 mod doctor;
 mod error;
 mod fingerprint;
+mod froc;
 mod path;
 mod report;
 mod run;
@@ -67,6 +68,8 @@ enum Cmd {
     Fingerprint(fingerprint::FingerprintArgs),
     /// Write the synthetic LUNA16-format dataset to a directory.
     Synth(synth::SynthArgs),
+    /// Score a LUNA16 submission (FROC, CPM, bootstrap CI) by the official rules.
+    Froc(froc::FrocArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -122,6 +125,7 @@ where
         Cmd::Schema(a) => schema::cmd(a),
         Cmd::Fingerprint(a) => fingerprint::cmd(&g, a),
         Cmd::Synth(a) => synth::cmd(a),
+        Cmd::Froc(a) => froc::cmd(a),
     };
     match res {
         Ok(code) => code,

@@ -9,17 +9,17 @@
 //! samples, `luna_torch::nn` for models, loop, metrics and reports).
 //!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
-//! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `seg_dataset`
-//! (seg_dataset), `classifier`
-//! (train_classifier), `predictions` (evaluate_classifier), `probabilities` (segment),
-//! `clusters` (cluster), `seg_dataset` (seg_dataset), `segmenter` (train_segmentation); a
-//! `command` declares its own with `provides:`.
+//! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
+//! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
+//! `probabilities` (segment), `clusters` (cluster), `seg_dataset` (seg_dataset), `segmenter`
+//! (train_segmentation); a `command` declares its own with `provides:`.
 
 pub mod build_crops;
 pub mod cluster;
 pub mod command;
 pub mod dataset;
 pub mod evaluate_classifier;
+pub mod evaluate_froc;
 pub mod load_annotations;
 pub mod merge_candidates;
 pub mod seg_dataset;
@@ -56,5 +56,6 @@ pub fn builtin_registry() -> Registry {
     r.add(segment::SegmentStage);
     r.add(seg_dataset::SegDatasetStage);
     r.add(train_segmentation::TrainSegmentationStage);
+    r.add(evaluate_froc::EvaluateFrocStage);
     r
 }

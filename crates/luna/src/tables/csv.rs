@@ -54,7 +54,8 @@ pub struct CsvLoad<R> {
     pub drop_reasons: Vec<BadRow>,
 }
 
-fn read_text(path: &Path) -> Result<String, TableError> {
+/// Reads a CSV file as UTF-8 text without its BOM (`file:line` of the first invalid byte).
+pub(crate) fn read_text(path: &Path) -> Result<String, TableError> {
     let bytes = std::fs::read(path).map_err(|source| TableError::Io {
         path: path.into(),
         source,
@@ -185,7 +186,8 @@ fn finish<R>(
     })
 }
 
-fn num(fields: &[Cow<'_, str>], idx: usize, column: &str) -> Result<f64, BadRowReason> {
+/// Parses field `idx` as a finite f64 (NaN and infinities are rejected, naming `column`).
+pub(crate) fn num(fields: &[Cow<'_, str>], idx: usize, column: &str) -> Result<f64, BadRowReason> {
     let s: &str = &fields[idx];
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),

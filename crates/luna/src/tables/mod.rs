@@ -18,9 +18,11 @@ mod parquet;
 mod rows;
 mod schema;
 
+pub(crate) use csv::{num as parse_finite, read_text};
 pub use csv::{
     parse_bool, read_annotations_csv, read_candidates_csv, AnnotationsKind, CsvLoad, CsvOptions,
 };
+pub(crate) use csv_split::Records;
 pub use error::{BadRow, BadRowReason, TableError, MAX_REPORTED_ROWS};
 pub use merge::{
     candidate_id, merge_candidates, merge_rows, require_malignancy, sort_like_book, split_series,
@@ -30,9 +32,9 @@ pub use parquet::{read_parquet, write_parquet};
 pub use rows::{
     annotations_from_frame, annotations_to_frame, candidates_raw_from_frame,
     candidates_raw_to_frame, classifier_metrics_to_frame, clusters_from_frame, clusters_to_frame,
-    merged_from_frame, merged_to_frame, predictions_to_frame, seg_index_from_frame,
-    seg_index_to_frame, seg_metrics_to_frame, AnnotationRow, CandidateRow, ClassifierMetricsRow,
-    ClusterRow, MergedRow, PredictionRow, SegIndexRow, SegMetricsRow, Split,
+    merged_from_frame, merged_to_frame, predictions_from_frame, predictions_to_frame,
+    seg_index_from_frame, seg_index_to_frame, seg_metrics_to_frame, AnnotationRow, CandidateRow,
+    ClassifierMetricsRow, ClusterRow, MergedRow, PredictionRow, SegIndexRow, SegMetricsRow, Split,
 };
 pub use schema::{
     check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,

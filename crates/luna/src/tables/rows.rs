@@ -353,6 +353,30 @@ pub fn predictions_to_frame(rows: &[PredictionRow]) -> Result<DataFrame, TableEr
     Ok(df)
 }
 
+/// Reads prediction rows back from a predictions.parquet frame (schema checked first).
+pub fn predictions_from_frame(df: &DataFrame) -> Result<Vec<PredictionRow>, TableError> {
+    check_frame(df, Table::Predictions, "DataFrame")?;
+    let c = Cols {
+        df,
+        table: Table::Predictions,
+    };
+    let (id, uid) = (c.i64("candidate_id")?, c.str("series_uid")?);
+    let (label, prob) = (c.bool("label")?, c.f64("probability")?);
+    Ok(id
+        .into_iter()
+        .zip(uid)
+        .zip(label.into_iter().zip(prob))
+        .map(
+            |((candidate_id, series_uid), (label, probability))| PredictionRow {
+                candidate_id,
+                series_uid,
+                label,
+                probability,
+            },
+        )
+        .collect())
+}
+
 /// One row of a classifier's metrics.parquet (see [`Table::ClassifierMetrics`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierMetricsRow {

@@ -1,0 +1,310 @@
+//! `evaluate_froc`: the official LUNA16 FROC / CPM of a classifier's predictions (the
+//! false-positive-reduction track: every candidate of the split is a mark, its probability the
+//! model's P(nodule)), with the bootstrap CI. Writes the `froc` module's files.
+//!
+//! Decisions:
+//! - **Marks** = the rows of `predictions.parquet` (typed input `predictions`, an
+//!   `evaluate_classifier` stage of a *nodule* model; a malignancy model's predictions are
+//!   refused, its labels are not "nodule"). World xyz come from `candidates.parquet` (typed input
+//!   `candidates`, the `merge_candidates` stage the crops were built from), joined on
+//!   `candidate_id`: the candidate table is the one place that holds world coordinates (the
+//!   crops index holds voxel centres only). A prediction whose candidate is missing, or whose
+//!   series differs, is an error (the two inputs do not belong together).
+//! - **Scans** = every series of the candidate table whose split is one of the predicted
+//!   candidates' splits (`split: val` → the validation series), or the explicit `seriesuids`
+//!   file. Series without marks still count (the FP divisor).
+//! - **Findings** = `annotations.csv` (the LUNA16 reference standard; never the book's
+//!   malignancy file, which drops unmatched nodules) and `annotations_excluded.csv` of the
+//!   `dataset` input, or the explicit `annotations` / `excluded` paths. When the dataset has no
+//!   excluded file, no finding is excluded and the stage log says so.
+//! - Detection track (later): a `detections` input (`classify_candidates`'
+//!   `detections.parquet`: series_uid, xyz, prob_nodule) is a second source of marks;
+//!   it only needs its own `marks_from_*` beside [`marks_from_predictions`] and a slot that
+//!   replaces the `predictions` + `candidates` pair. Everything after the marks is shared.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{resolve_file, DATASET};
+use super::evaluate_classifier::PREDICTIONS;
+use super::merge_candidates::CANDIDATES;
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::froc::{
+    evaluate, read_findings, read_seriesuids, summary, write_outputs, FrocError, FrocInput,
+    FrocOptions, Mark, Scans,
+};
+use crate::tables::{
+    merged_from_frame, predictions_from_frame, read_parquet, AnnotationsKind, MergedRow,
+    PredictionRow, Table,
+};
+
+/// The artifact type of `evaluate_froc`: froc.json, froc.csv, submission.csv, ….
+pub const FROC: &str = "froc";
+
+/// Parameters of `evaluate_froc`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateFrocParams {
+    /// Upstream `evaluate_classifier` stage of a nodule model (default: the one upstream that
+    /// provides predictions).
+    #[serde(default)]
+    pub predictions: Option<StageRef>,
+    /// Upstream `merge_candidates` stage, for the candidates' world coordinates (default: the
+    /// one upstream that provides candidates).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
+    /// Upstream dataset stage holding `annotations.csv` and `annotations_excluded.csv`
+    /// (default: the one upstream `dataset`).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// annotations.csv; default: the dataset's.
+    #[serde(default)]
+    pub annotations: Option<InputPath>,
+    /// annotations_excluded.csv; default: the dataset's (none excluded when it has none).
+    #[serde(default)]
+    pub excluded: Option<InputPath>,
+    /// The evaluated scans (one uid per line); default: the series of the predictions' split.
+    #[serde(default)]
+    pub seriesuids: Option<InputPath>,
+    /// Marks kept per scan, the official script's cap (0 keeps all).
+    #[serde(default = "hundred")]
+    pub max_marks: usize,
+    /// Bootstrap rounds for the confidence intervals (0: none).
+    #[serde(default = "thousand")]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap's scan resampling.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn hundred() -> usize {
+    100
+}
+fn thousand() -> usize {
+    1000
+}
+
+/// The `evaluate_froc` kind.
+pub struct EvaluateFrocStage;
+
+impl Stage for EvaluateFrocStage {
+    type Params = EvaluateFrocParams;
+    const KIND: &'static str = "evaluate_froc";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Official LUNA16 FROC and CPM (with bootstrap CI) of a nodule classifier's predictions";
+    const OUTPUTS: &'static [&'static str] = &[FROC];
+
+    fn inputs(p: &EvaluateFrocParams) -> Vec<ExternalInput> {
+        [
+            ("annotations", &p.annotations),
+            ("excluded", &p.excluded),
+            ("seriesuids", &p.seriesuids),
+        ]
+        .into_iter()
+        .filter_map(|(name, path)| path.as_ref().map(|x| ExternalInput::new(name, x.path())))
+        .collect()
+    }
+
+    fn slots(p: &EvaluateFrocParams) -> Vec<InputSlot> {
+        let dataset = if p.annotations.is_none() {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        };
+        vec![
+            InputSlot::required("predictions", PREDICTIONS, p.predictions.as_ref()),
+            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
+            dataset,
+        ]
+    }
+
+    fn run(&self, p: &EvaluateFrocParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let pred = ctx.input("predictions")?.clone();
+        refuse_malignancy(&pred.dir, &pred.stage)?;
+        let pred_path = pred.dir.join(Table::Predictions.file_name());
+        let preds = read_parquet(&pred_path, Table::Predictions)
+            .and_then(|df| predictions_from_frame(&df))
+            .map_err(StageError::domain)?;
+        let cand = ctx.input("candidates")?.clone();
+        let cand_path = cand.dir.join(Table::Candidates.file_name());
+        let cands = read_parquet(&cand_path, Table::Candidates)
+            .and_then(|df| merged_from_frame(&df))
+            .map_err(StageError::domain)?;
+        let by_id: HashMap<i64, &MergedRow> = cands.iter().map(|c| (c.candidate_id, c)).collect();
+        let joined = join(&preds, &by_id, &pred.stage, &cand.stage)?;
+        let scans = match &p.seriesuids {
+            Some(s) => read_seriesuids(&ctx.resolve(s.path())).map_err(froc_err)?,
+            None => split_scans(&joined, &cands, &cand.stage)?,
+        };
+        let marks = marks_from_predictions(&joined, &scans, &pred.stage)?;
+        let ann = resolve_file(
+            ctx,
+            p.annotations.as_ref(),
+            &["annotations.csv"],
+            "annotations",
+        )?;
+        let exc = excluded_file(ctx, p.excluded.as_ref())?;
+        let included = read_findings(&ann, AnnotationsKind::Plain, &scans).map_err(froc_err)?;
+        let excluded = match &exc {
+            Some(e) => read_findings(e, AnnotationsKind::Excluded, &scans).map_err(froc_err)?,
+            None => Vec::new(),
+        };
+        ctx.log(format!(
+            "{} marks from `{}` over {} scans; {} included and {} excluded findings in them ({}{})",
+            marks.len(),
+            pred.stage,
+            scans.len(),
+            included.len(),
+            excluded.len(),
+            ann.display(),
+            exc.as_ref()
+                .map(|e| format!(", {}", e.display()))
+                .unwrap_or_default()
+        ));
+        let input = FrocInput {
+            scans,
+            marks,
+            included,
+            excluded,
+        };
+        let opts = FrocOptions {
+            max_marks: p.max_marks,
+            bootstrap: p.bootstrap,
+            seed: p.seed,
+            ..FrocOptions::default()
+        };
+        let r = evaluate(&input, opts).map_err(froc_err)?;
+        write_outputs(ctx.out_dir(), &input, &r).map_err(froc_err)?;
+        for line in summary(&r) {
+            ctx.log(line);
+        }
+        Ok(())
+    }
+}
+
+fn froc_err(e: FrocError) -> StageError {
+    match e.hint() {
+        Some(h) => StageError::domain(e).with_hint(h),
+        None => StageError::domain(e),
+    }
+}
+
+/// A predictions artifact of a malignancy model scores "malignant?", not "nodule?".
+fn refuse_malignancy(dir: &Path, stage: &str) -> Result<(), StageError> {
+    let path = dir.join("metrics.json");
+    if !path.is_file() {
+        return Ok(()); // a `command` stage providing predictions need not write metrics.json
+    }
+    let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
+    if doc.get("task").and_then(|t| t.as_str()) == Some("malignancy") {
+        return Err(StageError::msg(format!(
+            "the predictions of `{stage}` come from a malignancy model: FROC scores nodule probabilities"
+        ))
+        .with_hint("bind `predictions:` to the evaluate_classifier stage of the nodule model"));
+    }
+    Ok(())
+}
+
+/// Each prediction with its candidate row.
+fn join<'a>(
+    preds: &'a [PredictionRow],
+    by_id: &HashMap<i64, &'a MergedRow>,
+    pred_stage: &str,
+    cand_stage: &str,
+) -> Result<Vec<(&'a PredictionRow, &'a MergedRow)>, StageError> {
+    let hint =
+        "bind `candidates:` to the merge_candidates stage the predictions' crops were built from";
+    preds
+        .iter()
+        .map(|p| match by_id.get(&p.candidate_id) {
+            Some(c) if c.series_uid == p.series_uid => Ok((p, *c)),
+            Some(c) => Err(StageError::msg(format!(
+                "candidate {} is in series {} in `{pred_stage}` but in series {} in `{cand_stage}`",
+                p.candidate_id, p.series_uid, c.series_uid
+            ))
+            .with_hint(hint)),
+            None => Err(StageError::msg(format!(
+                "candidate {} of `{pred_stage}` (series {}) is not in `{cand_stage}`",
+                p.candidate_id, p.series_uid
+            ))
+            .with_hint(hint)),
+        })
+        .collect()
+}
+
+/// The series of the candidate table in the predictions' split(s), sorted.
+fn split_scans(
+    joined: &[(&PredictionRow, &MergedRow)],
+    cands: &[MergedRow],
+    cand_stage: &str,
+) -> Result<Scans, StageError> {
+    let splits: BTreeSet<&str> = joined.iter().map(|(_, c)| c.split.as_str()).collect();
+    let uids: BTreeSet<&str> = cands
+        .iter()
+        .filter(|c| splits.contains(c.split.as_str()))
+        .map(|c| c.series_uid.as_str())
+        .collect();
+    let names: Vec<&str> = splits.into_iter().collect();
+    let source = PathBuf::from(format!("the {} series of `{cand_stage}`", names.join("+")));
+    Scans::new(uids.into_iter().map(String::from).collect(), source).map_err(froc_err)
+}
+
+/// The marks of an `evaluate_classifier` artifact: one per prediction, at its candidate's
+/// centre, with P(nodule).
+pub fn marks_from_predictions(
+    joined: &[(&PredictionRow, &MergedRow)],
+    scans: &Scans,
+    pred_stage: &str,
+) -> Result<Vec<Mark>, StageError> {
+    joined
+        .iter()
+        .map(|(p, c)| {
+            let scan = scans.get(&p.series_uid).ok_or_else(|| {
+                StageError::msg(format!(
+                    "`{pred_stage}` scores series {}, which is not one of the {} scans of {}",
+                    p.series_uid,
+                    scans.len(),
+                    scans.source.display()
+                ))
+                .with_hint("list every predicted series in `seriesuids`, or leave it unset")
+            })?;
+            Ok(Mark {
+                scan,
+                xyz: c.center_xyz,
+                probability: p.probability,
+            })
+        })
+        .collect()
+}
+
+/// The excluded-findings file: the given one, else the dataset's if it has one.
+fn excluded_file(
+    ctx: &StageContext,
+    given: Option<&InputPath>,
+) -> Result<Option<PathBuf>, StageError> {
+    if let Some(p) = given {
+        return Ok(Some(ctx.resolve(p.path())));
+    }
+    let Some(up) = ctx.input_opt("dataset")? else {
+        ctx.log("no `excluded` given and no dataset: no finding is excluded");
+        return Ok(None);
+    };
+    let p = up.dir.join("annotations_excluded.csv");
+    if p.is_file() {
+        Ok(Some(p))
+    } else {
+        ctx.log(format!(
+            "dataset `{}` has no annotations_excluded.csv: no finding is excluded",
+            up.stage
+        ));
+        Ok(None)
+    }
+}
