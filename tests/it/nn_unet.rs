@@ -213,6 +213,21 @@ fn segment_writes_probability_volumes_equal_to_pytorch_and_clusters_read_them() 
         "{}",
         again.stderr
     );
+    // Choosing fewer series reuses their partitions (the selection is not in partition keys).
+    let first = summary["series"][0].as_str().unwrap().to_string();
+    let yaml = std::fs::read_to_string(ws.path("pipelines/s.yaml"))
+        .unwrap()
+        .replace(
+            "with: { device: cpu, batch_size: 4 }",
+            &format!("with: {{ device: cpu, batch_size: 4, series: [{first}] }}"),
+        );
+    ws.pipeline("s", &yaml);
+    ws.luna(&["run", "s", "--until", "segment"]).expect_code(0);
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("segment").join("segment.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["computed"], 0, "the series' partition is reused");
+    assert_eq!(again["series"], serde_json::json!([first]));
     // A model of the wrong kind is a spec error.
     ws.pipeline(
         "w",

@@ -380,7 +380,7 @@ fn run_stage(
         with: spec.with.clone(),
         log_path,
         cache: cache.clone(),
-        partition_base: serde_json::json!({ "kind": ps.kind, "version": ps.material.version, "params": ps.material.params }),
+        partition_base: serde_json::json!({ "kind": ps.kind, "version": ps.material.version, "params": spec.params.partition }),
         threads,
         key: ps.key.clone(),
         stat,

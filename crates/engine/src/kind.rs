@@ -197,6 +197,13 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The semantic parameters that partition keys start from (default: all of them). A kind
+    /// whose parameter only selects *which* items run (e.g. `segment`'s `series`) removes it,
+    /// so changing the selection reuses the partitions already computed.
+    fn partition_params(_params: &Self::Params, semantic: &serde_json::Value) -> serde_json::Value {
+        semantic.clone()
+    }
+
     /// Extra checks on parameters beyond their types; `Err((param path, message))`.
     fn validate(_params: &Self::Params) -> Result<(), (String, String)> {
         Ok(())
@@ -217,6 +224,8 @@ pub struct CheckedParams {
     pub slots: Vec<InputSlot>,
     /// Artifact types this stage's output provides ([`Stage::OUTPUTS`] + [`Stage::provides`]).
     pub outputs: Vec<String>,
+    /// The parameters partition keys start from ([`Stage::partition_params`]).
+    pub partition: serde_json::Value,
     /// The typed parameters, for the kind's own `run`.
     pub typed: Arc<dyn Any + Send + Sync>,
 }
@@ -304,7 +313,9 @@ impl<S: Stage> DynKind for Typed<S> {
                 path: String::new(),
                 message: e.to_string(),
             })?;
+        let partition = S::partition_params(&typed, &semantic);
         Ok(CheckedParams {
+            partition,
             semantic,
             inputs: S::inputs(&typed),
             slots: S::slots(&typed),

@@ -2,7 +2,8 @@
 //! per-sample soft Dice loss plus 8 × the Dice loss over label pixels only (the FN term),
 //! pixel TP/FN/FP at `p > 0.5` (the threshold `cluster` applies), the book's metric set
 //! (`loss/all`, `percent_all/{tp,fn,fp}` of label pixels, `pr/{precision,recall,f1_score}`),
-//! best checkpoint by validation **recall** (the book's score), `metrics.parquet`
+//! best checkpoint by validation **recall** (the book's score; a model that marks every pixel
+//! has recall 1, which an early epoch can be, so `best_by: f1` is offered), `metrics.parquet`
 //! (`tables::Table::SegMetrics`) and the `loss.png` / `scores.png` plots.
 //!
 //! Dice (book `diceLoss`): per sample, dice = (2·Σ p·l + ε) / (Σ p + Σ l + ε) over channel and
@@ -42,9 +43,12 @@ pub fn seg_loss(pred: &Tensor, label: &Tensor) -> Tensor {
     dice_loss(pred, label) + dice_loss(&(pred * label), label) * FN_WEIGHT
 }
 
-/// Segmentation of nodule pixels.
+/// Segmentation of nodule pixels; the best checkpoint by validation recall (the book) or F1.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Segmentation;
+pub struct Segmentation {
+    /// Choose the best checkpoint by pixel F1 instead of recall.
+    pub best_by_f1: bool,
+}
 
 /// Running sums of a pass.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -153,11 +157,19 @@ impl Task for Segmentation {
     }
 
     fn score(&self, m: &SegMetrics) -> f64 {
-        m.recall
+        if self.best_by_f1 {
+            m.f1
+        } else {
+            m.recall
+        }
     }
 
     fn score_name(&self) -> &'static str {
-        "recall"
+        if self.best_by_f1 {
+            "F1"
+        } else {
+            "recall"
+        }
     }
 
     fn scalars(&self, m: &SegMetrics) -> Vec<(&'static str, f64)> {

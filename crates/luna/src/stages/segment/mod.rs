@@ -123,6 +123,16 @@ impl Stage for SegmentStage {
         v
     }
 
+    /// Which series run is a selection, not part of a series' result: partitions do not depend
+    /// on it, so segmenting one more series reuses the others.
+    fn partition_params(_p: &SegmentParams, semantic: &serde_json::Value) -> serde_json::Value {
+        let mut v = semantic.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("series");
+        }
+        v
+    }
+
     fn inputs(p: &SegmentParams) -> Vec<ExternalInput> {
         p.ct_root
             .iter()

@@ -3,7 +3,7 @@
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_segmentation::TrainSegmentationParams;
+use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams};
 use luna::store::seg_store::SegStore;
 use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
 
@@ -87,7 +87,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         .join(ctx.stage());
     let reporter = Reporter(ctx);
     let spec = Fit {
-        task: &Segmentation,
+        task: &Segmentation {
+            best_by_f1: p.best_by == SegScore::F1,
+        },
         train: &trn,
         val: vals.iter().map(|v| v as &dyn SampleSource).collect(),
         order: &order,
