@@ -39,6 +39,7 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
+mod harden_cache;
 mod nn_augment;
 mod nn_gpu;
 mod nn_model;

@@ -1,7 +1,9 @@
 //! Runs a plan: ready stages in parallel (up to `-j`), each under its key lock, output written to
 //! a tmp dir and committed atomically. A failed stage stops its downstream (reported as
 //! skipped); unrelated branches finish. Workers talk to the main thread only through events;
-//! the main thread alone updates state files and feeds the reporter.
+//! the main thread alone updates state files and feeds the reporter. Before a stage starts, each
+//! of its upstream artifacts is checked (`Cache::check_upstream`); a damaged one fails the stage.
+//! The caller holds `Cache::use_lock` for the whole run, so `cache gc` cannot delete an upstream.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -364,6 +366,16 @@ fn run_stage(
             status: StageStatus::Cached,
         };
     }
+    // Never consume a damaged upstream (sizes always, blake3 of small files; see cache.rs):
+    // a wrong result committed from it would stay cached after the upstream is recomputed.
+    for u in &upstream {
+        if let Err(source) = cache.check_upstream(&u.key) {
+            return fail(StageError::Upstream {
+                stage: u.stage.clone(),
+                source,
+            });
+        }
+    }
     let tmp = match cache.new_tmp(&ps.key) {
         Ok(t) => t,
         Err(e) => return fail(e.into()),
@@ -400,7 +412,7 @@ fn run_stage(
     };
     if let Err(e) = res {
         ctx.log(format!("error: {e}"));
-        let _ = std::fs::remove_dir_all(&tmp);
+        cache.discard_tmp(&tmp);
         return fail(e);
     }
     let partitions = ctx.partition_keys();
@@ -435,7 +447,7 @@ fn run_stage(
             }
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            cache.discard_tmp(&tmp);
             fail(e.into())
         }
     }
