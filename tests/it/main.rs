@@ -40,6 +40,7 @@ mod engine_errors;
 mod engine_exec;
 mod engine_support;
 mod harden_cache;
+mod harden_command;
 mod nn_augment;
 mod nn_gpu;
 mod nn_model;
