@@ -41,6 +41,7 @@ mod engine_exec;
 mod engine_support;
 mod harden_cache;
 mod harden_command;
+mod harden_fuzz;
 mod harden_inputs;
 mod harden_spec;
 mod nn_augment;
