@@ -399,3 +399,32 @@ fn resume_folders_are_listed_and_gc_removes_abandoned_ones() {
     assert!(ws.ls("cache/resume").is_empty());
     assert_eq!(ws.manifests().len(), 1, "the kept run's object stays");
 }
+
+#[test]
+fn run_verify_rehashes_a_large_upstream_before_a_stage_reads_it() {
+    let ws = Ws::new();
+    // a's object is larger than the cheap-hash limit: only its sizes are checked by default
+    let chain = CHAIN.replace(
+        "echo one > $LUNA_OUT/one.txt",
+        "echo one > $LUNA_OUT/one.txt; truncate -s 65M $LUNA_OUT/big",
+    );
+    ws.pipeline("p", &chain);
+    ws.luna(&["run", "p"]).expect_code(0);
+    let obj = ws.object_of("a");
+    writable(&obj);
+    let f = obj.join("one.txt");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(&f, "onE\n").expect("flip a byte");
+    ws.pipeline(
+        "p",
+        &chain.replace("> $LUNA_OUT/two.txt", "> $LUNA_OUT/2.txt"),
+    );
+    let out = ws.luna(&["run", "p", "--verify"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("upstream stage `a`") && out.stderr.contains("content changed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ws.manifests().len(), 2, "nothing was computed from it");
+}

@@ -27,8 +27,8 @@
 //! object whose data file was deleted or truncated counts as missing and is recomputed (and the
 //! damaged copy quarantined on commit). Before a stage consumes an upstream object, the
 //! executor checks sizes always, and blake3 too when the object has at most
-//! [`CHEAP_HASH_BYTES`] ([`Cache::check_upstream`]): models and tables are small, CT datasets
-//! and crop stores are not (`luna cache verify` re-hashes those).
+//! [`CHEAP_HASH_BYTES`] or `luna run --verify` asks ([`Cache::check_upstream`]): models and
+//! tables are small, CT datasets and crop stores are not (`luna cache verify` re-hashes those).
 //!
 //! **`--force` replaces atomically.** The new object is completed (hashed, read-only, fsync'd)
 //! first, then exchanged with the old one in one `renameat2(RENAME_EXCHANGE)`; a crash at any
@@ -207,12 +207,12 @@ impl Cache {
     }
 
     /// Checks an object before a stage consumes it: every file's size, and every file's blake3
-    /// when the whole object has at most [`CHEAP_HASH_BYTES`]. Returns [`CacheError::Damaged`]
-    /// on a mismatch.
-    pub fn check_upstream(&self, key: &str) -> Result<(), CacheError> {
+    /// when the whole object has at most [`CHEAP_HASH_BYTES`] or `full` is set (`--verify`).
+    /// Returns [`CacheError::Damaged`] on a mismatch.
+    pub fn check_upstream(&self, key: &str, full: bool) -> Result<(), CacheError> {
         let m = self.manifest(key)?;
         let mut problems = self.size_problems(key)?;
-        if problems.is_empty() && m.size() <= CHEAP_HASH_BYTES {
+        if problems.is_empty() && (full || m.size() <= CHEAP_HASH_BYTES) {
             let dir = self.object_dir(key);
             problems.extend(m.files.iter().filter_map(|f| hash_problem(&dir, f)));
         }

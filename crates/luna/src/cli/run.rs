@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Print what would run and why, run nothing.
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Re-hash every upstream file before a stage reads it (default: sizes, and hashes of
+    /// upstream artifacts up to 64 MiB).
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Runs the command.
@@ -70,6 +74,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         &RunOptions {
             jobs,
             stat: Some(o.stat.clone()),
+            verify: a.verify,
         },
         &mut reporter,
     );
