@@ -109,7 +109,7 @@ fn force_never_leaves_the_key_without_an_object_even_when_killed_mid_commit() {
     ws.pipeline(
         "p",
         &one_command(
-            "echo one > $LUNA_OUT/one.txt; if [ -f big ]; then truncate -s 1G $LUNA_OUT/big; fi",
+            "echo one > $LUNA_OUT/one.txt; if [ -f big ]; then truncate -s 256M $LUNA_OUT/big; fi",
         ),
     );
     ws.luna(&["run", "p"]).expect_code(0);
