@@ -15,6 +15,39 @@ fn writable(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// Makes `obj/one.txt` say `onE` instead of `one`: other bytes, same size.
+fn flip_a_byte(obj: &Path) {
+    writable(obj);
+    let f = obj.join("one.txt");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(&f, "onE\n").expect("flip a byte, same size");
+}
+
+/// A workspace with [`CHAIN`] run once.
+fn chain_ran() -> Ws {
+    let ws = Ws::new();
+    ws.pipeline("p", CHAIN);
+    ws.luna(&["run", "p"]).expect_code(0);
+    ws
+}
+
+/// Starts `luna args` on [`CHAIN`] with `$WAIT` set; returns once stage b is waiting for `go`.
+fn start_waiting_b(ws: &Ws, args: &[&str]) -> std::process::Child {
+    let mut run = ws
+        .command(args)
+        .env("WAIT", "1")
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start luna");
+    if !wait_for(20, || ws.path("b.started").exists()) {
+        let _ = run.kill();
+        let _ = run.wait();
+        panic!("stage b did not start within 20 s");
+    }
+    run
+}
+
 /// a → b; b waits for the file `go` when `$WAIT` is set.
 const CHAIN: &str = r#"pipeline: p
 stages:
@@ -31,18 +64,7 @@ stages:
 fn gc_never_deletes_an_upstream_of_a_running_stage() {
     let ws = Ws::new();
     ws.pipeline("p", CHAIN);
-    let mut run = ws
-        .command(&["run", "p"])
-        .env("WAIT", "1")
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start luna");
-    let started = wait_for(20, || ws.path("b.started").exists());
-    if !started {
-        let _ = run.kill();
-        panic!("stage b did not start");
-    }
+    let mut run = start_waiting_b(&ws, &["run", "p"]);
     let gc = ws.luna(&["cache", "gc", "--keep-runs", "0"]);
     std::fs::write(ws.path("go"), "").expect("write go");
     let status = run.wait().expect("wait for luna");
@@ -61,21 +83,11 @@ fn gc_never_deletes_an_upstream_of_a_running_stage() {
 
 #[test]
 fn gc_never_counts_an_unfinished_run_among_the_last_n() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     // a second run of the same pipeline is killed mid-stage: its record has no stages
-    let mut run = ws
-        .command(&["run", "p", "--force", "b"])
-        .env("WAIT", "1")
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start luna");
-    let started = wait_for(20, || ws.path("b.started").exists());
+    let mut run = start_waiting_b(&ws, &["run", "p", "--force", "b"]);
     let _ = run.kill();
     let _ = run.wait();
-    assert!(started, "stage b did not start");
     assert_eq!(ws.runs().len(), 2);
     ws.luna(&["cache", "gc", "--keep-runs", "1"]).expect_code(0);
     assert_eq!(
@@ -89,9 +101,7 @@ fn gc_never_counts_an_unfinished_run_among_the_last_n() {
 
 #[test]
 fn gc_never_removes_a_lock_file() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     let locks = ws.ls("cache/locks");
     assert!(
         locks.iter().filter(|l| l.len() > 60).count() >= 2,
@@ -147,9 +157,7 @@ fn force_never_leaves_the_key_without_an_object_even_when_killed_mid_commit() {
 
 #[test]
 fn an_object_with_a_deleted_file_is_missing_not_up_to_date() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     let obj = ws.object_of("a");
     writable(&obj);
     std::fs::remove_file(obj.join("one.txt")).expect("delete a data file");
@@ -169,14 +177,9 @@ fn an_object_with_a_deleted_file_is_missing_not_up_to_date() {
 
 #[test]
 fn a_stage_never_consumes_a_damaged_upstream() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     let obj = ws.object_of("a");
-    writable(&obj);
-    let f = obj.join("one.txt");
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    std::fs::write(&f, "onE\n").expect("flip a byte, same size");
+    flip_a_byte(&obj);
     // b's command changes, so b runs again on top of the damaged upstream
     ws.pipeline(
         "p",
@@ -240,9 +243,7 @@ fn committed_objects_are_read_only() {
 
 #[test]
 fn verify_treats_an_extra_file_as_corruption() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     let obj = ws.object_of("a");
     writable(&obj);
     std::fs::write(obj.join("added.txt"), "x").expect("add a file");
@@ -258,18 +259,10 @@ fn verify_treats_an_extra_file_as_corruption() {
 #[test]
 fn a_closed_output_pipe_does_not_kill_a_run() {
     let ws = Ws::new();
+    // b still runs (and luna still writes) after the reader is gone
     ws.pipeline(
         "p",
-        r#"pipeline: p
-stages:
-  a:
-    uses: command
-    with: { run: "echo 1 > $LUNA_OUT/x" }
-  b:
-    uses: command
-    needs: [a]
-    with: { run: "sleep 0.2; echo 2 > $LUNA_OUT/y" }
-"#,
+        &CHAIN.replace("cat $LUNA_IN_A", "sleep 0.2; cat $LUNA_IN_A"),
     );
     let mut run = ws
         .command(&["run", "p", "-v"])
@@ -289,9 +282,7 @@ stages:
 #[test]
 fn a_tmp_folder_its_writer_still_holds_is_never_cleaned_up() {
     use std::os::unix::io::AsRawFd;
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     // a writer in another container: same short host name, a pid that does not exist here
     let host = ws.last_run()["host"].as_str().expect("host").to_string();
     let name = |n: u32| format!("{}.{host}.999999999.{n}", "c".repeat(64));
@@ -318,14 +309,9 @@ fn a_tmp_folder_its_writer_still_holds_is_never_cleaned_up() {
 
 #[test]
 fn verify_quarantines_every_object_built_on_a_corrupt_one() {
-    let ws = Ws::new();
-    ws.pipeline("p", CHAIN);
-    ws.luna(&["run", "p"]).expect_code(0);
+    let ws = chain_ran();
     let obj = ws.object_of("a");
-    writable(&obj);
-    let f = obj.join("one.txt");
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    std::fs::write(&f, "onE\n").expect("flip a byte");
+    flip_a_byte(&obj);
     let out = ws.luna(&["cache", "verify"]);
     out.expect_code(1);
     assert!(
@@ -411,10 +397,7 @@ fn run_verify_rehashes_a_large_upstream_before_a_stage_reads_it() {
     ws.pipeline("p", &chain);
     ws.luna(&["run", "p"]).expect_code(0);
     let obj = ws.object_of("a");
-    writable(&obj);
-    let f = obj.join("one.txt");
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    std::fs::write(&f, "onE\n").expect("flip a byte");
+    flip_a_byte(&obj);
     ws.pipeline(
         "p",
         &chain.replace("> $LUNA_OUT/two.txt", "> $LUNA_OUT/2.txt"),
