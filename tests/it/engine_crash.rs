@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::engine_support::{statuses, Ws};
 
 /// Waits until `cond` holds or `secs` pass.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         if cond() {
@@ -19,7 +19,7 @@ fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Whether process `pid` still runs (a zombie counts as gone: it executes nothing).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => false,
         Ok(s) => {

@@ -176,6 +176,20 @@ impl Ws {
         Ws::manifests_in(&self.path("cache"))
     }
 
+    /// The object directory of stage `stage` in the last run (default cache).
+    pub fn object_of(&self, stage: &str) -> PathBuf {
+        let run = self.last_run();
+        let key = run["stages"]
+            .as_array()
+            .expect("run.json has stages")
+            .iter()
+            .find(|s| s["stage"] == stage)
+            .and_then(|s| s["key"].as_str())
+            .unwrap_or_else(|| panic!("stage {stage} in the last run"))
+            .to_string();
+        self.path("cache/objects").join(&key[..2]).join(&key)
+    }
+
     /// Entries of a directory (names, sorted; empty when it does not exist).
     pub fn ls(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
@@ -187,6 +201,12 @@ impl Ws {
         v.sort();
         v
     }
+}
+
+/// A pipeline `p` with one `command` stage `a` that runs `run` (a shell command, as written).
+pub fn one_command(run: &str) -> String {
+    let quoted = serde_json::to_string(run).expect("a string serialises");
+    format!("pipeline: p\nstages:\n  a:\n    uses: command\n    with: {{ run: {quoted} }}\n")
 }
 
 /// `(stage, status)` pairs of a run record.

@@ -2,17 +2,39 @@
 //!
 //! ```text
 //! <cache>/objects/<2 hex>/<key>/      immutable artifact: output files + manifest.json
-//! <cache>/tmp/<key>.<host>.<pid>.<n>/ a stage's output while it runs
+//! <cache>/tmp/<key>.<host>.<pid>.<n>/ a stage's output while it runs (flocked by its writer)
 //! <cache>/locks/<key>.lock            flock(2) per key: one computation per key at a time
 //! <cache>/quarantine/<key>.<time>/    objects `cache verify` found corrupt
-//! <cache>/resume/<key>/               checkpoints of an unfinished stage (deleted on commit)
+//! <cache>/resume/<key>/               checkpoints of an unfinished stage (deleted on commit;
+//!                                     `cache ls` lists them, gc deletes those no kept run names)
 //! ```
 //!
 //! **Atomic commit.** A stage writes into a fresh `tmp/` directory. When it succeeds, every
-//! file is hashed into the manifest, files and directory are fsync'd, and the directory is
-//! renamed into `objects/`. A crash (or `kill -9`) at any point leaves at most a `tmp/`
-//! directory, never a half-visible object; `tmp/` directories of processes that no longer run
-//! on this host are removed by the next run.
+//! file is hashed into the manifest, files and directory are made read-only and fsync'd (an
+//! fsync error fails the commit), and the directory is renamed into `objects/` (the shard
+//! folder is fsync'd too). A crash (or `kill -9`) at any point leaves at most a `tmp/`
+//! directory, never a half-visible object; a `tmp/` directory is flocked by the process that
+//! writes it, and the next run removes those nobody holds (the writer died).
+//!
+//! **Only regular files and directories.** An output that is a symlink, FIFO, socket or device
+//! fails the commit with an error naming it: a symlink's target lies outside the store and could
+//! change after it was hashed. Copying the target instead was rejected: it would silently
+//! commit whatever the link happened to point at (e.g. a host file). `verify` treats any file
+//! the manifest does not list as corruption, like a changed byte.
+//!
+//! **A present object is a complete object.** [`Cache::has`] reads the manifest and checks
+//! that every listed file exists with its recorded size (`stat` calls only, no hashing), so an
+//! object whose data file was deleted or truncated counts as missing and is recomputed (and the
+//! damaged copy quarantined on commit). Before a stage consumes an upstream object, the
+//! executor checks sizes always, and blake3 too when the object has at most
+//! [`CHEAP_HASH_BYTES`] or `luna run --verify` asks ([`Cache::check_upstream`]): models and
+//! tables are small, CT datasets and crop stores are not (`luna cache verify` re-hashes those).
+//!
+//! **`--force` replaces atomically.** The new object is completed (hashed, read-only, fsync'd)
+//! first, then exchanged with the old one in one `renameat2(RENAME_EXCHANGE)`; a crash at any
+//! point leaves the old object or the new one under `objects/<key>`, never neither. Rejected:
+//! moving the old object aside before the new one is complete (a crash then lost both, since
+//! the set-aside copy looked like stale tmp).
 //!
 //! **Locks.** Before computing key K a run takes `locks/K.lock` with `flock`; after getting
 //! it, it checks again whether `objects/K` exists (another run may have made it meanwhile) and
@@ -20,6 +42,13 @@
 //! `luna run`s on one cache compute each stage once in total. flock works on local file
 //! systems and on NFSv4; on file systems where it does not, runs still never corrupt the store
 //! (rename is atomic), they may only compute a stage twice.
+//!
+//! **gc and live runs.** Every `luna run` holds a shared `flock` on `locks/gc.lock` for its
+//! whole duration; `cache gc` takes it exclusively (and fails at once when a run holds it), so
+//! gc never deletes an object a live run on any host or of any user may read. gc never
+//! deletes `locks/*.lock`: a lock file removed while one process holds it lets a third process
+//! lock a fresh file of the same name and compute the same key concurrently. Rejected: each run
+//! registering the keys it uses (a crash leaves stale registrations; the lock needs no cleanup).
 //!
 //! **Objects are never modified.** gc deletes whole objects; verify moves corrupt ones aside.
 
@@ -32,7 +61,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::error::CacheError;
-use super::fingerprint::{hash_file, InputFingerprint};
+use super::fingerprint::{file_kind, hash_file, InputFingerprint};
 
 /// Manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -89,9 +118,18 @@ impl Manifest {
     }
 }
 
+/// Upstream objects up to this size are re-hashed before a stage consumes them.
+pub const CHEAP_HASH_BYTES: u64 = 64 << 20;
+
 /// A held per-key lock; released on drop (or by the kernel if the process dies).
 #[derive(Debug)]
 pub struct KeyLock {
+    _file: fs::File,
+}
+
+/// A held lock on `locks/gc.lock`: shared while a run uses the cache, exclusive while gc runs.
+#[derive(Debug)]
+pub struct UseLock {
     _file: fs::File,
 }
 
@@ -102,6 +140,13 @@ pub struct Cache {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Open (flocked) handles of this process's tmp directories.
+fn tmp_locks() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, fs::File>> {
+    static LOCKS: std::sync::Mutex<BTreeMap<PathBuf, fs::File>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    LOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Cache {
     /// Opens (creating if needed) a cache rooted at `root`.
@@ -133,9 +178,71 @@ impl Cache {
         self.root.join("resume").join(key)
     }
 
-    /// Whether a complete object with `key` exists.
+    /// Whether a complete object with `key` exists: its manifest parses and every file it
+    /// lists exists with its recorded size (no hashing; see the module doc).
     pub fn has(&self, key: &str) -> bool {
-        self.object_dir(key).join("manifest.json").is_file()
+        matches!(self.size_problems(key), Ok(p) if p.is_empty())
+    }
+
+    /// Files of object `key` that are missing or have another size than its manifest says.
+    fn size_problems(&self, key: &str) -> Result<Vec<String>, CacheError> {
+        let m = self.manifest(key)?;
+        let dir = self.object_dir(key);
+        Ok(m.files
+            .iter()
+            .filter_map(|f| match fs::symlink_metadata(dir.join(&f.path)) {
+                Err(_) => Some(format!("{} is missing", f.path)),
+                Ok(meta) if !meta.file_type().is_file() => {
+                    Some(format!("{} is not a regular file", f.path))
+                }
+                Ok(meta) if meta.len() != f.size => Some(format!(
+                    "{} has {} bytes, manifest says {}",
+                    f.path,
+                    meta.len(),
+                    f.size
+                )),
+                Ok(_) => None,
+            })
+            .collect())
+    }
+
+    /// Checks an object before a stage consumes it: every file's size, and every file's blake3
+    /// when the whole object has at most [`CHEAP_HASH_BYTES`] or `full` is set (`--verify`).
+    /// Returns [`CacheError::Damaged`] on a mismatch.
+    pub fn check_upstream(&self, key: &str, full: bool) -> Result<(), CacheError> {
+        let m = self.manifest(key)?;
+        let mut problems = self.size_problems(key)?;
+        if problems.is_empty() && (full || m.size() <= CHEAP_HASH_BYTES) {
+            let dir = self.object_dir(key);
+            problems.extend(m.files.iter().filter_map(|f| hash_problem(&dir, f)));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(CacheError::Damaged {
+                key: key.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Takes `locks/gc.lock` shared: held by a run for its whole duration so that gc cannot
+    /// delete what it uses (waits while a gc runs).
+    pub fn use_lock(&self) -> Result<UseLock, CacheError> {
+        let file = self.flock_file("gc", libc::LOCK_SH)?.ok_or_else(|| {
+            CacheError::io(
+                self.lock_path("gc"),
+                std::io::Error::other("lock not taken"),
+            )
+        })?;
+        Ok(UseLock { _file: file })
+    }
+
+    /// Takes `locks/gc.lock` exclusively if no run holds it (`None` when one does).
+    pub fn try_gc_lock(&self) -> Result<Option<UseLock>, CacheError> {
+        Ok(self
+            .flock_file("gc", libc::LOCK_EX | libc::LOCK_NB)?
+            .map(|f| UseLock { _file: f }))
     }
 
     /// Reads the manifest of `key`.
@@ -145,64 +252,119 @@ impl Cache {
 
     /// Takes the per-key lock, waiting for another process that holds it.
     pub fn lock(&self, key: &str) -> Result<KeyLock, CacheError> {
-        self.lock_impl(key, true)
-            .map(|l| l.expect("blocking flock returns a lock or an error"))
+        self.flock_file(key, libc::LOCK_EX)?
+            .map(|f| KeyLock { _file: f })
+            .ok_or_else(|| {
+                CacheError::io(self.lock_path(key), std::io::Error::other("lock not taken"))
+            })
     }
 
     /// Takes the per-key lock if it is free.
     pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, CacheError> {
-        self.lock_impl(key, false)
+        Ok(self
+            .flock_file(key, libc::LOCK_EX | libc::LOCK_NB)?
+            .map(|f| KeyLock { _file: f }))
     }
 
-    fn lock_impl(&self, key: &str, wait: bool) -> Result<Option<KeyLock>, CacheError> {
-        let path = self.root.join("locks").join(format!("{key}.lock"));
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{name}.lock"))
+    }
+
+    /// Opens `locks/<name>.lock` and flocks it with `op`; `None` when `LOCK_NB` found it held.
+    fn flock_file(&self, name: &str, op: libc::c_int) -> Result<Option<fs::File>, CacheError> {
+        let path = self.lock_path(name);
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| CacheError::io(&path, e))?;
-        let op = if wait {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_EX | libc::LOCK_NB
-        };
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
-                return Ok(Some(KeyLock { _file: file }));
+                return Ok(Some(file));
             }
             let err = std::io::Error::last_os_error();
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
+                Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(None),
                 _ => return Err(CacheError::io(&path, err)),
             }
         }
     }
 
-    /// Creates a fresh temporary output directory for computing `key`.
+    /// Creates a fresh temporary output directory for computing `key`, flocked by this
+    /// process until it is committed or discarded ([`Cache::discard_tmp`]), so that
+    /// [`Cache::clean_stale_tmp`] in any other process, on any host, leaves it alone.
     pub fn new_tmp(&self, key: &str) -> Result<PathBuf, CacheError> {
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = self.root.join("tmp").join(format!(
-            "{key}.{}.{}.{n}{nanos}",
-            super::runs::hostname(),
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).map_err(|e| CacheError::io(&dir, e))?;
-        Ok(dir)
+        loop {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = self.root.join("tmp").join(format!(
+                "{key}.{}.{}.{n}{nanos}",
+                super::runs::hostname(),
+                std::process::id()
+            ));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(CacheError::io(&dir, e)),
+            }
+            let f = fs::File::open(&dir).map_err(|e| CacheError::io(&dir, e))?;
+            // SAFETY: flock on a file descriptor we own.
+            let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            // between mkdir and flock another process's cleanup may have taken it: retry
+            if !locked || !dir.is_dir() {
+                continue;
+            }
+            tmp_locks().insert(dir.clone(), f);
+            return Ok(dir);
+        }
+    }
+
+    /// Deletes a temporary directory of this process (a failed stage's output) and its lock.
+    pub fn discard_tmp(&self, tmp: &Path) {
+        let _ = remove_tree(tmp);
+        tmp_locks().remove(tmp);
     }
 
     /// Hashes the files of `tmp`, writes the manifest and renames `tmp` into `objects/`.
     /// If the object appeared meanwhile, `tmp` is discarded and the existing object kept.
     /// Entries already in `manifest.files` are trusted when the file's size matches (files
     /// hard-linked from other immutable objects, whose hashes are known); the rest are hashed.
-    pub fn commit(&self, tmp: &Path, mut manifest: Manifest) -> Result<PathBuf, CacheError> {
+    pub fn commit(&self, tmp: &Path, manifest: Manifest) -> Result<PathBuf, CacheError> {
+        let key = manifest.key.clone();
+        self.seal(tmp, manifest)?;
+        let dest = self.object_dir(&key);
+        if self.has(&key) {
+            self.discard_tmp(tmp);
+            return Ok(dest);
+        }
+        if dest.exists() {
+            // A damaged object or debris from a foreign tool; move it aside.
+            self.quarantine(&key)?;
+        }
+        fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
+        tmp_locks().remove(tmp);
+        self.finish(&dest)?;
+        Ok(dest)
+    }
+
+    /// After an object was renamed into place: its top folder becomes read-only and the shard
+    /// folder is fsync'd.
+    fn finish(&self, dest: &Path) -> Result<(), CacheError> {
+        set_mode(dest, 0o555)?;
+        sync_dir(dest)?;
+        sync_dir(dest.parent().unwrap_or(&self.root))
+    }
+
+    /// Completes `tmp` as the object of `manifest`: hashes its files, writes the manifest,
+    /// makes everything read-only and fsyncs it, and creates (and fsyncs) the shard folder.
+    fn seal(&self, tmp: &Path, mut manifest: Manifest) -> Result<(), CacheError> {
         manifest.files = hash_tree(tmp, &manifest.files)?;
         let mpath = tmp.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::BadManifest {
@@ -210,95 +372,114 @@ impl Cache {
             reason: e.to_string(),
         })?;
         fs::write(&mpath, bytes).map_err(|e| CacheError::io(&mpath, e))?;
-        sync_tree(tmp)?;
+        seal_tree(tmp)?;
         let dest = self.object_dir(&manifest.key);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
-        }
-        if self.has(&manifest.key) {
-            let _ = fs::remove_dir_all(tmp);
-            return Ok(dest);
-        }
-        if dest.exists() {
-            // A directory without a manifest is debris from a foreign tool; move it aside.
-            self.quarantine(&manifest.key)?;
-        }
-        fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
-        if let Some(parent) = dest.parent() {
-            if let Ok(d) = fs::File::open(parent) {
-                let _ = d.sync_all();
+            if !parent.is_dir() {
+                fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
+                sync_dir(&self.root.join("objects"))?;
             }
         }
-        Ok(dest)
+        Ok(())
     }
 
     /// Like [`Cache::commit`], but an existing object with the same key is replaced (`--force`
-    /// re-runs a stage whose output may differ, e.g. training with a new random seed). The old
-    /// object is moved aside into `tmp/` (so a crash leaves it to `clean_stale_tmp`), the new
-    /// one renamed in, then the old one deleted; if the commit fails the old one is put back.
-    /// The caller holds the key lock, so no other luna computes or replaces it meanwhile.
+    /// re-runs a stage whose output may differ, e.g. training with a new random seed). The new
+    /// object is completed and fsync'd first, then swapped with the old one atomically
+    /// (`renameat2(RENAME_EXCHANGE)`), so a crash leaves either the old or the new object; the
+    /// old one, now in `tmp/`, is deleted. The caller holds the key lock.
     pub fn commit_replacing(&self, tmp: &Path, manifest: Manifest) -> Result<PathBuf, CacheError> {
         let dest = self.object_dir(&manifest.key);
         if !dest.exists() {
             return self.commit(tmp, manifest);
         }
-        let aside = self.new_tmp(&manifest.key)?;
-        fs::remove_dir(&aside).map_err(|e| CacheError::io(&aside, e))?;
-        fs::rename(&dest, &aside).map_err(|e| CacheError::io(&dest, e))?;
-        match self.commit(tmp, manifest) {
-            Ok(d) => {
-                let _ = fs::remove_dir_all(&aside);
-                Ok(d)
-            }
-            Err(e) => {
-                let _ = fs::rename(&aside, &dest);
-                Err(e)
-            }
-        }
+        self.seal(tmp, manifest)?;
+        set_mode(&dest, 0o755)?;
+        exchange(tmp, &dest)?;
+        self.finish(&dest)?;
+        // `tmp` now holds the old object
+        self.discard_tmp(tmp);
+        Ok(dest)
     }
 
-    /// Removes `tmp/` directories left by processes of this host that no longer run.
+    /// Removes `tmp/` directories no live process holds (their writer died: its flock is gone).
+    /// Rejected: matching host name and pid, which deleted a live run's tmp in another
+    /// container with the same short host name.
     pub fn clean_stale_tmp(&self) {
-        let host = super::runs::hostname();
-        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let mut parts = name.split('.');
-            let (_key, h, pid) = (parts.next(), parts.next(), parts.next());
-            let (Some(h), Some(pid)) = (h, pid.and_then(|p| p.parse::<i32>().ok())) else {
+        for dir in self.tmp_dirs() {
+            let Ok(f) = fs::File::open(&dir) else {
                 continue;
             };
-            // hostnames may contain dots; compare only the first label then
-            if host.split('.').next() != Some(h) {
-                continue;
-            }
-            // SAFETY: kill with signal 0 only checks whether the process exists.
-            let alive = unsafe { libc::kill(pid, 0) } == 0
-                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-            if !alive {
-                let _ = fs::remove_dir_all(e.path());
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let _ = remove_tree(&dir);
             }
         }
     }
 
-    /// Every object key in the cache, sorted.
+    /// Every object key in the cache, sorted (entries that are not objects are left out; see
+    /// [`Cache::strays`]).
     pub fn keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let (mut keys, _) = self.scan();
+        keys.sort();
+        keys
+    }
+
+    /// `resume/<key>/` folders (checkpoints of stages that have not committed), by key.
+    pub fn resume_dirs(&self) -> Vec<(String, PathBuf)> {
+        let mut v: Vec<(String, PathBuf)> = fs::read_dir(self.root.join("resume"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+            .filter(|(k, p)| is_key(k) && p.is_dir())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every folder under `tmp/` (only safe to delete while holding [`Cache::try_gc_lock`]).
+    pub fn tmp_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Entries under `objects/` that are not `<2 hex>/<key>/` object folders (debris of
+    /// another tool or a user), sorted: reported by `cache ls`/`verify`, never touched.
+    pub fn strays(&self) -> Vec<PathBuf> {
+        let (_, mut strays) = self.scan();
+        strays.sort();
+        strays
+    }
+
+    fn scan(&self) -> (Vec<String>, Vec<PathBuf>) {
+        let (mut keys, mut strays) = (Vec::new(), Vec::new());
         let Ok(rd) = fs::read_dir(self.root.join("objects")) else {
-            return out;
+            return (keys, strays);
         };
         for shard in rd.flatten() {
-            if let Ok(rd2) = fs::read_dir(shard.path()) {
-                out.extend(
-                    rd2.flatten()
-                        .map(|e| e.file_name().to_string_lossy().to_string()),
-                );
+            let sname = shard.file_name().to_string_lossy().to_string();
+            let is_shard = sname.len() == 2 && is_hex(&sname);
+            match fs::read_dir(shard.path()) {
+                Ok(rd2) if is_shard => {
+                    for e in rd2.flatten() {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        if is_key(&name) && name.starts_with(&sname) && e.path().is_dir() {
+                            keys.push(name);
+                        } else {
+                            strays.push(e.path());
+                        }
+                    }
+                }
+                _ => strays.push(shard.path()),
             }
         }
-        out.sort();
-        out
+        (keys, strays)
     }
 
     /// Re-hashes an object's files against its manifest; returns the problems found.
@@ -315,27 +496,38 @@ impl Cache {
                 m.key
             ));
         }
-        for f in &m.files {
-            let p = dir.join(&f.path);
-            match fs::metadata(&p) {
-                Err(_) => problems.push(format!("{} is missing", f.path)),
-                Ok(meta) if meta.len() != f.size => problems.push(format!(
-                    "{} has {} bytes, manifest says {}",
-                    f.path,
-                    meta.len(),
-                    f.size
-                )),
-                Ok(meta) => match hash_file(&p, meta.len()) {
-                    Ok(h) if h != f.blake3 => problems.push(format!(
-                        "{} content changed (blake3 {} → {})",
-                        f.path,
-                        short(&f.blake3),
-                        short(&h)
-                    )),
-                    Ok(_) => {}
-                    Err(e) => problems.push(format!("{}: {e}", f.path)),
-                },
+        match self.size_problems(key) {
+            Ok(p) if !p.is_empty() => problems.extend(p),
+            Ok(_) => problems.extend(m.files.iter().filter_map(|f| hash_problem(&dir, f))),
+            Err(e) => problems.push(e.to_string()),
+        }
+        // Anything the manifest does not list is corruption too (a file an orphaned process
+        // or a user added, a symlink, a FIFO).
+        let listed: std::collections::BTreeSet<&str> =
+            m.files.iter().map(|f| f.path.as_str()).collect();
+        for e in walkdir::WalkDir::new(&dir)
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+        {
+            let rel = e
+                .path()
+                .strip_prefix(&dir)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .to_string();
+            let t = e.file_type();
+            if t.is_dir()
+                || rel == "manifest.json"
+                || (t.is_file() && listed.contains(rel.as_str()))
+            {
+                continue;
             }
+            problems.push(if t.is_file() {
+                format!("{rel} is not in the manifest (an extra file)")
+            } else {
+                format!("{rel} is a {} (not in the manifest)", file_kind(t))
+            });
         }
         problems
     }
@@ -349,18 +541,106 @@ impl Cache {
             chrono::Utc::now().format("%Y%m%dT%H%M%S")
         ));
         let src = self.object_dir(key);
+        // renaming a directory to another parent updates its `..`: it must be writable
+        set_mode(&src, 0o755)?;
         fs::rename(&src, &dest).map_err(|e| CacheError::io(&src, e))?;
         Ok(dest)
     }
 
-    /// Deletes an object; returns the bytes freed.
+    /// Deletes an object; returns the bytes freed. Its lock file stays (see the module doc).
     pub fn remove(&self, key: &str) -> Result<u64, CacheError> {
         let dir = self.object_dir(key);
         let size = dir_size(&dir);
-        fs::remove_dir_all(&dir).map_err(|e| CacheError::io(&dir, e))?;
-        let _ = fs::remove_file(self.root.join("locks").join(format!("{key}.lock")));
+        remove_tree(&dir)?;
         Ok(size)
     }
+}
+
+/// Whether a file matches its manifest entry's blake3 (a message when not).
+fn hash_problem(dir: &Path, f: &FileEntry) -> Option<String> {
+    match hash_file(&dir.join(&f.path), f.size) {
+        Ok(h) if h != f.blake3 => Some(format!(
+            "{} content changed (blake3 {} → {})",
+            f.path,
+            short(&f.blake3),
+            short(&h)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("{}: {e}", f.path)),
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<(), CacheError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| CacheError::io(p, e))
+}
+
+/// Deletes a (possibly read-only) object tree: directories are made writable first.
+pub fn remove_tree(dir: &Path) -> Result<(), CacheError> {
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = set_mode(e.path(), 0o755);
+        }
+    }
+    fs::remove_dir_all(dir).map_err(|e| CacheError::io(dir, e))
+}
+
+/// fsyncs a directory (its entries: a rename into it, a new subfolder).
+fn sync_dir(dir: &Path) -> Result<(), CacheError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| CacheError::io(dir, e))
+}
+
+/// Swaps two directories atomically (`renameat2(RENAME_EXCHANGE)`, Linux ≥ 3.15 on local file
+/// systems). Where the file system does not support it, the error says so: a `--force` commit
+/// then fails rather than risking the old object.
+fn exchange(a: &Path, b: &Path) -> Result<(), CacheError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| CacheError::io(p, std::io::Error::other(e)))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that live for the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(CacheError::io(b, std::io::Error::last_os_error()))
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a torn
+/// file: a unique temporary file next to it, fsync'd, renamed over `path`, and the folder
+/// fsync'd. Used for run records, pipeline state files and the stat cache.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()));
+    let res = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
 }
 
 /// Reads and parses a manifest file.
@@ -372,9 +652,20 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, CacheError> {
     })
 }
 
-/// First 8 hex digits of a hash, for messages.
+/// First 8 characters of a key, for messages (any string: never splits a character).
 pub fn short(h: &str) -> &str {
-    &h[..8.min(h.len())]
+    let end = h.char_indices().nth(8).map(|(i, _)| i).unwrap_or(h.len());
+    &h[..end]
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `s` is a key: 64 lowercase hex digits (blake3).
+pub fn is_key(s: &str) -> bool {
+    s.len() == 64 && is_hex(s)
 }
 
 /// Total bytes of the regular files under `dir`.
@@ -393,8 +684,16 @@ fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheErr
     let mut files = Vec::new();
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.map_err(|e| CacheError::io(dir, std::io::Error::other(e.to_string())))?;
-        if e.file_type().is_file() && e.path() != dir.join("manifest.json") {
+        let t = e.file_type();
+        if t.is_file() && e.path() != dir.join("manifest.json") {
             files.push(e.into_path());
+        } else if !t.is_file() && !t.is_dir() {
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            return Err(CacheError::SpecialFile {
+                path: rel.to_path_buf(),
+                what: file_kind(t),
+                target: fs::read_link(e.path()).ok(),
+            });
         }
     }
     files
@@ -419,15 +718,19 @@ fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheErr
         .collect()
 }
 
-fn sync_tree(dir: &Path) -> Result<(), CacheError> {
-    for e in walkdir::WalkDir::new(dir)
-        .contents_first(true)
-        .into_iter()
-        .flatten()
-    {
-        if let Ok(f) = fs::File::open(e.path()) {
-            let _ = f.sync_all();
+/// Makes every file (0444) and directory (0555) of `dir` read-only and fsyncs them, children
+/// first; any error fails the commit (an ignored fsync error can lose the data it reports).
+fn seal_tree(dir: &Path) -> Result<(), CacheError> {
+    for e in walkdir::WalkDir::new(dir).contents_first(true) {
+        let e = e.map_err(|e| CacheError::io(dir, std::io::Error::other(e.to_string())))?;
+        // the top folder stays writable until it is renamed into place: renaming a directory
+        // to another parent updates its `..` entry (see `Cache::finish`)
+        if e.depth() > 0 {
+            set_mode(e.path(), if e.file_type().is_dir() { 0o555 } else { 0o444 })?;
         }
+        fs::File::open(e.path())
+            .and_then(|f| f.sync_all())
+            .map_err(|err| CacheError::io(e.path(), err))?;
     }
     Ok(())
 }

@@ -322,7 +322,7 @@ impl StageContext {
         let tmp = self.cache.new_tmp(&key)?;
         let started = Instant::now();
         if let Err(e) = produce(&tmp) {
-            let _ = fs::remove_dir_all(&tmp);
+            self.cache.discard_tmp(&tmp);
             return Err(e);
         }
         let base = &self.partition_base;
@@ -345,7 +345,13 @@ impl StageContext {
             created: chrono::Utc::now().to_rfc3339(),
             duration_s: started.elapsed().as_secs_f64(),
         };
-        let dir = self.cache.commit(&tmp, manifest)?;
+        let dir = match self.cache.commit(&tmp, manifest) {
+            Ok(d) => d,
+            Err(e) => {
+                self.cache.discard_tmp(&tmp);
+                return Err(e.into());
+            }
+        };
         Ok(Partition {
             key,
             dir,

@@ -67,6 +67,14 @@ pub enum StageError {
     /// The cache failed while committing an artifact or partition.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// An upstream artifact failed its check before the stage could consume it.
+    #[error("upstream stage `{stage}`: {source}")]
+    Upstream {
+        /// The upstream stage.
+        stage: String,
+        /// What is wrong with its artifact.
+        source: CacheError,
+    },
     /// The stage panicked (a bug in luna: please report it).
     #[error("stage panicked: {0}")]
     Panicked(String),
@@ -130,7 +138,7 @@ impl StageError {
             }
             StageError::NoUpstream { .. } => Some("add the stage to `needs:`".into()),
             StageError::Io { .. } => None,
-            StageError::Cache(e) => e.hint(),
+            StageError::Cache(e) | StageError::Upstream { source: e, .. } => e.hint(),
             StageError::Panicked(_) => {
                 Some("this is a bug in luna; the stage log has details".into())
             }
@@ -163,6 +171,30 @@ pub enum CacheError {
         /// The key.
         key: String,
     },
+    /// A stage's output holds something other than regular files and directories.
+    #[error("the stage's output `{}` is a {what}{}; luna commits only regular files and directories", path.display(), target.as_ref().map(|t| format!(" (to {})", t.display())).unwrap_or_default())]
+    SpecialFile {
+        /// Path relative to the output directory ($LUNA_OUT).
+        path: PathBuf,
+        /// What it is (`symbolic link`, `FIFO`, …).
+        what: &'static str,
+        /// A symlink's target.
+        target: Option<PathBuf>,
+    },
+    /// An object's files do not match its manifest.
+    #[error("cached artifact {} is damaged: {}", super::cache::short(key), problems.join("; "))]
+    Damaged {
+        /// The key.
+        key: String,
+        /// What does not match.
+        problems: Vec<String>,
+    },
+    /// `cache gc` found a `luna run` using the cache.
+    #[error("a `luna run` is using the cache {}; gc deletes nothing while a run may read its objects", root.display())]
+    InUse {
+        /// The cache root.
+        root: PathBuf,
+    },
 }
 
 impl CacheError {
@@ -179,6 +211,9 @@ impl CacheError {
             CacheError::Io { .. } => Some("check the cache directory's permissions and free space (--cache-dir / LUNA_CACHE_DIR)".into()),
             CacheError::BadManifest { .. } => Some("run `luna cache verify` to quarantine corrupt objects".into()),
             CacheError::Missing { .. } => Some("run the pipeline to produce it".into()),
+            CacheError::SpecialFile { .. } => Some("write (or `cp -L`) the file itself into $LUNA_OUT instead of a link or special file".into()),
+            CacheError::Damaged { .. } => Some("run `luna cache verify` to quarantine it; the next `luna run` recomputes it".into()),
+            CacheError::InUse { .. } => Some("run gc again when the running `luna run`s have finished".into()),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Runs a plan: ready stages in parallel (up to `-j`), each under its key lock, output written to
 //! a tmp dir and committed atomically. A failed stage stops its downstream (reported as
 //! skipped); unrelated branches finish. Workers talk to the main thread only through events;
-//! the main thread alone updates state files and feeds the reporter.
+//! the main thread alone updates state files and feeds the reporter. Before a stage starts, each
+//! of its upstream artifacts is checked (`Cache::check_upstream`); a damaged one fails the stage.
+//! The caller holds `Cache::use_lock` for the whole run, so `cache gc` cannot delete an upstream.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,6 +38,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Stat cache stages may use to hash files they read (see `StageContext::hash_file`).
     pub stat: Option<std::sync::Arc<super::statcache::StatCache>>,
+    /// Re-hash every upstream file before a stage consumes it, whatever the object's size
+    /// (`luna run --verify`); otherwise only objects up to `CHEAP_HASH_BYTES` are re-hashed.
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,14 +167,23 @@ pub fn execute(
                     .join("logs")
                     .join(format!("{}.log", ps.stage));
                 let stat = opts.stat.clone();
+                let verify = opts.verify;
                 scope.spawn(move || {
                     let t0 = Instant::now();
                     let _ = tx.send(Event::Started {
                         stage: ps.stage.clone(),
                         reasons: ps.reasons.clone(),
                     });
-                    let out =
-                        run_stage(p, ps, cache, upstream, tx.clone(), log_path, threads, stat);
+                    let out = run_stage(
+                        p,
+                        ps,
+                        cache,
+                        upstream,
+                        tx.clone(),
+                        log_path,
+                        (threads, verify),
+                        stat,
+                    );
                     let (detail, hint) = match &out.error {
                         Some((d, h)) => (Some(d.clone()), h.clone()),
                         None => (None, None),
@@ -332,7 +346,7 @@ fn run_stage(
     upstream: Vec<Upstream>,
     tx: Sender<Event>,
     log_path: PathBuf,
-    threads: usize,
+    (threads, verify): (usize, bool),
     stat: Option<std::sync::Arc<super::statcache::StatCache>>,
 ) -> Outcome {
     let fail = |e: StageError| Outcome {
@@ -363,6 +377,21 @@ fn run_stage(
             partitions: Vec::new(),
             status: StageStatus::Cached,
         };
+    }
+    // Never consume a damaged upstream (sizes always, blake3 of small objects; see cache.rs):
+    // a wrong result committed from it would stay cached after the upstream is recomputed.
+    // A transitive ancestor whose object is gone (`--only` after a gc) is not read through
+    // this stage's direct inputs, so only present ancestors are checked.
+    for u in &upstream {
+        if !u.direct && !u.dir.exists() {
+            continue;
+        }
+        if let Err(source) = cache.check_upstream(&u.key, verify) {
+            return fail(StageError::Upstream {
+                stage: u.stage.clone(),
+                source,
+            });
+        }
     }
     let tmp = match cache.new_tmp(&ps.key) {
         Ok(t) => t,
@@ -400,7 +429,7 @@ fn run_stage(
     };
     if let Err(e) = res {
         ctx.log(format!("error: {e}"));
-        let _ = std::fs::remove_dir_all(&tmp);
+        cache.discard_tmp(&tmp);
         return fail(e);
     }
     let partitions = ctx.partition_keys();
@@ -435,7 +464,7 @@ fn run_stage(
             }
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            cache.discard_tmp(&tmp);
             fail(e.into())
         }
     }

@@ -30,7 +30,10 @@
 //! the file could still change within the same timestamp tick.
 //!
 //! Known limits: a file changed without changing size, mtime, ctime or inode is not noticed
-//! until the stat cache is dropped (`--no-stat-cache`); special files are ignored.
+//! until the stat cache is dropped (`--no-stat-cache`). An input that is itself a FIFO, socket
+//! or device (`annotations: /dev/zero`) is an error; special files inside an input directory are
+//! ignored. Stages open the files they read with [`open_regular`], which refuses special files
+//! without blocking on them, and bound their reads by the size it returns.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -121,6 +124,53 @@ impl KeyMaterial {
     }
 }
 
+/// Opens `path` for reading only if it is a regular file (symlinks followed), without blocking
+/// on a FIFO; returns the file and its size. A FIFO, socket or device is an `InvalidInput`
+/// error that says what it is: reading one could block forever or never end (`/dev/zero`).
+pub fn open_regular(path: &Path) -> std::io::Result<(fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok((f, meta.len()))
+}
+
+/// The error for a special file where luna reads only regular files.
+pub fn not_regular(meta: &fs::Metadata) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "is a {}, not a regular file (luna reads only regular files)",
+            file_kind(meta.file_type())
+        ),
+    )
+}
+
+/// What a file is, for messages: `symbolic link`, `FIFO`, `socket`, `device file`, …
+pub fn file_kind(t: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device file"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
 /// Hashes a file's bytes with blake3 (mmap + rayon for large files).
 pub fn hash_file(path: &Path, size: u64) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
@@ -182,6 +232,9 @@ pub fn fingerprint_input(
             size: meta.len(),
             files: 1,
         });
+    }
+    if !meta.is_dir() {
+        return Err(io(path, not_regular(&meta)));
     }
     let res = if listing {
         hash_listing(path)

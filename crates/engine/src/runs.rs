@@ -147,16 +147,14 @@ impl Runs {
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
-    /// Writes `run.json` atomically.
+    /// Writes `run.json` atomically and durably (fsync'd, renamed).
     pub fn save(&self, rec: &RunRecord) -> std::io::Result<()> {
         let d = self.run_dir(&rec.id);
         fs::create_dir_all(&d)?;
-        let tmp = d.join("run.json.tmp");
-        fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?,
-        )?;
-        fs::rename(tmp, d.join("run.json"))
+        super::cache::write_durable(
+            &d.join("run.json"),
+            &serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?,
+        )
     }
     /// All run records, oldest first by start time (unreadable ones skipped).
     pub fn list(&self) -> Vec<RunRecord> {
@@ -237,11 +235,9 @@ impl PipelineState {
         if let Some(d) = path.parent() {
             let _ = fs::create_dir_all(d);
         }
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        // best effort: `status` explains re-runs from it, the cache decides what runs
         if let Ok(b) = serde_json::to_vec(&cur) {
-            if fs::write(&tmp, b).is_ok() {
-                let _ = fs::rename(&tmp, &path);
-            }
+            let _ = super::cache::write_durable(&path, &b);
         }
     }
 }

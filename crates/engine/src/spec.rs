@@ -17,6 +17,19 @@
 //! [`SpanIndex`]. `${name}` is replaced by the variable's value: a string that is exactly
 //! `${name}` takes the variable's type (so numbers stay numbers), otherwise the value is
 //! spliced in as text; `$${` writes a literal `${`.
+//!
+//! **Names.** Pipeline and stage names become file names (`.luna/state/<pipeline>.json`, run
+//! ids, `runs/<id>/logs/<stage>.log`) and environment variables (`LUNA_IN_<STAGE>`), so they are
+//! checked at parse time against one documented character set
+//! ([`NAME_RULE`](super::spec_error::NAME_RULE): ASCII letters,
+//! digits, `_`, `-`, starting with a letter or digit, at most 64), and two stage names that
+//! differ only in case or `-`/`_` are rejected; every path luna builds from a name is built
+//! from a checked one. Rejected: escaping names into paths (two names could still map to one
+//! file, and users could not predict the file names).
+//!
+//! **Numbers.** YAML's `.nan`, `.inf` and `-.inf` are rejected at their line and column: the
+//! YAML → JSON conversion would turn them into `null`, i.e. into "parameter not given", with
+//! the same cache key as leaving it out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -243,8 +256,37 @@ pub fn parse(
             );
         }
     }
+    // Non-finite numbers: serde_json would turn them into `null`, i.e. into "not given".
+    let mut non_finite = Vec::new();
+    find_non_finite(&doc, "", &mut non_finite);
+    for (path, value) in &non_finite {
+        is.at_value(
+            path,
+            SpecIssue::NonFinite {
+                path: path.clone(),
+                value: value.clone(),
+            },
+        );
+    }
+    let has_non_finite = |base: &str| {
+        non_finite
+            .iter()
+            .any(|(p, _)| p == base || p.starts_with(&format!("{base}.")))
+    };
     let name = match top.get("pipeline") {
-        Some(Yaml::String(s)) => s.clone(),
+        Some(Yaml::String(s)) => {
+            if let Err(problem) = check_name(s) {
+                is.at_value(
+                    "pipeline",
+                    SpecIssue::BadName {
+                        what: "pipeline",
+                        name: s.clone(),
+                        problem,
+                    },
+                );
+            }
+            s.clone()
+        }
         Some(_) => {
             is.at_value(
                 "pipeline",
@@ -277,6 +319,9 @@ pub fn parse(
         Some(Yaml::Mapping(m)) => {
             for (k, v) in m {
                 let k = yaml_key(k);
+                if has_non_finite(&format!("vars.{k}")) {
+                    continue;
+                }
                 match serde_json::to_value(v) {
                     Ok(j) => {
                         vars.insert(k, j);
@@ -337,6 +382,33 @@ pub fn parse(
         }
     };
     let stage_names: Vec<String> = stages_map.keys().map(yaml_key).collect();
+    let mut folded: BTreeMap<String, String> = BTreeMap::new();
+    for sname in &stage_names {
+        if let Err(problem) = check_name(sname) {
+            is.at_key(
+                &format!("stages.{sname}"),
+                SpecIssue::BadName {
+                    what: "stage",
+                    name: sname.clone(),
+                    problem,
+                },
+            );
+            continue;
+        }
+        let f = sname.to_ascii_lowercase().replace('-', "_");
+        match folded.get(&f) {
+            Some(first) => is.at_key(
+                &format!("stages.{sname}"),
+                SpecIssue::NameClash {
+                    first: first.clone(),
+                    second: sname.clone(),
+                },
+            ),
+            None => {
+                folded.insert(f, sname.clone());
+            }
+        }
+    }
     let stage_keys = ["uses", "needs", "with"];
     struct Raw {
         name: String,
@@ -486,6 +558,9 @@ pub fn parse(
     let mut stages = Vec::new();
     for r in raws {
         let base = format!("stages.{}.with", r.name);
+        if has_non_finite(&base) {
+            continue;
+        }
         let with_json = match serde_json::to_value(&r.with) {
             Ok(Json::Null) => Json::Object(Default::default()),
             Ok(j) => j,
@@ -659,6 +734,67 @@ fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
     }
 }
 
+/// Checks a pipeline or stage name against [`NAME_RULE`](super::spec_error::NAME_RULE): names
+/// become file names (`runs/<id>/logs/<stage>.log`, `.luna/state/<pipeline>.json`), so `/`,
+/// `..`, absolute paths and control characters must never get through.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let first = name.chars().next();
+    if first.is_none() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > 64 {
+        return Err(format!(
+            "the name has {} characters (at most 64)",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!("`{}` is not allowed", c.escape_debug()));
+    }
+    if !first.is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return Err("a name must start with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Collects (dotted path, text) of every `.nan`/`.inf` number in `v`.
+fn find_non_finite(v: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Yaml::Number(n) if n.is_nan() || n.is_infinite() => {
+            let text = if n.is_nan() {
+                ".nan"
+            } else if n.as_f64().is_some_and(|f| f < 0.0) {
+                "-.inf"
+            } else {
+                ".inf"
+            };
+            out.push((path.to_string(), text.to_string()));
+        }
+        Yaml::Sequence(s) => {
+            for (i, x) in s.iter().enumerate() {
+                find_non_finite(x, &join(&i.to_string()), out);
+            }
+        }
+        Yaml::Mapping(m) => {
+            for (k, x) in m {
+                find_non_finite(x, &join(&yaml_key(k)), out);
+            }
+        }
+        Yaml::Tagged(t) => find_non_finite(&t.value, path, out),
+        _ => {}
+    }
+}
+
 /// Removes serde_yaml's ` at line L column C` parts (the position is rendered separately) but
 /// keeps its context: "did not find expected key, while parsing a block mapping".
 fn strip_locations(msg: &str) -> String {
@@ -696,6 +832,12 @@ fn humanize(msg: &str) -> String {
         "i64" | "i32" | "i16" | "i8" | "isize" => "an integer",
         "a boolean" | "bool" => "a boolean (true or false)",
         other => other,
+    };
+    // `key:` with nothing after it (or `~`) is YAML's null; users do not write "null"
+    let found = if found == "null" {
+        "an empty value"
+    } else {
+        found
     };
     format!("expected {expected}, found {found}")
 }

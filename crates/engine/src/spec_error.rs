@@ -86,6 +86,30 @@ pub enum SpecIssue {
         /// Declared variables.
         known: Vec<String>,
     },
+    /// A pipeline or stage name outside [`NAME_RULE`].
+    BadName {
+        /// `pipeline` or `stage`.
+        what: &'static str,
+        /// The name as written.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Two stage names that differ only in case or in `-` versus `_` (they would share one
+    /// environment variable, e.g. `LUNA_IN_A_B`, in `command` stages).
+    NameClash {
+        /// The earlier stage.
+        first: String,
+        /// The later stage.
+        second: String,
+    },
+    /// `.nan`, `.inf` or `-.inf` where luna takes only finite numbers.
+    NonFinite {
+        /// Dotted path of the value.
+        path: String,
+        /// The value as YAML writes it.
+        value: String,
+    },
     /// A named input has no upstream that provides it, or names a stage that cannot provide
     /// it (another artifact type, or not an upstream of the stage).
     Input {
@@ -101,6 +125,10 @@ pub enum SpecIssue {
         providers: Vec<String>,
     },
 }
+
+/// The characters a pipeline or stage name may have (they become file names, run ids and
+/// environment variable names), as the hint states them.
+pub const NAME_RULE: &str = "names are 1 to 64 characters: ASCII letters, digits, `_` and `-`, starting with a letter or digit";
 
 /// Why a stage's named input could not be bound to an upstream.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +193,18 @@ impl fmt::Display for SpecIssue {
                 f,
                 "--set {name}: the pipeline declares no variable `{name}`"
             ),
+            SpecIssue::BadName {
+                what,
+                name,
+                problem,
+            } => write!(f, "invalid {what} name `{}`: {problem}", name.escape_debug()),
+            SpecIssue::NameClash { first, second } => write!(
+                f,
+                "stage names `{first}` and `{second}` differ only in case or in `-` versus `_`"
+            ),
+            SpecIssue::NonFinite { path, value } => {
+                write!(f, "{path}: `{value}` is not a finite number")
+            }
             SpecIssue::Input {
                 stage,
                 input,
@@ -257,6 +297,16 @@ impl SpecIssue {
                 did_you_mean(name, known),
                 list(known)
             )),
+            SpecIssue::BadName { .. } => Some(format!(
+                "{NAME_RULE} (they become file and environment variable names)"
+            )),
+            SpecIssue::NameClash { first, .. } => Some(format!(
+                "both would be `LUNA_IN_{}` in `command` stages; rename one",
+                first.to_ascii_uppercase().replace('-', "_")
+            )),
+            SpecIssue::NonFinite { .. } => Some(
+                "luna takes finite numbers only; leave the parameter out to use its default".into(),
+            ),
             SpecIssue::Input {
                 input,
                 artifact,

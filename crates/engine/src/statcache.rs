@@ -130,11 +130,9 @@ impl StatCache {
         if let Some(dir) = file.parent() {
             let _ = fs::create_dir_all(dir);
         }
-        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        // best effort: a lost stat cache only costs re-hashing
         if let Ok(bytes) = serde_json::to_vec(&merged) {
-            if fs::write(&tmp, bytes).is_ok() {
-                let _ = fs::rename(&tmp, file);
-            }
+            let _ = super::cache::write_durable(file, &bytes);
         }
         *lock(&self.dirty) = false;
     }

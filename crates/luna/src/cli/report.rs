@@ -53,7 +53,9 @@ impl HumanReporter {
         if self.tty {
             let _ = self.mp.println(s);
         } else {
-            eprintln!("{s}");
+            // a closed stderr (`luna run p 2>&1 | head -1`) must not stop the run
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{s}");
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Print what would run and why, run nothing.
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Re-hash every upstream file before a stage reads it (default: sizes, and hashes of
+    /// upstream artifacts up to 64 MiB).
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Runs the command.
@@ -39,6 +43,8 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         only: a.only,
         force: a.force,
     };
+    // held until the run ends: `cache gc` deletes nothing while a run may read objects
+    let _in_use = o.cache.use_lock()?;
     let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
     o.stat.save();
     let planned = planned?;
@@ -51,6 +57,14 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    // A reader that goes away (`luna run p 2>&1 | head -1`) must not kill the run halfway and
+    // leave an unfinished run record: ignore SIGPIPE from here on (main sets the default for
+    // the other commands) and let the reporter drop output it cannot write. Commands and the
+    // torch worker start with the default disposition again (std resets it in children).
+    // SAFETY: changing a signal disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let mut reporter = HumanReporter::new(g.verbose);
     let rec = execute(
         &o.pipeline,
@@ -60,6 +74,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         &RunOptions {
             jobs,
             stat: Some(o.stat.clone()),
+            verify: a.verify,
         },
         &mut reporter,
     );

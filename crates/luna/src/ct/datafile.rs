@@ -2,11 +2,27 @@
 //!
 //! File names are resolved against the `.mhd` directory. A pattern `name%03d.raw min max [step]`
 //! expands to one 2-D slice per file; only `%d`/`%0Nd` are supported (the cheap, common form).
+//!
+//! **Data files stay inside the `.mhd`'s folder.** A name that is absolute or has a `..`
+//! component is rejected ([`CtError::DataFileOutside`]): the dataset root a stage fingerprints
+//! (e.g. `ct_root`) holds the `.mhd`, so every file the reader opens is then part of the stage's
+//! key, and a header cannot make luna copy a host file (`/etc/passwd`) into an artifact. The
+//! check is lexical: a symlink *inside* the folder is the user's own choice and is followed by
+//! the fingerprint too. Rejected: an option to allow outside paths (such files would not be in
+//! the stage key, so stale results would be served when they change).
+//!
+//! A pattern's file count is computed with checked arithmetic and compared with DimSize before
+//! any name is generated, so `%d 0 2000000000` or bounds near `i64::MAX` fail at once; at most
+//! [`MAX_SLICE_FILES`] names are ever generated.
 
 use std::path::{Path, PathBuf};
 
 use super::error::CtError;
 use super::header::{unsupported, Raw};
+
+/// The most files a `LIST` or pattern may name (a CT has a few thousand slices at most):
+/// a header cannot make the reader build a billion paths.
+pub const MAX_SLICE_FILES: usize = 1 << 20;
 
 /// Where the voxel bytes live, from `ElementDataFile`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,20 +85,47 @@ pub(super) fn parse_data_file(
                 ))
             }
         };
-        let files = list_lines.iter().map(|f| dir.join(f)).collect();
+        let files = list_lines
+            .iter()
+            .map(|f| inside(p, r, dir, f))
+            .collect::<Result<_, _>>()?;
         return Ok(DataFile::List {
             files,
             slices_per_file,
         });
     }
     if first.contains('%') && toks.len() >= 3 {
-        return expand_pattern(p, r, &toks, dir);
+        return expand_pattern(p, r, &toks, dir, dims[2]);
     }
-    Ok(DataFile::File(dir.join(r.value.as_str())))
+    Ok(DataFile::File(inside(p, r, dir, &r.value)?))
+}
+
+/// `dir/name`, if `name` stays inside `dir` (relative, no `..`; see the module doc).
+fn inside(p: &Path, r: &Raw, dir: &Path, name: &str) -> Result<PathBuf, CtError> {
+    use std::path::Component;
+    let rel = Path::new(name);
+    let ok = !name.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !ok {
+        return Err(CtError::DataFileOutside {
+            path: p.to_path_buf(),
+            line: r.line,
+            name: name.to_string(),
+        });
+    }
+    Ok(dir.join(rel))
 }
 
 /// `name%03d.raw min max [step]`: one 2-D slice per file.
-fn expand_pattern(p: &Path, r: &Raw, toks: &[&str], dir: &Path) -> Result<DataFile, CtError> {
+fn expand_pattern(
+    p: &Path,
+    r: &Raw,
+    toks: &[&str],
+    dir: &Path,
+    slices: usize,
+) -> Result<DataFile, CtError> {
     let num = |t: &str| -> Result<i64, CtError> {
         t.parse().map_err(|_| CtError::BadNumber {
             path: p.to_path_buf(),
@@ -115,11 +158,29 @@ fn expand_pattern(p: &Path, r: &Raw, toks: &[&str], dir: &Path) -> Result<DataFi
     if step <= 0 || hi < lo {
         return Err(unsupported(p, r, "pattern needs min <= max and step > 0"));
     }
-    let mut files = Vec::new();
-    let mut i = lo;
-    while i <= hi {
-        files.push(dir.join(format!("{pre}{i:0width$}{post}")));
-        i += step;
+    // (hi - lo) / step + 1 in i128: no overflow for any i64 bounds
+    let count = (hi as i128 - lo as i128) / step as i128 + 1;
+    if count != slices as i128 {
+        return Err(CtError::ListCount {
+            path: p.to_path_buf(),
+            expected: slices,
+            found: usize::try_from(count).unwrap_or(usize::MAX),
+        });
+    }
+    if slices > MAX_SLICE_FILES {
+        return Err(unsupported(
+            p,
+            r,
+            "a pattern names at most 1,048,576 slice files (DimSize z is larger)",
+        ));
+    }
+    if width > 64 {
+        return Err(unsupported(p, r, "a %0Nd pattern has at most 64 digits"));
+    }
+    let mut files = Vec::with_capacity(slices);
+    for n in 0..slices as i128 {
+        let i = lo as i128 + n * step as i128;
+        files.push(inside(p, r, dir, &format!("{pre}{i:0width$}{post}"))?);
     }
     Ok(DataFile::List {
         files,

@@ -32,6 +32,19 @@ pub enum CtError {
         /// The path that was looked for.
         looked_for: PathBuf,
     },
+    /// `ElementDataFile` names a file outside the `.mhd`'s folder (absolute, or with `..`).
+    #[error(
+        "{path}:{line}: ElementDataFile `{name}` points outside the folder of the .mhd; \
+         data files must be named relative to it, without `..` (put the data next to the header)"
+    )]
+    DataFileOutside {
+        /// The header file.
+        path: PathBuf,
+        /// 1-based line of `ElementDataFile` (or of the `LIST` entry).
+        line: usize,
+        /// The file name as written.
+        name: String,
+    },
     /// A key that the reader needs is absent from the header.
     #[error(
         "{path}: required key `{key}` is missing from the header; add it (see the MetaImage spec)"
@@ -190,6 +203,16 @@ pub enum CtError {
         expected: usize,
         /// Files listed.
         found: usize,
+    },
+    /// A compressed volume would need more memory than the machine has available.
+    #[error("{path}: DimSize × element size is {bytes} bytes, more than the {available} bytes of memory available; the header is wrong or the volume too large for this machine")]
+    TooLarge {
+        /// The header file.
+        path: PathBuf,
+        /// Bytes the volume needs.
+        bytes: u64,
+        /// Bytes of memory available (MemAvailable).
+        available: u64,
     },
     /// The zlib stream is corrupt or inflates to the wrong size.
     #[error("{path}: compressed data inflates to {found} bytes, expected {expected} (DimSize × element size); the file is corrupt or the header is wrong")]

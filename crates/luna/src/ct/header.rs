@@ -141,7 +141,9 @@ fn required<'a>(path: &Path, raws: &'a [Raw], key: &'static str) -> Result<&'a R
 
 /// Read and validate the header of `path` (reads only up to the end of the header).
 pub fn read_header(path: &Path) -> Result<MetaHeader, CtError> {
-    let file = std::fs::File::open(path).map_err(|e| CtError::io(path, e))?;
+    // a regular file only: a FIFO named `x.mhd` must be an error, not a hang
+    let (file, _) =
+        crate::engine::fingerprint::open_regular(path).map_err(|e| CtError::io(path, e))?;
     let mut reader = std::io::BufReader::new(file);
     let mut raws = Vec::new();
     let mut offset = 0u64;

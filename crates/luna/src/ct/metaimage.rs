@@ -231,8 +231,10 @@ fn expected_bytes(h: &MetaHeader, slices: usize) -> u64 {
     u64::try_from(n * h.element_type.size() as u128).unwrap_or(u64::MAX)
 }
 
+/// Opens a data file: a regular file only (a FIFO or device is an error, not a hang); the
+/// size returned bounds every read.
 fn open_file(h: &MetaHeader, path: &Path) -> Result<(File, u64), CtError> {
-    let file = File::open(path).map_err(|e| {
+    crate::engine::fingerprint::open_regular(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CtError::MissingDataFile {
                 mhd: h.path.clone(),
@@ -241,9 +243,7 @@ fn open_file(h: &MetaHeader, path: &Path) -> Result<(File, u64), CtError> {
         } else {
             CtError::io(path, e)
         }
-    })?;
-    let len = file.metadata().map_err(|e| CtError::io(path, e))?.len();
-    Ok((file, len))
+    })
 }
 
 /// Data offset and checked length for an uncompressed region starting at `base`.
@@ -305,6 +305,17 @@ fn load_data(h: &MetaHeader) -> Result<Data, CtError> {
             slices_per_file,
         } => return load_list(h, files, *slices_per_file),
     };
+    if h.compressed {
+        // an inflated volume lives in memory: refuse one that cannot fit before reading
+        let available = available_memory();
+        if expected > available {
+            return Err(CtError::TooLarge {
+                path: h.path.clone(),
+                bytes: expected,
+                available,
+            });
+        }
+    }
     let (mut file, len) = open_file(h, &path)?;
     if h.compressed {
         return inflate(h, &path, &mut file, base, len, expected).map(Data::Owned);
@@ -319,6 +330,27 @@ fn load_data(h: &MetaHeader) -> Result<Data, CtError> {
         map,
         offset: offset as usize,
         len: expected as usize,
+    })
+}
+
+/// Bytes of memory available to a new allocation: `MemAvailable` from /proc/meminfo, else the
+/// physical memory size.
+fn available_memory() -> u64 {
+    let from_meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    });
+    from_meminfo.unwrap_or_else(|| {
+        // SAFETY: sysconf has no preconditions.
+        let (pages, size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        (pages.max(0) as u64).saturating_mul(size.max(0) as u64)
     })
 }
 

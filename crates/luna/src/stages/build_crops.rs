@@ -102,6 +102,21 @@ impl Stage for BuildCropsStage {
                 "every crop dimension must be at least 1".into(),
             ));
         }
+        // checked: [2^32, 2^32, 1] must not wrap to 0, [1000, 1000, 1000] must not allocate
+        let voxels = p
+            .width_irc
+            .iter()
+            .try_fold(1usize, |acc, &w| acc.checked_mul(w))
+            .filter(|&v| v <= MAX_CROP_VOXELS);
+        if voxels.is_none() {
+            return Err((
+                "width_irc".into(),
+                format!(
+                    "a crop of {:?} voxels is larger than the limit of {MAX_CROP_VOXELS} voxels (32 MiB of i16 per crop)",
+                    p.width_irc
+                ),
+            ));
+        }
         check_zstd_level(p.level)
     }
 
@@ -250,6 +265,10 @@ fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
         .then(a[1].total_cmp(&b[1]))
         .then(a[2].total_cmp(&b[2]))
 }
+
+/// The most voxels one crop may have (2^24: 32 MiB as i16, one HDF5 chunk per crop); the
+/// book's crops have 73,728.
+pub const MAX_CROP_VOXELS: usize = 1 << 24;
 
 /// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
 /// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.

@@ -17,10 +17,15 @@
 //! a line `luna:progress N/M` moves the progress bar. A non-zero exit or a missing declared
 //! output fails the stage (stderr tail shown) and nothing is committed. If luna dies, even by
 //! `kill -9`, the command's whole process group gets SIGKILL (see `GUARD`), so a killed run
-//! leaves no orphan writing into the cache.
+//! leaves no orphan writing into the cache. When the command itself ends, luna SIGKILLs what is
+//! left of its process group before committing: a background job (`cmd &`) does not outlive
+//! its stage, cannot add files to the committed object, and does not hold the stage open by
+//! keeping stdout open. (A process that leaves the group with `setsid` escapes this; don't.)
+//! Output lines need not be UTF-8. Two stages whose `LUNA_IN_` names would collide (`a-b`,
+//! `a_b`) are rejected when the pipeline is loaded.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -140,33 +145,39 @@ impl Stage for CommandStage {
         }
         ctx.log(format!("$ {}", p.run));
         let mut child = cmd.spawn().map_err(|e| StageError::io("sh", e))?;
+        // the guard is the leader of the command's process group (setpgid above)
+        let pgid = child.id() as libc::pid_t;
         let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let ctx_ref = &*ctx;
-        std::thread::scope(|s| {
+        let status = std::thread::scope(|s| {
             if let Some(out) = stdout {
-                s.spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(Result::ok) {
-                        handle_line(ctx_ref, &line);
-                    }
-                });
+                s.spawn(move || for_each_line(out, |line| handle_line(ctx_ref, line)));
             }
             if let Some(err) = stderr {
                 let tail = tail.clone();
                 s.spawn(move || {
-                    for line in BufReader::new(err).lines().map_while(Result::ok) {
-                        handle_line(ctx_ref, &line);
+                    for_each_line(err, |line| {
+                        handle_line(ctx_ref, line);
                         let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                        t.push_back(line);
+                        t.push_back(line.to_string());
                         if t.len() > 20 {
                             t.pop_front();
                         }
-                    }
+                    })
                 });
             }
+            // Wait for the command to end without reaping it, so its pid (the group's id) cannot
+            // be reused; then SIGKILL whatever it left running in its group. An orphaned
+            // background job must not add files to the output after it is committed, nor keep
+            // the output pipes (and so this stage) open.
+            let waited = wait_exited(pgid);
+            // SAFETY: signals the command's own process group, whose leader is not reaped yet.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            waited.and_then(|()| child.wait())
         });
-        let status = child.wait().map_err(|e| StageError::io("sh", e))?;
+        let status = status.map_err(|e| StageError::io("sh", e))?;
         if !status.success() {
             use std::os::unix::process::ExitStatusExt;
             let st = match (status.code(), status.signal()) {
@@ -202,6 +213,39 @@ impl Stage for CommandStage {
 /// chance to clean up. `wait` returns as soon as the trapped signal arrives (POSIX), and the
 /// command's exit status is the script's.
 const GUARD: &str = r#"trap 'kill -KILL 0' TERM; sh -c "$1" & wait $!"#;
+
+/// Calls `f` for every line `r` yields, bytes that are not UTF-8 replaced by U+FFFD: a command
+/// printing binary must not make luna stop reading (the command would then die of SIGPIPE).
+fn for_each_line(r: impl Read, mut f: impl FnMut(&str)) {
+    for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line);
+        f(line.strip_suffix('\r').unwrap_or(&line));
+    }
+}
+
+/// Blocks until process `pid` (a child) has exited, leaving it unreaped (`WNOWAIT`).
+fn wait_exited(pid: libc::pid_t) -> std::io::Result<()> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child; `info` lives for the call.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
 
 fn handle_line(ctx: &StageContext, line: &str) {
     if let Some(rest) = line.trim().strip_prefix("luna:progress ") {

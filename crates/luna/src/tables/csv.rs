@@ -54,12 +54,18 @@ pub struct CsvLoad<R> {
     pub drop_reasons: Vec<BadRow>,
 }
 
-/// Reads a CSV file as UTF-8 text without its BOM (`file:line` of the first invalid byte).
+/// Reads a CSV file as UTF-8 text without its BOM (`file:line` of the first invalid byte): a
+/// regular file only (a FIFO or `/dev/zero` is an error, not a hang), and never more bytes
+/// than its size when opened.
 pub(crate) fn read_text(path: &Path) -> Result<String, TableError> {
-    let bytes = std::fs::read(path).map_err(|source| TableError::Io {
+    use std::io::Read;
+    let io = |source| TableError::Io {
         path: path.into(),
         source,
-    })?;
+    };
+    let (f, len) = crate::engine::fingerprint::open_regular(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 30));
+    f.take(len).read_to_end(&mut bytes).map_err(io)?;
     match String::from_utf8(bytes) {
         Ok(mut s) => {
             if s.starts_with('\u{feff}') {
