@@ -34,6 +34,7 @@ mod data_incremental;
 mod data_merge;
 mod data_oracle;
 mod data_support;
+mod detect_classify;
 mod engine_cache;
 mod engine_cli;
 mod engine_crash;

@@ -91,6 +91,9 @@ pub mod train_classifier;
 #[path = "../../luna/src/stages/evaluate_classifier/torch.rs"]
 pub mod evaluate_classifier;
 
+#[path = "../../luna/src/stages/classify_candidates/torch.rs"]
+pub mod classify_candidates;
+
 #[path = "../../luna/src/stages/segment/torch.rs"]
 pub mod segment;
 
@@ -105,6 +108,7 @@ pub fn run(kind: &str, ctx: &mut StageContext) -> Result<(), StageError> {
     match kind {
         "train_classifier" => train_classifier::execute(ctx),
         "evaluate_classifier" => evaluate_classifier::execute(ctx),
+        "classify_candidates" => classify_candidates::execute(ctx),
         "segment" => segment::execute(ctx),
         "train_segmentation" => train_segmentation::execute(ctx),
         "test_torch_partitions" => test_kinds::execute(ctx),

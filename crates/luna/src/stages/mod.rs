@@ -11,10 +11,11 @@
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
-//! `probabilities` (segment), `clusters` (cluster), `seg_dataset` (seg_dataset), `segmenter`
+//! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `seg_dataset` (seg_dataset), `segmenter`
 //! (train_segmentation); a `command` declares its own with `provides:`.
 
 pub mod build_crops;
+pub mod classify_candidates;
 pub mod cluster;
 pub mod command;
 pub mod dataset;
@@ -53,6 +54,7 @@ pub fn builtin_registry() -> Registry {
     r.add(train_classifier::TrainClassifierStage);
     r.add(evaluate_classifier::EvaluateClassifierStage);
     r.add(cluster::ClusterStage);
+    r.add(classify_candidates::ClassifyCandidatesStage);
     r.add(segment::SegmentStage);
     r.add(seg_dataset::SegDatasetStage);
     r.add(train_segmentation::TrainSegmentationStage);

@@ -680,3 +680,79 @@ pub fn seg_index_from_frame(df: &DataFrame) -> Result<Vec<SegIndexRow>, TableErr
         })
         .collect()
 }
+
+/// One row of detections.parquet (see [`Table::Detections`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionRow {
+    /// Series UID.
+    pub series_uid: String,
+    /// The cluster's id.
+    pub cluster_id: i64,
+    /// Centre, world mm.
+    pub center_xyz: [f64; 3],
+    /// Crop centre (index, row, col).
+    pub center_irc: [i64; 3],
+    /// P(nodule).
+    pub prob_nodule: f64,
+    /// P(malignant), when a malignancy model was given.
+    pub prob_malignant: Option<f64>,
+}
+
+/// Builds a detections.parquet frame.
+pub fn detections_to_frame(rows: &[DetectionRow]) -> Result<DataFrame, TableError> {
+    let [uid, x, y, z] = uid_xyz_columns(rows, |r| (r.series_uid.as_str(), r.center_xyz));
+    let i = |name: &str, g: &dyn Fn(&DetectionRow) -> i64| {
+        Column::new(name.into(), rows.iter().map(g).collect::<Vec<i64>>())
+    };
+    let cols = vec![
+        uid,
+        i("cluster_id", &|r| r.cluster_id),
+        x,
+        y,
+        z,
+        i("center_i", &|r| r.center_irc[0]),
+        i("center_r", &|r| r.center_irc[1]),
+        i("center_c", &|r| r.center_irc[2]),
+        Column::new(
+            "prob_nodule".into(),
+            rows.iter().map(|r| r.prob_nodule).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "prob_malignant".into(),
+            rows.iter()
+                .map(|r| r.prob_malignant)
+                .collect::<Vec<Option<f64>>>(),
+        ),
+    ];
+    let df = frame(Table::Detections, rows.len(), cols)?;
+    check_frame(&df, Table::Detections, "detections")?;
+    Ok(df)
+}
+
+/// Reads detections.parquet rows back.
+pub fn detections_from_frame(df: &DataFrame) -> Result<Vec<DetectionRow>, TableError> {
+    check_frame(df, Table::Detections, "detections")?;
+    let c = Cols {
+        df,
+        table: Table::Detections,
+    };
+    let (uid, id, xyz) = (c.str("series_uid")?, c.i64("cluster_id")?, c.xyz()?);
+    let irc = [c.i64("center_i")?, c.i64("center_r")?, c.i64("center_c")?];
+    let pn = c.f64("prob_nodule")?;
+    let pm = c
+        .col("prob_malignant")?
+        .f64()
+        .map_err(pe(Table::Detections.name()))?
+        .iter()
+        .collect::<Vec<Option<f64>>>();
+    Ok((0..df.height())
+        .map(|k| DetectionRow {
+            series_uid: uid[k].clone(),
+            cluster_id: id[k],
+            center_xyz: xyz[k],
+            center_irc: [irc[0][k], irc[1][k], irc[2][k]],
+            prob_nodule: pn[k],
+            prob_malignant: pm[k],
+        })
+        .collect())
+}

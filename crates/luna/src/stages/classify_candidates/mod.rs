@@ -1,0 +1,103 @@
+//! `classify_candidates`: the book's p2ch14 `classifyCandidates` — every cluster of the
+//! segmentation is cropped from its CT with the `build_crops` rule (32×48×48 by default, the
+//! window shifted inside the volume, HU clipped) and scored by the nodule classifier and,
+//! when given, the malignancy classifier → `detections.parquet`.
+//!
+//! Decisions:
+//! - Input candidates: a `clusters` artifact (the detection path). The false-positive-reduction
+//!   path over the LUNA16 candidate table is `evaluate_classifier` + `evaluate_froc`.
+//! - Malignancy is scored for every candidate (as the book does; `diagnose` only counts it for
+//!   candidates the nodule classifier accepts); without a malignancy model the column is null.
+//! - **Partitioned per series** in the `luna-torch` worker; key material = the CT's content,
+//!   the series' cluster centres and the model artifacts' keys.
+//! - The crop size is the nodule model's `input_size` (the malignancy model must agree).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::model::{Device, CLASSIFIER};
+use crate::stages::cluster::CLUSTERS;
+use crate::stages::dataset::DATASET;
+
+/// The artifact type of `classify_candidates`: detections.parquet.
+pub const DETECTIONS: &str = "detections";
+
+/// Parameters of `classify_candidates`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyCandidatesParams {
+    /// Upstream `cluster` stage (default: the one upstream providing clusters).
+    #[serde(default)]
+    pub clusters: Option<StageRef>,
+    /// Upstream nodule classifier (`train_classifier`, task nodule).
+    #[serde(default)]
+    pub model: Option<StageRef>,
+    /// Upstream malignancy classifier (`train_classifier`, task malignancy); none = no
+    /// malignancy column.
+    #[serde(default)]
+    pub malignancy_model: Option<StageRef>,
+    /// Upstream dataset stage with the CTs (default: the one upstream `dataset`).
+    #[serde(default)]
+    pub dataset: Option<StageRef>,
+    /// Folder with `subset*/<uid>.mhd` instead of a dataset stage.
+    #[serde(default)]
+    pub ct_root: Option<InputPath>,
+    /// Hint: `auto` (default), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: Hint<Device>,
+    /// Hint: crops per batch (default 32).
+    #[serde(default)]
+    pub batch_size: Hint<Option<usize>>,
+    /// Hint: torch intra-op threads (default: the stage's thread budget).
+    #[serde(default)]
+    pub threads: Hint<Option<usize>>,
+}
+
+/// The `classify_candidates` kind.
+pub struct ClassifyCandidatesStage;
+
+impl Stage for ClassifyCandidatesStage {
+    type Params = ClassifyCandidatesParams;
+    const KIND: &'static str = "classify_candidates";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Classify segmentation clusters: crops from the CT, P(nodule) and P(malignant) per cluster";
+    const OUTPUTS: &'static [&'static str] = &[DETECTIONS];
+
+    fn slots(p: &ClassifyCandidatesParams) -> Vec<InputSlot> {
+        let mut v = vec![
+            InputSlot::required("clusters", CLUSTERS, p.clusters.as_ref()),
+            InputSlot::required("model", CLASSIFIER, p.model.as_ref()),
+        ];
+        if let Some(m) = &p.malignancy_model {
+            v.push(InputSlot::required("malignancy_model", CLASSIFIER, Some(m)));
+        }
+        v.push(if p.ct_root.is_none() {
+            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
+        } else {
+            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
+        });
+        v
+    }
+
+    fn inputs(p: &ClassifyCandidatesParams) -> Vec<ExternalInput> {
+        p.ct_root
+            .iter()
+            .map(|r| ExternalInput::new("ct_root", r.path()))
+            .collect()
+    }
+
+    fn validate(p: &ClassifyCandidatesParams) -> Result<(), (String, String)> {
+        if p.batch_size.0 == Some(0) {
+            return Err(("batch_size".into(), "batch_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn run(&self, _p: &ClassifyCandidatesParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        crate::worker::run_in_worker(Self::KIND, ctx)
+    }
+}

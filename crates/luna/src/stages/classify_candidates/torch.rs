@@ -1,0 +1,211 @@
+//! The torch half of `classify_candidates` (compiled into `luna-torch`): per series, the
+//! clusters' crops through the nodule (and malignancy) LunaModel, committed as partitions.
+
+use std::collections::BTreeMap;
+
+use luna::ct::{CtImage, Xyz};
+use luna::engine::context::StageContext;
+use luna::engine::error::StageError;
+use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
+use luna::stages::classify_candidates::ClassifyCandidatesParams;
+use luna::stages::dataset::{find_series, resolve_ct_root};
+use luna::stages::load_annotations::table_err;
+use luna::tables::{
+    clusters_from_frame, detections_from_frame, detections_to_frame, read_parquet, write_parquet,
+    ClusterRow, DetectionRow, Table,
+};
+use tch::{Device, Kind, Tensor};
+
+use crate::kinds::{cap_threads, params};
+use crate::nn::checkpoint::{self, LoadedModel};
+use crate::nn::LunaModel;
+
+fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
+    StageError::domain(e)
+}
+
+/// P(positive) of each crop (C order, `[d, h, w]` each), `batch` at a time, eval mode.
+pub fn classify_crops(
+    model: &LunaModel,
+    crops: &[Vec<i16>],
+    shape: [usize; 3],
+    batch: usize,
+) -> Result<Vec<f64>, StageError> {
+    let device: Device = model.device();
+    let vox: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(crops.len());
+    for chunk in crops.chunks(batch.max(1)) {
+        let mut data = Vec::with_capacity(chunk.len() * vox);
+        for c in chunk {
+            data.extend(c.iter().map(|&v| f32::from(v)));
+        }
+        let x = Tensor::from_slice(&data)
+            .view([
+                chunk.len() as i64,
+                1,
+                shape[0] as i64,
+                shape[1] as i64,
+                shape[2] as i64,
+            ])
+            .to_device(device);
+        let (_, probs) = tch::no_grad(|| model.forward_t(&x, false));
+        let p: Vec<f32> = Vec::try_from(
+            probs
+                .select(1, 1)
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float),
+        )
+        .map_err(dom)?;
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(
+                StageError::msg("the classifier produced non-finite probabilities")
+                    .with_hint("the model's weights are corrupt or diverged: retrain it"),
+            );
+        }
+        out.extend(p.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+
+/// Runs `classify_candidates` in the worker.
+pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
+    let p: ClassifyCandidatesParams = params(ctx)?;
+    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    tch::set_num_threads(threads as i32);
+    let device = crate::device::choose(*p.device, ctx)?;
+    let load = |slot: &str| -> Result<Option<(String, String, LoadedModel)>, StageError> {
+        let Some(up) = ctx.input_opt(slot)?.cloned() else {
+            return Ok(None);
+        };
+        let (lm, _) = checkpoint::load_model_files::<LunaModel>(
+            &up.dir.join(luna::model::MODEL_WEIGHTS),
+            &up.dir.join(luna::model::MODEL_META),
+            device,
+        )
+        .map_err(dom)?;
+        Ok(Some((up.stage, up.key, lm)))
+    };
+    let (nstage, nkey, nodule) = load("model")?.ok_or_else(|| {
+        StageError::msg("classify_candidates needs its `model` input (a nodule classifier)")
+    })?;
+    let mal = load("malignancy_model")?;
+    let shape = nodule.model.config().input_size.map(|v| v as usize);
+    if let Some((s, _, m)) = &mal {
+        let ms = m.model.config().input_size.map(|v| v as usize);
+        if ms != shape {
+            return Err(StageError::msg(format!(
+                "the malignancy model `{s}` takes {ms:?} crops, the nodule model `{nstage}` {shape:?}"
+            ))
+            .with_hint("train both classifiers on the same crops"));
+        }
+    }
+    let clusters = ctx.input("clusters")?.dir.join(Table::Clusters.file_name());
+    let rows = clusters_from_frame(&read_parquet(&clusters, Table::Clusters).map_err(table_err)?)
+        .map_err(table_err)?;
+    let mut by_series: BTreeMap<String, Vec<ClusterRow>> = BTreeMap::new();
+    for r in rows {
+        by_series.entry(r.series_uid.clone()).or_default().push(r);
+    }
+    let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
+    let on_disk = find_series(&root)?;
+    if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
+        return Err(StageError::msg(format!(
+            "{}: series {uid} has clusters but {} holds no {uid}.mhd",
+            clusters.display(),
+            root.display()
+        ))
+        .with_hint("point `ct_root` (or the `dataset` input) at the CTs that were segmented"));
+    }
+    let known = upstream_file_hashes(ctx, &root);
+    let batch = p.batch_size.0.unwrap_or(32).max(1);
+    ctx.log(format!(
+        "classifying {} clusters of {} series with `{nstage}`{}",
+        by_series.values().map(Vec::len).sum::<usize>(),
+        by_series.len(),
+        mal.as_ref()
+            .map(|(s, _, _)| format!(" and `{s}` (malignancy)"))
+            .unwrap_or_default()
+    ));
+    ctx.progress().start(by_series.len() as u64, "CTs");
+    let mut all = Vec::new();
+    let mut computed = 0usize;
+    for (uid, rows) in &by_series {
+        let mhd = &on_disk[uid];
+        let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
+        let material = serde_json::json!({
+            "format": 1,
+            "ct": ct_file_hashes(ctx, mhd, &known)?,
+            "centers": centers,
+            "model": nkey,
+            "malignancy_model": mal.as_ref().map(|(_, k, _)| k.clone()),
+        });
+        let part = ctx.partition(uid, &material, |dir| {
+            let ct = CtImage::open(mhd).map_err(dom)?;
+            let mut crops = Vec::with_capacity(rows.len());
+            let mut ircs = Vec::with_capacity(rows.len());
+            for r in rows {
+                let xyz = Xyz {
+                    x: r.center_xyz[0],
+                    y: r.center_xyz[1],
+                    z: r.center_xyz[2],
+                };
+                let (crop, irc, _) = ct.crop_around_xyz(xyz, shape).map_err(|e| {
+                    StageError::msg(format!(
+                        "{}: cluster {} of series {uid} at xyz ({:.2}, {:.2}, {:.2}) mm: {e}",
+                        mhd.display(),
+                        r.cluster_id,
+                        xyz.x,
+                        xyz.y,
+                        xyz.z
+                    ))
+                })?;
+                crops.push(crop);
+                ircs.push([irc.index, irc.row, irc.col]);
+            }
+            let pn = classify_crops(&nodule.model, &crops, shape, batch)?;
+            let pm = match &mal {
+                Some((_, _, m)) => Some(classify_crops(&m.model, &crops, shape, batch)?),
+                None => None,
+            };
+            let det: Vec<DetectionRow> = rows
+                .iter()
+                .enumerate()
+                .map(|(k, r)| DetectionRow {
+                    series_uid: uid.clone(),
+                    cluster_id: r.cluster_id,
+                    center_xyz: r.center_xyz,
+                    center_irc: ircs[k],
+                    prob_nodule: pn[k],
+                    prob_malignant: pm.as_ref().map(|v| v[k]),
+                })
+                .collect();
+            let mut df = detections_to_frame(&det).map_err(table_err)?;
+            write_parquet(&mut df, Table::Detections, &dir.join("detections.parquet"))
+                .map_err(table_err)
+        })?;
+        computed += usize::from(!part.cached);
+        all.extend(
+            detections_from_frame(
+                &read_parquet(&part.dir.join("detections.parquet"), Table::Detections)
+                    .map_err(table_err)?,
+            )
+            .map_err(table_err)?,
+        );
+        ctx.progress().inc(1);
+    }
+    let mut df = detections_to_frame(&all).map_err(table_err)?;
+    write_parquet(
+        &mut df,
+        Table::Detections,
+        &ctx.out_dir().join(Table::Detections.file_name()),
+    )
+    .map_err(table_err)?;
+    let accepted = all.iter().filter(|d| d.prob_nodule >= 0.5).count();
+    ctx.log(format!(
+        "{} detections ({accepted} with P(nodule) >= 0.5) in {} series ({computed} computed, {} cached)",
+        all.len(),
+        by_series.len(),
+        by_series.len() - computed
+    ));
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `classify_candidates`: the clusters' crops scored by the classifiers equal
+//! `evaluate_classifier`'s predictions on the same centres (same crop rule, same model).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use luna::tables::{detections_from_frame, read_parquet, Table};
+use polars::prelude::*;
+
+use crate::engine_support::Ws;
+
+#[test]
+fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
+    let ws = Ws::new();
+    let fast = "batch_size: 16, augment: null, optimizer: { kind: adam, lr: 0.001 }, device: cpu, threads: 1, loader_threads: 1";
+    ws.pipeline(
+        "d",
+        &format!(
+            "pipeline: d\nstages:\n  data:\n    uses: synth\n    with: {{ preset: tiny, seed: 5 }}\n\
+             \x20 annotations:\n    uses: load_annotations\n    needs: [data]\n\
+             \x20 candidates:\n    uses: merge_candidates\n    needs: [annotations, data]\n    with: {{ val_stride: 2 }}\n\
+             \x20 crops:\n    uses: build_crops\n    needs: [candidates, data]\n\
+             \x20 nodule:\n    uses: train_classifier\n    needs: [crops]\n    with: {{ epochs: 1, epoch_samples: 64, {fast} }}\n\
+             \x20 mal:\n    uses: train_classifier\n    needs: [crops, nodule]\n    with: {{ task: malignancy, finetune_from: nodule, epochs: 1, epoch_samples: 32, {fast} }}\n\
+             \x20 eval:\n    uses: evaluate_classifier\n    needs: [crops, nodule]\n    with: {{ split: all, device: cpu }}\n\
+             \x20 clusters:\n    uses: command\n    needs: [candidates]\n    with: {{ run: '\"$LUNA_PYTHON\" {repo}/tests/oracle/clusters_from_candidates.py \"$LUNA_IN_CANDIDATES/candidates.parquet\" \"$LUNA_OUT\"', provides: [clusters] }}\n\
+             \x20 detections:\n    uses: classify_candidates\n    needs: [clusters, nodule, mal, data]\n    with: {{ model: nodule, malignancy_model: mal, device: cpu }}\n",
+            repo = crate::REPO
+        ),
+    );
+    let py = crate::nn_support::python();
+    let out = ws.luna_env(&["run", "d"], &[("LUNA_PYTHON", py.to_str().unwrap())]);
+    if out.code != 0 {
+        panic!(
+            "{}\n{}",
+            out.stderr,
+            crate::train_support::stage_logs(ws.root(), "detections")
+        );
+    }
+    let dir = |s: &str| PathBuf::from(ws.luna(&["path", "d", s]).stdout.trim());
+    let det = detections_from_frame(
+        &read_parquet(
+            &dir("detections").join("detections.parquet"),
+            Table::Detections,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(det.iter().all(|d| d.prob_malignant.is_some()));
+    // candidate_id -> xyz, and evaluate's probability per candidate
+    let cand = read_parquet(
+        &dir("candidates").join("candidates.parquet"),
+        Table::Candidates,
+    )
+    .unwrap();
+    let rows = luna::tables::merged_from_frame(&cand).unwrap();
+    let xyz: HashMap<i64, [f64; 3]> = rows
+        .iter()
+        .map(|r| (r.candidate_id, r.center_xyz))
+        .collect();
+    let pred =
+        ParquetReader::new(std::fs::File::open(dir("eval").join("predictions.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    let ids = pred.column("candidate_id").unwrap().i64().unwrap().clone();
+    let probs = pred.column("probability").unwrap().f64().unwrap().clone();
+    let key = |p: [f64; 3]| format!("{:.6},{:.6},{:.6}", p[0], p[1], p[2]);
+    let by_xyz: HashMap<String, f64> = (0..pred.height())
+        .map(|i| (key(xyz[&ids.get(i).unwrap()]), probs.get(i).unwrap()))
+        .collect();
+    assert_eq!(det.len(), pred.height(), "one detection per candidate");
+    let mut worst = 0f64;
+    for d in &det {
+        let e = by_xyz[&key(d.center_xyz)];
+        worst = worst.max((d.prob_nodule - e).abs());
+    }
+    println!("classify_candidates vs evaluate_classifier: max |diff| {worst:e}");
+    assert!(worst <= 1e-5, "probabilities differ by {worst}");
+}
