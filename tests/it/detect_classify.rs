@@ -24,7 +24,8 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
              \x20 mal:\n    uses: train_classifier\n    needs: [crops, nodule]\n    with: {{ task: malignancy, finetune_from: nodule, epochs: 1, epoch_samples: 32, {fast} }}\n\
              \x20 eval:\n    uses: evaluate_classifier\n    needs: [crops, nodule]\n    with: {{ split: all, device: cpu }}\n\
              \x20 clusters:\n    uses: command\n    needs: [candidates]\n    with: {{ run: '\"$LUNA_PYTHON\" {repo}/tests/oracle/clusters_from_candidates.py \"$LUNA_IN_CANDIDATES/candidates.parquet\" \"$LUNA_OUT\"', provides: [clusters] }}\n\
-             \x20 detections:\n    uses: classify_candidates\n    needs: [clusters, nodule, mal, data]\n    with: {{ model: nodule, malignancy_model: mal, device: cpu }}\n",
+             \x20 detections:\n    uses: classify_candidates\n    needs: [clusters, nodule, mal, data]\n    with: {{ model: nodule, malignancy_model: mal, device: cpu }}\n\
+             \x20 diagnosis:\n    uses: diagnose\n    needs: [detections, candidates]\n",
             repo = crate::REPO
         ),
     );
@@ -76,4 +77,56 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
     }
     println!("classify_candidates vs evaluate_classifier: max |diff| {worst:e}");
     assert!(worst <= 1e-5, "probabilities differ by {worst}");
+
+    // diagnose: one verdict per series; the per-patient AUC equals a hand computation
+    // (Mann-Whitney over the rows, ties 1/2); the report has the book's table.
+    let dg = ParquetReader::new(
+        std::fs::File::open(dir("diagnosis").join("diagnosis.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    let series: std::collections::BTreeSet<&str> =
+        det.iter().map(|d| d.series_uid.as_str()).collect();
+    assert_eq!(dg.height(), series.len());
+    let score = dg.column("patient_score").unwrap().f64().unwrap().clone();
+    let truth = dg
+        .column("truth_malignant")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .clone();
+    let (mut pairs, mut wins) = (0.0, 0.0);
+    for i in 0..dg.height() {
+        for j in 0..dg.height() {
+            if truth.get(i) == Some(true) && truth.get(j) == Some(false) {
+                pairs += 1.0;
+                let (a, b) = (score.get(i).unwrap() as f32, score.get(j).unwrap() as f32);
+                wins += if a > b {
+                    1.0
+                } else if a == b {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("diagnosis").join("diagnosis.json")).unwrap())
+            .unwrap();
+    if pairs > 0.0 {
+        let auc = doc["per_patient_auc"].as_f64().unwrap();
+        assert!(
+            (auc - wins / pairs).abs() < 1e-12,
+            "{auc} vs {}",
+            wins / pairs
+        );
+    } else {
+        assert!(doc["per_patient_auc"].is_null());
+    }
+    let report = std::fs::read_to_string(dir("diagnosis").join("report.md")).unwrap();
+    assert!(
+        report.contains("           Total |    Complete Miss |     Filtered Out |     Pred. Benign |  Pred. Malignant"),
+        "{report}"
+    );
 }

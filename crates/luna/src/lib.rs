@@ -16,6 +16,8 @@ pub mod annotation_mask;
 pub mod cli;
 pub mod cluster;
 pub mod ct;
+pub mod curves;
+pub mod diagnose;
 pub mod froc;
 pub mod model;
 pub mod plot;

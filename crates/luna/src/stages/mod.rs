@@ -11,7 +11,7 @@
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
-//! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `seg_dataset` (seg_dataset), `segmenter`
+//! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `diagnosis` (diagnose), `seg_dataset` (seg_dataset), `segmenter`
 //! (train_segmentation); a `command` declares its own with `provides:`.
 
 pub mod build_crops;
@@ -19,6 +19,7 @@ pub mod classify_candidates;
 pub mod cluster;
 pub mod command;
 pub mod dataset;
+pub mod diagnose;
 pub mod evaluate_classifier;
 pub mod evaluate_froc;
 pub mod load_annotations;
@@ -55,6 +56,7 @@ pub fn builtin_registry() -> Registry {
     r.add(evaluate_classifier::EvaluateClassifierStage);
     r.add(cluster::ClusterStage);
     r.add(classify_candidates::ClassifyCandidatesStage);
+    r.add(diagnose::DiagnoseStage);
     r.add(segment::SegmentStage);
     r.add(seg_dataset::SegDatasetStage);
     r.add(train_segmentation::TrainSegmentationStage);

@@ -756,3 +756,60 @@ pub fn detections_from_frame(df: &DataFrame) -> Result<Vec<DetectionRow>, TableE
         })
         .collect())
 }
+
+/// One row of diagnosis.parquet (see [`Table::Diagnosis`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosisRow {
+    /// Series UID.
+    pub series_uid: String,
+    /// Accepted nodules.
+    pub nodules: i64,
+    /// Patient score.
+    pub patient_score: f64,
+    /// Predicted malignant.
+    pub predicted_malignant: bool,
+    /// Annotated nodules.
+    pub truth_nodules: Option<i64>,
+    /// Has a malignant nodule.
+    pub truth_malignant: Option<bool>,
+}
+
+/// Builds a diagnosis.parquet frame.
+pub fn diagnosis_to_frame(rows: &[DiagnosisRow]) -> Result<DataFrame, TableError> {
+    let cols = vec![
+        StringChunked::from_iter_values(
+            "series_uid".into(),
+            rows.iter().map(|r| r.series_uid.as_str()),
+        )
+        .into_column(),
+        Column::new(
+            "nodules".into(),
+            rows.iter().map(|r| r.nodules).collect::<Vec<i64>>(),
+        ),
+        Column::new(
+            "patient_score".into(),
+            rows.iter().map(|r| r.patient_score).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "predicted_malignant".into(),
+            rows.iter()
+                .map(|r| r.predicted_malignant)
+                .collect::<Vec<bool>>(),
+        ),
+        Column::new(
+            "truth_nodules".into(),
+            rows.iter()
+                .map(|r| r.truth_nodules)
+                .collect::<Vec<Option<i64>>>(),
+        ),
+        Column::new(
+            "truth_malignant".into(),
+            rows.iter()
+                .map(|r| r.truth_malignant)
+                .collect::<Vec<Option<bool>>>(),
+        ),
+    ];
+    let df = frame(Table::Diagnosis, rows.len(), cols)?;
+    check_frame(&df, Table::Diagnosis, "diagnosis")?;
+    Ok(df)
+}

@@ -90,11 +90,13 @@ pub enum Table {
     SegIndex,
     /// detections.parquet: clusters classified as nodule / malignant (classify_candidates).
     Detections,
+    /// diagnosis.parquet: one verdict per patient (series) of a diagnose artifact.
+    Diagnosis,
 }
 
 impl Table {
     /// All tables, in documentation order.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Annotations,
         Table::CandidatesRaw,
         Table::Candidates,
@@ -105,6 +107,7 @@ impl Table {
         Table::SegMetrics,
         Table::SegIndex,
         Table::Detections,
+        Table::Diagnosis,
     ];
 
     /// The table name (also the stem of its Parquet and schema files).
@@ -120,6 +123,7 @@ impl Table {
             Self::SegMetrics => "seg_metrics",
             Self::SegIndex => "seg_index",
             Self::Detections => "detections",
+            Self::Diagnosis => "diagnosis",
         }
     }
 
@@ -142,6 +146,7 @@ impl Table {
             Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
             Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
             Self::SegIndex => "Sample index of a seg_dataset artifact: one row per segmentation sample, naming the per-series HDF5 file (relative to the artifact), the dataset group (`train`: train_input/train_label, one 2k+1 x crop x crop sample per annotated nodule of a training series, in candidates.parquet order; `val`: val_input/val_label, full 2k+1 x R x C context slices of a validation series' positive slices, or of every slice) and the row in it. Rows sorted by series_uid, then by row.",
+            Self::Diagnosis => "Per-patient diagnosis of a diagnose artifact: one row per series with detections. A detection is a nodule when P(nodule) >= nodule_threshold; the patient score is the highest P(malignant) of its nodules (or noisy-OR), predicted malignant when >= malignancy_threshold. Truth columns are null without a candidates table.",
             Self::Detections => "Detections of a classify_candidates artifact: every cluster of the segmentation, cropped from its CT with the build_crops rule (the window shifted inside the volume) and scored by the nodule classifier (and the malignancy classifier when given). Rows sorted by series_uid, then cluster_id.",
             Self::Clusters => "Clusters of a cluster artifact (book groupSegmentationOutput): per series, the 6-connected components of the probability volume thresholded (p > threshold) and eroded once with the 6-connected cross (scipy.ndimage semantics), numbered 1.. in raster order of their first voxel; the centre is the centre of mass weighted by the CT's HU clipped to [-1000, 1000] plus 1001, converted to world mm with the full direction matrix. Rows sorted by series_uid, then cluster_id.",
             Self::SegMetrics => "Training history of a train_segmentation artifact (file metrics.parquet): one row per epoch and phase (`trn` = the augmented 64x64 training crops in train mode, `val` = the full positive slices of the validation series in eval mode). Pixel counts at p > 0.5 (the threshold cluster uses); tp/fn/fp percentages are of the label pixels (so fp can exceed 100), as the book logs them.",
@@ -271,6 +276,14 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("center_r", Int64, false, "train: the nodule centre's voxel row (xyz->irc, round half to even); val: R / 2"),
             col("center_c", Int64, false, "train: the nodule centre's voxel column; val: C / 2"),
             col("label_pixels", Int64, false, "mask voxels in the sample's label"),
+        ],
+        Table::Diagnosis => vec![
+            UID,
+            col("nodules", Int64, false, "detections accepted as nodules (P(nodule) >= nodule_threshold)"),
+            col("patient_score", Float64, false, "max (or noisy-OR) P(malignant) over the accepted nodules; 0 when none"),
+            col("predicted_malignant", Boolean, false, "patient_score >= malignancy_threshold"),
+            col("truth_nodules", Int64, true, "annotated nodules of the series (null without ground truth)"),
+            col("truth_malignant", Boolean, true, "the series has a malignant nodule (null without ground truth)"),
         ],
         Table::Detections => vec![
             UID,

@@ -1,0 +1,220 @@
+//! `diagnose`: per patient (series), the detections the nodule classifier accepts, their
+//! malignancy, a patient score and verdict (`crate::diagnose`) → `diagnosis.parquet` and
+//! `report.md`; with ground truth (a `candidates` table: its annotated nodules with diameter
+//! and malignancy), the book's 3×4 confusion table per series and in total, printed as the book
+//! prints it, and the per-patient ROC AUC.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::classify_candidates::DETECTIONS;
+use super::load_annotations::table_err;
+use super::merge_candidates::CANDIDATES;
+use crate::diagnose::{
+    add_confusion, match_and_score, patient_score, render_confusion, Confusion, Detection,
+    PatientScore, Rules, TrueNodule,
+};
+use crate::engine::context::StageContext;
+use crate::engine::error::StageError;
+use crate::engine::kind::{InputSlot, Stage, StageRef};
+use crate::tables::{
+    detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
+    DiagnosisRow, Table,
+};
+
+/// The artifact type of `diagnose`.
+pub const DIAGNOSIS: &str = "diagnosis";
+
+/// How the patient score combines nodules (YAML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreParam {
+    /// The highest P(malignant) of the accepted nodules.
+    #[default]
+    Max,
+    /// 1 − Π(1 − P(malignant)).
+    NoisyOr,
+}
+
+/// Parameters of `diagnose`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseParams {
+    /// A detection is a nodule when P(nodule) >= this (book: 0.5).
+    #[serde(default = "half")]
+    pub nodule_threshold: f64,
+    /// A patient is malignant when the score >= this (book: 0.5).
+    #[serde(default = "half")]
+    pub malignancy_threshold: f64,
+    /// `max` (default) or `noisy_or`.
+    #[serde(default)]
+    pub patient_score: ScoreParam,
+    /// Upstream `classify_candidates` stage (default: the one upstream).
+    #[serde(default)]
+    pub detections: Option<StageRef>,
+    /// Upstream `merge_candidates` stage for ground truth (optional).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// The `diagnose` kind.
+pub struct DiagnoseStage;
+
+impl Stage for DiagnoseStage {
+    type Params = DiagnoseParams;
+    const KIND: &'static str = "diagnose";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Per-patient diagnosis from detections; the book's 3x4 table and per-patient AUC with ground truth";
+    const OUTPUTS: &'static [&'static str] = &[DIAGNOSIS];
+
+    fn slots(p: &DiagnoseParams) -> Vec<InputSlot> {
+        vec![
+            InputSlot::required("detections", DETECTIONS, p.detections.as_ref()),
+            InputSlot::optional("candidates", CANDIDATES, p.candidates.as_ref()),
+        ]
+    }
+
+    fn validate(p: &DiagnoseParams) -> Result<(), (String, String)> {
+        for (v, f) in [
+            (p.nodule_threshold, "nodule_threshold"),
+            (p.malignancy_threshold, "malignancy_threshold"),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err((f.into(), format!("{f} must be in [0, 1], got {v}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, p: &DiagnoseParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let rules = Rules {
+            nodule_threshold: p.nodule_threshold,
+            malignancy_threshold: p.malignancy_threshold,
+            score: match p.patient_score {
+                ScoreParam::Max => PatientScore::Max,
+                ScoreParam::NoisyOr => PatientScore::NoisyOr,
+            },
+        };
+        let dpath = ctx
+            .input("detections")?
+            .dir
+            .join(Table::Detections.file_name());
+        let det =
+            detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
+                .map_err(table_err)?;
+        let with_mal = det.iter().any(|d| d.prob_malignant.is_some());
+        let mut by_series: BTreeMap<String, Vec<Detection>> = BTreeMap::new();
+        for d in &det {
+            by_series
+                .entry(d.series_uid.clone())
+                .or_default()
+                .push(Detection {
+                    xyz: d.center_xyz,
+                    prob_nodule: d.prob_nodule,
+                    prob_malignant: d.prob_malignant,
+                });
+        }
+        let truth: Option<BTreeMap<String, Vec<TrueNodule>>> = match ctx.input_opt("candidates")? {
+            None => None,
+            Some(up) => {
+                let t = up.dir.join(Table::Candidates.file_name());
+                let rows =
+                    merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
+                        .map_err(table_err)?;
+                let mut m: BTreeMap<String, Vec<TrueNodule>> = BTreeMap::new();
+                for r in rows.into_iter().filter(|r| r.is_nodule && r.has_annotation) {
+                    m.entry(r.series_uid.clone()).or_default().push(TrueNodule {
+                        xyz: r.center_xyz,
+                        diameter_mm: r.diameter_mm,
+                        malignant: r.is_malignant.unwrap_or(false),
+                    });
+                }
+                Some(m)
+            }
+        };
+        let mut rows = Vec::new();
+        let mut report = String::from("# Diagnosis\n\n");
+        let mut total: Confusion = [[0; 4]; 3];
+        let mut tables = String::new();
+        let (mut labels, mut scores) = (Vec::new(), Vec::new());
+        let uids: BTreeSet<&String> = by_series.keys().collect();
+        for uid in uids {
+            let dets = &by_series[uid];
+            let nodules = dets
+                .iter()
+                .filter(|d| d.prob_nodule >= rules.nodule_threshold)
+                .count();
+            let score = patient_score(dets, &rules);
+            let t = truth
+                .as_ref()
+                .map(|m| m.get(uid).cloned().unwrap_or_default());
+            if let Some(t) = &t {
+                let c = match_and_score(dets, t, &rules);
+                add_confusion(&mut total, &c);
+                let _ = writeln!(
+                    tables,
+                    "{}",
+                    render_confusion(&uid[uid.len().saturating_sub(10)..], &c, with_mal)
+                );
+                labels.push(t.iter().any(|n| n.malignant));
+                scores.push(score as f32);
+            }
+            rows.push(DiagnosisRow {
+                series_uid: uid.clone(),
+                nodules: nodules as i64,
+                patient_score: score,
+                predicted_malignant: score >= rules.malignancy_threshold,
+                truth_nodules: t.as_ref().map(|t| t.len() as i64),
+                truth_malignant: t.as_ref().map(|t| t.iter().any(|n| n.malignant)),
+            });
+        }
+        let mut df = diagnosis_to_frame(&rows).map_err(table_err)?;
+        write_parquet(
+            &mut df,
+            Table::Diagnosis,
+            &ctx.out_dir().join(Table::Diagnosis.file_name()),
+        )
+        .map_err(table_err)?;
+        let _ = writeln!(
+            report,
+            "{} patients, {} predicted malignant (score: {:?}, nodule threshold {}, malignancy threshold {}).\n",
+            rows.len(),
+            rows.iter().filter(|r| r.predicted_malignant).count(),
+            p.patient_score,
+            p.nodule_threshold,
+            p.malignancy_threshold
+        );
+        let auc = crate::curves::roc_auc(&labels, &scores);
+        if truth.is_some() {
+            let totals = render_confusion("Total", &total, with_mal);
+            let _ = writeln!(
+                report,
+                "Per-patient ROC AUC (score vs. has a malignant nodule): {}\n\n```\n{totals}```\n\nPer series:\n\n```\n{tables}```",
+                auc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "undefined (one class)".into())
+            );
+            ctx.log(format!(
+                "confusion (book 0.7 x diameter matcher):\n{totals}"
+            ));
+        }
+        let rp = ctx.out_dir().join("report.md");
+        std::fs::write(&rp, &report).map_err(|e| StageError::io(&rp, e))?;
+        let mj = ctx.out_dir().join("diagnosis.json");
+        let doc = serde_json::json!({ "patients": rows.len(), "per_patient_auc": auc, "confusion": total });
+        std::fs::write(&mj, doc.to_string()).map_err(|e| StageError::io(&mj, e))?;
+        ctx.log(format!(
+            "{} patients; per-patient AUC {}",
+            rows.len(),
+            auc.map(|a| format!("{a:.4}"))
+                .unwrap_or_else(|| "n/a".into())
+        ));
+        Ok(())
+    }
+}
