@@ -1,6 +1,19 @@
 # Sourced by the benchmarks that time luna on real-preset synthetic CTs (crops.sh,
 # seg_dataset.sh): small helpers, the release binary, and the CT data made once.
-# Needs scripts/env.sh sourced first (CARGO_TARGET_DIR).
+# Needs scripts/env.sh sourced first (CARGO_TARGET_DIR, LUNA_PYTHON) and ROOT set.
+
+# Settings shared by those benchmarks (environment overrides), and the run's context.
+BENCH_DIR="${LUNA_BENCH_DIR:-$HOME/.cache/luna/bench}"
+SERIES="${LUNA_BENCH_SERIES:-10}"
+SEED="${LUNA_BENCH_SEED:-0}"
+RUNS="${LUNA_BENCH_RUNS:-3}"
+PY_RUNS="${LUNA_BENCH_PY_RUNS:-1}"
+THREADS="${LUNA_BENCH_THREADS:-$(nproc)}"
+DATA="$BENCH_DIR/crops-real-s$SEED-n$SERIES"
+RESULTS="$ROOT/bench/results"
+PY="$LUNA_PYTHON"
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
 
 say() { echo "bench: $*" >&2; }
 now() { date +%s.%N; }

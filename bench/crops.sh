@@ -28,23 +28,11 @@ cd "$ROOT"
 # shellcheck source=../scripts/env.sh
 source scripts/env.sh
 
-BENCH_DIR="${LUNA_BENCH_DIR:-$HOME/.cache/luna/bench}"
-SERIES="${LUNA_BENCH_SERIES:-10}"
-SEED="${LUNA_BENCH_SEED:-0}"
-RUNS="${LUNA_BENCH_RUNS:-3}"
-PY_RUNS="${LUNA_BENCH_PY_RUNS:-1}"
-THREADS="${LUNA_BENCH_THREADS:-$(nproc)}"
-DATA="$BENCH_DIR/crops-real-s$SEED-n$SERIES"
-WS="$BENCH_DIR/crops-ws"
-PYCACHE="$BENCH_DIR/crops-diskcache"
-RESULTS="$ROOT/bench/results"
-OUT_MD="$RESULTS/crops.md"
-PY="$LUNA_PYTHON"
-LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
-
 # shellcheck source=common.sh
 source bench/common.sh
+WS="$BENCH_DIR/crops-ws"
+PYCACHE="$BENCH_DIR/crops-diskcache"
+OUT_MD="$RESULTS/crops.md"
 
 "$PY" -c 'import diskcache, SimpleITK, numpy' 2>/dev/null \
   || { say "installing diskcache into $LUNA_VENV"; "$PY" -m pip install -q diskcache; }

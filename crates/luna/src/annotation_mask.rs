@@ -23,7 +23,9 @@
 //! clamped at the volume ends (edge slices repeated); a training crop's row/col window is the
 //! book's crop rule (`ct::crop`: centred, shifted inside the volume, never padded); HU are
 //! clipped to ±1000 (`ct::convert`). Only the voxels a sample needs are decoded (rows of the
-//! memory-mapped CT), never the whole volume; the mask touches only the boxes' voxels.
+//! memory-mapped CT, opened with `CtImage::open_sparse`), never the whole volume; the mask
+//! touches only the boxes' voxels and records which slices a box reaches, so the all-zero
+//! slices are never scanned.
 
 use std::path::{Path, PathBuf};
 
@@ -185,14 +187,21 @@ pub fn box_radii(vol: &impl RawVoxels, centre: Irc, threshold: f64) -> Result<[u
     Ok(radii)
 }
 
-/// The annotation mask (0/1, (index,row,col) order) of nodules centred at `centres`.
-pub fn build_mask(
-    vol: &impl RawVoxels,
-    centres: &[Irc],
-    threshold: f64,
-) -> Result<Vec<u8>, CtError> {
+/// An annotation mask: 0/1 voxels in (index,row,col) order, and which slices a nodule's box
+/// reaches (every other slice is known to be all zero without reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mask {
+    /// The voxels.
+    pub data: Vec<u8>,
+    /// Per slice: whether some box covers it.
+    pub boxed: Vec<bool>,
+}
+
+/// The annotation mask of nodules centred at `centres`.
+pub fn build_mask(vol: &impl RawVoxels, centres: &[Irc], threshold: f64) -> Result<Mask, CtError> {
     let shape = vol.shape();
     let mut mask = vec![0u8; shape.iter().product()];
+    let mut boxed = vec![false; shape[0]];
     for &centre in centres {
         let radii = box_radii(vol, centre, threshold)?;
         let c = [centre.index, centre.row, centre.col].map(|v| v.max(0) as usize);
@@ -200,6 +209,7 @@ pub fn build_mask(
         let width: [usize; 3] =
             std::array::from_fn(|a| (c[a] + radii[a]).min(shape[a] - 1) + 1 - start[a]);
         let window = CropWindow { start, width };
+        boxed[start[0]..start[0] + width[0]].fill(true);
         let raw = vol.raw_window(&window)?;
         let mut k = 0;
         for i in start[0]..start[0] + width[0] {
@@ -212,15 +222,22 @@ pub fn build_mask(
             }
         }
     }
-    Ok(mask)
+    Ok(Mask { data: mask, boxed })
 }
 
-/// Slice indices holding at least one mask voxel, ascending.
-pub fn positive_slices(mask: &[u8], shape: [usize; 3]) -> Vec<usize> {
-    let plane = shape[1] * shape[2];
-    (0..shape[0])
-        .filter(|&i| mask[i * plane..(i + 1) * plane].iter().any(|&v| v != 0))
-        .collect()
+impl Mask {
+    /// Slice indices holding at least one mask voxel, ascending (only boxed slices are read).
+    pub fn positive_slices(&self, shape: [usize; 3]) -> Vec<usize> {
+        let plane = shape[1] * shape[2];
+        (0..shape[0])
+            .filter(|&i| {
+                self.boxed[i]
+                    && self.data[i * plane..(i + 1) * plane]
+                        .iter()
+                        .any(|&v| v != 0)
+            })
+            .collect()
+    }
 }
 
 /// The context slice indices c − k … c + k, clamped to [0, n − 1].
@@ -355,7 +372,9 @@ mod tests {
             [5; 3]
         );
         let mask = build_mask(&vol, &[irc(8, 8, 8)], -700.0).expect("mask");
-        assert_eq!(mask.iter().filter(|&&m| m == 1).count(), 9 * 9 * 9);
+        assert_eq!(mask.data.iter().filter(|&&m| m == 1).count(), 9 * 9 * 9);
+        assert_eq!(mask.positive_slices([20; 3]), (4..13).collect::<Vec<_>>());
+        assert_eq!(mask.boxed.iter().filter(|&&b| b).count(), 11);
     }
 
     #[test]
@@ -381,7 +400,7 @@ mod tests {
         );
         let mask = build_mask(&vol, &[irc(0, 9, 4)], -700.0).expect("mask");
         // index [0, 1], row [8, 9], col [0, 8].
-        assert_eq!(mask.iter().filter(|&&m| m == 1).count(), 2 * 2 * 9);
+        assert_eq!(mask.data.iter().filter(|&&m| m == 1).count(), 2 * 2 * 9);
     }
 
     #[test]

@@ -89,8 +89,19 @@ macro_rules! dispatch {
 }
 
 impl CtImage {
-    /// Open a `.mhd` file: parse the header, find and size-check the data (mapping it if raw).
+    /// Open a `.mhd` file: parse the header, find and size-check the data (mapping it if raw,
+    /// with every page faulted in at once: for readers that touch most of the volume).
     pub fn open(mhd: &Path) -> Result<CtImage, CtError> {
+        Self::open_with(mhd, true)
+    }
+
+    /// As [`CtImage::open`], but a raw file's pages are only mapped when first touched: for
+    /// readers that need a small part of the volume (a few crops, some slices).
+    pub fn open_sparse(mhd: &Path) -> Result<CtImage, CtError> {
+        Self::open_with(mhd, false)
+    }
+
+    fn open_with(mhd: &Path, populate: bool) -> Result<CtImage, CtError> {
         let header = read_header(mhd)?;
         let h = &header;
         let geometry = Geometry::new(
@@ -107,7 +118,7 @@ impl CtImage {
             h.direction,
             mhd,
         )?;
-        let data = load_data(h)?;
+        let data = load_data(h, populate)?;
         Ok(CtImage {
             header,
             geometry,
@@ -295,7 +306,7 @@ fn locate(
     Ok(offset)
 }
 
-fn load_data(h: &MetaHeader) -> Result<Data, CtError> {
+fn load_data(h: &MetaHeader, populate: bool) -> Result<Data, CtError> {
     let expected = expected_bytes(h, h.dim_size[2]);
     let (path, base) = match &h.data_file {
         DataFile::Local => (h.path.clone(), h.header_end),
@@ -324,8 +335,11 @@ fn load_data(h: &MetaHeader) -> Result<Data, CtError> {
     // SAFETY: the map is read-only; inputs are not modified while a CtImage is alive (module doc).
     // populate: fault the whole file in with one sequential read instead of a page fault per
     // 4 KiB touched by the crop loops (build_crops reads most of every CT anyway).
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-        .map_err(|e| CtError::io(&path, e))?;
+    let mut opts = memmap2::MmapOptions::new();
+    if populate {
+        opts.populate();
+    }
+    let map = unsafe { opts.map(&file) }.map_err(|e| CtError::io(&path, e))?;
     Ok(Data::Mapped {
         map,
         offset: offset as usize,

@@ -32,9 +32,7 @@ use super::build_crops::{
 };
 use super::dataset::{ct_root_inputs, find_series, resolve_ct_root};
 use super::load_annotations::table_err;
-use crate::annotation_mask::{
-    build_mask, check_ct, nodule_centres, positive_slices, train_sample, SliceCache,
-};
+use crate::annotation_mask::{build_mask, check_ct, nodule_centres, train_sample, SliceCache};
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
@@ -319,7 +317,7 @@ fn write_series(
     p: &SegDatasetParams,
     out: &Path,
 ) -> Result<Vec<SegIndexRow>, StageError> {
-    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
+    let ct = CtImage::open_sparse(mhd).map_err(StageError::domain)?;
     let shape = ct.shape_irc();
     let k = p.context_slices;
     check_ct(mhd, uid, shape, k, p.crop).map_err(StageError::domain)?;
@@ -335,7 +333,8 @@ fn write_series(
         crop: p.crop,
         level: p.level,
     };
-    let mut w = SegWriter::create(out, &layout, &mask).map_err(StageError::domain)?;
+    let mut w = SegWriter::create(out, &layout, &mask.data, Some(&mask.boxed))
+        .map_err(StageError::domain)?;
     let file = format!("seg/{uid}.h5");
     let row = |dataset: Split, n: usize, slice: usize, rc: [i64; 2], label: &[u8]| SegIndexRow {
         series_uid: uid.to_string(),
@@ -353,7 +352,8 @@ fn write_series(
         Split::Train => {
             let (mut inputs, mut labels, mut irc) = (Vec::new(), Vec::new(), Vec::new());
             for (n, c) in centres.iter().enumerate() {
-                let (input, label) = train_sample(&ct, &mask, *c, k, p.crop).map_err(ct_err)?;
+                let (input, label) =
+                    train_sample(&ct, &mask.data, *c, k, p.crop).map_err(ct_err)?;
                 rows.push(row(
                     Split::Train,
                     n,
@@ -370,7 +370,7 @@ fn write_series(
         }
         Split::Val => {
             let slices: Vec<usize> = match p.val_slices {
-                ValSlices::Positive => positive_slices(&mask, shape),
+                ValSlices::Positive => mask.positive_slices(shape),
                 ValSlices::All => (0..shape[0]).collect(),
             };
             let plane = shape[1] * shape[2];
@@ -380,7 +380,7 @@ fn write_series(
                 let (mut inputs, mut labels) = (Vec::new(), Vec::new());
                 for (j, &sl) in batch.iter().enumerate() {
                     cache.context_into(sl, k, &mut inputs).map_err(ct_err)?;
-                    let label = &mask[sl * plane..(sl + 1) * plane];
+                    let label = &mask.data[sl * plane..(sl + 1) * plane];
                     rows.push(row(Split::Val, b * VAL_BATCH + j, sl, centre, label));
                     labels.extend_from_slice(label);
                 }

@@ -97,8 +97,14 @@ pub struct SegLayout<'a> {
 
 impl SegWriter {
     /// Creates (truncates) `path` for the CT of `layout` and writes `mask` (0/1, C order,
-    /// `shape` product long) with the geometry attributes.
-    pub fn create(path: &Path, layout: &SegLayout, mask: &[u8]) -> Result<Self, StoreError> {
+    /// `shape` product long) with the geometry attributes. `maybe_nonzero[i] == false` says
+    /// slice i is all zero (written without being read); `None`: every slice is checked.
+    pub fn create(
+        path: &Path,
+        layout: &SegLayout,
+        mask: &[u8],
+        maybe_nonzero: Option<&[bool]>,
+    ) -> Result<Self, StoreError> {
         let SegLayout {
             series_uid,
             geometry,
@@ -151,8 +157,10 @@ impl SegWriter {
         let zero = compress_chunk(&vec![0u8; plane], level, false);
         let chunks: Vec<(u32, Vec<u8>)> = mask
             .par_chunks(plane)
-            .map(|s| {
-                if s.iter().all(|&v| v == 0) {
+            .enumerate()
+            .map(|(i, s)| {
+                let known_zero = maybe_nonzero.is_some_and(|m| !m.get(i).copied().unwrap_or(true));
+                if known_zero || s.iter().all(|&v| v == 0) {
                     zero.clone()
                 } else {
                     compress_chunk(s, level, false)
