@@ -121,7 +121,8 @@ fn per_scan(scored: &Scored, scans: usize) -> Vec<[u64; 3]> {
 /// (which `drop_intermediate` removes) do not change a piecewise-linear interpolation, so they
 /// are kept; the totals (FP, detected, nodules) come from per-scan counts, so each point's
 /// coordinates use the script's formulas as soon as the point is known. Points left of the
-/// next grid value by a clear margin are not even converted to floats.
+/// next grid value by a clear margin are not even converted to floats, and the pass stops once
+/// the last grid value (8 FPs per scan) is passed, typically after a small part of the entries.
 fn round_band(
     ranked: &Ranked,
     counts: &[u32],
@@ -146,22 +147,25 @@ fn round_band(
         }
     };
     // An FP count below `bound` certainly gives fps < grid[q] (margin far above rounding).
-    let bound_of = |q: usize| grid.get(q).map_or(f64::INFINITY, |g| g * s * (1.0 - 1e-9));
+    let bound_of = |q: usize| {
+        grid.get(q)
+            .map_or(u64::MAX, |g| (g * s * (1.0 - 1e-9)).floor() as u64)
+    };
     let mut out = Vec::with_capacity(grid.len());
     let mut bound = bound_of(0);
-    let (mut tp, mut fp, mut open) = (0u64, 0u64, false);
+    let (mut tp, mut fp) = (0u64, 0u64);
     let (mut ptp, mut pfp) = (0u64, 0u64); // the previous curve point, (0, 0) first
     for &e in &ranked.packed {
         let w = u64::from(counts[(e >> 2) as usize]);
         let pos = u64::from(e & POSITIVE);
         tp += w * pos;
-        fp += w - w * pos;
-        open |= w != 0;
-        if !open || e & LAST_OF_GROUP == 0 {
+        fp += w * (1 - pos);
+        // A threshold whose entries all have weight 0 repeats the previous point, which
+        // changes no interpolation: no need to track whether the group had weight.
+        if e & LAST_OF_GROUP == 0 {
             continue;
         }
-        open = false;
-        if (fp as f64) >= bound {
+        if fp >= bound {
             let x = x_of(fp);
             let (px, py) = (x_of(pfp), y_of(ptp));
             while out.len() < grid.len() && grid[out.len()] < x {
@@ -172,6 +176,10 @@ fn round_band(
                 } else {
                     (y_of(tp) - py) / (x - px) * (g - px) + py
                 });
+            }
+            if out.len() == grid.len() {
+                // Every grid value is read: the rest of the curve lies beyond the last one.
+                return out;
             }
             bound = bound_of(out.len());
         }
