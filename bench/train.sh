@@ -19,11 +19,11 @@ OUT_MD="bench/results/train.md"
 mkdir -p bench/results
 if [ "${LUNA_BENCH_DEBUG:-0}" = 1 ]; then prof=(); label="dev"; else prof=(--release); label="release"; fi
 
-pipe=$(cargo test -j 1 "${prof[@]}" --test it bench_train_input_pipeline -- --ignored --nocapture 2>/dev/null)
+pipe=$(cargo test -j 1 "${prof[@]}" -p luna-tests --test it bench_train_input_pipeline -- --ignored --nocapture 2>/dev/null)
 input=$(sed -n 's/^input pipeline alone: \([0-9.]*\).*/\1/p' <<<"$pipe")
 train=$(sed -n 's/^training: \([0-9.]*\).*/\1/p' <<<"$pipe")
 wait=$(sed -n 's/.*data wait \([0-9.]*\)%.*/\1/p' <<<"$pipe")
-luna=$(cargo test -j 1 "${prof[@]}" --test it bench_luna_train_step -- --ignored --nocapture 2>/dev/null | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
+luna=$(cargo test -j 1 "${prof[@]}" -p luna-tests --test it bench_luna_train_step -- --ignored --nocapture 2>/dev/null | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
 torch=$("$PY" bench/train_step.py 24 2 10 cpu | sed -n 's/.*: \([0-9.]*\) s\/step.*/\1/p')
 # The worker process itself (its allocator settings included), with user and system CPU time.
 cargo build -j 1 "${prof[@]}" --locked -p luna-torch --bin luna-torch 2>/dev/null
