@@ -68,6 +68,15 @@ pub fn augment_config(a: &luna::model::AugmentParams, per_batch: bool) -> crate:
     }
 }
 
+/// Where a training stage mirrors its TensorBoard events, so one `tensorboard --logdir
+/// runs/tensorboard` shows every run: `runs/tensorboard/<pipeline>/<stage>/`.
+pub fn tensorboard_mirror(ctx: &StageContext) -> std::path::PathBuf {
+    ctx.workspace()
+        .join("runs/tensorboard")
+        .join(ctx.pipeline())
+        .join(ctx.stage())
+}
+
 /// The training loop's observer for a stage: log lines go to the stage log, passes to its
 /// progress bar.
 pub struct Reporter<'a>(pub &'a StageContext);

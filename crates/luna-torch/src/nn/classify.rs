@@ -14,8 +14,7 @@ use luna::tables::{classifier_metrics_to_frame, write_parquet, ClassifierMetrics
 
 use crate::nn::loader::{epoch_rng, SampleSource, SourceError};
 use crate::nn::metrics::{self, Metrics};
-use crate::nn::plot::plot_lines;
-use crate::nn::report::EpochRow;
+use crate::nn::report::{phase_series, plot_epochs, EpochRow};
 use crate::nn::task::Task;
 use crate::nn::train::TrainError;
 
@@ -176,21 +175,11 @@ impl Task for Classification {
             &out.join("metrics.parquet"),
         )
         .map_err(report)?;
-        let series = |phase: &str, f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<(f64, f64)> {
-            history
-                .iter()
-                .filter(|r| r.phase == phase)
-                .filter_map(|r| f(&r.metrics).map(|v| (r.epoch as f64, v)))
-                .collect()
+        let series = |phase: &str, f: &dyn Fn(&Metrics) -> Option<f64>| {
+            phase_series(history, phase, f)
         };
-        let plot = |name: &str, title: &str, s: Vec<(String, Vec<(f64, f64)>)>| {
-            let s: Vec<_> = s.into_iter().filter(|(_, p)| !p.is_empty()).collect();
-            if s.is_empty() {
-                return Ok(());
-            }
-            plot_lines(&out.join(name), title, "epoch", &s).map_err(TrainError::from)
-        };
-        plot(
+        plot_epochs(
+            out,
             "loss.png",
             "loss",
             vec![
@@ -198,7 +187,8 @@ impl Task for Classification {
                 ("val loss".into(), series("val", &|m| Some(m.loss_all))),
             ],
         )?;
-        plot(
+        plot_epochs(
+            out,
             "scores.png",
             "validation scores",
             vec![

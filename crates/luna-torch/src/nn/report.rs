@@ -129,3 +129,31 @@ fn f32s<T: Task>(task: &T, m: &T::Metrics) -> Vec<(&'static str, f32)> {
         .map(|(k, v)| (k, v as f32))
         .collect()
 }
+
+/// `(epoch, value)` points of one phase of the history, for a plot (epochs where `f` gives no
+/// value are left out).
+pub fn phase_series<M>(
+    history: &[EpochRow<M>],
+    phase: &str,
+    f: &dyn Fn(&M) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter(|r| r.phase == phase)
+        .filter_map(|r| f(&r.metrics).map(|v| (r.epoch as f64, v)))
+        .collect()
+}
+
+/// Draws the non-empty `series` over epochs into `out/name` (nothing when all are empty).
+pub fn plot_epochs(
+    out: &Path,
+    name: &str,
+    title: &str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> Result<(), TrainError> {
+    let s: Vec<_> = series.into_iter().filter(|(_, p)| !p.is_empty()).collect();
+    if s.is_empty() {
+        return Ok(());
+    }
+    crate::nn::plot::plot_lines(&out.join(name), title, "epoch", &s).map_err(TrainError::from)
+}

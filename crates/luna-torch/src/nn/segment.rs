@@ -19,8 +19,7 @@ use tch::{Kind, Tensor};
 use luna::tables::{seg_metrics_to_frame, write_parquet, SegMetricsRow, Table};
 
 use crate::nn::loader::{SampleSource, SourceError};
-use crate::nn::plot::plot_lines;
-use crate::nn::report::EpochRow;
+use crate::nn::report::{phase_series, plot_epochs, EpochRow};
 use crate::nn::task::Task;
 use crate::nn::train::TrainError;
 
@@ -229,21 +228,11 @@ impl Task for Segmentation {
             &out.join(Table::SegMetrics.file_name()),
         )
         .map_err(report)?;
-        let series = |phase: &str, f: &dyn Fn(&SegMetrics) -> f64| -> Vec<(f64, f64)> {
-            history
-                .iter()
-                .filter(|r| r.phase == phase)
-                .map(|r| (r.epoch as f64, f(&r.metrics)))
-                .collect()
+        let series = |phase: &str, f: &dyn Fn(&SegMetrics) -> f64| {
+            phase_series(history, phase, &|m| Some(f(m)))
         };
-        let plot = |name: &str, title: &str, s: Vec<(String, Vec<(f64, f64)>)>| {
-            let s: Vec<_> = s.into_iter().filter(|(_, p)| !p.is_empty()).collect();
-            if s.is_empty() {
-                return Ok(());
-            }
-            plot_lines(&out.join(name), title, "epoch", &s).map_err(TrainError::from)
-        };
-        plot(
+        plot_epochs(
+            out,
             "loss.png",
             "loss (Dice + 8 x FN Dice)",
             vec![
@@ -251,7 +240,8 @@ impl Task for Segmentation {
                 ("val loss".into(), series("val", &|m| m.loss)),
             ],
         )?;
-        plot(
+        plot_epochs(
+            out,
             "scores.png",
             "validation pixel scores",
             vec![

@@ -127,7 +127,11 @@ impl Stage for ClusterStage {
                     "threshold": p.threshold,
                 });
                 let part = ctx_ref.partition(uid, &material, |dir| {
-                    let rows = cluster_series(uid, f, mhd, p.threshold)?;
+                    let (rows, secs) = cluster_series(uid, f, mhd, p.threshold)?;
+                    ctx_ref.log(format!(
+                        "series {uid}: {} clusters; clustering took {secs:.3} s",
+                        rows.len()
+                    ));
                     let mut df = clusters_to_frame(&rows).map_err(table_err)?;
                     write_parquet(&mut df, Table::Clusters, &dir.join("clusters.parquet"))
                         .map_err(table_err)
@@ -164,20 +168,24 @@ impl Stage for ClusterStage {
 }
 
 /// Clusters one series' probability volume against its CT.
+/// Returns the rows and the seconds the clustering itself took (threshold, erosion,
+/// labelling, centres; without reading the files), which the stage logs.
 pub fn cluster_series(
     uid: &str,
     volume: &Path,
     mhd: &Path,
     threshold: f64,
-) -> Result<Vec<ClusterRow>, StageError> {
+) -> Result<(Vec<ClusterRow>, f64), StageError> {
     let vol = read_prob_volume(volume).map_err(StageError::domain)?;
     let ct = CtImage::open(mhd).map_err(StageError::domain)?;
     check_matches(volume, &vol, mhd, ct.shape_irc(), ct.geometry()).map_err(|e| {
         StageError::domain(e).with_hint("re-run the segmentation for this CT (the CT changed, or the volume belongs to another series)")
     })?;
     let hu = ct.hu_i16_clipped().map_err(StageError::domain)?;
+    let t0 = std::time::Instant::now();
     let found = crate::cluster::find_clusters(&vol.data, &hu, vol.shape, ct.geometry(), threshold);
-    Ok(found
+    let secs = t0.elapsed().as_secs_f64();
+    let rows = found
         .into_iter()
         .map(|c| ClusterRow {
             series_uid: uid.to_string(),
@@ -196,5 +204,6 @@ pub fn cluster_series(
                 c.bbox[2][1] as i64,
             ],
         })
-        .collect())
+        .collect();
+    Ok((rows, secs))
 }

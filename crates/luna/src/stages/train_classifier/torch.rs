@@ -7,7 +7,9 @@ use luna::engine::error::StageError;
 use luna::stages::train_classifier::TrainParams;
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
-use crate::kinds::{augment_config, cap_threads, optimizer_config, params, Reporter};
+use crate::kinds::{
+    augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
+};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::classify::{malignancy_order, BestBy, Classification, CropSamples};
 use crate::nn::loader::balanced_order;
@@ -236,11 +238,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let crops = ctx.input("crops")?.clone();
     let finetune = ctx.input_opt("finetune_from")?.cloned();
     let resume = ctx.resume_dir()?;
-    let mirror = ctx
-        .workspace()
-        .join("runs/tensorboard")
-        .join(ctx.pipeline())
-        .join(ctx.stage());
+    let mirror = tensorboard_mirror(ctx);
     let dirs = Dirs {
         crops: &crops.dir,
         finetune: finetune

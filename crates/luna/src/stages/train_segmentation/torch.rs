@@ -7,7 +7,9 @@ use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams};
 use luna::store::seg_store::SegStore;
 use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
 
-use crate::kinds::{augment_config, cap_threads, optimizer_config, params, Reporter};
+use crate::kinds::{
+    augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
+};
 use crate::nn::checkpoint::LoadedModel;
 use crate::nn::segment::{seg_train_order, SegTrainSamples, SegValSamples, Segmentation};
 use crate::nn::train::{fit, Fit, Start, TrainConfig};
@@ -80,11 +82,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     ));
     let order = |epoch: usize| seg_train_order(&trn, p.epoch_samples, p.seed, epoch);
     let resume = ctx.resume_dir()?;
-    let mirror = ctx
-        .workspace()
-        .join("runs/tensorboard")
-        .join(ctx.pipeline())
-        .join(ctx.stage());
+    let mirror = tensorboard_mirror(ctx);
     let reporter = Reporter(ctx);
     let spec = Fit {
         task: &Segmentation {
