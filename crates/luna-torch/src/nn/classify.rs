@@ -175,9 +175,8 @@ impl Task for Classification {
             &out.join("metrics.parquet"),
         )
         .map_err(report)?;
-        let series = |phase: &str, f: &dyn Fn(&Metrics) -> Option<f64>| {
-            phase_series(history, phase, f)
-        };
+        let series =
+            |phase: &str, f: &dyn Fn(&Metrics) -> Option<f64>| phase_series(history, phase, f);
         plot_epochs(
             out,
             "loss.png",
