@@ -17,6 +17,7 @@ const ID: [f32; 12] = [1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.];
 
 #[test]
 fn all_transforms_off_is_identity() {
+    let _torch = crate::nn_support::torch_lock();
     let x = input(4);
     let y = Augmenter::new(AugmentConfig::none(), 9)
         .augment(&x)
@@ -30,6 +31,7 @@ fn all_transforms_off_is_identity() {
 
 #[test]
 fn flip_of_x_axis_reverses_columns() {
+    let _torch = crate::nn_support::torch_lock();
     let x = input(1);
     let mut t = ID;
     t[0] = -1.0;
@@ -43,6 +45,7 @@ fn flip_of_x_axis_reverses_columns() {
 
 #[test]
 fn explicit_thetas_match_torch_grid_sample() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let x = input(5);
     let (s, c) = (30f32.to_radians().sin(), 30f32.to_radians().cos());
@@ -83,6 +86,7 @@ fn explicit_thetas_match_torch_grid_sample() {
 
 #[test]
 fn noise_has_requested_std_and_is_seeded() {
+    let _torch = crate::nn_support::torch_lock();
     let x = input(2);
     let cfg = AugmentConfig {
         noise: 25.0,
@@ -104,6 +108,7 @@ fn noise_has_requested_std_and_is_seeded() {
 
 #[test]
 fn bad_shapes_are_errors() {
+    let _torch = crate::nn_support::torch_lock();
     let x = Tensor::zeros([2, 8, 8, 8], (Kind::Float, Device::Cpu));
     let e = Augmenter::new(AugmentConfig::none(), 1)
         .augment(&x)

@@ -29,6 +29,7 @@ fn load_cuda() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn cuda_matches_cpu_and_trains() {
+    let _torch = crate::nn_support::torch_lock();
     load_cuda();
     let cuda = Device::Cuda(0);
     tch::manual_seed(42);

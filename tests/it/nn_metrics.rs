@@ -29,6 +29,7 @@ fn case(rng: &mut rand_pcg::Pcg64, k: usize) -> (Vec<bool>, Vec<f32>) {
 
 #[test]
 fn metrics_on_random_vectors_are_bounded_and_agree_with_sklearn() {
+    let _torch = crate::nn_support::torch_lock();
     let mut rng = rand_pcg::Pcg64::seed_from_u64(11);
     let cases: Vec<(Vec<bool>, Vec<f32>)> = (0..600).map(|k| case(&mut rng, k)).collect();
     let t0 = Instant::now();
@@ -112,6 +113,7 @@ fn metrics_on_random_vectors_are_bounded_and_agree_with_sklearn() {
 
 #[test]
 fn training_time_and_evaluation_metrics_agree_when_every_probability_is_one_half() {
+    let _torch = crate::nn_support::torch_lock();
     // A model whose head is zero gives equal logits, so P(positive) is exactly 0.5 for every
     // sample: both paths must count every sample as positive (p >= 0.5).
     let lm = LoadedModel::fresh(&model_cfg(), tch::Device::Cpu).unwrap();

@@ -5,6 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn pytorch_loads_luna_safetensors_and_gives_same_logits() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(42);
     let lm = LoadedModel::fresh(&LunaModelConfig::default(), Device::Cpu).unwrap();
@@ -42,6 +43,7 @@ fn pytorch_loads_luna_safetensors_and_gives_same_logits() {
 
 #[test]
 fn head_size_follows_crop_size() {
+    let _torch = crate::nn_support::torch_lock();
     let cfg = LunaModelConfig {
         input_size: [16, 32, 48],
         ..Default::default()
@@ -60,6 +62,7 @@ fn head_size_follows_crop_size() {
 
 #[test]
 fn config_sidecar_json_is_stable_and_rejects_bad_values() {
+    let _torch = crate::nn_support::torch_lock();
     let json = serde_json::to_string(&luna_torch::nn::ModelConfig::LunaModel(
         LunaModelConfig::default(),
     ))
@@ -78,6 +81,7 @@ fn config_sidecar_json_is_stable_and_rejects_bad_values() {
 
 #[test]
 fn book_bias_init_has_negative_mean_and_uniform_option_is_bounded() {
+    let _torch = crate::nn_support::torch_lock();
     tch::manual_seed(1);
     let lm = LoadedModel::fresh(&LunaModelConfig::default(), Device::Cpu).unwrap();
     // block4.conv1: weight (64,32,3,3,3), fan_out = 64*27 = 1728, bound = 0.02406.
@@ -105,6 +109,7 @@ fn book_bias_init_has_negative_mean_and_uniform_option_is_bounded() {
 
 #[test]
 fn checked_forward_rejects_wrong_crop() {
+    let _torch = crate::nn_support::torch_lock();
     let lm = LoadedModel::fresh(&LunaModelConfig::default(), Device::Cpu).unwrap();
     let x = Tensor::zeros([2, 1, 32, 48, 40], (Kind::Float, Device::Cpu));
     let e = lm.model.f_forward_t(&x, false).unwrap_err();

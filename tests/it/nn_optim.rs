@@ -66,6 +66,7 @@ fn configs() -> Vec<(&'static str, OptimizerConfig)> {
 
 #[test]
 fn sgd_and_adam_match_torch_and_resume_identically() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let (w0, b0, x, t) = data();
     Tensor::write_safetensors(
@@ -116,6 +117,7 @@ fn sgd_and_adam_match_torch_and_resume_identically() {
 
 #[test]
 fn state_file_has_torch_named_entries() {
+    let _torch = crate::nn_support::torch_lock();
     let (w0, b0, x, t) = data();
     let m = tiny(&w0, &b0);
     let mut opt = Optimizer::new(&m.vs, OptimizerConfig::adam(1e-3), None).unwrap();
@@ -137,6 +139,7 @@ fn state_file_has_torch_named_entries() {
 
 #[test]
 fn frozen_parameters_do_not_move() {
+    let _torch = crate::nn_support::torch_lock();
     let (w0, b0, x, t) = data();
     let m = tiny(&w0, &b0);
     let cfg = OptimizerConfig::Sgd {
@@ -155,6 +158,7 @@ fn frozen_parameters_do_not_move() {
 
 #[test]
 fn mismatched_state_is_a_clear_error() {
+    let _torch = crate::nn_support::torch_lock();
     let (w0, b0, _, _) = data();
     let m = tiny(&w0, &b0);
     let p = tempfile::tempdir().unwrap();

@@ -53,3 +53,12 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .max()
         .double_value(&[])
 }
+
+/// Serialises the tests that use torch's process-global state (the RNG behind
+/// `tch::manual_seed`, the intra-op thread count): one test's seeding or thread change must not
+/// land between another test's seed and its draws (a resumed run would then start from other
+/// weights). Poison-tolerant: a failed test does not fail the others.
+pub fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

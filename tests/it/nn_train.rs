@@ -142,6 +142,7 @@ fn weights(dir: &std::path::Path) -> Vec<(String, tch::Tensor)> {
 
 #[test]
 fn balanced_order_follows_book_formula() {
+    let _torch = crate::nn_support::torch_lock();
     let labels: Vec<bool> = (0..10).map(|i| i < 3).collect();
     let o = balanced_order(&labels, 1, 12, 1, 1).unwrap();
     assert!(o.iter().step_by(2).all(|&i| labels[i]));
@@ -168,6 +169,7 @@ fn balanced_order_follows_book_formula() {
 
 #[test]
 fn smoke_training_reaches_high_accuracy_and_resume_is_bit_identical() {
+    let _torch = crate::nn_support::torch_lock();
     tch::set_num_threads(2);
     let val = Blobs { n: 90, seed: 2 };
     let dir = tempfile::tempdir().unwrap();
@@ -291,6 +293,7 @@ fn smoke_training_reaches_high_accuracy_and_resume_is_bit_identical() {
 
 #[test]
 fn checkpoint_errors_name_the_file() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     let e = checkpoint::read_meta(dir.path()).unwrap_err().to_string();
     assert!(
@@ -319,6 +322,7 @@ fn checkpoint_errors_name_the_file() {
 
 #[test]
 fn crop_shape_mismatch_is_an_error() {
+    let _torch = crate::nn_support::torch_lock();
     let lm = LoadedModel::fresh(&LunaModelConfig::default(), Device::Cpu).unwrap();
     let e = train::predict(
         &lm.model,
@@ -334,6 +338,7 @@ fn crop_shape_mismatch_is_an_error() {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn bench_luna_train_step() {
+    let _torch = crate::nn_support::torch_lock();
     let s = luna_torch::nn::bench::bench_train_step(24, 2, 10).unwrap();
     println!("luna train step: batch 24, threads 2: {s:.4} s/step");
 }

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn pytorch_loads_luna_unet_safetensors_and_gives_the_same_output() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(7);
     let lm = LoadedModel::<UNet>::build(&UNetConfig::default(), Device::Cpu).unwrap();
@@ -43,6 +44,7 @@ fn pytorch_loads_luna_unet_safetensors_and_gives_the_same_output() {
 
 #[test]
 fn dice_plus_fn_loss_and_its_gradient_equal_torch() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(3);
     let pred = Tensor::rand([4, 1, 16, 16], (Kind::Float, Device::Cpu));
@@ -68,6 +70,7 @@ fn dice_plus_fn_loss_and_its_gradient_equal_torch() {
 
 #[test]
 fn augmentation_2d_with_known_parameters_equals_affine_grid_and_grid_sample() {
+    let _torch = crate::nn_support::torch_lock();
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(5);
     let x = Tensor::randn([3, 7, 24, 32], (Kind::Float, Device::Cpu)) * 300.0;
@@ -142,6 +145,7 @@ pub(crate) fn write_segmenter(dir: &std::path::Path, seed: i64) {
 
 #[test]
 fn segment_writes_probability_volumes_equal_to_pytorch_and_clusters_read_them() {
+    let _torch = crate::nn_support::torch_lock();
     use crate::engine_support::Ws;
     let ws = Ws::new();
     write_segmenter(&ws.path("segmodel"), 9);

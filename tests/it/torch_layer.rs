@@ -27,6 +27,7 @@ fn column_f64(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
 
 #[test]
 fn stage_training_is_the_library_loop() {
+    let _torch = crate::nn_support::torch_lock();
     let ws = Ws::new();
     write_crops(
         &ws.path("fixture"),
@@ -116,6 +117,7 @@ fn stage_training_is_the_library_loop() {
 
 #[test]
 fn typed_input_errors_name_the_position_and_providers() {
+    let _torch = crate::nn_support::torch_lock();
     let ws = Ws::new();
     write_crops(
         &ws.path("fixture"),
@@ -213,6 +215,7 @@ fn manifest_partitions(ws: &Ws, stage: &str) -> Vec<String> {
 
 #[test]
 fn worker_partitions_are_keyed_listed_kept_and_incremental() {
+    let _torch = crate::nn_support::torch_lock();
     let ws = Ws::new();
     for (n, body) in [("a", "aaaa"), ("b", "bb"), ("c", "c")] {
         ws.file(&format!("items/{n}"), body);
@@ -255,6 +258,7 @@ fn worker_partitions_are_keyed_listed_kept_and_incremental() {
 
 #[test]
 fn pyarrow_reads_predictions_and_metrics_with_their_schemas() {
+    let _torch = crate::nn_support::torch_lock();
     let ws = Ws::new();
     write_crops(
         &ws.path("fixture"),

@@ -55,6 +55,7 @@ fn fixture(dir: &std::path::Path) {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture (bench/train.sh)"]
 fn bench_train_input_pipeline() {
+    let _torch = crate::nn_support::torch_lock();
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let idx = tmp.path().join("index.parquet");

@@ -33,6 +33,25 @@ pub fn main(args: Vec<String>) -> i32 {
             doctor();
             0
         }
+        // `luna-torch bench-unet-step BATCH THREADS STEPS`: the same for the book's UNet.
+        Some("bench-unet-step") => {
+            let arg = |i: usize, d: usize| {
+                args.get(i)
+                    .and_then(|a| a.parse::<usize>().ok())
+                    .unwrap_or(d)
+            };
+            match crate::nn::bench::bench_unet_step(arg(2, 16) as i64, arg(3, 2) as i32, arg(4, 10))
+            {
+                Ok(s) => {
+                    println!("luna-torch unet train step: {s:.4} s/step");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("bench-unet-step: {e}");
+                    1
+                }
+            }
+        }
         // `luna-torch bench-step BATCH THREADS STEPS`: one LunaModel training step timed in the
         // worker process itself, allocator settings included (bench/train.sh).
         Some("bench-step") => {

@@ -58,3 +58,31 @@ pub fn bench_train_step_on(
     sync();
     Ok(t0.elapsed().as_secs_f64() / steps.max(1) as f64)
 }
+
+/// Mean seconds per UNet training step (the book's segmentation step: batch of 7×64×64
+/// inputs, Dice + 8·FN loss, Adam) on `threads` CPU threads; two warm-up steps excluded
+/// (`bench/unet_step.py` runs the same in PyTorch).
+pub fn bench_unet_step(batch: i64, threads: i32, steps: usize) -> Result<f64, BenchError> {
+    use crate::nn::model::Model;
+    tch::set_num_threads(threads);
+    tch::manual_seed(0);
+    let device = Device::Cpu;
+    let lm = LoadedModel::<crate::nn::unet::UNet>::build(&Default::default(), device)?;
+    let mut opt = Optimizer::new(&lm.vs, OptimizerConfig::adam(1e-3), None)?;
+    let x = Tensor::randn([batch, 7, 64, 64], (Kind::Float, device)) * 300.0;
+    let y = Tensor::rand([batch, 1, 64, 64], (Kind::Float, device))
+        .gt(0.9)
+        .to_kind(Kind::Float);
+    let mut step = || {
+        let p = lm.model.forward(&x, true);
+        let loss = crate::nn::segment::seg_loss(&p, &y).mean(Kind::Float);
+        opt.backward_step(&loss);
+    };
+    step();
+    step();
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    Ok(t0.elapsed().as_secs_f64() / steps.max(1) as f64)
+}
