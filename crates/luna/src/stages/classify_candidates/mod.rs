@@ -20,7 +20,7 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
 use crate::model::{Device, CLASSIFIER};
 use crate::stages::cluster::CLUSTERS;
-use crate::stages::dataset::DATASET;
+use crate::stages::dataset::{ct_root_inputs, dataset_slot};
 
 /// The artifact type of `classify_candidates`: detections.parquet.
 pub const DETECTIONS: &str = "detections";
@@ -75,19 +75,12 @@ impl Stage for ClassifyCandidatesStage {
         if let Some(m) = &p.malignancy_model {
             v.push(InputSlot::required("malignancy_model", CLASSIFIER, Some(m)));
         }
-        v.push(if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        });
+        v.push(dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()));
         v
     }
 
     fn inputs(p: &ClassifyCandidatesParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &ClassifyCandidatesParams) -> Result<(), (String, String)> {

@@ -26,7 +26,7 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
 use crate::model::{Device, SEGMENTER};
 use crate::stages::cluster::PROBABILITIES;
-use crate::stages::dataset::DATASET;
+use crate::stages::dataset::{ct_root_inputs, dataset_slot};
 use crate::stages::merge_candidates::CANDIDATES;
 
 /// Which series to segment (default `val`).
@@ -115,11 +115,7 @@ impl Stage for SegmentStage {
         } else {
             InputSlot::optional("candidates", CANDIDATES, p.candidates.as_ref())
         });
-        v.push(if p.ct_root.is_none() {
-            InputSlot::required("dataset", DATASET, p.dataset.as_ref())
-        } else {
-            InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
-        });
+        v.push(dataset_slot(p.ct_root.as_ref(), p.dataset.as_ref()));
         v
     }
 
@@ -134,10 +130,7 @@ impl Stage for SegmentStage {
     }
 
     fn inputs(p: &SegmentParams) -> Vec<ExternalInput> {
-        p.ct_root
-            .iter()
-            .map(|r| ExternalInput::new("ct_root", r.path()))
-            .collect()
+        ct_root_inputs(p.ct_root.as_ref())
     }
 
     fn validate(p: &SegmentParams) -> Result<(), (String, String)> {
