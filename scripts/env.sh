@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LUNA_HOME/target}"
 mkdir -p "$LUNA_HOME"
 
 # Bump when the package set changes so existing venvs are upgraded.
-LUNA_VENV_STAMP="v4"
+LUNA_VENV_STAMP="v5"
 PY="${PYTHON:-python3}"
 
 if [ ! -f "$LUNA_VENV/.luna-$LUNA_VENV_STAMP" ]; then
@@ -24,6 +24,8 @@ if [ ! -f "$LUNA_VENV/.luna-$LUNA_VENV_STAMP" ]; then
   pip install --no-deps nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
   # cmake >= 3.26 for the static HDF5 build; oracle packages for the tests.
   pip install "cmake>=3.26" numpy SimpleITK h5py hdf5plugin pyarrow scipy scikit-learn tensorboard diskcache
+  # the report's browser test drives Debian's chromium through Playwright (no browser download)
+  pip install playwright==1.65.2
   touch "$LUNA_VENV/.luna-$LUNA_VENV_STAMP"
 fi
 

@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# The HTML report's browser test needs headless Chromium (Debian's package; no download at
+# test time). Installed once here when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "luna: installing chromium for the report's browser test (one time)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+  else
+    echo "luna: the report's browser test needs chromium: run \`sudo apt-get install chromium\`" >&2
+    exit 2
+  fi
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests run the workspace's binaries (`luna`, `luna-torch`): build them first.

@@ -69,6 +69,7 @@ mod store_support;
 mod synth_gen;
 mod synth_oracle;
 mod synth_support;
+mod system;
 mod tables_csv;
 mod tables_merge;
 mod tables_oracle;

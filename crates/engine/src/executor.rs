@@ -111,7 +111,7 @@ pub fn execute(
         };
         st.insert(ps.index, s);
         if ps.selected && ps.state == Freshness::Fresh {
-            settle(reporter, &mut records, ps, StageStatus::Cached, None);
+            settle(reporter, &mut records, ps, (StageStatus::Cached, 0.0), None);
             fresh_states.push((ps.stage.clone(), state_of(ps)));
         }
     }
@@ -141,7 +141,7 @@ pub fn execute(
                         reporter,
                         &mut records,
                         ps,
-                        StageStatus::Skipped,
+                        (StageStatus::Skipped, started.elapsed().as_secs_f64()),
                         Some(detail),
                     );
                     continue;
@@ -231,10 +231,9 @@ pub fn execute(
                             vec![(ps.stage.clone(), state_of(ps))],
                         );
                     }
-                    records.insert(
-                        ps.index,
-                        record(ps, *status, duration.as_secs_f64(), err, parts),
-                    );
+                    let secs = duration.as_secs_f64();
+                    let start = (started.elapsed().as_secs_f64() - secs).max(0.0);
+                    records.insert(ps.index, record(ps, *status, (start, secs), err, parts));
                 }
             }
             reporter.event(&ev);
@@ -265,7 +264,7 @@ fn settle(
     reporter: &mut dyn Reporter,
     records: &mut BTreeMap<usize, StageRecord>,
     ps: &PlannedStage,
-    status: StageStatus,
+    (status, at): (StageStatus, f64),
     detail: Option<String>,
 ) {
     reporter.event(&Event::Finished {
@@ -275,7 +274,7 @@ fn settle(
         detail: detail.clone(),
         hint: None,
     });
-    records.insert(ps.index, record(ps, status, 0.0, detail, Vec::new()));
+    records.insert(ps.index, record(ps, status, (at, 0.0), detail, Vec::new()));
 }
 
 fn state_of(ps: &PlannedStage) -> StageState {
@@ -285,10 +284,11 @@ fn state_of(ps: &PlannedStage) -> StageState {
     }
 }
 
+/// `(start, secs)`: seconds from the run's start, and the stage's duration.
 fn record(
     ps: &PlannedStage,
     status: StageStatus,
-    secs: f64,
+    (start, secs): (f64, f64),
     error: Option<String>,
     partitions: Vec<String>,
 ) -> StageRecord {
@@ -298,6 +298,7 @@ fn record(
         key: ps.key.clone(),
         status,
         duration_s: secs,
+        start_s: start,
         reasons: if status == StageStatus::Ran {
             ps.reasons.clone()
         } else {

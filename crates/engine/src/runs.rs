@@ -25,6 +25,10 @@ pub struct StageRecord {
     pub status: StageStatus,
     /// Seconds.
     pub duration_s: f64,
+    /// Seconds from the run's start to the stage's start (0 in records written before luna
+    /// kept it).
+    #[serde(default)]
+    pub start_s: f64,
     /// Why it ran.
     pub reasons: Vec<RerunReason>,
     /// Error text, for failures and skips.

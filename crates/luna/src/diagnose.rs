@@ -90,6 +90,28 @@ fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
 
+/// The annotated nodules of a candidate table (`merge_candidates`: nodule rows with an
+/// annotation, their diameter and malignancy), per series.
+pub fn truth_by_series(
+    rows: Vec<crate::tables::MergedRow>,
+) -> std::collections::BTreeMap<String, Vec<TrueNodule>> {
+    let mut m: std::collections::BTreeMap<String, Vec<TrueNodule>> = Default::default();
+    for r in rows.into_iter().filter(|r| r.is_nodule && r.has_annotation) {
+        m.entry(r.series_uid.clone()).or_default().push(TrueNodule {
+            xyz: r.center_xyz,
+            diameter_mm: r.diameter_mm,
+            malignant: r.is_malignant.unwrap_or(false),
+        });
+    }
+    m
+}
+
+/// The book's matcher: a detection at `xyz` matches `t` when it is closer than 0.7 × t's
+/// diameter.
+pub fn matches(t: &TrueNodule, xyz: [f64; 3]) -> bool {
+    t.diameter_mm > 0.0 && dist(t.xyz, xyz) / t.diameter_mm < 0.7
+}
+
 /// The book's `match_and_score` for one series.
 pub fn match_and_score(dets: &[Detection], truth: &[TrueNodule], r: &Rules) -> Confusion {
     let mut c = [[0u64; 4]; 3];
@@ -98,7 +120,7 @@ pub fn match_and_score(dets: &[Detection], truth: &[TrueNodule], r: &Rules) -> C
     for t in truth {
         let mut best = 0;
         for (k, d) in dets.iter().enumerate() {
-            if t.diameter_mm > 0.0 && dist(t.xyz, d.xyz) / t.diameter_mm < 0.7 {
+            if matches(t, d.xyz) {
                 matched[k] = true;
                 best = best.max(classes[k]);
             }

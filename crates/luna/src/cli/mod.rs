@@ -5,7 +5,9 @@
 //! check failed); 2 usage, spec or setup error.
 
 mod cache;
+mod console;
 mod dag;
+mod detect;
 mod doctor;
 mod error;
 mod fingerprint;
@@ -70,6 +72,10 @@ enum Cmd {
     Synth(synth::SynthArgs),
     /// Score a LUNA16 submission (FROC, CPM, bootstrap CI) by the official rules.
     Froc(froc::FrocArgs),
+    /// Write the HTML report of a run (default: the latest) to runs/<id>/report.html.
+    Report(report::ReportArgs),
+    /// Find nodules in CTs with a pipeline's trained models and diagnose each patient.
+    Detect(detect::DetectArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -126,6 +132,8 @@ where
         Cmd::Fingerprint(a) => fingerprint::cmd(&g, a),
         Cmd::Synth(a) => synth::cmd(a),
         Cmd::Froc(a) => froc::cmd(a),
+        Cmd::Detect(a) => detect::cmd(&g, a),
+        Cmd::Report(a) => report::cmd(&g, a),
     };
     match res {
         Ok(code) => code,

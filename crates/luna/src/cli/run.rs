@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::report::HumanReporter;
+use super::console::HumanReporter;
 use super::status::print_plan;
 use super::workspace::open;
 use super::{CliError, Globals, PipelineArgs};
@@ -80,5 +80,6 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     );
     // stages hash the files they read through the stat cache too (e.g. CTs in build_crops)
     o.stat.save();
+    super::report::finish_run(&o.runs, &o.cache, Some(&o.pipeline), &rec, true);
     Ok(if rec.success { 0 } else { 1 })
 }

@@ -76,7 +76,7 @@ pub fn cmd(_g: &Globals, a: RunsArgs) -> Result<i32, CliError> {
             for s in &r.stages {
                 println!(
                     "{}",
-                    super::report::status_line(
+                    super::console::status_line(
                         s.status.word(),
                         Some(std::time::Duration::from_secs_f64(s.duration_s)),
                         &format!(

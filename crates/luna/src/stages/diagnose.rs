@@ -14,8 +14,8 @@ use super::classify_candidates::DETECTIONS;
 use super::load_annotations::table_err;
 use super::merge_candidates::CANDIDATES;
 use crate::diagnose::{
-    add_confusion, match_and_score, patient_score, render_confusion, Confusion, Detection,
-    PatientScore, Rules, TrueNodule,
+    add_confusion, match_and_score, patient_score, render_confusion, truth_by_series, Confusion,
+    Detection, PatientScore, Rules, TrueNodule,
 };
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
@@ -129,15 +129,7 @@ impl Stage for DiagnoseStage {
                 let rows =
                     merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
                         .map_err(table_err)?;
-                let mut m: BTreeMap<String, Vec<TrueNodule>> = BTreeMap::new();
-                for r in rows.into_iter().filter(|r| r.is_nodule && r.has_annotation) {
-                    m.entry(r.series_uid.clone()).or_default().push(TrueNodule {
-                        xyz: r.center_xyz,
-                        diameter_mm: r.diameter_mm,
-                        malignant: r.is_malignant.unwrap_or(false),
-                    });
-                }
-                Some(m)
+                Some(truth_by_series(rows))
             }
         };
         let mut rows = Vec::new();

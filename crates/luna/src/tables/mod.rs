@@ -32,11 +32,11 @@ pub use parquet::{read_parquet, write_parquet};
 pub use rows::{
     annotations_from_frame, annotations_to_frame, candidates_raw_from_frame,
     candidates_raw_to_frame, classifier_metrics_to_frame, clusters_from_frame, clusters_to_frame,
-    detections_from_frame, detections_to_frame, diagnosis_to_frame, merged_from_frame,
-    merged_to_frame, predictions_from_frame, predictions_to_frame, seg_index_from_frame,
-    seg_index_to_frame, seg_metrics_to_frame, AnnotationRow, CandidateRow, ClassifierMetricsRow,
-    ClusterRow, DetectionRow, DiagnosisRow, MergedRow, PredictionRow, SegIndexRow, SegMetricsRow,
-    Split,
+    detections_from_frame, detections_to_frame, diagnosis_from_frame, diagnosis_to_frame,
+    merged_from_frame, merged_to_frame, predictions_from_frame, predictions_to_frame,
+    seg_index_from_frame, seg_index_to_frame, seg_metrics_to_frame, AnnotationRow, CandidateRow,
+    ClassifierMetricsRow, ClusterRow, DetectionRow, DiagnosisRow, MergedRow, PredictionRow,
+    SegIndexRow, SegMetricsRow, Split,
 };
 pub use schema::{
     check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,

@@ -813,3 +813,35 @@ pub fn diagnosis_to_frame(rows: &[DiagnosisRow]) -> Result<DataFrame, TableError
     check_frame(&df, Table::Diagnosis, "diagnosis")?;
     Ok(df)
 }
+
+/// Reads diagnosis.parquet rows back.
+pub fn diagnosis_from_frame(df: &DataFrame) -> Result<Vec<DiagnosisRow>, TableError> {
+    check_frame(df, Table::Diagnosis, "diagnosis")?;
+    let c = Cols {
+        df,
+        table: Table::Diagnosis,
+    };
+    let (uid, n, score) = (
+        c.str("series_uid")?,
+        c.i64("nodules")?,
+        c.f64("patient_score")?,
+    );
+    let mal = c.bool("predicted_malignant")?;
+    let tn = c
+        .col("truth_nodules")?
+        .i64()
+        .map_err(pe(Table::Diagnosis.name()))?
+        .iter()
+        .collect::<Vec<Option<i64>>>();
+    let tm = c.opt_bool("truth_malignant")?;
+    Ok((0..df.height())
+        .map(|k| DiagnosisRow {
+            series_uid: uid[k].clone(),
+            nodules: n[k],
+            patient_score: score[k],
+            predicted_malignant: mal[k],
+            truth_nodules: tn[k],
+            truth_malignant: tm[k],
+        })
+        .collect())
+}

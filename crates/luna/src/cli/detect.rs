@@ -1,0 +1,284 @@
+//! `luna detect CT.mhd [more …]`: a pipeline's trained system on CTs outside any dataset
+//! (`crate::detect` says how: the pipeline's own chain, appended with the CTs as `ct_root`).
+//! Prints each accepted nodule and the patient verdict; `--json` for scripts; `--out DIR`
+//! copies detections.parquet and diagnosis.parquet.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::console::HumanReporter;
+use super::workspace::open;
+use super::{CliError, Globals, PipelineArgs};
+use crate::detect::{detect_pipeline_text, find_chain, stage_cts, staging_dir, DetectError};
+use crate::engine::executor::{execute, RunOptions};
+use crate::engine::plan::{plan, Freshness, Selection};
+use crate::engine::spec;
+use crate::stages::diagnose::DiagnoseParams;
+use crate::tables::{detections_from_frame, read_parquet, DetectionRow, Table};
+
+/// Arguments of `luna detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// CT headers (`.mhd`); the file name without `.mhd` is the series uid.
+    #[arg(required = true, value_name = "CT.mhd")]
+    cts: Vec<PathBuf>,
+    /// The pipeline whose trained models detect (name or path).
+    #[arg(long, default_value = "demo")]
+    pipeline: String,
+    /// Override a variable of the pipeline: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    sets: Vec<String>,
+    /// The `classify_candidates` stage whose chain to use (when the pipeline has several).
+    #[arg(long, value_name = "STAGE")]
+    stage: Option<String>,
+    /// Print JSON (one object: per CT its nodules and verdict) instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Copy detections.parquet and diagnosis.parquet into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Stages to run at once (default: number of cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+fn detect_err(e: DetectError) -> CliError {
+    let hint = e.hint();
+    CliError::usage(e.to_string(), hint)
+}
+
+/// Runs the command.
+pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
+    let pa = PipelineArgs {
+        pipeline: a.pipeline.clone(),
+        sets: a.sets.clone(),
+    };
+    let o = open(g, &pa)?;
+    let chain = find_chain(&o.pipeline, a.stage.as_deref()).map_err(detect_err)?;
+    let _in_use = o.cache.use_lock()?;
+
+    // The models must be trained: every stage they depend on is up to date.
+    let mut stale = Vec::new();
+    for m in chain.models() {
+        let planned = plan(
+            &o.pipeline,
+            &o.cache,
+            &o.stat,
+            &Selection {
+                until: Some(m.to_string()),
+                ..Default::default()
+            },
+        )?;
+        for ps in planned.iter().filter(|s| s.selected) {
+            if ps.state == Freshness::Stale && !stale.contains(&ps.stage) {
+                stale.push(ps.stage.clone());
+            }
+        }
+    }
+    if !stale.is_empty() {
+        o.stat.save();
+        return Err(CliError::failed(
+            format!(
+                "the models of pipeline `{}` are not trained yet (to run: {})",
+                o.pipeline.name,
+                stale.join(", ")
+            ),
+            Some(format!(
+                "run `luna run {} --until {}` first; `luna detect` never trains",
+                a.pipeline, chain.classify
+            )),
+        ));
+    }
+
+    let dir = staging_dir(&o.pipeline.workspace, &a.cts);
+    let cts = stage_cts(&a.cts, &dir).map_err(detect_err)?;
+    let text = std::fs::read_to_string(&o.pipeline.file).map_err(|e| {
+        CliError::usage(
+            format!("cannot read {}: {e}", o.pipeline.file.display()),
+            None,
+        )
+    })?;
+    let (text, names) = detect_pipeline_text(&text, &o.pipeline.file, &o.pipeline, &chain, &dir)
+        .map_err(detect_err)?;
+    let sets = spec::parse_sets(&a.sets)?;
+    let dp = spec::parse(
+        &text,
+        &o.pipeline.file,
+        &o.pipeline.workspace,
+        &sets,
+        &crate::stages::registry(),
+    )
+    .map_err(|e| {
+        CliError::usage(
+            format!("the detection stages do not load: {e}"),
+            Some("this is a bug in `luna detect`; please report it with the pipeline file".into()),
+        )
+    })?;
+    let planned = plan(
+        &dp,
+        &o.cache,
+        &o.stat,
+        &Selection {
+            until: Some(names.diagnose.clone()),
+            ..Default::default()
+        },
+    );
+    o.stat.save();
+    let planned = planned?;
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut reporter = HumanReporter::new(g.verbose);
+    let rec = execute(
+        &dp,
+        &planned,
+        &o.cache,
+        &o.runs,
+        &RunOptions {
+            jobs,
+            stat: Some(o.stat.clone()),
+            verify: false,
+        },
+        &mut reporter,
+    );
+    o.stat.save();
+    super::report::finish_run(&o.runs, &o.cache, Some(&dp), &rec, false);
+    if !rec.success {
+        return Err(CliError::failed(
+            format!("detection failed (run {})", rec.id),
+            Some(format!("see `luna runs show {}`", rec.id)),
+        ));
+    }
+    let key_of = |stage: &str| {
+        planned
+            .iter()
+            .find(|s| s.stage == stage)
+            .map(|s| o.cache.object_dir(&s.key))
+            .ok_or_else(|| CliError::failed(format!("no artifact of `{stage}`"), None))
+    };
+    let det_dir = key_of(&names.classify)?;
+    let dia_dir = key_of(&names.diagnose)?;
+    let det_path = det_dir.join(Table::Detections.file_name());
+    let dets = read_parquet(&det_path, Table::Detections)
+        .and_then(|df| detections_from_frame(&df))
+        .map_err(|e| CliError::failed(e.to_string(), None))?;
+    let dia_path = dia_dir.join(Table::Diagnosis.file_name());
+    let verdicts = crate::tables::read_parquet(&dia_path, Table::Diagnosis)
+        .and_then(|df| crate::tables::diagnosis_from_frame(&df))
+        .map_err(|e| CliError::failed(e.to_string(), None))?;
+    let threshold = dp
+        .stages
+        .iter()
+        .find(|s| s.name == names.diagnose)
+        .and_then(|s| s.params.typed.downcast_ref::<DiagnoseParams>())
+        .map(|p| p.nodule_threshold)
+        .ok_or_else(|| CliError::failed("the diagnose stage has no parameters", None))?;
+
+    let mut by_uid: BTreeMap<&str, Vec<&DetectionRow>> = BTreeMap::new();
+    for d in dets.iter().filter(|d| d.prob_nodule >= threshold) {
+        by_uid.entry(d.series_uid.as_str()).or_default().push(d);
+    }
+    for v in by_uid.values_mut() {
+        v.sort_by(|a, b| b.prob_nodule.total_cmp(&a.prob_nodule));
+    }
+    let verdict_of = |uid: &str| verdicts.iter().find(|v| v.series_uid == uid);
+
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| CliError::failed(format!("cannot create {}: {e}", out.display()), None))?;
+        for p in [&det_path, &dia_path] {
+            let to = out.join(p.file_name().unwrap_or_default());
+            std::fs::copy(p, &to).map_err(|e| {
+                CliError::failed(format!("cannot write {}: {e}", to.display()), None)
+            })?;
+        }
+    }
+
+    if a.json {
+        let series: Vec<_> = cts
+            .iter()
+            .map(|ct| {
+                let nodules: Vec<_> = by_uid
+                    .get(ct.uid.as_str())
+                    .map(|v| {
+                        v.iter()
+                            .map(|d| {
+                                json!({
+                                    "xyz": d.center_xyz,
+                                    "irc": d.center_irc,
+                                    "prob_nodule": d.prob_nodule,
+                                    "prob_malignant": d.prob_malignant,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let v = verdict_of(&ct.uid);
+                json!({
+                    "file": ct.source,
+                    "series_uid": ct.uid,
+                    "nodules": nodules,
+                    "patient_score": v.map(|v| v.patient_score),
+                    "malignant": v.map(|v| v.predicted_malignant),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "pipeline": o.pipeline.name,
+            "run": rec.id,
+            "nodule_threshold": threshold,
+            "series": series,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+        );
+        return Ok(0);
+    }
+    for ct in &cts {
+        let found = by_uid
+            .get(ct.uid.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let v = verdict_of(&ct.uid);
+        let verdict = match v {
+            Some(v) if v.predicted_malignant => {
+                format!("MALIGNANT (score {:.3})", v.patient_score)
+            }
+            Some(v) => format!("benign (score {:.3})", v.patient_score),
+            None => "no verdict".into(),
+        };
+        println!(
+            "{} ({}): {} nodule{}, {}",
+            ct.source.display(),
+            ct.uid,
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+            verdict
+        );
+        if !found.is_empty() {
+            println!(
+                "  {:>9} {:>9} {:>9}  {:>9}  {:>12}",
+                "x mm", "y mm", "z mm", "P(nodule)", "P(malignant)"
+            );
+        }
+        for d in found {
+            println!(
+                "  {:>9.1} {:>9.1} {:>9.1}  {:>9.3}  {:>12}",
+                d.center_xyz[0],
+                d.center_xyz[1],
+                d.center_xyz[2],
+                d.prob_nodule,
+                d.prob_malignant
+                    .map(|m| format!("{m:.3}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    Ok(0)
+}
