@@ -42,6 +42,7 @@ mod engine_errors;
 mod engine_exec;
 mod engine_support;
 mod froc_cli;
+mod froc_detections;
 mod froc_oracle;
 mod froc_stage;
 mod froc_support;
