@@ -253,7 +253,7 @@ fn evaluate_froc_refuses_detections_it_cannot_score() {
         ("coord_y", 3, "nan", "a finite number"),
     ] {
         write(&ws, &c, &rows, Some("S1\nS2\nS3\nS4\nS5\n"));
-        set_value(&ws.path("det/detections.parquet"), col, row, value);
+        crate::tables_support::parquet_set(&ws.path("det/detections.parquet"), col, row, value);
         let out = ws.luna(&["run", "t"]);
         out.expect_code(1);
         let v = if value == "nan" { "NaN" } else { value };
@@ -263,24 +263,4 @@ fn evaluate_froc_refuses_detections_it_cannot_score() {
         );
         froc_not_committed(&ws);
     }
-}
-
-/// Sets one value of a Parquet file's float column with pyarrow (the independent writer a
-/// user's own tool would be).
-pub fn set_value(path: &std::path::Path, column: &str, row: usize, value: &str) {
-    let code = format!(
-        "import pyarrow as pa, pyarrow.parquet as pq\n\
-         t = pq.read_table({p:?})\n\
-         c = t.column({column:?}).to_pylist()\n\
-         c[{row}] = float({value:?})\n\
-         i = t.schema.get_field_index({column:?})\n\
-         t = t.set_column(i, {column:?}, pa.array(c, pa.float64()))\n\
-         pq.write_table(t, {p:?})\n",
-        p = path.to_string_lossy()
-    );
-    let st = std::process::Command::new(crate::tables_support::python())
-        .args(["-c", &code])
-        .status()
-        .expect("run python");
-    assert!(st.success(), "pyarrow edit failed");
 }

@@ -35,6 +35,7 @@ mod data_merge;
 mod data_oracle;
 mod data_support;
 mod detect_classify;
+mod diagnose_inputs;
 mod engine_cache;
 mod engine_cli;
 mod engine_crash;
