@@ -207,6 +207,6 @@ fn diagnose_refuses_bad_detections_and_ground_truth() {
     parquet_drop(&ws.path("cand/candidates.parquet"), "diameter_mm");
     fails(
         &ws,
-        &["candidates.parquet: column \"diameter_mm\" of table candidates"],
+        &["candidates.parquet: column \"diameter_mm\" of table candidates: expected column #8 of type Float64, found no such column"],
     );
 }

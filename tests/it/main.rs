@@ -22,6 +22,7 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     p
 }
 
+mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
 mod ct_errors;

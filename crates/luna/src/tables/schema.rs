@@ -414,6 +414,13 @@ pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), Table
                 "missing".into(),
             ));
         };
+        if got.name().as_str() != c.name && !df.columns().iter().any(|g| g.name() == c.name) {
+            return Err(mismatch(
+                c.name,
+                format!("column #{i} of type {}", c.dtype.name()),
+                "no such column".into(),
+            ));
+        }
         if got.name().as_str() != c.name {
             return Err(mismatch(
                 c.name,
