@@ -243,6 +243,24 @@ fn cluster_stage_equals_scipy_on_synthetic_cts() {
             .collect();
         compare(uid, &ours, theirs);
     }
+    // seriesuids.csv: every series clustered (with or without clusters), sorted.
+    let mut volumes: Vec<String> = std::fs::read_dir(dir("seg").join("probs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    volumes.sort();
+    let listed = std::fs::read_to_string(dir("clusters").join("seriesuids.csv")).unwrap();
+    assert_eq!(
+        listed,
+        volumes.iter().map(|u| format!("{u}\n")).collect::<String>()
+    );
 }
 
 #[test]

@@ -48,6 +48,9 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
     )
     .unwrap();
     assert!(det.iter().all(|d| d.prob_malignant.is_some()));
+    // The series searched are passed on from the clusters artifact.
+    let searched = |s: &str| std::fs::read_to_string(dir(s).join("seriesuids.csv")).unwrap();
+    assert_eq!(searched("detections"), searched("clusters"));
     // candidate_id -> xyz, and evaluate's probability per candidate
     let cand = read_parquet(
         &dir("candidates").join("candidates.parquet"),

@@ -1,8 +1,9 @@
 //! `evaluate_froc` through the real binary, on a workspace whose `command` stages provide a
 //! dataset (annotations + excluded), a candidates table and a predictions table: the scans are
 //! the validation series, marks sit at their candidates' world centres, the stage's files equal
-//! what `luna froc` computes from the stage's own submission, a re-run is cached, and a
-//! prediction whose candidate is missing is an error naming both stages.
+//! what `luna froc` computes from the stage's own submission, a re-run is cached, a
+//! prediction whose candidate is missing is an error naming both stages, and a NaN
+//! probability is an error naming the file, row and column.
 
 use luna::tables::{
     merged_to_frame, predictions_to_frame, write_parquet, MergedRow, PredictionRow, Split, Table,
@@ -207,4 +208,25 @@ fn evaluate_froc_refuses_predictions_of_other_candidates() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn evaluate_froc_refuses_a_nan_prediction() {
+    let ws = Ws::new();
+    write_fixture(&ws, false);
+    crate::tables_support::parquet_set(
+        &ws.path("fixture/predictions.parquet"),
+        "probability",
+        3,
+        "nan",
+    );
+    ws.pipeline("t", PIPELINE);
+    let out = ws.luna(&["run", "t"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("predictions.parquet: row 3 (0-based) of table predictions: column probability is NaN, not a probability in [0, 1]"),
+        "{}",
+        out.stderr
+    );
+    assert!(ws.manifests().iter().all(|m| m["stage"] != "froc"));
 }

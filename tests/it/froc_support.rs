@@ -197,3 +197,46 @@ pub fn check_case(dir: &Path, case: &Case, opts: FrocOptions) -> FrocResult {
     assert_same(&r, &oracle(dir, opts));
     r
 }
+
+/// Asserts that the files of a FROC artifact or `luna froc --out` directory (`froc.json`,
+/// `froc.csv`) hold the oracle's numbers: curve points, sensitivities, both CPMs, counts and
+/// the bootstrap's CPM and sensitivity intervals.
+pub fn assert_files_same(dir: &Path, o: &Value) {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("froc.json")).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(dir.join("froc.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("fps,sensitivity,threshold"));
+    let (mut fps, mut sens) = (Vec::new(), Vec::new());
+    for l in lines {
+        let v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+        fps.push(v[0]);
+        sens.push(v[1]);
+    }
+    close_all("curve fps", &fps, &o["curve"]["fps"]);
+    close_all("curve sensitivity", &sens, &o["curve"]["sensitivity"]);
+    let nums = |v: &Value| -> Vec<f64> { v.as_array().unwrap().iter().map(f).collect() };
+    close_all(
+        "sensitivities",
+        &nums(&doc["sensitivities"]),
+        &o["sensitivities"],
+    );
+    close("cpm", f(&doc["cpm"]), f(&o["cpm"]));
+    close("cpm_nearest", f(&doc["cpm_nearest"]), f(&o["cpm_nearest"]));
+    assert_eq!(doc["counts"], o["counts"], "counts");
+    let (b, ob) = (&doc["bootstrap"], &o["bootstrap"]);
+    for k in ["mean", "low", "high"] {
+        close(
+            &format!("bootstrap cpm {k}"),
+            f(&b["cpm"][k]),
+            f(&ob["cpm"][k]),
+        );
+        for i in 0..7 {
+            close(
+                &format!("bootstrap sens[{i}] {k}"),
+                f(&b["sensitivities"][i][k]),
+                f(&ob["sensitivities"][i][k]),
+            );
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     p
 }
 
+mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
 mod ct_errors;
@@ -35,6 +36,7 @@ mod data_merge;
 mod data_oracle;
 mod data_support;
 mod detect_classify;
+mod diagnose_inputs;
 mod engine_cache;
 mod engine_cli;
 mod engine_crash;
@@ -42,6 +44,7 @@ mod engine_errors;
 mod engine_exec;
 mod engine_support;
 mod froc_cli;
+mod froc_detections;
 mod froc_oracle;
 mod froc_stage;
 mod froc_support;

@@ -183,7 +183,7 @@ fn reading_with_the_wrong_schema_names_the_file() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: column \"candidate_id\" of table candidates: expected column #0, found column \"series_uid\" there (was this written by another luna version or for another table?)",
+            "{}: column \"candidate_id\" of table candidates: expected column #0 of type Int64, found no such column (was this written by another luna version or for another table?)",
             path.display()
         )
     );

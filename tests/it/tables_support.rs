@@ -48,3 +48,33 @@ pub fn python() -> PathBuf {
     let home = std::env::var_os("HOME").expect("HOME is set (or set LUNA_PYTHON)");
     Path::new(&home).join(".cache/luna/venv/bin/python")
 }
+
+/// Edits a Parquet file with pyarrow (the independent writer a user's own tool would be):
+/// `code` runs with `t` = the table read from the file, and `t` is written back.
+fn parquet_edit(path: &Path, code: &str) {
+    let script = format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\nt = pq.read_table({p:?})\n{code}\npq.write_table(t, {p:?})\n",
+        p = path.to_string_lossy()
+    );
+    let st = std::process::Command::new(python())
+        .args(["-c", &script])
+        .status()
+        .expect("run python");
+    assert!(st.success(), "pyarrow edit of {} failed", path.display());
+}
+
+/// Sets row `row` of the float column `column` to `float(value)` (e.g. `nan`).
+pub fn parquet_set(path: &Path, column: &str, row: usize, value: &str) {
+    parquet_edit(
+        path,
+        &format!(
+            "c = t.column({column:?}).to_pylist()\nc[{row}] = float({value:?})\n\
+             t = t.set_column(t.schema.get_field_index({column:?}), {column:?}, pa.array(c, pa.float64()))"
+        ),
+    );
+}
+
+/// Removes the column `column`.
+pub fn parquet_drop(path: &Path, column: &str) {
+    parquet_edit(path, &format!("t = t.drop_columns([{column:?}])"));
+}

@@ -1,6 +1,8 @@
 """Writes a clusters.parquet (luna's schema, schemas/clusters.schema.json) whose clusters are the
 candidates of a candidates.parquet, with pyarrow — so classify_candidates can be compared with
-evaluate_classifier on the same centres. Usage: clusters_from_candidates.py <candidates.parquet> <out_dir>
+evaluate_classifier on the same centres — and the seriesuids.csv a clusters artifact holds (every
+series searched: here every series of the table). Usage:
+clusters_from_candidates.py <candidates.parquet> <out_dir>
 """
 import os
 import sys
@@ -32,6 +34,8 @@ def main():
         "bbox_i0": zi, "bbox_i1": zi, "bbox_r0": zi, "bbox_r1": zi, "bbox_c0": zi, "bbox_c1": zi,
     }
     pq.write_table(pa.table(cols), os.path.join(sys.argv[2], "clusters.parquet"), compression="zstd")
+    with open(os.path.join(sys.argv[2], "seriesuids.csv"), "w") as f:
+        f.writelines(u + "\n" for u in sorted({r["series_uid"] for r in rows}))
 
 
 if __name__ == "__main__":

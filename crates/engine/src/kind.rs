@@ -122,6 +122,14 @@ impl ExternalInput {
 /// taken (or, with none among the direct needs, the one ancestor that does). Binding happens
 /// at plan time: a missing, ambiguous or wrong-kind upstream is a spec error with its
 /// position and the list of stages that could provide the input.
+///
+/// Either-or inputs: the slots made with [`InputSlot::alternative`] under one group name are
+/// bound as if they were one input taking any of their artifact types (a named one wins; else
+/// the direct `needs:`, else the ancestors), so exactly one of them is bound; none or several
+/// is a spec error. A slot made [`InputSlot::only_with`] another is bound only when that one
+/// is (e.g. the candidate table that goes with a predictions table), so an ancestor providing
+/// it never binds it on the other branch. Rejected: alternatives decided by parameters in
+/// [`Stage::slots`], which cannot see the graph and would make every user name the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputSlot {
     /// Input name; also the `with:` key that names its upstream.
@@ -132,6 +140,11 @@ pub struct InputSlot {
     pub named: Option<String>,
     /// Whether the stage cannot run without it.
     pub required: bool,
+    /// The either-or group this slot is one alternative of (what the group supplies, e.g.
+    /// `marks`).
+    pub alternative: Option<&'static str>,
+    /// The slot this one is bound with: bound only when that one is.
+    pub only_with: Option<&'static str>,
 }
 
 impl InputSlot {
@@ -142,6 +155,27 @@ impl InputSlot {
             artifact,
             named: named.map(|s| s.0.clone()),
             required: true,
+            alternative: None,
+            only_with: None,
+        }
+    }
+    /// One alternative of the either-or input `group`: exactly one of the group's slots binds.
+    pub fn alternative(
+        group: &'static str,
+        name: &'static str,
+        artifact: &'static str,
+        named: Option<&StageRef>,
+    ) -> Self {
+        InputSlot {
+            alternative: Some(group),
+            ..InputSlot::required(name, artifact, named)
+        }
+    }
+    /// This input, bound (and then required) only when the slot `lead` is bound.
+    pub fn only_with(self, lead: &'static str) -> Self {
+        InputSlot {
+            only_with: Some(lead),
+            ..self
         }
     }
     /// An input used when present (e.g. a dataset that an explicit path parameter replaces).

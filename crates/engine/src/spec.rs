@@ -42,7 +42,9 @@ use super::dag::Dag;
 use super::kind::{CheckedParams, DynKind, ParamProblem};
 use super::registry::Registry;
 use super::span::{Pos, SpanIndex};
-use super::spec_error::{InputProblem, LoadError, SpecError, SpecIssue};
+use super::spec_error::{LoadError, SpecError, SpecIssue};
+
+mod bind;
 
 /// A checked stage of a pipeline.
 #[derive(Clone)]
@@ -630,7 +632,7 @@ pub fn parse(
     // Pass 6: bind named inputs to upstream stages (needs the graph and every stage).
     if let Some(dag) = &dag {
         if stages.len() == stage_names.len() {
-            bind_inputs(&mut stages, dag, &mut is);
+            bind::bind_inputs(&mut stages, dag, &mut is);
         }
     }
     if !is.list.is_empty() {
@@ -648,90 +650,6 @@ pub fn parse(
         stages,
         dag,
     })
-}
-
-/// Binds every stage's [`InputSlot`](super::kind::InputSlot)s (see its doc for the rule),
-/// reporting problems at the naming value (or at the stage's `needs:`/`uses:`).
-fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
-    let provides =
-        |j: usize, artifact: &str| stages[j].params.outputs.iter().any(|o| o == artifact);
-    let mut all = Vec::new();
-    for (i, st) in stages.iter().enumerate() {
-        let direct: Vec<usize> = dag.deps(i).to_vec();
-        let ancestors: Vec<usize> = dag
-            .ancestors_inclusive(i)
-            .into_iter()
-            .filter(|&j| j != i)
-            .collect();
-        let mut bound = BTreeMap::new();
-        for slot in &st.params.slots {
-            let providers: Vec<String> = (0..stages.len())
-                .filter(|&j| j != i && provides(j, slot.artifact))
-                .map(|j| stages[j].name.clone())
-                .collect();
-            let base = format!("stages.{}", st.name);
-            let issue = |problem| SpecIssue::Input {
-                stage: st.name.clone(),
-                input: slot.name.into(),
-                artifact: slot.artifact.into(),
-                problem,
-                providers: providers.clone(),
-            };
-            if let Some(named) = &slot.named {
-                let path = format!("{base}.with.{}", slot.name);
-                match stages.iter().position(|s| &s.name == named) {
-                    None => is.at_value(&path, issue(InputProblem::NoSuchStage(named.clone()))),
-                    Some(j) if !provides(j, slot.artifact) => is.at_value(
-                        &path,
-                        issue(InputProblem::WrongKind {
-                            named: named.clone(),
-                            kind: stages[j].kind.name().into(),
-                            produces: stages[j].params.outputs.clone(),
-                        }),
-                    ),
-                    Some(j) if !ancestors.contains(&j) => {
-                        is.at_value(&path, issue(InputProblem::NotUpstream(named.clone())))
-                    }
-                    Some(_) => {
-                        bound.insert(slot.name.to_string(), named.clone());
-                    }
-                }
-                continue;
-            }
-            let pick = |set: &[usize]| -> Vec<usize> {
-                set.iter()
-                    .copied()
-                    .filter(|&j| provides(j, slot.artifact))
-                    .collect()
-            };
-            let mut found = pick(&direct);
-            if found.is_empty() {
-                found = pick(&ancestors);
-            }
-            let at = if dag.deps(i).is_empty() {
-                format!("{base}.uses")
-            } else {
-                format!("{base}.needs")
-            };
-            match found.as_slice() {
-                [j] => {
-                    bound.insert(slot.name.to_string(), stages[*j].name.clone());
-                }
-                [] if !slot.required => {}
-                [] => is.at_value(&at, issue(InputProblem::Missing)),
-                many => is.at_value(
-                    &at,
-                    issue(InputProblem::Ambiguous(
-                        many.iter().map(|&j| stages[j].name.clone()).collect(),
-                    )),
-                ),
-            }
-        }
-        all.push(bound);
-    }
-    for (st, b) in stages.iter_mut().zip(all) {
-        st.bindings = b;
-    }
 }
 
 /// Checks a pipeline or stage name against [`NAME_RULE`](super::spec_error::NAME_RULE): names

@@ -124,6 +124,19 @@ pub enum SpecIssue {
         /// Stages of the pipeline that produce that artifact type.
         providers: Vec<String>,
     },
+    /// An either-or input (`InputSlot::alternative`) with no alternative bound, or several.
+    InputChoice {
+        /// Stage name.
+        stage: String,
+        /// What the group supplies (e.g. `marks`).
+        group: String,
+        /// The alternatives: (input, artifact type, stages that provide it).
+        alternatives: Vec<(String, String, Vec<String>)>,
+        /// The alternatives that would be bound (input, stage); empty = none can be.
+        bound: Vec<(String, String)>,
+        /// Whether those were named in `with:` (else found among the upstreams).
+        named: bool,
+    },
 }
 
 /// The characters a pipeline or stage name may have (they become file names, run ids and
@@ -150,6 +163,21 @@ pub enum InputProblem {
     NotUpstream(String),
     /// Named no stage of the pipeline.
     NoSuchStage(String),
+    /// Named for an input that is used only with another input, which is not bound.
+    Unused {
+        /// The stage named.
+        named: String,
+        /// The input it goes with.
+        lead: String,
+    },
+}
+
+/// `a, b or c`.
+fn either(items: &[String]) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => items.join(""),
+    }
 }
 
 fn list(v: &[String]) -> String {
@@ -242,7 +270,43 @@ impl fmt::Display for SpecIssue {
                     f,
                     "stage `{stage}`: `{input}: {named}` names no stage of this pipeline"
                 ),
+                InputProblem::Unused { named, lead } => write!(
+                    f,
+                    "stage `{stage}`: `{input}: {named}` is used only together with the input `{lead}`, which is not bound"
+                ),
             },
+            SpecIssue::InputChoice {
+                stage,
+                group,
+                alternatives,
+                bound,
+                ..
+            } => {
+                let names: Vec<String> = alternatives.iter().map(|a| format!("`{}`", a.0)).collect();
+                if bound.is_empty() {
+                    let typed: Vec<String> = alternatives
+                        .iter()
+                        .map(|(i, a, _)| format!("`{i}` (a `{a}` artifact)"))
+                        .collect();
+                    write!(
+                        f,
+                        "stage `{stage}` takes its {group} from one of its inputs {}, but no upstream stage provides any of them",
+                        either(&typed)
+                    )
+                } else {
+                    let b: Vec<String> = bound
+                        .iter()
+                        .map(|(i, s)| format!("`{i}` to `{s}`"))
+                        .collect();
+                    write!(
+                        f,
+                        "stage `{stage}` takes its {group} from one input, {}, but {} are bound: {}",
+                        either(&names),
+                        bound.len(),
+                        b.join(", ")
+                    )
+                }
+            }
         }
     }
 }
@@ -332,6 +396,32 @@ impl SpecIssue {
                         format!("{}{could}", did_you_mean(named, providers))
                     }
                     InputProblem::WrongKind { .. } => could,
+                    InputProblem::Unused { lead, .. } => {
+                        format!("remove `{input}:` from `with:`, or bind `{lead}` as well")
+                    }
+                })
+            }
+            SpecIssue::InputChoice {
+                alternatives,
+                bound,
+                named,
+                ..
+            } => {
+                Some(if bound.is_empty() {
+                    let could: Vec<String> = alternatives
+                        .iter()
+                        .map(|(_, a, p)| format!("a `{a}`: {}", list(p)))
+                        .collect();
+                    format!(
+                        "stages that provide {}; add one to `needs:`",
+                        could.join("; ")
+                    )
+                } else if *named {
+                    let keys: Vec<String> = bound.iter().map(|(i, _)| format!("`{i}:`")).collect();
+                    format!("keep only one of {} in `with:`", either(&keys))
+                } else {
+                    let (i, s) = &bound[0];
+                    format!("say which one with `with: {{ {i}: {s} }}`, or drop the others from `needs:`")
                 })
             }
         }

@@ -133,6 +133,23 @@ impl FrocInput {
     }
 }
 
+/// The file name of a scan list (the official bundle's, and beside `clusters.parquet` /
+/// `detections.parquet`: the series a per-series stage evaluated).
+pub const SERIESUIDS_FILE: &str = "seriesuids.csv";
+
+/// Writes a scan list as [`read_seriesuids`] reads it: one uid per line, no header.
+pub fn write_seriesuids<S: AsRef<str>>(path: &Path, uids: &[S]) -> Result<(), FrocError> {
+    let mut text = String::with_capacity(uids.len() * 65);
+    for u in uids {
+        text.push_str(u.as_ref());
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|source| FrocError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
 /// Reads a scan list: one uid per line (the first field of a CSV row), no header.
 pub fn read_seriesuids(path: &Path) -> Result<Scans, FrocError> {
     let text = read_text(path)?;

@@ -93,7 +93,10 @@ pub use bootstrap::{
 };
 pub use curve::{cpm_nearest, froc_curve, interp, sensitivities_at, CurvePoint, Ranked};
 pub use error::FrocError;
-pub use input::{read_findings, read_seriesuids, read_submission, Finding, FrocInput, Mark, Scans};
+pub use input::{
+    read_findings, read_seriesuids, read_submission, write_seriesuids, Finding, FrocInput, Mark,
+    Scans, SERIESUIDS_FILE,
+};
 pub use output::{froc_json, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
 pub use score::{cap_marks, score, Counts, Entry, Scored};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::error::FrocError;
-use super::input::FrocInput;
+use super::input::{write_seriesuids, FrocInput, SERIESUIDS_FILE};
 use super::{FrocResult, RATES};
 
 /// The header of a submission (and of `submission.csv`).
@@ -17,7 +17,7 @@ pub const SUBMISSION_HEADER: &str = "seriesuid,coordX,coordY,coordZ,probability"
 /// The files [`write_outputs`] writes, in order (relative to the output directory).
 pub const OUTPUT_FILES: [&str; 6] = [
     "submission.csv",
-    "seriesuids.csv",
+    SERIESUIDS_FILE,
     "froc.csv",
     "froc.json",
     "froc_bootstrap.csv",
@@ -102,12 +102,7 @@ pub fn write_outputs(dir: &Path, input: &FrocInput, r: &FrocResult) -> Result<()
         );
     }
     write(dir, "submission.csv", sub.as_bytes())?;
-    let mut uids = String::new();
-    for u in &input.scans.uids {
-        uids.push_str(u);
-        uids.push('\n');
-    }
-    write(dir, "seriesuids.csv", uids.as_bytes())?;
+    write_seriesuids(&dir.join(SERIESUIDS_FILE), &input.scans.uids)?;
     let mut curve = String::from("fps,sensitivity,threshold\n");
     for p in &r.curve {
         let _ = writeln!(curve, "{:?},{:?},{:?}", p.fps, p.sensitivity, p.threshold);

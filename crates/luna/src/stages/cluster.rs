@@ -9,6 +9,14 @@
 //! an error naming both files. **Partitioned per series**: the key material is the volume's
 //! and the CT's content and the threshold, so adding series computes only the new ones; series
 //! run longest first (`StageContext::longest_first`).
+//!
+//! Beside `clusters.parquet` the artifact holds `seriesuids.csv`: every series clustered, one
+//! uid per line (the official LUNA16 scan-list format, `froc::write_seriesuids`). A series
+//! whose volume yields no cluster has no row in the table but is still a scan that was
+//! searched: `classify_candidates` passes the list on, and `evaluate_froc` divides its false
+//! positives by it and counts that series' nodules as missed. Rejected: reading the series
+//! from the table (loses the empty ones) or a Parquet table of one column (the scan list is
+//! the file the official script and `luna froc --seriesuids` take as it is).
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use super::build_crops::{ct_file_hashes, upstream_file_hashes};
 use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
+use super::evaluate_froc::froc_err;
 use super::load_annotations::table_err;
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::froc::{read_seriesuids, write_seriesuids, Scans, SERIESUIDS_FILE};
 use crate::store::prob_volume::{check_matches, read_prob_volume};
 use crate::tables::{clusters_from_frame, clusters_to_frame, read_parquet, write_parquet};
 use crate::tables::{ClusterRow, Table};
@@ -62,7 +72,7 @@ pub struct ClusterStage;
 impl Stage for ClusterStage {
     type Params = ClusterParams;
     const KIND: &'static str = "cluster";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Group segmented voxels into nodule candidates: threshold, erode, label, HU-weighted centres";
     const OUTPUTS: &'static [&'static str] = &[CLUSTERS];
@@ -157,6 +167,9 @@ impl Stage for ClusterStage {
             &ctx.out_dir().join(Table::Clusters.file_name()),
         )
         .map_err(table_err)?;
+        let uids: Vec<&str> = volumes.iter().map(|(u, _)| u.as_str()).collect();
+        write_seriesuids(&ctx.out_dir().join(SERIESUIDS_FILE), &uids)
+            .map_err(StageError::domain)?;
         ctx.log(format!(
             "{} clusters in {} series ({computed} computed, {} cached)",
             all.len(),
@@ -165,6 +178,31 @@ impl Stage for ClusterStage {
         ));
         Ok(())
     }
+}
+
+/// The series a per-series artifact (`clusters`, `detections`) searched: its
+/// `seriesuids.csv` (see the module doc), which must exist beside `table`; `or_else` ends
+/// the hint when it is missing (what else the user can do).
+pub fn searched_series(
+    dir: &Path,
+    stage: &str,
+    table: Table,
+    or_else: &str,
+) -> Result<Scans, StageError> {
+    let path = dir.join(SERIESUIDS_FILE);
+    if !path.is_file() {
+        return Err(StageError::msg(format!(
+            "{}: missing: the {} artifact of `{stage}` does not say which series were searched",
+            path.display(),
+            table.name()
+        ))
+        .with_hint(format!(
+            "a stage that provides `{}` writes seriesuids.csv beside {}: every series it searched (with or without rows), one uid per line, no header{or_else}",
+            table.name(),
+            table.file_name()
+        )));
+    }
+    read_seriesuids(&path).map_err(froc_err)
 }
 
 /// Clusters one series' probability volume against its CT.

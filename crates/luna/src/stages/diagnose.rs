@@ -3,6 +3,15 @@
 //! `report.md`; with ground truth (a `candidates` table: its annotated nodules with diameter
 //! and malignancy), the book's 3×4 confusion table per series and in total, printed as the book
 //! prints it, and the per-patient ROC AUC.
+//!
+//! Decisions:
+//! - **Patients** = the series the detections artifact searched (its `seriesuids.csv`, see
+//!   `stages::cluster`), not only those with detections: a CT in which nothing was found is a
+//!   patient with score 0, and its true nodules are Complete Misses in the book's table. A
+//!   detection of a series not in that list is an error.
+//! - With ground truth, every patient must have rows in the candidate table (it lists every
+//!   candidate of every series of the dataset); a series it does not know is an error, not
+//!   "no nodules" — the table would belong to another dataset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -11,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::classify_candidates::DETECTIONS;
+use super::cluster::searched_series;
 use super::load_annotations::table_err;
 use super::merge_candidates::CANDIDATES;
 use crate::diagnose::{
@@ -70,7 +80,7 @@ pub struct DiagnoseStage;
 impl Stage for DiagnoseStage {
     type Params = DiagnoseParams;
     const KIND: &'static str = "diagnose";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Per-patient diagnosis from detections; the book's 3x4 table and per-patient AUC with ground truth";
     const OUTPUTS: &'static [&'static str] = &[DIAGNOSIS];
@@ -103,13 +113,26 @@ impl Stage for DiagnoseStage {
                 ScoreParam::NoisyOr => PatientScore::NoisyOr,
             },
         };
-        let dpath = ctx
-            .input("detections")?
-            .dir
-            .join(Table::Detections.file_name());
+        let dup = ctx.input("detections")?.clone();
+        let dpath = dup.dir.join(Table::Detections.file_name());
         let det =
             detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
                 .map_err(table_err)?;
+        let scans = searched_series(&dup.dir, &dup.stage, Table::Detections, "")?;
+        if let Some((row, d)) = det
+            .iter()
+            .enumerate()
+            .find(|(_, d)| scans.get(&d.series_uid).is_none())
+        {
+            return Err(StageError::msg(format!(
+                "{}: row {row} (0-based): series {} is not one of the {} series searched ({})",
+                dpath.display(),
+                d.series_uid,
+                scans.len(),
+                scans.source.display()
+            ))
+            .with_hint("seriesuids.csv lists every series the detections come from"));
+        }
         let with_mal = det.iter().any(|d| d.prob_malignant.is_some());
         let mut by_series: BTreeMap<String, Vec<Detection>> = BTreeMap::new();
         for d in &det {
@@ -129,6 +152,19 @@ impl Stage for DiagnoseStage {
                 let rows =
                     merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
                         .map_err(table_err)?;
+                let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
+                if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
+                    return Err(StageError::msg(format!(
+                        "{}: series {uid} (searched by `{}`) has no candidate in the ground truth table {}",
+                        scans.source.display(),
+                        dup.stage,
+                        t.display()
+                    ))
+                    .with_hint(format!(
+                        "bind `candidates:` to the merge_candidates stage of the dataset these CTs come from (now `{}`)",
+                        up.stage
+                    )));
+                }
                 Some(truth_by_series(rows))
             }
         };
@@ -137,9 +173,8 @@ impl Stage for DiagnoseStage {
         let mut total: Confusion = [[0; 4]; 3];
         let mut tables = String::new();
         let (mut labels, mut scores) = (Vec::new(), Vec::new());
-        let uids: BTreeSet<&String> = by_series.keys().collect();
-        for uid in uids {
-            let dets = &by_series[uid];
+        for uid in &scans.uids {
+            let dets = by_series.get(uid).map(Vec::as_slice).unwrap_or_default();
             let nodules = dets
                 .iter()
                 .filter(|d| d.prob_nodule >= rules.nodule_threshold)

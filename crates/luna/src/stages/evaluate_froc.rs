@@ -1,26 +1,41 @@
-//! `evaluate_froc`: the official LUNA16 FROC / CPM of a classifier's predictions (the
-//! false-positive-reduction track: every candidate of the split is a mark, its probability the
-//! model's P(nodule)), with the bootstrap CI. Writes the `froc` module's files.
+//! `evaluate_froc`: the official LUNA16 FROC / CPM of a system's marks, with the bootstrap CI.
+//! Writes the `froc` module's files. Two tracks, one source of marks each:
+//!
+//! - **Detection track** (`detections` input: a `classify_candidates` stage, or any stage that
+//!   provides `detections`): every row of `detections.parquet` is a mark at its world centre
+//!   with P(nodule) as its probability.
+//! - **False-positive-reduction track** (`predictions` + `candidates`): every candidate of the
+//!   scored split is a mark, its probability the nodule model's P(nodule).
 //!
 //! Decisions:
-//! - **Marks** = the rows of `predictions.parquet` (typed input `predictions`, an
-//!   `evaluate_classifier` stage of a *nodule* model; a malignancy model's predictions are
-//!   refused, its labels are not "nodule"). World xyz come from `candidates.parquet` (typed input
-//!   `candidates`, the `merge_candidates` stage the crops were built from), joined on
-//!   `candidate_id`: the candidate table is the one place that holds world coordinates (the
-//!   crops index holds voxel centres only). A prediction whose candidate is missing, or whose
-//!   series differs, is an error (the two inputs do not belong together).
-//! - **Scans** = every series of the candidate table whose split is one of the predicted
-//!   candidates' splits (`split: val` → the validation series), or the explicit `seriesuids`
-//!   file. Series without marks still count (the FP divisor).
+//! - **Exactly one source.** `detections` and `predictions` are the two alternatives of one
+//!   either-or input (`InputSlot::alternative`, group `marks`): the one named in `with:`, else
+//!   the one upstream in `needs:`; both or neither is a spec error at plan time, at the
+//!   `needs:` (or the second naming value). `candidates` is bound only with `predictions`
+//!   (`InputSlot::only_with`), so an ancestor's merge_candidates never leaks into the
+//!   detection track. Rejected: a `track:` parameter (one more thing to keep in step with
+//!   `needs:`); two stage kinds (everything after the marks is shared).
+//! - **Detection-track scans** = the detections artifact's `seriesuids.csv` (written by
+//!   `cluster` and passed on by `classify_candidates`: every series searched, including those
+//!   without any detection), or the explicit `seriesuids` file. A series that was segmented but
+//!   yielded nothing is thus still a scan (the FP divisor) and its nodules are missed. An
+//!   artifact without that file (e.g. a `command` stage) is an error: counting only the series
+//!   with detections would silently raise the sensitivity and the FP rate. A detection of a
+//!   series not in the list is an error naming the file.
+//! - **FP-reduction marks** = the rows of `predictions.parquet` (an `evaluate_classifier` stage
+//!   of a *nodule* model; a malignancy model's predictions are refused, its labels are not
+//!   "nodule"). World xyz come from `candidates.parquet` (the `merge_candidates` stage the
+//!   crops were built from), joined on `candidate_id`: the candidate table is the one place
+//!   that holds world coordinates (the crops index holds voxel centres only). A prediction
+//!   whose candidate is missing, or whose series differs, is an error (the two inputs do not
+//!   belong together).
+//! - **FP-reduction scans** = every series of the candidate table whose split is one of the
+//!   predicted candidates' splits (`split: val` → the validation series), or the explicit
+//!   `seriesuids` file. Series without marks still count (the FP divisor).
 //! - **Findings** = `annotations.csv` (the LUNA16 reference standard; never the book's
 //!   malignancy file, which drops unmatched nodules) and `annotations_excluded.csv` of the
 //!   `dataset` input, or the explicit `annotations` / `excluded` paths. When the dataset has no
 //!   excluded file, no finding is excluded and the stage log says so.
-//! - Detection track (later): a `detections` input (`classify_candidates`'
-//!   `detections.parquet`: series_uid, xyz, prob_nodule) is a second source of marks;
-//!   it only needs its own `marks_from_*` beside [`marks_from_predictions`] and a slot that
-//!   replaces the `predictions` + `candidates` pair. Everything after the marks is shared.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +43,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::classify_candidates::DETECTIONS;
+use super::cluster::searched_series;
 use super::dataset::{resolve_file, DATASET};
 use super::evaluate_classifier::PREDICTIONS;
 use super::merge_candidates::CANDIDATES;
@@ -39,8 +56,8 @@ use crate::froc::{
     FrocOptions, Mark, Scans,
 };
 use crate::tables::{
-    merged_from_frame, predictions_from_frame, read_parquet, AnnotationsKind, MergedRow,
-    PredictionRow, Table,
+    detections_from_frame, merged_from_frame, predictions_from_frame, read_parquet,
+    AnnotationsKind, DetectionRow, MergedRow, PredictionRow, Table,
 };
 
 /// The artifact type of `evaluate_froc`: froc.json, froc.csv, submission.csv, ….
@@ -50,12 +67,17 @@ pub const FROC: &str = "froc";
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateFrocParams {
-    /// Upstream `evaluate_classifier` stage of a nodule model (default: the one upstream that
-    /// provides predictions).
+    /// Detection track: upstream `classify_candidates` stage; its detections are the marks and
+    /// its seriesuids.csv the scans (default: the one upstream that provides detections).
+    /// Exactly one of `detections` and `predictions` is used.
+    #[serde(default)]
+    pub detections: Option<StageRef>,
+    /// False-positive-reduction track: upstream `evaluate_classifier` stage of a nodule model
+    /// (default: the one upstream that provides predictions).
     #[serde(default)]
     pub predictions: Option<StageRef>,
-    /// Upstream `merge_candidates` stage, for the candidates' world coordinates (default: the
-    /// one upstream that provides candidates).
+    /// With `predictions` only: upstream `merge_candidates` stage, for the candidates' world
+    /// coordinates (default: the one upstream that provides candidates).
     #[serde(default)]
     pub candidates: Option<StageRef>,
     /// Upstream dataset stage holding `annotations.csv` and `annotations_excluded.csv`
@@ -68,7 +90,8 @@ pub struct EvaluateFrocParams {
     /// annotations_excluded.csv; default: the dataset's (none excluded when it has none).
     #[serde(default)]
     pub excluded: Option<InputPath>,
-    /// The evaluated scans (one uid per line); default: the series of the predictions' split.
+    /// The evaluated scans (one uid per line); default: the detections' seriesuids.csv, or the
+    /// series of the predictions' split.
     #[serde(default)]
     pub seriesuids: Option<InputPath>,
     /// Marks kept per scan, the official script's cap (0 keeps all).
@@ -97,7 +120,7 @@ impl Stage for EvaluateFrocStage {
     const KIND: &'static str = "evaluate_froc";
     const VERSION: u32 = 1;
     const DOC: &'static str =
-        "Official LUNA16 FROC and CPM (with bootstrap CI) of a nodule classifier's predictions";
+        "Official LUNA16 FROC and CPM (with bootstrap CI) of detections or of a nodule classifier's predictions";
     const OUTPUTS: &'static [&'static str] = &[FROC];
 
     fn inputs(p: &EvaluateFrocParams) -> Vec<ExternalInput> {
@@ -118,31 +141,39 @@ impl Stage for EvaluateFrocStage {
             InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
         };
         vec![
-            InputSlot::required("predictions", PREDICTIONS, p.predictions.as_ref()),
-            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref()),
+            InputSlot::alternative("marks", "detections", DETECTIONS, p.detections.as_ref()),
+            InputSlot::alternative("marks", "predictions", PREDICTIONS, p.predictions.as_ref()),
+            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref())
+                .only_with("predictions"),
             dataset,
         ]
     }
 
     fn run(&self, p: &EvaluateFrocParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let pred = ctx.input("predictions")?.clone();
-        refuse_malignancy(&pred.dir, &pred.stage)?;
-        let pred_path = pred.dir.join(Table::Predictions.file_name());
-        let preds = read_parquet(&pred_path, Table::Predictions)
-            .and_then(|df| predictions_from_frame(&df))
-            .map_err(StageError::domain)?;
-        let cand = ctx.input("candidates")?.clone();
-        let cand_path = cand.dir.join(Table::Candidates.file_name());
-        let cands = read_parquet(&cand_path, Table::Candidates)
-            .and_then(|df| merged_from_frame(&df))
-            .map_err(StageError::domain)?;
-        let by_id: HashMap<i64, &MergedRow> = cands.iter().map(|c| (c.candidate_id, c)).collect();
-        let joined = join(&preds, &by_id, &pred.stage, &cand.stage)?;
-        let scans = match &p.seriesuids {
-            Some(s) => read_seriesuids(&ctx.resolve(s.path())).map_err(froc_err)?,
-            None => split_scans(&joined, &cands, &cand.stage)?,
+        let given = match &p.seriesuids {
+            Some(s) => Some(read_seriesuids(&ctx.resolve(s.path())).map_err(froc_err)?),
+            None => None,
         };
-        let marks = marks_from_predictions(&joined, &scans, &pred.stage)?;
+        let (source, scans, marks) = match ctx.input_opt("detections")?.cloned() {
+            Some(det) => {
+                let path = det.dir.join(Table::Detections.file_name());
+                let rows = read_parquet(&path, Table::Detections)
+                    .and_then(|df| detections_from_frame(&df))
+                    .map_err(StageError::domain)?;
+                let scans = match given {
+                    Some(s) => s,
+                    None => searched_series(
+                        &det.dir,
+                        &det.stage,
+                        Table::Detections,
+                        "; or set `seriesuids:`",
+                    )?,
+                };
+                let marks = marks_from_detections(&rows, &scans, &path)?;
+                (det.stage, scans, marks)
+            }
+            None => fp_reduction_marks(ctx, given)?,
+        };
         let ann = resolve_file(
             ctx,
             p.annotations.as_ref(),
@@ -158,7 +189,7 @@ impl Stage for EvaluateFrocStage {
         ctx.log(format!(
             "{} marks from `{}` over {} scans; {} included and {} excluded findings in them ({}{})",
             marks.len(),
-            pred.stage,
+            source,
             scans.len(),
             included.len(),
             excluded.len(),
@@ -188,11 +219,67 @@ impl Stage for EvaluateFrocStage {
     }
 }
 
-fn froc_err(e: FrocError) -> StageError {
+/// A FROC error as a stage error, with its hint.
+pub fn froc_err(e: FrocError) -> StageError {
     match e.hint() {
         Some(h) => StageError::domain(e).with_hint(h),
         None => StageError::domain(e),
     }
+}
+
+/// The false-positive-reduction track's marks: predictions at their candidates' centres, over
+/// the `given` scans or the series of the predicted split.
+fn fp_reduction_marks(
+    ctx: &StageContext,
+    given: Option<Scans>,
+) -> Result<(String, Scans, Vec<Mark>), StageError> {
+    let pred = ctx.input("predictions")?.clone();
+    refuse_malignancy(&pred.dir, &pred.stage)?;
+    let pred_path = pred.dir.join(Table::Predictions.file_name());
+    let preds = read_parquet(&pred_path, Table::Predictions)
+        .and_then(|df| predictions_from_frame(&df))
+        .map_err(StageError::domain)?;
+    let cand = ctx.input("candidates")?.clone();
+    let cand_path = cand.dir.join(Table::Candidates.file_name());
+    let cands = read_parquet(&cand_path, Table::Candidates)
+        .and_then(|df| merged_from_frame(&df))
+        .map_err(StageError::domain)?;
+    let by_id: HashMap<i64, &MergedRow> = cands.iter().map(|c| (c.candidate_id, c)).collect();
+    let joined = join(&preds, &by_id, &pred.stage, &cand.stage)?;
+    let scans = match given {
+        Some(s) => s,
+        None => split_scans(&joined, &cands, &cand.stage)?,
+    };
+    let marks = marks_from_predictions(&joined, &scans, &pred.stage)?;
+    Ok((pred.stage, scans, marks))
+}
+
+/// The marks of a detections table: one per detection, at its world centre, with P(nodule).
+pub fn marks_from_detections(
+    rows: &[DetectionRow],
+    scans: &Scans,
+    path: &Path,
+) -> Result<Vec<Mark>, StageError> {
+    rows.iter()
+        .enumerate()
+        .map(|(row, d)| {
+            let scan = scans.get(&d.series_uid).ok_or_else(|| {
+                StageError::msg(format!(
+                    "{}: row {row} (0-based): series {} is not one of the {} scans of {}",
+                    path.display(),
+                    d.series_uid,
+                    scans.len(),
+                    scans.source.display()
+                ))
+                .with_hint("the scan list names every series searched; list this one, or drop its detections")
+            })?;
+            Ok(Mark {
+                scan,
+                xyz: d.center_xyz,
+                probability: d.prob_nodule,
+            })
+        })
+        .collect()
 }
 
 /// A predictions artifact of a malignancy model scores "malignant?", not "nodule?".

@@ -36,6 +36,17 @@ pub enum Task {
     Malignancy,
 }
 
+impl Task {
+    /// The task a trained classifier learned, from its sidecar's `train_params` (no `task`
+    /// there = `train_classifier`'s default, nodule).
+    pub fn of_train_params(train_params: &serde_json::Value) -> Task {
+        train_params
+            .get("task")
+            .and_then(|t| serde_json::from_value(t.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// Which split a stage reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]

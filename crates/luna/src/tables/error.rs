@@ -149,6 +149,25 @@ pub enum TableError {
         /// Found type/nullability, or "missing"/"extra".
         found: String,
     },
+    /// A value breaks its column's rule (`values` in the schema): NaN coordinates, a
+    /// probability outside [0, 1].
+    #[error(
+        "{what}: row {row} (0-based) of table {table}: column {column} is {value}, not {rule}"
+    )]
+    BadValue {
+        /// The file, or "DataFrame" for an in-memory frame.
+        what: String,
+        /// The table name.
+        table: &'static str,
+        /// The column.
+        column: String,
+        /// 0-based row (as pandas and polars number them).
+        row: usize,
+        /// The value found.
+        value: f64,
+        /// What the value must be.
+        rule: &'static str,
+    },
     /// A stage needs malignancy labels that the table does not have.
     #[error("{nulls} of {rows} rows have no is_malignant value: malignancy stages need annotations_with_malignancy.csv (pass it as the annotations file)")]
     MalignancyMissing {
@@ -195,6 +214,9 @@ impl TableError {
             Self::BadRows { .. } => {
                 Some("fix the rows, or load with `strict: false` to drop them".into())
             }
+            Self::BadValue { .. } => Some(
+                "the tool that wrote this file must write finite world coordinates and probabilities in [0, 1] (see schemas/)".into(),
+            ),
             Self::MalignancyMissing { .. } => {
                 Some("use annotations_with_malignancy.csv from the book's repository".into())
             }

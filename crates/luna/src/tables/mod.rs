@@ -39,5 +39,5 @@ pub use rows::{
     SegIndexRow, SegMetricsRow, Split,
 };
 pub use schema::{
-    check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table,
+    check_frame, schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table, ValueRule,
 };

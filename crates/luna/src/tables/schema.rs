@@ -9,6 +9,10 @@
 //!   read. Polars marks every Parquet field as optional, so the Arrow field flag read back by
 //!   other tools is always nullable and is not compared.
 //! - Column order is part of the schema; extra columns are rejected.
+//! - `values` (world coordinates: finite; probabilities: in [0, 1]) is checked with the types,
+//!   so a NaN coordinate written by another tool is an error naming the file, column and row
+//!   when a stage reads it, not a crop at a nonsense place. Rejected: checking in each stage
+//!   (every reader of the table would need to remember it).
 
 use polars::prelude::{DataFrame, DataType};
 use serde_json::{json, Value};
@@ -54,6 +58,32 @@ impl ArrowType {
     }
 }
 
+/// What a Float64 column's values must be (checked with the schema, on write and on read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRule {
+    /// Any finite number (world coordinates).
+    Finite,
+    /// A probability: finite and in [0, 1].
+    Probability,
+}
+
+impl ValueRule {
+    /// The rule as the schema files and errors write it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Finite => "a finite number",
+            Self::Probability => "a probability in [0, 1]",
+        }
+    }
+
+    fn holds(self, v: f64) -> bool {
+        match self {
+            Self::Finite => v.is_finite(),
+            Self::Probability => (0.0..=1.0).contains(&v),
+        }
+    }
+}
+
 /// One column of a table schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnSpec {
@@ -65,6 +95,17 @@ pub struct ColumnSpec {
     pub nullable: bool,
     /// What the column means.
     pub description: &'static str,
+    /// What its (non-null) values must be, beyond the type.
+    pub values: Option<ValueRule>,
+}
+
+impl ColumnSpec {
+    const fn rule(self, r: ValueRule) -> ColumnSpec {
+        ColumnSpec {
+            values: Some(r),
+            ..self
+        }
+    }
 }
 
 /// The Parquet tables luna writes.
@@ -146,7 +187,7 @@ impl Table {
             Self::Predictions => "Predictions of an evaluate_classifier artifact: one row per scored candidate of the chosen split, in crop-index order. `probability` is the model's softmax P(positive); a candidate counts as predicted positive when probability >= the stage's threshold (sklearn's predict_proba >= t convention).",
             Self::ClassifierMetrics => "Training history of a train_classifier artifact: one row per epoch and phase (`trn` = the augmented training pass in train mode, `val` = the validation pass in eval mode, present at epoch 1, every validate_every-th epoch and the last). Book p2ch14 metric names; predicted positive when P(positive) >= 0.5.",
             Self::SegIndex => "Sample index of a seg_dataset artifact: one row per segmentation sample, naming the per-series HDF5 file (relative to the artifact), the dataset group (`train`: train_input/train_label, one 2k+1 x crop x crop sample per annotated nodule of a training series, in candidates.parquet order; `val`: val_input/val_label, full 2k+1 x R x C context slices of a validation series' positive slices, or of every slice) and the row in it. Rows sorted by series_uid, then by row.",
-            Self::Diagnosis => "Per-patient diagnosis of a diagnose artifact: one row per series with detections. A detection is a nodule when P(nodule) >= nodule_threshold; the patient score is the highest P(malignant) of its nodules (or noisy-OR), predicted malignant when >= malignancy_threshold. Truth columns are null without a candidates table.",
+            Self::Diagnosis => "Per-patient diagnosis of a diagnose artifact: one row per series searched (the detections artifact's seriesuids.csv), with or without detections. A detection is a nodule when P(nodule) >= nodule_threshold; the patient score is the highest P(malignant) of its nodules (or noisy-OR), predicted malignant when >= malignancy_threshold. Truth columns are null without a candidates table.",
             Self::Detections => "Detections of a classify_candidates artifact: every cluster of the segmentation, cropped from its CT with the build_crops rule (the window shifted inside the volume) and scored by the nodule classifier (and the malignancy classifier when given). Rows sorted by series_uid, then cluster_id.",
             Self::Clusters => "Clusters of a cluster artifact (book groupSegmentationOutput): per series, the 6-connected components of the probability volume thresholded (p > threshold) and eroded once with the 6-connected cross (scipy.ndimage semantics), numbered 1.. in raster order of their first voxel; the centre is the centre of mass weighted by the CT's HU clipped to [-1000, 1000] plus 1001, converted to world mm with the full direction matrix. Rows sorted by series_uid, then cluster_id.",
             Self::SegMetrics => "Training history of a train_segmentation artifact (file metrics.parquet): one row per epoch and phase (`trn` = the augmented 64x64 training crops in train mode, `val` = the full positive slices of the validation series in eval mode). Pixel counts at p > 0.5 (the threshold cluster uses); tp/fn/fp percentages are of the label pixels (so fp can exceed 100), as the book logs them.",
@@ -165,6 +206,7 @@ const fn col(
         dtype,
         nullable,
         description,
+        values: None,
     }
 }
 
@@ -179,9 +221,12 @@ const X: ColumnSpec = col(
     ArrowType::Float64,
     false,
     "centre x, world mm (ITK physical coordinates, as in the CSV)",
-);
-const Y: ColumnSpec = col("coord_y", ArrowType::Float64, false, "centre y, world mm");
-const Z: ColumnSpec = col("coord_z", ArrowType::Float64, false, "centre z, world mm");
+)
+.rule(ValueRule::Finite);
+const Y: ColumnSpec =
+    col("coord_y", ArrowType::Float64, false, "centre y, world mm").rule(ValueRule::Finite);
+const Z: ColumnSpec =
+    col("coord_z", ArrowType::Float64, false, "centre z, world mm").rule(ValueRule::Finite);
 const LINE: ColumnSpec = col(
     "source_line",
     ArrowType::Int64,
@@ -231,7 +276,7 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("candidate_id", Int64, false, "candidate_id of candidates.parquet"),
             UID,
             col("label", Boolean, false, "ground truth of the task: is_nodule (nodule task) or is_malignant (malignancy task)"),
-            col("probability", Float64, false, "model probability of the positive class, in [0, 1]"),
+            col("probability", Float64, false, "model probability of the positive class, in [0, 1]").rule(ValueRule::Probability),
         ],
         Table::ClassifierMetrics => vec![
             col("epoch", Int64, false, "1-based epoch"),
@@ -292,8 +337,8 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("center_i", Int64, false, "crop centre, voxel index (xyz->irc of the cluster centre, round half to even)"),
             col("center_r", Int64, false, "crop centre, voxel row"),
             col("center_c", Int64, false, "crop centre, voxel column"),
-            col("prob_nodule", Float64, false, "nodule classifier's P(nodule)"),
-            col("prob_malignant", Float64, true, "malignancy classifier's P(malignant); null without a malignancy model"),
+            col("prob_nodule", Float64, false, "nodule classifier's P(nodule)").rule(ValueRule::Probability),
+            col("prob_malignant", Float64, true, "malignancy classifier's P(malignant); null without a malignancy model").rule(ValueRule::Probability),
         ],
         Table::Clusters => vec![
             UID,
@@ -303,8 +348,8 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
             col("center_r", Float64, false, "centre of mass, continuous voxel row"),
             col("center_c", Float64, false, "centre of mass, continuous voxel column"),
             col("voxels", Int64, false, "voxels of the component (after erosion)"),
-            col("prob_max", Float64, false, "highest probability of its voxels"),
-            col("prob_mean", Float64, false, "mean probability of its voxels"),
+            col("prob_max", Float64, false, "highest probability of its voxels").rule(ValueRule::Probability),
+            col("prob_mean", Float64, false, "mean probability of its voxels").rule(ValueRule::Probability),
             col("bbox_i0", Int64, false, "bounding box, first slice"),
             col("bbox_i1", Int64, false, "bounding box, last slice (inclusive)"),
             col("bbox_r0", Int64, false, "bounding box, first row"),
@@ -319,7 +364,13 @@ pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
 pub fn schema_json(table: Table) -> Value {
     let columns: Vec<Value> = schema_of(table)
         .iter()
-        .map(|c| json!({"name": c.name, "type": c.dtype.name(), "nullable": c.nullable, "description": c.description}))
+        .map(|c| {
+            let mut v = json!({"name": c.name, "type": c.dtype.name(), "nullable": c.nullable, "description": c.description});
+            if let Some(r) = c.values {
+                v["values"] = json!(r.text());
+            }
+            v
+        })
         .collect();
     json!({
         "table": table.name(),
@@ -329,7 +380,8 @@ pub fn schema_json(table: Table) -> Value {
         "type_rules": [
             "Utf8 = any Arrow string type (string, large_string, string_view); polars writes string_view",
             "nullable=false: the column holds no nulls (checked on read); the Arrow field flag is always nullable in polars output and is not compared",
-            "column order is part of the schema; extra columns are rejected"
+            "column order is part of the schema; extra columns are rejected",
+            "values: what every non-null value of the column must be (checked on write and read)"
         ],
         "columns": columns,
     })
@@ -362,6 +414,13 @@ pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), Table
                 "missing".into(),
             ));
         };
+        if got.name().as_str() != c.name && !df.columns().iter().any(|g| g.name() == c.name) {
+            return Err(mismatch(
+                c.name,
+                format!("column #{i} of type {}", c.dtype.name()),
+                "no such column".into(),
+            ));
+        }
         if got.name().as_str() != c.name {
             return Err(mismatch(
                 c.name,
@@ -383,6 +442,9 @@ pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), Table
                 format!("{} nulls", got.null_count()),
             ));
         }
+        if let Some(rule) = c.values {
+            check_values(got, rule, table, what)?;
+        }
     }
     if let Some(extra) = df.columns().get(spec.len()) {
         return Err(mismatch(
@@ -392,6 +454,34 @@ pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), Table
         ));
     }
     Ok(())
+}
+
+/// The first value of a Float64 column that breaks `rule`, as an error naming its row.
+fn check_values(
+    column: &polars::prelude::Column,
+    rule: ValueRule,
+    table: Table,
+    what: &str,
+) -> Result<(), TableError> {
+    let ca = column.f64().map_err(|source| TableError::Polars {
+        what: what.to_string(),
+        source,
+    })?;
+    let bad = ca
+        .iter()
+        .enumerate()
+        .find_map(|(row, v)| v.filter(|v| !rule.holds(*v)).map(|v| (row, v)));
+    match bad {
+        None => Ok(()),
+        Some((row, value)) => Err(TableError::BadValue {
+            what: what.to_string(),
+            table: table.name(),
+            column: column.name().to_string(),
+            row,
+            value,
+            rule: rule.text(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@
 //! - **Partitioned per series** in the `luna-torch` worker; key material = the CT's content,
 //!   the series' cluster centres and the model artifacts' keys.
 //! - The crop size is the nodule model's `input_size` (the malignancy model must agree).
+//! - **Which series were searched**: the clusters artifact's `seriesuids.csv` (see
+//!   `stages::cluster`), copied beside `detections.parquet`, so a series that was segmented
+//!   but yielded no detection is still a scan for `evaluate_froc` (the FP divisor, its nodules
+//!   missed). A clusters artifact without it is an error, not "the series with clusters".
+//! - The models are checked against their slots: `model` must be a nodule classifier and
+//!   `malignancy_model` a malignancy one (from the sidecar's task); a swap is an error.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -62,7 +68,7 @@ pub struct ClassifyCandidatesStage;
 impl Stage for ClassifyCandidatesStage {
     type Params = ClassifyCandidatesParams;
     const KIND: &'static str = "classify_candidates";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Classify segmentation clusters: crops from the CT, P(nodule) and P(malignant) per cluster";
     const OUTPUTS: &'static [&'static str] = &[DETECTIONS];

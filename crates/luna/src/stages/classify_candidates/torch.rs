@@ -2,14 +2,18 @@
 //! clusters' crops through the nodule (and malignancy) LunaModel, committed as partitions.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use luna::ct::{CtImage, Xyz};
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
+use luna::froc::{write_seriesuids, Scans, SERIESUIDS_FILE};
 use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
 use luna::stages::classify_candidates::ClassifyCandidatesParams;
+use luna::stages::cluster::searched_series;
 use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
+use luna::store::crop_set::Task;
 use luna::tables::{
     clusters_from_frame, detections_from_frame, detections_to_frame, read_parquet, write_parquet,
     ClusterRow, DetectionRow, Table,
@@ -73,22 +77,29 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
     tch::set_num_threads(threads as i32);
     let device = crate::device::choose(*p.device, ctx)?;
-    let load = |slot: &str| -> Result<Option<(String, String, LoadedModel)>, StageError> {
-        let Some(up) = ctx.input_opt(slot)?.cloned() else {
-            return Ok(None);
+    let load =
+        |slot: &str, want: Task| -> Result<Option<(String, String, LoadedModel)>, StageError> {
+            let Some(up) = ctx.input_opt(slot)?.cloned() else {
+                return Ok(None);
+            };
+            let (lm, meta) = checkpoint::load_model_files::<LunaModel>(
+                &up.dir.join(luna::model::MODEL_WEIGHTS),
+                &up.dir.join(luna::model::MODEL_META),
+                device,
+            )
+            .map_err(dom)?;
+            check_task(
+                slot,
+                &up.stage,
+                Task::of_train_params(&meta.train_params),
+                want,
+            )?;
+            Ok(Some((up.stage, up.key, lm)))
         };
-        let (lm, _) = checkpoint::load_model_files::<LunaModel>(
-            &up.dir.join(luna::model::MODEL_WEIGHTS),
-            &up.dir.join(luna::model::MODEL_META),
-            device,
-        )
-        .map_err(dom)?;
-        Ok(Some((up.stage, up.key, lm)))
-    };
-    let (nstage, nkey, nodule) = load("model")?.ok_or_else(|| {
+    let (nstage, nkey, nodule) = load("model", Task::Nodule)?.ok_or_else(|| {
         StageError::msg("classify_candidates needs its `model` input (a nodule classifier)")
     })?;
-    let mal = load("malignancy_model")?;
+    let mal = load("malignancy_model", Task::Malignancy)?;
     let shape = nodule.model.config().input_size.map(|v| v as usize);
     if let Some((s, _, m)) = &mal {
         let ms = m.model.config().input_size.map(|v| v as usize);
@@ -99,13 +110,15 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             .with_hint("train both classifiers on the same crops"));
         }
     }
-    let clusters = ctx.input("clusters")?.dir.join(Table::Clusters.file_name());
+    let up = ctx.input("clusters")?.clone();
+    let clusters = up.dir.join(Table::Clusters.file_name());
     let rows = clusters_from_frame(&read_parquet(&clusters, Table::Clusters).map_err(table_err)?)
         .map_err(table_err)?;
     let mut by_series: BTreeMap<String, Vec<ClusterRow>> = BTreeMap::new();
     for r in rows {
         by_series.entry(r.series_uid.clone()).or_default().push(r);
     }
+    let scans = clustered_series(&up.dir, &up.stage, &by_series)?;
     let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
     let on_disk = find_series(&root)?;
     if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
@@ -200,12 +213,52 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         &ctx.out_dir().join(Table::Detections.file_name()),
     )
     .map_err(table_err)?;
+    write_seriesuids(&ctx.out_dir().join(SERIESUIDS_FILE), &scans.uids).map_err(dom)?;
     let accepted = all.iter().filter(|d| d.prob_nodule >= 0.5).count();
     ctx.log(format!(
-        "{} detections ({accepted} with P(nodule) >= 0.5) in {} series ({computed} computed, {} cached)",
+        "{} detections ({accepted} with P(nodule) >= 0.5) in {} series ({computed} computed, {} cached); {} series searched",
         all.len(),
         by_series.len(),
-        by_series.len() - computed
+        by_series.len() - computed,
+        scans.len()
     ));
     Ok(())
+}
+
+/// A model bound to `slot` must have been trained for `want`.
+fn check_task(slot: &str, stage: &str, got: Task, want: Task) -> Result<(), StageError> {
+    if got == want {
+        return Ok(());
+    }
+    let name = |t: Task| match t {
+        Task::Nodule => "nodule",
+        Task::Malignancy => "malignancy",
+    };
+    Err(StageError::msg(format!(
+        "`{slot}: {stage}` is a {} classifier, but `{slot}` takes a {} classifier",
+        name(got),
+        name(want)
+    ))
+    .with_hint(
+        "bind `model:` to the train_classifier stage with `task: nodule` and `malignancy_model:` to the one with `task: malignancy`",
+    ))
+}
+
+/// The series the clusters artifact searched (its `seriesuids.csv`, see `stages::cluster`);
+/// every series with clusters must be among them.
+fn clustered_series(
+    dir: &Path,
+    stage: &str,
+    by_series: &BTreeMap<String, Vec<ClusterRow>>,
+) -> Result<Scans, StageError> {
+    let scans = searched_series(dir, stage, Table::Clusters, "")?;
+    if let Some(uid) = by_series.keys().find(|u| scans.get(u).is_none()) {
+        return Err(StageError::msg(format!(
+            "{}: series {uid} has clusters but is not listed in {}",
+            dir.join(Table::Clusters.file_name()).display(),
+            scans.source.display()
+        ))
+        .with_hint("seriesuids.csv lists every series the clusters come from"));
+    }
+    Ok(scans)
 }

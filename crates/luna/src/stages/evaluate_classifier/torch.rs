@@ -33,11 +33,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         device,
     )
     .map_err(dom)?;
-    let task: Task = meta
-        .train_params
-        .get("task")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default();
+    let task = Task::of_train_params(&meta.train_params);
     let crops = ctx.input("crops")?.clone();
     let index = crops.dir.join("index.parquet");
     let rows = read_index(&index)?;
