@@ -25,7 +25,8 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
              \x20 eval:\n    uses: evaluate_classifier\n    needs: [crops, nodule]\n    with: {{ split: all, device: cpu }}\n\
              \x20 clusters:\n    uses: command\n    needs: [candidates]\n    with: {{ run: '\"$LUNA_PYTHON\" {repo}/tests/oracle/clusters_from_candidates.py \"$LUNA_IN_CANDIDATES/candidates.parquet\" \"$LUNA_OUT\"', provides: [clusters] }}\n\
              \x20 detections:\n    uses: classify_candidates\n    needs: [clusters, nodule, mal, data]\n    with: {{ model: nodule, malignancy_model: mal, device: cpu }}\n\
-             \x20 diagnosis:\n    uses: diagnose\n    needs: [detections, candidates]\n",
+             \x20 diagnosis:\n    uses: diagnose\n    needs: [detections, candidates]\n\
+             \x20 direct:\n    uses: classify_candidates\n    needs: [candidates, nodule, mal, data]\n    with: {{ model: nodule, malignancy_model: mal, device: cpu }}\n",
             repo = crate::REPO
         ),
     );
@@ -80,6 +81,22 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
     }
     println!("classify_candidates vs evaluate_classifier: max |diff| {worst:e}");
     assert!(worst <= 1e-5, "probabilities differ by {worst}");
+    // the candidate table bound directly (no clusters) gives the same detections
+    let direct = detections_from_frame(
+        &read_parquet(&dir("direct").join("detections.parquet"), Table::Detections).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(direct.len(), det.len());
+    let by_key: HashMap<String, (f64, Option<f64>)> = det
+        .iter()
+        .map(|d| (key(d.center_xyz), (d.prob_nodule, d.prob_malignant)))
+        .collect();
+    for d in &direct {
+        assert_eq!(
+            by_key[&key(d.center_xyz)],
+            (d.prob_nodule, d.prob_malignant)
+        );
+    }
 
     // diagnose: one verdict per series; the per-patient AUC equals a hand computation
     // (Mann-Whitney over the rows, ties 1/2); the report has the book's table.

@@ -9,11 +9,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::console::HumanReporter;
 use super::workspace::open;
 use super::{CliError, Globals, PipelineArgs};
 use crate::detect::{detect_pipeline_text, find_chain, stage_cts, staging_dir, DetectError};
-use crate::engine::executor::{execute, RunOptions};
 use crate::engine::plan::{plan, Freshness, Selection};
 use crate::engine::spec;
 use crate::stages::diagnose::DiagnoseParams;
@@ -128,26 +126,7 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
     );
     o.stat.save();
     let planned = planned?;
-    let jobs = a.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let mut reporter = HumanReporter::new(g.verbose);
-    let rec = execute(
-        &dp,
-        &planned,
-        &o.cache,
-        &o.runs,
-        &RunOptions {
-            jobs,
-            stat: Some(o.stat.clone()),
-            verify: false,
-        },
-        &mut reporter,
-    );
-    o.stat.save();
-    super::report::finish_run(&o.runs, &o.cache, Some(&dp), &rec, false);
+    let rec = super::run::execute_plan(g, &o, &dp, &planned, a.jobs, false, false);
     if !rec.success {
         return Err(CliError::failed(
             format!("detection failed (run {})", rec.id),

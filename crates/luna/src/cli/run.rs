@@ -4,10 +4,12 @@ use clap::Args;
 
 use super::console::HumanReporter;
 use super::status::print_plan;
-use super::workspace::open;
+use super::workspace::{open, Opened};
 use super::{CliError, Globals, PipelineArgs};
 use crate::engine::executor::{execute, RunOptions};
-use crate::engine::plan::{plan, Selection};
+use crate::engine::plan::{plan, PlannedStage, Selection};
+use crate::engine::runs::RunRecord;
+use crate::engine::spec::Pipeline;
 
 /// Arguments of `luna run`.
 #[derive(Debug, Args)]
@@ -52,7 +54,23 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         print_plan(&o.pipeline, &planned, true);
         return Ok(0);
     }
-    let jobs = a.jobs.unwrap_or_else(|| {
+    let rec = execute_plan(g, &o, &o.pipeline, &planned, a.jobs, a.verify, true);
+    Ok(if rec.success { 0 } else { 1 })
+}
+
+/// Executes a plan as `luna run` does: `jobs` stages at once (default: the cores), progress to
+/// stderr, the stat cache saved, the run's report written (and its headline numbers printed
+/// when `headlines`). `luna detect` runs its appended pipeline through it too.
+pub(super) fn execute_plan(
+    g: &Globals,
+    o: &Opened,
+    pipeline: &Pipeline,
+    planned: &[PlannedStage],
+    jobs: Option<usize>,
+    verify: bool,
+    headlines: bool,
+) -> RunRecord {
+    let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -67,19 +85,19 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     }
     let mut reporter = HumanReporter::new(g.verbose);
     let rec = execute(
-        &o.pipeline,
-        &planned,
+        pipeline,
+        planned,
         &o.cache,
         &o.runs,
         &RunOptions {
             jobs,
             stat: Some(o.stat.clone()),
-            verify: a.verify,
+            verify,
         },
         &mut reporter,
     );
     // stages hash the files they read through the stat cache too (e.g. CTs in build_crops)
     o.stat.save();
-    super::report::finish_run(&o.runs, &o.cache, Some(&o.pipeline), &rec, true);
-    Ok(if rec.success { 0 } else { 1 })
+    super::report::finish_run(&o.runs, &o.cache, Some(pipeline), &rec, headlines);
+    rec
 }

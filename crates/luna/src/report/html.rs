@@ -63,7 +63,7 @@ h3{margin-bottom:.3em}.meta{color:#6c757d;font-size:.9em}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #dee2e6;border-radius:6px;padding:.6em 1em;min-width:12em}
 .card .v{font-size:1.5em;font-weight:600}.card .k{color:#6c757d;font-size:.85em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}th,td{border:1px solid #dee2e6;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f1f3f5}.ran{color:#2b8a3e}.cached{color:#868e96}.failed{color:#c92a2a;font-weight:600}.skipped{color:#e67700}
+th{background:#f1f3f5}td:nth-child(4){white-space:nowrap}.ran{color:#2b8a3e}.cached{color:#868e96}.failed{color:#c92a2a;font-weight:600}.skipped{color:#e67700}
 pre{background:#f8f9fa;border:1px solid #dee2e6;padding:.6em;overflow-x:auto;font-size:.85em}
 .plots img{max-width:48%;border:1px solid #dee2e6;margin:.2em}.gallery{display:flex;flex-wrap:wrap;gap:.6em}
 .tile{border:1px solid #dee2e6;border-radius:4px;padding:.3em;font-size:.8em;text-align:center}

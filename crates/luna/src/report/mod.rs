@@ -325,7 +325,11 @@ fn timeline(src: &ReportSource, o: &mut String) {
             vec![
                 esc(&s.stage),
                 esc(&s.kind),
-                format!("<span class=\"{0}\">{0}</span>", s.status.word()),
+                format!(
+                    "<span class=\"{}\">{}</span>",
+                    s.status.word().to_lowercase(),
+                    s.status.word()
+                ),
                 format!("{:.2} s", s.duration_s),
                 format!("<code>{}</code>", esc(crate::engine::cache::short(&s.key))),
                 why,

@@ -4,8 +4,12 @@
 //! when given, the malignancy classifier → `detections.parquet`.
 //!
 //! Decisions:
-//! - Input candidates: a `clusters` artifact (the detection path). The false-positive-reduction
-//!   path over the LUNA16 candidate table is `evaluate_classifier` + `evaluate_froc`.
+//! - Input points: a `clusters` artifact (the detection path), **or** any `candidates` table
+//!   (series_uid + world xyz, e.g. `merge_candidates`' or a `command` stage's): exactly one of
+//!   the two binds (an either-or input). With a candidate table every candidate is a point
+//!   (its `candidate_id` becomes the detection's `cluster_id`) and the searched series are the
+//!   table's series. (Scoring the LUNA16 candidates for the false-positive-reduction track is
+//!   usually `evaluate_classifier` + `evaluate_froc`, which also gives labels and metrics.)
 //! - Malignancy is scored for every candidate (as the book does; `diagnose` only counts it for
 //!   candidates the nodule classifier accepts); without a malignancy model the column is null.
 //! - **Partitioned per series** in the `luna-torch` worker; key material = the CT's content,
@@ -27,6 +31,7 @@ use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, Stag
 use crate::model::{Device, CLASSIFIER};
 use crate::stages::cluster::CLUSTERS;
 use crate::stages::dataset::{ct_root_inputs, dataset_slot};
+use crate::stages::merge_candidates::CANDIDATES;
 
 /// The artifact type of `classify_candidates`: detections.parquet.
 pub const DETECTIONS: &str = "detections";
@@ -38,6 +43,10 @@ pub struct ClassifyCandidatesParams {
     /// Upstream `cluster` stage (default: the one upstream providing clusters).
     #[serde(default)]
     pub clusters: Option<StageRef>,
+    /// Instead of `clusters`: an upstream stage providing a `candidates` table (every
+    /// candidate is classified).
+    #[serde(default)]
+    pub candidates: Option<StageRef>,
     /// Upstream nodule classifier (`train_classifier`, task nodule).
     #[serde(default)]
     pub model: Option<StageRef>,
@@ -70,12 +79,13 @@ impl Stage for ClassifyCandidatesStage {
     const KIND: &'static str = "classify_candidates";
     const VERSION: u32 = 2;
     const DOC: &'static str =
-        "Classify segmentation clusters: crops from the CT, P(nodule) and P(malignant) per cluster";
+        "Classify segmentation clusters (or any candidate table): crops from the CT, P(nodule) and P(malignant) per point";
     const OUTPUTS: &'static [&'static str] = &[DETECTIONS];
 
     fn slots(p: &ClassifyCandidatesParams) -> Vec<InputSlot> {
         let mut v = vec![
-            InputSlot::required("clusters", CLUSTERS, p.clusters.as_ref()),
+            InputSlot::alternative("points", "clusters", CLUSTERS, p.clusters.as_ref()),
+            InputSlot::alternative("points", "candidates", CANDIDATES, p.candidates.as_ref()),
             InputSlot::required("model", CLASSIFIER, p.model.as_ref()),
         ];
         if let Some(m) = &p.malignancy_model {

@@ -15,8 +15,8 @@ use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
 use luna::store::crop_set::Task;
 use luna::tables::{
-    clusters_from_frame, detections_from_frame, detections_to_frame, read_parquet, write_parquet,
-    ClusterRow, DetectionRow, Table,
+    clusters_from_frame, detections_from_frame, detections_to_frame, merged_from_frame,
+    read_parquet, write_parquet, DetectionRow, Table,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -110,21 +110,13 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             .with_hint("train both classifiers on the same crops"));
         }
     }
-    let up = ctx.input("clusters")?.clone();
-    let clusters = up.dir.join(Table::Clusters.file_name());
-    let rows = clusters_from_frame(&read_parquet(&clusters, Table::Clusters).map_err(table_err)?)
-        .map_err(table_err)?;
-    let mut by_series: BTreeMap<String, Vec<ClusterRow>> = BTreeMap::new();
-    for r in rows {
-        by_series.entry(r.series_uid.clone()).or_default().push(r);
-    }
-    let scans = clustered_series(&up.dir, &up.stage, &by_series)?;
+    let (points, by_series, scans) = points(ctx)?;
     let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
     let on_disk = find_series(&root)?;
     if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
         return Err(StageError::msg(format!(
             "{}: series {uid} has clusters but {} holds no {uid}.mhd",
-            clusters.display(),
+            points.display(),
             root.display()
         ))
         .with_hint("point `ct_root` (or the `dataset` input) at the CTs that were segmented"));
@@ -249,7 +241,7 @@ fn check_task(slot: &str, stage: &str, got: Task, want: Task) -> Result<(), Stag
 fn clustered_series(
     dir: &Path,
     stage: &str,
-    by_series: &BTreeMap<String, Vec<ClusterRow>>,
+    by_series: &BTreeMap<String, Vec<Point>>,
 ) -> Result<Scans, StageError> {
     let scans = searched_series(dir, stage, Table::Clusters, "")?;
     if let Some(uid) = by_series.keys().find(|u| scans.get(u).is_none()) {
@@ -261,4 +253,43 @@ fn clustered_series(
         .with_hint("seriesuids.csv lists every series the clusters come from"));
     }
     Ok(scans)
+}
+
+/// A point to classify: a cluster (its id) or a candidate (its `candidate_id`).
+struct Point {
+    cluster_id: i64,
+    center_xyz: [f64; 3],
+}
+
+/// The points per series from the bound input (`clusters` or `candidates`), the table's path
+/// (for errors) and the searched series.
+fn points(
+    ctx: &StageContext,
+) -> Result<(std::path::PathBuf, BTreeMap<String, Vec<Point>>, Scans), StageError> {
+    let mut by_series: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    if let Some(up) = ctx.input_opt("clusters")?.cloned() {
+        let path = up.dir.join(Table::Clusters.file_name());
+        let rows = clusters_from_frame(&read_parquet(&path, Table::Clusters).map_err(table_err)?)
+            .map_err(table_err)?;
+        for r in rows {
+            by_series.entry(r.series_uid).or_default().push(Point {
+                cluster_id: r.cluster_id,
+                center_xyz: r.center_xyz,
+            });
+        }
+        let scans = clustered_series(&up.dir, &up.stage, &by_series)?;
+        return Ok((path, by_series, scans));
+    }
+    let up = ctx.input("candidates")?.clone();
+    let path = up.dir.join(Table::Candidates.file_name());
+    let rows = merged_from_frame(&read_parquet(&path, Table::Candidates).map_err(table_err)?)
+        .map_err(table_err)?;
+    for r in rows {
+        by_series.entry(r.series_uid).or_default().push(Point {
+            cluster_id: r.candidate_id,
+            center_xyz: r.center_xyz,
+        });
+    }
+    let scans = Scans::new(by_series.keys().cloned().collect(), &path).map_err(dom)?;
+    Ok((path, by_series, scans))
 }
