@@ -151,6 +151,34 @@ fn the_trained_system_detects_an_outside_ct_and_its_report_opens_in_a_browser() 
         "luna detect on a SimpleITK-written CT: {} clusters, {accepted} accepted — identical to the pipeline's",
         got.len()
     );
+    // bad input: a file that is not a header, one that does not exist, two CTs with one uid
+    std::fs::write(ws.path("notes.txt"), "hello").unwrap();
+    let bad = ws.luna(&["detect", "notes.txt", "--pipeline", "t"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("notes.txt: not a MetaImage header (`.mhd`)"),
+        "{}",
+        bad.stderr
+    );
+    let bad = ws.luna(&["detect", "outside/nothere.mhd", "--pipeline", "t"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("nothere.mhd"), "{}", bad.stderr);
+    let twice = ws.luna(&[
+        "detect",
+        outside.to_str().unwrap(),
+        src.to_str().unwrap(),
+        "--pipeline",
+        "t",
+    ]);
+    assert_eq!(twice.code, 2, "{}", twice.stderr);
+    assert!(
+        twice
+            .stderr
+            .contains(&format!("have the same series uid `{uid}`")),
+        "{}",
+        twice.stderr
+    );
     // a second call is cached
     let again = ws.luna(&["detect", outside.to_str().unwrap(), "--pipeline", "t"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
