@@ -531,7 +531,7 @@ struct Entry {
 
 fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &mut String) {
     match gallery_entries(src, diag, diag_dir) {
-        Ok(Some((roots, groups))) => {
+        Ok(Some(Gallery { roots, groups })) => {
             for (title, entries) in groups {
                 let _ = write!(
                     o,
@@ -572,14 +572,18 @@ fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &
     }
 }
 
-type Groups = Vec<(&'static str, Vec<Entry>)>;
+/// A gallery: the CT of each series and the titled groups of entries.
+struct Gallery {
+    roots: BTreeMap<String, PathBuf>,
+    groups: Vec<(&'static str, Vec<Entry>)>,
+}
 
 /// The gallery of a diagnose stage with ground truth: (CT of each series, [(title, entries)]).
 fn gallery_entries(
     src: &ReportSource,
     diag: &StageRecord,
     _diag_dir: &Path,
-) -> Result<Option<(BTreeMap<String, PathBuf>, Groups)>, String> {
+) -> Result<Option<Gallery>, String> {
     let (Some(det_stage), Some(cand_stage)) = (
         src.binding(&diag.stage, "detections"),
         src.binding(&diag.stage, "candidates"),
@@ -682,14 +686,14 @@ fn gallery_entries(
     for v in [&mut tp, &mut fp, &mut missed] {
         v.sort_by(|a, b| a.order.total_cmp(&b.order));
     }
-    Ok(Some((
+    Ok(Some(Gallery {
         roots,
-        vec![
+        groups: vec![
             ("True positives", tp),
             ("False positives", fp),
             ("Missed nodules", missed),
         ],
-    )))
+    }))
 }
 
 fn plots(src: &ReportSource, o: &mut String) {

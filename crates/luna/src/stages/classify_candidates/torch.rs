@@ -238,11 +238,7 @@ fn check_task(slot: &str, stage: &str, got: Task, want: Task) -> Result<(), Stag
 
 /// The series the clusters artifact searched (its `seriesuids.csv`, see `stages::cluster`);
 /// every series with clusters must be among them.
-fn clustered_series(
-    dir: &Path,
-    stage: &str,
-    by_series: &BTreeMap<String, Vec<Point>>,
-) -> Result<Scans, StageError> {
+fn clustered_series(dir: &Path, stage: &str, by_series: &BySeries) -> Result<Scans, StageError> {
     let scans = searched_series(dir, stage, Table::Clusters, "")?;
     if let Some(uid) = by_series.keys().find(|u| scans.get(u).is_none()) {
         return Err(StageError::msg(format!(
@@ -261,12 +257,13 @@ struct Point {
     center_xyz: [f64; 3],
 }
 
+/// The points of each series.
+type BySeries = BTreeMap<String, Vec<Point>>;
+
 /// The points per series from the bound input (`clusters` or `candidates`), the table's path
 /// (for errors) and the searched series.
-fn points(
-    ctx: &StageContext,
-) -> Result<(std::path::PathBuf, BTreeMap<String, Vec<Point>>, Scans), StageError> {
-    let mut by_series: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+fn points(ctx: &StageContext) -> Result<(std::path::PathBuf, BySeries, Scans), StageError> {
+    let mut by_series = BySeries::new();
     if let Some(up) = ctx.input_opt("clusters")?.cloned() {
         let path = up.dir.join(Table::Clusters.file_name());
         let rows = clusters_from_frame(&read_parquet(&path, Table::Clusters).map_err(table_err)?)
