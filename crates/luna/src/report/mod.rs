@@ -582,7 +582,7 @@ struct Gallery {
 fn gallery_entries(
     src: &ReportSource,
     diag: &StageRecord,
-    _diag_dir: &Path,
+    diag_dir: &Path,
 ) -> Result<Option<Gallery>, String> {
     let (Some(det_stage), Some(cand_stage)) = (
         src.binding(&diag.stage, "detections"),
@@ -639,8 +639,16 @@ fn gallery_entries(
             .ok_or("the detections' CTs are not known")?,
     };
     let roots = crate::stages::dataset::find_series(&root).map_err(|e| e.to_string())?;
-    let series: std::collections::BTreeSet<&str> =
-        dets.iter().map(|d| d.series_uid.as_str()).collect();
+    // every patient the diagnosis covers (series without detections too: their nodules are
+    // missed), and any series with detections
+    let patients = read_parquet(&diag_dir.join(Table::Diagnosis.file_name()), Table::Diagnosis)
+        .and_then(|df| diagnosis_from_frame(&df))
+        .map_err(|e| e.to_string())?;
+    let series: std::collections::BTreeSet<&str> = patients
+        .iter()
+        .map(|r| r.series_uid.as_str())
+        .chain(dets.iter().map(|d| d.series_uid.as_str()))
+        .collect();
     let (mut tp, mut fp, mut missed) = (Vec::new(), Vec::new(), Vec::new());
     let mal = |m: Option<f64>| m.map(|m| format!(", P(mal) {m:.2}")).unwrap_or_default();
     for uid in series {
