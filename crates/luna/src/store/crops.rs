@@ -299,20 +299,38 @@ thread_local! {
 /// returns (filter mask, stored bytes). When zstd would not shrink the chunk, returns the raw
 /// bytes with every filter skipped (mask `0b11` with shuffle, `0b1` without).
 pub(crate) fn compress_chunk(raw: &[u8], level: i32, shuffle: bool) -> (u32, Vec<u8>) {
-    let compressed = if shuffle {
-        SHUFFLED.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            buf.resize(raw.len(), 0);
-            super::shuffle::shuffle2(raw, &mut buf);
-            zstd_compress(&buf, level)
-        })
+    if shuffle {
+        compress_shuffled_with(raw.len(), level, |buf| super::shuffle::shuffle2(raw, buf))
     } else {
-        zstd_compress(raw, level)
-    };
-    match compressed {
-        Some(bytes) if bytes.len() < raw.len() => (0, bytes),
-        _ => (if shuffle { 0b11 } else { 0b1 }, raw.to_vec()),
+        match zstd_compress(raw, level) {
+            Some(bytes) if bytes.len() < raw.len() => (0, bytes),
+            _ => (0b1, raw.to_vec()),
+        }
     }
+}
+
+/// Encodes one `[shuffle, zstd]` chunk of `len` bytes whose shuffled bytes `fill` writes into
+/// this thread's reused buffer (so a caller that holds its data already shuffled, in pieces,
+/// assembles the chunk without an unshuffled copy). Returns (filter mask, stored bytes) as
+/// [`compress_chunk`]: raw (unshuffled) bytes with mask `0b11` when zstd would not shrink it.
+pub(crate) fn compress_shuffled_with(
+    len: usize,
+    level: i32,
+    fill: impl FnOnce(&mut [u8]),
+) -> (u32, Vec<u8>) {
+    SHUFFLED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.resize(len, 0);
+        fill(&mut buf);
+        match zstd_compress(&buf, level) {
+            Some(bytes) if bytes.len() < len => (0, bytes),
+            _ => {
+                let mut raw = vec![0u8; len];
+                super::shuffle::unshuffle2(&buf, &mut raw);
+                (0b11, raw)
+            }
+        }
+    })
 }
 
 fn zstd_compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
