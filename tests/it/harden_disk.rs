@@ -153,8 +153,7 @@ fn assert_log_says_enospc(ws: &Ws, stage: &str) {
     let log = std::fs::read_to_string(runs[0].join("logs").join(format!("{stage}.log")))
         .expect("the stage log");
     assert!(
-        log.contains("HDF5 failed to ")
-            && log.contains("No space left on device (os error 28)"),
+        log.contains("HDF5 failed to ") && log.contains("No space left on device (os error 28)"),
         "{stage}.log:\n{log}"
     );
 }

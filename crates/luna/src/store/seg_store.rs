@@ -79,6 +79,8 @@ pub struct SegWriter {
     /// The stored chunks of `mask`, one per slice: a validation label is its slice's mask, so
     /// its chunk is written from here instead of being compressed again.
     mask_chunks: Vec<(u32, Vec<u8>)>,
+    /// Stored chunks of the validation batch being written, reused from batch to batch.
+    val_chunks: Vec<(u32, Vec<u8>)>,
     train: [Dataset; 3],
     val_input: Dataset,
     val_label: Dataset,
@@ -186,6 +188,7 @@ impl SegWriter {
             level,
             val_rows: 0,
             mask_chunks,
+            val_chunks: Vec::new(),
             train,
             val_input,
             val_label,
@@ -271,20 +274,24 @@ impl SegWriter {
             .resize(n1)
             .map_err(h5err(&path, VAL_SLICE, "resize"))?;
         let (level, plane) = (self.level, r * c);
-        let chunks: Vec<(u32, Vec<u8>)> = contexts
+        if self.val_chunks.len() < m {
+            self.val_chunks.resize_with(m, Default::default);
+        }
+        contexts
             .par_iter()
-            .map(|ctx| {
-                compress_shuffled_with(2 * depth * plane, level, |buf| {
+            .zip(self.val_chunks[..m].par_iter_mut())
+            .for_each(|(ctx, (mask, out))| {
+                let fill = |buf: &mut [u8]| {
                     let (first, second) = buf.split_at_mut(depth * plane);
                     for (j, s) in ctx.iter().enumerate() {
                         let (a, b) = s.0.split_at(plane);
                         first[j * plane..(j + 1) * plane].copy_from_slice(a);
                         second[j * plane..(j + 1) * plane].copy_from_slice(b);
                     }
-                })
-            })
-            .collect();
-        self.put_chunks(&self.val_input, VAL_INPUT, n0, &chunks)?;
+                };
+                *mask = compress_shuffled_with(2 * depth * plane, level, fill, out);
+            });
+        self.put_chunks(&self.val_input, VAL_INPUT, n0, &self.val_chunks[..m])?;
         self.put_chunks(
             &self.val_label,
             VAL_LABEL,
