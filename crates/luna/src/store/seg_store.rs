@@ -70,7 +70,6 @@ fn h5err<'a>(
 /// Writes one series' store; call [`SegWriter::finish`] to close it.
 pub struct SegWriter {
     path: PathBuf,
-    file: File,
     shape: [usize; 3],
     context: usize,
     crop: usize,
@@ -85,6 +84,11 @@ pub struct SegWriter {
     val_input: Dataset,
     val_label: Dataset,
     val_slice: Dataset,
+    /// Declared last, so dropped last: the file must outlive its datasets. When a flush
+    /// failed (a full disk), closing the file's last open dataset makes HDF5 close the file
+    /// from inside that close and flush every dataset, the closing one too, and it crashed
+    /// (SIGSEGV in `H5D__flush_all_cb`, 1 run in ~10 of `harden_disk`).
+    file: File,
 }
 
 /// What a store is created for: the CT and the sample geometry.
@@ -194,7 +198,9 @@ impl SegWriter {
             val_label,
             val_slice,
         };
-        w.put_chunks(&mask_ds, MASK, 0, &w.mask_chunks)?;
+        let written = w.put_chunks(&mask_ds, MASK, 0, &w.mask_chunks);
+        drop(mask_ds); // before `w` can drop on the error path: see `SegWriter::file`
+        written?;
         Ok(w)
     }
 
