@@ -50,6 +50,7 @@ mod froc_stage;
 mod froc_support;
 mod harden_cache;
 mod harden_command;
+mod harden_disk;
 mod harden_fuzz;
 mod harden_inputs;
 mod harden_spec;

@@ -75,9 +75,40 @@ pub enum StageError {
         /// What is wrong with its artifact.
         source: CacheError,
     },
+    /// The stage's output did not fit: a write into the cache failed with ENOSPC or EDQUOT
+    /// (found anywhere in the error's source chain). Stage outputs are written under the
+    /// cache's `tmp/` and discarded on failure, so the message names the cache dir, not the
+    /// deleted file; the original error stays reachable as `source`.
+    #[error("no space left on device{}: the cache dir {} is full; the stage's output did not fit, so the stage was not committed", if *quota { " (disk quota exceeded)" } else { "" }, cache.display())]
+    NoSpace {
+        /// The cache root.
+        cache: PathBuf,
+        /// EDQUOT (the user's quota) rather than ENOSPC (the file system).
+        quota: bool,
+        /// The failure as the stage reported it.
+        #[source]
+        source: Box<StageError>,
+    },
     /// The stage panicked (a bug in luna: please report it).
     #[error("stage panicked: {0}")]
     Panicked(String),
+}
+
+/// Whether an I/O error in `e`'s source chain says the file system is full (`Some(false)`:
+/// ENOSPC) or the quota is spent (`Some(true)`: EDQUOT).
+pub fn out_of_space(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::StorageFull => return Some(false),
+                std::io::ErrorKind::QuotaExceeded => return Some(true),
+                _ => {}
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The stderr tail of a failed command as an indented block after the message (empty when the
@@ -126,10 +157,27 @@ impl StageError {
             source,
         }
     }
+    /// This error as [`StageError::NoSpace`] when a write into the cache at `cache_root` ran
+    /// out of space somewhere in its chain; otherwise unchanged.
+    pub fn or_no_space(self, cache_root: &std::path::Path) -> Self {
+        match out_of_space(&self) {
+            Some(quota) if !matches!(self, StageError::NoSpace { .. }) => StageError::NoSpace {
+                cache: cache_root.to_path_buf(),
+                quota,
+                source: Box::new(self),
+            },
+            _ => self,
+        }
+    }
     /// What the user can do next.
     pub fn hint(&self) -> Option<String> {
         match self {
             StageError::Domain { hint, .. } | StageError::Message { hint, .. } => hint.clone(),
+            StageError::NoSpace { cache, .. } => Some(format!(
+                "free space on the file system of {} (`df -h {}`), delete objects no recent run uses with `luna cache gc`, or put the cache on a larger disk (--cache-dir / LUNA_CACHE_DIR)",
+                cache.display(),
+                cache.display()
+            )),
             StageError::CommandFailed { log, .. } => {
                 Some(format!("full output in {}", log.display()))
             }

@@ -350,10 +350,13 @@ fn run_stage(
     (threads, verify): (usize, bool),
     stat: Option<std::sync::Arc<super::statcache::StatCache>>,
 ) -> Outcome {
-    let fail = |e: StageError| Outcome {
-        error: Some((e.to_string(), e.hint())),
-        partitions: Vec::new(),
-        status: StageStatus::Failed,
+    let fail = |e: StageError| {
+        let e = e.or_no_space(cache.root());
+        Outcome {
+            error: Some((e.to_string(), e.hint())),
+            partitions: Vec::new(),
+            status: StageStatus::Failed,
+        }
     };
     let lock = match cache.try_lock(&ps.key) {
         Ok(Some(l)) => l,

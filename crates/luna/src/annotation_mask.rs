@@ -280,38 +280,47 @@ pub fn train_sample(
     Ok((input, label))
 }
 
-/// Clipped HU of whole slices, decoded once each and kept while a sliding window needs them.
-pub struct SliceCache<'a> {
+/// Whole slices of clipped HU, decoded once each (and turned into `T` by `encode`, e.g. the
+/// store's shuffled layout) and kept while a sliding window of contexts needs them.
+pub struct SliceCache<'a, T> {
     ct: &'a CtImage,
-    slices: std::collections::BTreeMap<usize, Vec<i16>>,
+    encode: fn(&[i16]) -> T,
+    slices: std::collections::BTreeMap<usize, T>,
 }
 
-impl<'a> SliceCache<'a> {
+impl<'a, T> SliceCache<'a, T> {
     /// An empty cache over `ct`.
-    pub fn new(ct: &'a CtImage) -> Self {
+    pub fn new(ct: &'a CtImage, encode: fn(&[i16]) -> T) -> Self {
         SliceCache {
             ct,
+            encode,
             slices: Default::default(),
         }
     }
 
-    /// Appends the (2k+1) clipped context slices of slice `c` to `out`; forgets slices below
-    /// c − k (callers go through slices in ascending order).
-    pub fn context_into(&mut self, c: usize, k: usize, out: &mut Vec<i16>) -> Result<(), CtError> {
+    /// The (2k+1) context slices of each slice in `centres` (ascending; callers go through a
+    /// volume's slices in ascending order); forgets slices below the first context.
+    pub fn contexts(&mut self, centres: &[usize], k: usize) -> Result<Vec<Vec<&T>>, CtError> {
         let [n, rows, cols] = self.ct.shape_irc();
-        let idx = context_indices(c, k, n);
-        self.slices.retain(|&s, _| s >= idx[0]);
-        for s in idx {
+        let idx: Vec<Vec<usize>> = centres.iter().map(|&c| context_indices(c, k, n)).collect();
+        if let Some(first) = idx.first() {
+            self.slices.retain(|&s, _| s >= first[0]);
+        }
+        for &s in idx.iter().flatten() {
             if !self.slices.contains_key(&s) {
                 let w = CropWindow {
                     start: [s, 0, 0],
                     width: [1, rows, cols],
                 };
-                self.slices.insert(s, self.ct.crop_hu_i16(&w)?);
+                let hu = self.ct.crop_hu_i16(&w)?;
+                self.slices.insert(s, (self.encode)(&hu));
             }
-            out.extend_from_slice(&self.slices[&s]);
         }
-        Ok(())
+        let slices = &self.slices;
+        Ok(idx
+            .iter()
+            .map(|ix| ix.iter().map(|s| &slices[s]).collect())
+            .collect())
     }
 }
 

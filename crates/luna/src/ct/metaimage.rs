@@ -4,6 +4,11 @@
 //! - Uncompressed single-file data (the LUNA16 `.raw` case, and `LOCAL`) is **memory-mapped**
 //!   (memmap2) and decoded lazily: `crop_hu_i16` touches only the rows of the crop. Compressed
 //!   data (zlib, `CompressedData = True`) and `LIST`/pattern files are read into memory.
+//! - A compressed volume is inflated in one libdeflate call from the mapped file into a buffer
+//!   of exactly DimSize × element size (checked against the available memory first). Rejected:
+//!   a streaming zlib decoder (zlib-rs measured 0.64-0.98 s against libdeflate's 0.33-0.57 s
+//!   for a 157 MB real-preset CT, the same run); inflating only the slices a stage needs
+//!   (data-dependent gain, and a damaged tail would go unnoticed).
 //! - The data size must match DimSize × element size exactly: fewer bytes is `Truncated`, more is
 //!   `SizeMismatch` (rejected: ITK's silent read of a prefix, which hides a wrong DimSize).
 //! - `HeaderSize = N` skips N bytes of the data file (after the header for `LOCAL`);
@@ -233,9 +238,6 @@ impl CtImage {
     }
 }
 
-/// Largest buffer reserved up front from header sizes (a corrupt DimSize must not abort).
-const PREALLOC_MAX: u64 = 1 << 31;
-
 /// DimSize × element size in bytes; saturates (a huge DimSize then fails as `Truncated`).
 fn expected_bytes(h: &MetaHeader, slices: usize) -> u64 {
     let n = h.dim_size[0] as u128 * h.dim_size[1] as u128 * slices as u128;
@@ -368,6 +370,10 @@ fn available_memory() -> u64 {
     })
 }
 
+/// Inflates the zlib stream of a `CompressedData = True` volume in one call (libdeflate: the
+/// whole stream and the whole output are in memory anyway, and it is ~1.8x faster than a
+/// streaming zlib). The input is mapped, not read. On failure the stream is inflated again by
+/// the streaming decoder only to say how many bytes it holds (`CtError::Inflate::found`).
 fn inflate(
     h: &MetaHeader,
     path: &PathBuf,
@@ -376,7 +382,6 @@ fn inflate(
     len: u64,
     expected: u64,
 ) -> Result<Vec<u8>, CtError> {
-    use std::io::{Seek, SeekFrom};
     let start = match (h.header_size, h.compressed_size) {
         (-1, Some(c)) => len.saturating_sub(c).max(base),
         (-1, None) => {
@@ -389,24 +394,46 @@ fn inflate(
         }
         (n, _) => base.saturating_add(n as u64),
     };
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| CtError::io(path, e))?;
     let avail = len.saturating_sub(start);
     let take = h.compressed_size.unwrap_or(avail).min(avail);
-    let mut dec = flate2::read::ZlibDecoder::new(file.take(take));
-    let mut out = Vec::with_capacity(expected.min(PREALLOC_MAX) as usize);
-    let res = dec
-        .by_ref()
-        .take(expected.saturating_add(1))
-        .read_to_end(&mut out);
-    if res.is_err() || out.len() as u64 != expected {
-        return Err(CtError::Inflate {
+    // SAFETY: read-only map of an input file that is not modified while open (module doc).
+    let map = if take == 0 {
+        None
+    } else {
+        Some(unsafe { memmap2::Mmap::map(&*file) }.map_err(|e| CtError::io(path, e))?)
+    };
+    let input: &[u8] = match &map {
+        Some(m) => &m[start as usize..(start + take) as usize],
+        None => &[],
+    };
+    let size = usize::try_from(expected).map_err(|_| CtError::TooLarge {
+        path: h.path.clone(),
+        bytes: expected,
+        available: usize::MAX as u64,
+    })?;
+    let mut out = vec![0u8; size];
+    match libdeflater::Decompressor::new().zlib_decompress(input, &mut out) {
+        Ok(n) if n == size => Ok(out),
+        _ => Err(CtError::Inflate {
             path: path.clone(),
             expected,
-            found: out.len() as u64,
-        });
+            found: inflated_len(input, expected),
+        }),
     }
-    Ok(out)
+}
+
+/// Bytes a zlib stream inflates to before it ends or fails, counting at most `limit + 1`.
+fn inflated_len(input: &[u8], limit: u64) -> u64 {
+    let mut dec = flate2::read::ZlibDecoder::new(input).take(limit.saturating_add(1));
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(k) = dec.read(&mut buf) {
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    n
 }
 
 fn load_list(h: &MetaHeader, files: &[PathBuf], slices_per_file: usize) -> Result<Data, CtError> {

@@ -37,7 +37,7 @@ use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
-use crate::store::{SegLayout, SegWriter};
+use crate::store::{SegLayout, SegWriter, ShuffledSlice};
 use crate::tables::{
     read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet, MergedRow, SegIndexRow,
     Split, Table,
@@ -375,18 +375,14 @@ fn write_series(
             };
             let plane = shape[1] * shape[2];
             let centre = [(shape[1] / 2) as i64, (shape[2] / 2) as i64];
-            let mut cache = SliceCache::new(&ct);
+            let mut cache = SliceCache::new(&ct, ShuffledSlice::new);
             for (b, batch) in slices.chunks(VAL_BATCH).enumerate() {
-                let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+                let contexts = cache.contexts(batch, k).map_err(ct_err)?;
                 for (j, &sl) in batch.iter().enumerate() {
-                    cache.context_into(sl, k, &mut inputs).map_err(ct_err)?;
                     let label = &mask.data[sl * plane..(sl + 1) * plane];
                     rows.push(row(Split::Val, b * VAL_BATCH + j, sl, centre, label));
-                    labels.extend_from_slice(label);
                 }
-                let idx: Vec<i32> = batch.iter().map(|&v| v as i32).collect();
-                w.append_val(&inputs, &labels, &idx)
-                    .map_err(StageError::domain)?;
+                w.append_val(&contexts, batch).map_err(StageError::domain)?;
             }
         }
     }

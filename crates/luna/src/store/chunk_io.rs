@@ -26,23 +26,35 @@ pub(crate) fn write_chunk(
     filter_mask: u32,
     bytes: &[u8],
 ) -> Result<(), hdf5::Error> {
-    let code = hdf5::sync::sync(|| unsafe {
+    hdf5::sync::sync(|| {
         // SAFETY: offset has the dataset's rank entries, bytes is valid for its length.
-        H5Dwrite_chunk(
-            ds.id(),
-            H5P_DEFAULT,
-            filter_mask,
-            offset.as_ptr(),
-            bytes.len(),
-            bytes.as_ptr().cast(),
-        )
-    });
-    if code < 0 {
-        return Err(hdf5::Error::from(format!(
-            "H5Dwrite_chunk at offset {offset:?} returned {code}"
-        )));
+        let code = unsafe {
+            H5Dwrite_chunk(
+                ds.id(),
+                H5P_DEFAULT,
+                filter_mask,
+                offset.as_ptr(),
+                bytes.len(),
+                bytes.as_ptr().cast(),
+            )
+        };
+        if code < 0 {
+            return Err(library_error(format!(
+                "H5Dwrite_chunk at offset {offset:?} returned {code}"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// The library's error stack of the call that just failed (it holds the cause, e.g. the
+/// errno of a failed write); `what` when there is none. Call it under the HDF5 lock, before
+/// any other HDF5 call: every API call clears the stack.
+fn library_error(what: String) -> hdf5::Error {
+    match hdf5::Error::query() {
+        Ok(e) if e.stack().is_some_and(|s| !s.is_empty()) => e,
+        _ => hdf5::Error::from(what),
     }
-    Ok(())
 }
 
 /// Reads the stored bytes of the chunk at `offset` into `buf[..len]`. `buf` only grows and keeps
@@ -79,7 +91,7 @@ pub(crate) fn read_chunk(
             H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
         };
         if code < 0 {
-            return Err(hdf5::Error::from(format!(
+            return Err(library_error(format!(
                 "H5Dget_chunk_info_by_coord at offset {offset:?} returned {code}"
             )));
         }
@@ -93,7 +105,7 @@ pub(crate) fn read_chunk(
         // SAFETY: the slice holds exactly the `size` bytes HDF5 reported for this chunk.
         let code = unsafe { raw_read(ds, offset, &mut mask, &mut buf[..size]) };
         if code < 0 {
-            return Err(hdf5::Error::from(format!(
+            return Err(library_error(format!(
                 "H5Dread_chunk at offset {offset:?} returned {code}"
             )));
         }
@@ -173,11 +185,11 @@ fn rows_io<T: H5Type>(
     let mut offset = vec![0u64; count.len()];
     offset[0] = start;
     let dtype = hdf5::Datatype::from_type::<T>()?;
-    let code = hdf5::sync::sync(|| unsafe {
+    hdf5::sync::sync(|| unsafe {
         // SAFETY: count/offset have the dataset's rank; buf holds `len` elements of T.
         let fspace = H5Dget_space(ds.id());
         if fspace < 0 {
-            return -1;
+            return Err(library_error("H5Dget_space failed".into()));
         }
         let mspace = H5Screate_simple(count.len() as _, count.as_ptr(), std::ptr::null());
         let mut code = H5Sselect_hyperslab(
@@ -197,19 +209,21 @@ fn rows_io<T: H5Type>(
         } else {
             code = -1;
         }
+        // Taken before the closes below, which clear the library's error stack.
+        let res = if code < 0 {
+            let op = if write { "H5Dwrite" } else { "H5Dread" };
+            Err(library_error(format!(
+                "{op} of rows {start}.. ({count:?}) returned {code}"
+            )))
+        } else {
+            Ok(())
+        };
         if mspace >= 0 {
             H5Sclose(mspace);
         }
         H5Sclose(fspace);
-        code
-    });
-    if code < 0 {
-        let op = if write { "H5Dwrite" } else { "H5Dread" };
-        return Err(hdf5::Error::from(format!(
-            "{op} of rows {start}.. ({count:?}) returned {code}"
-        )));
-    }
-    Ok(())
+        res
+    })
 }
 
 /// Marks the file's descriptor close-on-exec. HDF5 opens files without `O_CLOEXEC` and holds an

@@ -79,7 +79,6 @@ impl Default for CropWriterOptions {
 /// Appends crops to a new HDF5 crop store; call [`CropWriter::finish`] to flush and close.
 pub struct CropWriter {
     path: PathBuf,
-    file: File,
     crops: Dataset,
     centers: Dataset,
     width: [usize; 3],
@@ -88,6 +87,11 @@ pub struct CropWriter {
     pending_centers: Vec<i32>,
     written: u64,
     finished: bool,
+    /// Declared last, so dropped last: the file must outlive its datasets. When a flush
+    /// failed (a full disk), closing the file's last open dataset makes HDF5 close the file
+    /// from inside that close and flush every dataset, the closing one too, and it crashed
+    /// (SIGSEGV in `H5D__flush_all_cb`, 1 run in ~10 of `harden_disk`).
+    file: File,
 }
 
 impl CropWriter {
@@ -299,31 +303,64 @@ thread_local! {
 /// returns (filter mask, stored bytes). When zstd would not shrink the chunk, returns the raw
 /// bytes with every filter skipped (mask `0b11` with shuffle, `0b1` without).
 pub(crate) fn compress_chunk(raw: &[u8], level: i32, shuffle: bool) -> (u32, Vec<u8>) {
-    let compressed = if shuffle {
-        SHUFFLED.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            buf.resize(raw.len(), 0);
-            super::shuffle::shuffle2(raw, &mut buf);
-            zstd_compress(&buf, level)
-        })
+    let mut out = Vec::new();
+    let mask = if shuffle {
+        compress_shuffled_with(
+            raw.len(),
+            level,
+            |buf| super::shuffle::shuffle2(raw, buf),
+            &mut out,
+        )
+    } else if zstd_compress(raw, level, &mut out) {
+        0
     } else {
-        zstd_compress(raw, level)
+        out.clear();
+        out.extend_from_slice(raw);
+        0b1
     };
-    match compressed {
-        Some(bytes) if bytes.len() < raw.len() => (0, bytes),
-        _ => (if shuffle { 0b11 } else { 0b1 }, raw.to_vec()),
-    }
+    (mask, out)
 }
 
-fn zstd_compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
+/// Encodes one `[shuffle, zstd]` chunk of `len` bytes whose shuffled bytes `fill` writes into
+/// this thread's reused buffer (so a caller that holds its data already shuffled, in pieces,
+/// assembles the chunk without an unshuffled copy), into `out` (reused by callers that write
+/// many chunks: no fresh pages per chunk). Returns the filter mask, as [`compress_chunk`]:
+/// `out` holds the raw (unshuffled) bytes with mask `0b11` when zstd would not shrink it.
+pub(crate) fn compress_shuffled_with(
+    len: usize,
+    level: i32,
+    fill: impl FnOnce(&mut [u8]),
+    out: &mut Vec<u8>,
+) -> u32 {
+    SHUFFLED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.resize(len, 0);
+        fill(&mut buf);
+        if zstd_compress(&buf, level, out) {
+            0
+        } else {
+            out.clear();
+            out.resize(len, 0);
+            super::shuffle::unshuffle2(&buf, out);
+            0b11
+        }
+    })
+}
+
+/// Compresses `raw` into `out` (replacing its content); false when zstd failed or would not
+/// shrink it.
+fn zstd_compress(raw: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|(l, _)| *l) != Some(level) {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
-        let (_, comp) = slot.as_mut()?;
-        let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw.len()));
-        comp.compress_to_buffer(raw, &mut out).ok().map(|_| out)
+        let Some((_, comp)) = slot.as_mut() else {
+            return false;
+        };
+        out.clear();
+        out.reserve(zstd_safe::compress_bound(raw.len()));
+        comp.compress_to_buffer(raw, out).is_ok() && out.len() < raw.len()
     })
 }
 

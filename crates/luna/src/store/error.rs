@@ -22,6 +22,21 @@ pub enum StoreError {
         #[source]
         source: hdf5::Error,
     },
+    /// An HDF5 call failed because a system call did (HDF5 records the errno in its error
+    /// stack: `errno = N`, a documented format); `source` says which, e.g. "No space left on
+    /// device (os error 28)", so callers can tell a full disk from a damaged file.
+    #[error("{}: HDF5 failed to {op} (dataset `{dataset}`): {source}; check the file system of that path (free space, quota, permissions)", path.display())]
+    Os {
+        /// The HDF5 file.
+        path: PathBuf,
+        /// The dataset concerned (or `/` for the file itself).
+        dataset: String,
+        /// What luna was doing, e.g. "write a chunk of".
+        op: &'static str,
+        /// The system error HDF5 reported.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file has no dataset of that name.
     #[error("{}: no dataset `{dataset}` (found: {found:?}); this is not a luna crop store, or it was written under another name; list it with `h5ls -r {}`", path.display(), path.display())]
     MissingDataset {
@@ -125,18 +140,56 @@ impl StoreError {
         msg.rsplit_once("; ").map(|(_, hint)| hint.to_string())
     }
 
-    /// Builds an [`StoreError::Hdf5`] (shorthand used across the module).
+    /// Builds an [`StoreError::Hdf5`], or [`StoreError::Os`] when HDF5's error stack says a
+    /// system call failed (shorthand used across the module).
     pub(crate) fn hdf5(
         path: &std::path::Path,
         dataset: &str,
         op: &'static str,
         source: hdf5::Error,
     ) -> Self {
-        StoreError::Hdf5 {
-            path: path.to_path_buf(),
-            dataset: dataset.to_string(),
-            op,
-            source,
+        match system_errno(&source) {
+            Some(errno) => StoreError::Os {
+                path: path.to_path_buf(),
+                dataset: dataset.to_string(),
+                op,
+                source: std::io::Error::from_raw_os_error(errno),
+            },
+            None => StoreError::Hdf5 {
+                path: path.to_path_buf(),
+                dataset: dataset.to_string(),
+                op,
+                source,
+            },
         }
+    }
+}
+
+/// The errno of the first frame of an HDF5 error stack that records one. HDF5's system-error
+/// frames (`HSYS_GOTO_ERROR`, the sec2 driver's read/write failures) end their description
+/// with `errno = N, error message = '...'`, a format HDF5 documents as API.
+fn system_errno(e: &hdf5::Error) -> Option<i32> {
+    e.stack()?.iter().find_map(|f| errno_in(f.desc()))
+}
+
+/// The N of `errno = N` in `desc`.
+fn errno_in(desc: &str) -> Option<i32> {
+    let rest = &desc[desc.find("errno = ")? + "errno = ".len()..];
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok().filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::errno_in;
+
+    #[test]
+    fn errno_is_read_from_hdf5_system_error_text() {
+        let d = "file write failed: time = Tue Dec  1 18:00:00 2026, filename = '/c/tmp/x/seg.h5', \
+                 file descriptor = 5, errno = 28, error message = 'No space left on device', buf = 0x1";
+        assert_eq!(errno_in(d), Some(28));
+        assert_eq!(errno_in("unable to extend file properly, errno = 122, error message = 'Disk quota exceeded'"), Some(122));
+        assert_eq!(errno_in("can't write chunk"), None);
+        assert_eq!(errno_in("errno = 0"), None);
     }
 }

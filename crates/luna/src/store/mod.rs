@@ -43,5 +43,5 @@ pub use crops::{
     CropWriter, CropWriterOptions, WriteMode, CENTERS_DATASET, CROPS_DATASET, DEFAULT_LEVEL,
 };
 pub use error::StoreError;
-pub use seg_store::{SegLayout, SegStore, SegWriter};
+pub use seg_store::{SegLayout, SegStore, SegWriter, ShuffledSlice};
 pub use zstd_filter::{register_zstd_filter, ZSTD_FILTER_ID};

@@ -97,7 +97,9 @@ pub fn write_prob_volume(
             ("luna_version", env!("CARGO_PKG_VERSION")),
         ],
     )
-    .map_err(h5err(path, "write attributes of"))
+    .map_err(h5err(path, "write attributes of"))?;
+    // The chunk cache writes at flush: its errors (a full disk) surface here, not in a drop.
+    file.flush().map_err(h5err(path, "flush the file"))
 }
 
 /// Writes a CT's geometry as attributes of `ds` (`origin_xyz`, `spacing_xyz`: f64 ×3;

@@ -20,7 +20,10 @@
 //!   h5py reads both with `import hdf5plugin`.
 //! - Writing compresses chunks in parallel in luna and stores them with `H5Dwrite_chunk`
 //!   (`crops::compress_chunk`, `chunk_io::write_chunk`); an all-zero mask slice is compressed
-//!   once and reused. Reading the int16 samples goes through [`CropReader`] (chunk copied under
+//!   once and reused, and a validation label (its slice of the mask) reuses that slice's mask
+//!   chunk. Validation inputs come as [`ShuffledSlice`]s: each slice is shuffled once and a
+//!   sample's chunk is assembled by copying planes (rejected: concatenating the 2k+1 slices and
+//!   shuffling every sample, which converts and copies each slice 2k+1 times). Reading the int16 samples goes through [`CropReader`] (chunk copied under
 //!   the HDF5 lock, decompressed outside it); labels and the mask are small and read plainly.
 //! - Empty datasets keep their sample shape ((0, 7, 96, 96)), so a reader never special-cases
 //!   a split.
@@ -31,8 +34,9 @@ use hdf5::{Dataset, File};
 use rayon::prelude::*;
 
 use super::crop_reader::CropReader;
-use super::crops::{as_bytes, compress_chunk};
+use super::crops::{as_bytes, compress_chunk, compress_shuffled_with};
 use super::prob_volume::{read_geometry_attrs, read_string_attr, write_geometry_attrs};
+use super::shuffle::shuffle2;
 use super::zstd_filter::{register_zstd_filter, ZSTD_FILTER_ID};
 use super::{chunk_io, StoreError};
 use crate::ct::Geometry;
@@ -66,16 +70,25 @@ fn h5err<'a>(
 /// Writes one series' store; call [`SegWriter::finish`] to close it.
 pub struct SegWriter {
     path: PathBuf,
-    file: File,
     shape: [usize; 3],
     context: usize,
     crop: usize,
     level: i32,
     val_rows: usize,
+    /// The stored chunks of `mask`, one per slice: a validation label is its slice's mask, so
+    /// its chunk is written from here instead of being compressed again.
+    mask_chunks: Vec<(u32, Vec<u8>)>,
+    /// Stored chunks of the validation batch being written, reused from batch to batch.
+    val_chunks: Vec<(u32, Vec<u8>)>,
     train: [Dataset; 3],
     val_input: Dataset,
     val_label: Dataset,
     val_slice: Dataset,
+    /// Declared last, so dropped last: the file must outlive its datasets. When a flush
+    /// failed (a full disk), closing the file's last open dataset makes HDF5 close the file
+    /// from inside that close and flush every dataset, the closing one too, and it crashed
+    /// (SIGSEGV in `H5D__flush_all_cb`, 1 run in ~10 of `harden_disk`).
+    file: File,
 }
 
 /// What a store is created for: the CT and the sample geometry.
@@ -93,6 +106,22 @@ pub struct SegLayout<'a> {
     pub crop: usize,
     /// zstd level of every chunk.
     pub level: i32,
+}
+
+/// One slice of int16 voxels in HDF5's byte-shuffle layout (every element's first byte, then
+/// every second byte). The shuffle of a (2k+1)-slice sample is its slices' first planes, then
+/// their second planes, so [`SegWriter::append_val`] assembles a sample's chunk by copying:
+/// each slice is shuffled once, not once per sample that holds it (2k+1 times).
+pub struct ShuffledSlice(Vec<u8>);
+
+impl ShuffledSlice {
+    /// Shuffles one slice (R×C voxels, row-major).
+    pub fn new(voxels: &[i16]) -> Self {
+        let raw = as_bytes(voxels);
+        let mut bytes = vec![0u8; raw.len()];
+        shuffle2(raw, &mut bytes);
+        ShuffledSlice(bytes)
+    }
 }
 
 impl SegWriter {
@@ -140,22 +169,9 @@ impl SegWriter {
         let val_input = new_i16(&file, path, VAL_INPUT, &[0, depth, r, c], level)?;
         let val_label = new_u8(&file, path, VAL_LABEL, &[0, r, c], level)?;
         let val_slice = new_table(&file, path, VAL_SLICE, &[0], level)?;
-        let w = SegWriter {
-            path: path.to_path_buf(),
-            file,
-            shape,
-            context: context_slices,
-            crop,
-            level,
-            val_rows: 0,
-            train,
-            val_input,
-            val_label,
-            val_slice,
-        };
         // Every empty slice compresses to the same bytes: compress one and reuse it.
         let zero = compress_chunk(&vec![0u8; plane], level, false);
-        let chunks: Vec<(u32, Vec<u8>)> = mask
+        let mask_chunks: Vec<(u32, Vec<u8>)> = mask
             .par_chunks(plane)
             .enumerate()
             .map(|(i, s)| {
@@ -167,7 +183,24 @@ impl SegWriter {
                 }
             })
             .collect();
-        w.put_chunks(&mask_ds, MASK, 0, &chunks)?;
+        let w = SegWriter {
+            path: path.to_path_buf(),
+            file,
+            shape,
+            context: context_slices,
+            crop,
+            level,
+            val_rows: 0,
+            mask_chunks,
+            val_chunks: Vec::new(),
+            train,
+            val_input,
+            val_label,
+            val_slice,
+        };
+        let written = w.put_chunks(&mask_ds, MASK, 0, &w.mask_chunks);
+        drop(mask_ds); // before `w` can drop on the error path: see `SegWriter::file`
+        written?;
         Ok(w)
     }
 
@@ -207,18 +240,31 @@ impl SegWriter {
         ))
     }
 
-    /// Appends validation samples: `inputs` m × (2k+1)·R·C, `labels` m × R·C, `slices` m.
+    /// Appends validation samples: per sample its 2k+1 context slices (each R×C, shuffled)
+    /// and the index of its centre slice, whose mask is the sample's label. Chunks are
+    /// assembled from the shuffled slices and compressed in parallel (the caller's rayon pool).
     pub fn append_val(
         &mut self,
-        inputs: &[i16],
-        labels: &[u8],
-        slices: &[i32],
+        contexts: &[Vec<&ShuffledSlice>],
+        slices: &[usize],
     ) -> Result<(), StoreError> {
-        let [_, r, c] = self.shape;
+        let [n, r, c] = self.shape;
         let depth = 2 * self.context + 1;
         let m = slices.len();
-        self.check_len(inputs.len(), m * depth * r * c)?;
-        self.check_len(labels.len(), m * r * c)?;
+        self.check_len(contexts.len(), m)?;
+        for ctx in contexts {
+            self.check_len(ctx.len(), depth)?;
+            for s in ctx {
+                self.check_len(s.0.len(), 2 * r * c)?;
+            }
+        }
+        if let Some(&bad) = slices.iter().find(|&&s| s >= n) {
+            return Err(StoreError::RowOutOfRange {
+                path: self.path.clone(),
+                row: bad as u64,
+                len: n as u64,
+            });
+        }
         if m == 0 {
             return Ok(());
         }
@@ -233,9 +279,33 @@ impl SegWriter {
         self.val_slice
             .resize(n1)
             .map_err(h5err(&path, VAL_SLICE, "resize"))?;
-        self.put_rows_i16(&self.val_input, VAL_INPUT, n0, inputs, depth * r * c)?;
-        self.put_rows_u8(&self.val_label, VAL_LABEL, n0, labels, r * c)?;
-        chunk_io::write_rows(&self.val_slice, n0 as u64, &[], slices).map_err(h5err(
+        let (level, plane) = (self.level, r * c);
+        if self.val_chunks.len() < m {
+            self.val_chunks.resize_with(m, Default::default);
+        }
+        contexts
+            .par_iter()
+            .zip(self.val_chunks[..m].par_iter_mut())
+            .for_each(|(ctx, (mask, out))| {
+                let fill = |buf: &mut [u8]| {
+                    let (first, second) = buf.split_at_mut(depth * plane);
+                    for (j, s) in ctx.iter().enumerate() {
+                        let (a, b) = s.0.split_at(plane);
+                        first[j * plane..(j + 1) * plane].copy_from_slice(a);
+                        second[j * plane..(j + 1) * plane].copy_from_slice(b);
+                    }
+                };
+                *mask = compress_shuffled_with(2 * depth * plane, level, fill, out);
+            });
+        self.put_chunks(&self.val_input, VAL_INPUT, n0, &self.val_chunks[..m])?;
+        self.put_chunks(
+            &self.val_label,
+            VAL_LABEL,
+            n0,
+            slices.iter().map(|&s| &self.mask_chunks[s]),
+        )?;
+        let idx: Vec<i32> = slices.iter().map(|&s| s as i32).collect();
+        chunk_io::write_rows(&self.val_slice, n0 as u64, &[], &idx).map_err(h5err(
             &path,
             VAL_SLICE,
             "write rows of",
@@ -294,15 +364,15 @@ impl SegWriter {
         self.put_chunks(ds, name, first, &chunks)
     }
 
-    fn put_chunks(
+    fn put_chunks<'c>(
         &self,
         ds: &Dataset,
         name: &'static str,
         first: usize,
-        chunks: &[(u32, Vec<u8>)],
+        chunks: impl IntoIterator<Item = &'c (u32, Vec<u8>)>,
     ) -> Result<(), StoreError> {
         let rank = ds.ndim();
-        for (i, (mask, bytes)) in chunks.iter().enumerate() {
+        for (i, (mask, bytes)) in chunks.into_iter().enumerate() {
             let mut offset = vec![0u64; rank];
             offset[0] = (first + i) as u64;
             chunk_io::write_chunk(ds, &offset, *mask, bytes).map_err(h5err(
