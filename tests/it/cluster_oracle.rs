@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 
-use luna::cluster::find_clusters;
+use luna::cluster::{find_clusters, Erosion};
 use luna::ct::{Geometry, Xyz};
 use luna::tables::{clusters_from_frame, read_parquet, Table};
 use rand::{Rng, SeedableRng};
 
 use crate::engine_support::Ws;
 
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     shape: [usize; 3],
@@ -71,6 +72,16 @@ fn cases() -> Vec<Case> {
     set_box(&mut p, shape, [3, 3, 3], [8, 8, 8], 128);
     out.push(Case {
         name: "threshold_edge",
+        shape,
+        prob: p,
+        hu: hu(&mut rng),
+    });
+    // a blob on one slice (a small nodule on thick slices), and one on the last slice
+    let mut p = vec![0u8; n];
+    set_box(&mut p, shape, [5, 3, 3], [5, 7, 7], 255);
+    set_box(&mut p, shape, [11, 8, 8], [11, 12, 12], 255);
+    out.push(Case {
+        name: "one_slice_blob",
         shape,
         prob: p,
         hu: hu(&mut rng),
@@ -138,7 +149,16 @@ fn clusters_equal_scipy_on_hand_made_volumes() {
     let g = geometry();
     let mut spec = Vec::new();
     let mut ours = Vec::new();
-    for c in cases() {
+    for (c, erosion) in cases()
+        .into_iter()
+        .flat_map(|c| [Erosion::Cross3d, Erosion::InPlane, Erosion::None].map(|e| (c.clone(), e)))
+    {
+        let tag = serde_json::to_value(erosion).unwrap();
+        let tag = tag.as_str().unwrap();
+        let c = Case {
+            name: Box::leak(format!("{}_{tag}", c.name).into_boxed_str()),
+            ..c
+        };
         let (pf, hf) = (
             dir.path().join(format!("{}.u8", c.name)),
             dir.path().join(format!("{}.i16", c.name)),
@@ -152,13 +172,13 @@ fn clusters_equal_scipy_on_hand_made_volumes() {
         )
         .unwrap();
         spec.push(serde_json::json!({
-            "name": c.name, "shape": c.shape, "prob": pf, "hu": hf, "threshold": 0.5,
+            "name": c.name, "shape": c.shape, "prob": pf, "hu": hf, "threshold": 0.5, "erosion": tag,
             "origin": [g.origin.x, g.origin.y, g.origin.z],
             "spacing": [g.spacing.x, g.spacing.y, g.spacing.z],
             "direction": g.direction.iter().flatten().collect::<Vec<_>>(),
         }));
         let clipped: Vec<i16> = c.hu.iter().map(|v| (*v).clamp(-1000, 1000)).collect();
-        let found = find_clusters(&c.prob, &clipped, c.shape, &g, 0.5);
+        let found = find_clusters(&c.prob, &clipped, c.shape, &g, 0.5, erosion);
         ours.push((
             c.name,
             found
@@ -191,11 +211,19 @@ fn clusters_equal_scipy_on_hand_made_volumes() {
     }
     // the expected shapes of the hand-made cases
     let count = |n: &str| ours.iter().find(|(k, _)| *k == n).unwrap().1.len();
-    assert_eq!(count("touching_and_single_voxel"), 2);
+    assert_eq!(count("touching_and_single_voxel_3d"), 2);
     assert_eq!(ours[0].1[1].0, 1, "a 3³ cube erodes to a single voxel");
-    assert_eq!(count("diagonal_only"), 2);
-    assert_eq!(count("border"), 1);
-    assert_eq!(count("threshold_edge"), 1);
+    assert_eq!(count("diagonal_only_3d"), 2);
+    assert_eq!(count("border_3d"), 1);
+    assert_eq!(count("threshold_edge_3d"), 1);
+    // a one-slice blob survives the in-plane erosion only
+    assert_eq!(count("one_slice_blob_3d"), 0);
+    assert_eq!(
+        count("one_slice_blob_2d"),
+        2,
+        "end slices are not eroded in-plane"
+    );
+    assert_eq!(count("one_slice_blob_none"), 2);
 }
 
 #[test]

@@ -16,9 +16,17 @@ import numpy as np
 from scipy import ndimage
 
 
-def clusters(prob_u8, hu, threshold, origin, spacing, direction):
+def clusters(prob_u8, hu, threshold, origin, spacing, direction, erosion="3d"):
     mask = prob_u8.astype(np.float64) / 255.0 > threshold
-    mask = ndimage.binary_erosion(mask, iterations=1)
+    if erosion == "3d":
+        mask = ndimage.binary_erosion(mask, iterations=1)
+    elif erosion == "2d":
+        # the in-plane cross: a 3x3x3 structure whose only non-zero plane is the 2-D cross
+        s = np.zeros((3, 3, 3), bool)
+        s[1] = ndimage.generate_binary_structure(2, 1)
+        mask = ndimage.binary_erosion(mask, structure=s, iterations=1)
+    elif erosion != "none":
+        raise ValueError(erosion)
     labels, n = ndimage.label(mask)
     if n == 0:
         return []
@@ -43,7 +51,8 @@ def cases(path):
         shape = c["shape"]
         prob = np.fromfile(c["prob"], dtype=np.uint8).reshape(shape)
         hu = np.fromfile(c["hu"], dtype="<i2").reshape(shape)
-        res[c["name"]] = clusters(prob, hu, c["threshold"], c["origin"], c["spacing"], c["direction"])
+        res[c["name"]] = clusters(prob, hu, c["threshold"], c["origin"], c["spacing"], c["direction"],
+                                  c.get("erosion", "3d"))
     return res
 
 

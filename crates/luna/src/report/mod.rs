@@ -641,9 +641,12 @@ fn gallery_entries(
     let roots = crate::stages::dataset::find_series(&root).map_err(|e| e.to_string())?;
     // every patient the diagnosis covers (series without detections too: their nodules are
     // missed), and any series with detections
-    let patients = read_parquet(&diag_dir.join(Table::Diagnosis.file_name()), Table::Diagnosis)
-        .and_then(|df| diagnosis_from_frame(&df))
-        .map_err(|e| e.to_string())?;
+    let patients = read_parquet(
+        &diag_dir.join(Table::Diagnosis.file_name()),
+        Table::Diagnosis,
+    )
+    .and_then(|df| diagnosis_from_frame(&df))
+    .map_err(|e| e.to_string())?;
     let series: std::collections::BTreeSet<&str> = patients
         .iter()
         .map(|r| r.series_uid.as_str())

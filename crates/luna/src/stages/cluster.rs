@@ -27,6 +27,7 @@ use super::build_crops::{ct_file_hashes, upstream_file_hashes};
 use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
 use super::evaluate_froc::froc_err;
 use super::load_annotations::table_err;
+use crate::cluster::Erosion;
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
@@ -48,6 +49,10 @@ pub struct ClusterParams {
     /// Voxels with probability > threshold are segmented (book: 0.5).
     #[serde(default = "half")]
     pub threshold: f64,
+    /// Erosion before labelling: `3d` (the book's 6-connected cross), `2d` (in-plane cross:
+    /// keeps small nodules segmented on one or two thick slices) or `none`.
+    #[serde(default)]
+    pub erosion: Erosion,
     /// Upstream stage with the probability volumes (default: the one upstream providing them).
     #[serde(default)]
     pub probabilities: Option<StageRef>,
@@ -135,9 +140,10 @@ impl Stage for ClusterStage {
                     "probabilities": ctx_ref.hash_file(f)?,
                     "ct": ct_file_hashes(ctx_ref, mhd, &known)?,
                     "threshold": p.threshold,
+                    "erosion": p.erosion,
                 });
                 let part = ctx_ref.partition(uid, &material, |dir| {
-                    let (rows, secs) = cluster_series(uid, f, mhd, p.threshold)?;
+                    let (rows, secs) = cluster_series(uid, f, mhd, (p.threshold, p.erosion))?;
                     ctx_ref.log(format!(
                         "series {uid}: {} clusters; clustering took {secs:.3} s",
                         rows.len()
@@ -212,7 +218,7 @@ pub fn cluster_series(
     uid: &str,
     volume: &Path,
     mhd: &Path,
-    threshold: f64,
+    (threshold, erosion): (f64, Erosion),
 ) -> Result<(Vec<ClusterRow>, f64), StageError> {
     let vol = read_prob_volume(volume).map_err(StageError::domain)?;
     let ct = CtImage::open(mhd).map_err(StageError::domain)?;
@@ -221,7 +227,8 @@ pub fn cluster_series(
     })?;
     let hu = ct.hu_i16_clipped().map_err(StageError::domain)?;
     let t0 = std::time::Instant::now();
-    let found = crate::cluster::find_clusters(&vol.data, &hu, vol.shape, ct.geometry(), threshold);
+    let found =
+        crate::cluster::find_clusters(&vol.data, &hu, vol.shape, ct.geometry(), threshold, erosion);
     let secs = t0.elapsed().as_secs_f64();
     let rows = found
         .into_iter()
