@@ -4,6 +4,7 @@
 //! copies detections.parquet and diagnosis.parquet.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -178,6 +179,9 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
         }
     }
 
+    // stdout may be a closed pipe (`luna detect … | head -1`; SIGPIPE is ignored while a run
+    // executes): write errors end the output, never the process
+    let mut out = std::io::stdout().lock();
     if a.json {
         let series: Vec<_> = cts
             .iter()
@@ -213,10 +217,8 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
             "nodule_threshold": threshold,
             "series": series,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
-        );
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string());
+        let _ = writeln!(out, "{text}");
         return Ok(0);
     }
     for ct in &cts {
@@ -232,7 +234,8 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
             Some(v) => format!("benign (score {:.3})", v.patient_score),
             None => "no verdict".into(),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{} ({}): {} nodule{}, {}",
             ct.source.display(),
             ct.uid,
@@ -241,13 +244,15 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
             verdict
         );
         if !found.is_empty() {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:>9} {:>9} {:>9}  {:>9}  {:>12}",
                 "x mm", "y mm", "z mm", "P(nodule)", "P(malignant)"
             );
         }
         for d in found {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:>9.1} {:>9.1} {:>9.1}  {:>9.3}  {:>12}",
                 d.center_xyz[0],
                 d.center_xyz[1],

@@ -1,6 +1,7 @@
 //! `luna report [RUN]`: (re)writes `runs/<id>/report.html` for a run (default: the latest), and
 //! the helper every run calls at its end to write the report and print the headline numbers.
 
+use std::io::Write;
 use std::path::Path;
 
 use clap::Args;
@@ -62,10 +63,14 @@ pub fn finish_run(
         pipeline,
         run_dir: runs.run_dir(&rec.id),
     };
+    // stderr may be a closed pipe (`luna run p 2>&1 | head -1`): never panic on writing
+    let say = |line: String| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
     let path = match write_report(&src) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("warning: {e}");
+            say(format!("warning: {e}"));
             return None;
         }
     };
@@ -73,9 +78,9 @@ pub fn finish_run(
         let heads = headlines(&src);
         let w = heads.iter().map(|h| h.label.len()).max().unwrap_or(0);
         for h in heads {
-            eprintln!("  {:<w$}  {}", h.label, h.value);
+            say(format!("  {:<w$}  {}", h.label, h.value));
         }
-        eprintln!("  report: {}", shown(&path));
+        say(format!("  report: {}", shown(&path)));
     }
     Some(path)
 }
