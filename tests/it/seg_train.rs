@@ -72,6 +72,42 @@ fn train_segmentation_trains_with_the_loop_and_segment_uses_its_model() {
     );
     assert!(String::from_utf8_lossy(&py.stdout).contains("rows=4"));
     assert!(dir("clusters").join("clusters.parquet").is_file());
+    prediction_images_match_the_books_overlay(&unet, &dir("segdata"));
+}
+
+/// TensorBoard (EventAccumulator) reads the prediction images of both validations and the
+/// label images of the first; every pixel of the last validation's images equals the book's
+/// overlay recomputed in numpy from the PyTorch UNet's output with the last checkpoint's
+/// weights (tests/oracle/seg_images.py), and the artifact's PNGs are the same pictures.
+fn prediction_images_match_the_books_overlay(unet: &std::path::Path, segdata: &std::path::Path) {
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let out = crate::nn_support::run_oracle(
+        "seg_images.py",
+        &[
+            &s(unet.join("tensorboard/val")),
+            &s(unet.join("last/model.safetensors")),
+            &s(segdata.to_path_buf()),
+            &s(unet.join("images/val")),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let n = v["pred_images"].as_u64().unwrap();
+    assert!(n > 0, "{v}");
+    assert_eq!(v["label_images"], n, "{v}");
+    assert_eq!(
+        v["tags"],
+        2 * n,
+        "one prediction and one label tag per slice: {v}"
+    );
+    assert_eq!(v["steps"], serde_json::json!([48, 96]), "{v}");
+    assert_eq!(v["label_steps"], serde_json::json!([48]), "{v}");
+    for k in ["pred_mismatch", "label_mismatch", "png_mismatch"] {
+        assert_eq!(v[k], 0, "{k}: {v}");
+    }
+    // All three colours occur, so the comparison covers green, red and orange pixels.
+    for k in ["tp", "fn", "fp"] {
+        assert!(v[k].as_u64().unwrap() > 0, "{k}: {v}");
+    }
 }
 
 #[test]

@@ -87,6 +87,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let spec = Fit {
         task: &Segmentation {
             best_by_f1: p.best_by == SegScore::F1,
+            image_series: p.image_series,
         },
         train: &trn,
         val: vals.iter().map(|v| v as &dyn SampleSource).collect(),
