@@ -18,8 +18,9 @@
 //!   0.2, rotation, noise 25 HU) — plus the translation the book's code drops (offset 0.03
 //!   here works; set `offset: 0` for the book's behaviour). Ranges checked at plan time.
 //! - Images: after every validation, the book's prediction overlays (`logImages`) of 6 slices
-//!   of the first `image_series` validation series, in TensorBoard and as PNGs in the
-//!   artifact (`nn::segment` says what is drawn).
+//!   of the first `image_series` validation series, in TensorBoard (every validation) and as
+//!   PNGs in the artifact (`images/val/`, the last validation's; `nn::segment` says what is
+//!   drawn).
 //! - Work runs in the `luna-torch` worker; `device`, `threads`, `loader_threads`, `prefetch`
 //!   are hints.
 
