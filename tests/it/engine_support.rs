@@ -176,6 +176,14 @@ impl Ws {
         Ws::manifests_in(&self.path("cache"))
     }
 
+    /// How many committed objects (artifacts and partitions) stage `stage` has in the cache.
+    pub fn committed(&self, stage: &str) -> usize {
+        self.manifests()
+            .iter()
+            .filter(|m| m["stage"] == stage)
+            .count()
+    }
+
     /// The object directory of stage `stage` in the last run (default cache).
     pub fn object_of(&self, stage: &str) -> PathBuf {
         let run = self.last_run();

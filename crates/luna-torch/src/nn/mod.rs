@@ -6,7 +6,7 @@
 //! (samples, epoch orders, background batches) → [`train`] (the loop: steps, validation,
 //! checkpoints, resume, best-by-score) ← [`task`] (loss and metrics of a task) ←
 //! [`classify`] (the classifier's task), [`segment`] (the segmenter's); [`checkpoint`], [`optim`], [`augment`], [`metrics`],
-//! [`report`], [`tensorboard`], [`plot`], [`bench`].
+//! [`report`], [`tensorboard`] and [`image`] (PNG images a task draws), [`plot`], [`bench`].
 //!
 //! Decisions shared by the sub-modules:
 //! - tch 0.24 / libtorch 2.11; weights are safetensors with PyTorch state-dict names so the
@@ -22,6 +22,7 @@ pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod classify;
+pub mod image;
 pub mod loader;
 pub mod luna_model;
 pub mod metrics;

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::loader::PassStats;
-use crate::nn::task::Task;
+use crate::nn::task::{Task, TaskImage};
 use crate::nn::tensorboard::EventWriter;
 use crate::nn::train::TrainError;
 
@@ -116,6 +116,27 @@ impl Boards {
         for (phase, w) in &mut self.writers {
             if *phase == r.phase {
                 w.add_scalars(r.total_samples as i64, &s)?;
+                w.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `images` to the writers of `phase` under `<phase>/<tag>` at `step`.
+    pub fn add_images(
+        &mut self,
+        phase: &str,
+        step: u64,
+        images: &[TaskImage],
+    ) -> Result<(), TrainError> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        for (p, w) in &mut self.writers {
+            if p == phase {
+                for img in images {
+                    w.add_image(&format!("{phase}/{}", img.tag), &img.image, step as i64)?;
+                }
                 w.flush()?;
             }
         }

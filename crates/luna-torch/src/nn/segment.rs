@@ -11,6 +11,15 @@
 //! `mean(dice) + 8 · mean(fn)` = the mean of the per-sample `dice + 8 · fn` this task returns.
 //! Pass outputs are running sums (no per-pixel storage), so a pass over whole CT slices costs
 //! no memory beyond its batches.
+//!
+//! Images (book `logImages`): after every validation, 6 evenly spaced slices (`k·(n−1)//5`,
+//! repeats dropped) of the first `image_series` validation series (book: 12), where n counts
+//! the series' stored validation slices — its positive slices (the book spaces them over the
+//! whole CT, which the seg_dataset does not hold). Tag `{series}_prediction_{k}`: the centre
+//! slice in grey (`hu/2000 + 0.5`) with TP green, FP red, FN red plus half green (orange),
+//! the sum halved and clipped to [0, 1], bytes = ⌊255·v⌋ (what `SummaryWriter.add_image`
+//! makes of floats); on the first validation also `{series}_label_{k}` (label green). The
+//! slices are padded like the validation samples (air, drawn black, at the bottom/right).
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -18,9 +27,10 @@ use tch::{Kind, Tensor};
 
 use luna::tables::{seg_metrics_to_frame, write_parquet, SegMetricsRow, Table};
 
+use crate::nn::image::RgbImage;
 use crate::nn::loader::{SampleSource, SourceError};
 use crate::nn::report::{phase_series, plot_epochs, EpochRow};
-use crate::nn::task::Task;
+use crate::nn::task::{ImageSample, Task, TaskImage};
 use crate::nn::train::TrainError;
 
 /// Weight of the FN (label-pixels-only) Dice term (book: 8).
@@ -42,11 +52,59 @@ pub fn seg_loss(pred: &Tensor, label: &Tensor) -> Tensor {
     dice_loss(pred, label) + dice_loss(&(pred * label), label) * FN_WEIGHT
 }
 
+/// Slices drawn per validation series (book: 6).
+pub const IMAGE_SLICES: usize = 6;
+
 /// Segmentation of nodule pixels; the best checkpoint by validation recall (the book) or F1.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Segmentation {
     /// Choose the best checkpoint by pixel F1 instead of recall.
     pub best_by_f1: bool,
+    /// Validation series whose slices are drawn after every validation (book: 12; 0 = none).
+    pub image_series: usize,
+}
+
+/// The book's overlay value of one channel: halved, clipped to [0, 1], ⌊255·v⌋.
+fn overlay_byte(v: f32) -> u8 {
+    ((v * 0.5).clamp(0.0, 1.0) * 255.0) as u8
+}
+
+/// The grey level of a clipped HU value (book: `hu / 2000 + 0.5`).
+fn grey(hu: f32) -> f32 {
+    hu / 2000.0 + 0.5
+}
+
+/// The book's overlays of one slice (row-major `height × width` clipped HU and 0/1 labels):
+/// with `prob`, the prediction overlay (grey CT, TP green, FP red, FN red + half green);
+/// without, the label overlay (grey CT, label green).
+pub fn overlay(
+    hu: &[f32],
+    label: &[f32],
+    prob: Option<&[f32]>,
+    width: usize,
+    height: usize,
+) -> Result<RgbImage, crate::nn::image::ImageError> {
+    let one = |b: bool| if b { 1.0f32 } else { 0.0 };
+    let mut px = Vec::with_capacity(hu.len() * 3);
+    for (i, (&h, &l)) in hu.iter().zip(label).enumerate() {
+        let (g, lab) = (grey(h), l > 0.5);
+        let (r, gr) = match prob {
+            Some(p) => {
+                let pred = p.get(i).is_some_and(|&v| f64::from(v) > PIXEL_THRESHOLD);
+                let (tp, fp, fn_) = (pred && lab, pred && !lab, !pred && lab);
+                (g + one(fp) + one(fn_), g + one(fn_) * 0.5 + one(tp))
+            }
+            None => (g, g + one(lab)),
+        };
+        px.extend([overlay_byte(r), overlay_byte(gr), overlay_byte(g)]);
+    }
+    RgbImage::new(width, height, px)
+}
+
+fn plane(t: &Tensor) -> Result<Vec<f32>, TrainError> {
+    Ok(Vec::<f32>::try_from(
+        t.to_kind(Kind::Float).contiguous().flatten(0, -1),
+    )?)
 }
 
 /// Running sums of a pass.
@@ -181,6 +239,51 @@ impl Task for Segmentation {
             ("seg_pr/recall", m.recall),
             ("seg_pr/f1_score", m.f1),
         ]
+    }
+
+    fn image_samples(&self, val: &[&dyn SampleSource]) -> Vec<ImageSample> {
+        let mut out = Vec::new();
+        for (source, v) in val.iter().enumerate().take(self.image_series) {
+            let n = v.len();
+            let mut seen = Vec::new();
+            for position in 0..IMAGE_SLICES {
+                let index = position * n.saturating_sub(1) / (IMAGE_SLICES - 1);
+                if n > 0 && !seen.contains(&index) {
+                    seen.push(index);
+                    out.push(ImageSample {
+                        source,
+                        index,
+                        position,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn draw(
+        &self,
+        s: &ImageSample,
+        input: &Tensor,
+        output: &Tensor,
+        target: &Tensor,
+        first: bool,
+    ) -> Result<Vec<TaskImage>, TrainError> {
+        let (depth, h, w) = input.size3()?;
+        let hu = plane(&input.get(depth / 2))?;
+        let label = plane(target)?;
+        let (width, height) = (w as usize, h as usize);
+        let mut images = vec![TaskImage {
+            tag: format!("{}_prediction_{}", s.source, s.position),
+            image: overlay(&hu, &label, Some(&plane(output)?), width, height)?,
+        }];
+        if first {
+            images.push(TaskImage {
+                tag: format!("{}_label_{}", s.source, s.position),
+                image: overlay(&hu, &label, None, width, height)?,
+            });
+        }
+        Ok(images)
     }
 
     fn table_header(&self) -> String {

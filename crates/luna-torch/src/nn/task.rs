@@ -5,6 +5,12 @@
 //! optimizer step, validation cadence, checkpoints, resume, best-by-score, history,
 //! TensorBoard and the console table frame; a [`Task`] supplies the parts that differ between
 //! classification and segmentation. `nn::classify` is the classifier's task.
+//!
+//! Images: a task may name validation samples ([`Task::image_samples`]) that the loop runs
+//! through the model after every validation pass and hands back to [`Task::draw`] with their
+//! input, output and target; the loop logs what it draws (TensorBoard, PNG files) and knows
+//! nothing of what the pictures show. Rejected: drawing inside [`Task::collect`] (it never
+//! sees the input, and every validation sample would pay for a choice of a few).
 use std::fmt::Debug;
 use std::path::Path;
 
@@ -12,8 +18,30 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tch::Tensor;
 
+use crate::nn::image::RgbImage;
+use crate::nn::loader::SampleSource;
 use crate::nn::report::EpochRow;
 use crate::nn::train::TrainError;
+
+/// A validation sample a task draws after every validation pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSample {
+    /// Which validation source (position among the loop's non-empty sources).
+    pub source: usize,
+    /// Sample index in that source.
+    pub index: usize,
+    /// Position of this sample among the drawn samples of its source (stable across epochs).
+    pub position: usize,
+}
+
+/// One image a task drew, with its tag (the loop prefixes the phase: `val/<tag>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskImage {
+    /// TensorBoard tag without the phase (also the PNG file stem).
+    pub tag: String,
+    /// The picture.
+    pub image: RgbImage,
+}
 
 /// A learning task: loss, per-pass outputs, metrics and their reports.
 pub trait Task: Sync {
@@ -45,6 +73,23 @@ pub trait Task: Sync {
     fn table_header(&self) -> String;
     /// The task's part of one console table row.
     fn table_row(&self, m: &Self::Metrics) -> String;
+    /// Validation samples to draw after every validation pass (default: none).
+    fn image_samples(&self, _val: &[&dyn SampleSource]) -> Vec<ImageSample> {
+        Vec::new()
+    }
+    /// The images of one drawn sample from its `input`, the model's `output` (eval mode) and
+    /// its `target`, each without the batch axis, on the CPU; `first` = the run's first
+    /// validation (epoch 1).
+    fn draw(
+        &self,
+        _sample: &ImageSample,
+        _input: &Tensor,
+        _output: &Tensor,
+        _target: &Tensor,
+        _first: bool,
+    ) -> Result<Vec<TaskImage>, TrainError> {
+        Ok(Vec::new())
+    }
     /// Writes the history's tables and plots into `out` (rewritten every epoch).
     fn write_summary(
         &self,

@@ -10,13 +10,18 @@
 //!    input and target on the device (seeded by `seed + e`);
 //! 3. validation (eval mode, `no_grad`, never augmented) at epoch 1, every `validate_every`-th
 //!    epoch and the last epoch, so a short run always has a scored model;
-//! 4. best checkpoint when the score ties or beats the best so far (book p2ch14: a later tie
+//! 4. after each validation, the task's image samples (`Task::image_samples`) through the
+//!    model (eval, `no_grad`, one batch per source) and what the task draws of them into
+//!    TensorBoard (`val/<tag>`) and `images/val/<tag>.png` of the artifact; `first` is the
+//!    first validation of this call (epoch 1, or the first after a resume, so the artifact of
+//!    a resumed run still holds every image kind);
+//! 5. best checkpoint when the score ties or beats the best so far (book p2ch14: a later tie
 //!    wins), the last checkpoint every epoch, history and the task's tables rewritten, so a
 //!    `kill -9` resumes from the last epoch boundary.
 //!
 //! At the end the artifact directory receives `model.safetensors` + `model.json` (the best
 //! checkpoint), `last/` (the full last checkpoint), the task's tables and plots, and
-//! `tensorboard/{trn,val}`.
+//! `tensorboard/{trn,val}`, `images/val/` when the task draws.
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -24,13 +29,13 @@ use tch::{Device, Kind};
 
 use crate::nn::augment::{AugmentConfig, AugmentError, Augmenter};
 use crate::nn::checkpoint::{self, CheckpointError, CheckpointMeta, LoadedModel};
-use crate::nn::loader::for_each_batch;
+use crate::nn::loader::{build_batch, for_each_batch};
 pub use crate::nn::loader::{Batch, PassStats, SampleSource, SourceError};
 use crate::nn::metrics::MetricsError;
 use crate::nn::model::Model;
 use crate::nn::optim::{OptimError, Optimizer};
 use crate::nn::report::{self, Boards, EpochRow};
-use crate::nn::task::Task;
+use crate::nn::task::{ImageSample, Task, TaskImage};
 
 /// Loop settings (the task-independent part of a training stage's parameters).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,6 +162,9 @@ pub enum TrainError {
     /// TensorBoard failed.
     #[error(transparent)]
     Tensorboard(#[from] crate::nn::tensorboard::TensorboardError),
+    /// Saving an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::nn::image::ImageError),
     /// Plotting failed.
     #[error(transparent)]
     Plot(#[from] crate::nn::plot::PlotError),
@@ -363,6 +371,40 @@ pub fn predict_into<M: Model, T: Task>(
     )
 }
 
+/// Runs the task's image samples of `val` through `model` (eval mode, `no_grad`, one batch
+/// per source) and returns what the task draws of them.
+pub fn draw_images<M: Model, T: Task>(
+    model: &M,
+    task: &T,
+    val: &[&dyn SampleSource],
+    first: bool,
+) -> Result<Vec<TaskImage>, TrainError> {
+    let samples = task.image_samples(val);
+    let mut images = Vec::new();
+    for (k, source) in val.iter().enumerate() {
+        let mine: Vec<&ImageSample> = samples.iter().filter(|s| s.source == k).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        check_input(model, *source)?;
+        let idx: Vec<usize> = mine.iter().map(|s| s.index).collect();
+        let b = build_batch(*source, &idx)?;
+        let output = tch::no_grad(|| model.forward(&b.input.to_device(model.device()), false))
+            .to_device(Device::Cpu);
+        for (j, s) in mine.iter().enumerate() {
+            let j = j as i64;
+            images.extend(task.draw(
+                s,
+                &b.input.get(j),
+                &output.get(j),
+                &b.target.get(j),
+                first,
+            )?);
+        }
+    }
+    Ok(images)
+}
+
 fn copy_files(src: &Path, dst: &Path) -> Result<(), TrainError> {
     let io = |p: &Path| {
         let path = p.to_path_buf();
@@ -432,6 +474,7 @@ pub fn fit<M: Model, T: Task>(
     }
     obs.log(&report::table_header(f.task));
     let val: Vec<&dyn SampleSource> = f.val.iter().copied().filter(|v| !v.is_empty()).collect();
+    let mut first_validation = true;
     for epoch in start_epoch + 1..=cfg.epochs {
         let order = (f.order)(epoch)?;
         obs.pass(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
@@ -500,6 +543,16 @@ pub fn fit<M: Model, T: Task>(
             obs.log(&report::table_row(f.task, &row));
             boards.add(f.task, &row)?;
             history.push(row);
+            let images = draw_images(&lm.model, f.task, &val, first_validation)?;
+            first_validation = false;
+            boards.add_images("val", total, &images)?;
+            for img in &images {
+                let png = f
+                    .out_dir
+                    .join("images/val")
+                    .join(format!("{}.png", img.tag));
+                img.image.save_png(&png)?;
+            }
         }
         // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
         let improved = score.is_some_and(|s| best.is_none_or(|b| s >= b));

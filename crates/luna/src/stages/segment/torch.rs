@@ -184,16 +184,29 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         });
         let ctx_ref = &*ctx;
         let part = ctx.partition(uid, &material, |dir| {
+            let t_read = std::time::Instant::now();
             let ct = CtImage::open(mhd).map_err(dom)?;
             let shape = ct.shape_irc();
             let hu = ct.hu_i16_clipped().map_err(dom)?;
+            let t_model = std::time::Instant::now();
             let mut on_batch = |n: usize| ctx_ref.progress().inc(n as u64);
             let probs = segment_volume(&lm.model, &hu, shape, context, batch, &mut on_batch)?;
+            let t_write = std::time::Instant::now();
             let out = volume_path(dir, uid);
             if let Some(parent) = out.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
             }
-            write_prob_volume(&out, uid, shape, ct.geometry(), &probs, 1).map_err(dom)
+            write_prob_volume(&out, uid, shape, ct.geometry(), &probs, 1).map_err(dom)?;
+            let end = std::time::Instant::now();
+            ctx_ref.log(format!(
+                "series {uid}: {} slices in {:.3} s (read {:.3} s, UNet {:.3} s, write {:.3} s)",
+                shape[0],
+                (end - t_read).as_secs_f64(),
+                (t_model - t_read).as_secs_f64(),
+                (t_write - t_model).as_secs_f64(),
+                (end - t_write).as_secs_f64()
+            ));
+            Ok(())
         })?;
         computed += usize::from(!part.cached);
         let rel = format!("probs/{uid}.h5");

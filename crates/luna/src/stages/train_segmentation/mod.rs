@@ -17,6 +17,10 @@
 //! - Augmentation: the book's p2ch13 set, one transform per batch, on the device (flip, scale
 //!   0.2, rotation, noise 25 HU) — plus the translation the book's code drops (offset 0.03
 //!   here works; set `offset: 0` for the book's behaviour). Ranges checked at plan time.
+//! - Images: after every validation, the book's prediction overlays (`logImages`) of 6 slices
+//!   of the first `image_series` validation series, in TensorBoard (every validation) and as
+//!   PNGs in the artifact (`images/val/`, the last validation's; `nn::segment` says what is
+//!   drawn).
 //! - Work runs in the `luna-torch` worker; `device`, `threads`, `loader_threads`, `prefetch`
 //!   are hints.
 
@@ -63,6 +67,10 @@ pub struct TrainSegmentationParams {
     /// model that marks every pixel (recall 1, precision ≈ 0), which an early epoch often is.
     #[serde(default)]
     pub best_by: SegScore,
+    /// Validation series drawn into TensorBoard images and `images/val/*.png` after every
+    /// validation, 6 slices each: CT grey, TP green, FP red, FN orange (book: 12; 0 = none).
+    #[serde(default = "twelve")]
+    pub image_series: usize,
     /// Upstream `seg_dataset` stage (default: the one upstream that provides it).
     #[serde(default)]
     pub seg_dataset: Option<StageRef>,
@@ -85,6 +93,9 @@ fn one() -> usize {
 }
 fn five() -> usize {
     5
+}
+fn twelve() -> usize {
+    12
 }
 fn sixteen() -> usize {
     16
@@ -128,7 +139,8 @@ pub struct TrainSegmentationStage;
 impl Stage for TrainSegmentationStage {
     type Params = TrainSegmentationParams;
     const KIND: &'static str = "train_segmentation";
-    const VERSION: u32 = 1;
+    // 2: prediction overlay images (TensorBoard + images/val/*.png).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Train the book's UNet on a seg_dataset (Dice + 8 x FN loss, best by recall; resumable)";
     const OUTPUTS: &'static [&'static str] = &[SEGMENTER];

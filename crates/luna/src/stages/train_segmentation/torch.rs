@@ -19,6 +19,32 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
     StageError::domain(e)
 }
 
+/// Training needs crops to draw from and validation slices to choose the best checkpoint by
+/// (without them every epoch would be "best" with an undefined recall): both are errors that
+/// name the seg_dataset stage and its index, before anything is trained.
+fn check_samples(
+    stage: &str,
+    index: &std::path::Path,
+    crops: usize,
+    val_slices: usize,
+) -> Result<(), StageError> {
+    if crops == 0 {
+        return Err(StageError::msg(format!(
+            "seg_dataset `{stage}` holds no training samples: {} lists 0 training crops ({val_slices} validation slices); train_segmentation draws its batches from the crops around the training series' nodules",
+            index.display()
+        ))
+        .with_hint("no training series has an annotated nodule: raise merge_candidates' val_stride (every n-th series is validation) or check the annotations"));
+    }
+    if val_slices == 0 {
+        return Err(StageError::msg(format!(
+            "seg_dataset `{stage}` holds no validation slices: {} lists 0 validation samples ({crops} training crops); train_segmentation chooses its best checkpoint by validation pixel recall",
+            index.display()
+        ))
+        .with_hint("no validation series has a positive slice: lower merge_candidates' val_stride so a series with nodules is validation, or check seg_dataset's threshold_hu"));
+    }
+    Ok(())
+}
+
 /// Runs `train_segmentation` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: TrainSegmentationParams = params(ctx)?;
@@ -53,17 +79,18 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         }
     }
     let vals: Vec<SegValSamples> = val_stores.iter().map(SegValSamples::new).collect();
+    let val_slices: usize = vals.iter().map(|v| v.len()).sum();
+    check_samples(&data.stage, &index, trn.crops(), val_slices)?;
     let depth = train_stores
         .first()
         .or(val_stores.first())
         .map(|s| 2 * s.context_slices() + 1)
         .unwrap_or(7);
     ctx.log(format!(
-        "data: `{}`: {} training crops in {} series, {} validation slices in {} series; torch threads {threads}",
+        "data: `{}`: {} training crops in {} series, {val_slices} validation slices in {} series; torch threads {threads}",
         data.stage,
         trn.crops(),
         train_stores.len(),
-        vals.iter().map(|v| v.len()).sum::<usize>(),
         vals.len()
     ));
     let cfg = TrainConfig {
@@ -87,6 +114,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let spec = Fit {
         task: &Segmentation {
             best_by_f1: p.best_by == SegScore::F1,
+            image_series: p.image_series,
         },
         train: &trn,
         val: vals.iter().map(|v| v as &dyn SampleSource).collect(),
