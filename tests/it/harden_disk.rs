@@ -227,3 +227,29 @@ fn disk_full_writing_parquet_says_no_space_left_with_the_cache_dir() {
     );
     assert_no_tmp(&d);
 }
+
+#[test]
+fn disk_full_inside_the_torch_worker_says_no_space_left_with_the_cache_dir() {
+    // the worker (luna-torch) writes a 1 MiB partition file into a 64 KiB file system: its
+    // error crosses the process boundary as text plus the out-of-space flag
+    let ws = Ws::new();
+    ws.file("items/a.bin", b"abc");
+    ws.pipeline(
+        "disk",
+        "pipeline: disk\nstages:\n  t: { uses: test_torch_partitions, with: { items: items, pad_bytes: 1048576 } }\n",
+    );
+    let d = run_on_full_tmpfs(&ws, 64);
+    assert_eq!(d.code, 1, "exit code; stderr:\n{}", d.stderr);
+    assert_no_space(&d, "t");
+    assert!(d.committed.is_empty(), "{:?}", d.committed);
+    assert_no_tmp(&d);
+    let runs: Vec<_> = std::fs::read_dir(ws.path("runs"))
+        .expect("runs/")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let log = std::fs::read_to_string(runs[0].join("logs").join("t.log")).expect("t.log");
+    assert!(
+        log.contains("pad.bin") && log.contains("No space left on device"),
+        "t.log:\n{log}"
+    );
+}

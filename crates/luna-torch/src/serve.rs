@@ -21,6 +21,7 @@ pub fn main(args: Vec<String>) -> i32 {
                 let we = WorkerError {
                     message: e.to_string(),
                     hint: e.hint(),
+                    no_space: luna::engine::error::out_of_space(&e),
                 };
                 println!(
                     "{ERROR_PREFIX}{}",

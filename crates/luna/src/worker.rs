@@ -78,6 +78,11 @@ pub struct WorkerError {
     pub message: String,
     /// Hint.
     pub hint: Option<String>,
+    /// The failure ran out of space (`Some(false)`: ENOSPC, `Some(true)`: EDQUOT) somewhere in
+    /// its error chain, which the text alone cannot carry: the stage then fails as
+    /// `StageError::NoSpace` naming the cache dir, as a stage of the `luna` binary does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_space: Option<bool>,
 }
 
 /// The `luna-torch` executable: `$LUNA_TORCH_BIN`, else next to the running binary.
@@ -202,9 +207,24 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         return Ok(());
     }
     if let Some(e) = error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(StageError::Message {
-            message: e.message,
-            hint: e.hint,
+        return Err(match e.no_space {
+            // the worker's text as an I/O error of the same kind, so the executor's
+            // `or_no_space` names the cache dir (the text stays in the log as the source)
+            Some(quota) => StageError::Domain {
+                source: Box::new(std::io::Error::new(
+                    if quota {
+                        std::io::ErrorKind::QuotaExceeded
+                    } else {
+                        std::io::ErrorKind::StorageFull
+                    },
+                    e.message,
+                )),
+                hint: e.hint,
+            },
+            None => StageError::Message {
+                message: e.message,
+                hint: e.hint,
+            },
         });
     }
     let t = tail.lock().unwrap_or_else(|e| e.into_inner());

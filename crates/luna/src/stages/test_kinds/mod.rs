@@ -67,6 +67,9 @@ pub struct TestTorchPartitionsParams {
     /// A semantic parameter (changes every partition key).
     #[serde(default)]
     pub scale: f64,
+    /// Bytes of zeros each partition also writes (`pad.bin`), to fill a disk from the worker.
+    #[serde(default)]
+    pub pad_bytes: u64,
 }
 
 /// A torch kind with per-item partitions computed in the `luna-torch` worker: each file of

@@ -34,7 +34,13 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                     let t = tch::Tensor::from_slice(&bytes).to_kind(tch::Kind::Double);
                     let v = t.sum(tch::Kind::Double).double_value(&[]) * p.scale;
                     let o = out.join("out.txt");
-                    std::fs::write(&o, format!("{v}\n")).map_err(|e| StageError::io(&o, e))
+                    std::fs::write(&o, format!("{v}\n")).map_err(|e| StageError::io(&o, e))?;
+                    if p.pad_bytes > 0 {
+                        let pad = out.join("pad.bin");
+                        std::fs::write(&pad, vec![0u8; p.pad_bytes as usize])
+                            .map_err(|e| StageError::io(&pad, e))?;
+                    }
+                    Ok(())
                 })?;
             Ok((name, part))
         },
