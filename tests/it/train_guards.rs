@@ -23,13 +23,6 @@ fn small() -> Fixture {
     }
 }
 
-fn committed(ws: &Ws, stage: &str) -> usize {
-    ws.manifests()
-        .iter()
-        .filter(|m| m["stage"] == stage)
-        .count()
-}
-
 #[test]
 fn lr_10_ends_with_the_nan_loss_error_in_bounded_memory() {
     let ws = ws(
@@ -46,7 +39,7 @@ fn lr_10_ends_with_the_nan_loss_error_in_bounded_memory() {
         "{}",
         out.stderr
     );
-    assert_eq!(committed(&ws, "nodule"), 0, "nothing committed");
+    assert_eq!(ws.committed("nodule"), 0, "nothing committed");
     let log = stage_logs(ws.root(), "nodule");
     let mib: u64 = log
         .lines()
@@ -83,7 +76,7 @@ fn a_model_with_nan_weights_fails_evaluation_and_commits_nothing() {
         "{}",
         out.stderr
     );
-    assert_eq!(committed(&ws, "eval"), 0);
+    assert_eq!(ws.committed("eval"), 0);
 }
 
 #[test]
