@@ -461,16 +461,28 @@ fn diagnosis_sections(src: &ReportSource, o: &mut String) {
             esc(&s.stage)
         );
         if let Ok(md) = std::fs::read_to_string(dir.join("report.md")) {
-            // the book's tables are the fenced blocks of report.md
+            // the book's tables are the fenced blocks of report.md: the total shown, the
+            // per-series tables (one per patient) folded
+            let mut folded = false;
             for (k, block) in md.split("```").enumerate() {
-                if k % 2 == 1 {
-                    let _ = write!(o, "<pre>{}</pre>", esc(block.trim_matches('\n')));
+                let table = esc(block.trim_matches('\n'));
+                if k % 2 == 1 && folded {
+                    let _ = write!(
+                        o,
+                        "<details><summary>Per series</summary><pre>{table}</pre></details>"
+                    );
+                } else if k % 2 == 1 {
+                    let _ = write!(o, "<pre>{table}</pre>");
                 } else {
                     for line in block
                         .lines()
                         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
                     {
-                        let _ = write!(o, "<p>{}</p>", esc(line));
+                        if line.trim() == "Per series:" {
+                            folded = true;
+                        } else {
+                            let _ = write!(o, "<p>{}</p>", esc(line));
+                        }
                     }
                 }
             }
