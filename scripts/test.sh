@@ -7,9 +7,11 @@ source scripts/env.sh
 # The HTML report's browser test needs headless Chromium (Debian's package; no download at
 # test time). Installed once here when missing.
 if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  as_root=""
+  [ "$(id -u)" = 0 ] || { sudo -n true 2>/dev/null && as_root="sudo -n"; }
+  if { [ "$(id -u)" = 0 ] || [ -n "$as_root" ]; } && command -v apt-get >/dev/null 2>&1; then
     echo "luna: installing chromium for the report's browser test (one time)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+    ($as_root apt-get update -qq && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
   else
     echo "luna: the report's browser test needs chromium: run \`sudo apt-get install chromium\`" >&2
     exit 2
