@@ -259,17 +259,7 @@ pub fn augment_with_2d(
     noise: f64,
     seed: Option<i64>,
 ) -> Result<Tensor, AugmentError> {
-    let shape = input.size();
-    if shape.len() != 4 {
-        return Err(AugmentError::BadInputShape { shape });
-    }
-    let ts = theta.size();
-    if ts != [shape[0], 2, 3] {
-        return Err(AugmentError::BadThetaShape {
-            n: shape[0],
-            shape: ts,
-        });
-    }
+    check_shapes(input, theta, 2)?;
     resample(input, theta, noise, seed)
 }
 
@@ -281,18 +271,24 @@ pub fn augment_with(
     noise: f64,
     seed: Option<i64>,
 ) -> Result<Tensor, AugmentError> {
+    check_shapes(input, theta, 3)?;
+    resample(input, theta, noise, seed)
+}
+
+/// `input` is (N,C, + `dims` spatial axes) and `theta` (N, dims, dims + 1).
+fn check_shapes(input: &Tensor, theta: &Tensor, dims: i64) -> Result<(), AugmentError> {
     let shape = input.size();
-    if shape.len() != 5 {
+    if shape.len() as i64 != dims + 2 {
         return Err(AugmentError::BadInputShape { shape });
     }
     let ts = theta.size();
-    if ts != [shape[0], 3, 4] {
+    if ts != [shape[0], dims, dims + 1] {
         return Err(AugmentError::BadThetaShape {
             n: shape[0],
             shape: ts,
         });
     }
-    resample(input, theta, noise, seed)
+    Ok(())
 }
 
 /// `grid_sample` (bilinear, border, align_corners=False) of `input` on `affine_grid(theta)`, then
