@@ -11,7 +11,7 @@ use super::{CliError, Globals};
 use crate::engine::cache::Cache;
 use crate::engine::runs::{RunRecord, Runs};
 use crate::engine::spec::{self, Pipeline};
-use crate::report::{headlines, write_report, ReportSource};
+use crate::report::{write_report, ReportSource};
 
 /// Arguments of `luna report`.
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ pub fn finish_run(
     let say = |line: String| {
         let _ = writeln!(std::io::stderr(), "{line}");
     };
-    let path = match write_report(&src) {
+    let (path, heads) = match write_report(&src) {
         Ok(p) => p,
         Err(e) => {
             say(format!("warning: {e}"));
@@ -75,7 +75,6 @@ pub fn finish_run(
         }
     };
     if print {
-        let heads = headlines(&src);
         let w = heads.iter().map(|h| h.label.len()).max().unwrap_or(0);
         for h in heads {
             say(format!("  {:<w$}  {}", h.label, h.value));

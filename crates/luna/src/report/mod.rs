@@ -35,8 +35,12 @@ use crate::ct::CtImage;
 use crate::diagnose::{matches, TrueNodule};
 use crate::engine::cache::Cache;
 use crate::engine::events::StageStatus;
+use crate::engine::kind::Stage;
 use crate::engine::runs::{RunRecord, StageRecord};
 use crate::engine::spec::Pipeline;
+use crate::stages::diagnose::DiagnoseStage;
+use crate::stages::evaluate_classifier::EvaluateClassifierStage;
+use crate::stages::evaluate_froc::EvaluateFrocStage;
 use crate::tables::{
     detections_from_frame, diagnosis_from_frame, merged_from_frame, read_parquet, Table,
 };
@@ -119,7 +123,7 @@ fn f(v: &Json, path: &[&str]) -> Option<f64> {
 /// the detection chain, per-patient AUC.
 pub fn headlines(src: &ReportSource) -> Vec<Headline> {
     let mut out = Vec::new();
-    for (s, dir) in src.of_kind("evaluate_froc") {
+    for (s, dir) in src.of_kind(EvaluateFrocStage::KIND) {
         let Some(j) = read_json(&dir.join("froc.json")) else {
             continue;
         };
@@ -140,7 +144,7 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
             value: format!("{}{ci}", num(f(&j, &["cpm"]), 3)),
         });
     }
-    for (s, dir) in src.of_kind("evaluate_classifier") {
+    for (s, dir) in src.of_kind(EvaluateClassifierStage::KIND) {
         if let Some(j) = read_json(&dir.join("metrics.json")) {
             out.push(Headline {
                 label: format!("F1 / ROC AUC ({})", s.stage),
@@ -152,7 +156,7 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
             });
         }
     }
-    for (s, dir) in src.of_kind("diagnose") {
+    for (s, dir) in src.of_kind(DiagnoseStage::KIND) {
         let Some(j) = read_json(&dir.join("diagnosis.json")) else {
             continue;
         };
@@ -190,9 +194,11 @@ fn confusion(j: &Json) -> Option<[[u64; 4]; 3]> {
     Some(c)
 }
 
-/// Writes `runs/<id>/report.html` (atomically: a temporary file renamed over it).
-pub fn write_report(src: &ReportSource) -> Result<PathBuf, ReportError> {
-    let html = render(src);
+/// Writes `runs/<id>/report.html` (atomically: a temporary file renamed over it); returns its
+/// path and the headline numbers shown in it.
+pub fn write_report(src: &ReportSource) -> Result<(PathBuf, Vec<Headline>), ReportError> {
+    let heads = headlines(src);
+    let html = render(src, &heads);
     let path = src.run_dir.join("report.html");
     let tmp = src.run_dir.join(".report.html.tmp");
     let err = |e| ReportError::Write {
@@ -202,11 +208,11 @@ pub fn write_report(src: &ReportSource) -> Result<PathBuf, ReportError> {
     std::fs::create_dir_all(&src.run_dir).map_err(err)?;
     std::fs::write(&tmp, html).map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
-    Ok(path)
+    Ok((path, heads))
 }
 
-/// The whole page.
-pub fn render(src: &ReportSource) -> String {
+/// The whole page, with the run's `heads` (see [`headlines`]).
+pub fn render(src: &ReportSource, heads: &[Headline]) -> String {
     let r = src.record;
     let mut o = String::new();
     let _ = write!(
@@ -237,10 +243,9 @@ pub fn render(src: &ReportSource) -> String {
         esc(r.git_revision.as_deref().unwrap_or("–")),
         esc(&r.pipeline_file)
     );
-    let heads = headlines(src);
     if !heads.is_empty() {
         o.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">");
-        for h in &heads {
+        for h in heads {
             let _ = write!(
                 o,
                 "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
@@ -384,7 +389,7 @@ fn failures(src: &ReportSource, o: &mut String) {
 
 fn froc_sections(src: &ReportSource, o: &mut String) {
     let mut any = false;
-    for (s, dir) in src.of_kind("evaluate_froc") {
+    for (s, dir) in src.of_kind(EvaluateFrocStage::KIND) {
         let Some(j) = read_json(&dir.join("froc.json")) else {
             continue;
         };
@@ -454,7 +459,7 @@ fn froc_sections(src: &ReportSource, o: &mut String) {
 }
 
 fn diagnosis_sections(src: &ReportSource, o: &mut String) {
-    for (s, dir) in src.of_kind("diagnose") {
+    for (s, dir) in src.of_kind(DiagnoseStage::KIND) {
         let _ = write!(
             o,
             "<section class=\"diagnosis\" id=\"diagnosis-{0}\"><h2>Diagnosis ({0})</h2>",
@@ -544,21 +549,17 @@ struct Entry {
 fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &mut String) {
     match gallery_entries(src, diag, diag_dir) {
         Ok(Some(Gallery { roots, groups })) => {
-            for (title, entries) in groups {
+            let tiles = render_tiles(&roots, &groups);
+            for (g, (title, entries)) in groups.iter().enumerate() {
                 let _ = write!(
                     o,
                     "<h3>{title} ({})</h3><div class=\"gallery\">",
                     entries.len()
                 );
-                for e in entries.iter().take(TILES) {
-                    let tile = roots
-                        .get(&e.uid)
-                        .ok_or_else(|| format!("series {} is not in the CT folder", e.uid))
-                        .and_then(|mhd| CtImage::open(mhd).map_err(|err| err.to_string()))
-                        .and_then(|ct| gallery::tile_png(&ct, e.xyz));
-                    let body = match tile {
-                        Ok(png) => img_png(&png, &e.caption, "tile"),
-                        Err(err) => format!("<span class=\"failed\">{}</span>", esc(&err)),
+                for (k, e) in entries.iter().take(TILES).enumerate() {
+                    let body = match &tiles[&(g, k)] {
+                        Ok(png) => img_png(png, &e.caption, "tile"),
+                        Err(err) => format!("<span class=\"failed\">{}</span>", esc(err)),
                     };
                     let _ = write!(
                         o,
@@ -582,6 +583,38 @@ fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &
             let _ = write!(o, "<p class=\"meta\">no gallery: {}</p>", esc(&e));
         }
     }
+}
+
+/// A shown tile: (group, position in the group).
+type TileKey = (usize, usize);
+
+/// The PNG (or the reason there is none) of every shown tile: series by series, so each CT is
+/// opened once and only one is open at a time.
+fn render_tiles(
+    roots: &BTreeMap<String, PathBuf>,
+    groups: &[(&'static str, Vec<Entry>)],
+) -> BTreeMap<TileKey, Result<Vec<u8>, String>> {
+    let mut by_series: BTreeMap<&str, Vec<(TileKey, [f64; 3])>> = BTreeMap::new();
+    for (g, (_, entries)) in groups.iter().enumerate() {
+        for (k, e) in entries.iter().take(TILES).enumerate() {
+            by_series.entry(&e.uid).or_default().push(((g, k), e.xyz));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (uid, wanted) in by_series {
+        let ct = roots
+            .get(uid)
+            .ok_or_else(|| format!("series {uid} is not in the CT folder"))
+            .and_then(|mhd| CtImage::open(mhd).map_err(|err| err.to_string()));
+        for (key, xyz) in wanted {
+            let tile = match &ct {
+                Ok(ct) => gallery::tile_png(ct, xyz),
+                Err(err) => Err(err.clone()),
+            };
+            out.insert(key, tile);
+        }
+    }
+    out
 }
 
 /// A gallery: the CT of each series and the titled groups of entries.
@@ -722,7 +755,7 @@ fn gallery_entries(
 fn plots(src: &ReportSource, o: &mut String) {
     let mut any = false;
     for s in &src.record.stages {
-        if s.kind == "evaluate_froc" {
+        if s.kind == EvaluateFrocStage::KIND {
             continue; // shown with its tables
         }
         let Some(dir) = src.artifact(s) else { continue };
