@@ -30,7 +30,12 @@ use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::ct::header::read_header;
 use crate::ct::DataFile;
+use crate::engine::kind::Stage;
 use crate::engine::spec::{Pipeline, StageSpec};
+use crate::stages::classify_candidates::ClassifyCandidatesStage;
+use crate::stages::cluster::ClusterStage;
+use crate::stages::diagnose::DiagnoseStage;
+use crate::stages::segment::SegmentStage;
 
 /// Errors of `luna detect` before the engine runs.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +181,7 @@ fn bound<'a>(s: &'a StageSpec, slot: &str) -> Result<&'a str, DetectError> {
 pub fn find_chain(p: &Pipeline, stage: Option<&str>) -> Result<Chain, DetectError> {
     let of_kind =
         |k: &str| -> Vec<&StageSpec> { p.stages.iter().filter(|s| s.kind.name() == k).collect() };
-    let classifies = of_kind("classify_candidates");
+    let classifies = of_kind(ClassifyCandidatesStage::KIND);
     let c = match stage {
         Some(name) => classifies
             .iter()
@@ -216,7 +221,7 @@ pub fn find_chain(p: &Pipeline, stage: Option<&str>) -> Result<Chain, DetectErro
         stage: k.name.clone(),
         slot: "probabilities".into(),
     })?;
-    let diagnose = of_kind("diagnose")
+    let diagnose = of_kind(DiagnoseStage::KIND)
         .into_iter()
         .find(|d| d.bindings.get("detections").map(String::as_str) == Some(c.name.as_str()))
         .map(|d| d.name.clone());
@@ -289,17 +294,22 @@ pub fn detect_pipeline_text(
         .get_mut("stages")
         .and_then(Yaml::as_mapping_mut)
         .ok_or_else(|| bad("no `stages:` mapping".into()))?;
-    let with_of = |stages: &Mapping, name: &str, drop: &[&str]| -> Mapping {
-        let mut w = stages
-            .get(name)
+    // A chain stage's parameters without the inputs that tied it to the dataset (`dataset`,
+    // `candidates`: the split, the ground truth, the candidate-table alternative), with `set`
+    // (the CT root, the series, the bindings to the appended stages) written over them.
+    let with_of = |stages: &Mapping, name: Option<&str>, set: Vec<(&str, Yaml)>| -> Mapping {
+        let mut w = name
+            .and_then(|n| stages.get(n))
             .and_then(|s| s.get("with"))
             .and_then(Yaml::as_mapping)
             .cloned()
             .unwrap_or_default();
-        for k in drop {
-            w.remove(*k);
+        for k in ["dataset", "candidates"] {
+            w.remove(k);
         }
-        w.insert("ct_root".into(), ct_root.display().to_string().into());
+        for (k, v) in set {
+            w.insert(k.into(), v);
+        }
         w
     };
     let stage = |uses: &str, needs: Vec<&str>, with: Mapping| -> Yaml {
@@ -312,54 +322,53 @@ pub fn detect_pipeline_text(
         m.insert("with".into(), Yaml::Mapping(with));
         Yaml::Mapping(m)
     };
-    let inputs = ["dataset", "ct_root", "candidates"];
-    let mut seg = with_of(
+    let root = || ("ct_root", Yaml::from(ct_root.display().to_string()));
+    let seg = with_of(
         stages,
-        &chain.segment,
-        &[&inputs[..], &["series", "model"]].concat(),
+        Some(&chain.segment),
+        vec![
+            root(),
+            ("series", "all".into()),
+            ("model", chain.segmenter.as_str().into()),
+        ],
     );
-    seg.insert("series".into(), "all".into());
-    seg.insert("model".into(), chain.segmenter.as_str().into());
-    let mut clu = with_of(
+    let clu = with_of(
         stages,
-        &chain.cluster,
-        &[&inputs[..], &["probabilities"]].concat(),
+        Some(&chain.cluster),
+        vec![root(), ("probabilities", names.segment.as_str().into())],
     );
-    clu.insert("probabilities".into(), names.segment.as_str().into());
-    let mut cls = with_of(
-        stages,
-        &chain.classify,
-        &[&inputs[..], &["clusters", "model", "malignancy_model"]].concat(),
-    );
-    cls.insert("clusters".into(), names.cluster.as_str().into());
-    cls.insert("model".into(), chain.nodule_model.as_str().into());
+    let mut cls_set = vec![
+        root(),
+        ("clusters", names.cluster.as_str().into()),
+        ("model", chain.nodule_model.as_str().into()),
+    ];
     let mut cls_needs = vec![names.cluster.as_str(), chain.nodule_model.as_str()];
     if let Some(m) = &chain.malignancy_model {
-        cls.insert("malignancy_model".into(), m.as_str().into());
+        cls_set.push(("malignancy_model", m.as_str().into()));
         cls_needs.push(m);
     }
-    let mut dia = match &chain.diagnose {
-        Some(d) => with_of(stages, d, &["detections", "candidates"]),
-        None => Mapping::new(),
-    };
-    dia.remove("ct_root");
-    dia.insert("detections".into(), names.classify.as_str().into());
+    let cls = with_of(stages, Some(&chain.classify), cls_set);
+    let dia = with_of(
+        stages,
+        chain.diagnose.as_deref(),
+        vec![("detections", names.classify.as_str().into())],
+    );
     let new = [
         (
             names.segment.clone(),
-            stage("segment", vec![chain.segmenter.as_str()], seg),
+            stage(SegmentStage::KIND, vec![chain.segmenter.as_str()], seg),
         ),
         (
             names.cluster.clone(),
-            stage("cluster", vec![names.segment.as_str()], clu),
+            stage(ClusterStage::KIND, vec![names.segment.as_str()], clu),
         ),
         (
             names.classify.clone(),
-            stage("classify_candidates", cls_needs, cls),
+            stage(ClassifyCandidatesStage::KIND, cls_needs, cls),
         ),
         (
             names.diagnose.clone(),
-            stage("diagnose", vec![names.classify.as_str()], dia),
+            stage(DiagnoseStage::KIND, vec![names.classify.as_str()], dia),
         ),
     ];
     for (name, s) in new {

@@ -16,7 +16,9 @@ use crate::detect::{detect_pipeline_text, find_chain, stage_cts, staging_dir, De
 use crate::engine::plan::{plan, Freshness, Selection};
 use crate::engine::spec;
 use crate::stages::diagnose::DiagnoseParams;
-use crate::tables::{detections_from_frame, read_parquet, DetectionRow, Table};
+use crate::tables::{
+    detections_from_frame, diagnosis_from_frame, read_parquet, DetectionRow, Table,
+};
 
 /// Arguments of `luna detect`.
 #[derive(Debug, Args)]
@@ -148,8 +150,8 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
         .and_then(|df| detections_from_frame(&df))
         .map_err(|e| CliError::failed(e.to_string(), None))?;
     let dia_path = dia_dir.join(Table::Diagnosis.file_name());
-    let verdicts = crate::tables::read_parquet(&dia_path, Table::Diagnosis)
-        .and_then(|df| crate::tables::diagnosis_from_frame(&df))
+    let verdicts = read_parquet(&dia_path, Table::Diagnosis)
+        .and_then(|df| diagnosis_from_frame(&df))
         .map_err(|e| CliError::failed(e.to_string(), None))?;
     let threshold = dp
         .stages
