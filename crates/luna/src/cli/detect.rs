@@ -61,24 +61,28 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
     let chain = find_chain(&o.pipeline, a.stage.as_deref()).map_err(detect_err)?;
     let _in_use = o.cache.use_lock()?;
 
-    // The models must be trained: every stage they depend on is up to date.
-    let mut stale = Vec::new();
-    for m in chain.models() {
-        let planned = plan(
-            &o.pipeline,
-            &o.cache,
-            &o.stat,
-            &Selection {
-                until: Some(m.to_string()),
-                ..Default::default()
-            },
-        )?;
-        for ps in planned.iter().filter(|s| s.selected) {
-            if ps.state == Freshness::Stale && !stale.contains(&ps.stage) {
-                stale.push(ps.stage.clone());
-            }
-        }
-    }
+    // The models must be trained: every stage they depend on is up to date (one plan up to
+    // the classify stage covers all of them).
+    let needed: std::collections::BTreeSet<usize> = chain
+        .models()
+        .iter()
+        .filter_map(|m| o.pipeline.stage_index(m))
+        .flat_map(|i| o.pipeline.dag.ancestors_inclusive(i))
+        .collect();
+    let planned = plan(
+        &o.pipeline,
+        &o.cache,
+        &o.stat,
+        &Selection {
+            until: Some(chain.classify.clone()),
+            ..Default::default()
+        },
+    )?;
+    let stale: Vec<String> = planned
+        .iter()
+        .filter(|s| needed.contains(&s.index) && s.state == Freshness::Stale)
+        .map(|s| s.stage.clone())
+        .collect();
     if !stale.is_empty() {
         o.stat.save();
         return Err(CliError::failed(
