@@ -20,6 +20,7 @@ pub mod curves;
 pub mod detect;
 pub mod diagnose;
 pub mod froc;
+pub mod image;
 pub mod model;
 pub mod plot;
 pub mod report;

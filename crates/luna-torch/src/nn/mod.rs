@@ -22,7 +22,8 @@ pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod classify;
-pub mod image;
+/// RGB images and their PNG encoding (shared with the `luna` report).
+pub use luna::image;
 pub mod loader;
 pub mod luna_model;
 pub mod metrics;

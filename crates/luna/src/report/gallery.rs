@@ -4,9 +4,10 @@
 //!
 //! Only the tile's window is read (`CtImage::crop_hu_i16` on the memory-mapped file), so a
 //! gallery over real-size CTs costs milliseconds per tile. Rejected: plotters for the tiles (a
-//! chart library for three bitmaps; the PNG is written directly).
+//! chart library for three bitmaps; `crate::image` encodes the pixels).
 
 use crate::ct::{CropWindow, CtImage, Xyz};
+use crate::image::RgbImage;
 
 /// Side of a view in millimetres.
 const FIELD_MM: f64 = 40.0;
@@ -87,7 +88,9 @@ pub fn tile_png(ct: &CtImage, xyz: [f64; 3]) -> Result<Vec<u8>, String> {
         }
         x0 += v.w + gap;
     }
-    encode(w, h, &rgb)
+    RgbImage::new(w, h, rgb)
+        .and_then(|img| img.encode_png())
+        .map_err(|e| e.to_string())
 }
 
 /// Nearest-neighbour resampling of an `n_y × n_x` view with voxel sizes (`s_y`, `s_x`) mm to
@@ -134,18 +137,6 @@ fn resample(
 fn grey(hu: i16) -> u8 {
     let t = ((hu as f64 - HU_LO) / (HU_HI - HU_LO)).clamp(0.0, 1.0);
     (t * 255.0).round() as u8
-}
-
-fn encode(w: usize, h: usize, rgb: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| e.to_string())?;
-        wr.write_image_data(rgb).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! 8-bit RGB images a task draws of its predictions (the segmentation overlays): one plain
-//! row-major `H×W×3` buffer, PNG-encoded once for both the TensorBoard image summary
-//! (`nn::tensorboard`) and the PNG file in the artifact.
+//! 8-bit RGB images as PNG: one plain row-major `H×W×3` buffer, PNG-encoded for the
+//! segmentation overlays a training task draws (luna-torch's TensorBoard image summaries and
+//! the PNG files in the artifact) and for the CT tiles of the run report's galleries. It lives
+//! in `luna`, not `luna-torch`, because the report is written by the `luna` binary, which
+//! never links libtorch.
 //!
 //! Rejected: the `image` crate (a decoder/encoder zoo for one format; `png` is what it uses
 //! underneath and is already in the tree through plotters); plotters' bitmap backend (draws
