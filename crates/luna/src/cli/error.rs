@@ -58,16 +58,7 @@ impl CliError {
     /// Text for stderr.
     pub fn render(&self) -> String {
         if let CliError::Load(LoadError::Spec(s)) = self {
-            let shown = std::env::current_dir()
-                .ok()
-                .and_then(|d| {
-                    s.file
-                        .strip_prefix(&d)
-                        .ok()
-                        .map(|p| p.display().to_string())
-                })
-                .unwrap_or_else(|| s.file.display().to_string());
-            return s.render(&shown);
+            return s.render(&super::workspace::shown(&s.file));
         }
         let hint = match self {
             CliError::Load(e) => e.hint(),

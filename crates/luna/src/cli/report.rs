@@ -2,11 +2,10 @@
 //! the helper every run calls at its end to write the report and print the headline numbers.
 
 use std::io::Write;
-use std::path::Path;
 
 use clap::Args;
 
-use super::workspace::{cache_root, workspace_here};
+use super::workspace::{cache_root, shown, workspace_here};
 use super::{CliError, Globals};
 use crate::engine::cache::Cache;
 use crate::engine::runs::{RunRecord, Runs};
@@ -82,11 +81,4 @@ pub fn finish_run(
         say(format!("  report: {}", shown(&path)));
     }
     Some(path)
-}
-
-fn shown(p: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| p.strip_prefix(d).ok().map(|r| r.display().to_string()))
-        .unwrap_or_else(|| p.display().to_string())
 }

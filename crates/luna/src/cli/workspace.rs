@@ -55,6 +55,15 @@ pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
     })
 }
 
+/// `p` relative to the current directory when it lies below it (how paths are shown), else
+/// as given.
+pub fn shown(p: &std::path::Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| p.strip_prefix(d).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
+}
+
 /// The workspace above the current directory (for commands without a pipeline argument).
 pub fn workspace_here() -> Result<PathBuf, CliError> {
     let cwd = cwd()?;
