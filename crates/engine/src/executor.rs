@@ -111,7 +111,7 @@ pub fn execute(
         };
         st.insert(ps.index, s);
         if ps.selected && ps.state == Freshness::Fresh {
-            settle(reporter, &mut records, ps, (StageStatus::Cached, 0.0), None);
+            settle(reporter, &mut records, ps, StageStatus::Cached, 0.0, None);
             fresh_states.push((ps.stage.clone(), state_of(ps)));
         }
     }
@@ -141,7 +141,8 @@ pub fn execute(
                         reporter,
                         &mut records,
                         ps,
-                        (StageStatus::Skipped, started.elapsed().as_secs_f64()),
+                        StageStatus::Skipped,
+                        started.elapsed().as_secs_f64(),
                         Some(detail),
                     );
                     continue;
@@ -233,7 +234,7 @@ pub fn execute(
                     }
                     let secs = duration.as_secs_f64();
                     let start = (started.elapsed().as_secs_f64() - secs).max(0.0);
-                    records.insert(ps.index, record(ps, *status, (start, secs), err, parts));
+                    records.insert(ps.index, record(ps, *status, start, secs, err, parts));
                 }
             }
             reporter.event(&ev);
@@ -259,12 +260,13 @@ pub fn execute(
 }
 
 /// Reports and records a stage that ends without running (cached, or skipped because an
-/// upstream stage did not complete).
+/// upstream stage did not complete) at `at` seconds into the run.
 fn settle(
     reporter: &mut dyn Reporter,
     records: &mut BTreeMap<usize, StageRecord>,
     ps: &PlannedStage,
-    (status, at): (StageStatus, f64),
+    status: StageStatus,
+    at: f64,
     detail: Option<String>,
 ) {
     reporter.event(&Event::Finished {
@@ -274,7 +276,7 @@ fn settle(
         detail: detail.clone(),
         hint: None,
     });
-    records.insert(ps.index, record(ps, status, (at, 0.0), detail, Vec::new()));
+    records.insert(ps.index, record(ps, status, at, 0.0, detail, Vec::new()));
 }
 
 fn state_of(ps: &PlannedStage) -> StageState {
@@ -284,11 +286,12 @@ fn state_of(ps: &PlannedStage) -> StageState {
     }
 }
 
-/// `(start, secs)`: seconds from the run's start, and the stage's duration.
+/// `start`: seconds from the run's start; `secs`: the stage's duration.
 fn record(
     ps: &PlannedStage,
     status: StageStatus,
-    (start, secs): (f64, f64),
+    start: f64,
+    secs: f64,
     error: Option<String>,
     partitions: Vec<String>,
 ) -> StageRecord {

@@ -143,7 +143,7 @@ impl Stage for ClusterStage {
                     "erosion": p.erosion,
                 });
                 let part = ctx_ref.partition(uid, &material, |dir| {
-                    let (rows, secs) = cluster_series(uid, f, mhd, (p.threshold, p.erosion))?;
+                    let (rows, secs) = cluster_series(uid, f, mhd, p.threshold, p.erosion)?;
                     ctx_ref.log(format!(
                         "series {uid}: {} clusters; clustering took {secs:.3} s",
                         rows.len()
@@ -218,7 +218,8 @@ pub fn cluster_series(
     uid: &str,
     volume: &Path,
     mhd: &Path,
-    (threshold, erosion): (f64, Erosion),
+    threshold: f64,
+    erosion: Erosion,
 ) -> Result<(Vec<ClusterRow>, f64), StageError> {
     let vol = read_prob_volume(volume).map_err(StageError::domain)?;
     let ct = CtImage::open(mhd).map_err(StageError::domain)?;
