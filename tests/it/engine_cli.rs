@@ -533,3 +533,41 @@ fn pipeline_schema_file_is_current() {
          `luna schema --write schemas/pipeline.schema.json`, or run this test with LUNA_UPDATE_SCHEMA=1"
     );
 }
+
+/// `schemas/luna-config.schema.json` is what `luna schema --config` prints (rewritten with
+/// `LUNA_UPDATE_SCHEMA=1`).
+#[test]
+fn config_schema_file_is_current() {
+    let file = &format!("{}/schemas/luna-config.schema.json", crate::REPO);
+    let out = Ws::new().luna(&["schema", "--config"]);
+    out.expect_code(0);
+    let v: Value = serde_json::from_str(&out.stdout).expect("luna schema --config prints JSON");
+    assert!(v["properties"]["remotes"].is_object(), "{}", out.stdout);
+    if std::env::var_os("LUNA_UPDATE_SCHEMA").is_some_and(|x| x == "1") {
+        std::fs::write(file, &out.stdout).expect("write schemas/luna-config.schema.json");
+        return;
+    }
+    let committed = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(
+        committed == out.stdout,
+        "schemas/luna-config.schema.json is stale (it must equal `luna schema --config`): \
+         regenerate it with `luna schema --config --write schemas/luna-config.schema.json`, or \
+         run this test with LUNA_UPDATE_SCHEMA=1"
+    );
+}
+
+/// A typo in luna.toml is an error naming file, line and column, exit 2, for any command that
+/// opens the workspace.
+#[test]
+fn config_unknown_key_is_a_positioned_error() {
+    let ws = Ws::new();
+    ws.pipeline("p", P);
+    ws.file("luna.toml", "[cache]\npull = true\nplul = 1\n");
+    let out = ws.luna(&["status", "p"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("luna.toml:3:1: unknown field `plul`"),
+        "{}",
+        out.stderr
+    );
+}

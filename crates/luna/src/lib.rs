@@ -15,6 +15,7 @@ pub use luna_engine as engine;
 pub mod annotation_mask;
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod ct;
 pub mod curves;
 pub mod detect;

@@ -16,6 +16,9 @@ pub enum CliError {
     /// The cache.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The workspace config (`luna.toml`).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Anything else, with a hint and an exit code.
     #[error("{message}")]
     Other {
@@ -49,7 +52,7 @@ impl CliError {
     /// Exit code.
     pub fn code(&self) -> i32 {
         match self {
-            CliError::Load(_) | CliError::Plan(_) => 2,
+            CliError::Load(_) | CliError::Plan(_) | CliError::Config(_) => 2,
             CliError::Cache(_) => 1,
             CliError::Other { code, .. } => *code,
         }
@@ -64,6 +67,7 @@ impl CliError {
             CliError::Load(e) => e.hint(),
             CliError::Plan(e) => e.hint(),
             CliError::Cache(e) => e.hint(),
+            CliError::Config(e) => e.hint(),
             CliError::Other { hint, .. } => hint.clone(),
         };
         let mut out = format!("error: {self}\n");

@@ -10,6 +10,8 @@ use crate::engine::spec::{self, Pipeline};
 use crate::engine::statcache::StatCache;
 
 /// A loaded pipeline with its workspace services.
+// `root` and `config` are read by the remotes and executor commands being built on this.
+#[allow(dead_code)]
 pub struct Opened {
     /// The pipeline.
     pub pipeline: Pipeline,
@@ -19,6 +21,10 @@ pub struct Opened {
     pub runs: Runs,
     /// Stat cache for fingerprints.
     pub stat: std::sync::Arc<StatCache>,
+    /// The workspace root (the directory holding `pipelines/`).
+    pub root: PathBuf,
+    /// The workspace config (`luna.toml`; default when absent).
+    pub config: crate::config::Config,
 }
 
 /// The current directory.
@@ -39,6 +45,7 @@ pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
     let cwd = cwd()?;
     let (file, ws) = spec::locate(&a.pipeline, &cwd)?;
     let sets = spec::parse_sets(&a.sets)?;
+    let config = crate::config::Config::load(&ws)?;
     let pipeline = spec::load(&file, &ws, &sets, &crate::stages::registry())?;
     let cache = Cache::open(&cache_root(g, &ws))?;
     let runs = Runs::new(ws.join("runs"));
@@ -52,6 +59,8 @@ pub fn open(g: &Globals, a: &PipelineArgs) -> Result<Opened, CliError> {
         cache,
         runs,
         stat,
+        root: ws,
+        config,
     })
 }
 
