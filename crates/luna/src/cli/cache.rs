@@ -1,4 +1,4 @@
-//! `luna cache ls | verify | gc`.
+//! `luna cache ls | verify | gc | push | pull`.
 //!
 //! gc keeps every object referenced by the last N *finished* runs of each pipeline recorded in
 //! this workspace's `runs/` (stage artifacts and the partitions they list); a run that is still
@@ -10,12 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use super::workspace::{cache_root, workspace_here};
-use super::{CliError, Globals};
+use super::workspace::{cache_root, open, workspace_here, Opened};
+use super::{CliError, Globals, PipelineArgs};
 use crate::engine::cache::{dir_size, remove_tree, short, Cache};
 use crate::engine::error::CacheError;
+use crate::engine::plan::{plan, Selection};
+use crate::engine::remote::{PullReport, PushReport, Remote};
 use crate::engine::runs::Runs;
 
 /// Cache subcommands.
@@ -23,8 +25,19 @@ use crate::engine::runs::Runs;
 pub enum CacheCmd {
     /// List cached objects.
     Ls,
-    /// Re-hash every object against its manifest; quarantine corrupt ones.
-    Verify,
+    /// Re-hash every object against its manifest; quarantine corrupt ones (with --remote:
+    /// check the remote's objects instead).
+    Verify {
+        /// Check this remote's objects (every file downloaded and hashed; nothing changes).
+        #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+    },
+    /// Upload the artifacts of a pipeline's current stages (and their partitions) that the
+    /// remote lacks (no PIPELINE: every object of the local cache).
+    Push(TransferArgs),
+    /// Download the artifacts of a pipeline's current stages (and their partitions) that the
+    /// local cache lacks, verified (no PIPELINE: every object of the remote).
+    Pull(TransferArgs),
     /// Delete objects not used by the last N runs of each pipeline.
     Gc {
         /// Runs to keep per pipeline.
@@ -34,6 +47,22 @@ pub enum CacheCmd {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+/// What `cache push` / `cache pull` move.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Pipeline whose current stages are moved (default: every object).
+    pipeline: Option<String>,
+    /// Only this stage (repeatable).
+    #[arg(long, value_name = "STAGE", requires = "pipeline")]
+    stage: Vec<String>,
+    /// The remote (default: [cache] remote of luna.toml, or the only one).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// Override a pipeline variable: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", requires = "pipeline")]
+    sets: Vec<String>,
 }
 
 /// Human-readable byte count.
@@ -54,6 +83,12 @@ pub fn bytes(n: u64) -> String {
 
 /// Runs the command.
 pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
+    let c = match c {
+        CacheCmd::Push(a) => return transfer(g, a, true),
+        CacheCmd::Pull(a) => return transfer(g, a, false),
+        CacheCmd::Verify { remote: Some(r) } => return verify_remote(r),
+        c => c,
+    };
     let ws = workspace_here()?;
     let cache = Cache::open(&cache_root(g, &ws))?;
     match c {
@@ -105,7 +140,8 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             );
             Ok(0)
         }
-        CacheCmd::Verify => {
+        CacheCmd::Push(_) | CacheCmd::Pull(_) | CacheCmd::Verify { remote: Some(_) } => Ok(0),
+        CacheCmd::Verify { remote: None } => {
             let keys = cache.keys();
             let mut bad = 0;
             // Downstream keys are computed from upstream keys, so an object built on a corrupt
@@ -266,4 +302,157 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             Ok(0)
         }
     }
+}
+
+/// `cache push` (`push`) or `cache pull`.
+fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
+    let (config, cache, keys) = match &a.pipeline {
+        Some(p) => {
+            let o = open(
+                g,
+                &PipelineArgs {
+                    pipeline: p.clone(),
+                    sets: a.sets.clone(),
+                },
+            )?;
+            let keys = stage_keys(&o, &a.stage)?;
+            (o.config, o.cache, Some(keys))
+        }
+        None => {
+            let ws = workspace_here()?;
+            let config = crate::config::Config::load(&ws)?;
+            let cache = Cache::open(&cache_root(g, &ws))?;
+            (config, cache, None)
+        }
+    };
+    let (remote, inv) = super::remote::open(&config, a.remote.as_deref())?;
+    // gc must not delete what a push reads or a pull commits into
+    let _in_use = cache.use_lock()?;
+    let t0 = std::time::Instant::now();
+    let code = if push {
+        let keys = keys.unwrap_or_else(|| cache.keys());
+        let r = remote.push(&cache, &keys)?;
+        print_push(&remote, &r, t0.elapsed());
+        0
+    } else {
+        let keys = keys.unwrap_or_else(|| inv.objects.iter().cloned().collect());
+        let r = remote.pull(&cache, &keys)?;
+        print_pull(&remote, &r, t0.elapsed())
+    };
+    Ok(code)
+}
+
+/// Keys of the pipeline's current stages (`only`: these stages; unknown names are errors).
+pub(super) fn stage_keys(o: &Opened, only: &[String]) -> Result<Vec<String>, CliError> {
+    let planned = plan(&o.pipeline, &o.cache, &o.stat, &Selection::default());
+    o.stat.save();
+    let planned = planned?;
+    for s in only {
+        if !planned.iter().any(|p| &p.stage == s) {
+            return Err(CliError::usage(
+                format!("pipeline `{}` has no stage `{s}`", o.pipeline.name),
+                Some(format!(
+                    "its stages: {}",
+                    planned
+                        .iter()
+                        .map(|p| p.stage.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ));
+        }
+    }
+    Ok(planned
+        .into_iter()
+        .filter(|p| only.is_empty() || only.contains(&p.stage))
+        .map(|p| p.key)
+        .collect())
+}
+
+fn rate(bytes: u64, t: std::time::Duration) -> String {
+    format!(
+        "{}/s",
+        self::bytes((bytes as f64 / t.as_secs_f64().max(1e-3)) as u64)
+    )
+}
+
+/// Prints what a push did.
+pub(super) fn print_push(remote: &Remote, r: &PushReport, t: std::time::Duration) {
+    println!(
+        "pushed {} objects to {} ({} files, {} in {:.1} s, {}); {} objects already there, {} files already there",
+        r.pushed.len(),
+        remote.name(),
+        r.files_sent,
+        bytes(r.bytes_sent),
+        t.as_secs_f64(),
+        rate(r.bytes_sent, t),
+        r.present,
+        r.files_skipped
+    );
+    if !r.missing_locally.is_empty() {
+        println!(
+            "not pushed (not in the local cache; run the pipeline first): {}",
+            r.missing_locally
+                .iter()
+                .map(|k| short(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+/// Prints what a pull did; 1 when a remote object was refused.
+pub(super) fn print_pull(remote: &Remote, r: &PullReport, t: std::time::Duration) -> i32 {
+    println!(
+        "pulled {} objects from {} ({} in {:.1} s, {}); {} already cached",
+        r.pulled.len(),
+        remote.name(),
+        bytes(r.bytes_received),
+        t.as_secs_f64(),
+        rate(r.bytes_received, t),
+        r.present
+    );
+    if !r.missing_remotely.is_empty() {
+        println!(
+            "not on {}: {}",
+            remote.name(),
+            r.missing_remotely
+                .iter()
+                .map(|k| short(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (k, why) in &r.corrupt {
+        eprintln!(
+            "error: remote {}: object {} is corrupt: {why}; it was not used",
+            remote.name(),
+            short(k)
+        );
+    }
+    if r.corrupt.is_empty() {
+        0
+    } else {
+        eprintln!("  = hint: push it again from a workspace that has it, or run `luna cache verify --remote {}`", remote.name());
+        1
+    }
+}
+
+/// `cache verify --remote [R]`.
+fn verify_remote(asked: String) -> Result<i32, CliError> {
+    let ws = workspace_here()?;
+    let config = crate::config::Config::load(&ws)?;
+    let asked = (!asked.is_empty()).then_some(asked);
+    let (remote, _) = super::remote::open(&config, asked.as_deref())?;
+    let (n, problems) = remote.verify()?;
+    for (k, why) in &problems {
+        println!("CORRUPT {}: {why}", short(k));
+    }
+    println!(
+        "verified {n} objects on {}: {} ok, {} corrupt",
+        remote.name(),
+        n - problems.len(),
+        problems.len()
+    );
+    Ok(if problems.is_empty() { 0 } else { 1 })
 }

@@ -10,7 +10,7 @@ use crate::engine::spec::{self, Pipeline};
 use crate::engine::statcache::StatCache;
 
 /// A loaded pipeline with its workspace services.
-// `root` and `config` are read by the remotes and executor commands being built on this.
+// `root` is read by `cache pin` (next commit).
 #[allow(dead_code)]
 pub struct Opened {
     /// The pipeline.
