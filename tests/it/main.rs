@@ -78,6 +78,7 @@ mod tables_csv;
 mod tables_merge;
 mod tables_oracle;
 mod tables_support;
+mod team_remote;
 mod torch_layer;
 mod train_bench;
 mod train_guards;
