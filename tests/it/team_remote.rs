@@ -203,6 +203,23 @@ impl Store {
     }
 }
 
+/// Two tests running `$body`: `$s3` against moto's server, `$file` against a folder.
+macro_rules! on_both {
+    ($s3:ident, $file:ident, $body:ident) => {
+        #[test]
+        fn $s3() {
+            if let Some(s) = Store::s3() {
+                $body(s);
+            }
+        }
+
+        #[test]
+        fn $file() {
+            $body(Store::dir());
+        }
+    };
+}
+
 /// Every file of `dir` (relative path → blake3).
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     walkdir::WalkDir::new(dir)
@@ -351,17 +368,11 @@ fn roundtrip(store: Store) {
     );
 }
 
-#[test]
-fn team_s3_push_pull_run_pull() {
-    if let Some(s) = Store::s3() {
-        roundtrip(s);
-    }
-}
-
-#[test]
-fn team_file_push_pull_run_pull() {
-    roundtrip(Store::dir());
-}
+on_both!(
+    team_s3_push_pull_run_pull,
+    team_file_push_pull_run_pull,
+    roundtrip
+);
 
 /// A pipeline whose one stage writes `files` files of `mib` MiB of random bytes: two
 /// workspaces computing it get the same key and different bytes.
@@ -428,17 +439,11 @@ fn corrupt(store: Store) {
     );
 }
 
-#[test]
-fn team_s3_corrupt_object_is_refused() {
-    if let Some(s) = Store::s3() {
-        corrupt(s);
-    }
-}
-
-#[test]
-fn team_file_corrupt_object_is_refused() {
-    corrupt(Store::dir());
-}
+on_both!(
+    team_s3_corrupt_object_is_refused,
+    team_file_corrupt_object_is_refused,
+    corrupt
+);
 
 /// `kill -9` mid-push leaves no manifest; the next push sends only the missing files and
 /// completes; a pull of the result is byte-identical.
@@ -511,17 +516,11 @@ fn killed_push(store: Store) {
     );
 }
 
-#[test]
-fn team_s3_killed_push_resumes() {
-    if let Some(s) = Store::s3() {
-        killed_push(s);
-    }
-}
-
-#[test]
-fn team_file_killed_push_resumes() {
-    killed_push(Store::dir());
-}
+on_both!(
+    team_s3_killed_push_resumes,
+    team_file_killed_push_resumes,
+    killed_push
+);
 
 /// Two members computed the same key with different bytes and push at once: the remote ends
 /// with one manifest, it verifies, and a pull gets exactly one member's copy.
@@ -561,17 +560,11 @@ fn concurrent(store: Store) {
     );
 }
 
-#[test]
-fn team_s3_concurrent_pushes_leave_one_copy() {
-    if let Some(s) = Store::s3() {
-        concurrent(s);
-    }
-}
-
-#[test]
-fn team_file_concurrent_pushes_leave_one_copy() {
-    concurrent(Store::dir());
-}
+on_both!(
+    team_s3_concurrent_pushes_leave_one_copy,
+    team_file_concurrent_pushes_leave_one_copy,
+    concurrent
+);
 
 /// Bad input: each a one-line error with a hint, exit code 2, nothing changed.
 #[test]
