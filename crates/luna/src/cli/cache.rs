@@ -9,6 +9,7 @@
 //! other workspaces' runs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -35,6 +36,21 @@ pub enum CacheCmd {
     /// Upload the artifacts of a pipeline's current stages (and their partitions) that the
     /// remote lacks (no PIPELINE: every object of the local cache).
     Push(TransferArgs),
+    /// Make DIR a cache shared by the members of a Unix group (setgid group folders,
+    /// read-only objects, locks across users); use it with --cache-dir DIR.
+    Init {
+        /// The cache folder (created if needed).
+        #[arg(long, value_name = "DIR")]
+        shared: PathBuf,
+        /// The group whose members share it (default: your primary group).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Keep the artifacts of a pipeline's current stages (and their partitions) through
+    /// every `cache gc`, whoever runs it, until `cache unpin`.
+    Pin(PinArgs),
+    /// Remove the pin of `cache pin`.
+    Unpin(PinArgs),
     /// Download the artifacts of a pipeline's current stages (and their partitions) that the
     /// local cache lacks, verified (no PIPELINE: every object of the remote).
     Pull(TransferArgs),
@@ -65,6 +81,13 @@ pub struct TransferArgs {
     sets: Vec<String>,
 }
 
+/// What `cache pin` / `cache unpin` name.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    p: PipelineArgs,
+}
+
 /// Human-readable byte count.
 pub fn bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -87,6 +110,9 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
         CacheCmd::Push(a) => return transfer(g, a, true),
         CacheCmd::Pull(a) => return transfer(g, a, false),
         CacheCmd::Verify { remote: Some(r) } => return verify_remote(r),
+        CacheCmd::Init { shared, group } => return init_shared(&shared, group.as_deref()),
+        CacheCmd::Pin(a) => return pin(g, &a.p, true),
+        CacheCmd::Unpin(a) => return pin(g, &a.p, false),
         c => c,
     };
     let ws = workspace_here()?;
@@ -140,7 +166,12 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             );
             Ok(0)
         }
-        CacheCmd::Push(_) | CacheCmd::Pull(_) | CacheCmd::Verify { remote: Some(_) } => Ok(0),
+        CacheCmd::Push(_)
+        | CacheCmd::Pull(_)
+        | CacheCmd::Init { .. }
+        | CacheCmd::Pin(_)
+        | CacheCmd::Unpin(_)
+        | CacheCmd::Verify { remote: Some(_) } => Ok(0),
         CacheCmd::Verify { remote: None } => {
             let keys = cache.keys();
             let mut bad = 0;
@@ -238,6 +269,9 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                     }
                 }
             }
+            // pinned objects (`cache pin`, by any user of a shared cache) are kept
+            let pinned = cache.pinned();
+            keep.extend(pinned.iter().cloned());
             // partitions listed by kept manifests are kept too
             for k in keep.clone() {
                 if let Ok(m) = cache.manifest(&k) {
@@ -246,6 +280,7 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             }
             let mut freed = 0;
             let mut n = 0;
+            let mut foreign = 0;
             for k in cache.keys() {
                 if keep.contains(&k) {
                     continue;
@@ -257,7 +292,18 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                 let size = if dry_run {
                     dir_size(&cache.object_dir(&k))
                 } else {
-                    cache.remove(&k)?
+                    match cache.remove(&k) {
+                        Ok(size) => size,
+                        // a shared cache: another member's object (read-only to us)
+                        Err(CacheError::Io { source, .. })
+                            if cache.is_shared()
+                                && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                        {
+                            foreign += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 };
                 freed += size;
                 n += 1;
@@ -288,16 +334,26 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             }
             if !dry_run {
                 for t in cache.tmp_dirs() {
-                    freed += dir_size(&t);
-                    remove_tree(&t)?;
+                    let size = dir_size(&t);
+                    match remove_tree(&t) {
+                        Ok(()) => freed += size,
+                        Err(_) if cache.is_shared() => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
+            if foreign > 0 {
+                println!(
+                    "left {foreign} unused objects of other users (only their owner, or root, can delete them)"
+                );
+            }
             println!(
-                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines)",
+                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines or pinned; {} pinned)",
                 if dry_run { "would free" } else { "freed" },
                 bytes(freed),
                 keep.len(),
-                by_pipeline.len()
+                by_pipeline.len(),
+                pinned.len()
             );
             Ok(0)
         }
@@ -455,4 +511,108 @@ fn verify_remote(asked: String) -> Result<i32, CliError> {
         problems.len()
     );
     Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
+/// `cache init --shared DIR [--group G]`.
+fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
+    let gid = match group {
+        None => {
+            // SAFETY: getegid has no preconditions.
+            unsafe { libc::getegid() }
+        }
+        Some(name) => {
+            let c = std::ffi::CString::new(name)
+                .map_err(|_| CliError::usage(format!("bad group name {name:?}"), None))?;
+            // SAFETY: getgrnam reads a NUL-terminated name; the returned record is read at
+            // once, before any other call that could reuse its static storage.
+            let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+            if gr.is_null() {
+                return Err(CliError::usage(
+                    format!("no Unix group `{name}`"),
+                    Some("create it (`groupadd NAME`) and add the team's users to it (`usermod -aG NAME USER`), or name an existing group (see `getent group`)".into()),
+                ));
+            }
+            // SAFETY: non-null record from getgrnam.
+            unsafe { (*gr).gr_gid }
+        }
+    };
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        super::workspace::cwd()?.join(dir)
+    };
+    let cache = Cache::init_shared(&dir, gid)?;
+    println!(
+        "{} is a shared cache of group {} (gid {gid}): use it with --cache-dir {} or LUNA_CACHE_DIR",
+        cache.root().display(),
+        group.unwrap_or("(your primary group)"),
+        cache.root().display()
+    );
+    Ok(0)
+}
+
+/// `cache pin PIPELINE` (`on`) / `cache unpin PIPELINE`: `<cache>/pins/<pipeline>@<user>.json`
+/// names the keys of the pipeline's current stages and their partitions.
+fn pin(g: &Globals, a: &PipelineArgs, on: bool) -> Result<i32, CliError> {
+    let o = open(g, a)?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let ws_id = blake3::hash(o.root.to_string_lossy().as_bytes()).to_hex();
+    let file = o.cache.pins_dir().join(format!(
+        "{}@{uid}-{}.json",
+        o.pipeline.name,
+        short(ws_id.as_str())
+    ));
+    if !on {
+        return match std::fs::remove_file(&file) {
+            Ok(()) => {
+                println!("unpinned {}", o.pipeline.name);
+                Ok(0)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::usage(
+                format!(
+                    "pipeline `{}` of this workspace is not pinned in {}",
+                    o.pipeline.name,
+                    o.cache.root().display()
+                ),
+                Some(format!("pin it with `luna cache pin {}`", o.pipeline.name)),
+            )),
+            Err(e) => Err(CacheError::io(&file, e).into()),
+        };
+    }
+    let mut keys = Vec::new();
+    let mut missing = Vec::new();
+    for k in stage_keys(&o, &[])? {
+        match o.cache.manifest(&k) {
+            Ok(m) => {
+                keys.extend(m.partitions);
+                keys.push(k);
+            }
+            Err(_) => missing.push(k),
+        }
+    }
+    let dir = o.cache.pins_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CacheError::io(&dir, e))?;
+    let doc = serde_json::json!({
+        "luna_pin": 1,
+        "pipeline": o.pipeline.name,
+        "workspace": o.root,
+        "uid": uid,
+        "created": chrono::Utc::now().to_rfc3339(),
+        "keys": keys,
+    });
+    // readable by every member whatever the umask: any member's gc must see it
+    crate::engine::cache::write_durable(&file, doc.to_string().as_bytes())
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+        })
+        .map_err(|e| CacheError::io(&file, e))?;
+    println!(
+        "pinned {} objects of {} ({} stages not cached yet, not pinned)",
+        keys.len(),
+        o.pipeline.name,
+        missing.len()
+    );
+    Ok(0)
 }
