@@ -348,12 +348,16 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                 );
             }
             println!(
-                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines or pinned; {} pinned)",
+                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines{})",
                 if dry_run { "would free" } else { "freed" },
                 bytes(freed),
                 keep.len(),
                 by_pipeline.len(),
-                pinned.len()
+                if pinned.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or pinned ({} pinned)", pinned.len())
+                }
             );
             Ok(0)
         }
