@@ -445,50 +445,62 @@ on_both!(
     corrupt
 );
 
-/// `kill -9` mid-push leaves no manifest; the next push sends only the missing files and
-/// completes; a pull of the result is byte-identical.
-fn killed_push(store: Store) {
-    let a = random_ws(&store, 40, 4);
-    // two files at a time, so the kill lands with most of the 40 still to send
-    let toml = a.read("luna.toml").replace("url =", "jobs = 2\nurl =");
-    a.file("luna.toml", toml);
-    let mut child = a
-        .command(&["cache", "push", "rand"])
+/// Starts `luna ARGS` in `ws` with the test's S3 credentials (output discarded).
+fn spawn(ws: &Ws, args: &[&str]) -> std::process::Child {
+    ws.command(args)
         .env("AWS_ACCESS_KEY_ID", KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("start luna");
+        .expect("start luna")
+}
+
+/// Waits until `done()` and then kill -9s `child`.
+fn kill_when(mut child: std::process::Child, what: &str, done: impl Fn() -> bool) {
     let t0 = Instant::now();
-    loop {
-        let sent = store
-            .list()
-            .keys()
-            .filter(|k| k.starts_with("files/") && !k.contains('#'))
-            .count();
-        if sent >= 1 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no file arrived on the remote"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+    while !done() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never saw {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: SIGKILL to the luna process this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
     let _ = child.wait();
+}
+
+/// `files` files at a time for this workspace's remote.
+fn set_jobs(ws: &Ws, files: usize) {
+    let toml = ws
+        .read("luna.toml")
+        .replace("url =", &format!("jobs = {files}\nurl ="));
+    ws.file("luna.toml", toml);
+}
+
+/// `kill -9` mid-push leaves no manifest; the next push sends only the missing files and
+/// completes. `kill -9` mid-pull leaves no object; the next pull downloads only the files
+/// the killed one had not completed. The result is byte-identical.
+fn killed_push(store: Store) {
+    let a = random_ws(&store, 40, 4);
+    // two files at a time, so the kill lands with most of the 40 still to send
+    set_jobs(&a, 2);
+    let sent = || {
+        store
+            .list()
+            .keys()
+            .filter(|k| k.starts_with("files/") && !k.contains('#'))
+            .count()
+    };
+    kill_when(
+        spawn(&a, &["cache", "push", "rand"]),
+        "a file on the remote",
+        || sent() >= 1,
+    );
     assert!(
         store.manifests().is_empty(),
         "a manifest after kill -9: {:?}",
         store.manifests()
     );
-    let done_before = store
-        .list()
-        .keys()
-        .filter(|k| k.starts_with("files/") && !k.contains('#'))
-        .count();
+    let done_before = sent();
     assert!(done_before < 40, "the push had finished before the kill");
     let o = luna(&a, &["cache", "push", "rand"]);
     o.expect_code(0);
@@ -506,14 +518,38 @@ fn killed_push(store: Store) {
         "{}",
         o.stdout
     );
+
     let b = Ws::new();
     b.pipeline("rand", &a.read("pipelines/rand.yaml"));
     store.add_to(&b);
-    luna(&b, &["cache", "pull", "rand"]).expect_code(0);
+    set_jobs(&b, 1);
+    let arrived = || {
+        b.ls("cache/tmp")
+            .iter()
+            .map(|t| b.ls(&format!("cache/tmp/{t}")).len())
+            .sum::<usize>()
+    };
+    // three files begun: at least two complete
+    kill_when(
+        spawn(&b, &["cache", "pull", "rand"]),
+        "files arriving",
+        || arrived() >= 3,
+    );
+    assert!(b.ls("cache/objects").is_empty(), "an object after kill -9");
+    let o = luna(&b, &["cache", "pull", "rand"]);
+    o.expect_code(0);
+    let resumed: usize = o
+        .stdout
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" files resumed from an interrupted pull\n"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resumed files: {}", o.stdout));
+    assert!((2..40).contains(&resumed), "{}", o.stdout);
     assert_eq!(
         tree(&data_artifact(&a, "rand", "a")),
         tree(&data_artifact(&b, "rand", "a"))
     );
+    assert!(b.ls("cache/tmp").is_empty(), "{:?}", b.ls("cache/tmp"));
 }
 
 on_both!(
@@ -531,16 +567,8 @@ fn concurrent(store: Store) {
         tree(&data_artifact(&b, "rand", "a")),
     );
     assert_ne!(ta, tb);
-    let spawn = |ws: &Ws| {
-        ws.command(&["cache", "push", "rand"])
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start luna")
-    };
-    let (pa, pb) = (spawn(&a), spawn(&b));
+    let push = ["cache", "push", "rand"];
+    let (pa, pb) = (spawn(&a, &push), spawn(&b, &push));
     for p in [pa, pb] {
         let o = p.wait_with_output().expect("wait");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -542,6 +542,47 @@ impl Cache {
         }
     }
 
+    /// Moves into `into` (a fresh tmp folder for `key`) the files of `files` that a dead
+    /// process left complete in its own tmp folder for `key` (an interrupted pull): size and
+    /// blake3 must match the entry. Returns the paths adopted; the rest is left for
+    /// [`Cache::clean_stale_tmp`].
+    pub fn adopt_stale_tmp(&self, key: &str, into: &Path, files: &[FileEntry]) -> Vec<String> {
+        let mut got: Vec<String> = Vec::new();
+        let prefix = format!("{key}.");
+        for dir in self.tmp_dirs() {
+            let ours = dir.as_path() == into;
+            let named = dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+            if ours || !named {
+                continue;
+            }
+            let Ok(f) = fs::File::open(&dir) else {
+                continue;
+            };
+            // SAFETY: flock on a file descriptor we own; a live writer holds it.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            for fe in files {
+                let src = dir.join(&fe.path);
+                let complete = !got.contains(&fe.path)
+                    && fs::symlink_metadata(&src).is_ok_and(|m| m.is_file() && m.len() == fe.size)
+                    && hash_file(&src, fe.size).is_ok_and(|h| h == fe.blake3);
+                if !complete {
+                    continue;
+                }
+                let dest = into.join(&fe.path);
+                let moved = dest.parent().is_none_or(|p| fs::create_dir_all(p).is_ok())
+                    && fs::rename(&src, &dest).is_ok();
+                if moved {
+                    got.push(fe.path.clone());
+                }
+            }
+        }
+        got
+    }
+
     /// Every object key in the cache, sorted (entries that are not objects are left out; see
     /// [`Cache::strays`]).
     pub fn keys(&self) -> Vec<String> {

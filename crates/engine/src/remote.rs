@@ -113,6 +113,8 @@ pub struct PullReport {
     pub corrupt: Vec<(String, String)>,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Files an interrupted pull had completed (verified again, not downloaded again).
+    pub resumed_files: usize,
 }
 
 /// Brings a missing object into the cache instead of computing it (`luna run --pull`).
@@ -446,6 +448,8 @@ impl Remote {
         }
         self.rt
             .block_on(self.fetch_all(cache, want, &mut report, false))?;
+        // what an interrupted pull left and this one did not adopt
+        cache.clean_stale_tmp();
         Ok(report)
     }
 
@@ -509,7 +513,10 @@ impl Remote {
         let mut dests: BTreeMap<String, (u64, Vec<PathBuf>, Vec<usize>)> = BTreeMap::new();
         for (i, (k, m)) in objects.iter().enumerate() {
             let tmp = cache.new_tmp(k)?;
-            for f in &m.files {
+            // what an interrupted pull of this key completed is not downloaded again
+            let adopted = cache.adopt_stale_tmp(k, &tmp, &m.files);
+            report.resumed_files += adopted.len();
+            for f in m.files.iter().filter(|f| !adopted.contains(&f.path)) {
                 let e = dests
                     .entry(f.blake3.clone())
                     .or_insert((f.size, Vec::new(), Vec::new()));
@@ -519,6 +526,7 @@ impl Remote {
             tmps.push(tmp);
         }
         let total: u64 = dests.values().map(|d| d.0).sum();
+        report.bytes_received += total;
         let bar = self.bar(total, "pull");
         let results: Vec<(Vec<usize>, Result<(), Problem>)> = stream::iter(dests)
             .map(|(h, (size, paths, owners))| {
@@ -555,7 +563,6 @@ impl Remote {
                 report.corrupt.push((k, problems.join("; ")));
                 continue;
             }
-            report.bytes_received += m.size();
             if let Err(e) = cache.commit(&tmp, m) {
                 cache.discard_tmp(&tmp);
                 return Err(e.into());

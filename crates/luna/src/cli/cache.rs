@@ -464,13 +464,21 @@ pub(super) fn print_push(remote: &Remote, r: &PushReport, t: std::time::Duration
 /// Prints what a pull did; 1 when a remote object was refused.
 pub(super) fn print_pull(remote: &Remote, r: &PullReport, t: std::time::Duration) -> i32 {
     println!(
-        "pulled {} objects from {} ({} in {:.1} s, {}); {} already cached",
+        "pulled {} objects from {} ({} in {:.1} s, {}); {} already cached{}",
         r.pulled.len(),
         remote.name(),
         bytes(r.bytes_received),
         t.as_secs_f64(),
         rate(r.bytes_received, t),
-        r.present
+        r.present,
+        if r.resumed_files > 0 {
+            format!(
+                "; {} files resumed from an interrupted pull",
+                r.resumed_files
+            )
+        } else {
+            String::new()
+        }
     );
     if !r.missing_remotely.is_empty() {
         println!(
