@@ -671,6 +671,48 @@ fn team_bad_remotes_are_clear_errors() {
         1,
         "a failed remote check must not start a run"
     );
+    // no credentials anywhere: said so (exit 2); a profile of an AWS credentials file works
+    ws.luna(&[
+        "remote",
+        "add",
+        "ok",
+        "s3://team/luna",
+        "--endpoint",
+        &s3.endpoint,
+    ])
+    .expect_code(0);
+    let toml = ws.read("luna.toml");
+    let bare = |extra: &[(&str, &str)]| {
+        let mut c = ws.command(&["cache", "push", "p", "--remote", "ok"]);
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", ws.path("nohome")).envs(extra.iter().copied());
+        c.output().expect("run luna")
+    };
+    let o = bare(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.starts_with(
+            "error: remote `ok`: no AWS credentials found\n  = hint: set AWS_ACCESS_KEY_ID"
+        ),
+        "{err}"
+    );
+    ws.file("aws/credentials", format!("[default]\naws_access_key_id = nope\n\n[lab]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"));
+    let creds = ws.path("aws/credentials");
+    let creds = creds.to_string_lossy();
+    let o = bare(&[
+        ("AWS_SHARED_CREDENTIALS_FILE", &creds),
+        ("AWS_PROFILE", "lab"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("pushed 1 objects to ok"));
     // bad names and URLs are refused before luna.toml is written
     let o = ws.luna(&["remote", "add", "x", "s3://Bad_Bucket/x"]);
     o.expect_code(2);

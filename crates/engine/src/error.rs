@@ -305,6 +305,12 @@ pub enum RemoteError {
         /// The server's words.
         reason: String,
     },
+    /// No credentials in the environment or the AWS files, and no instance metadata service.
+    #[error("remote `{remote}`: no AWS credentials found")]
+    NoCredentials {
+        /// The remote's name.
+        remote: String,
+    },
     /// The bucket does not exist.
     #[error("remote `{remote}`: bucket `{bucket}` does not exist")]
     NoBucket {
@@ -341,6 +347,7 @@ impl RemoteError {
             RemoteError::BadUrl { remote, .. } => format!("a remote URL is s3://BUCKET/PREFIX or file:///ABSOLUTE/PATH; fix it with `luna remote add {remote} URL --force`"),
             RemoteError::NoFolder { .. } => "mount the share, or create the folder (`luna cache init --shared DIR` for a team folder)".into(),
             RemoteError::Unreachable { remote, .. } => format!("check the server address: `endpoint` in [remotes.{remote}] of luna.toml, or AWS_ENDPOINT_URL; is the server running?"),
+            RemoteError::NoCredentials { remote } => format!("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (and `profile` to [remotes.{remote}] or AWS_PROFILE)"),
             RemoteError::Credentials { .. } => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials) to a key the server accepts".into(),
             RemoteError::NoBucket { remote, bucket } => format!("create the bucket `{bucket}` on the server, or point the remote at an existing one with `luna remote add {remote} s3://BUCKET/PREFIX --force`"),
             RemoteError::Transfer { .. } => "run the command again: complete files are not sent again".into(),

@@ -137,6 +137,9 @@ pub struct Remote {
     warnings: Mutex<Vec<String>>,
     /// Show progress bars.
     progress: bool,
+    /// No credentials were found in the environment or the AWS files (the client then asks
+    /// the instance metadata service, which only exists on cloud machines).
+    no_credentials: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -159,13 +162,16 @@ impl Remote {
             url: spec.url.clone(),
             reason,
         };
+        let mut no_credentials = false;
         let (store, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = spec.url.strip_prefix("s3://") {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(bad("no bucket name after s3://".into()));
                 }
-                (Arc::new(s3_store(spec, bucket)?), prefix.to_string())
+                let (store, found) = s3_store(spec, bucket)?;
+                no_credentials = !found;
+                (Arc::new(store), prefix.to_string())
             } else if let Some(path) = spec.url.strip_prefix("file://") {
                 let dir = Path::new(path);
                 if !dir.is_absolute() {
@@ -204,6 +210,7 @@ impl Remote {
             jobs,
             warnings: Mutex::new(Vec::new()),
             progress: console::Term::stderr().is_term(),
+            no_credentials,
         })
     }
 
@@ -240,7 +247,16 @@ impl Remote {
 
     /// Classifies a store error of operation `what`.
     fn err(&self, what: &str, e: object_store::Error) -> RemoteError {
-        classify(&self.name, &self.url, what, e)
+        match classify(&self.name, &self.url, what, e) {
+            RemoteError::Credentials { .. } | RemoteError::Unreachable { .. }
+                if self.no_credentials =>
+            {
+                RemoteError::NoCredentials {
+                    remote: self.name.clone(),
+                }
+            }
+            e => e,
+        }
     }
 
     /// Lists the remote (one paged LIST): which objects and files it holds. Also the check
@@ -843,8 +859,12 @@ fn is_hash(s: &str) -> bool {
 }
 
 /// The S3 client: standard AWS environment variables, then the profile of
-/// `~/.aws/credentials` / `~/.aws/config`, then the remote's `endpoint`/`region`.
-fn s3_store(spec: &RemoteSpec, bucket: &str) -> Result<object_store::aws::AmazonS3, RemoteError> {
+/// `~/.aws/credentials` / `~/.aws/config`, then the remote's `endpoint`/`region`; and whether
+/// any credentials were found there.
+fn s3_store(
+    spec: &RemoteSpec,
+    bucket: &str,
+) -> Result<(object_store::aws::AmazonS3, bool), RemoteError> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -871,7 +891,16 @@ fn s3_store(spec: &RemoteSpec, bucket: &str) -> Result<object_store::aws::Amazon
     let conf = config_file
         .map(|f| ini_section(&f, &config_section))
         .unwrap_or_default();
+    let mut found = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| env(k).is_some());
     if env("AWS_ACCESS_KEY_ID").is_none() {
+        found |= creds.contains_key("aws_access_key_id") || conf.contains_key("aws_access_key_id");
         for (file_key, key) in [
             ("aws_access_key_id", K::AccessKeyId),
             ("aws_secret_access_key", K::SecretAccessKey),
@@ -918,6 +947,7 @@ fn s3_store(spec: &RemoteSpec, bucket: &str) -> Result<object_store::aws::Amazon
         b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
     }
     b.build()
+        .map(|s| (s, found))
         .map_err(|e| classify(&spec.name, &spec.url, "configuring the S3 client", e))
 }
 
