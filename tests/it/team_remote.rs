@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -437,6 +438,23 @@ fn corrupt(store: Store) {
         "{}",
         run.stderr
     );
+    // a local object damaged after its commit (same size) is never completed on the remote
+    let c = random_ws(&store, 3, 1);
+    let obj = data_artifact(&c, "rand", "a");
+    let f = obj.join("part2.bin");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut bytes = std::fs::read(&f).expect("read");
+    bytes[7] ^= 1;
+    std::fs::write(&f, bytes).expect("write");
+    let before = store.manifests();
+    let o = luna(&c, &["cache", "push", "rand"]);
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("is damaged") && o.stderr.contains("part2.bin content changed"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(store.manifests(), before);
 }
 
 on_both!(

@@ -148,8 +148,17 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// One file to upload: its blake3, size and a local path holding it.
-type Upload = (String, u64, PathBuf);
+/// One file to upload.
+struct Upload {
+    /// Its blake3 (the manifest's).
+    blake3: String,
+    /// Its size.
+    size: u64,
+    /// A local path holding it.
+    path: PathBuf,
+    /// The object it was found in (for messages).
+    key: String,
+}
 
 /// A remote manifest as read: `None` when absent, `Some(Err(why))` when refused.
 type Fetched = Option<Result<Manifest, String>>;
@@ -341,15 +350,20 @@ impl Remote {
                     if inv.files.get(&f.blake3) == Some(&f.size) {
                         report.files_skipped += 1;
                     } else if !uploads.contains_key(&f.blake3) {
-                        let path = cache.object_dir(&k).join(&f.path);
-                        uploads.insert(f.blake3.clone(), (f.blake3.clone(), f.size, path));
+                        let up = Upload {
+                            blake3: f.blake3.clone(),
+                            size: f.size,
+                            path: cache.object_dir(&k).join(&f.path),
+                            key: k.clone(),
+                        };
+                        uploads.insert(f.blake3.clone(), up);
                     }
                 }
                 g.push((k, m));
             }
             todo.push(g);
         }
-        let total: u64 = uploads.values().map(|u| u.1).sum();
+        let total: u64 = uploads.values().map(|u| u.size).sum();
         let bar = self.bar(total, "push");
         report.files_sent = uploads.len();
         report.bytes_sent = total;
@@ -394,22 +408,37 @@ impl Remote {
     }
 
     /// Uploads one file under its blake3: one PUT, or a multipart upload read part by part.
-    async fn upload(
-        &self,
-        (blake3, size, path): Upload,
-        bar: &indicatif::ProgressBar,
-    ) -> Result<(), RemoteError> {
-        let dest = self.file_path(&blake3);
-        let io = |e| RemoteError::from(CacheError::io(&path, e));
-        let mut f = std::fs::File::open(&path).map_err(io)?;
-        if size <= MULTIPART_BYTES {
-            let mut buf = Vec::with_capacity(size as usize);
+    /// The bytes are hashed on the way: a local file that no longer matches its manifest is
+    /// never completed on the remote (the PUT is not sent, the multipart upload is aborted).
+    async fn upload(&self, up: Upload, bar: &indicatif::ProgressBar) -> Result<(), RemoteError> {
+        let dest = self.file_path(&up.blake3);
+        let path = &up.path;
+        let io = |e| RemoteError::from(CacheError::io(path, e));
+        let damaged = |got: &str| {
+            RemoteError::from(CacheError::Damaged {
+                key: up.key.clone(),
+                problems: vec![format!(
+                    "{} content changed (blake3 {} → {})",
+                    path.display(),
+                    short(&up.blake3),
+                    short(got)
+                )],
+            })
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let mut h = blake3::Hasher::new();
+        if up.size <= MULTIPART_BYTES {
+            let mut buf = Vec::with_capacity(up.size as usize);
             f.read_to_end(&mut buf).map_err(io)?;
+            let got = h.update(&buf).finalize().to_hex().to_string();
+            if got != up.blake3 {
+                return Err(damaged(&got));
+            }
             self.store
                 .put(&dest, PutPayload::from(buf))
                 .await
                 .map_err(|e| self.err("uploading a file", e))?;
-            bar.inc(size);
+            bar.inc(up.size);
             return Ok(());
         }
         let upload = self
@@ -434,8 +463,14 @@ impl Remote {
             if n == 0 {
                 break;
             }
+            h.update(&buf[..n]);
             w.write(&buf[..n]);
             bar.inc(n as u64);
+        }
+        let got = h.finalize().to_hex().to_string();
+        if got != up.blake3 {
+            let _ = w.abort().await;
+            return Err(damaged(&got));
         }
         w.finish()
             .await
