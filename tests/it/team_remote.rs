@@ -577,9 +577,10 @@ on_both!(
 );
 
 /// Two members computed the same key with different bytes and push at once: the remote ends
-/// with one manifest, it verifies, and a pull gets exactly one member's copy.
+/// with one manifest, it verifies, and a pull gets exactly one member's copy. The files
+/// (34 MiB) go up as multipart uploads.
 fn concurrent(store: Store) {
-    let (a, b) = (random_ws(&store, 6, 2), random_ws(&store, 6, 2));
+    let (a, b) = (random_ws(&store, 3, 34), random_ws(&store, 3, 34));
     let (ta, tb) = (
         tree(&data_artifact(&a, "rand", "a")),
         tree(&data_artifact(&b, "rand", "a")),
