@@ -193,6 +193,15 @@ fn team_shared_cache_two_users() {
         format!("pipeline: p\nstages:\n{STAGE_A}  c:\n    uses: command\n    needs: [a]\n    with: {{ run: \"cat $LUNA_IN_A/a.txt > $LUNA_OUT/c.txt; echo by-b >> $LUNA_OUT/c.txt\" }}\n"),
     )
     .expect("write");
+    // a folder remote both push to (a share: group-owned, setgid)
+    let remote = base.path().join("remote");
+    std::fs::create_dir(&remote).expect("mkdir");
+    std::os::unix::fs::chown(&remote, None, Some(team.gid)).expect("chgrp");
+    std::fs::set_permissions(&remote, std::fs::Permissions::from_mode(0o2775)).expect("chmod");
+    for w in &ws {
+        let toml = format!("[remotes.share]\nurl = \"file://{}\"\n", remote.display());
+        std::fs::write(w.join("luna.toml"), toml).expect("write");
+    }
     for (i, w) in ws.iter().enumerate() {
         ok(Command::new("chown").args(["-R", &team.users[i]]).arg(w));
     }
@@ -223,6 +232,18 @@ fn team_shared_cache_two_users() {
     assert_eq!(
         std::fs::read_to_string(obj_c.join("c.txt")).expect("read"),
         "computed-by-a\nby-b\n"
+    );
+    // both push to the shared folder remote with umask 077: B adds files next to A's
+    for i in 0..2 {
+        let o = run(i, "cache push p");
+        assert!(o.status.success(), "push as {i}: {}", text(&o));
+    }
+    let o = run(1, "cache verify --remote");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("verified 2 objects on share: 2 ok"),
+        "{}",
+        text(&o)
     );
     let lock = cache.join("locks/gc.lock");
     assert_eq!(

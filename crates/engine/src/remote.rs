@@ -160,6 +160,23 @@ struct Upload {
     key: String,
 }
 
+/// The process umask, restored on drop.
+struct Umask(libc::mode_t);
+
+impl Umask {
+    fn set(mask: libc::mode_t) -> Umask {
+        // SAFETY: umask has no preconditions.
+        Umask(unsafe { libc::umask(mask) })
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
 /// A remote manifest as read: `None` when absent, `Some(Err(why))` when refused.
 type Fetched = Option<Result<Manifest, String>>;
 
@@ -365,6 +382,10 @@ impl Remote {
         }
         let total: u64 = uploads.values().map(|u| u.size).sum();
         let bar = self.bar(total, "push");
+        // a folder remote is often a share of several users: what this push creates must be
+        // readable by all and its folders writable by the group, whatever the user's umask
+        // (pulls verify every byte, so a member replacing a file cannot go unnoticed)
+        let _umask = self.url.starts_with("file://").then(|| Umask::set(0o002));
         report.files_sent = uploads.len();
         report.bytes_sent = total;
         self.rt.block_on(async {
