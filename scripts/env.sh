@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LUNA_HOME/target}"
 mkdir -p "$LUNA_HOME"
 
 # Bump when the package set changes so existing venvs are upgraded.
-LUNA_VENV_STAMP="v5"
+LUNA_VENV_STAMP="v6"
 PY="${PYTHON:-python3}"
 
 if [ ! -f "$LUNA_VENV/.luna-$LUNA_VENV_STAMP" ]; then
@@ -26,6 +26,8 @@ if [ ! -f "$LUNA_VENV/.luna-$LUNA_VENV_STAMP" ]; then
   pip install "cmake>=3.26" numpy SimpleITK h5py hdf5plugin pyarrow scipy scikit-learn tensorboard diskcache
   # the report's browser test drives Debian's chromium through Playwright (no browser download)
   pip install playwright==1.65.2
+  # the cache-remote tests start moto's S3 server on loopback (a real S3 HTTP API; boto3 too)
+  pip install "moto[server]==5.2.5"
   touch "$LUNA_VENV/.luna-$LUNA_VENV_STAMP"
 fi
 

@@ -78,6 +78,8 @@ mod tables_csv;
 mod tables_merge;
 mod tables_oracle;
 mod tables_support;
+mod team_remote;
+mod team_shared;
 mod torch_layer;
 mod train_bench;
 mod train_guards;

@@ -51,6 +51,18 @@
 //! registering the keys it uses (a crash leaves stale registrations; the lock needs no cleanup).
 //!
 //! **Objects are never modified.** gc deletes whole objects; verify moves corrupt ones aside.
+//!
+//! **Shared by several Unix users** (`luna cache init --shared DIR --group G`, marked by
+//! `luna-cache.json`). Every folder luna makes in such a cache is group-owned (setgid, so new
+//! entries inherit the group) and group-writable, set explicitly so that no member's umask
+//! breaks it; lock files are made group-writable too (flock on NFS needs a writable fd), so
+//! locks and the gc lock work across users. Committed objects are read-only (0444/0555) and
+//! owned by their writer: every member reads them and adds objects of their own, no one
+//! else can change a byte of them (not even chmod them back). The folders are sticky too, so
+//! no member can rename or delete another's object, lock file or pin. gc by one member
+//! deletes the unused objects it owns and reports the others'. Rejected: group-writable objects (any
+//! member could then corrupt any object silently); one service account that owns everything
+//! (needs sudo or a daemon; file systems already enforce ownership).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -137,7 +149,20 @@ pub struct UseLock {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Shared by several Unix users (see the module doc).
+    shared: bool,
 }
+
+/// The marker file of a shared cache (written by [`Cache::init_shared`]).
+pub const SHARED_MARKER: &str = "luna-cache.json";
+
+/// Mode of the folders of a shared cache: setgid (entries inherit the group), group-writable,
+/// sticky (only an entry's owner may rename or delete it: no member can move another's
+/// object under a wrong key or delete another's lock file).
+const SHARED_DIR_MODE: u32 = 0o3775;
+
+/// `<cache>/<sub>/` folders of a shared cache made by [`Cache::init_shared`].
+const SHARED_DIRS: [&str; 6] = ["objects", "tmp", "locks", "resume", "quarantine", "pins"];
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -151,13 +176,91 @@ fn tmp_locks() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, fs::File>> {
 impl Cache {
     /// Opens (creating if needed) a cache rooted at `root`.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        let cache = Cache {
+            root: root.to_path_buf(),
+            shared: root.join(SHARED_MARKER).is_file(),
+        };
         for sub in ["objects", "tmp", "locks"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
+            if !p.is_dir() {
+                fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
+                cache.made_dir(&p)?;
+            }
         }
-        Ok(Cache {
-            root: root.to_path_buf(),
-        })
+        Ok(cache)
+    }
+
+    /// Makes (or converts) `root` a cache shared by the members of group `gid`: the root and
+    /// its folders group-owned, setgid, sticky and group-writable, existing
+    /// objects group-readable; then writes the marker. Run by the folder's owner (or root).
+    pub fn init_shared(root: &Path, gid: u32) -> Result<Cache, CacheError> {
+        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
+        let chgrp = |p: &Path| {
+            std::os::unix::fs::chown(p, None, Some(gid)).map_err(|e| CacheError::io(p, e))
+        };
+        chgrp(root)?;
+        set_mode(root, SHARED_DIR_MODE)?;
+        for sub in SHARED_DIRS {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
+            chgrp(&p)?;
+            set_mode(&p, SHARED_DIR_MODE)?;
+        }
+        // what a private cache held: shards become shared folders, objects stay read-only
+        for e in walkdir::WalkDir::new(root.join("objects")).min_depth(1) {
+            let e = e.map_err(|e| CacheError::io(root, std::io::Error::other(e.to_string())))?;
+            chgrp(e.path())?;
+            if e.depth() == 1 && e.file_type().is_dir() {
+                set_mode(e.path(), SHARED_DIR_MODE)?;
+            }
+        }
+        let marker = root.join(SHARED_MARKER);
+        let text = serde_json::json!({ "luna_cache": 1, "shared": true, "gid": gid }).to_string();
+        fs::write(&marker, text).map_err(|e| CacheError::io(&marker, e))?;
+        set_mode(&marker, 0o444)?;
+        Cache::open(root)
+    }
+
+    /// Whether the cache is shared by several users (`luna cache init --shared`).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// After creating folder `p`: in a shared cache, setgid and group-writable whatever the
+    /// umask.
+    fn made_dir(&self, p: &Path) -> Result<(), CacheError> {
+        if self.shared {
+            set_mode(p, SHARED_DIR_MODE)?;
+        }
+        Ok(())
+    }
+
+    /// `<cache>/pins/`: one file per pinned pipeline (`luna cache pin`).
+    pub fn pins_dir(&self) -> PathBuf {
+        self.root.join("pins")
+    }
+
+    /// Every key the pins of `pins/` name (gc keeps them).
+    pub fn pinned(&self) -> std::collections::BTreeSet<String> {
+        let mut keys = std::collections::BTreeSet::new();
+        for e in fs::read_dir(self.pins_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(bytes) = fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            for k in v["keys"].as_array().into_iter().flatten() {
+                if let Some(k) = k.as_str().filter(|k| is_key(k)) {
+                    keys.insert(k.to_string());
+                }
+            }
+        }
+        keys
     }
 
     /// The cache root.
@@ -273,12 +376,33 @@ impl Cache {
     /// Opens `locks/<name>.lock` and flocks it with `op`; `None` when `LOCK_NB` found it held.
     fn flock_file(&self, name: &str, op: libc::c_int) -> Result<Option<fs::File>, CacheError> {
         let path = self.lock_path(name);
-        let file = fs::OpenOptions::new()
+        let opened = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .map_err(|e| CacheError::io(&path, e))?;
+            .open(&path);
+        let file = match opened {
+            Ok(f) => {
+                if self.shared {
+                    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                    // another member must be able to open it for writing too; only its
+                    // creator may (and needs to) chmod it
+                    // SAFETY: geteuid has no preconditions.
+                    let me = unsafe { libc::geteuid() };
+                    let mine = f.metadata().map(|m| m.uid()).ok() == Some(me);
+                    if mine {
+                        let _ = f.set_permissions(fs::Permissions::from_mode(0o664));
+                    }
+                }
+                f
+            }
+            // a lock file of another user that is not group-writable: flock works on a
+            // read-only descriptor on local file systems
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                fs::File::open(&path).map_err(|e| CacheError::io(&path, e))?
+            }
+            Err(e) => return Err(CacheError::io(&path, e)),
+        };
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -377,6 +501,7 @@ impl Cache {
         if let Some(parent) = dest.parent() {
             if !parent.is_dir() {
                 fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
+                self.made_dir(parent)?;
                 sync_dir(&self.root.join("objects"))?;
             }
         }
@@ -415,6 +540,47 @@ impl Cache {
                 let _ = remove_tree(&dir);
             }
         }
+    }
+
+    /// Moves into `into` (a fresh tmp folder for `key`) the files of `files` that a dead
+    /// process left complete in its own tmp folder for `key` (an interrupted pull): size and
+    /// blake3 must match the entry. Returns the paths adopted; the rest is left for
+    /// [`Cache::clean_stale_tmp`].
+    pub fn adopt_stale_tmp(&self, key: &str, into: &Path, files: &[FileEntry]) -> Vec<String> {
+        let mut got: Vec<String> = Vec::new();
+        let prefix = format!("{key}.");
+        for dir in self.tmp_dirs() {
+            let ours = dir.as_path() == into;
+            let named = dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+            if ours || !named {
+                continue;
+            }
+            let Ok(f) = fs::File::open(&dir) else {
+                continue;
+            };
+            // SAFETY: flock on a file descriptor we own; a live writer holds it.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            for fe in files {
+                let src = dir.join(&fe.path);
+                let complete = !got.contains(&fe.path)
+                    && fs::symlink_metadata(&src).is_ok_and(|m| m.is_file() && m.len() == fe.size)
+                    && hash_file(&src, fe.size).is_ok_and(|h| h == fe.blake3);
+                if !complete {
+                    continue;
+                }
+                let dest = into.join(&fe.path);
+                let moved = dest.parent().is_none_or(|p| fs::create_dir_all(p).is_ok())
+                    && fs::rename(&src, &dest).is_ok();
+                if moved {
+                    got.push(fe.path.clone());
+                }
+            }
+        }
+        got
     }
 
     /// Every object key in the cache, sorted (entries that are not objects are left out; see
@@ -535,7 +701,10 @@ impl Cache {
     /// Moves an object to `quarantine/`.
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, CacheError> {
         let q = self.root.join("quarantine");
-        fs::create_dir_all(&q).map_err(|e| CacheError::io(&q, e))?;
+        if !q.is_dir() {
+            fs::create_dir_all(&q).map_err(|e| CacheError::io(&q, e))?;
+            self.made_dir(&q)?;
+        }
         let dest = q.join(format!(
             "{key}.{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S")

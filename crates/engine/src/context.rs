@@ -63,6 +63,7 @@ pub struct StageContext {
     cache: Cache,
     partition_base: serde_json::Value,
     partitions: Mutex<Vec<String>>,
+    fetch: Option<std::sync::Arc<dyn super::remote::Fetcher>>,
     linked: Mutex<Vec<FileEntry>>,
     threads: usize,
     key: String,
@@ -127,6 +128,7 @@ impl StageContext {
             cache: p.cache,
             partition_base: p.partition_base,
             partitions: Mutex::new(Vec::new()),
+            fetch: None,
             linked: Mutex::new(Vec::new()),
             threads: p.threads,
             key: p.key,
@@ -237,6 +239,12 @@ impl StageContext {
         }
     }
 
+    /// Lets [`StageContext::partition`] fetch a missing partition from a remote before
+    /// computing it (`luna run --pull`).
+    pub fn set_fetcher(&mut self, fetch: Option<std::sync::Arc<dyn super::remote::Fetcher>>) {
+        self.fetch = fetch;
+    }
+
     /// Kind, version and semantic params: what every partition key of this stage starts from.
     pub fn partition_base(&self) -> &serde_json::Value {
         &self.partition_base
@@ -312,7 +320,16 @@ impl StageContext {
             });
         }
         let _lock = self.cache.lock(&key)?;
-        if self.cache.has(&key) {
+        let fetched = match &self.fetch {
+            Some(f) => f
+                .fetch(&self.cache, &key)
+                .map_err(|e| StageError::Message {
+                    message: e.to_string(),
+                    hint: e.hint(),
+                })?,
+            None => false,
+        };
+        if fetched || self.cache.has(&key) {
             return Ok(Partition {
                 key,
                 dir,

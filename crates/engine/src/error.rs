@@ -266,6 +266,96 @@ impl CacheError {
     }
 }
 
+/// Errors of cache remotes (`luna cache push/pull`, `luna run --pull`).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The remote's URL is not one luna understands.
+    #[error("remote `{remote}`: bad URL {url}: {reason}")]
+    BadUrl {
+        /// The remote's name.
+        remote: String,
+        /// Its URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `file://` remote's folder does not exist (the share is not mounted?).
+    #[error("remote `{remote}`: folder {} does not exist", path.display())]
+    NoFolder {
+        /// The remote's name.
+        remote: String,
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The server did not answer.
+    #[error("remote `{remote}` ({url}) is unreachable: {reason}")]
+    Unreachable {
+        /// The remote's name.
+        remote: String,
+        /// Its URL.
+        url: String,
+        /// The client's words.
+        reason: String,
+    },
+    /// The server refused the credentials.
+    #[error("remote `{remote}` refused the credentials: {reason}")]
+    Credentials {
+        /// The remote's name.
+        remote: String,
+        /// The server's words.
+        reason: String,
+    },
+    /// No credentials in the environment or the AWS files, and no instance metadata service.
+    #[error("remote `{remote}`: no AWS credentials found")]
+    NoCredentials {
+        /// The remote's name.
+        remote: String,
+    },
+    /// The bucket does not exist.
+    #[error("remote `{remote}`: bucket `{bucket}` does not exist")]
+    NoBucket {
+        /// The remote's name.
+        remote: String,
+        /// The bucket.
+        bucket: String,
+    },
+    /// Any other failed request.
+    #[error("remote `{remote}`: {what} failed: {reason}")]
+    Transfer {
+        /// The remote's name.
+        remote: String,
+        /// The operation.
+        what: String,
+        /// The client's words.
+        reason: String,
+    },
+    /// The local cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+impl RemoteError {
+    /// Whether the remote's configuration or the environment is at fault (exit code 2), rather
+    /// than a transfer that failed midway.
+    pub fn is_setup(&self) -> bool {
+        !matches!(self, RemoteError::Transfer { .. } | RemoteError::Cache(_))
+    }
+
+    /// What the user can do next.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            RemoteError::BadUrl { remote, .. } => format!("a remote URL is s3://BUCKET/PREFIX or file:///ABSOLUTE/PATH; fix it with `luna remote add {remote} URL --force`"),
+            RemoteError::NoFolder { .. } => "mount the share, or create the folder (`luna cache init --shared DIR` for a team folder)".into(),
+            RemoteError::Unreachable { remote, .. } => format!("check the server address: `endpoint` in [remotes.{remote}] of luna.toml, or AWS_ENDPOINT_URL; is the server running?"),
+            RemoteError::NoCredentials { remote } => format!("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (and `profile` to [remotes.{remote}] or AWS_PROFILE)"),
+            RemoteError::Credentials { .. } => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials) to a key the server accepts".into(),
+            RemoteError::NoBucket { remote, bucket } => format!("create the bucket `{bucket}` on the server, or point the remote at an existing one with `luna remote add {remote} s3://BUCKET/PREFIX --force`"),
+            RemoteError::Transfer { .. } => "run the command again: complete files are not sent again".into(),
+            RemoteError::Cache(e) => return e.hint(),
+        })
+    }
+}
+
 /// Errors while fingerprinting external inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum FingerprintError {

@@ -41,6 +41,9 @@ pub struct RunOptions {
     /// Re-hash every upstream file before a stage consumes it, whatever the object's size
     /// (`luna run --verify`); otherwise only objects up to `CHEAP_HASH_BYTES` are re-hashed.
     pub verify: bool,
+    /// Fetches a missing artifact (or partition) from a remote instead of computing it
+    /// (`luna run --pull`; see `remote.rs`).
+    pub fetch: Option<Arc<dyn super::remote::Fetcher>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,6 +172,7 @@ pub fn execute(
                     .join(format!("{}.log", ps.stage));
                 let stat = opts.stat.clone();
                 let verify = opts.verify;
+                let fetch = opts.fetch.clone();
                 scope.spawn(move || {
                     let t0 = Instant::now();
                     let _ = tx.send(Event::Started {
@@ -184,6 +188,7 @@ pub fn execute(
                         log_path,
                         (threads, verify),
                         stat,
+                        fetch,
                     );
                     let (detail, hint) = match &out.error {
                         Some((d, h)) => (Some(d.clone()), h.clone()),
@@ -352,6 +357,7 @@ fn run_stage(
     log_path: PathBuf,
     (threads, verify): (usize, bool),
     stat: Option<std::sync::Arc<super::statcache::StatCache>>,
+    fetch: Option<Arc<dyn super::remote::Fetcher>>,
 ) -> Outcome {
     let fail = |e: StageError| {
         let e = e.or_no_space(cache.root());
@@ -384,6 +390,29 @@ fn run_stage(
             partitions: Vec::new(),
             status: StageStatus::Cached,
         };
+    }
+    // `--pull`: the remote's copy (verified on the way in) instead of computing it; a remote
+    // that lacks it or whose copy is refused leaves the stage to compute.
+    if let (Some(f), false) = (&fetch, forced) {
+        match f.fetch(cache, &ps.key) {
+            Ok(true) => {
+                return Outcome {
+                    error: None,
+                    partitions: cache
+                        .manifest(&ps.key)
+                        .map(|m| m.partitions)
+                        .unwrap_or_default(),
+                    status: StageStatus::Cached,
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return fail(StageError::Message {
+                    message: e.to_string(),
+                    hint: e.hint(),
+                })
+            }
+        }
     }
     // Never consume a damaged upstream (sizes always, blake3 of small objects; see cache.rs):
     // a wrong result committed from it would stay cached after the upstream is recomputed.
@@ -421,6 +450,7 @@ fn run_stage(
         key: ps.key.clone(),
         stat,
     });
+    ctx.set_fetcher(fetch);
     let t0 = Instant::now();
     let res = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut ctx)));
     let res = match res {

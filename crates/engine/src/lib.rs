@@ -14,6 +14,7 @@ pub mod kind;
 pub mod plan;
 pub mod reason;
 pub mod registry;
+pub mod remote;
 pub mod runs;
 pub mod span;
 pub mod spec;

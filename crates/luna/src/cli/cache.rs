@@ -1,4 +1,4 @@
-//! `luna cache ls | verify | gc`.
+//! `luna cache ls | verify | gc | push | pull`.
 //!
 //! gc keeps every object referenced by the last N *finished* runs of each pipeline recorded in
 //! this workspace's `runs/` (stage artifacts and the partitions they list); a run that is still
@@ -9,13 +9,16 @@
 //! other workspaces' runs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use super::workspace::{cache_root, workspace_here};
-use super::{CliError, Globals};
+use super::workspace::{cache_root, open, workspace_here, Opened};
+use super::{CliError, Globals, PipelineArgs};
 use crate::engine::cache::{dir_size, remove_tree, short, Cache};
 use crate::engine::error::CacheError;
+use crate::engine::plan::{plan, Selection};
+use crate::engine::remote::{PullReport, PushReport, Remote};
 use crate::engine::runs::Runs;
 
 /// Cache subcommands.
@@ -23,8 +26,34 @@ use crate::engine::runs::Runs;
 pub enum CacheCmd {
     /// List cached objects.
     Ls,
-    /// Re-hash every object against its manifest; quarantine corrupt ones.
-    Verify,
+    /// Re-hash every object against its manifest; quarantine corrupt ones (with --remote:
+    /// check the remote's objects instead).
+    Verify {
+        /// Check this remote's objects (every file downloaded and hashed; nothing changes).
+        #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+    },
+    /// Upload the artifacts of a pipeline's current stages (and their partitions) that the
+    /// remote lacks (no PIPELINE: every object of the local cache).
+    Push(TransferArgs),
+    /// Make DIR a cache shared by the members of a Unix group (setgid group folders,
+    /// read-only objects, locks across users); use it with --cache-dir DIR.
+    Init {
+        /// The cache folder (created if needed).
+        #[arg(long, value_name = "DIR")]
+        shared: PathBuf,
+        /// The group whose members share it (default: your primary group).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Keep the artifacts of a pipeline's current stages (and their partitions) through
+    /// every `cache gc`, whoever runs it, until `cache unpin`.
+    Pin(PinArgs),
+    /// Remove the pin of `cache pin`.
+    Unpin(PinArgs),
+    /// Download the artifacts of a pipeline's current stages (and their partitions) that the
+    /// local cache lacks, verified (no PIPELINE: every object of the remote).
+    Pull(TransferArgs),
     /// Delete objects not used by the last N runs of each pipeline.
     Gc {
         /// Runs to keep per pipeline.
@@ -34,6 +63,29 @@ pub enum CacheCmd {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+/// What `cache push` / `cache pull` move.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Pipeline whose current stages are moved (default: every object).
+    pipeline: Option<String>,
+    /// Only this stage (repeatable).
+    #[arg(long, value_name = "STAGE", requires = "pipeline")]
+    stage: Vec<String>,
+    /// The remote (default: [cache] remote of luna.toml, or the only one).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// Override a pipeline variable: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", requires = "pipeline")]
+    sets: Vec<String>,
+}
+
+/// What `cache pin` / `cache unpin` name.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    p: PipelineArgs,
 }
 
 /// Human-readable byte count.
@@ -54,6 +106,15 @@ pub fn bytes(n: u64) -> String {
 
 /// Runs the command.
 pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
+    let c = match c {
+        CacheCmd::Push(a) => return transfer(g, a, true),
+        CacheCmd::Pull(a) => return transfer(g, a, false),
+        CacheCmd::Verify { remote: Some(r) } => return verify_remote(r),
+        CacheCmd::Init { shared, group } => return init_shared(&shared, group.as_deref()),
+        CacheCmd::Pin(a) => return pin(g, &a.p, true),
+        CacheCmd::Unpin(a) => return pin(g, &a.p, false),
+        c => c,
+    };
     let ws = workspace_here()?;
     let cache = Cache::open(&cache_root(g, &ws))?;
     match c {
@@ -105,7 +166,13 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             );
             Ok(0)
         }
-        CacheCmd::Verify => {
+        CacheCmd::Push(_)
+        | CacheCmd::Pull(_)
+        | CacheCmd::Init { .. }
+        | CacheCmd::Pin(_)
+        | CacheCmd::Unpin(_)
+        | CacheCmd::Verify { remote: Some(_) } => Ok(0),
+        CacheCmd::Verify { remote: None } => {
             let keys = cache.keys();
             let mut bad = 0;
             // Downstream keys are computed from upstream keys, so an object built on a corrupt
@@ -202,6 +269,9 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                     }
                 }
             }
+            // pinned objects (`cache pin`, by any user of a shared cache) are kept
+            let pinned = cache.pinned();
+            keep.extend(pinned.iter().cloned());
             // partitions listed by kept manifests are kept too
             for k in keep.clone() {
                 if let Ok(m) = cache.manifest(&k) {
@@ -210,6 +280,7 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             }
             let mut freed = 0;
             let mut n = 0;
+            let mut foreign = 0;
             for k in cache.keys() {
                 if keep.contains(&k) {
                     continue;
@@ -221,7 +292,18 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
                 let size = if dry_run {
                     dir_size(&cache.object_dir(&k))
                 } else {
-                    cache.remove(&k)?
+                    match cache.remove(&k) {
+                        Ok(size) => size,
+                        // a shared cache: another member's object (read-only to us)
+                        Err(CacheError::Io { source, .. })
+                            if cache.is_shared()
+                                && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                        {
+                            foreign += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 };
                 freed += size;
                 n += 1;
@@ -252,18 +334,297 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
             }
             if !dry_run {
                 for t in cache.tmp_dirs() {
-                    freed += dir_size(&t);
-                    remove_tree(&t)?;
+                    let size = dir_size(&t);
+                    match remove_tree(&t) {
+                        Ok(()) => freed += size,
+                        Err(_) if cache.is_shared() => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
+            if foreign > 0 {
+                println!(
+                    "left {foreign} unused objects of other users (only their owner, or root, can delete them)"
+                );
+            }
             println!(
-                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines)",
+                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines{})",
                 if dry_run { "would free" } else { "freed" },
                 bytes(freed),
                 keep.len(),
-                by_pipeline.len()
+                by_pipeline.len(),
+                if pinned.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or pinned ({} pinned)", pinned.len())
+                }
             );
             Ok(0)
         }
     }
+}
+
+/// `cache push` (`push`) or `cache pull`.
+fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
+    let (config, cache, keys) = match &a.pipeline {
+        Some(p) => {
+            let o = open(
+                g,
+                &PipelineArgs {
+                    pipeline: p.clone(),
+                    sets: a.sets.clone(),
+                },
+            )?;
+            let keys = stage_keys(&o, &a.stage)?;
+            (o.config, o.cache, Some(keys))
+        }
+        None => {
+            let ws = workspace_here()?;
+            let config = crate::config::Config::load(&ws)?;
+            let cache = Cache::open(&cache_root(g, &ws))?;
+            (config, cache, None)
+        }
+    };
+    let (remote, inv) = super::remote::open(&config, a.remote.as_deref())?;
+    // gc must not delete what a push reads or a pull commits into
+    let _in_use = cache.use_lock()?;
+    let t0 = std::time::Instant::now();
+    let code = if push {
+        let keys = keys.unwrap_or_else(|| cache.keys());
+        let r = remote.push(&cache, &keys)?;
+        print_push(&remote, &r, t0.elapsed());
+        0
+    } else {
+        let keys = keys.unwrap_or_else(|| inv.objects.iter().cloned().collect());
+        let r = remote.pull(&cache, &keys)?;
+        print_pull(&remote, &r, t0.elapsed())
+    };
+    Ok(code)
+}
+
+/// Keys of the pipeline's current stages (`only`: these stages; unknown names are errors).
+pub(super) fn stage_keys(o: &Opened, only: &[String]) -> Result<Vec<String>, CliError> {
+    let planned = plan(&o.pipeline, &o.cache, &o.stat, &Selection::default());
+    o.stat.save();
+    let planned = planned?;
+    for s in only {
+        if !planned.iter().any(|p| &p.stage == s) {
+            return Err(CliError::usage(
+                format!("pipeline `{}` has no stage `{s}`", o.pipeline.name),
+                Some(format!(
+                    "its stages: {}",
+                    planned
+                        .iter()
+                        .map(|p| p.stage.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ));
+        }
+    }
+    Ok(planned
+        .into_iter()
+        .filter(|p| only.is_empty() || only.contains(&p.stage))
+        .map(|p| p.key)
+        .collect())
+}
+
+fn rate(bytes: u64, t: std::time::Duration) -> String {
+    format!(
+        "{}/s",
+        self::bytes((bytes as f64 / t.as_secs_f64().max(1e-3)) as u64)
+    )
+}
+
+/// Prints what a push did.
+pub(super) fn print_push(remote: &Remote, r: &PushReport, t: std::time::Duration) {
+    println!(
+        "pushed {} objects to {} ({} files, {} in {:.1} s, {}); {} objects already there, {} files already there",
+        r.pushed.len(),
+        remote.name(),
+        r.files_sent,
+        bytes(r.bytes_sent),
+        t.as_secs_f64(),
+        rate(r.bytes_sent, t),
+        r.present,
+        r.files_skipped
+    );
+    if !r.missing_locally.is_empty() {
+        println!(
+            "not pushed (not in the local cache; run the pipeline first): {}",
+            r.missing_locally
+                .iter()
+                .map(|k| short(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+/// Prints what a pull did; 1 when a remote object was refused.
+pub(super) fn print_pull(remote: &Remote, r: &PullReport, t: std::time::Duration) -> i32 {
+    println!(
+        "pulled {} objects from {} ({} in {:.1} s, {}); {} already cached{}",
+        r.pulled.len(),
+        remote.name(),
+        bytes(r.bytes_received),
+        t.as_secs_f64(),
+        rate(r.bytes_received, t),
+        r.present,
+        if r.resumed_files > 0 {
+            format!(
+                "; {} files resumed from an interrupted pull",
+                r.resumed_files
+            )
+        } else {
+            String::new()
+        }
+    );
+    if !r.missing_remotely.is_empty() {
+        println!(
+            "not on {}: {}",
+            remote.name(),
+            r.missing_remotely
+                .iter()
+                .map(|k| short(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (k, why) in &r.corrupt {
+        eprintln!(
+            "error: remote {}: object {} is corrupt: {why}; it was not used",
+            remote.name(),
+            short(k)
+        );
+    }
+    if r.corrupt.is_empty() {
+        0
+    } else {
+        eprintln!("  = hint: push it again from a workspace that has it, or run `luna cache verify --remote {}`", remote.name());
+        1
+    }
+}
+
+/// `cache verify --remote [R]`.
+fn verify_remote(asked: String) -> Result<i32, CliError> {
+    let ws = workspace_here()?;
+    let config = crate::config::Config::load(&ws)?;
+    let asked = (!asked.is_empty()).then_some(asked);
+    let (remote, _) = super::remote::open(&config, asked.as_deref())?;
+    let (n, problems) = remote.verify()?;
+    for (k, why) in &problems {
+        println!("CORRUPT {}: {why}", short(k));
+    }
+    println!(
+        "verified {n} objects on {}: {} ok, {} corrupt",
+        remote.name(),
+        n - problems.len(),
+        problems.len()
+    );
+    Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
+/// `cache init --shared DIR [--group G]`.
+fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
+    let gid = match group {
+        None => {
+            // SAFETY: getegid has no preconditions.
+            unsafe { libc::getegid() }
+        }
+        Some(name) => {
+            let c = std::ffi::CString::new(name)
+                .map_err(|_| CliError::usage(format!("bad group name {name:?}"), None))?;
+            // SAFETY: getgrnam reads a NUL-terminated name; the returned record is read at
+            // once, before any other call that could reuse its static storage.
+            let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+            if gr.is_null() {
+                return Err(CliError::usage(
+                    format!("no Unix group `{name}`"),
+                    Some("create it (`groupadd NAME`) and add the team's users to it (`usermod -aG NAME USER`), or name an existing group (see `getent group`)".into()),
+                ));
+            }
+            // SAFETY: non-null record from getgrnam.
+            unsafe { (*gr).gr_gid }
+        }
+    };
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        super::workspace::cwd()?.join(dir)
+    };
+    let cache = Cache::init_shared(&dir, gid)?;
+    println!(
+        "{} is a shared cache of group {} (gid {gid}): use it with --cache-dir {} or LUNA_CACHE_DIR",
+        cache.root().display(),
+        group.unwrap_or("(your primary group)"),
+        cache.root().display()
+    );
+    Ok(0)
+}
+
+/// `cache pin PIPELINE` (`on`) / `cache unpin PIPELINE`: `<cache>/pins/<pipeline>@<user>.json`
+/// names the keys of the pipeline's current stages and their partitions.
+fn pin(g: &Globals, a: &PipelineArgs, on: bool) -> Result<i32, CliError> {
+    let o = open(g, a)?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let ws_id = blake3::hash(o.root.to_string_lossy().as_bytes()).to_hex();
+    let file = o.cache.pins_dir().join(format!(
+        "{}@{uid}-{}.json",
+        o.pipeline.name,
+        short(ws_id.as_str())
+    ));
+    if !on {
+        return match std::fs::remove_file(&file) {
+            Ok(()) => {
+                println!("unpinned {}", o.pipeline.name);
+                Ok(0)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::usage(
+                format!(
+                    "pipeline `{}` of this workspace is not pinned in {}",
+                    o.pipeline.name,
+                    o.cache.root().display()
+                ),
+                Some(format!("pin it with `luna cache pin {}`", o.pipeline.name)),
+            )),
+            Err(e) => Err(CacheError::io(&file, e).into()),
+        };
+    }
+    let mut keys = Vec::new();
+    let mut missing = Vec::new();
+    for k in stage_keys(&o, &[])? {
+        match o.cache.manifest(&k) {
+            Ok(m) => {
+                keys.extend(m.partitions);
+                keys.push(k);
+            }
+            Err(_) => missing.push(k),
+        }
+    }
+    let dir = o.cache.pins_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CacheError::io(&dir, e))?;
+    let doc = serde_json::json!({
+        "luna_pin": 1,
+        "pipeline": o.pipeline.name,
+        "workspace": o.root,
+        "uid": uid,
+        "created": chrono::Utc::now().to_rfc3339(),
+        "keys": keys,
+    });
+    // readable by every member whatever the umask: any member's gc must see it
+    crate::engine::cache::write_durable(&file, doc.to_string().as_bytes())
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+        })
+        .map_err(|e| CacheError::io(&file, e))?;
+    println!(
+        "pinned {} objects of {} ({} stages not cached yet, not pinned)",
+        keys.len(),
+        o.pipeline.name,
+        missing.len()
+    );
+    Ok(0)
 }

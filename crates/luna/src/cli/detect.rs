@@ -133,7 +133,7 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
     );
     o.stat.save();
     let planned = planned?;
-    let rec = super::run::execute_plan(g, &o, &dp, &planned, a.jobs, false, false);
+    let rec = super::run::execute_plan(g, &o, &dp, &planned, a.jobs, false, false, None);
     if !rec.success {
         return Err(CliError::failed(
             format!("detection failed (run {})", rec.id),

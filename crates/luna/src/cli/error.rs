@@ -19,6 +19,9 @@ pub enum CliError {
     /// The workspace config (`luna.toml`).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A cache remote (`luna cache push/pull`, `luna run --pull`).
+    #[error(transparent)]
+    Remote(#[from] crate::engine::error::RemoteError),
     /// Anything else, with a hint and an exit code.
     #[error("{message}")]
     Other {
@@ -54,6 +57,13 @@ impl CliError {
         match self {
             CliError::Load(_) | CliError::Plan(_) | CliError::Config(_) => 2,
             CliError::Cache(_) => 1,
+            CliError::Remote(e) => {
+                if e.is_setup() {
+                    2
+                } else {
+                    1
+                }
+            }
             CliError::Other { code, .. } => *code,
         }
     }
@@ -68,6 +78,7 @@ impl CliError {
             CliError::Plan(e) => e.hint(),
             CliError::Cache(e) => e.hint(),
             CliError::Config(e) => e.hint(),
+            CliError::Remote(e) => e.hint(),
             CliError::Other { hint, .. } => hint.clone(),
         };
         let mut out = format!("error: {self}\n");

@@ -13,6 +13,7 @@ mod error;
 mod fingerprint;
 mod froc;
 mod path;
+mod remote;
 mod report;
 mod run;
 mod runs;
@@ -62,6 +63,9 @@ enum Cmd {
     /// Inspect, verify and garbage-collect the cache.
     #[command(subcommand)]
     Cache(cache::CacheCmd),
+    /// Add, list and remove cache remotes (luna.toml).
+    #[command(subcommand)]
+    Remote(remote::RemoteCmd),
     /// Print versions of torch, HDF5 and CUDA availability.
     Doctor,
     /// Print the JSON schema of pipeline files.
@@ -127,6 +131,7 @@ where
         Cmd::Path(a) => path::cmd(&g, a),
         Cmd::Runs(a) => runs::cmd(&g, a),
         Cmd::Cache(c) => cache::cmd(&g, c),
+        Cmd::Remote(c) => remote::cmd(c),
         Cmd::Doctor => doctor::cmd(),
         Cmd::Schema(a) => schema::cmd(a),
         Cmd::Fingerprint(a) => fingerprint::cmd(&g, a),

@@ -35,11 +35,34 @@ pub struct RunArgs {
     /// upstream artifacts up to 64 MiB).
     #[arg(long)]
     verify: bool,
+    /// Fetch a missing artifact from the remote instead of computing it, per stage and per
+    /// partition (default: [cache] pull of luna.toml).
+    #[arg(long)]
+    pull: bool,
+    /// Upload what the run computed to the remote (default: [cache] push of luna.toml).
+    #[arg(long)]
+    push: bool,
+    /// Ignore [cache] pull/push of luna.toml (no remote is used unless --pull/--push).
+    #[arg(long, conflicts_with_all = ["pull", "push"])]
+    no_remote: bool,
+    /// The remote for --pull/--push (default: [cache] remote, or the only one).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
 }
 
 /// Runs the command.
 pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
+    let pull = a.pull || (o.config.cache.pull && !a.no_remote);
+    let push = a.push || (o.config.cache.push && !a.no_remote);
+    // a remote that is misconfigured or unreachable fails here, before anything runs
+    let remote = if (pull || push) && !a.dry_run {
+        Some(std::sync::Arc::new(
+            super::remote::open(&o.config, a.remote.as_deref())?.0,
+        ))
+    } else {
+        None
+    };
     let sel = Selection {
         until: a.until,
         only: a.only,
@@ -51,16 +74,44 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     o.stat.save();
     let planned = planned?;
     if a.dry_run {
-        print_plan(&o.pipeline, &planned, true);
+        print_plan(&o.pipeline, &planned, true, None);
         return Ok(0);
     }
-    let rec = execute_plan(g, &o, &o.pipeline, &planned, a.jobs, a.verify, true);
+    let fetch = remote
+        .clone()
+        .filter(|_| pull)
+        .map(|r| r as std::sync::Arc<dyn crate::engine::remote::Fetcher>);
+    let rec = execute_plan(g, &o, &o.pipeline, &planned, a.jobs, a.verify, true, fetch);
+    if let Some(r) = &remote {
+        for w in r.take_warnings() {
+            eprintln!("warning: {w}");
+        }
+        if push {
+            let t0 = std::time::Instant::now();
+            let keys: Vec<String> = rec
+                .stages
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.status,
+                        crate::engine::events::StageStatus::Ran
+                            | crate::engine::events::StageStatus::Cached
+                    )
+                })
+                .map(|s| s.key.clone())
+                .collect();
+            let report = r.push(&o.cache, &keys)?;
+            super::cache::print_push(r, &report, t0.elapsed());
+        }
+    }
     Ok(if rec.success { 0 } else { 1 })
 }
 
 /// Executes a plan as `luna run` does: `jobs` stages at once (default: the cores), progress to
 /// stderr, the stat cache saved, the run's report written (and its headline numbers printed
 /// when `headlines`). `luna detect` runs its appended pipeline through it too.
+// one call per command; the flags are the run's options
+#[allow(clippy::too_many_arguments)]
 pub(super) fn execute_plan(
     g: &Globals,
     o: &Opened,
@@ -69,6 +120,7 @@ pub(super) fn execute_plan(
     jobs: Option<usize>,
     verify: bool,
     headlines: bool,
+    fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
 ) -> RunRecord {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -93,6 +145,7 @@ pub(super) fn execute_plan(
             jobs,
             stat: Some(o.stat.clone()),
             verify,
+            fetch,
         },
         &mut reporter,
     );

@@ -10,8 +10,6 @@ use crate::engine::spec::{self, Pipeline};
 use crate::engine::statcache::StatCache;
 
 /// A loaded pipeline with its workspace services.
-// `root` and `config` are read by the remotes and executor commands being built on this.
-#[allow(dead_code)]
 pub struct Opened {
     /// The pipeline.
     pub pipeline: Pipeline,
