@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod runs;
 mod schema;
+mod stage_job;
 mod stages;
 mod status;
 mod synth;
@@ -76,6 +77,9 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Find nodules in CTs with a pipeline's trained models and diagnose each patient.
     Detect(detect::DetectArgs),
+    /// (internal) Run one stage's work inside a Slurm job.
+    #[command(name = "__stage", hide = true)]
+    StageJob(stage_job::StageJobArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -134,6 +138,7 @@ where
         Cmd::Froc(a) => froc::cmd(a),
         Cmd::Detect(a) => detect::cmd(&g, a),
         Cmd::Report(a) => report::cmd(&g, a),
+        Cmd::StageJob(a) => Ok(stage_job::cmd(a)),
     };
     match res {
         Ok(code) => code,

@@ -6,8 +6,9 @@ use super::console::HumanReporter;
 use super::status::print_plan;
 use super::workspace::{open, Opened};
 use super::{CliError, Globals, PipelineArgs};
-use crate::engine::executor::{execute, RunOptions};
-use crate::engine::plan::{plan, PlannedStage, Selection};
+use crate::config::executor::ExecutorKind;
+use crate::engine::executor::{execute, Backend, Local, RunOptions};
+use crate::engine::plan::{plan, Freshness, PlannedStage, Selection};
 use crate::engine::runs::RunRecord;
 use crate::engine::spec::Pipeline;
 
@@ -35,11 +36,22 @@ pub struct RunArgs {
     /// upstream artifacts up to 64 MiB).
     #[arg(long)]
     verify: bool,
+    /// Where stages' work runs: here, or as Slurm jobs over the shared cache (default:
+    /// `[executor] kind` in luna.toml, else local).
+    #[arg(long, value_enum, value_name = "EXECUTOR")]
+    executor: Option<ExecutorKind>,
 }
 
 /// Runs the command.
 pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
+    let slurm = match a.executor.unwrap_or(o.config.executor.kind) {
+        ExecutorKind::Local => None,
+        ExecutorKind::Slurm => Some(std::sync::Arc::new(
+            crate::slurm::Slurm::new(o.config.executor.slurm.clone())
+                .map_err(|e| CliError::usage(e.to_string(), e.hint()))?,
+        )),
+    };
     let sel = Selection {
         until: a.until,
         only: a.only,
@@ -54,7 +66,40 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         print_plan(&o.pipeline, &planned, true);
         return Ok(0);
     }
-    let rec = execute_plan(g, &o, &o.pipeline, &planned, a.jobs, a.verify, true);
+    let backend: std::sync::Arc<dyn Backend> = match &slurm {
+        None => std::sync::Arc::new(Local),
+        Some(s) => {
+            // every job request checked before anything is submitted
+            s.preflight(
+                planned
+                    .iter()
+                    .filter(|ps| ps.selected && ps.state != Freshness::Fresh)
+                    .map(|ps| &o.pipeline.stages[ps.index]),
+            )
+            .map_err(|e| CliError::usage(e.to_string(), e.hint()))?;
+            crate::slurm::install_signal_handlers();
+            s.clone()
+        }
+    };
+    // with Slurm the driver only waits: every ready stage may have its jobs queued
+    let jobs = a.jobs.or(slurm.as_ref().map(|_| 256));
+    let rec = execute_plan_on(
+        g,
+        &o,
+        (&o.pipeline, &planned),
+        (jobs, a.verify, true),
+        backend,
+    );
+    if let Some(s) = &slurm {
+        if crate::slurm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            s.cancel_all();
+            eprintln!(
+                "luna: interrupted; cancelled the Slurm jobs this run submitted ({})",
+                s.submitted().join(", ")
+            );
+            return Ok(130);
+        }
+    }
     Ok(if rec.success { 0 } else { 1 })
 }
 
@@ -69,6 +114,18 @@ pub(super) fn execute_plan(
     jobs: Option<usize>,
     verify: bool,
     headlines: bool,
+) -> RunRecord {
+    let local = std::sync::Arc::new(Local);
+    execute_plan_on(g, o, (pipeline, planned), (jobs, verify, headlines), local)
+}
+
+/// [`execute_plan`] with the stages' work on `backend`.
+fn execute_plan_on(
+    g: &Globals,
+    o: &Opened,
+    (pipeline, planned): (&Pipeline, &[PlannedStage]),
+    (jobs, verify, headlines): (Option<usize>, bool, bool),
+    backend: std::sync::Arc<dyn Backend>,
 ) -> RunRecord {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -93,6 +150,7 @@ pub(super) fn execute_plan(
             jobs,
             stat: Some(o.stat.clone()),
             verify,
+            backend,
         },
         &mut reporter,
     );

@@ -10,8 +10,6 @@ use crate::engine::spec::{self, Pipeline};
 use crate::engine::statcache::StatCache;
 
 /// A loaded pipeline with its workspace services.
-// `root` and `config` are read by the remotes and executor commands being built on this.
-#[allow(dead_code)]
 pub struct Opened {
     /// The pipeline.
     pub pipeline: Pipeline,
@@ -22,6 +20,8 @@ pub struct Opened {
     /// Stat cache for fingerprints.
     pub stat: std::sync::Arc<StatCache>,
     /// The workspace root (the directory holding `pipelines/`).
+    // read by the remotes commands being built on this
+    #[allow(dead_code)]
     pub root: PathBuf,
     /// The workspace config (`luna.toml`; default when absent).
     pub config: crate::config::Config,
