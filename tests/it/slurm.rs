@@ -201,6 +201,15 @@ fn slurm_runs_every_stage_and_shard_as_jobs_with_the_keys_and_bytes_of_a_local_r
             .trim(),
         "6"
     );
+    // `luna runs ID` shows them
+    let shown = ws.luna(&["runs", "show", run["id"].as_str().unwrap_or_default()]);
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("Slurm jobs {}", crops.join(", "))),
+        "{}",
+        shown.stdout
+    );
 
     // the same stages computed locally: same keys, same files, same bytes
     let local = Ws::new();
@@ -334,16 +343,16 @@ fn slurm_bad_input_is_exit_2_naming_the_stage_and_slurms_message_with_nothing_ru
     nothing_ran(&ws);
 }
 
-/// A pipeline of one slow partitioned stage over `n` items in `items/`.
-fn slow_ws(name: &str, n: usize, delay_ms: u64, extra: &str) -> Ws {
+/// A pipeline of one slow partitioned stage over items in `items/`, `want[i]` of them in
+/// shard `i` of 2.
+fn slow_ws(name: &str, want: [usize; 2], delay_ms: u64, extra: &str) -> Ws {
     let ws = Ws::new();
-    // item names chosen so that each of the 2 shards gets half of them
     let mut per_shard = [0usize; 2];
     let mut i = 0;
-    while per_shard.iter().sum::<usize>() < n {
+    while per_shard != want {
         let name = format!("item{i:02}");
         let s = luna::engine::context::shard_of(&name, 2) as usize;
-        if per_shard[s] < n / 2 {
+        if per_shard[s] < want[s] {
             per_shard[s] += 1;
             ws.file(
                 &format!("items/{name}"),
@@ -392,7 +401,7 @@ fn slurm_cancelled_array_task_is_resubmitted_and_the_run_completes() {
     let Some((conf, _one)) = cluster() else {
         return;
     };
-    let ws = slow_ws("sl_retry", 8, 1000, "");
+    let ws = slow_ws("sl_retry", [4, 4], 1000, "");
     let child = spawn_slurm(&ws, &conf, "sl_retry");
     // cancel task 0 once it runs (it has 4 partitions to compute, 1 s each)
     let jobs = wait_jobs(&conf, "luna-sl_retry-", 60, |j| {
@@ -451,7 +460,7 @@ fn slurm_ctrl_c_of_the_driver_cancels_every_job_it_submitted() {
     };
     let ws = slow_ws(
         "sl_int",
-        6,
+        [3, 3],
         3000,
         "  other: { uses: command, with: { run: \"sleep 60; touch $LUNA_OUT/z\", outputs: [z] } }\n",
     );
@@ -520,4 +529,46 @@ fn resources_are_checked_at_their_position_and_never_change_a_key() {
     let again = ws.last_run();
     assert_eq!(again["stages"][0]["key"], key);
     assert_eq!(again["stages"][0]["status"], "cached");
+}
+
+#[test]
+fn slurm_failed_array_task_fails_the_stage_and_cancels_the_other_tasks() {
+    let Some((conf, _one)) = cluster() else {
+        return;
+    };
+    let ws = slow_ws("sl_shardfail", [6, 1], 1000, "");
+    // the one item of shard 1 fails after 1 s; shard 0 has 6 s of work
+    let failing = ws
+        .ls("items")
+        .into_iter()
+        .find(|n| luna::engine::context::shard_of(n, 2) == 1)
+        .unwrap_or_default();
+    let yaml = ws.read("pipelines/sl_shardfail.yaml").replace(
+        "delay_ms: 1000 }",
+        &format!("delay_ms: 1000, fail: {failing} }}"),
+    );
+    ws.pipeline("sl_shardfail", &yaml);
+    let o = run_slurm(&ws, &conf, "sl_shardfail");
+    o.expect_code(1);
+    let run = ws.last_run();
+    let ids = jobs_of(&run, "parts");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let err = run["stages"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with("item ") && err.contains(&format!("/items/{failing} fails, as asked")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("(Slurm job {} failed (FAILED))", ids[1])),
+        "{err}"
+    );
+    let states: BTreeMap<String, String> = wait_jobs(&conf, "luna-sl_shardfail-", 20, |j| {
+        j.iter()
+            .all(|(_, st)| !matches!(st.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+    })
+    .into_iter()
+    .collect();
+    assert_eq!(states.get(&ids[1]).map(String::as_str), Some("FAILED"));
+    assert_eq!(states.get(&ids[0]).map(String::as_str), Some("CANCELLED"));
+    assert!(ws.manifests().iter().all(|m| m["stage"] != "parts"));
 }

@@ -445,6 +445,7 @@ impl Slurm {
             }
             let states = self.states();
             let mut resubmit = Vec::new();
+            let mut failure = None;
             for t in tasks.iter_mut().filter(|t| !t.done) {
                 read_new_lines(t, ctx, shards.is_none());
                 let state = states.get(&t.id).cloned().or_else(|| {
@@ -477,22 +478,27 @@ impl Slurm {
                     match t.relay.done.take() {
                         Some(d) => results.push(d),
                         None => {
-                            return Err(self.job_error(t, "completed without its `luna:done` line"))
+                            failure =
+                                Some(self.job_error(t, "completed without its `luna:done` line"));
+                            break;
                         }
                     }
                 } else if FAILED.contains(&state.as_str()) {
                     read_new_lines(t, ctx, shards.is_none());
-                    return Err(self.job_error(t, &format!("failed ({state})")));
+                    t.done = true;
+                    failure = Some(self.job_error(t, &format!("failed ({state})")));
+                    break;
                 } else if KILLED.contains(&state.as_str()) || state == "VANISHED" {
                     t.done = true;
                     if t.attempts > self.cfg.retries {
-                        return Err(self.job_error(
+                        failure = Some(self.job_error(
                             t,
                             &format!(
                                 "was killed by the scheduler ({state}) {} time(s); no retries left ([executor.slurm] retries = {})",
                                 t.attempts, self.cfg.retries
                             ),
                         ));
+                        break;
                     }
                     ctx.log(format!(
                         "slurm: job {} ended {state} without committing; resubmitting",
@@ -500,6 +506,19 @@ impl Slurm {
                     ));
                     resubmit.push((t.shard, t.attempts));
                 }
+            }
+            if let Some(e) = failure {
+                // the stage failed: its other tasks have nothing left to do
+                let left: Vec<String> = tasks
+                    .iter()
+                    .filter(|t| !t.done)
+                    .map(|t| t.id.clone())
+                    .collect();
+                if !left.is_empty() {
+                    ctx.log(format!("slurm: cancelling {}", left.join(", ")));
+                    let _ = run_tool("scancel", &left);
+                }
+                return Err(e);
             }
             for (shard, attempts) in resubmit {
                 let list: Vec<u32> = shard.into_iter().collect();
@@ -689,4 +708,36 @@ pub fn serve_job(request: &Path, shards: Option<u32>) -> i32 {
         job.ctx.cache().discard_tmp(t);
     }
     crate::worker::report_result(res, &job.ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_stages_want_a_gpu_unless_their_device_is_cpu() {
+        let r = crate::stages::registry();
+        let (Some(train), Some(command)) = (r.get("train_classifier"), r.get("command")) else {
+            panic!("kinds registered");
+        };
+        let with = |v: serde_json::Value| v;
+        assert!(wants_gpu(&*train, &with(serde_json::json!({}))));
+        assert!(wants_gpu(
+            &*train,
+            &with(serde_json::json!({"device": "auto"}))
+        ));
+        assert!(wants_gpu(
+            &*train,
+            &with(serde_json::json!({"device": "cuda:1"}))
+        ));
+        assert!(!wants_gpu(
+            &*train,
+            &with(serde_json::json!({"device": "cpu"}))
+        ));
+        assert!(!wants_gpu(
+            &*command,
+            &with(serde_json::json!({"run": "true"}))
+        ));
+        assert_eq!(quote("a'b"), "'a'\\''b'");
+    }
 }

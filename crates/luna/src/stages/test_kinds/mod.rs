@@ -108,11 +108,14 @@ pub struct TestSlowPartitionsParams {
     /// Milliseconds each partition takes (a hint: not in any key).
     #[serde(default)]
     pub delay_ms: Hint<u64>,
+    /// The item whose partition fails (after its delay), if any.
+    #[serde(default)]
+    pub fail: Option<String>,
 }
 
 /// A partitioned kind without torch: each file of `items` becomes a partition holding a copy
-/// of it (`copy.bin`) after `delay_ms`; the stage links them as `parts/<file>` and writes
-/// `count.txt`.
+/// of it (`copy.bin`) after `delay_ms` (the item named `fail` fails instead); the stage links
+/// them as `parts/<file>` and writes `count.txt`.
 pub struct TestSlowPartitionsStage;
 
 impl Stage for TestSlowPartitionsStage {
@@ -137,6 +140,12 @@ impl Stage for TestSlowPartitionsStage {
             |f| {
                 let r = item_partition(ctx_ref, f, |out| {
                     std::thread::sleep(std::time::Duration::from_millis(p.delay_ms.0));
+                    if p.fail.as_deref() == f.file_name().and_then(|n| n.to_str()) {
+                        return Err(StageError::msg(format!(
+                            "item {} fails, as asked",
+                            f.display()
+                        )));
+                    }
                     std::fs::copy(f, out.join("copy.bin")).map_err(|e| StageError::io(f, e))?;
                     Ok(())
                 })?;
