@@ -35,10 +35,11 @@ install_packages() {
 answers() { SLURM_CONF="$CONF" timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
 
 start() {
+  # already up (started by root earlier): usable by anyone
+  if [ -f "$CONF" ] && command -v sinfo >/dev/null 2>&1 && answers; then return 0; fi
   [ "$(id -u)" = 0 ] || cannot "starting munged, slurmctld and slurmd needs root"
   install_packages
   mkdir -p "$DIR"/{state,spool,log,munge}
-  if [ -f "$CONF" ] && answers; then return 0; fi
   # munge: a key of our own (never touching /etc/munge), socket under $DIR.
   if [ ! -s "$DIR/munge/munge.key" ]; then
     dd if=/dev/urandom bs=1 count=1024 of="$DIR/munge/munge.key" status=none
@@ -48,7 +49,7 @@ start() {
   chown -R munge:munge "$DIR/munge" "$DIR/munge-run"
   chmod 700 "$DIR/munge"; chmod 400 "$DIR/munge/munge.key"; chmod 755 "$DIR" "$DIR/munge-run"
   if ! pgrep -F "$DIR/munge/munged.pid" >/dev/null 2>&1; then
-    runuser -u munge -- munged --key-file="$DIR/munge/munge.key" --socket="$DIR/munge-run/munge.socket" \
+    runuser -u munge -- munged --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge-run/munge.socket" \
       --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munge.seed" \
       || cannot "munged would not start (see $DIR/munge/munged.log)"
   fi
