@@ -17,6 +17,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 2
   fi
 fi
+# The Slurm executor's tests run on a real single-node cluster on loopback (munged, slurmctld,
+# slurmd; slurm-wlm and munge installed once when missing). Exit 3: this machine cannot run
+# Slurm; the tests then skip and say why.
+slurm_rc=0
+scripts/slurm-local.sh start >/dev/null || slurm_rc=$?
+case "$slurm_rc" in
+  0|3) ;;
+  *) echo "luna: scripts/slurm-local.sh start failed (exit $slurm_rc)" >&2; exit 2 ;;
+esac
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests run the workspace's binaries (`luna`, `luna-torch`): build them first.

@@ -35,7 +35,7 @@ fn unknown_stage_key_suggests_the_nearest() {
         err,
         "error: unknown key `stages.a.nedes`\n  \
          --> pipelines/p.yaml:5:5\n  |\n5 |     nedes: []\n  |     ^^^^^\n  \
-         = hint: did you mean `needs`? allowed here: uses, needs, with\n"
+         = hint: did you mean `needs`? allowed here: uses, needs, with, resources\n"
     );
 }
 

@@ -8,6 +8,15 @@
 //! input changes the stage key but only the new items are computed. The stage then assembles its
 //! output from partition files (hard links where possible), and its manifest lists the partition
 //! keys so `cache gc` keeps them with it.
+//!
+//! **Shards.** An executor backend may spread a partitioned stage's items over several
+//! processes (a Slurm job array): each runs the stage with [`StageContext::set_shard`]`(i, n)`,
+//! computes and commits only the items whose name hashes to shard `i`, and gets
+//! [`StageError::OtherShard`] for the others (so the stage stops before assembling an output,
+//! which a shard never commits). The stage itself then runs once more, unsharded, over the
+//! cached partitions: the same code path as a local run, so keys and bytes are equal. Rejected:
+//! a per-kind "list your items" hook (every partitioned kind would have to split its `run`),
+//! and shards by call order (threads make it nondeterministic).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -68,6 +77,19 @@ pub struct StageContext {
     threads: usize,
     key: String,
     stat: Arc<StatCache>,
+    shard: Option<(u32, u32)>,
+    shard_errors: Mutex<Vec<String>>,
+    jobs: Mutex<Vec<String>>,
+    computed: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// The shard (of `count`) that computes `item`: a hash of its name, so every process agrees
+/// without talking to the others.
+pub fn shard_of(item: &str, count: u32) -> u32 {
+    let h = blake3::hash(item.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    (u64::from_le_bytes(b) % u64::from(count.max(1))) as u32
 }
 
 /// Everything needed to build a [`StageContext`].
@@ -133,7 +155,90 @@ impl StageContext {
             threads: p.threads,
             key: p.key,
             stat: p.stat.unwrap_or_else(|| Arc::new(StatCache::disabled())),
+            shard: None,
+            shard_errors: Mutex::new(Vec::new()),
+            jobs: Mutex::new(Vec::new()),
+            computed: Mutex::new(Default::default()),
         }
+    }
+
+    /// Keys of the partitions computed (not found cached) for this stage so far, here or in
+    /// other processes ([`StageContext::mark_computed`]).
+    pub fn computed_partitions(&self) -> Vec<String> {
+        self.computed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Records partitions that other processes computed for this run of the stage (its shards):
+    /// [`StageContext::partition`] then reports them as computed, not cached, so what the
+    /// stage writes about its work is the same as when it computed them itself.
+    pub fn mark_computed(&self, keys: &[String]) {
+        self.computed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(keys.iter().cloned());
+    }
+
+    /// Shard mode: from now on [`StageContext::partition`] computes only the items of shard
+    /// `index` of `count` (by a hash of the item's name) and returns
+    /// [`StageError::OtherShard`] for the rest.
+    pub fn set_shard(&mut self, index: u32, count: u32) {
+        self.shard = Some((index, count.max(1)));
+    }
+
+    /// The shard (index, count) this context computes, if in shard mode.
+    pub fn shard(&self) -> Option<(u32, u32)> {
+        self.shard
+    }
+
+    /// A shard's result: the stage's own result outside shard mode; in shard mode, success
+    /// when the stage ended well or only at [`StageError::OtherShard`] and none of this
+    /// shard's partitions failed, else the first of their errors.
+    pub fn settle_shard(&self, res: Result<(), StageError>) -> Result<(), StageError> {
+        if self.shard.is_none() {
+            return res;
+        }
+        match res {
+            Ok(()) | Err(StageError::OtherShard { .. }) => match self.shard_errors().first() {
+                Some(e) => Err(StageError::msg(e.clone())),
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `item` is computed by this context (always, outside shard mode).
+    pub fn owns(&self, item: &str) -> bool {
+        match self.shard {
+            None => true,
+            Some((i, n)) => shard_of(item, n) == i,
+        }
+    }
+
+    /// Errors of this shard's own partitions (shard mode), in the order they happened: the
+    /// stage's own result cannot tell them from [`StageError::OtherShard`].
+    pub fn shard_errors(&self) -> Vec<String> {
+        self.shard_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the id of a scheduler job that ran part of this stage (for the run record).
+    pub fn record_job(&self, id: impl Into<String>) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.into());
+    }
+
+    /// The scheduler job ids recorded so far.
+    pub fn job_ids(&self) -> Vec<String> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stage name.
@@ -311,13 +416,17 @@ impl StageContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(key.clone());
+        if !self.owns(item) {
+            return Err(StageError::OtherShard { item: item.into() });
+        }
         let dir = self.cache.object_dir(&key);
         if self.cache.has(&key) {
-            return Ok(Partition {
-                key,
-                dir,
-                cached: true,
-            });
+            let cached = !self
+                .computed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key);
+            return Ok(Partition { key, dir, cached });
         }
         let _lock = self.cache.lock(&key)?;
         let fetched = match &self.fetch {
@@ -340,6 +449,12 @@ impl StageContext {
         let started = Instant::now();
         if let Err(e) = produce(&tmp) {
             self.cache.discard_tmp(&tmp);
+            if self.shard.is_some() {
+                self.shard_errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{item}: {e}"));
+            }
             return Err(e);
         }
         let base = &self.partition_base;
@@ -369,6 +484,10 @@ impl StageContext {
                 return Err(e.into());
             }
         };
+        self.computed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone());
         Ok(Partition {
             key,
             dir,

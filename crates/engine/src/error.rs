@@ -38,6 +38,13 @@ pub enum StageError {
         /// Where the full log is.
         log: PathBuf,
     },
+    /// In shard mode, a partition that belongs to another shard of the stage (see
+    /// [`StageContext::set_shard`](super::context::StageContext::set_shard)): not computed here.
+    #[error("partition `{item}` belongs to another shard")]
+    OtherShard {
+        /// The item.
+        item: String,
+    },
     /// A declared output is missing after the stage finished.
     // The path is in the stage's temporary directory, which is gone by the time the user reads
     // the message, so the message names the output relative to $LUNA_OUT instead.
@@ -185,7 +192,7 @@ impl StageError {
                 Some("the command must write each declared output under $LUNA_OUT".into())
             }
             StageError::NoUpstream { .. } => Some("add the stage to `needs:`".into()),
-            StageError::Io { .. } => None,
+            StageError::Io { .. } | StageError::OtherShard { .. } => None,
             StageError::Cache(e) | StageError::Upstream { source: e, .. } => e.hint(),
             StageError::Panicked(_) => {
                 Some("this is a bug in luna; the stage log has details".into())

@@ -4,6 +4,13 @@
 //! the main thread alone updates state files and feeds the reporter. Before a stage starts, each
 //! of its upstream artifacts is checked (`Cache::check_upstream`); a damaged one fails the stage.
 //! The caller holds `Cache::use_lock` for the whole run, so `cache gc` cannot delete an upstream.
+//!
+//! **Backends.** Where a stage's *work* runs is a [`Backend`]: [`Local`] runs the kind in this
+//! process; another backend (the Slurm one in the `luna` crate) runs it in scheduler jobs over
+//! the shared cache. Everything around the work stays here — the key lock, upstream checks, the
+//! tmp dir, the manifest and the commit — so a stage's key, files and manifest are the same
+//! whichever backend ran it. Rejected: a second executor loop per backend (two copies of the
+//! scheduling, skipping and recording), and backends that commit themselves (two commit paths).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,7 +26,24 @@ use super::events::{Event, EventSink, StageStatus};
 use super::plan::{Freshness, PlannedStage};
 use super::reason::RerunReason;
 use super::runs::{self, PipelineState, RunRecord, Runs, StageRecord, StageState};
-use super::spec::Pipeline;
+use super::spec::{Pipeline, StageSpec};
+
+/// Where a stage's work runs (see the module doc).
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Runs the kind of `spec` with `ctx` (its output goes under `ctx.out_dir()`), recording in
+    /// `ctx` the partitions and known files of work done elsewhere and any scheduler job ids.
+    fn run_kind(&self, spec: &StageSpec, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// The default backend: the kind runs in this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Backend for Local {
+    fn run_kind(&self, spec: &StageSpec, ctx: &mut StageContext) -> Result<(), StageError> {
+        spec.kind.run(&spec.params, ctx)
+    }
+}
 
 /// Receives a run's events; the CLI renders them.
 pub trait Reporter {
@@ -44,6 +68,8 @@ pub struct RunOptions {
     /// Fetches a missing artifact (or partition) from a remote instead of computing it
     /// (`luna run --pull`; see `remote.rs`).
     pub fetch: Option<Arc<dyn super::remote::Fetcher>>,
+    /// Where stages' work runs ([`Local`] unless `luna run --executor` says otherwise).
+    pub backend: Arc<dyn Backend>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +83,7 @@ struct Outcome {
     error: Option<(String, Option<String>)>,
     partitions: Vec<String>,
     status: StageStatus,
+    jobs: Vec<String>,
 }
 
 /// Executes the selected stages of `plan`; returns the run record (also saved under `runs/`).
@@ -173,6 +200,7 @@ pub fn execute(
                 let stat = opts.stat.clone();
                 let verify = opts.verify;
                 let fetch = opts.fetch.clone();
+                let backend = opts.backend.clone();
                 scope.spawn(move || {
                     let t0 = Instant::now();
                     let _ = tx.send(Event::Started {
@@ -189,6 +217,7 @@ pub fn execute(
                         (threads, verify),
                         stat,
                         fetch,
+                        &*backend,
                     );
                     let (detail, hint) = match &out.error {
                         Some((d, h)) => (Some(d.clone()), h.clone()),
@@ -226,9 +255,9 @@ pub fn execute(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&ps.index);
-                    let (err, parts) = match out {
-                        Some(o) => (o.error.map(|e| e.0), o.partitions),
-                        None => (None, Vec::new()),
+                    let (err, parts, jobs) = match out {
+                        Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs),
+                        None => (None, Vec::new(), Vec::new()),
                     };
                     if matches!(status, StageStatus::Ran | StageStatus::Cached) {
                         PipelineState::record(
@@ -239,7 +268,9 @@ pub fn execute(
                     }
                     let secs = duration.as_secs_f64();
                     let start = (started.elapsed().as_secs_f64() - secs).max(0.0);
-                    records.insert(ps.index, record(ps, *status, start, secs, err, parts));
+                    let mut r = record(ps, *status, start, secs, err, parts);
+                    r.jobs = jobs;
+                    records.insert(ps.index, r);
                 }
             }
             reporter.event(&ev);
@@ -314,6 +345,7 @@ fn record(
         },
         error,
         partitions,
+        jobs: Vec::new(),
     }
 }
 
@@ -358,15 +390,18 @@ fn run_stage(
     (threads, verify): (usize, bool),
     stat: Option<std::sync::Arc<super::statcache::StatCache>>,
     fetch: Option<Arc<dyn super::remote::Fetcher>>,
+    backend: &dyn Backend,
 ) -> Outcome {
-    let fail = |e: StageError| {
+    let fail_with = |e: StageError, jobs: Vec<String>| {
         let e = e.or_no_space(cache.root());
         Outcome {
             error: Some((e.to_string(), e.hint())),
             partitions: Vec::new(),
             status: StageStatus::Failed,
+            jobs,
         }
     };
+    let fail = |e: StageError| fail_with(e, Vec::new());
     let lock = match cache.try_lock(&ps.key) {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -389,6 +424,7 @@ fn run_stage(
             error: None,
             partitions: Vec::new(),
             status: StageStatus::Cached,
+            jobs: Vec::new(),
         };
     }
     // `--pull`: the remote's copy (verified on the way in) instead of computing it; a remote
@@ -403,6 +439,7 @@ fn run_stage(
                         .map(|m| m.partitions)
                         .unwrap_or_default(),
                     status: StageStatus::Cached,
+                    jobs: Vec::new(),
                 }
             }
             Ok(false) => {}
@@ -452,7 +489,7 @@ fn run_stage(
     });
     ctx.set_fetcher(fetch);
     let t0 = Instant::now();
-    let res = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut ctx)));
+    let res = catch_unwind(AssertUnwindSafe(|| backend.run_kind(spec, &mut ctx)));
     let res = match res {
         Ok(r) => r,
         Err(panic) => {
@@ -464,10 +501,11 @@ fn run_stage(
             Err(StageError::Panicked(msg))
         }
     };
+    let jobs = ctx.job_ids();
     if let Err(e) = res {
         ctx.log(format!("error: {e}"));
         cache.discard_tmp(&tmp);
-        return fail(e);
+        return fail_with(e, jobs);
     }
     let partitions = ctx.partition_keys();
     let manifest = Manifest {
@@ -498,11 +536,12 @@ fn run_stage(
                 error: None,
                 partitions,
                 status: StageStatus::Ran,
+                jobs,
             }
         }
         Err(e) => {
             cache.discard_tmp(&tmp);
-            fail(e.into())
+            fail_with(e.into(), jobs)
         }
     }
 }

@@ -215,6 +215,11 @@ pub trait Stage: Send + Sync + 'static {
     /// (e.g. `crops`, `model`).
     const OUTPUTS: &'static [&'static str] = &[];
 
+    /// Whether the stage computes per-item partitions ([`StageContext::partition`]), which an
+    /// executor backend may spread over several processes (a Slurm job array) before the
+    /// stage itself runs over the cached partitions.
+    const PARTITIONED: bool = false;
+
     /// External files and directories read by this stage (their content enters the key).
     fn inputs(_params: &Self::Params) -> Vec<ExternalInput> {
         Vec::new()
@@ -303,6 +308,8 @@ pub trait DynKind: Send + Sync {
     fn doc(&self) -> &'static str;
     /// Artifact types its output provides.
     fn outputs(&self) -> &'static [&'static str];
+    /// Whether it computes per-item partitions ([`Stage::PARTITIONED`]).
+    fn partitioned(&self) -> bool;
     /// JSON schema of `with:`.
     fn schema(&self) -> schemars::Schema;
     /// Checks `with:` (as JSON) and returns typed + canonical parameters.
@@ -326,6 +333,9 @@ impl<S: Stage> DynKind for Typed<S> {
     }
     fn outputs(&self) -> &'static [&'static str] {
         S::OUTPUTS
+    }
+    fn partitioned(&self) -> bool {
+        S::PARTITIONED
     }
     fn schema(&self) -> schemars::Schema {
         schemars::schema_for!(S::Params)

@@ -50,6 +50,14 @@ impl Registry {
         use serde_json::json;
         let mut defs = serde_json::Map::new();
         let mut one_of = Vec::new();
+        // `resources:` (scheduler hints, spec/resources.rs), the same for every kind
+        let mut resources =
+            serde_json::to_value(schemars::schema_for!(super::spec::Resources)).unwrap_or_default();
+        if let Some(obj) = resources.as_object_mut() {
+            obj.remove("$schema");
+            obj.remove("title");
+        }
+        defs.insert("resources".into(), resources);
         for k in self.kinds.values() {
             let mut with = serde_json::to_value(k.schema()).unwrap_or_default();
             // hoist the kind's own $defs, prefixed so names cannot clash between kinds
@@ -71,6 +79,7 @@ impl Registry {
                     "uses": { "const": k.name() },
                     "needs": { "type": "array", "items": { "type": "string" }, "description": "Upstream stages whose artifacts this stage reads." },
                     "with": with,
+                    "resources": { "$ref": "#/$defs/resources" },
                 }
             }));
         }

@@ -37,6 +37,10 @@ pub struct StageRecord {
     /// Partition keys the artifact uses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
+    /// Ids of the scheduler jobs that ran the stage's work (`--executor slurm`: one per job,
+    /// `123_4` for task 4 of array job 123, resubmissions included); empty for local work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
 }
 
 /// `run.json`.

@@ -9,6 +9,7 @@
 //!     uses: load_annotations           # a registered kind (`luna stages`)
 //!     needs: [other]                   # upstream stages
 //!     with: { annotations: "${luna_root}/annotations.csv" }
+//!     resources: { cpus: 2, mem: 4G }  # scheduler hints, never in a key (spec/resources.rs)
 //! ```
 //!
 //! Loading runs in passes so that every problem is reported before anything runs: YAML syntax
@@ -45,6 +46,9 @@ use super::span::{Pos, SpanIndex};
 use super::spec_error::{LoadError, SpecError, SpecIssue};
 
 mod bind;
+pub mod resources;
+
+pub use resources::Resources;
 
 /// A checked stage of a pipeline.
 #[derive(Clone)]
@@ -62,6 +66,8 @@ pub struct StageSpec {
     /// Named inputs bound to upstream stages: input name → stage name (see
     /// [`InputSlot`](super::kind::InputSlot)).
     pub bindings: BTreeMap<String, String>,
+    /// `resources:` (scheduler hints; not part of the key).
+    pub resources: Resources,
 }
 
 /// A checked pipeline.
@@ -411,12 +417,13 @@ pub fn parse(
             }
         }
     }
-    let stage_keys = ["uses", "needs", "with"];
+    let stage_keys = ["uses", "needs", "with", "resources"];
     struct Raw {
         name: String,
         kind: Option<Arc<dyn DynKind>>,
         needs: Vec<String>,
         with: Yaml,
+        resources: Yaml,
     }
     let mut raws = Vec::new();
     for (k, v) in &stages_map {
@@ -530,6 +537,7 @@ pub fn parse(
             kind,
             needs,
             with: m.get("with").cloned().unwrap_or(Yaml::Null),
+            resources: m.get("resources").cloned().unwrap_or(Yaml::Null),
         });
     }
 
@@ -591,6 +599,37 @@ pub fn parse(
                 continue;
             }
         };
+        let rbase = format!("stages.{}.resources", r.name);
+        let resources = serde_json::to_value(&r.resources)
+            .map_err(|e| (String::new(), e.to_string()))
+            .and_then(|j| {
+                interpolate(&j, &vars, &rbase).map_err(|(path, name)| {
+                    let path = path.strip_prefix(&rbase).unwrap_or(&path);
+                    (
+                        path.trim_start_matches('.').to_string(),
+                        format!("unknown variable `{name}`"),
+                    )
+                })
+            })
+            .and_then(|j| Resources::from_json(&j));
+        let resources = match resources {
+            Ok(res) => res,
+            Err((path, message)) => {
+                let full = if path.is_empty() {
+                    rbase.clone()
+                } else {
+                    format!("{rbase}.{path}")
+                };
+                is.at_value(
+                    &full,
+                    SpecIssue::BadParam {
+                        path: full.clone(),
+                        message: humanize(&message),
+                    },
+                );
+                continue;
+            }
+        };
         let Some(kind) = r.kind else { continue };
         match kind.check(&with_json) {
             Ok(params) => stages.push(StageSpec {
@@ -600,6 +639,7 @@ pub fn parse(
                 with: with_json,
                 params,
                 bindings: BTreeMap::new(),
+                resources,
             }),
             Err(ParamProblem::Unknown { path, known }) => {
                 let full = format!("{base}.{path}");

@@ -3,11 +3,8 @@
 
 use std::io::Read;
 
-use luna::engine::cache::Cache;
-use luna::engine::context::{ContextParts, StageContext};
 use luna::engine::error::StageError;
-use luna::engine::events::EventSink;
-use luna::worker::{WorkerDone, WorkerError, WorkerRequest, DONE_PREFIX, ERROR_PREFIX};
+use luna::worker::{report_error, report_result, WorkerRequest};
 
 /// Entry point of the `luna-torch` binary; returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
@@ -15,21 +12,7 @@ pub fn main(args: Vec<String>) -> i32 {
     // Before any tch call: ATen decides once whether CUDA exists (see runtime.rs).
     crate::runtime::init();
     match args.get(1).map(String::as_str) {
-        Some("stage") => match serve_stage() {
-            Ok(()) => 0,
-            Err(e) => {
-                let we = WorkerError {
-                    message: e.to_string(),
-                    hint: e.hint(),
-                    no_space: luna::engine::error::out_of_space(&e),
-                };
-                println!(
-                    "{ERROR_PREFIX}{}",
-                    serde_json::to_string(&we).unwrap_or_default()
-                );
-                1
-            }
-        },
+        Some("stage") => serve_stage(),
         Some("doctor") => {
             doctor();
             0
@@ -107,40 +90,24 @@ fn peak_rss_kib() -> i64 {
     }
 }
 
-fn serve_stage() -> Result<(), StageError> {
+fn serve_stage() -> i32 {
     let mut body = Vec::new();
-    std::io::stdin()
+    let req = std::io::stdin()
         .read_to_end(&mut body)
-        .map_err(|e| StageError::io("stdin", e))?;
-    let req: WorkerRequest = serde_json::from_slice(&body)
-        .map_err(|e| StageError::msg(format!("bad worker request: {e}")))?;
-    let cache = Cache::open(&req.cache_root)?;
-    let mut ctx = StageContext::new(ContextParts {
-        stage: req.stage.clone(),
-        pipeline: req.pipeline.clone(),
-        out_dir: req.out_dir.clone(),
-        workspace: req.workspace.clone(),
-        upstream: req.upstream.clone(),
-        bindings: req.bindings.clone(),
-        tx: EventSink::Stdout,
-        with: req.with.clone(),
-        log_path: req.log_path.clone(),
-        cache,
-        partition_base: req.partition_base.clone(),
-        threads: req.threads,
-        key: req.key.clone(),
-        stat: None,
-    });
-    let result = crate::kinds::run(&req.kind, &mut ctx);
-    ctx.log(format!("worker: peak memory {} MiB", peak_rss_kib() / 1024));
-    result?;
-    let done = WorkerDone {
-        partitions: ctx.partition_keys(),
-        known_files: ctx.known_files(),
+        .map_err(|e| StageError::io("stdin", e))
+        .and_then(|_| {
+            serde_json::from_slice::<WorkerRequest>(&body)
+                .map_err(|e| StageError::msg(format!("bad worker request: {e}")))
+        });
+    let mut ctx = match req.and_then(|r| Ok((r.context()?, r))) {
+        Ok((ctx, req)) => (ctx, req.kind),
+        Err(e) => {
+            report_error(&e);
+            return 1;
+        }
     };
-    println!(
-        "{DONE_PREFIX}{}",
-        serde_json::to_string(&done).map_err(|e| StageError::msg(e.to_string()))?
-    );
-    Ok(())
+    let result = crate::kinds::run(&ctx.1, &mut ctx.0);
+    ctx.0
+        .log(format!("worker: peak memory {} MiB", peak_rss_kib() / 1024));
+    report_result(result, &ctx.0)
 }

@@ -11,6 +11,11 @@
 //! whose hashes it knows, so the parent's manifest lists them and `cache gc` keeps them. The worker dies with its parent
 //! (PR_SET_PDEATHSIG), so `kill -9` of luna stops training too, and the stage is not committed.
 //! A side benefit: a CUDA crash cannot take the executor down with it.
+//!
+//! The same request and line protocol carry a stage to a Slurm job (`luna __stage`, see
+//! [`crate::slurm`]): [`WorkerRequest::from_context`] on the driver, [`WorkerRequest::context`]
+//! and [`report_result`] in the job, [`Relay`] reading the job's output file back. Rejected: a
+//! second request format for the scheduler (the two would drift apart).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -21,10 +26,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::cache::FileEntry;
-use crate::engine::context::{StageContext, Upstream};
+use crate::engine::cache::{Cache, FileEntry};
+use crate::engine::context::{ContextParts, StageContext, Upstream};
 use crate::engine::error::StageError;
-use crate::engine::events::{WireEvent, WIRE_PREFIX};
+use crate::engine::events::{EventSink, WireEvent, WIRE_PREFIX};
 
 /// Prefix of the worker's error line.
 pub const ERROR_PREFIX: &str = "luna:error ";
@@ -38,6 +43,9 @@ pub struct WorkerDone {
     pub partitions: Vec<String>,
     /// Output files with known hashes (linked from committed objects).
     pub known_files: Vec<FileEntry>,
+    /// Keys of the partitions it computed (rather than found cached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub computed: Vec<String>,
 }
 
 /// What the worker needs to run one stage.
@@ -69,6 +77,170 @@ pub struct WorkerRequest {
     pub key: String,
     /// `with:` including hints.
     pub with: serde_json::Value,
+    /// The shard (index, count) of a partitioned stage's items to compute (a Slurm array
+    /// task; see `StageContext::set_shard`); none: the whole stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<(u32, u32)>,
+}
+
+impl WorkerRequest {
+    /// The request that runs the stage of `ctx` (kind `kind`) in another process.
+    pub fn from_context(kind: &str, ctx: &StageContext) -> WorkerRequest {
+        WorkerRequest {
+            kind: kind.into(),
+            stage: ctx.stage().into(),
+            pipeline: ctx.pipeline().into(),
+            out_dir: ctx.out_dir().into(),
+            workspace: ctx.workspace().into(),
+            cache_root: ctx.cache().root().into(),
+            upstream: ctx.upstreams().to_vec(),
+            bindings: ctx.bindings().clone(),
+            partition_base: ctx.partition_base().clone(),
+            log_path: ctx.log_path().into(),
+            threads: ctx.threads(),
+            key: ctx.key().into(),
+            with: ctx.with_json().clone(),
+            shard: ctx.shard(),
+        }
+    }
+
+    /// Rebuilds the stage's context in the worker process, its events going to stdout.
+    pub fn context(&self) -> Result<StageContext, StageError> {
+        let cache = Cache::open(&self.cache_root)?;
+        let mut ctx = StageContext::new(ContextParts {
+            stage: self.stage.clone(),
+            pipeline: self.pipeline.clone(),
+            out_dir: self.out_dir.clone(),
+            workspace: self.workspace.clone(),
+            upstream: self.upstream.clone(),
+            bindings: self.bindings.clone(),
+            tx: EventSink::Stdout,
+            with: self.with.clone(),
+            log_path: self.log_path.clone(),
+            cache,
+            partition_base: self.partition_base.clone(),
+            threads: self.threads,
+            key: self.key.clone(),
+            stat: None,
+        });
+        if let Some((i, n)) = self.shard {
+            ctx.set_shard(i, n);
+        }
+        Ok(ctx)
+    }
+}
+
+/// Prints the worker's last line: `luna:done` (the partitions and known files of `ctx`) on
+/// success, else `luna:error`; returns the process's exit code (0 or 1). A shard's result is
+/// settled first (`StageContext::settle_shard`).
+pub fn report_result(result: Result<(), StageError>, ctx: &StageContext) -> i32 {
+    match ctx.settle_shard(result) {
+        Ok(()) => {
+            let done = WorkerDone {
+                partitions: ctx.partition_keys(),
+                known_files: ctx.known_files(),
+                computed: ctx.computed_partitions(),
+            };
+            println!(
+                "{DONE_PREFIX}{}",
+                serde_json::to_string(&done).unwrap_or_default()
+            );
+            0
+        }
+        Err(e) => {
+            report_error(&e);
+            1
+        }
+    }
+}
+
+/// Prints `e` as the worker's `luna:error` line.
+pub fn report_error(e: &StageError) {
+    let we = WorkerError {
+        message: e.to_string(),
+        hint: e.hint(),
+        no_space: crate::engine::error::out_of_space(e),
+    };
+    println!(
+        "{ERROR_PREFIX}{}",
+        serde_json::to_string(&we).unwrap_or_default()
+    );
+}
+
+impl WorkerError {
+    /// The stage error it stands for.
+    pub fn into_stage_error(self) -> StageError {
+        match self.no_space {
+            // the worker's text as an I/O error of the same kind, so the executor's
+            // `or_no_space` names the cache dir (the text stays in the log as the source)
+            Some(quota) => StageError::Domain {
+                source: Box::new(std::io::Error::new(
+                    if quota {
+                        std::io::ErrorKind::QuotaExceeded
+                    } else {
+                        std::io::ErrorKind::StorageFull
+                    },
+                    self.message,
+                )),
+                hint: self.hint,
+            },
+            None => StageError::Message {
+                message: self.message,
+                hint: self.hint,
+            },
+        }
+    }
+}
+
+/// Reads a worker's stdout lines: forwards its progress and log to the parent's context and
+/// keeps its `luna:done` / `luna:error` line.
+#[derive(Debug, Default)]
+pub struct Relay {
+    /// The `luna:done` line, once seen.
+    pub done: Option<WorkerDone>,
+    /// The `luna:error` line, once seen.
+    pub error: Option<WorkerError>,
+    /// The last progress (position, length, unit) the worker reported.
+    pub progress: Option<(u64, Option<u64>, String)>,
+}
+
+impl Relay {
+    /// Handles one line; progress goes to `ctx` unless `forward_progress` is false (the caller
+    /// then combines [`Relay::progress`] of several workers itself).
+    pub fn line(&mut self, ctx: &StageContext, line: &str, forward_progress: bool) {
+        if let Some(j) = line.strip_prefix(WIRE_PREFIX) {
+            match serde_json::from_str::<WireEvent>(j) {
+                Ok(WireEvent::Progress {
+                    pos,
+                    len,
+                    unit,
+                    message,
+                }) => {
+                    self.progress = Some((pos, len, unit.clone()));
+                    if !forward_progress {
+                        return;
+                    }
+                    match len {
+                        Some(l) => ctx.progress().set(pos, l, &unit),
+                        None => ctx
+                            .progress()
+                            .inc(pos.saturating_sub(ctx.progress().position())),
+                    }
+                    if !message.is_empty() {
+                        ctx.progress().set_message(message);
+                    }
+                }
+                Ok(WireEvent::Log { line }) => ctx.echo_log(&line),
+                Err(_) => ctx.log(line),
+            }
+        } else if let Some(j) = line.strip_prefix(DONE_PREFIX) {
+            self.done = serde_json::from_str(j).ok();
+        } else if let Some(j) = line.strip_prefix(ERROR_PREFIX) {
+            self.error = serde_json::from_str(j).ok();
+        } else {
+            ctx.log(line);
+        }
+    }
 }
 
 /// The worker's error line.
@@ -102,21 +274,7 @@ pub fn worker_binary() -> Result<PathBuf, StageError> {
 
 /// Runs the current stage's work in `luna-torch` and forwards its progress and log.
 pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
-    let req = WorkerRequest {
-        kind: kind.into(),
-        stage: ctx.stage().into(),
-        pipeline: ctx.pipeline().into(),
-        out_dir: ctx.out_dir().into(),
-        workspace: ctx.workspace().into(),
-        cache_root: ctx.cache().root().into(),
-        upstream: ctx.upstreams().to_vec(),
-        bindings: ctx.bindings().clone(),
-        partition_base: ctx.partition_base().clone(),
-        log_path: ctx.log_path().into(),
-        threads: ctx.threads(),
-        key: ctx.key().into(),
-        with: ctx.with_json().clone(),
-    };
+    let req = WorkerRequest::from_context(kind, ctx);
     let bin = worker_binary()?;
     let mut cmd = Command::new(&bin);
     cmd.arg("stage")
@@ -137,46 +295,18 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
             .write_all(&body)
             .map_err(|e| StageError::io(&bin, e))?;
     }
-    let error: Arc<Mutex<Option<WorkerError>>> = Arc::default();
-    let done: Arc<Mutex<Option<WorkerDone>>> = Arc::default();
+    let relay: Arc<Mutex<Relay>> = Arc::default();
     let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     std::thread::scope(|s| {
         if let Some(out) = stdout {
-            let error = error.clone();
-            let done = done.clone();
+            let relay = relay.clone();
             s.spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if let Some(j) = line.strip_prefix(WIRE_PREFIX) {
-                        match serde_json::from_str::<WireEvent>(j) {
-                            Ok(WireEvent::Progress {
-                                pos,
-                                len,
-                                unit,
-                                message,
-                            }) => {
-                                match len {
-                                    Some(l) => ctx.progress().set(pos, l, &unit),
-                                    None => ctx
-                                        .progress()
-                                        .inc(pos.saturating_sub(ctx.progress().position())),
-                                }
-                                if !message.is_empty() {
-                                    ctx.progress().set_message(message);
-                                }
-                            }
-                            Ok(WireEvent::Log { line }) => ctx.echo_log(&line),
-                            Err(_) => ctx.log(&line),
-                        }
-                    } else if let Some(j) = line.strip_prefix(DONE_PREFIX) {
-                        *done.lock().unwrap_or_else(|e| e.into_inner()) =
-                            serde_json::from_str(j).ok();
-                    } else if let Some(j) = line.strip_prefix(ERROR_PREFIX) {
-                        *error.lock().unwrap_or_else(|e| e.into_inner()) =
-                            serde_json::from_str(j).ok();
-                    } else {
-                        ctx.log(&line);
-                    }
+                    relay
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .line(ctx, &line, true);
                 }
             });
         }
@@ -195,8 +325,9 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         }
     });
     let status = child.wait().map_err(|e| StageError::io(&bin, e))?;
+    let mut relay = std::mem::take(&mut *relay.lock().unwrap_or_else(|e| e.into_inner()));
     if status.success() {
-        let Some(d) = done.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(d) = relay.done.take() else {
             return Err(StageError::msg(format!(
                 "torch worker {} exited without its `luna:done` line",
                 bin.display()
@@ -204,28 +335,11 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
             .with_hint("luna and luna-torch come from different builds: rebuild both with one `cargo build`"));
         };
         ctx.record_partitions(&d.partitions, &d.known_files);
+        ctx.mark_computed(&d.computed);
         return Ok(());
     }
-    if let Some(e) = error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(match e.no_space {
-            // the worker's text as an I/O error of the same kind, so the executor's
-            // `or_no_space` names the cache dir (the text stays in the log as the source)
-            Some(quota) => StageError::Domain {
-                source: Box::new(std::io::Error::new(
-                    if quota {
-                        std::io::ErrorKind::QuotaExceeded
-                    } else {
-                        std::io::ErrorKind::StorageFull
-                    },
-                    e.message,
-                )),
-                hint: e.hint,
-            },
-            None => StageError::Message {
-                message: e.message,
-                hint: e.hint,
-            },
-        });
+    if let Some(e) = relay.error.take() {
+        return Err(e.into_stage_error());
     }
     let t = tail.lock().unwrap_or_else(|e| e.into_inner());
     Err(StageError::msg(format!(

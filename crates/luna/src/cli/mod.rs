@@ -18,6 +18,7 @@ mod report;
 mod run;
 mod runs;
 mod schema;
+mod stage_job;
 mod stages;
 mod status;
 mod synth;
@@ -80,6 +81,9 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Find nodules in CTs with a pipeline's trained models and diagnose each patient.
     Detect(detect::DetectArgs),
+    /// (internal) Run one stage's work inside a Slurm job.
+    #[command(name = "__stage", hide = true)]
+    StageJob(stage_job::StageJobArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -139,6 +143,7 @@ where
         Cmd::Froc(a) => froc::cmd(a),
         Cmd::Detect(a) => detect::cmd(&g, a),
         Cmd::Report(a) => report::cmd(&g, a),
+        Cmd::StageJob(a) => Ok(stage_job::cmd(a)),
     };
     match res {
         Ok(code) => code,

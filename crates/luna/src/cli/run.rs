@@ -6,8 +6,9 @@ use super::console::HumanReporter;
 use super::status::print_plan;
 use super::workspace::{open, Opened};
 use super::{CliError, Globals, PipelineArgs};
-use crate::engine::executor::{execute, RunOptions};
-use crate::engine::plan::{plan, PlannedStage, Selection};
+use crate::config::executor::ExecutorKind;
+use crate::engine::executor::{execute, Backend, Local, RunOptions};
+use crate::engine::plan::{plan, Freshness, PlannedStage, Selection};
 use crate::engine::runs::RunRecord;
 use crate::engine::spec::Pipeline;
 
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// The remote for --pull/--push (default: [cache] remote, or the only one).
     #[arg(long, value_name = "NAME")]
     remote: Option<String>,
+    /// Where stages' work runs: here, or as Slurm jobs over the shared cache (default:
+    /// `[executor] kind` in luna.toml, else local).
+    #[arg(long, value_enum, value_name = "EXECUTOR")]
+    executor: Option<ExecutorKind>,
 }
 
 /// Runs the command.
@@ -62,6 +67,13 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         ))
     } else {
         None
+    };
+    let slurm = match a.executor.unwrap_or(o.config.executor.kind) {
+        ExecutorKind::Local => None,
+        ExecutorKind::Slurm => Some(std::sync::Arc::new(
+            crate::slurm::Slurm::new(o.config.executor.slurm.clone())
+                .map_err(|e| CliError::usage(e.to_string(), e.hint()))?,
+        )),
     };
     let sel = Selection {
         until: a.until,
@@ -81,7 +93,41 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         .clone()
         .filter(|_| pull)
         .map(|r| r as std::sync::Arc<dyn crate::engine::remote::Fetcher>);
-    let rec = execute_plan(g, &o, &o.pipeline, &planned, a.jobs, a.verify, true, fetch);
+    let backend: std::sync::Arc<dyn Backend> = match &slurm {
+        None => std::sync::Arc::new(Local),
+        Some(s) => {
+            // every job request checked before anything is submitted
+            s.preflight(
+                planned
+                    .iter()
+                    .filter(|ps| ps.selected && ps.state != Freshness::Fresh)
+                    .map(|ps| &o.pipeline.stages[ps.index]),
+            )
+            .map_err(|e| CliError::usage(e.to_string(), e.hint()))?;
+            crate::slurm::install_signal_handlers();
+            s.clone()
+        }
+    };
+    // with Slurm the driver only waits: every ready stage may have its jobs queued
+    let jobs = a.jobs.or(slurm.as_ref().map(|_| 256));
+    let rec = execute_plan_on(
+        g,
+        &o,
+        (&o.pipeline, &planned),
+        (jobs, a.verify, true),
+        fetch,
+        backend,
+    );
+    if let Some(s) = &slurm {
+        if crate::slurm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            s.cancel_all();
+            eprintln!(
+                "luna: interrupted; cancelled the Slurm jobs this run submitted ({})",
+                s.submitted().join(", ")
+            );
+            return Ok(130);
+        }
+    }
     if let Some(r) = &remote {
         for w in r.take_warnings() {
             eprintln!("warning: {w}");
@@ -122,6 +168,19 @@ pub(super) fn execute_plan(
     headlines: bool,
     fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
 ) -> RunRecord {
+    let local = std::sync::Arc::new(Local);
+    execute_plan_on(g, o, (pipeline, planned), (jobs, verify, headlines), fetch, local)
+}
+
+/// [`execute_plan`] with the stages' work on `backend`.
+fn execute_plan_on(
+    g: &Globals,
+    o: &Opened,
+    (pipeline, planned): (&Pipeline, &[PlannedStage]),
+    (jobs, verify, headlines): (Option<usize>, bool, bool),
+    fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
+    backend: std::sync::Arc<dyn Backend>,
+) -> RunRecord {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -146,6 +205,7 @@ pub(super) fn execute_plan(
             stat: Some(o.stat.clone()),
             verify,
             fetch,
+            backend,
         },
         &mut reporter,
     );

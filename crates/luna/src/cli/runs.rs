@@ -90,6 +90,9 @@ pub fn cmd(_g: &Globals, a: RunsArgs) -> Result<i32, CliError> {
                 for why in &s.reasons {
                     println!("{:>24}- {why}", "");
                 }
+                if !s.jobs.is_empty() {
+                    println!("{:>24}Slurm jobs {}", "", s.jobs.join(", "));
+                }
                 if let Some(e) = &s.error {
                     println!("{:>24}{e}", "");
                 }

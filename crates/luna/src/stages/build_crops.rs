@@ -75,6 +75,7 @@ type SeriesResult = Result<(String, PathBuf), StageError>;
 pub struct BuildCropsStage;
 
 impl Stage for BuildCropsStage {
+    const PARTITIONED: bool = true;
     type Params = BuildCropsParams;
     const KIND: &'static str = "build_crops";
     const VERSION: u32 = 1;

@@ -75,6 +75,7 @@ fn half() -> f64 {
 pub struct ClusterStage;
 
 impl Stage for ClusterStage {
+    const PARTITIONED: bool = true;
     type Params = ClusterParams;
     const KIND: &'static str = "cluster";
     const VERSION: u32 = 2;

@@ -40,6 +40,7 @@ pub fn registry() -> Registry {
     if std::env::var_os("LUNA_TEST_KINDS").is_some_and(|v| v == "1") {
         r.add(test_kinds::TestParamsStage);
         r.add(test_kinds::TestTorchPartitionsStage);
+        r.add(test_kinds::TestSlowPartitionsStage);
     }
     r
 }

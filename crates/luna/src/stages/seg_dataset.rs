@@ -117,6 +117,7 @@ struct Series {
 pub struct SegDatasetStage;
 
 impl Stage for SegDatasetStage {
+    const PARTITIONED: bool = true;
     type Params = SegDatasetParams;
     const KIND: &'static str = "seg_dataset";
     const VERSION: u32 = 1;

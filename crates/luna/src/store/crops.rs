@@ -128,9 +128,17 @@ impl CropWriter {
         }
         let p = &path;
         let err = |op| move |e| StoreError::hdf5(p, CROPS_DATASET, op, e);
-        let file = File::create(&path).map_err(err("create the file"))?;
+        // no modification times in the object headers (root group and datasets): the same
+        // crops are the same bytes whenever and wherever (a Slurm job, this machine) written
+        let file = File::with_options()
+            .with_fcpl(|p| p.obj_track_times(false))
+            .create(&path)
+            .map_err(err("create the file"))?;
         chunk_io::set_cloexec(&file);
-        let mut builder = file.new_dataset::<i16>().chunk((1, w0, w1, w2));
+        let mut builder = file
+            .new_dataset::<i16>()
+            .obj_track_times(false)
+            .chunk((1, w0, w1, w2));
         if opts.shuffle {
             builder = builder.shuffle();
         }
@@ -141,6 +149,7 @@ impl CropWriter {
             .map_err(err("create the dataset"))?;
         let centers = file
             .new_dataset::<i32>()
+            .obj_track_times(false)
             .chunk((4096, 3))
             .shape((0.., 3))
             .create(CENTERS_DATASET)

@@ -75,6 +75,7 @@ pub struct ClassifyCandidatesParams {
 pub struct ClassifyCandidatesStage;
 
 impl Stage for ClassifyCandidatesStage {
+    const PARTITIONED: bool = true;
     type Params = ClassifyCandidatesParams;
     const KIND: &'static str = "classify_candidates";
     const VERSION: u32 = 2;

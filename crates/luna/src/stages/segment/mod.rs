@@ -101,6 +101,7 @@ pub struct SegmentParams {
 pub struct SegmentStage;
 
 impl Stage for SegmentStage {
+    const PARTITIONED: bool = true;
     type Params = SegmentParams;
     const KIND: &'static str = "segment";
     const VERSION: u32 = 1;

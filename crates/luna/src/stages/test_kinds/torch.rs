@@ -10,39 +10,26 @@ use crate::kinds::params;
 /// Runs `test_torch_partitions` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: TestTorchPartitionsParams = params(ctx)?;
-    let dir = ctx.resolve(p.items.path());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| StageError::io(&dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = luna::stages::test_kinds::item_files(ctx, &p.items)?;
     let ctx_ref = &*ctx;
     let results = ctx.longest_first(
         &files,
         2,
         |f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
         |f| -> Result<(String, luna::engine::context::Partition), StageError> {
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let hash = ctx_ref.hash_file(f)?;
-            let part =
-                ctx_ref.partition(&name, &serde_json::json!({ "content": hash }), |out| {
-                    let bytes = std::fs::read(f).map_err(|e| StageError::io(f, e))?;
-                    let t = tch::Tensor::from_slice(&bytes).to_kind(tch::Kind::Double);
-                    let v = t.sum(tch::Kind::Double).double_value(&[]) * p.scale;
-                    let o = out.join("out.txt");
-                    std::fs::write(&o, format!("{v}\n")).map_err(|e| StageError::io(&o, e))?;
-                    if p.pad_bytes > 0 {
-                        let pad = out.join("pad.bin");
-                        std::fs::write(&pad, vec![0u8; p.pad_bytes as usize])
-                            .map_err(|e| StageError::io(&pad, e))?;
-                    }
-                    Ok(())
-                })?;
-            Ok((name, part))
+            luna::stages::test_kinds::item_partition(ctx_ref, f, |out| {
+                let bytes = std::fs::read(f).map_err(|e| StageError::io(f, e))?;
+                let t = tch::Tensor::from_slice(&bytes).to_kind(tch::Kind::Double);
+                let v = t.sum(tch::Kind::Double).double_value(&[]) * p.scale;
+                let o = out.join("out.txt");
+                std::fs::write(&o, format!("{v}\n")).map_err(|e| StageError::io(&o, e))?;
+                if p.pad_bytes > 0 {
+                    let pad = out.join("pad.bin");
+                    std::fs::write(&pad, vec![0u8; p.pad_bytes as usize])
+                        .map_err(|e| StageError::io(&pad, e))?;
+                }
+                Ok(())
+            })
         },
     )?;
     let (mut computed, mut cached) = (0, 0);
