@@ -30,6 +30,7 @@ pub fn main(args: Vec<String>) -> i32 {
                 1
             }
         },
+        Some("infer") => crate::infer::main(),
         Some("doctor") => {
             doctor();
             0
@@ -77,7 +78,7 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         }
         _ => {
-            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch doctor");
+            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch doctor");
             2
         }
     }

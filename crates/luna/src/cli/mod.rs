@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod runs;
 mod schema;
+mod serve;
 mod stages;
 mod status;
 mod synth;
@@ -76,6 +77,8 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Find nodules in CTs with a pipeline's trained models and diagnose each patient.
     Detect(detect::DetectArgs),
+    /// Serve a pipeline's trained models over HTTP, batching concurrent requests.
+    Serve(serve::ServeArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -133,6 +136,7 @@ where
         Cmd::Synth(a) => synth::cmd(a),
         Cmd::Froc(a) => froc::cmd(a),
         Cmd::Detect(a) => detect::cmd(&g, a),
+        Cmd::Serve(a) => serve::cmd(&g, a),
         Cmd::Report(a) => report::cmd(&g, a),
     };
     match res {
