@@ -245,6 +245,24 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
     let _torch = crate::nn_support::torch_lock();
     let ws = Ws::new();
     ws.pipeline("t", &crate::system::pipeline("t", ""));
+    // before training: serve says which run trains the models; a bad address is a usage error
+    let early = ws.luna(&["serve", "--pipeline", "t"]);
+    assert_eq!(early.code, 1, "{}", early.stderr);
+    assert!(
+        early.stderr.contains(
+            "run `luna run t --until detections` first; `luna detect` and `luna serve` never train"
+        ),
+        "{}",
+        early.stderr
+    );
+    let bad = ws.luna(&["serve", "--pipeline", "t", "--addr", "localhost"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("--addr `localhost`: invalid socket address syntax"),
+        "{}",
+        bad.stderr
+    );
     let run = ws.luna(&["run", "t"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dir = |s: &str| PathBuf::from(ws.luna(&["path", "t", s]).stdout.trim());

@@ -161,7 +161,7 @@ pub(super) fn trained_models(
                 stale.join(", ")
             ),
             Some(format!(
-                "run `luna run {} --until {}` first; `luna detect` never trains",
+                "run `luna run {} --until {}` first; `luna detect` and `luna serve` never train",
                 pipeline_arg, chain.classify
             )),
         ));

@@ -12,7 +12,8 @@
 //!
 //! Shutdown: on SIGTERM or SIGINT the listener closes, idle keep-alive connections are told
 //! to close, and the server waits for every in-flight request to be answered (the batcher
-//! keeps running until then) before it returns.
+//! keeps running until then; at most 300 s) before it returns. A connection that does not
+//! finish its request headers within 30 s is closed (slowloris).
 //!
 //! Rejected: axum (a router, extractors and tower layers for five fixed routes; one more
 //! dependency tree to build, and its body-limit and rejection types would need mapping to our
@@ -403,8 +404,11 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
         let _ = stream.set_nodelay(true);
         let st = st.clone();
         let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-        let conn =
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        // a client that never finishes its headers (slowloris) is dropped after 30 s
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
@@ -413,6 +417,12 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
     drop(listener);
     let inflight = st.metrics.in_flight.load(Ordering::SeqCst);
     eprintln!("serve: shutting down; draining {inflight} in-flight request(s)");
-    graceful.shutdown().await;
+    // bounded: a client still uploading after 5 minutes does not keep the process alive
+    if tokio::time::timeout(std::time::Duration::from_secs(300), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("serve: connections still open after 300 s; exiting anyway");
+    }
     Ok(())
 }
