@@ -6,8 +6,9 @@
 //!   the request is refused at once (HTTP 503 + `Retry-After`), so memory is bounded by
 //!   `queue × crop size` and a queued request is never dropped later.
 //! - One task forms batches: it waits for a first job, then takes more until the batch holds
-//!   `max_batch` crops or `max_wait` has passed since the first job arrived, whichever comes
-//!   first. A job that would overflow the batch waits for the next one (a single job larger
+//!   `max_batch` crops or the oldest job has waited `max_wait` (since it was queued, as the
+//!   book's runner does), whichever comes first; jobs that queued up while the worker was busy
+//!   therefore leave at once, with whatever else is queued. A job that would overflow the batch waits for the next one (a single job larger
 //!   than `max_batch` runs alone; the worker passes it through the model in chunks of
 //!   `max_batch`). Jobs whose client has gone are skipped.
 //! - The worker (`luna-torch infer`, see [`super::wire`]) runs one batch at a time; while it
@@ -64,6 +65,8 @@ pub struct Busy {
 
 /// One request's crops and where its answer goes.
 struct Job {
+    /// When it was queued: the batch's deadline is its oldest job's arrival + max_wait.
+    arrived: tokio::time::Instant,
     n: usize,
     bytes: Vec<u8>,
     reply: oneshot::Sender<Result<Vec<Probs>, BatchFailure>>,
@@ -238,7 +241,12 @@ impl Batcher {
             });
         }
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { n, bytes, reply }) {
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job {
+            arrived: tokio::time::Instant::now(),
+            n,
+            bytes,
+            reply,
+        }) {
             self.metrics.queued.fetch_sub(n as i64, Ordering::SeqCst);
             let _ = job.reply.send(Err(BatchFailure::NoWorker(
                 "the server is shutting down".into(),
@@ -265,7 +273,7 @@ async fn run(
                 None => break,
             },
         };
-        let deadline = tokio::time::Instant::now() + cfg.max_wait;
+        let deadline = first.arrived + cfg.max_wait;
         let mut n = first.n;
         let mut batch = vec![first];
         while n < cfg.max_batch {
