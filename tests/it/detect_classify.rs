@@ -63,17 +63,10 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
         .iter()
         .map(|r| (r.candidate_id, r.center_xyz))
         .collect();
-    let pred =
-        ParquetReader::new(std::fs::File::open(dir("eval").join("predictions.parquet")).unwrap())
-            .finish()
-            .unwrap();
-    let ids = pred.column("candidate_id").unwrap().i64().unwrap().clone();
-    let probs = pred.column("probability").unwrap().f64().unwrap().clone();
+    let pred = crate::train_support::predictions(&dir("eval"));
     let key = |p: [f64; 3]| format!("{:.6},{:.6},{:.6}", p[0], p[1], p[2]);
-    let by_xyz: HashMap<String, f64> = (0..pred.height())
-        .map(|i| (key(xyz[&ids.get(i).unwrap()]), probs.get(i).unwrap()))
-        .collect();
-    assert_eq!(det.len(), pred.height(), "one detection per candidate");
+    let by_xyz: HashMap<String, f64> = pred.iter().map(|(id, &p)| (key(xyz[id]), p)).collect();
+    assert_eq!(det.len(), pred.len(), "one detection per candidate");
     let mut worst = 0f64;
     for d in &det {
         let e = by_xyz[&key(d.center_xyz)];

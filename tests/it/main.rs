@@ -66,6 +66,7 @@ mod nn_train;
 mod nn_unet;
 mod seg_dataset;
 mod seg_train;
+mod serve;
 mod slurm;
 mod store_bench;
 mod store_oracle;

@@ -10,7 +10,8 @@ use luna::tables::{detections_from_frame, read_parquet, DetectionRow, Table};
 use crate::engine_support::Ws;
 use crate::train_support::stage_logs;
 
-fn pipeline(name: &str, extra: &str) -> String {
+/// The tiny whole system (also `serve`'s fixture): classifiers, UNet, detection chain.
+pub(crate) fn pipeline(name: &str, extra: &str) -> String {
     let fast = "batch_size: 16, augment: null, optimizer: { kind: adam, lr: 0.001 }, device: cpu, threads: 2, loader_threads: 1";
     format!(
         "pipeline: {name}\nstages:\n  data:\n    uses: synth\n    with: {{ preset: tiny, seed: 3 }}\n\

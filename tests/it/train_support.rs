@@ -138,3 +138,15 @@ pub fn stage_logs(root: &Path, stage: &str) -> String {
     }
     all
 }
+
+/// `candidate_id` → probability of an `evaluate_classifier` artifact's predictions.parquet.
+pub fn predictions(dir: &Path) -> std::collections::HashMap<i64, f64> {
+    let pred = ParquetReader::new(std::fs::File::open(dir.join("predictions.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let ids = pred.column("candidate_id").unwrap().i64().unwrap().clone();
+    let probs = pred.column("probability").unwrap().f64().unwrap().clone();
+    (0..pred.height())
+        .map(|i| (ids.get(i).unwrap(), probs.get(i).unwrap()))
+        .collect()
+}

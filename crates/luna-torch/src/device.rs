@@ -7,21 +7,26 @@ use luna::model::Device;
 
 /// Resolves `hint` to a torch device and logs which one and why.
 pub fn choose(hint: Device, ctx: &StageContext) -> Result<tch::Device, StageError> {
+    resolve(hint, &|line| ctx.log(line))
+}
+
+/// [`choose`] with the log line going to `log` (the model server logs to stderr).
+pub fn resolve(hint: Device, log: &dyn Fn(String)) -> Result<tch::Device, StageError> {
     let (cuda, why) = crate::runtime::cuda_summary();
     let d = match hint {
         Device::Auto => {
             if cuda {
-                ctx.log(format!(
+                log(format!(
                     "device: cuda:0 (device: auto; CUDA available: {why})"
                 ));
                 tch::Device::Cuda(0)
             } else {
-                ctx.log(format!("device: cpu (device: auto; no CUDA: {why})"));
+                log(format!("device: cpu (device: auto; no CUDA: {why})"));
                 tch::Device::Cpu
             }
         }
         Device::Cpu => {
-            ctx.log("device: cpu (requested)");
+            log("device: cpu (requested)".into());
             tch::Device::Cpu
         }
         Device::Cuda(idx) => {
@@ -36,7 +41,7 @@ pub fn choose(hint: Device, ctx: &StageContext) -> Result<tch::Device, StageErro
                 ))
                 .with_hint("pick a device index below the count, or `device: cuda`"));
             }
-            ctx.log(format!("device: cuda:{idx} (requested; {why})"));
+            log(format!("device: cuda:{idx} (requested; {why})"));
             tch::Device::Cuda(idx)
         }
     };

@@ -8,6 +8,7 @@
 //!   the work); this crate compiles the `torch.rs` files, because `luna` must not link libtorch.
 //!   Rejected: a `torch` cargo feature on `luna` — one `cargo build` of the workspace unifies
 //!   features, so the `luna` binary would link libtorch too.
+//! - [`infer`]: the long-lived model worker of `luna serve` (`luna-torch infer`).
 //! - [`serve`]: the worker's side of the protocol in `luna::worker`; [`runtime`]: loading the
 //!   CUDA backend before any tch call; [`device`]: the `device` hint → a tch device.
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@
 pub use luna::engine;
 
 pub mod device;
+pub mod infer;
 pub mod kinds;
 pub mod nn;
 pub mod runtime;

@@ -13,6 +13,7 @@ pub fn main(args: Vec<String>) -> i32 {
     crate::runtime::init();
     match args.get(1).map(String::as_str) {
         Some("stage") => serve_stage(),
+        Some("infer") => crate::infer::main(),
         Some("doctor") => {
             doctor();
             0
@@ -60,7 +61,7 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         }
         _ => {
-            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch doctor");
+            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch doctor");
             2
         }
     }

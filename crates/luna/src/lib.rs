@@ -25,6 +25,7 @@ pub mod image;
 pub mod model;
 pub mod plot;
 pub mod report;
+pub mod serve;
 pub mod slurm;
 pub mod stages;
 pub mod store;

@@ -46,21 +46,90 @@ pub struct DetectArgs {
     jobs: Option<usize>,
 }
 
-fn detect_err(e: DetectError) -> CliError {
-    let hint = e.hint();
-    CliError::usage(e.to_string(), hint)
+impl DetectArgs {
+    /// The arguments `luna serve` detects uploaded CTs with (`--json`, no `--out`).
+    pub(super) fn for_serve(
+        cts: Vec<PathBuf>,
+        pipeline: &PipelineArgs,
+        jobs: Option<usize>,
+    ) -> DetectArgs {
+        DetectArgs {
+            cts,
+            pipeline: pipeline.pipeline.clone(),
+            sets: pipeline.sets.clone(),
+            stage: None,
+            json: true,
+            out: None,
+            jobs,
+        }
+    }
 }
 
-/// Runs the command.
-pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
-    let pa = PipelineArgs {
-        pipeline: a.pipeline.clone(),
-        sets: a.sets.clone(),
-    };
-    let o = open(g, &pa)?;
-    let chain = find_chain(&o.pipeline, a.stage.as_deref()).map_err(detect_err)?;
-    let _in_use = o.cache.use_lock()?;
+/// What a detection found: per CT its accepted nodules (highest P(nodule) first) and verdict.
+pub(super) struct Detected {
+    pipeline: String,
+    run: String,
+    threshold: f64,
+    cts: Vec<crate::detect::StagedCt>,
+    by_uid: BTreeMap<String, Vec<DetectionRow>>,
+    verdicts: Vec<crate::tables::DiagnosisRow>,
+    /// The folder the CTs were staged in (`luna serve` removes it after answering).
+    pub(super) staging: PathBuf,
+}
 
+impl Detected {
+    fn verdict_of(&self, uid: &str) -> Option<&crate::tables::DiagnosisRow> {
+        self.verdicts.iter().find(|v| v.series_uid == uid)
+    }
+
+    /// The `--json` document (also `luna serve`'s `/v1/detect` answer).
+    pub(super) fn json(&self) -> serde_json::Value {
+        let series: Vec<_> = self
+            .cts
+            .iter()
+            .map(|ct| {
+                let nodules: Vec<_> = self
+                    .by_uid
+                    .get(ct.uid.as_str())
+                    .map(|v| {
+                        v.iter()
+                            .map(|d| {
+                                json!({
+                                    "xyz": d.center_xyz,
+                                    "irc": d.center_irc,
+                                    "prob_nodule": d.prob_nodule,
+                                    "prob_malignant": d.prob_malignant,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let v = self.verdict_of(&ct.uid);
+                json!({
+                    "file": ct.source,
+                    "series_uid": ct.uid,
+                    "nodules": nodules,
+                    "patient_score": v.map(|v| v.patient_score),
+                    "malignant": v.map(|v| v.predicted_malignant),
+                })
+            })
+            .collect();
+        json!({
+            "pipeline": self.pipeline,
+            "run": self.run,
+            "nodule_threshold": self.threshold,
+            "series": series,
+        })
+    }
+}
+
+/// The stages the chain's models depend on, planned: an error naming the `luna run` that
+/// trains them when any is stale (`luna detect` and `luna serve` never train).
+pub(super) fn trained_models(
+    o: &super::workspace::Opened,
+    chain: &crate::detect::Chain,
+    pipeline_arg: &str,
+) -> Result<Vec<crate::engine::plan::PlannedStage>, CliError> {
     // The models must be trained: every stage they depend on is up to date (one plan up to
     // the classify stage covers all of them).
     let needed: std::collections::BTreeSet<usize> = chain
@@ -92,11 +161,37 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
                 stale.join(", ")
             ),
             Some(format!(
-                "run `luna run {} --until {}` first; `luna detect` never trains",
-                a.pipeline, chain.classify
+                "run `luna run {} --until {}` first; `luna detect` and `luna serve` never train",
+                pipeline_arg, chain.classify
             )),
         ));
     }
+    Ok(planned)
+}
+
+pub(super) fn detect_err(e: DetectError) -> CliError {
+    let hint = e.hint();
+    CliError::usage(e.to_string(), hint)
+}
+
+/// Runs the command.
+pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
+    let d = detect(g, &a)?;
+    print(&d, a.json);
+    Ok(0)
+}
+
+/// Detects nodules in `a.cts` with the pipeline's trained chain (and copies the tables to
+/// `--out`); `luna serve` calls it for each uploaded CT.
+pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> {
+    let pa = PipelineArgs {
+        pipeline: a.pipeline.clone(),
+        sets: a.sets.clone(),
+    };
+    let o = open(g, &pa)?;
+    let chain = find_chain(&o.pipeline, a.stage.as_deref()).map_err(detect_err)?;
+    let _in_use = o.cache.use_lock()?;
+    trained_models(&o, &chain, &a.pipeline)?;
 
     let dir = staging_dir(&o.pipeline.workspace, &a.cts);
     let cts = stage_cts(&a.cts, &dir).map_err(detect_err)?;
@@ -165,14 +260,13 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
         .map(|p| p.nodule_threshold)
         .ok_or_else(|| CliError::failed("the diagnose stage has no parameters", None))?;
 
-    let mut by_uid: BTreeMap<&str, Vec<&DetectionRow>> = BTreeMap::new();
-    for d in dets.iter().filter(|d| d.prob_nodule >= threshold) {
-        by_uid.entry(d.series_uid.as_str()).or_default().push(d);
+    let mut by_uid: BTreeMap<String, Vec<DetectionRow>> = BTreeMap::new();
+    for d in dets.into_iter().filter(|d| d.prob_nodule >= threshold) {
+        by_uid.entry(d.series_uid.clone()).or_default().push(d);
     }
     for v in by_uid.values_mut() {
         v.sort_by(|a, b| b.prob_nodule.total_cmp(&a.prob_nodule));
     }
-    let verdict_of = |uid: &str| verdicts.iter().find(|v| v.series_uid == uid);
 
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out)
@@ -185,54 +279,34 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
         }
     }
 
+    Ok(Detected {
+        pipeline: o.pipeline.name.clone(),
+        run: rec.id.clone(),
+        threshold,
+        cts,
+        by_uid,
+        verdicts,
+        staging: dir,
+    })
+}
+
+fn print(d: &Detected, json: bool) {
     // stdout may be a closed pipe (`luna detect … | head -1`; SIGPIPE is ignored while a run
     // executes): write errors end the output, never the process
     let mut out = std::io::stdout().lock();
-    if a.json {
-        let series: Vec<_> = cts
-            .iter()
-            .map(|ct| {
-                let nodules: Vec<_> = by_uid
-                    .get(ct.uid.as_str())
-                    .map(|v| {
-                        v.iter()
-                            .map(|d| {
-                                json!({
-                                    "xyz": d.center_xyz,
-                                    "irc": d.center_irc,
-                                    "prob_nodule": d.prob_nodule,
-                                    "prob_malignant": d.prob_malignant,
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let v = verdict_of(&ct.uid);
-                json!({
-                    "file": ct.source,
-                    "series_uid": ct.uid,
-                    "nodules": nodules,
-                    "patient_score": v.map(|v| v.patient_score),
-                    "malignant": v.map(|v| v.predicted_malignant),
-                })
-            })
-            .collect();
-        let doc = json!({
-            "pipeline": o.pipeline.name,
-            "run": rec.id,
-            "nodule_threshold": threshold,
-            "series": series,
-        });
+    if json {
+        let doc = d.json();
         let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string());
         let _ = writeln!(out, "{text}");
-        return Ok(0);
+        return;
     }
-    for ct in &cts {
-        let found = by_uid
+    for ct in &d.cts {
+        let found = d
+            .by_uid
             .get(ct.uid.as_str())
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let v = verdict_of(&ct.uid);
+        let v = d.verdict_of(&ct.uid);
         let verdict = match v {
             Some(v) if v.predicted_malignant => {
                 format!("MALIGNANT (score {:.3})", v.patient_score)
@@ -256,19 +330,18 @@ pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
                 "x mm", "y mm", "z mm", "P(nodule)", "P(malignant)"
             );
         }
-        for d in found {
+        for det in found {
             let _ = writeln!(
                 out,
                 "  {:>9.1} {:>9.1} {:>9.1}  {:>9.3}  {:>12}",
-                d.center_xyz[0],
-                d.center_xyz[1],
-                d.center_xyz[2],
-                d.prob_nodule,
-                d.prob_malignant
+                det.center_xyz[0],
+                det.center_xyz[1],
+                det.center_xyz[2],
+                det.prob_nodule,
+                det.prob_malignant
                     .map(|m| format!("{m:.3}"))
                     .unwrap_or_else(|| "-".into())
             );
         }
     }
-    Ok(0)
 }

@@ -18,6 +18,7 @@ mod report;
 mod run;
 mod runs;
 mod schema;
+mod serve;
 mod stage_job;
 mod stages;
 mod status;
@@ -84,6 +85,8 @@ enum Cmd {
     /// (internal) Run one stage's work inside a Slurm job.
     #[command(name = "__stage", hide = true)]
     StageJob(stage_job::StageJobArgs),
+    /// Serve a pipeline's trained models over HTTP, batching concurrent requests.
+    Serve(serve::ServeArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -142,6 +145,7 @@ where
         Cmd::Synth(a) => synth::cmd(a),
         Cmd::Froc(a) => froc::cmd(a),
         Cmd::Detect(a) => detect::cmd(&g, a),
+        Cmd::Serve(a) => serve::cmd(&g, a),
         Cmd::Report(a) => report::cmd(&g, a),
         Cmd::StageJob(a) => Ok(stage_job::cmd(a)),
     };

@@ -217,8 +217,8 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     Ok(())
 }
 
-/// A model bound to `slot` must have been trained for `want`.
-fn check_task(slot: &str, stage: &str, got: Task, want: Task) -> Result<(), StageError> {
+/// A model bound to `slot` must have been trained for `want` (also checked by `luna-torch infer`).
+pub fn check_task(slot: &str, stage: &str, got: Task, want: Task) -> Result<(), StageError> {
     if got == want {
         return Ok(());
     }

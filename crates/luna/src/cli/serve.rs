@@ -1,0 +1,223 @@
+//! `luna serve [--pipeline demo] [--addr 127.0.0.1:8080]`: the pipeline's trained models as an
+//! HTTP service (`crate::serve` is the design). Prints `listening on http://ADDR` on stdout
+//! once the models are loaded, logs one line per request on stderr, exits 0 after SIGTERM
+//! once every in-flight request is answered.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::detect::{detect, detect_err, trained_models, DetectArgs};
+use super::workspace::open;
+use super::{CliError, Globals, PipelineArgs};
+use crate::detect::find_chain;
+use crate::serve::batcher::{BatchConfig, Batcher, WorkerSpec};
+use crate::serve::http::{DetectService, State};
+use crate::serve::metrics::Metrics;
+use crate::serve::wire::InferConfig;
+
+/// Arguments of `luna serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The pipeline whose trained models to serve (name or path).
+    #[arg(long, default_value = "demo")]
+    pipeline: String,
+    /// Override a variable of the pipeline: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    sets: Vec<String>,
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Crops per forward batch at most (1 = no batching).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_batch: u64,
+    /// How long the first request of a batch waits for others, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    max_wait_ms: u64,
+    /// Crops waiting for a batch at most; more are refused with 503 + Retry-After.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    queue: u64,
+    /// Detect requests waiting for the device at most; more are refused with 503.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    detect_queue: u64,
+    /// Request body size limit in bytes; larger bodies are refused with 413.
+    #[arg(long, default_value_t = 512 << 20)]
+    max_body: usize,
+    /// Device of the classify worker: auto, cpu, cuda or cuda:N (detection uses the
+    /// pipeline's own `device` params).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Torch threads of the classify worker (default: number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds a batch may take before the worker counts as hung and is restarted.
+    #[arg(long, default_value_t = 120)]
+    batch_timeout_s: u64,
+}
+
+fn setup(e: impl std::fmt::Display) -> CliError {
+    CliError::failed(e.to_string(), None)
+}
+
+/// Runs the command.
+pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
+    crate::model::Device::parse(&a.device)
+        .map_err(|e| CliError::usage(format!("--device: {e}"), None))?;
+    let addr: std::net::SocketAddr = a.addr.parse().map_err(|e| {
+        CliError::usage(
+            format!("--addr `{}`: {e}", a.addr),
+            Some("give HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free one)".into()),
+        )
+    })?;
+    let pa = PipelineArgs {
+        pipeline: a.pipeline.clone(),
+        sets: a.sets.clone(),
+    };
+    let o = open(g, &pa)?;
+    let chain = find_chain(&o.pipeline, None).map_err(detect_err)?;
+    let planned = trained_models(&o, &chain, &a.pipeline)?;
+    o.stat.save();
+    let model = |stage: &str, role: &str| -> Result<(Value, PathBuf, String), CliError> {
+        let p = planned
+            .iter()
+            .find(|s| s.stage == stage)
+            .ok_or_else(|| setup(format!("the model stage `{stage}` is not in the plan")))?;
+        let spec = o.pipeline.stages.iter().find(|s| s.name == stage);
+        let dir = o.cache.object_dir(&p.key);
+        Ok((
+            json!({"role": role, "stage": stage, "kind": p.kind, "key": p.key,
+                   "params": spec.map(|s| s.with.clone()), "artifact": dir}),
+            dir,
+            p.key.clone(),
+        ))
+    };
+    let (nodule, nodule_dir, nodule_key) = model(&chain.nodule_model, "nodule")?;
+    let mal = chain
+        .malignancy_model
+        .as_deref()
+        .map(|m| model(m, "malignancy"))
+        .transpose()?;
+    let (seg, _, _) = model(&chain.segmenter, "segmentation")?;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let spec = WorkerSpec {
+        bin: crate::worker::worker_binary()
+            .map_err(|e| CliError::failed(e.to_string(), e.hint()))?,
+        config: InferConfig {
+            nodule: nodule_dir,
+            malignancy: mal.as_ref().map(|m| m.1.clone()),
+            device: a.device.clone(),
+            threads,
+            chunk: a.max_batch as usize,
+        },
+    };
+    let mut models = vec![nodule.clone()];
+    models.extend(mal.as_ref().map(|m| m.0.clone()));
+    models.push(seg);
+    let model_keys = json!({"nodule": nodule_key, "malignancy": mal.as_ref().map(|m| m.2.clone())});
+    let cfg = BatchConfig {
+        max_batch: a.max_batch as usize,
+        max_wait: Duration::from_millis(a.max_wait_ms),
+        queue: a.queue as usize,
+        batch_timeout: Duration::from_secs(a.batch_timeout_s.max(1)),
+    };
+    let detect_run = {
+        let (g, pa) = (g.clone(), pa.clone());
+        move |mhd: PathBuf| -> Result<Value, (u16, String)> {
+            let args = DetectArgs::for_serve(vec![mhd.clone()], &pa, None);
+            match detect(&g, &args) {
+                Ok(d) => {
+                    let _ = std::fs::remove_dir_all(&d.staging);
+                    let mut doc = d.json();
+                    // the client's file name, not the server's scratch path
+                    if let Some(s) = doc["series"].get_mut(0) {
+                        s["file"] = json!(mhd.file_name().map(|f| f.to_string_lossy()));
+                    }
+                    Ok(doc)
+                }
+                Err(e) => {
+                    let status = if e.code() == 2 { 400 } else { 500 };
+                    let text = e.render();
+                    Err((
+                        status,
+                        text.trim_start_matches("error: ").trim_end().to_string(),
+                    ))
+                }
+            }
+        }
+    };
+    // a worker that dies mid-write must not kill the server with SIGPIPE (main sets the
+    // default disposition); writes to it fail with EPIPE instead
+    // SAFETY: changing a signal disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(setup)?;
+    let scratch = o.root.join(".luna").join("serve");
+    let pipeline_name = o.pipeline.name.clone();
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let (batcher, task) = Batcher::start(spec, cfg.clone(), metrics.clone())
+            .await
+            .map_err(|e| CliError::failed(format!("cannot start the model worker: {e}"), None))?;
+        let hello = batcher.state.lock().await.hello.clone();
+        let shape = hello.as_ref().map(|h| h.shape).map_err(|e| setup(e.clone()))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            CliError::failed(
+                format!("cannot listen on {addr}: {e}"),
+                Some("choose another port with --addr HOST:PORT".into()),
+            )
+        })?;
+        let bound = listener.local_addr().map_err(setup)?;
+        let st = Arc::new(State {
+            batcher,
+            metrics,
+            models: json!({"pipeline": pipeline_name, "crop_shape": shape, "models": models,
+                           "batching": {"max_batch": cfg.max_batch, "max_wait_ms": a.max_wait_ms, "queue": cfg.queue}}),
+            model_keys,
+            shape,
+            max_body: a.max_body,
+            detect: Some(DetectService {
+                run: Arc::new(detect_run),
+                scratch,
+                capacity: a.detect_queue as usize,
+                device: tokio::sync::Semaphore::new(1),
+            }),
+            id_prefix: format!("{:08x}", rand::random::<u32>()),
+            seq: AtomicU64::new(0),
+        });
+        eprintln!(
+            "serve: pipeline `{pipeline_name}`: nodule model {}{}; worker pid {} on {}; max_batch {}, max_wait {} ms",
+            &nodule["key"].as_str().unwrap_or("")[..12.min(nodule["key"].as_str().unwrap_or("").len())],
+            mal.as_ref().map(|m| format!(", malignancy model {}", &m.2[..12.min(m.2.len())])).unwrap_or_default(),
+            hello.as_ref().map(|h| h.pid).unwrap_or(0),
+            hello.as_ref().map(|h| h.device.clone()).unwrap_or_default(),
+            cfg.max_batch,
+            a.max_wait_ms,
+        );
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on http://{bound}");
+            let _ = out.flush();
+        }
+        crate::serve::http::serve(st.clone(), listener)
+            .await
+            .map_err(setup)?;
+        drop(st);
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        eprintln!("serve: stopped");
+        Ok::<i32, CliError>(0)
+    })
+}

@@ -1,0 +1,428 @@
+//! The HTTP side of `luna serve`: routing, limits, request ids, the log line, graceful shutdown.
+//!
+//! Design: hyper 1 HTTP/1.1 connections on tokio, one task per connection, a plain `match` on
+//! (method, path) for the five routes. Every answer goes through [`handle`], which assigns the
+//! request id (an incoming `x-request-id` of up to 64 visible ASCII characters is kept, else
+//! `<prefix>-<n>`), sets it on the response, records the metrics and writes one log line
+//! `serve: <id> <method> <path> <status> <ms> ms[ note]` to stderr. Errors are JSON
+//! `{"error": "...", "request_id": "..."}` with 400 (malformed input: the parser's message),
+//! 404/405, 413 (body over `--max-body`: refused from `Content-Length` before reading, or when
+//! the streamed body passes the limit), 500 (the model failed) and 503 + `Retry-After` (queue
+//! full, worker crashed or not running, shutting down).
+//!
+//! Shutdown: on SIGTERM or SIGINT the listener closes, idle keep-alive connections are told
+//! to close, and the server waits for every in-flight request to be answered (the batcher
+//! keeps running until then; at most 300 s) before it returns. A connection that does not
+//! finish its request headers within 30 s is closed (slowloris).
+//!
+//! Rejected: axum (a router, extractors and tower layers for five fixed routes; one more
+//! dependency tree to build, and its body-limit and rejection types would need mapping to our
+//! messages anyway); HTTP/2 (clients of a model service on a LAN gain little from it, and
+//! HTTP/1.1 keep-alive with concurrent connections is what the book's batching targets).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use super::batcher::{BatchFailure, Batcher};
+use super::metrics::Metrics;
+use super::parse;
+
+/// A detection run for one staged CT header: its JSON answer, or a status and message.
+pub type DetectFn = dyn Fn(PathBuf) -> Result<Value, (u16, String)> + Send + Sync;
+
+/// `/v1/detect`'s runner: detections one at a time on the device, a bounded wait list.
+pub struct DetectService {
+    /// Runs the pipeline's detection chain on one CT (blocking).
+    pub run: Arc<DetectFn>,
+    /// Where uploads are written (one folder per request, removed after the answer).
+    pub scratch: PathBuf,
+    /// Detect requests waiting or running at most.
+    pub capacity: usize,
+    /// One detection at a time per device.
+    pub device: Semaphore,
+}
+
+/// Everything a request may need.
+pub struct State {
+    /// The classify queue.
+    pub batcher: Batcher,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// `/v1/models`' document.
+    pub models: Value,
+    /// The model keys classify answers name (`{"nodule": key, "malignancy": key}`).
+    pub model_keys: Value,
+    /// The crop shape the models take.
+    pub shape: [usize; 3],
+    /// Body bytes at most.
+    pub max_body: usize,
+    /// `/v1/detect`, when the pipeline has a detection chain.
+    pub detect: Option<DetectService>,
+    /// Prefix of generated request ids.
+    pub id_prefix: String,
+    /// Requests seen (generated ids, upload folder names).
+    pub seq: AtomicU64,
+}
+
+/// An error answer.
+struct HttpError {
+    status: StatusCode,
+    message: String,
+    retry_after: bool,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+            retry_after: status == StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    fn bad(e: parse::ParseError) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+fn request_id(st: &State, h: &HeaderMap, seq: u64) -> String {
+    h.get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{seq}", st.id_prefix))
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Answers one request (never fails: every error is an HTTP answer).
+pub async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let t0 = Instant::now();
+    let seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let id = request_id(&st, req.headers(), seq);
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    st.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
+    let (route, result) = route(&st, req, &id, seq).await;
+    let (mut resp, note) = match result {
+        Ok((r, note)) => (r, note),
+        Err(e) => {
+            let mut r = json_response(e.status, &json!({"error": e.message, "request_id": id}));
+            if e.retry_after {
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            (r, format!(" ({})", e.message))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    st.metrics.request(route, resp.status().as_u16(), secs);
+    st.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    eprintln!(
+        "serve: {id} {method} {path} {} {:.1} ms{note}",
+        resp.status().as_u16(),
+        secs * 1e3
+    );
+    Ok(resp)
+}
+
+type Answer = Result<(Response<Full<Bytes>>, String), HttpError>;
+
+async fn route(st: &State, req: Request<Incoming>, id: &str, seq: u64) -> (&'static str, Answer) {
+    let allow = |m: &'static str| {
+        Err(HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("use {m} for this path"),
+        ))
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => ("healthz", Ok((health(st).await, String::new()))),
+        (&Method::GET, "/v1/models") => (
+            "models",
+            Ok((json_response(StatusCode::OK, &st.models), String::new())),
+        ),
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(st.metrics.render())));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            ("metrics", Ok((r, String::new())))
+        }
+        (&Method::POST, "/v1/classify") => ("classify", classify(st, req, id).await),
+        (&Method::POST, "/v1/detect") => ("detect", detect(st, req, seq).await),
+        (_, "/healthz" | "/v1/models" | "/metrics") => ("other", allow("GET")),
+        (_, "/v1/classify" | "/v1/detect") => ("other", allow("POST")),
+        (_, p) => (
+            "other",
+            Err(HttpError::new(
+                StatusCode::NOT_FOUND,
+                format!("no route `{p}`; the routes are POST /v1/classify, POST /v1/detect, GET /v1/models, GET /healthz, GET /metrics"),
+            )),
+        ),
+    }
+}
+
+async fn health(st: &State) -> Response<Full<Bytes>> {
+    let w = st.batcher.state.lock().await.clone();
+    let (status, doc) = match &w.hello {
+        Ok(h) => (
+            StatusCode::OK,
+            json!({"status": "ok", "worker_pid": h.pid, "device": h.device, "workers_started": w.started}),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "no worker", "error": e, "workers_started": w.started}),
+        ),
+    };
+    json_response(status, &doc)
+}
+
+/// The body, refused with 413 past `max_body` (by its declared length, or while reading).
+async fn body(
+    st: &State,
+    req: Request<Incoming>,
+) -> Result<(HeaderMap, Option<String>, Bytes), HttpError> {
+    let too_big = |n: String| {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body ({n}) exceeds the limit of {} bytes (`luna serve --max-body`)",
+                st.max_body
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > st.max_body as u64) {
+        return Err(too_big(format!("{n} bytes")));
+    }
+    let (parts, b) = req.into_parts();
+    let bytes = Limited::new(b, st.max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_big("streamed".into())
+            } else {
+                HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            }
+        })?
+        .to_bytes();
+    Ok((parts.headers, parts.uri.query().map(str::to_string), bytes))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn prob(v: f32) -> Value {
+    if v.is_nan() {
+        Value::Null
+    } else {
+        json!(f64::from(v))
+    }
+}
+
+async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
+    let (h, _, b) = body(st, req).await?;
+    let crops = parse::classify_body(
+        header(&h, "content-type"),
+        header(&h, "x-shape"),
+        &b,
+        st.shape,
+    )
+    .map_err(HttpError::bad)?;
+    drop(b);
+    let n = crops.n;
+    let rx = st
+        .batcher
+        .submit(n, crops.bytes)
+        .map_err(|e| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let probs = rx
+        .await
+        .map_err(|_| {
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the batcher stopped (the server is shutting down)",
+            )
+        })?
+        .map_err(|f| {
+            let status = match f {
+                BatchFailure::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                BatchFailure::WorkerCrashed(_) | BatchFailure::NoWorker(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            HttpError::new(status, f.to_string())
+        })?;
+    let predictions: Vec<Value> = probs
+        .iter()
+        .map(|p| json!({"prob_nodule": prob(p[0]), "prob_malignant": prob(p[1])}))
+        .collect();
+    let doc = json!({"request_id": id, "models": st.model_keys, "predictions": predictions});
+    Ok((json_response(StatusCode::OK, &doc), format!(" ({n} crops)")))
+}
+
+/// `uid=` of a query string.
+fn query_uid(q: Option<&str>) -> Option<&str> {
+    q?.split('&').find_map(|kv| kv.strip_prefix("uid="))
+}
+
+async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
+    let Some(d) = &st.detect else {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "this pipeline has no detection chain (segment → cluster → classify_candidates)",
+        ));
+    };
+    let (h, q, b) = body(st, req).await?;
+    let up = parse::ct_upload(
+        header(&h, "content-type"),
+        query_uid(q.as_deref()),
+        "ct",
+        &b,
+    )
+    .map_err(HttpError::bad)?;
+    let waiting = st.metrics.detect_queued.fetch_add(1, Ordering::SeqCst);
+    let _queued = Defer(|| {
+        st.metrics.detect_queued.fetch_sub(1, Ordering::SeqCst);
+    });
+    if waiting >= d.capacity as i64 {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{waiting} detections are waiting for the device (capacity {}); retry later",
+                d.capacity
+            ),
+        ));
+    }
+    let dir = d.scratch.join(format!("{seq}-{}", std::process::id()));
+    let io = |e: std::io::Error| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the upload into {}: {e}", dir.display()),
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let _cleanup = Defer(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    let mhd = dir.join(format!("{}.mhd", up.uid));
+    std::fs::write(&mhd, up.header).map_err(io)?;
+    if let Some((name, data)) = &up.data {
+        std::fs::write(dir.join(name), data).map_err(io)?;
+    }
+    let uid = up.uid.clone();
+    drop(up);
+    drop(b);
+    let _permit = d.device.acquire().await.map_err(|_| {
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
+    let run = d.run.clone();
+    let doc = tokio::task::spawn_blocking(move || run(mhd))
+        .await
+        .map_err(|e| {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the detection panicked: {e}"),
+            )
+        })?
+        .map_err(|(code, m)| {
+            HttpError::new(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                m,
+            )
+        })?;
+    Ok((
+        json_response(StatusCode::OK, &doc),
+        format!(" (series {uid})"),
+    ))
+}
+
+/// Runs a closure when dropped (queue counters and upload folders on every exit path).
+struct Defer<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests.
+pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: keep serving the connections we have
+                    eprintln!("serve: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let st = st.clone();
+        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+        // a client that never finishes its headers (slowloris) is dropped after 30 s
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let inflight = st.metrics.in_flight.load(Ordering::SeqCst);
+    eprintln!("serve: shutting down; draining {inflight} in-flight request(s)");
+    // bounded: a client still uploading after 5 minutes does not keep the process alive
+    if tokio::time::timeout(std::time::Duration::from_secs(300), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("serve: connections still open after 300 s; exiting anyway");
+    }
+    Ok(())
+}
