@@ -169,7 +169,14 @@ pub(super) fn execute_plan(
     fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
 ) -> RunRecord {
     let local = std::sync::Arc::new(Local);
-    execute_plan_on(g, o, (pipeline, planned), (jobs, verify, headlines), fetch, local)
+    execute_plan_on(
+        g,
+        o,
+        (pipeline, planned),
+        (jobs, verify, headlines),
+        fetch,
+        local,
+    )
 }
 
 /// [`execute_plan`] with the stages' work on `backend`.
