@@ -27,14 +27,16 @@ pub struct RemoteConfig {
     /// `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Files transferred at once (default 16).
+    /// Files transferred at once, each with up to 4 parts in flight (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub jobs: Option<usize>,
 }
 
-/// Files transferred at once when a remote does not say.
-pub const DEFAULT_JOBS: usize = 16;
+/// Files transferred at once when a remote does not say: 4 files × 4 parts in flight, as
+/// rclone's defaults; more requests at once made pushes slower, not faster, on a loopback
+/// server (2.22 GB to moto on 2 cores: 14.8 s with 4 files, 20.3 s with 8, 22.6 s with 16).
+pub const DEFAULT_JOBS: usize = 4;
 
 /// Why a URL cannot be a remote (`None` when it can).
 pub fn url_problem(url: &str) -> Option<String> {
