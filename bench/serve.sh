@@ -52,19 +52,19 @@ start_server() {
 stop_server() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
 declare -A R
+scrape() { "$PY" -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$ADDR/metrics').read().decode())" > "$1"; }
 run_config() {
   local name="$1"; shift
   start_server "$name" "$@"
   say "$name on $ADDR"
   "$PY" bench/serve_load.py "$ADDR" 4 40 30 "$crop" > /dev/null   # warm-up
   for c in 1 8 64; do
+    # the 64-client cell's own batches: /metrics before and after it
+    if [[ "$name" == luna* && "$c" == 64 ]]; then scrape "$WS/$name.pre64"; fi
     R[$name,$c]="$("$PY" bench/serve_load.py "$ADDR" "$c" "$REQUESTS" "$SECONDS_MAX" "$crop")"
     say "$name, $c clients: ${R[$name,$c]}"
   done
-  if [[ "$name" == luna* ]]; then
-    curl -s "http://$ADDR/metrics" > "$WS/$name.metrics" 2>/dev/null || \
-      "$PY" -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$ADDR/metrics').read().decode())" > "$WS/$name.metrics"
-  fi
+  if [[ "$name" == luna* ]]; then scrape "$WS/$name.metrics"; fi
   stop_server
 }
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -74,7 +74,8 @@ port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pr
 run_config book-flask "$PY" "$ROOT/bench/serve_book.py" "$nodule_dir" "$mal_dir" "$port" "$THREADS"
 
 field() { "$PY" -c "import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(v if v is not None else '-')" "$1" "$2"; }
-metric() { awk -v n="$2" '$1==n {print $2}' "$WS/$1.metrics"; }
+# metric NAME SERIES: its growth over the 64-client cell
+metric() { awk -v n="$2" 'FNR==NR && $1==n {a=$2} FNR!=NR && $1==n {b=$2} END {print b-a}' "$WS/$1.pre64" "$WS/$1.metrics"; }
 {
   echo "# Serving benchmark (luna serve, /v1/classify)"
   echo
@@ -99,7 +100,7 @@ b, n, f, bc, bs, tc, ts, p99 = (float(x) for x in sys.argv[1:])
 mean_batch, batch_ms = bs / bc, 1000 * ts / tc
 bound = 2 * 10 + batch_ms
 print(f"- 64 clients: batching on / `--max-batch 1` = **{b / n:.2f}×** (target ≥ 4×); batching on / book Flask = {b / f:.2f}×.")
-print(f"- batching on, over the whole run: {bc:.0f} batches, mean {mean_batch:.1f} crops per batch, mean batch time {batch_ms:.1f} ms.")
+print(f"- batching on, 64 clients: {bc:.0f} batches, mean {mean_batch:.1f} crops per batch, mean batch time {batch_ms:.1f} ms.")
 print(f"- p99 at 64 clients with batching {p99:.1f} ms vs the target 2 × max_wait (10 ms) + one batch ({batch_ms:.1f} ms) = {bound:.1f} ms: {'met' if p99 <= bound else 'not met'}.")
 PY
 } > "$OUT_MD"
