@@ -68,6 +68,7 @@ SERVER=moto
 # a fresh server (moto, or s3s-fs over an empty folder) with an empty bucket `bench`
 moto_start() {
   moto_stop
+  sync   # what the previous tool wrote is flushed before the next one is timed
   PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   if [ "$SERVER" = moto ]; then
     "$PY" -m moto.server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
@@ -112,7 +113,9 @@ NFILES="$(find "$FILES" -type f | wc -l)"
 LUNA_BYTES="$(du -sb "$WS/cache/objects" | cut -f1)"   # du counts hard-linked files once
 GB="$(echo "$BYTES / 1000000000" | bc -l)"
 say "$NFILES files, $(printf %.2f "$GB") GB; luna's objects: $LUNA_BYTES bytes"
-cat "$FILES"/*/* "$WS"/cache/objects/*/*/* >/dev/null 2>&1 || true
+cat "$FILES"/*/* >/dev/null 2>&1 || true
+# the artifacts were just written: flush them now, or their writeback slows whichever tool runs first
+sync
 
 # ---------------------------------------------------------------------------- 3. timings
 remote_toml() { printf '[remotes.bench]\nurl = "s3://bench/luna"\nendpoint = "http://127.0.0.1:%s"\n' "$PORT" >"$1/luna.toml"; }
@@ -134,7 +137,7 @@ time_tools() {
   DVC_PUSH=""; DVC_PULL=""
   if [ "$SERVER" = moto ]; then
     moto_start
-    DV="$WORK/dvc"; mkdir -p "$DV"; cp -r "$FILES" "$DV/data"   # a real copy: dvc must not touch the cache's inodes
+    DV="$WORK/dvc"; mkdir -p "$DV"; cp -r "$FILES" "$DV/data" && sync   # a real copy: dvc must not touch the cache's inodes
     (cd "$DV" && "$DVC" init -q --no-scm && "$DVC" config core.analytics false && "$DVC" remote add -q -d m s3://bench/dvc \
       && "$DVC" remote modify m endpointurl "http://127.0.0.1:$PORT" && "$DVC" add -q data) >"$WORK/dvc.log" 2>&1 || { cat "$WORK/dvc.log" >&2; exit 1; }
     DVC_PUSH="$(cd "$DV" && timed "$DVC" push -q)"
