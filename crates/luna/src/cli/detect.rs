@@ -228,7 +228,14 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
     );
     o.stat.save();
     let planned = planned?;
-    let rec = super::run::execute_plan(g, &o, &dp, &planned, a.jobs, false, false, None);
+    let rec = super::run::execute_plan(
+        g,
+        &o,
+        (&dp, &planned),
+        (a.jobs, false, false),
+        None,
+        std::sync::Arc::new(crate::engine::executor::Local),
+    );
     if !rec.success {
         return Err(CliError::failed(
             format!("detection failed (run {})", rec.id),

@@ -110,7 +110,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
     };
     // with Slurm the driver only waits: every ready stage may have its jobs queued
     let jobs = a.jobs.or(slurm.as_ref().map(|_| 256));
-    let rec = execute_plan_on(
+    let rec = execute_plan(
         g,
         &o,
         (&o.pipeline, &planned),
@@ -155,32 +155,9 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
 
 /// Executes a plan as `luna run` does: `jobs` stages at once (default: the cores), progress to
 /// stderr, the stat cache saved, the run's report written (and its headline numbers printed
-/// when `headlines`). `luna detect` runs its appended pipeline through it too.
-// one call per command; the flags are the run's options
-#[allow(clippy::too_many_arguments)]
+/// when `headlines`), artifacts fetched by `fetch` (`--pull`) and the stages' work on `backend`.
+/// `luna detect` runs its appended pipeline through it too.
 pub(super) fn execute_plan(
-    g: &Globals,
-    o: &Opened,
-    pipeline: &Pipeline,
-    planned: &[PlannedStage],
-    jobs: Option<usize>,
-    verify: bool,
-    headlines: bool,
-    fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
-) -> RunRecord {
-    let local = std::sync::Arc::new(Local);
-    execute_plan_on(
-        g,
-        o,
-        (pipeline, planned),
-        (jobs, verify, headlines),
-        fetch,
-        local,
-    )
-}
-
-/// [`execute_plan`] with the stages' work on `backend`.
-fn execute_plan_on(
     g: &Globals,
     o: &Opened,
     (pipeline, planned): (&Pipeline, &[PlannedStage]),
