@@ -19,9 +19,17 @@ fn pytorch_loads_luna_safetensors_and_gives_same_logits() {
     run_oracle("nn_model.py", &[dir.path().to_str().unwrap()]);
     let t = read_st(&dir.path().join("torch_out.safetensors"));
 
-    let d = max_abs_diff(&eval_logits, &t["eval_logits"]);
-    println!("eval logits max abs diff vs torch: {d:e}");
-    assert!(d <= 1e-4, "eval logits differ by {d}");
+    // a batch on the CPU runs channels-last (luna_model.rs), another summation order than
+    // PyTorch's default layout: equal up to float rounding relative to the logits' scale
+    // (~4e3 here with HU input and the book's init; measured ~1e-6, as far as PyTorch's own
+    // channels_last_3d pass is from its NCDHW one)
+    let scale = t["eval_logits"].abs().max().double_value(&[]);
+    let rel = max_abs_diff(&eval_logits, &t["eval_logits"]) / scale;
+    println!("eval logits max diff vs torch, relative to their scale {scale}: {rel:e}");
+    assert!(
+        rel <= 1e-5,
+        "eval logits differ by {rel} of their scale {scale}"
+    );
     assert!(max_abs_diff(&eval_probs, &t["eval_probs"]) <= 1e-5);
     let d = max_abs_diff(&train_logits, &t["train_logits"]);
     println!("train logits max abs diff vs torch: {d:e}");

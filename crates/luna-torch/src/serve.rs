@@ -19,50 +19,50 @@ pub fn main(args: Vec<String>) -> i32 {
             0
         }
         // `luna-torch bench-unet-step BATCH THREADS STEPS`: the same for the book's UNet.
-        Some("bench-unet-step") => {
-            let arg = |i: usize, d: usize| {
-                args.get(i)
-                    .and_then(|a| a.parse::<usize>().ok())
-                    .unwrap_or(d)
-            };
-            match crate::nn::bench::bench_unet_step(arg(2, 16) as i64, arg(3, 2) as i32, arg(4, 10))
-            {
-                Ok(s) => {
-                    println!("luna-torch unet train step: {s:.4} s/step");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("bench-unet-step: {e}");
-                    1
-                }
-            }
-        }
+        Some("bench-unet-step") => bench(&args, (16, 2, 10), |b, t, n| {
+            let s = crate::nn::bench::bench_unet_step(b, t, n)?;
+            Ok(format!("luna-torch unet train step: {s:.4} s/step"))
+        }),
+        // `luna-torch bench-infer BATCH THREADS STEPS`: one eval-mode LunaModel forward pass
+        // per step, time per crop (bench/serve.sh: batched vs single-crop model cost).
+        Some("bench-infer") => bench(&args, (64, 2, 5), |b, t, n| {
+            let s = crate::nn::bench::bench_infer(b, t, n)?;
+            Ok(format!("luna-torch infer: {:.3} ms/crop", s * 1000.0))
+        }),
         // `luna-torch bench-step BATCH THREADS STEPS`: one LunaModel training step timed in the
         // worker process itself, allocator settings included (bench/train.sh).
-        Some("bench-step") => {
-            let arg = |i: usize, d: usize| {
-                args.get(i)
-                    .and_then(|a| a.parse::<usize>().ok())
-                    .unwrap_or(d)
-            };
-            match crate::nn::bench::bench_train_step(
-                arg(2, 24) as i64,
-                arg(3, 2) as i32,
-                arg(4, 10),
-            ) {
-                Ok(s) => {
-                    println!("luna-torch train step: {s:.4} s/step");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("bench-step: {e}");
-                    1
-                }
-            }
-        }
+        Some("bench-step") => bench(&args, (24, 2, 10), |b, t, n| {
+            let s = crate::nn::bench::bench_train_step(b, t, n)?;
+            Ok(format!("luna-torch train step: {s:.4} s/step"))
+        }),
         _ => {
             eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch doctor");
             2
+        }
+    }
+}
+
+/// Runs a bench subcommand on its positional BATCH THREADS STEPS (`defaults` where absent or
+/// not numbers), prints its result line or its error; returns the exit code.
+fn bench(
+    args: &[String],
+    defaults: (usize, usize, usize),
+    run: impl FnOnce(i64, i32, usize) -> Result<String, crate::nn::bench::BenchError>,
+) -> i32 {
+    let num = |i: usize, d: usize| {
+        args.get(i)
+            .and_then(|a| a.parse::<usize>().ok())
+            .unwrap_or(d)
+    };
+    let (b, t, n) = defaults;
+    match run(num(2, b) as i64, num(3, t) as i32, num(4, n)) {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.get(1).map_or("bench", String::as_str));
+            1
         }
     }
 }

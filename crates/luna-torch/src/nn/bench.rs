@@ -86,3 +86,23 @@ pub fn bench_unet_step(batch: i64, threads: i32, steps: usize) -> Result<f64, Be
     }
     Ok(t0.elapsed().as_secs_f64() / steps.max(1) as f64)
 }
+
+/// Mean seconds per crop of an eval-mode LunaModel forward pass (no gradient) over `batch`
+/// crops of 32×48×48 on `threads` CPU threads, the pass `classify_crops` (and so `luna serve`)
+/// runs; two warm-up passes excluded (`bench/serve_model.py` runs the same in PyTorch).
+pub fn bench_infer(batch: i64, threads: i32, steps: usize) -> Result<f64, BenchError> {
+    tch::set_num_threads(threads);
+    tch::manual_seed(0);
+    let lm = LoadedModel::fresh(&LunaModelConfig::default(), Device::Cpu)?;
+    let x = Tensor::randn([batch, 1, 32, 48, 48], (Kind::Float, Device::Cpu)) * 300.0;
+    let pass = || {
+        let _probs = tch::no_grad(|| lm.model.forward_t(&x, false).1);
+    };
+    pass();
+    pass();
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        pass();
+    }
+    Ok(t0.elapsed().as_secs_f64() / (steps.max(1) as f64 * batch.max(1) as f64))
+}
