@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// Crops per forward batch at most (1 = no batching).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_batch: u64,
-    /// How long the first request of a batch waits for others, in milliseconds.
+    /// How long a batch waits for more requests once it could run (its first request queued
+    /// and the worker free), in milliseconds.
     #[arg(long, default_value_t = 10)]
     max_wait_ms: u64,
     /// Crops waiting for a batch at most; more are refused with 503 + Retry-After.

@@ -6,9 +6,16 @@
 //!   the request is refused at once (HTTP 503 + `Retry-After`), so memory is bounded by
 //!   `queue × crop size` and a queued request is never dropped later.
 //! - One task forms batches: it waits for a first job, then takes more until the batch holds
-//!   `max_batch` crops or the oldest job has waited `max_wait` (since it was queued, as the
-//!   book's runner does), whichever comes first; jobs that queued up while the worker was busy
-//!   therefore leave at once, with whatever else is queued. A job that would overflow the batch waits for the next one (a single job larger
+//!   `max_batch` crops or `max_wait` has passed since the batch could first have left — the
+//!   oldest job's arrival, or the moment the worker became free if that is later —
+//!   whichever comes first. So a job waits at most `max_wait` for company beyond the time the
+//!   worker was busy anyway. The book's runner counts from the oldest arrival alone; then
+//!   jobs that queued while the worker was busy leave the instant it frees, without the
+//!   clients whose answers it has just sent, and under saturation the clients split into two
+//!   groups that alternate half-full batches, each request waiting for the other group's
+//!   batch and then its own (measured: 64 clients, mean batch 31.6 crops, p99 2.2 batch
+//!   times). Counting from the free worker lets those clients rejoin within `max_wait`: full
+//!   batches, p99 ≈ one batch time. A job that would overflow the batch waits for the next one (a single job larger
 //!   than `max_batch` runs alone; the worker passes it through the model in chunks of
 //!   `max_batch`). Jobs whose client has gone are skipped.
 //! - The worker (`luna-torch infer`, see [`super::wire`]) runs one batch at a time; while it
@@ -65,7 +72,8 @@ pub struct Busy {
 
 /// One request's crops and where its answer goes.
 struct Job {
-    /// When it was queued: the batch's deadline is its oldest job's arrival + max_wait.
+    /// When it was queued: the batch's deadline is max_wait after this (for its oldest job)
+    /// or after the worker became free, whichever is later.
     arrived: tokio::time::Instant,
     n: usize,
     bytes: Vec<u8>,
@@ -77,7 +85,8 @@ struct Job {
 pub struct BatchConfig {
     /// Crops per batch at most.
     pub max_batch: usize,
-    /// How long the first job of a batch waits for company.
+    /// How long a batch waits for company once it could leave (its oldest job queued, the
+    /// worker free).
     pub max_wait: Duration,
     /// Crops admitted and waiting at most.
     pub queue: usize,
@@ -266,6 +275,8 @@ async fn run(
 ) {
     let mut carry: Option<Job> = None;
     loop {
+        // the worker is free from here on (the previous batch has been answered)
+        let free = tokio::time::Instant::now();
         let first = match carry.take() {
             Some(j) => j,
             None => match rx.recv().await {
@@ -273,7 +284,7 @@ async fn run(
                 None => break,
             },
         };
-        let deadline = first.arrived + cfg.max_wait;
+        let deadline = first.arrived.max(free) + cfg.max_wait;
         let mut n = first.n;
         let mut batch = vec![first];
         while n < cfg.max_batch {
