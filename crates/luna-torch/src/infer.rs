@@ -1,7 +1,8 @@
 //! `luna-torch infer`: the long-lived model worker of `luna serve`.
 //!
 //! It reads an [`InferConfig`] frame, loads the nodule (and malignancy) LunaModel from their
-//! cached artifacts, answers with a [`Hello`], then serves batches until stdin closes: a
+//! cached artifacts, runs one warm-up batch of `chunk` crops through them, answers with a
+//! [`Hello`], then serves batches until stdin closes: a
 //! [`Tag::Crops`] frame in, a [`Tag::Probs`] frame out (or a [`Tag::Json`] [`BatchError`], after
 //! which it keeps serving). The crops go through `classify_candidates`' `classify_crops` — the
 //! same preprocessing (i16 HU → f32, the model's own clamp) and eval-mode pass `luna detect`
@@ -25,6 +26,9 @@ use luna::store::crop_set::Task;
 use crate::kinds::classify_candidates::{check_task, classify_crops};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::LunaModel;
+
+/// Most crops of the warm-up batch run before the hello.
+const PRIME_MAX: usize = 256;
 
 /// Reads one frame; `Ok(None)` at a clean end of input.
 fn read_frame(r: &mut impl Read) -> Result<Option<(Tag, Vec<u8>)>, StageError> {
@@ -117,6 +121,17 @@ fn serve(stdin: &mut impl Read, stdout: &mut impl Write) -> Result<(), StageErro
             )));
         }
     }
+    // One full batch through each model before saying hello: the first pass at a batch size
+    // builds oneDNN's primitives and the allocator's pools (measured: the first batch of 64
+    // took 930 ms, the next ones 650-670), which would otherwise land on the first full
+    // batch of real requests. Capped: a huge max_batch is primed with PRIME_MAX crops.
+    let vox: usize = shape.iter().product();
+    let prime = vec![vec![0i16; vox]; cfg.chunk.clamp(1, PRIME_MAX)];
+    classify_crops(&nodule.model, &prime, shape, cfg.chunk)?;
+    if let Some(m) = &mal {
+        classify_crops(&m.model, &prime, shape, cfg.chunk)?;
+    }
+    drop(prime);
     write_json(
         stdout,
         &Hello {
@@ -126,7 +141,6 @@ fn serve(stdin: &mut impl Read, stdout: &mut impl Write) -> Result<(), StageErro
             pid: std::process::id(),
         },
     )?;
-    let vox: usize = shape.iter().product();
     while let Some((tag, body)) = read_frame(stdin)? {
         if tag != Tag::Crops {
             return Err(StageError::msg(format!(

@@ -15,7 +15,11 @@
 //!   groups that alternate half-full batches, each request waiting for the other group's
 //!   batch and then its own (measured: 64 clients, mean batch 31.6 crops, p99 2.2 batch
 //!   times). Counting from the free worker lets those clients rejoin within `max_wait`: full
-//!   batches, p99 ≈ one batch time. A job that would overflow the batch waits for the next one (a single job larger
+//!   batches, p99 ≈ one batch time. Requests whose headers are in but whose bodies are still
+//!   being received when that time is up ([`Batcher::arriving`]) are waited for, up to another
+//!   `max_wait`: they have reached the server already, and leaving them behind would make
+//!   them wait a whole batch (a burst of clients starting at once is the common case). A batch
+//!   therefore waits at most 2 × `max_wait` for company. A job that would overflow the batch waits for the next one (a single job larger
 //!   than `max_batch` runs alone; the worker passes it through the model in chunks of
 //!   `max_batch`). Jobs whose client has gone are skipped.
 //! - The worker (`luna-torch infer`, see [`super::wire`]) runs one batch at a time; while it
@@ -32,7 +36,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,11 +195,25 @@ async fn spawn(spec: &WorkerSpec) -> Result<(Worker, Hello), String> {
     }
 }
 
+/// A classify request whose body is being received, counted while it lives (see
+/// [`Batcher::arriving`]).
+pub struct Arriving(Arc<AtomicUsize>);
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How often a batch that waits for arriving bodies looks at their count.
+const ARRIVING_TICK: Duration = Duration::from_millis(1);
+
 /// The classify queue and its batching task.
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
     metrics: Arc<Metrics>,
     capacity: usize,
+    arriving: Arc<AtomicUsize>,
     /// The current worker.
     pub state: Arc<Mutex<WorkerState>>,
 }
@@ -215,6 +233,7 @@ impl Batcher {
             started: 1,
         }));
         let (tx, rx) = mpsc::unbounded_channel();
+        let arriving = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(run(
             rx,
             Some(worker),
@@ -222,16 +241,25 @@ impl Batcher {
             cfg.clone(),
             metrics.clone(),
             state.clone(),
+            arriving.clone(),
         ));
         Ok((
             Batcher {
                 tx,
                 metrics,
                 capacity: cfg.queue,
+                arriving,
                 state,
             },
             task,
         ))
+    }
+
+    /// Counts a classify request from its headers until it is submitted or refused (drop the
+    /// guard after [`Batcher::submit`]): a batch about to leave waits for such requests.
+    pub fn arriving(&self) -> Arriving {
+        self.arriving.fetch_add(1, Ordering::SeqCst);
+        Arriving(self.arriving.clone())
     }
 
     /// Queues `n` crops (`bytes`: i16 LE); refused when they do not fit the queue.
@@ -272,6 +300,7 @@ async fn run(
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
     state: Arc<Mutex<WorkerState>>,
+    arriving: Arc<AtomicUsize>,
 ) {
     let mut carry: Option<Job> = None;
     loop {
@@ -285,10 +314,22 @@ async fn run(
             },
         };
         let deadline = first.arrived.max(free) + cfg.max_wait;
+        let late = deadline + cfg.max_wait;
         let mut n = first.n;
         let mut batch = vec![first];
         while n < cfg.max_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            let now = tokio::time::Instant::now();
+            let waiting = arriving.load(Ordering::SeqCst) > 0;
+            // before the deadline: wait for it; then, while bodies arrive, look every tick
+            // until `late`; otherwise take only what is queued already (a past instant)
+            let until = if now < deadline {
+                deadline
+            } else if waiting && now < late {
+                (now + ARRIVING_TICK).min(late)
+            } else {
+                now
+            };
+            match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(j)) if n + j.n > cfg.max_batch => {
                     carry = Some(j);
                     break;
@@ -297,7 +338,9 @@ async fn run(
                     n += j.n;
                     batch.push(j);
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(_) if until == now => break,
+                Err(_) => {}
             }
         }
         metrics.queued.fetch_sub(n as i64, Ordering::SeqCst);

@@ -254,6 +254,7 @@ fn prob(v: f32) -> Value {
 }
 
 async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
+    let arriving = st.batcher.arriving();
     let (h, _, b) = body(st, req).await?;
     let crops = parse::classify_body(
         header(&h, "content-type"),
@@ -268,6 +269,7 @@ async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
         .batcher
         .submit(n, crops.bytes)
         .map_err(|e| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    drop(arriving);
     let probs = rx
         .await
         .map_err(|_| {
