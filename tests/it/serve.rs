@@ -430,12 +430,13 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
     // their first batch runs. max_wait counts from the moment the worker is free, so the first
     // six's next requests join the second six's batch; counted from the oldest arrival alone
     // (the book's rule), the queued six would leave at once and the groups would alternate
-    // half batches for good (20 batches for these 120 requests).
+    // half batches for good (20 batches for these 120 requests). max_wait 1 s: the first six's
+    // next requests are back well within it on a loaded machine (a full batch leaves at once).
     {
         let rejoin = Server::start(
             &ws,
             "rejoin",
-            &["--max-batch", "12", "--max-wait-ms", "100"],
+            &["--max-batch", "12", "--max-wait-ms", "1000"],
         );
         let client = || {
             for _ in 0..10 {
@@ -455,6 +456,32 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
             batches <= 14.0,
             "{batches} batches for 120 requests of 12 clients (max_batch 12): the groups did not merge"
         );
+    }
+
+    // a body still arriving when the batch is due is waited for (up to another max_wait):
+    // A's request at t0 (batch due at t0 + 300 ms), B's headers at t0 + 50 ms and the rest of
+    // its body at t0 + 400 ms -> one batch of both
+    {
+        let arrive = Server::start(
+            &ws,
+            "arrive",
+            &["--max-batch", "64", "--max-wait-ms", "300"],
+        );
+        std::thread::scope(|s| {
+            let a = s.spawn(|| classify(&arrive.addr, &crops[..1]));
+            std::thread::sleep(Duration::from_millis(50));
+            let body = raw_body(&crops[1..2]);
+            let mut b = TcpStream::connect(&arrive.addr).unwrap();
+            let head = format!("POST /v1/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nX-Shape: 1,32,48,48\r\nContent-Length: {}\r\n\r\n", body.len());
+            b.write_all(head.as_bytes()).unwrap();
+            b.write_all(&body[..1000]).unwrap();
+            std::thread::sleep(Duration::from_millis(350));
+            b.write_all(&body[1000..]).unwrap();
+            assert_eq!(read_response(&mut b).status, 200);
+            assert_eq!(a.join().unwrap().status, 200);
+        });
+        assert_eq!(arrive.metric("luna_serve_batch_size_count"), 1.0);
+        assert_eq!(arrive.metric("luna_serve_batch_size_sum"), 2.0);
     }
 
     // bad input: 400 naming the problem; unknown route 404
