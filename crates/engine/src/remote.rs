@@ -44,8 +44,16 @@
 //!   retry buffer), hashed with blake3 on a blocking thread before the PUT, or part by part
 //!   before each part is sent (a mismatch aborts the upload before it completes). Rejected:
 //!   reading into buffers (a copy of every byte, and up to `jobs` × 200 MiB of heap).
-//! - *Downloads are streamed to disk* while hashed, so memory stays bounded whatever the
-//!   file size.
+//! - *Pull writes on blocking threads.* Each download feeds its chunks to a blocking thread
+//!   that hashes and writes them, so disk writes never stall the runtime's workers, and it
+//!   starts the kernel's writeback every [`WRITEBACK_BYTES`] (`sync_file_range`), so the
+//!   commit's fsync finds the data on disk instead of writing 2 GB at the end (pull 2.9 s
+//!   with it, 3.3–3.5 s without). The commit still fsyncs every file before the rename, so
+//!   a committed object is complete after a crash. Rejected: one `syncfs` per pull (it also
+//!   flushes every other process's dirty data on the file system, e.g. a local S3 server's
+//!   spool files); skipping the fsync (a crash could leave a committed object with holes);
+//!   parallel ranged GETs of one file (S3-compatible servers such as moto read the whole
+//!   object for every range, and `jobs` files at once fill the link already).
 //!
 //! **Integrity in transit.** Requests are signed (SigV4) with `UNSIGNED-PAYLOAD`: the
 //! signature covers the method, key and headers, not a SHA-256 of the body, which would be a
@@ -81,6 +89,27 @@ pub const MULTIPART_BYTES: u64 = 200 << 20;
 pub const PART_BYTES: usize = 16 << 20;
 /// Parts of one file in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Received chunks queued between a download and the thread writing its file.
+const RECEIVE_QUEUE: usize = 256;
+/// A pulled file's kernel writeback is started every this many bytes written.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
+/// Starts the kernel's writeback of `len` bytes at `offset` of `f` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the commit's fsync finds them on disk
+/// already. Only a hint: the fsync before the commit reports any write error.
+fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a file descriptor we own; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
 /// How to reach a remote (from `[remotes.NAME]` of `luna.toml`).
 #[derive(Debug, Clone, Default)]
 pub struct RemoteSpec {
@@ -782,38 +811,79 @@ impl Remote {
             }
             Err(e) => return Err(Problem::Transfer(self.err("downloading a file", e))),
         };
-        let mut file = match out {
-            Some(p) => {
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Problem::local(parent, e))?;
+        // the file is written and hashed on a blocking thread, fed by this task: disk writes
+        // never stall the runtime's workers (which drive every connection)
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(RECEIVE_QUEUE);
+        let out_path = out.map(Path::to_path_buf);
+        let sink = tokio::task::spawn_blocking(move || -> Result<String, Problem> {
+            let mut file = match &out_path {
+                Some(p) => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| Problem::local(parent, e))?;
+                    }
+                    Some((
+                        std::fs::File::create(p).map_err(|e| Problem::local(p, e))?,
+                        p,
+                    ))
                 }
-                Some(std::fs::File::create(p).map_err(|e| Problem::local(p, e))?)
+                None => None,
+            };
+            let mut h = blake3::Hasher::new();
+            let (mut written, mut flushed) = (0u64, 0u64);
+            while let Some(chunk) = rx.blocking_recv() {
+                h.update(&chunk);
+                if let Some((f, p)) = file.as_mut() {
+                    f.write_all(&chunk).map_err(|e| Problem::local(p, e))?;
+                    written += chunk.len() as u64;
+                    if written - flushed >= WRITEBACK_BYTES {
+                        start_writeback(f, flushed, written - flushed);
+                        flushed = written;
+                    }
+                }
             }
-            None => None,
-        };
-        let mut h = blake3::Hasher::new();
+            Ok(h.finalize().to_hex().to_string())
+        });
         let mut n = 0u64;
         let mut body = got.into_stream();
+        let mut failed = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Problem::Transfer(self.err("downloading a file", e)))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(Problem::Transfer(self.err("downloading a file", e)));
+                    break;
+                }
+            };
             n += chunk.len() as u64;
             if n > size {
-                return Err(Problem::Bad(format!(
+                failed = Some(Problem::Bad(format!(
                     "file {name} is longer than the manifest's {size} bytes"
                 )));
+                break;
             }
-            h.update(&chunk);
-            if let (Some(f), Some(p)) = (file.as_mut(), out) {
-                f.write_all(&chunk).map_err(|e| Problem::local(p, e))?;
+            let len = chunk.len() as u64;
+            if tx.send(chunk).await.is_err() {
+                break; // the sink failed: its error is returned below
             }
-            bar.inc(chunk.len() as u64);
+            bar.inc(len);
         }
+        drop(tx);
+        let hashed = sink.await.map_err(|e| {
+            Problem::Transfer(RemoteError::Transfer {
+                remote: self.name.clone(),
+                what: "writing a downloaded file".into(),
+                reason: e.to_string(),
+            })
+        })?;
+        if let Some(p) = failed {
+            return Err(p);
+        }
+        let got = hashed?;
         if n != size {
             return Err(Problem::Bad(format!(
                 "file {name} has {n} bytes, the manifest says {size} (truncated)"
             )));
         }
-        let got = h.finalize().to_hex().to_string();
         if got != blake3 {
             return Err(Problem::Bad(format!(
                 "file {name} content does not match the manifest (blake3 {} → {})",
