@@ -18,8 +18,10 @@
 # files (hard links to the partitions' files, so the same bytes luna sends once); luna
 # moves the pipeline's objects (stages, partitions, tables) with `cache push` / `cache pull`
 # (blake3 verified on the way in). DVC's `dvc add` (hashing, filling its cache) is not timed.
-# Every tool runs with its default concurrency (luna 4 files × 4 parts, dvc 4×cores, AWS CLI 10
-# requests, rclone 4 transfers). Everything but the CT data is deleted afterwards.
+# Every tool runs with its default concurrency and part sizes (luna 4 files, one PUT per file
+# up to 200 MiB, else 4 parts of 16 MiB in flight; dvc 4×cores; AWS CLI 10 requests of 8 MiB
+# parts; rclone 4 transfers, one PUT per file up to 200 MiB). Everything but the CT data is
+# deleted afterwards.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -578,9 +578,15 @@ on_both!(
 
 /// Two members computed the same key with different bytes and push at once: the remote ends
 /// with one manifest, it verifies, and a pull gets exactly one member's copy. The files
-/// (34 MiB) go up as multipart uploads.
+/// (34 MiB) go up as multipart uploads (`multipart_mib = 32`; the default is 200).
 fn concurrent(store: Store) {
     let (a, b) = (random_ws(&store, 3, 34), random_ws(&store, 3, 34));
+    for ws in [&a, &b] {
+        let toml = ws
+            .read("luna.toml")
+            .replace("url =", "multipart_mib = 32\nurl =");
+        ws.file("luna.toml", toml);
+    }
     let (ta, tb) = (
         tree(&data_artifact(&a, "rand", "a")),
         tree(&data_artifact(&b, "rand", "a")),

@@ -488,7 +488,17 @@ impl Cache {
 
     /// Completes `tmp` as the object of `manifest`: hashes its files, writes the manifest,
     /// makes everything read-only and fsyncs it, and creates (and fsyncs) the shard folder.
-    fn seal(&self, tmp: &Path, mut manifest: Manifest) -> Result<(), CacheError> {
+    fn seal(&self, tmp: &Path, manifest: Manifest) -> Result<(), CacheError> {
+        let paths = self.seal_unsynced(tmp, manifest)?;
+        sync_all_of(&paths)
+    }
+
+    /// [`Cache::seal`] but the fsyncs: returns the paths the caller must fsync before renaming.
+    fn seal_unsynced(
+        &self,
+        tmp: &Path,
+        mut manifest: Manifest,
+    ) -> Result<Vec<PathBuf>, CacheError> {
         manifest.files = hash_tree(tmp, &manifest.files)?;
         let mpath = tmp.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::BadManifest {
@@ -496,7 +506,7 @@ impl Cache {
             reason: e.to_string(),
         })?;
         fs::write(&mpath, bytes).map_err(|e| CacheError::io(&mpath, e))?;
-        seal_tree(tmp)?;
+        let paths = seal_tree(tmp)?;
         let dest = self.object_dir(&manifest.key);
         if let Some(parent) = dest.parent() {
             if !parent.is_dir() {
@@ -505,7 +515,46 @@ impl Cache {
                 sync_dir(&self.root.join("objects"))?;
             }
         }
-        Ok(())
+        Ok(paths)
+    }
+
+    /// Commits several objects at once, as [`Cache::commit`] each (the caller holds their
+    /// locks; a pull): every file and folder of all of them is fsync'd in one parallel batch
+    /// before the first rename, and the renamed folders and their shard folders in one batch
+    /// after the last, so a crash still leaves each object complete or absent, and the commit
+    /// waits for two rounds of fsyncs instead of three per object. Stops at the first error (the
+    /// objects committed so far stay; the caller discards the other temporary folders).
+    pub fn commit_all(&self, items: Vec<(PathBuf, Manifest)>) -> Result<(), CacheError> {
+        let mut paths = Vec::new();
+        let mut keys = Vec::new();
+        for (tmp, m) in &items {
+            keys.push(m.key.clone());
+            paths.extend(self.seal_unsynced(tmp, m.clone())?);
+        }
+        sync_all_of(&paths)?;
+        let mut renamed: Vec<PathBuf> = Vec::new();
+        for ((tmp, _), key) in items.iter().zip(&keys) {
+            let dest = self.object_dir(key);
+            if self.has(key) {
+                self.discard_tmp(tmp);
+                continue;
+            }
+            if dest.exists() {
+                self.quarantine(key)?;
+            }
+            fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
+            tmp_locks().remove(tmp);
+            set_mode(&dest, 0o555)?;
+            renamed.push(dest);
+        }
+        let mut parents: Vec<PathBuf> = renamed
+            .iter()
+            .filter_map(|d| d.parent().map(Path::to_path_buf))
+            .collect();
+        parents.sort();
+        parents.dedup();
+        renamed.extend(parents);
+        sync_all_of(&renamed)
     }
 
     /// Like [`Cache::commit`], but an existing object with the same key is replaced (`--force`
@@ -887,9 +936,10 @@ fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheErr
         .collect()
 }
 
-/// Makes every file (0444) and directory (0555) of `dir` read-only and fsyncs them, children
-/// first; any error fails the commit (an ignored fsync error can lose the data it reports).
-fn seal_tree(dir: &Path) -> Result<(), CacheError> {
+/// Makes every file (0444) and directory (0555) of `dir` read-only, children first, and
+/// returns their paths, which the caller fsyncs; any error fails the commit (an ignored fsync
+/// error can lose the data it reports).
+fn seal_tree(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     let mut paths = Vec::new();
     for e in walkdir::WalkDir::new(dir).contents_first(true) {
         let e = e.map_err(|e| CacheError::io(dir, std::io::Error::other(e.to_string())))?;
@@ -900,7 +950,7 @@ fn seal_tree(dir: &Path) -> Result<(), CacheError> {
         }
         paths.push(e.into_path());
     }
-    sync_all_of(&paths)
+    Ok(paths)
 }
 
 /// fsyncs every path, a few at a time: each fsync mostly waits for one synchronous inode

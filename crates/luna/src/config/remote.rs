@@ -31,10 +31,15 @@ pub struct RemoteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub jobs: Option<usize>,
+    /// Files above this many MiB are uploaded in 16 MiB parts, smaller ones in one request
+    /// (default 200, as rclone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 5000))]
+    pub multipart_mib: Option<u64>,
 }
 
-/// Files transferred at once when a remote does not say: 4 files × 4 parts in flight, as
-/// rclone's defaults; more requests at once made pushes slower, not faster, on a loopback
+/// Files transferred at once when a remote does not say: 4 files (each in one PUT up to
+/// 200 MiB, larger ones 4 parts in flight), as rclone's defaults; more requests at once made pushes slower, not faster, on a loopback
 /// server (2.22 GB to moto on 2 cores: 14.8 s with 4 files, 20.3 s with 8, 22.6 s with 16).
 pub const DEFAULT_JOBS: usize = 4;
 
