@@ -461,20 +461,8 @@ impl Cache {
     /// Entries already in `manifest.files` are trusted when the file's size matches (files
     /// hard-linked from other immutable objects, whose hashes are known); the rest are hashed.
     pub fn commit(&self, tmp: &Path, manifest: Manifest) -> Result<PathBuf, CacheError> {
-        let key = manifest.key.clone();
-        self.seal(tmp, manifest)?;
-        let dest = self.object_dir(&key);
-        if self.has(&key) {
-            self.discard_tmp(tmp);
-            return Ok(dest);
-        }
-        if dest.exists() {
-            // A damaged object or debris from a foreign tool; move it aside.
-            self.quarantine(&key)?;
-        }
-        fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
-        tmp_locks().remove(tmp);
-        self.finish(&dest)?;
+        let dest = self.object_dir(&manifest.key);
+        self.commit_all(vec![(tmp.to_path_buf(), manifest)])?;
         Ok(dest)
     }
 
@@ -540,6 +528,7 @@ impl Cache {
                 continue;
             }
             if dest.exists() {
+                // A damaged object or debris from a foreign tool; move it aside.
                 self.quarantine(key)?;
             }
             fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
