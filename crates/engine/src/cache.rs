@@ -462,7 +462,7 @@ impl Cache {
     /// hard-linked from other immutable objects, whose hashes are known); the rest are hashed.
     pub fn commit(&self, tmp: &Path, manifest: Manifest) -> Result<PathBuf, CacheError> {
         let dest = self.object_dir(&manifest.key);
-        self.commit_all(vec![(tmp.to_path_buf(), manifest)])?;
+        self.commit_all(&[(tmp.to_path_buf(), manifest)])?;
         Ok(dest)
     }
 
@@ -512,24 +512,22 @@ impl Cache {
     /// after the last, so a crash still leaves each object complete or absent, and the commit
     /// waits for two rounds of fsyncs instead of three per object. Stops at the first error (the
     /// objects committed so far stay; the caller discards the other temporary folders).
-    pub fn commit_all(&self, items: Vec<(PathBuf, Manifest)>) -> Result<(), CacheError> {
+    pub fn commit_all(&self, items: &[(PathBuf, Manifest)]) -> Result<(), CacheError> {
         let mut paths = Vec::new();
-        let mut keys = Vec::new();
-        for (tmp, m) in &items {
-            keys.push(m.key.clone());
+        for (tmp, m) in items {
             paths.extend(self.seal_unsynced(tmp, m.clone())?);
         }
         sync_all_of(&paths)?;
         let mut renamed: Vec<PathBuf> = Vec::new();
-        for ((tmp, _), key) in items.iter().zip(&keys) {
-            let dest = self.object_dir(key);
-            if self.has(key) {
+        for (tmp, m) in items {
+            let dest = self.object_dir(&m.key);
+            if self.has(&m.key) {
                 self.discard_tmp(tmp);
                 continue;
             }
             if dest.exists() {
                 // A damaged object or debris from a foreign tool; move it aside.
-                self.quarantine(key)?;
+                self.quarantine(&m.key)?;
             }
             fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
             tmp_locks().remove(tmp);

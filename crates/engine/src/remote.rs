@@ -740,7 +740,6 @@ impl Remote {
         }
         // the verified objects are committed together: one batch of fsyncs for all of them
         let mut good: Vec<(PathBuf, Manifest)> = Vec::new();
-        let mut keys = Vec::new();
         for (i, ((k, m), tmp)) in objects.into_iter().zip(tmps).enumerate() {
             if let Some(problems) = bad.get(&i) {
                 cache.discard_tmp(&tmp);
@@ -748,16 +747,14 @@ impl Remote {
                 continue;
             }
             good.push((tmp, m));
-            keys.push(k);
         }
-        let tmps: Vec<PathBuf> = good.iter().map(|(t, _)| t.clone()).collect();
-        if let Err(e) = cache.commit_all(good) {
-            for t in &tmps {
+        if let Err(e) = cache.commit_all(&good) {
+            for (t, _) in &good {
                 cache.discard_tmp(t);
             }
             return Err(e.into());
         }
-        report.pulled.extend(keys);
+        report.pulled.extend(good.into_iter().map(|(_, m)| m.key));
         drop(locks);
         Ok(())
     }

@@ -39,8 +39,9 @@ pub struct RemoteConfig {
 }
 
 /// Files transferred at once when a remote does not say: 4 files (each in one PUT up to
-/// 200 MiB, larger ones 4 parts in flight), as rclone's defaults; more requests at once made pushes slower, not faster, on a loopback
-/// server (2.22 GB to moto on 2 cores: 14.8 s with 4 files, 20.3 s with 8, 22.6 s with 16).
+/// 200 MiB, larger ones 4 parts in flight), as rclone's defaults; more requests at once made
+/// pushes slower, not faster, on a loopback server (2.22 GB to moto on 2 cores: 14.8 s with 4
+/// files, 20.3 s with 8, 22.6 s with 16).
 pub const DEFAULT_JOBS: usize = 4;
 
 /// Why a URL cannot be a remote (`None` when it can).

@@ -19,9 +19,10 @@
 //!   being received when that time is up ([`Batcher::arriving`]) are waited for, up to another
 //!   `max_wait`: they have reached the server already, and leaving them behind would make
 //!   them wait a whole batch (a burst of clients starting at once is the common case). A batch
-//!   therefore waits at most 2 × `max_wait` for company. A job that would overflow the batch waits for the next one (a single job larger
-//!   than `max_batch` runs alone; the worker passes it through the model in chunks of
-//!   `max_batch`). Jobs whose client has gone are skipped.
+//!   therefore waits at most 2 × `max_wait` for company. A job that would overflow the batch
+//!   waits for the next one (a single job larger than `max_batch` runs alone; the worker
+//!   passes it through the model in chunks of `max_batch`). Jobs whose client has gone are
+//!   skipped.
 //! - The worker (`luna-torch infer`, see [`super::wire`]) runs one batch at a time; while it
 //!   does, the next batch fills. On a GPU this is what keeps the device busy with large
 //!   batches; on the CPU it still amortises the per-call overhead of small batches.
