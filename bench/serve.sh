@@ -12,6 +12,11 @@
 # wrk or Python). Each cell runs LUNA_BENCH_SECONDS (default 30) seconds; percentiles are given
 # over every request and over the steady state (requests started after LUNA_BENCH_WARMUP,
 # default 5 s: the burst of all clients starting at once is left out).
+# The p99 target (#13: within 2 x max_wait + one batch time) is read three ways in the summary:
+# per request (each latency minus the time of its own batch, from the server's x-batch-ms
+# header: p99 <= 2 x max_wait), and p99 latency against 2 x max_wait + the p99 and the mean
+# batch time. On a shared 2-core VM the batch time itself varies by 10-30% within a cell (the
+# model's compute, not the server), which the mean-based reading charges to the batching.
 # Release binaries by default (LUNA_BENCH_DEBUG=1: the dev build). The machine's load shows in
 # the numbers: the client, the server and its worker share the CPUs; run it on an idle machine
 # (`nice -n -20` helps where other work cannot be stopped).
@@ -109,14 +114,16 @@ run_config book-flask "$PY" "$ROOT/bench/serve_book.py" "$nodule_dir" "$mal_dir"
     echo "| $b | ${MODEL_LUNA[$b]} | $(field "${MODEL_PT[$b]}" ncdhw_ms) | $(field "${MODEL_PT[$b]}" channels_last_ms) |"
   done
   echo
-  echo "| server | clients | throughput (req/s) | p50 (ms) | p99 (ms) | steady throughput | steady p50 | steady p99 | errors |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| server | clients | throughput (req/s) | p50 (ms) | p99 (ms) | steady throughput | steady p50 | steady p99 | steady p99 beyond own batch | steady batch time p50 / p99 | errors |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for name in luna-batch luna-batch-w25 luna-nobatch book-flask; do
     for c in 1 8 64; do
       r="${R[$name,$c]}"
-      echo "| $name | $c | $(field "$r" throughput) | $(field "$r" p50_ms) | $(field "$r" p99_ms) | $(field "$r" steady_throughput) | $(field "$r" steady_p50_ms) | $(field "$r" steady_p99_ms) | $(field "$r" errors) |"
+      echo "| $name | $c | $(field "$r" throughput) | $(field "$r" p50_ms) | $(field "$r" p99_ms) | $(field "$r" steady_throughput) | $(field "$r" steady_p50_ms) | $(field "$r" steady_p99_ms) | $(field "$r" steady_p99_beyond_batch_ms) | $(field "$r" steady_p50_batch_ms) / $(field "$r" steady_p99_batch_ms) | $(field "$r" errors) |"
     done
   done
+  echo
+  echo "\"Beyond own batch\": a request's latency minus the time of the batch it ran in (the server's \`x-batch-ms\` header): its wait for company, transfer, parsing and the client's own turnaround."
   echo
   n64="$(field "${R[luna-nobatch,64]}" throughput)"; f64="$(field "${R[book-flask,64]}" throughput)"
   for name in luna-batch luna-batch-w25; do
@@ -124,16 +131,20 @@ run_config book-flask "$PY" "$ROOT/bench/serve_book.py" "$nodule_dir" "$mal_dir"
     "$PY" - "$name" "$wait_ms" "$(field "${R[$name,64]}" throughput)" "$n64" "$f64" \
       "$(metric "$name" luna_serve_batch_size_count)" "$(metric "$name" luna_serve_batch_size_sum)" \
       "$(metric "$name" luna_serve_batch_seconds_count)" "$(metric "$name" luna_serve_batch_seconds_sum)" \
-      "$(field "${R[$name,64]}" p99_ms)" "$(field "${R[$name,64]}" steady_p99_ms)" <<'PY'
+      "$(field "${R[$name,64]}" p99_ms)" "$(field "${R[$name,64]}" steady_p99_ms)" \
+      "$(field "${R[$name,64]}" p99_beyond_batch_ms)" "$(field "${R[$name,64]}" steady_p99_beyond_batch_ms)" \
+      "$(field "${R[$name,64]}" steady_p50_batch_ms)" "$(field "${R[$name,64]}" steady_p99_batch_ms)" <<'PY'
 import sys
 name, w = sys.argv[1], float(sys.argv[2])
-b, n, f, bc, bs, tc, ts, p99, sp99 = (float(x) for x in sys.argv[3:])
+b, n, f, bc, bs, tc, ts, p99, sp99, bey, sbey, sb50, sb99 = (float(x) for x in sys.argv[3:])
 mean_batch, batch_ms = bs / bc, 1000 * ts / tc
-bound = 2 * w + batch_ms
-ok = lambda v: "met" if v <= bound else "not met"  # noqa: E731
+met = lambda v, bound: f"{v:.1f} ms ≤ {bound:.1f}: met" if v <= bound else f"{v:.1f} ms > {bound:.1f}: not met"  # noqa: E731
 print(f"- {name} (max_wait {w:g} ms), 64 clients: {b / n:.2f}× the throughput of `--max-batch 1` (target ≥ 4×: {'met' if b / n >= 4 else 'not met'}), {b / f:.2f}× the book's Flask server; "
-      f"{bc:.0f} batches, mean {mean_batch:.1f} crops, mean batch time {batch_ms:.1f} ms; "
-      f"p99 vs 2 × max_wait + one batch = {bound:.1f} ms: steady state {sp99:.1f} ms ({ok(sp99)}), every request {p99:.1f} ms ({ok(p99)}).")
+      f"{bc:.0f} batches, mean {mean_batch:.1f} crops, mean batch time {batch_ms:.1f} ms (steady p50 {sb50:.1f}, p99 {sb99:.1f}). "
+      f"p99 within 2 × max_wait + one batch time, read per request (latency beyond the request's own batch ≤ 2 × max_wait = {2 * w:g} ms): "
+      f"steady {met(sbey, 2 * w)}, every request {met(bey, 2 * w)}; "
+      f"read against the p99 batch time: steady {met(sp99, 2 * w + sb99)}; "
+      f"read against the mean batch time: steady {met(sp99, 2 * w + batch_ms)}, every request {met(p99, 2 * w + batch_ms)}.")
 PY
   done
 } > "$OUT_MD"

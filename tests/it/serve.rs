@@ -484,6 +484,52 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
         assert_eq!(arrive.metric("luna_serve_batch_size_sum"), 2.0);
     }
 
+    // so is a connection opened less than max_wait ago that has not sent its request yet (a
+    // burst of clients still connecting): A's request at t0 (batch due at t0 + 1.5 s), B
+    // connects at t0 + 300 ms (counted until t0 + 1.8 s) and sends at t0 + 1.55 s -> one batch
+    // of both; each answer says where its time went
+    {
+        let opened = Server::start(
+            &ws,
+            "opened",
+            &["--max-batch", "64", "--max-wait-ms", "1500"],
+        );
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| classify(&opened.addr, &crops[..1]));
+            std::thread::sleep(Duration::from_millis(300));
+            let mut b = TcpStream::connect(&opened.addr).unwrap();
+            std::thread::sleep(Duration::from_millis(1250));
+            let body = raw_body(&crops[1..2]);
+            let head = format!("POST /v1/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nX-Shape: 1,32,48,48\r\nContent-Length: {}\r\n\r\n", body.len());
+            b.write_all(head.as_bytes()).unwrap();
+            b.write_all(&body).unwrap();
+            (a.join().unwrap(), read_response(&mut b))
+        });
+        assert_eq!((a.status, b.status), (200, 200));
+        assert_eq!(opened.metric("luna_serve_batch_size_count"), 1.0);
+        let ms = |r: &Resp, h: &str| -> f64 {
+            r.headers
+                .get(h)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no numeric {h} in {:?}", r.headers))
+        };
+        for r in [&a, &b] {
+            assert_eq!(ms(r, "x-batch-size"), 2.0);
+            assert!(ms(r, "x-batch-ms") > 0.0);
+        }
+        assert!(ms(&a, "x-queue-ms") >= 1000.0, "{:?}", a.headers);
+        assert!(ms(&b, "x-queue-ms") < ms(&a, "x-queue-ms"));
+        assert_eq!(opened.metric("luna_serve_queue_seconds_count"), 2.0);
+        let id = &a.headers["x-request-id"];
+        assert!(
+            opened.log().lines().any(|l| l.contains(id.as_str())
+                && l.contains("(1 crops; queued ")
+                && l.contains(" ms, batch of 2 in ")),
+            "{}",
+            opened.log()
+        );
+    }
+
     // bad input: 400 naming the problem; unknown route 404
     let bad = http(
         &srv.addr,

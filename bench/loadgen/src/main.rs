@@ -2,6 +2,9 @@
 //! keep-alive connection, POST one body (a 32×48×48 i16 crop) to PATH until SECONDS have passed,
 //! then print one JSON line: requests, ok, errors (by status or kind), throughput, p50/p99 of
 //! every request, and the same over the steady state (requests started after WARMUP seconds).
+//! Where the server says how long each request's batch took and how long it queued (luna
+//! serve's `x-batch-ms`, `x-queue-ms`), also the p99 of each latency beyond its own batch
+//! (every request and steady), and the steady p99 queue wait and p50/p99 batch time.
 //!
 //! Why bundled rather than wrk: a closed-loop run starts all clients at once, and that burst
 //! (whatever a batching server makes of it) lands in the first second; wrk's percentiles cannot
@@ -16,11 +19,20 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One finished request: when it started (since the run began), its latency, its outcome.
+/// One finished request: when it started (since the run began), its latency, its outcome,
+/// and the server's account of it (`x-batch-ms`, `x-queue-ms`; luna serve only).
 struct Sample {
     start: f64,
     latency: f64,
     outcome: Result<u16, String>,
+    times: Times,
+}
+
+/// The server's timing headers of one answer, in seconds.
+#[derive(Default, Clone, Copy)]
+struct Times {
+    batch: Option<f64>,
+    queue: Option<f64>,
 }
 
 fn connect(addr: &str) -> std::io::Result<BufReader<TcpStream>> {
@@ -30,13 +42,13 @@ fn connect(addr: &str) -> std::io::Result<BufReader<TcpStream>> {
     Ok(BufReader::new(s))
 }
 
-/// Sends one request on `conn` and reads the whole response; returns its status and whether
-/// the server keeps the connection open.
+/// Sends one request on `conn` and reads the whole response; returns its status, whether
+/// the server keeps the connection open, and its timing headers.
 fn exchange(
     conn: &mut BufReader<TcpStream>,
     head: &[u8],
     body: &[u8],
-) -> std::io::Result<(u16, bool)> {
+) -> std::io::Result<(u16, bool, Times)> {
     let s = conn.get_mut();
     s.write_all(head)?;
     s.write_all(body)?;
@@ -53,6 +65,8 @@ fn exchange(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad("no status"))?;
     let (mut len, mut close) = (None, version == "HTTP/1.0");
+    let mut times = Times::default();
+    let secs = |v: &str| v.parse::<f64>().ok().map(|ms| ms / 1000.0);
     loop {
         line.clear();
         if conn.read_line(&mut line)? == 0 {
@@ -68,12 +82,16 @@ fn exchange(
                 len = v.parse::<u64>().ok();
             } else if k == "connection" {
                 close = v == "close";
+            } else if k == "x-batch-ms" {
+                times.batch = secs(&v);
+            } else if k == "x-queue-ms" {
+                times.queue = secs(&v);
             }
         }
     }
     let len = len.ok_or_else(|| bad("no content-length"))?;
     std::io::copy(&mut conn.by_ref().take(len), &mut std::io::sink())?;
-    Ok((status, !close))
+    Ok((status, !close, times))
 }
 
 fn pct(mut v: Vec<f64>, p: f64) -> Option<f64> {
@@ -131,11 +149,13 @@ fn main() {
                         Some(c) => Ok(c),
                         None => connect(&addr),
                     };
+                    let mut times = Times::default();
                     let outcome = c.and_then(|mut c| {
-                        let (status, keep) = exchange(&mut c, &head, &body)?;
+                        let (status, keep, t) = exchange(&mut c, &head, &body)?;
                         if keep {
                             conn = Some(c);
                         }
+                        times = t;
                         Ok(status)
                     });
                     let outcome = outcome.map_err(|e| format!("{:?}", e.kind()));
@@ -144,6 +164,7 @@ fn main() {
                         start,
                         latency: t.elapsed().as_secs_f64(),
                         outcome,
+                        times,
                     });
                     if failed {
                         std::thread::sleep(Duration::from_millis(50));
@@ -176,6 +197,16 @@ fn main() {
     let all: Vec<f64> = ok.iter().map(|s| s.latency).collect();
     let steady: Vec<&&Sample> = ok.iter().filter(|s| s.start >= warmup).collect();
     let steady_lat: Vec<f64> = steady.iter().map(|s| s.latency).collect();
+    // where the time went, by the server's headers: the request's own batch, its wait in the
+    // queue, and its latency beyond its own batch (queue, transfer, parsing, the client)
+    let of = |v: &[&Sample], f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<f64> {
+        v.iter().filter_map(|s| f(s)).collect()
+    };
+    let ok_v: Vec<&Sample> = ok.to_vec();
+    let steady_v: Vec<&Sample> = steady.iter().map(|s| **s).collect();
+    let batch = |s: &Sample| s.times.batch;
+    let queue = |s: &Sample| s.times.queue;
+    let beyond = |s: &Sample| s.times.batch.map(|b| s.latency - b);
     // steady throughput: requests completed in [warmup, wall]
     let done_steady = ok.iter().filter(|s| s.start + s.latency >= warmup).count();
     let errs: Vec<String> = errors
@@ -183,7 +214,7 @@ fn main() {
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     println!(
-        "{{\"clients\": {clients}, \"requests\": {}, \"ok\": {}, \"errors\": {{{}}}, \"seconds\": {:.2}, \"throughput\": {:.1}, \"p50_ms\": {}, \"p99_ms\": {}, \"warmup_s\": {warmup}, \"steady_requests\": {}, \"steady_throughput\": {:.1}, \"steady_p50_ms\": {}, \"steady_p99_ms\": {}}}",
+        "{{\"clients\": {clients}, \"requests\": {}, \"ok\": {}, \"errors\": {{{}}}, \"seconds\": {:.2}, \"throughput\": {:.1}, \"p50_ms\": {}, \"p99_ms\": {}, \"warmup_s\": {warmup}, \"steady_requests\": {}, \"steady_throughput\": {:.1}, \"steady_p50_ms\": {}, \"steady_p99_ms\": {}, \"p99_beyond_batch_ms\": {}, \"steady_p99_beyond_batch_ms\": {}, \"steady_p99_queue_ms\": {}, \"steady_p50_batch_ms\": {}, \"steady_p99_batch_ms\": {}}}",
         samples.len(),
         ok.len(),
         errs.join(", "),
@@ -195,5 +226,10 @@ fn main() {
         done_steady as f64 / (wall - warmup).max(1e-9),
         json_num(pct(steady_lat.clone(), 0.50)),
         json_num(pct(steady_lat, 0.99)),
+        json_num(pct(of(&ok_v, &beyond), 0.99)),
+        json_num(pct(of(&steady_v, &beyond), 0.99)),
+        json_num(pct(of(&steady_v, &queue), 0.99)),
+        json_num(pct(of(&steady_v, &batch), 0.50)),
+        json_num(pct(of(&steady_v, &batch), 0.99)),
     );
 }

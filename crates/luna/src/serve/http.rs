@@ -4,7 +4,10 @@
 //! (method, path) for the five routes. Every answer goes through [`handle`], which assigns the
 //! request id (an incoming `x-request-id` of up to 64 visible ASCII characters is kept, else
 //! `<prefix>-<n>`), sets it on the response, records the metrics and writes one log line
-//! `serve: <id> <method> <path> <status> <ms> ms[ note]` to stderr. Errors are JSON
+//! `serve: <id> <method> <path> <status> <ms> ms[ note]` to stderr. A classify answer also
+//! says where its time went, in headers and in the note: `x-queue-ms` (admission to its batch
+//! leaving), `x-batch-ms` (that batch's time in the worker), `x-batch-size` (its crops), so a
+//! client sees whether a slow answer waited or computed. Errors are JSON
 //! `{"error": "...", "request_id": "..."}` with 400 (malformed input: the parser's message),
 //! 404/405, 413 (body over `--max-body`: refused from `Content-Length` before reading, or when
 //! the streamed body passes the limit), 500 (the model failed) and 503 + `Retry-After` (queue
@@ -36,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use super::batcher::{BatchFailure, Batcher};
+use super::batcher::{Arriving, BatchFailure, Batcher};
 use super::metrics::Metrics;
 use super::parse;
 
@@ -113,17 +116,19 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     r
 }
 
-/// Answers one request (never fails: every error is an HTTP answer).
+/// Answers one request (never fails: every error is an HTTP answer). `opened`: its
+/// connection's guard as a request on its way, when this is the connection's first request.
 pub async fn handle(
     st: Arc<State>,
     req: Request<Incoming>,
+    opened: Option<Arriving>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let t0 = Instant::now();
     let seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let id = request_id(&st, req.headers(), seq);
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     st.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
-    let (route, result) = route(&st, req, &id, seq).await;
+    let (route, result) = route(&st, req, &id, seq, opened).await;
     let (mut resp, note) = match result {
         Ok((r, note)) => (r, note),
         Err(e) => {
@@ -151,12 +156,22 @@ pub async fn handle(
 
 type Answer = Result<(Response<Full<Bytes>>, String), HttpError>;
 
-async fn route(st: &State, req: Request<Incoming>, id: &str, seq: u64) -> (&'static str, Answer) {
+async fn route(
+    st: &State,
+    req: Request<Incoming>,
+    id: &str,
+    seq: u64,
+    opened: Option<Arriving>,
+) -> (&'static str, Answer) {
     let allow = |m: &'static str| {
         Err(HttpError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("use {m} for this path"),
         ))
+    };
+    let opened = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/classify") => opened,
+        _ => None,
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => ("healthz", Ok((health(st).await, String::new()))),
@@ -172,7 +187,7 @@ async fn route(st: &State, req: Request<Incoming>, id: &str, seq: u64) -> (&'sta
             );
             ("metrics", Ok((r, String::new())))
         }
-        (&Method::POST, "/v1/classify") => ("classify", classify(st, req, id).await),
+        (&Method::POST, "/v1/classify") => ("classify", classify(st, req, id, opened).await),
         (&Method::POST, "/v1/detect") => ("detect", detect(st, req, seq).await),
         (_, "/healthz" | "/v1/models" | "/metrics") => ("other", allow("GET")),
         (_, "/v1/classify" | "/v1/detect") => ("other", allow("POST")),
@@ -253,8 +268,13 @@ fn prob(v: f32) -> Value {
     }
 }
 
-async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
-    let arriving = st.batcher.arriving();
+async fn classify(
+    st: &State,
+    req: Request<Incoming>,
+    id: &str,
+    opened: Option<Arriving>,
+) -> Answer {
+    let arriving = opened.unwrap_or_else(|| st.batcher.arriving());
     let (h, _, b) = body(st, req).await?;
     let crops = parse::classify_body(
         header(&h, "content-type"),
@@ -270,7 +290,7 @@ async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
         .submit(n, crops.bytes)
         .map_err(|e| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     drop(arriving);
-    let probs = rx
+    let answered = rx
         .await
         .map_err(|_| {
             HttpError::new(
@@ -287,12 +307,31 @@ async fn classify(st: &State, req: Request<Incoming>, id: &str) -> Answer {
             };
             HttpError::new(status, f.to_string())
         })?;
-    let predictions: Vec<Value> = probs
+    let predictions: Vec<Value> = answered
+        .probs
         .iter()
         .map(|p| json!({"prob_nodule": prob(p[0]), "prob_malignant": prob(p[1])}))
         .collect();
     let doc = json!({"request_id": id, "models": st.model_keys, "predictions": predictions});
-    Ok((json_response(StatusCode::OK, &doc), format!(" ({n} crops)")))
+    let mut resp = json_response(StatusCode::OK, &doc);
+    let (queue_ms, batch_ms) = (
+        answered.queued.as_secs_f64() * 1e3,
+        answered.batch.as_secs_f64() * 1e3,
+    );
+    for (name, v) in [
+        ("x-queue-ms", format!("{queue_ms:.1}")),
+        ("x-batch-ms", format!("{batch_ms:.1}")),
+        ("x-batch-size", answered.batch_crops.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    let note = format!(
+        " ({n} crops; queued {queue_ms:.1} ms, batch of {} in {batch_ms:.1} ms)",
+        answered.batch_crops
+    );
+    Ok((resp, note))
 }
 
 /// `uid=` of a query string.
@@ -383,6 +422,11 @@ impl<F: FnMut()> Drop for Defer<F> {
     }
 }
 
+/// Takes a connection's guard as a request on its way (the first request, or the expiry).
+fn take(opened: &std::sync::Mutex<Option<Arriving>>) -> Option<Arriving> {
+    opened.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 /// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests.
 pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -405,7 +449,16 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
         };
         let _ = stream.set_nodelay(true);
         let st = st.clone();
-        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+        // a new connection is a request on its way: a batch about to leave waits for it
+        // (see batcher's doc) until its first request's headers are in, at most max_wait
+        let opened = Arc::new(std::sync::Mutex::new(Some(st.batcher.arriving())));
+        let expire = opened.clone();
+        let wait = st.batcher.max_wait();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            take(&expire);
+        });
+        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req, take(&opened)));
         // a client that never finishes its headers (slowloris) is dropped after 30 s
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

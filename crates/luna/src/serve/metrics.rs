@@ -1,7 +1,7 @@
 //! The service's counters, written as Prometheus text (`GET /metrics`, exposition format 0.0.4).
 //!
 //! Design: a handful of series behind one mutex — requests by route and status, request
-//! latency and batch size/time histograms, queue depth, the worker's state and restarts. A
+//! latency, batch size/time and queue-wait histograms, queue depth, the worker's state and restarts. A
 //! request updates them once when it ends, a batch once when it returns, so the lock is taken
 //! a few times per request and never held across an await.
 //!
@@ -72,6 +72,7 @@ struct Inner {
     latency: BTreeMap<&'static str, Histogram>,
     batch_size: Histogram,
     batch_seconds: Histogram,
+    queue_seconds: Histogram,
     restarts: u64,
 }
 
@@ -97,6 +98,7 @@ impl Default for Metrics {
                 latency: BTreeMap::new(),
                 batch_size: Histogram::new(BATCH_BUCKETS),
                 batch_seconds: Histogram::new(LATENCY_BUCKETS),
+                queue_seconds: Histogram::new(LATENCY_BUCKETS),
                 restarts: 0,
             }),
             queued: AtomicI64::new(0),
@@ -129,6 +131,14 @@ impl Metrics {
         m.batch_seconds.observe(seconds);
     }
 
+    /// Records how long each request of a batch waited in the queue before the batch left.
+    pub fn queued_for(&self, waits: &[std::time::Duration]) {
+        let mut m = self.lock();
+        for w in waits {
+            m.queue_seconds.observe(w.as_secs_f64());
+        }
+    }
+
     /// Records a worker restart.
     pub fn restart(&self) {
         self.lock().restarts += 1;
@@ -158,6 +168,9 @@ impl Metrics {
         out.push_str("# HELP luna_serve_batch_seconds Worker time per batch.\n# TYPE luna_serve_batch_seconds histogram\n");
         m.batch_seconds
             .write(&mut out, "luna_serve_batch_seconds", "");
+        out.push_str("# HELP luna_serve_queue_seconds Classify request time from admission to its batch leaving for the worker.\n# TYPE luna_serve_queue_seconds histogram\n");
+        m.queue_seconds
+            .write(&mut out, "luna_serve_queue_seconds", "");
         let gauges = [
             (
                 "luna_serve_queue_depth",
@@ -195,6 +208,7 @@ impl Inner {
             latency: self.latency.clone(),
             batch_size: self.batch_size.clone(),
             batch_seconds: self.batch_seconds.clone(),
+            queue_seconds: self.queue_seconds.clone(),
             restarts: self.restarts,
         }
     }
@@ -211,6 +225,10 @@ mod tests {
         m.request("classify", 200, 0.2);
         m.request("classify", 503, 0.0001);
         m.batch(3, 0.01);
+        m.queued_for(&[
+            std::time::Duration::from_millis(3),
+            std::time::Duration::from_millis(30),
+        ]);
         let t = m.render();
         assert!(
             t.contains("luna_serve_requests_total{route=\"classify\",status=\"200\"} 2\n"),
@@ -230,5 +248,6 @@ mod tests {
         );
         assert!(t.contains("luna_serve_batch_size_bucket{le=\"2\"} 0\nluna_serve_batch_size_bucket{le=\"4\"} 1\n"), "{t}");
         assert!(t.contains("luna_serve_queue_depth 0\n"), "{t}");
+        assert!(t.contains("luna_serve_queue_seconds_bucket{le=\"0.005\"} 1\nluna_serve_queue_seconds_bucket{le=\"0.01\"} 1\nluna_serve_queue_seconds_bucket{le=\"0.025\"} 1\nluna_serve_queue_seconds_bucket{le=\"0.05\"} 2\n"), "{t}");
     }
 }
