@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use super::metrics::Metrics;
 use super::wire::{self, BatchError, Hello, InferConfig, Tag};
@@ -218,16 +218,22 @@ async fn spawn(spec: &WorkerSpec) -> Result<(Worker, Hello), String> {
 
 /// A classify request whose body is being received, counted while it lives (see
 /// [`Batcher::arriving`]).
-pub struct Arriving(Arc<AtomicUsize>);
+pub struct Arriving(Arc<Arrivals>);
 
 impl Drop for Arriving {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none.notify_waiters();
+        }
     }
 }
 
-/// How often a batch that waits for arriving bodies looks at their count.
-const ARRIVING_TICK: Duration = Duration::from_millis(1);
+/// Requests on their way, and a wake-up for a batch that waits for them when none is left.
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicUsize,
+    none: Notify,
+}
 
 /// The classify queue and its batching task.
 pub struct Batcher {
@@ -235,7 +241,7 @@ pub struct Batcher {
     metrics: Arc<Metrics>,
     capacity: usize,
     max_wait: Duration,
-    arriving: Arc<AtomicUsize>,
+    arriving: Arc<Arrivals>,
     /// The current worker.
     pub state: Arc<Mutex<WorkerState>>,
 }
@@ -255,7 +261,7 @@ impl Batcher {
             started: 1,
         }));
         let (tx, rx) = mpsc::unbounded_channel();
-        let arriving = Arc::new(AtomicUsize::new(0));
+        let arriving = Arc::new(Arrivals::default());
         let task = tokio::spawn(run(
             rx,
             Some(worker),
@@ -288,7 +294,7 @@ impl Batcher {
     /// one for a classify request from its headers on, and one for a new connection until its
     /// first request's headers are in (at most `max_wait`).
     pub fn arriving(&self) -> Arriving {
-        self.arriving.fetch_add(1, Ordering::SeqCst);
+        self.arriving.count.fetch_add(1, Ordering::SeqCst);
         Arriving(self.arriving.clone())
     }
 
@@ -326,7 +332,7 @@ async fn run(
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
     state: Arc<Mutex<WorkerState>>,
-    arriving: Arc<AtomicUsize>,
+    arriving: Arc<Arrivals>,
 ) {
     let mut carry: Option<Job> = None;
     loop {
@@ -344,18 +350,27 @@ async fn run(
         let mut n = first.n;
         let mut batch = vec![first];
         while n < cfg.max_batch {
+            // registered before the count is read, so a last guard dropped in between wakes it
+            let none_left = arriving.none.notified();
+            tokio::pin!(none_left);
+            none_left.as_mut().enable();
             let now = tokio::time::Instant::now();
-            let waiting = arriving.load(Ordering::SeqCst) > 0;
-            // before the deadline: wait for it; then, while bodies arrive, look every tick
-            // until `late`; otherwise take only what is queued already (a past instant)
+            let waiting = arriving.count.load(Ordering::SeqCst) > 0;
+            // before the deadline: wait for it; then, while requests are on their way, until
+            // `late` or none is left; otherwise take only what is queued already (a past instant)
+            let extend = now >= deadline && waiting && now < late;
             let until = if now < deadline {
                 deadline
-            } else if waiting && now < late {
-                (now + ARRIVING_TICK).min(late)
+            } else if extend {
+                late
             } else {
                 now
             };
-            match tokio::time::timeout_at(until, rx.recv()).await {
+            let next = tokio::select! {
+                r = tokio::time::timeout_at(until, rx.recv()) => r,
+                () = &mut none_left, if extend => continue,
+            };
+            match next {
                 Ok(Some(j)) if n + j.n > cfg.max_batch => {
                     carry = Some(j);
                     break;
