@@ -84,8 +84,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::cache::{Cache, KeyLock, Manifest};
 use super::error::{CacheError, RemoteError};
 
-/// Files above this size are uploaded in parts (default of [`RemoteSpec::multipart_bytes`]):
-/// rclone's `upload_cutoff`. Smaller files go up in one PUT.
+/// Files above this size are uploaded in parts (when [`RemoteSpec::multipart_bytes`] is
+/// `None`): rclone's `upload_cutoff`. Smaller files go up in one PUT.
 pub const MULTIPART_BYTES: u64 = 200 << 20;
 /// Size of one part of a multipart upload.
 pub const PART_BYTES: usize = 16 << 20;
@@ -128,8 +128,8 @@ pub struct RemoteSpec {
     pub profile: Option<String>,
     /// Files moved at once.
     pub jobs: usize,
-    /// Files above this many bytes are uploaded in parts; 0: [`MULTIPART_BYTES`].
-    pub multipart_bytes: u64,
+    /// Files above this many bytes are uploaded in parts (`None`: [`MULTIPART_BYTES`]).
+    pub multipart_bytes: Option<u64>,
 }
 
 /// What a remote holds: one LIST.
@@ -293,11 +293,7 @@ impl Remote {
             prefix: StorePath::from(prefix.trim_matches('/')),
             rt,
             jobs,
-            multipart_bytes: if spec.multipart_bytes == 0 {
-                MULTIPART_BYTES
-            } else {
-                spec.multipart_bytes
-            },
+            multipart_bytes: spec.multipart_bytes.unwrap_or(MULTIPART_BYTES),
             warnings: Mutex::new(Vec::new()),
             progress: console::Term::stderr().is_term(),
             no_credentials,

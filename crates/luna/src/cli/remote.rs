@@ -195,7 +195,7 @@ pub fn open(config: &Config, asked: Option<&str>) -> Result<(Remote, Inventory),
         region: rc.region.clone(),
         profile: rc.profile.clone(),
         jobs: rc.jobs.unwrap_or(DEFAULT_JOBS),
-        multipart_bytes: rc.multipart_mib.map_or(0, |m| m.saturating_mul(1 << 20)),
+        multipart_bytes: rc.multipart_mib.map(|m| m.saturating_mul(1 << 20)),
     })?;
     let inv = remote.inventory()?;
     Ok((remote, inv))
