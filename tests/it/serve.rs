@@ -164,6 +164,12 @@ impl Drop for Server {
     }
 }
 
+/// The head of a raw classify request of `n` crops and `len` body bytes, for tests that send
+/// the body themselves (in pieces, or later).
+fn classify_head(n: usize, len: usize) -> String {
+    format!("POST /v1/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nX-Shape: {n},32,48,48\r\nContent-Length: {len}\r\n\r\n")
+}
+
 fn raw_body(crops: &[Vec<i16>]) -> Vec<u8> {
     crops
         .iter()
@@ -472,7 +478,7 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
             std::thread::sleep(Duration::from_millis(50));
             let body = raw_body(&crops[1..2]);
             let mut b = TcpStream::connect(&arrive.addr).unwrap();
-            let head = format!("POST /v1/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nX-Shape: 1,32,48,48\r\nContent-Length: {}\r\n\r\n", body.len());
+            let head = classify_head(1, body.len());
             b.write_all(head.as_bytes()).unwrap();
             b.write_all(&body[..1000]).unwrap();
             std::thread::sleep(Duration::from_millis(350));
@@ -500,7 +506,7 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
             let mut b = TcpStream::connect(&opened.addr).unwrap();
             std::thread::sleep(Duration::from_millis(1250));
             let body = raw_body(&crops[1..2]);
-            let head = format!("POST /v1/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nX-Shape: 1,32,48,48\r\nContent-Length: {}\r\n\r\n", body.len());
+            let head = classify_head(1, body.len());
             b.write_all(head.as_bytes()).unwrap();
             b.write_all(&body).unwrap();
             (a.join().unwrap(), read_response(&mut b))

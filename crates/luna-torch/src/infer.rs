@@ -121,17 +121,23 @@ fn serve(stdin: &mut impl Read, stdout: &mut impl Write) -> Result<(), StageErro
             )));
         }
     }
+    // P(nodule), P(malignant) (NaN without the model) of each crop, flat
+    let probs = |crops: &[Vec<i16>]| -> Result<Vec<f32>, StageError> {
+        let pn = classify_crops(&nodule.model, crops, shape, cfg.chunk)?;
+        let pm = match &mal {
+            Some(m) => Some(classify_crops(&m.model, crops, shape, cfg.chunk)?),
+            None => None,
+        };
+        Ok((0..crops.len())
+            .flat_map(|i| [pn[i] as f32, pm.as_ref().map_or(f32::NAN, |p| p[i] as f32)])
+            .collect())
+    };
+    let vox: usize = shape.iter().product();
     // One full batch through each model before saying hello: the first pass at a batch size
     // builds oneDNN's primitives and the allocator's pools (measured: the first batch of 64
     // took 930 ms, the next ones 650-670), which would otherwise land on the first full
     // batch of real requests. Capped: a huge max_batch is primed with PRIME_MAX crops.
-    let vox: usize = shape.iter().product();
-    let prime = vec![vec![0i16; vox]; cfg.chunk.clamp(1, PRIME_MAX)];
-    classify_crops(&nodule.model, &prime, shape, cfg.chunk)?;
-    if let Some(m) = &mal {
-        classify_crops(&m.model, &prime, shape, cfg.chunk)?;
-    }
-    drop(prime);
+    probs(&vec![vec![0i16; vox]; cfg.chunk.clamp(1, PRIME_MAX)])?;
     write_json(
         stdout,
         &Hello {
@@ -157,14 +163,7 @@ fn serve(stdin: &mut impl Read, stdout: &mut impl Write) -> Result<(), StageErro
             })
             .and_then(|v| {
                 let crops: Vec<Vec<i16>> = v.chunks_exact(vox).map(<[i16]>::to_vec).collect();
-                let pn = classify_crops(&nodule.model, &crops, shape, cfg.chunk)?;
-                let pm = match &mal {
-                    Some(m) => Some(classify_crops(&m.model, &crops, shape, cfg.chunk)?),
-                    None => None,
-                };
-                Ok((0..crops.len())
-                    .flat_map(|i| [pn[i] as f32, pm.as_ref().map_or(f32::NAN, |p| p[i] as f32)])
-                    .collect::<Vec<f32>>())
+                probs(&crops)
             });
         match answer {
             Ok(p) => write_frame(stdout, Tag::Probs, &f32_bytes(&p))?,

@@ -43,20 +43,12 @@ pub fn bench_train_step_on(
             tch::Cuda::synchronize(i as i64);
         }
     };
-    let mut step = || {
+    let step = || {
         let (logits, _probs) = lm.model.forward_t(&x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
         opt.backward_step(&loss.mean(Kind::Float));
     };
-    step();
-    step();
-    sync();
-    let t0 = Instant::now();
-    for _ in 0..steps {
-        step();
-    }
-    sync();
-    Ok(t0.elapsed().as_secs_f64() / steps.max(1) as f64)
+    Ok(seconds_per_step(steps, step, sync))
 }
 
 /// Mean seconds per UNet training step (the book's segmentation step: batch of 7×64×64
@@ -73,18 +65,12 @@ pub fn bench_unet_step(batch: i64, threads: i32, steps: usize) -> Result<f64, Be
     let y = Tensor::rand([batch, 1, 64, 64], (Kind::Float, device))
         .gt(0.9)
         .to_kind(Kind::Float);
-    let mut step = || {
+    let step = || {
         let p = lm.model.forward(&x, true);
         let loss = crate::nn::segment::seg_loss(&p, &y).mean(Kind::Float);
         opt.backward_step(&loss);
     };
-    step();
-    step();
-    let t0 = Instant::now();
-    for _ in 0..steps {
-        step();
-    }
-    Ok(t0.elapsed().as_secs_f64() / steps.max(1) as f64)
+    Ok(seconds_per_step(steps, step, || {}))
 }
 
 /// Mean seconds per crop of an eval-mode LunaModel forward pass (no gradient) over `batch`
@@ -98,11 +84,19 @@ pub fn bench_infer(batch: i64, threads: i32, steps: usize) -> Result<f64, BenchE
     let pass = || {
         let _probs = tch::no_grad(|| lm.model.forward_t(&x, false).1);
     };
-    pass();
-    pass();
+    Ok(seconds_per_step(steps, pass, || {}) / batch.max(1) as f64)
+}
+
+/// Mean seconds of `step` over `steps` runs after two warm-up runs; `sync` waits for the
+/// device before the clock starts and stops.
+fn seconds_per_step(steps: usize, mut step: impl FnMut(), sync: impl Fn()) -> f64 {
+    step();
+    step();
+    sync();
     let t0 = Instant::now();
     for _ in 0..steps {
-        pass();
+        step();
     }
-    Ok(t0.elapsed().as_secs_f64() / (steps.max(1) as f64 * batch.max(1) as f64))
+    sync();
+    t0.elapsed().as_secs_f64() / steps.max(1) as f64
 }

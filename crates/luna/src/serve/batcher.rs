@@ -22,11 +22,10 @@
 //!   are connections opened less than `max_wait` ago that have not sent their first request
 //!   yet: in such a burst most clients are still connecting when the first request is in
 //!   (measured: 64 clients starting at once, first batch 19 crops, the other 45 requests
-//!   waited for it, then for their own). A batch
-//!   therefore waits at most 2 × `max_wait` for company. A job that would overflow the batch
-//!   waits for the next one (a single job larger than `max_batch` runs alone; the worker
-//!   passes it through the model in chunks of `max_batch`). Jobs whose client has gone are
-//!   skipped.
+//!   waited for it, then for their own). A batch therefore waits at most 2 × `max_wait` for
+//!   company. A job that would overflow the batch waits for the next one (a single job
+//!   larger than `max_batch` runs alone; the worker passes it through the model in chunks of
+//!   `max_batch`). Jobs whose client has gone are skipped.
 //! - The worker (`luna-torch infer`, see [`super::wire`]) runs one batch at a time; while it
 //!   does, the next batch fills. On a GPU this is what keeps the device busy with large
 //!   batches; on the CPU it still amortises the per-call overhead of small batches.
@@ -216,8 +215,8 @@ async fn spawn(spec: &WorkerSpec) -> Result<(Worker, Hello), String> {
     }
 }
 
-/// A classify request whose body is being received, counted while it lives (see
-/// [`Batcher::arriving`]).
+/// A request on its way (a classify body being received, or a new connection's first
+/// request), counted while it lives (see [`Batcher::arriving`]).
 pub struct Arriving(Arc<Arrivals>);
 
 impl Drop for Arriving {
