@@ -3,7 +3,7 @@
 # h5py, pyarrow and torch), plus format and lint checks. Idempotent; installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/env.sh
+LUNA_ENV=test source scripts/env.sh
 # The HTML report's browser test needs headless Chromium (Debian's package; no download at
 # test time). Installed once here when missing.
 if ! command -v chromium >/dev/null 2>&1; then
