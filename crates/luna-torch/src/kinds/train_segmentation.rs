@@ -1,9 +1,10 @@
-//! The torch half of `train_segmentation` (compiled into `luna-torch`): the seg_dataset's
-//! samples as sources, a fresh UNet, the Segmentation task, `nn::train::fit`.
+//! The torch half of `train_segmentation` (its plan and params:
+//! `luna::stages::train_segmentation`): the seg_dataset's samples as sources, a fresh UNet, the
+//! Segmentation task, `nn::train::fit`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams};
+use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams, TrainSegmentationStage};
 use luna::store::seg_store::SegStore;
 use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
 
@@ -47,7 +48,7 @@ fn check_samples(
 
 /// Runs `train_segmentation` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: TrainSegmentationParams = params(ctx)?;
+    let p: TrainSegmentationParams = params(TrainSegmentationStage, ctx)?;
     let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
     let loader = cap_threads(ctx, "loader_threads", p.loader_threads.0.unwrap_or(2));
     tch::set_num_threads(threads as i32);

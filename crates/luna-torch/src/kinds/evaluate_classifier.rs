@@ -1,10 +1,11 @@
-//! The torch half of `evaluate_classifier` (compiled into `luna-torch`): the model bound to
-//! the `model` input scores the crops of the chosen split with `nn::train::predict`, the same
-//! pass training-time validation runs; counts use the one threshold rule of `nn::metrics`.
+//! The torch half of `evaluate_classifier` (its plan and params:
+//! `luna::stages::evaluate_classifier`): the model bound to the `model` input scores the crops of
+//! the chosen split with `nn::train::predict`, the same pass training-time validation runs; counts
+//! use the one threshold rule of `nn::metrics`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::evaluate_classifier::EvaluateParams;
+use luna::stages::evaluate_classifier::{EvaluateClassifierStage, EvaluateParams};
 use luna::store::crop_set::{read_index, select, CropSet, Task};
 use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
 
@@ -22,7 +23,7 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
 
 /// Runs `evaluate_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: EvaluateParams = params(ctx)?;
+    let p: EvaluateParams = params(EvaluateClassifierStage, ctx)?;
     let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
     tch::set_num_threads(threads as i32);
     let device = crate::device::choose(*p.device, ctx)?;

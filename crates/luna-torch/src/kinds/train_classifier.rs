@@ -1,10 +1,10 @@
-//! The torch half of `train_classifier` (compiled into `luna-torch`, see its crate doc): turn
-//! the stage's parameters into the generic loop's inputs — the crops as samples, the book's
+//! The torch half of `train_classifier` (its plan and params: `luna::stages::train_classifier`):
+//! turn the stage's parameters into the generic loop's inputs — the crops as samples, the book's
 //! sampler for the task, a fresh or fine-tuned LunaModel — and call `nn::train::fit`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_classifier::TrainParams;
+use luna::stages::train_classifier::{TrainClassifierStage, TrainParams};
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
 use crate::kinds::{
@@ -225,7 +225,7 @@ pub fn train(
 
 /// Runs `train_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let mut p: TrainParams = params(ctx)?;
+    let mut p: TrainParams = params(TrainClassifierStage, ctx)?;
     let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
     p.loader_threads.0 = Some(cap_threads(
         ctx,

@@ -1,6 +1,6 @@
-//! The torch half of `segment` (compiled into `luna-torch`): per series, slices with their
-//! context through the UNet in batches, quantised into the probability volume, committed as a
-//! partition from inside the worker.
+//! The torch half of `segment` (its plan and params: `luna::stages::segment`): per series, slices
+//! with their context through the UNet in batches, quantised into the probability volume, committed
+//! as a partition from inside the worker.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,7 +11,7 @@ use luna::engine::error::StageError;
 use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
 use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
-use luna::stages::segment::{SegmentParams, SeriesChoice, SplitChoice};
+use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
 use luna::tables::{merged_from_frame, read_parquet, Split, Table};
 use tch::{Device, Kind, Tensor};
@@ -95,7 +95,7 @@ pub fn segment_volume(
 
 /// Runs `segment` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: SegmentParams = params(ctx)?;
+    let p: SegmentParams = params(SegmentStage, ctx)?;
     let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
     tch::set_num_threads(threads as i32);
     let device = crate::device::choose(*p.device, ctx)?;
