@@ -21,7 +21,7 @@ use luna::tables::{
 };
 use tch::{Device, Kind, Tensor};
 
-use crate::kinds::{cap_threads, params};
+use crate::kinds::{params, TorchThreads};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::LunaModel;
 
@@ -75,8 +75,7 @@ pub fn classify_crops(
 /// Runs `classify_candidates` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: ClassifyCandidatesParams = params(ClassifyCandidatesStage, ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let load =
         |slot: &str, want: Task| -> Result<Option<(String, String, LoadedModel)>, StageError> {
@@ -198,6 +197,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             .map_err(table_err)?,
         );
         ctx.progress().inc(1);
+        threads.follow();
     }
     let mut df = detections_to_frame(&all).map_err(table_err)?;
     write_parquet(

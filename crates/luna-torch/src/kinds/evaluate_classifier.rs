@@ -9,7 +9,7 @@ use luna::stages::evaluate_classifier::{EvaluateClassifierStage, EvaluateParams}
 use luna::store::crop_set::{read_index, select, CropSet, Task};
 use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
 
-use crate::kinds::{cap_threads, params, Reporter};
+use crate::kinds::{params, Reporter, TorchThreads};
 use crate::nn::checkpoint;
 use crate::nn::classify::{BestBy, Classification, CropSamples};
 use crate::nn::metrics::{compute_at, pr_curve, roc_curve};
@@ -24,8 +24,7 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
 /// Runs `evaluate_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: EvaluateParams = params(EvaluateClassifierStage, ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let up = ctx.input("model")?.clone();
     let (lm, meta) = checkpoint::load_model_files::<LunaModel>(
@@ -63,8 +62,14 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         batch_size: 24,
         ..TrainConfig::default()
     };
-    let (pred, stats) =
-        predict(&lm.model, &cls, &CropSamples(&set), &cfg, &Reporter(ctx)).map_err(dom)?;
+    let (pred, stats) = predict(
+        &lm.model,
+        &cls,
+        &CropSamples(&set),
+        &cfg,
+        &Reporter::new(ctx, &threads),
+    )
+    .map_err(dom)?;
     let out_rows: Vec<PredictionRow> = pred
         .indices
         .iter()

@@ -17,6 +17,8 @@ pub mod test_kinds;
 pub mod train_classifier;
 pub mod train_segmentation;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::engine::kind::{DynKind, ParamProblem, Stage, Typed};
@@ -153,20 +155,77 @@ pub fn tensorboard_mirror(ctx: &StageContext) -> std::path::PathBuf {
         .join(ctx.stage())
 }
 
+/// Torch's intra-op thread count for a stage: an explicit `threads:` hint, fixed for the whole
+/// stage, or else the stage's thread budget, which the executor raises when other stages finish
+/// and which [`TorchThreads::follow`] applies between batches.
+pub struct TorchThreads<'a> {
+    ctx: &'a StageContext,
+    fixed: bool,
+    current: AtomicUsize,
+}
+
+impl<'a> TorchThreads<'a> {
+    /// Sets torch's thread count for the start of the stage: `hint` (capped at the machine's
+    /// cores, with a note), else the stage's budget.
+    pub fn start(ctx: &'a StageContext, hint: Option<usize>) -> TorchThreads<'a> {
+        let n = cap_threads(ctx, "threads", hint.unwrap_or(ctx.threads()));
+        tch::set_num_threads(n as i32);
+        TorchThreads {
+            ctx,
+            fixed: hint.is_some(),
+            current: AtomicUsize::new(n),
+        }
+    }
+
+    /// The thread count torch runs with now.
+    pub fn get(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Between batches: when the stage's budget changed (and no explicit hint fixes the
+    /// count), torch's thread count follows it, with a line in the stage log.
+    pub fn follow(&self) {
+        if self.fixed {
+            return;
+        }
+        let n = self.ctx.threads().clamp(1, luna::engine::context::cores());
+        let was = self.current.swap(n, Ordering::Relaxed);
+        if n != was {
+            tch::set_num_threads(n as i32);
+            self.ctx.log(format!(
+                "torch threads {was} -> {n} (the stage's thread budget changed)"
+            ));
+        }
+    }
+}
+
 /// The training loop's observer for a stage: log lines go to the stage log, passes to its
-/// progress bar.
-pub struct Reporter<'a>(pub &'a StageContext);
+/// progress bar; between batches torch's thread count follows the stage's budget.
+pub struct Reporter<'a> {
+    ctx: &'a StageContext,
+    threads: &'a TorchThreads<'a>,
+}
+
+impl<'a> Reporter<'a> {
+    /// The observer of `ctx`'s stage, torch running with `threads`.
+    pub fn new(ctx: &'a StageContext, threads: &'a TorchThreads<'a>) -> Reporter<'a> {
+        Reporter { ctx, threads }
+    }
+}
 
 impl crate::nn::train::Observer for Reporter<'_> {
     fn log(&self, line: &str) {
-        self.0.log(line);
+        self.ctx.log(line);
     }
     fn pass(&self, len: u64, message: &str) {
-        self.0.progress().start(len, "samples");
-        self.0.progress().set_message(message.to_string());
+        self.ctx.progress().start(len, "samples");
+        self.ctx.progress().set_message(message.to_string());
     }
     fn advance(&self, n: u64) {
-        self.0.progress().inc(n);
+        self.ctx.progress().inc(n);
+    }
+    fn between_batches(&self) {
+        self.threads.follow();
     }
 }
 
@@ -174,7 +233,63 @@ impl crate::nn::train::Observer for Reporter<'_> {
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::DISPATCH;
+    use luna::engine::cache::Cache;
+    use luna::engine::context::{ContextParts, StageContext, ThreadBudget};
+    use luna::engine::events::EventSink;
+
+    use super::{TorchThreads, DISPATCH};
+
+    fn context(dir: &std::path::Path, budget: &ThreadBudget) -> StageContext {
+        let cache = match Cache::open(&dir.join("cache")) {
+            Ok(c) => c,
+            Err(e) => panic!("cache: {e}"),
+        };
+        StageContext::new(ContextParts {
+            stage: "s".into(),
+            pipeline: "p".into(),
+            out_dir: dir.join("out"),
+            workspace: dir.to_path_buf(),
+            upstream: Vec::new(),
+            bindings: Default::default(),
+            tx: EventSink::None,
+            with: serde_json::Value::Null,
+            log_path: dir.join("s.log"),
+            cache,
+            partition_base: serde_json::Value::Null,
+            threads: budget.clone(),
+            key: String::new(),
+            stat: None,
+        })
+    }
+
+    #[test]
+    fn torch_threads_follow_the_budget_between_batches_unless_the_user_fixed_them() {
+        let dir = std::env::temp_dir().join(format!("luna-torch-threads-{}", std::process::id()));
+        let cores = luna::engine::context::cores();
+        let budget = ThreadBudget::new(1);
+        let ctx = context(&dir, &budget);
+        let a = tch::Tensor::ones([64, 64], (tch::Kind::Float, tch::Device::Cpu));
+        let threads = TorchThreads::start(&ctx, None);
+        assert_eq!(threads.get(), 1);
+        let _ = a.matmul(&a); // parallel work has started; the count still changes
+        budget.set(cores); // the executor: the other stages finished
+        threads.follow();
+        assert_eq!(threads.get(), cores);
+        assert_eq!(tch::get_num_threads() as usize, cores);
+        let log = std::fs::read_to_string(dir.join("s.log")).unwrap_or_default();
+        assert_eq!(
+            log.contains(&format!("torch threads 1 -> {cores}")),
+            cores > 1,
+            "{log}"
+        );
+        // an explicit `threads:` hint wins and is never changed
+        let fixed = TorchThreads::start(&ctx, Some(1));
+        budget.set(cores + 1);
+        fixed.follow();
+        assert_eq!(fixed.get(), 1);
+        assert_eq!(tch::get_num_threads(), 1);
+        let _ = std::fs::remove_dir_all(&dir); // best effort: a temp dir
+    }
 
     #[test]
     fn dispatch_table_is_the_registrys_worker_kinds() {

@@ -16,7 +16,7 @@ use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
 use luna::tables::{merged_from_frame, read_parquet, Split, Table};
 use tch::{Device, Kind, Tensor};
 
-use crate::kinds::{cap_threads, params};
+use crate::kinds::{params, TorchThreads};
 use crate::nn::checkpoint;
 use crate::nn::{Model, UNet};
 
@@ -96,8 +96,7 @@ pub fn segment_volume(
 /// Runs `segment` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: SegmentParams = params(SegmentStage, ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let up = ctx.input("model")?.clone();
     let (lm, meta) = checkpoint::load_model_files::<UNet>(
@@ -189,7 +188,10 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             let shape = ct.shape_irc();
             let hu = ct.hu_i16_clipped().map_err(dom)?;
             let t_model = std::time::Instant::now();
-            let mut on_batch = |n: usize| ctx_ref.progress().inc(n as u64);
+            let mut on_batch = |n: usize| {
+                ctx_ref.progress().inc(n as u64);
+                threads.follow();
+            };
             let probs = segment_volume(&lm.model, &hu, shape, context, batch, &mut on_batch)?;
             let t_write = std::time::Instant::now();
             let out = volume_path(dir, uid);

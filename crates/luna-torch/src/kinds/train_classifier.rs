@@ -9,6 +9,7 @@ use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
 use crate::kinds::{
     augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
+    TorchThreads,
 };
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::classify::{malignancy_order, BestBy, Classification, CropSamples};
@@ -226,14 +227,13 @@ pub fn train(
 /// Runs `train_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let mut p: TrainParams = params(TrainClassifierStage, ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    let threads = TorchThreads::start(ctx, p.threads.0);
     p.loader_threads.0 = Some(cap_threads(
         ctx,
         "loader_threads",
         p.loader_threads.0.unwrap_or(2),
     ));
-    tch::set_num_threads(threads as i32);
-    ctx.log(format!("torch threads {threads}"));
+    ctx.log(format!("torch threads {}", threads.get()));
     let device = crate::device::choose(*p.device, ctx)?;
     let crops = ctx.input("crops")?.clone();
     let finetune = ctx.input_opt("finetune_from")?.cloned();
@@ -248,6 +248,6 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         out: ctx.out_dir(),
         mirrors: vec![mirror],
     };
-    train(&p, &dirs, device, &Reporter(ctx))?;
+    train(&p, &dirs, device, &Reporter::new(ctx, &threads))?;
     Ok(())
 }

@@ -184,6 +184,9 @@ pub trait Observer: Sync {
     fn pass(&self, len: u64, message: &str);
     /// `n` more samples of the current pass are done.
     fn advance(&self, n: u64);
+    /// Called between batches (after [`Observer::advance`]), on the thread that runs the
+    /// model: the place to change torch's thread count (a stage's budget grew).
+    fn between_batches(&self) {}
 }
 
 /// An observer that discards everything.
@@ -321,6 +324,7 @@ pub fn train_pass<M: Model, T: Task>(
                 &loss.detach(),
             )?;
             observer.advance(b.indices.len() as u64);
+            observer.between_batches();
             Ok(())
         },
     )?;
@@ -365,6 +369,7 @@ pub fn predict_into<M: Model, T: Task>(
                 let loss = task.loss(&output, &target)?;
                 task.collect(outputs, &b.indices, &output, &target, &loss)?;
                 observer.advance(b.indices.len() as u64);
+                observer.between_batches();
                 Ok(())
             })
         },
