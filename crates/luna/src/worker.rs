@@ -49,15 +49,16 @@ pub const THREADS_PREFIX: &str = "luna:threads ";
 /// How often the parent looks at the stage's thread budget for a change to forward.
 const BUDGET_POLL: Duration = Duration::from_millis(200);
 
-/// Writes a `luna:threads N` line to `to` (a worker's stdin) whenever `budget` changes, looking
-/// every `every`, until `stop`'s senders are gone or the worker no longer reads.
+/// Writes a `luna:threads N` line to `to` (a worker's stdin) whenever `budget` differs from
+/// what the worker was last told (`sent`: the request's count at first), looking every
+/// `every`, until `stop`'s senders are gone or the worker no longer reads.
 pub fn forward_budget(
     budget: &ThreadBudget,
+    mut sent: usize,
     mut to: impl Write,
     stop: Receiver<()>,
     every: Duration,
 ) {
-    let mut sent = budget.get();
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         let n = budget.get();
         if n != sent {
@@ -366,7 +367,9 @@ pub fn run_in_worker<S: WorkerStage>(ctx: &StageContext) -> Result<(), StageErro
     let (stop_tx, stop) = channel::<()>();
     std::thread::scope(|s| {
         if let Some(stdin) = stdin {
-            s.spawn(move || forward_budget(ctx.thread_budget(), stdin, stop, BUDGET_POLL));
+            s.spawn(move || {
+                forward_budget(ctx.thread_budget(), req.threads, stdin, stop, BUDGET_POLL)
+            });
         }
         if let Some(out) = stdout {
             let relay = relay.clone();
@@ -451,7 +454,7 @@ mod tests {
         let (lines_tx, lines) = channel::<String>();
         let (stop_tx, stop) = channel::<()>();
         let got = std::thread::scope(|s| {
-            s.spawn(|| forward_budget(&parent, Lines(lines_tx), stop, Duration::from_millis(1)));
+            s.spawn(|| forward_budget(&parent, 1, Lines(lines_tx), stop, Duration::from_millis(1)));
             parent.set(4); // a stage beside this one finished
             let got = lines.recv_timeout(Duration::from_secs(10));
             drop(stop_tx);
