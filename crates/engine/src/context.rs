@@ -17,11 +17,19 @@
 //! cached partitions: the same code path as a local run, so keys and bytes are equal. Rejected:
 //! a per-kind "list your items" hook (every partitioned kind would have to split its `run`),
 //! and shards by call order (threads make it nondeterministic).
+//!
+//! **Thread budget.** A stage's thread count is a [`ThreadBudget`] shared with the executor,
+//! which gives every running stage an equal share of the machine's cores ([`share_cores`])
+//! and recomputes the shares whenever a stage finishes, so a long stage takes the cores that
+//! free up; [`StageContext::threads`] reads the current value, and a stage that can change its
+//! thread count between batches (torch) re-reads it there. Rejected: a count fixed when the
+//! stage starts (a training that started beside another ran alone on one core afterwards).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,6 +64,38 @@ pub struct Partition {
     pub cached: bool,
 }
 
+/// A running stage's thread budget: set by the executor, read by the stage (clones share it).
+#[derive(Debug, Clone)]
+pub struct ThreadBudget(Arc<AtomicUsize>);
+
+impl ThreadBudget {
+    /// A budget of `n` threads (at least 1).
+    pub fn new(n: usize) -> ThreadBudget {
+        ThreadBudget(Arc::new(AtomicUsize::new(n.max(1))))
+    }
+    /// The current number of threads.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Changes the number of threads (at least 1).
+    pub fn set(&self, n: usize) {
+        self.0.store(n.max(1), Ordering::Relaxed);
+    }
+}
+
+/// The machine's cores (at least 1).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Gives each of `running` an equal share of the machine's cores (at least 1 each).
+pub fn share_cores<'a>(running: impl ExactSizeIterator<Item = &'a ThreadBudget>) {
+    let share = cores() / running.len().max(1);
+    for b in running {
+        b.set(share);
+    }
+}
+
 /// The stage's view of the run.
 pub struct StageContext {
     stage: String,
@@ -74,7 +114,7 @@ pub struct StageContext {
     partitions: Mutex<Vec<String>>,
     fetch: Option<std::sync::Arc<dyn super::remote::Fetcher>>,
     linked: Mutex<Vec<FileEntry>>,
-    threads: usize,
+    threads: ThreadBudget,
     key: String,
     stat: Arc<StatCache>,
     shard: Option<(u32, u32)>,
@@ -116,8 +156,8 @@ pub struct ContextParts {
     pub cache: Cache,
     /// Kind, version and semantic params (partition keys start from these).
     pub partition_base: serde_json::Value,
-    /// Thread budget for the stage.
-    pub threads: usize,
+    /// Thread budget for the stage (the executor may change it while the stage runs).
+    pub threads: ThreadBudget,
     /// The stage's cache key (empty for tools outside a run).
     pub key: String,
     /// Stat cache for [`StageContext::hash_file`].
@@ -284,9 +324,13 @@ impl StageContext {
         fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
         Ok(d)
     }
-    /// Thread budget (a hint).
+    /// Thread budget (a hint): its current value, which may change while the stage runs.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.threads.get()
+    }
+    /// The shared thread budget itself (a worker process's context follows its parent's).
+    pub fn thread_budget(&self) -> &ThreadBudget {
+        &self.threads
     }
     /// The stage's `with:` as written (after interpolation, hints included).
     pub fn with_json(&self) -> &serde_json::Value {
@@ -618,5 +662,49 @@ impl StageContext {
                     })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_the_executor_changes_is_what_the_running_stage_reads() {
+        let dir = std::env::temp_dir().join(format!("luna-budget-{}", std::process::id()));
+        let cache = match Cache::open(&dir.join("cache")) {
+            Ok(c) => c,
+            Err(e) => panic!("cache: {e}"),
+        };
+        let budget = ThreadBudget::new(1);
+        let ctx = StageContext::new(ContextParts {
+            stage: "s".into(),
+            pipeline: "p".into(),
+            out_dir: dir.join("out"),
+            workspace: dir.clone(),
+            upstream: Vec::new(),
+            bindings: BTreeMap::new(),
+            tx: EventSink::None,
+            with: serde_json::Value::Null,
+            log_path: dir.join("s.log"),
+            cache,
+            partition_base: serde_json::Value::Null,
+            threads: budget.clone(),
+            key: String::new(),
+            stat: None,
+        });
+        assert_eq!(ctx.threads(), 1);
+        // the executor's handle: one stage left running gets all the cores
+        share_cores([&budget].into_iter());
+        assert_eq!(ctx.threads(), cores());
+        // two running stages share them, never below one thread each
+        let other = ThreadBudget::new(1);
+        share_cores([&budget, &other].into_iter());
+        assert_eq!(ctx.threads(), (cores() / 2).max(1));
+        assert_eq!(other.get(), (cores() / 2).max(1));
+        // a worker process's context follows through its own handle
+        ctx.thread_budget().set(0);
+        assert_eq!(budget.get(), 1);
+        let _ = fs::remove_dir_all(&dir); // best effort: a temp dir
     }
 }

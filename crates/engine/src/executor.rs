@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cache::{Cache, Manifest, MANIFEST_VERSION};
-use super::context::{ContextParts, StageContext, Upstream};
+use super::context::{cores, share_cores, ContextParts, StageContext, ThreadBudget, Upstream};
 use super::error::StageError;
 use super::events::{Event, EventSink, StageStatus};
 use super::plan::{Freshness, PlannedStage};
@@ -151,6 +151,7 @@ pub fn execute(
     let (tx, rx) = channel::<Event>();
     std::thread::scope(|scope| {
         let mut running = 0usize;
+        let mut budgets: BTreeMap<usize, ThreadBudget> = BTreeMap::new();
         loop {
             // Start what is ready; skip what can no longer run.
             for ps in &order {
@@ -188,11 +189,9 @@ pub fn execute(
                 let upstream = upstreams(p, plan, ps.index, cache);
                 let tx = tx.clone();
                 let outcomes = outcomes.clone();
-                let threads = (std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-                    / running.max(1))
-                .max(1);
+                // thread budget: a share of the cores now, re-shared when a stage finishes
+                let threads = ThreadBudget::new(cores() / running.max(1));
+                budgets.insert(ps.index, threads.clone());
                 let log_path = runs
                     .run_dir(&run_id)
                     .join("logs")
@@ -250,6 +249,8 @@ pub fn execute(
             {
                 if let Some(ps) = order.iter().find(|ps| &ps.stage == stage) {
                     running -= 1;
+                    budgets.remove(&ps.index);
+                    share_cores(budgets.values());
                     st.insert(ps.index, St::Done(*status));
                     let out = outcomes
                         .lock()
@@ -387,7 +388,7 @@ fn run_stage(
     upstream: Vec<Upstream>,
     tx: Sender<Event>,
     log_path: PathBuf,
-    (threads, verify): (usize, bool),
+    (threads, verify): (ThreadBudget, bool),
     stat: Option<std::sync::Arc<super::statcache::StatCache>>,
     fetch: Option<Arc<dyn super::remote::Fetcher>>,
     backend: &dyn Backend,

@@ -1,10 +1,10 @@
 //! The `luna-torch` side of [`crate::worker`]: read a request, run the kind's torch work with
 //! events on stdout, report failure as one `luna:error` line. Also `luna-torch doctor`.
 
-use std::io::Read;
+use std::io::BufRead;
 
 use luna::engine::error::StageError;
-use luna::worker::{report_error, report_result, WorkerRequest};
+use luna::worker::{follow_budget, report_error, report_result, WorkerRequest};
 
 /// Entry point of the `luna-torch` binary; returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
@@ -91,24 +91,31 @@ fn peak_rss_kib() -> i64 {
     }
 }
 
+/// `luna-torch stage`: the request is stdin's first line; the rest of stdin carries the
+/// stage's thread-budget changes (`luna::worker::follow_budget`) while the stage runs.
 fn serve_stage() -> i32 {
-    let mut body = Vec::new();
-    let req = std::io::stdin()
-        .read_to_end(&mut body)
+    let mut stdin = std::io::BufReader::new(std::io::stdin());
+    let mut body = String::new();
+    let req = stdin
+        .read_line(&mut body)
         .map_err(|e| StageError::io("stdin", e))
         .and_then(|_| {
-            serde_json::from_slice::<WorkerRequest>(&body)
+            serde_json::from_str::<WorkerRequest>(&body)
                 .map_err(|e| StageError::msg(format!("bad worker request: {e}")))
         });
-    let mut ctx = match req.and_then(|r| Ok((r.context()?, r))) {
-        Ok((ctx, req)) => (ctx, req.kind),
+    let (mut ctx, kind) = match req.and_then(|r| Ok((r.context()?, r.kind))) {
+        Ok(c) => c,
         Err(e) => {
             report_error(&e);
             return 1;
         }
     };
-    let result = crate::kinds::run(&ctx.1, &mut ctx.0);
-    ctx.0
-        .log(format!("worker: peak memory {} MiB", peak_rss_kib() / 1024));
-    report_result(result, &ctx.0)
+    let budget = ctx.thread_budget().clone();
+    // detached: it ends with stdin, or with the process
+    std::thread::spawn(move || {
+        follow_budget(stdin, &budget, |line| eprintln!("{line}"));
+    });
+    let result = crate::kinds::run(&kind, &mut ctx);
+    ctx.log(format!("worker: peak memory {} MiB", peak_rss_kib() / 1024));
+    report_result(result, &ctx)
 }

@@ -39,6 +39,12 @@ pub enum Device {
 }
 
 impl Device {
+    /// Whether a stage with this hint runs on a GPU when one is there (`auto` or `cuda…`):
+    /// what a scheduler backend asks for (`--gres=gpu:1`).
+    pub fn wants_gpu(self) -> bool {
+        !matches!(self, Device::Cpu)
+    }
+
     /// Parses `auto`, `cpu`, `cuda` or `cuda:N` (the empty string is `auto`).
     pub fn parse(s: &str) -> Result<Device, String> {
         match s {

@@ -27,8 +27,8 @@
 //!   naming the stage and Slurm's words (exit 2) and nothing runs.
 //!
 //! Why here and not in the engine: the request a job runs is the `luna` crate's worker request,
-//! and GPU requests depend on the domain's `device` parameter; the engine only knows the
-//! [`Backend`] trait. Rejected: a scheduler of our own (Slurm is the lab's scheduler); DRMAA
+//! and GPU requests depend on the domain's typed `device` hint (`stages::wants_gpu`); the
+//! engine only knows the [`Backend`] trait. Rejected: a scheduler of our own (Slurm is the lab's scheduler); DRMAA
 //! (not installed on most clusters, and one more C library); one job per partition (888 jobs
 //! for LUNA16 swamp the queue; arrays are Slurm's answer); the final commit as a last dependent
 //! job (a second commit path, and the driver would wait for it anyway).
@@ -156,21 +156,6 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Whether a stage of this kind with these `with:` values runs on a GPU if it can: the kind
-/// has a `device` parameter and it is `cuda`, `auto` or left at its default (`auto`).
-fn wants_gpu(kind: &dyn DynKind, with: &serde_json::Value) -> bool {
-    let schema = serde_json::to_value(kind.schema()).unwrap_or_default();
-    let has_device = schema
-        .get("properties")
-        .and_then(|p| p.get("device"))
-        .is_some();
-    has_device
-        && match with.get("device").and_then(|d| d.as_str()) {
-            None => true,
-            Some(d) => d == "auto" || d.starts_with("cuda"),
-        }
-}
-
 impl Slurm {
     /// The backend, after checking that `sbatch`, `squeue` and `scancel` can be run.
     pub fn new(cfg: SlurmConfig) -> Result<Slurm, SlurmError> {
@@ -196,7 +181,7 @@ impl Slurm {
         let r = &spec.resources;
         let gpus = match r.gpus {
             Some(n) => n,
-            None if self.cfg.gpus && wants_gpu(&*spec.kind, &spec.with) => 1,
+            None if self.cfg.gpus && crate::stages::wants_gpu(spec.kind.name(), &spec.params) => 1,
             None => 0,
         };
         let mut v = Vec::new();
@@ -716,28 +701,32 @@ mod tests {
 
     #[test]
     fn torch_stages_want_a_gpu_unless_their_device_is_cpu() {
-        let r = crate::stages::registry();
-        let (Some(train), Some(command)) = (r.get("train_classifier"), r.get("command")) else {
-            panic!("kinds registered");
+        let r = crate::stages::registry_with(true);
+        let wants = |kind: &str, with: serde_json::Value| {
+            let Some(k) = r.get(kind) else {
+                panic!("kind {kind} registered");
+            };
+            match k.check(&with) {
+                Ok(p) => crate::stages::wants_gpu(kind, &p),
+                Err(e) => panic!("{kind} {with}: {e:?}"),
+            }
         };
-        let with = |v: serde_json::Value| v;
-        assert!(wants_gpu(&*train, &with(serde_json::json!({}))));
-        assert!(wants_gpu(
-            &*train,
-            &with(serde_json::json!({"device": "auto"}))
+        assert!(wants("train_classifier", serde_json::json!({})));
+        assert!(wants(
+            "train_classifier",
+            serde_json::json!({"device": "auto"})
         ));
-        assert!(wants_gpu(
-            &*train,
-            &with(serde_json::json!({"device": "cuda:1"}))
+        assert!(wants(
+            "train_classifier",
+            serde_json::json!({"device": "cuda:1"})
         ));
-        assert!(!wants_gpu(
-            &*train,
-            &with(serde_json::json!({"device": "cpu"}))
+        assert!(!wants(
+            "train_classifier",
+            serde_json::json!({"device": "cpu"})
         ));
-        assert!(!wants_gpu(
-            &*command,
-            &with(serde_json::json!({"run": "true"}))
-        ));
+        assert!(!wants("command", serde_json::json!({"run": "true"})));
+        // a device hint alone does not make a kind a torch kind
+        assert!(!wants("test_params", serde_json::json!({"device": "cuda"})));
         assert_eq!(quote("a'b"), "'a'\\''b'");
     }
 }

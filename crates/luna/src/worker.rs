@@ -2,8 +2,11 @@
 //!
 //! Linking libtorch costs every process ~0.2 s of C++ static initialisation before `main`, so
 //! the `luna` binary does not link it: kinds that need torch (training, evaluation) run their
-//! work in `luna-torch`, spawned per stage. The parent sends a [`WorkerRequest`] as JSON on
-//! stdin; the worker rebuilds a [`StageContext`] whose events go to stdout as
+//! work in `luna-torch`, spawned per stage. The parent sends a [`WorkerRequest`] as one JSON
+//! line on stdin, then keeps stdin open for `luna:threads N` lines whenever the executor
+//! changes the stage's thread budget (a stage that finishes frees cores; see
+//! [`forward_budget`] / [`follow_budget`]); the worker rebuilds a [`StageContext`] whose events
+//! go to stdout as
 //! `luna:event <json>` lines, which the parent forwards to its own progress bar and log;
 //! a failure is one `luna:error <json>` line and exit code 1. The worker's context computes
 //! partition keys from the same base (kind, version, semantic params) as an in-process stage,
@@ -22,19 +25,71 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::cache::{Cache, FileEntry};
-use crate::engine::context::{ContextParts, StageContext, Upstream};
+use crate::engine::context::{ContextParts, StageContext, ThreadBudget, Upstream};
 use crate::engine::error::StageError;
 use crate::engine::events::{EventSink, WireEvent, WIRE_PREFIX};
+use crate::engine::kind::Stage;
+use crate::model::Device;
 
 /// Prefix of the worker's error line.
 pub const ERROR_PREFIX: &str = "luna:error ";
 /// Prefix of the worker's success line ([`WorkerDone`]).
 pub const DONE_PREFIX: &str = "luna:done ";
+/// Prefix of the lines the parent writes to the worker's stdin after the request: the stage's
+/// new thread budget.
+pub const THREADS_PREFIX: &str = "luna:threads ";
+
+/// How often the parent looks at the stage's thread budget for a change to forward.
+const BUDGET_POLL: Duration = Duration::from_millis(200);
+
+/// Writes a `luna:threads N` line to `to` (a worker's stdin) whenever `budget` differs from
+/// what the worker was last told (`sent`: the request's count at first), looking every
+/// `every`, until `stop`'s senders are gone or the worker no longer reads.
+pub fn forward_budget(
+    budget: &ThreadBudget,
+    mut sent: usize,
+    mut to: impl Write,
+    stop: Receiver<()>,
+    every: Duration,
+) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let n = budget.get();
+        if n != sent {
+            let line = format!("{THREADS_PREFIX}{n}\n");
+            if to
+                .write_all(line.as_bytes())
+                .and_then(|()| to.flush())
+                .is_err()
+            {
+                return; // the worker has exited: nothing left to tell it
+            }
+            sent = n;
+        }
+    }
+}
+
+/// The worker's side of [`forward_budget`]: sets `budget` from each `luna:threads N` line of
+/// `from` until it ends; any other line goes to `log` as an error.
+pub fn follow_budget(from: impl BufRead, budget: &ThreadBudget, log: impl Fn(String)) {
+    for line in from.lines().map_while(Result::ok) {
+        match line
+            .strip_prefix(THREADS_PREFIX)
+            .map(|n| n.trim().parse::<usize>())
+        {
+            Some(Ok(n)) => budget.set(n),
+            _ => log(format!(
+                "worker: ignored a bad control line from luna: {line:?}"
+            )),
+        }
+    }
+}
 
 /// What a successful worker reports back.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,7 +174,7 @@ impl WorkerRequest {
             log_path: self.log_path.clone(),
             cache,
             partition_base: self.partition_base.clone(),
-            threads: self.threads,
+            threads: ThreadBudget::new(self.threads),
             key: self.key.clone(),
             stat: None,
         });
@@ -272,9 +327,17 @@ pub fn worker_binary() -> Result<PathBuf, StageError> {
     }
 }
 
-/// Runs the current stage's work in `luna-torch` and forwards its progress and log.
-pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
-    let req = WorkerRequest::from_context(kind, ctx);
+/// A kind whose work runs in the `luna-torch` worker: its `run` is [`run_in_worker`], it is
+/// registered with `stages`' worker list ([`crate::stages::worker_kinds`]), and `luna-torch`
+/// dispatches on its `KIND` (a test there checks the two sets are equal).
+pub trait WorkerStage: Stage {
+    /// The `device` hint of a stage's parameters; `None`: the kind has no device (CPU only).
+    fn device(params: &Self::Params) -> Option<Device>;
+}
+
+/// Runs the current stage's work (kind `S`) in `luna-torch` and forwards its progress and log.
+pub fn run_in_worker<S: WorkerStage>(ctx: &StageContext) -> Result<(), StageError> {
+    let req = WorkerRequest::from_context(S::KIND, ctx);
     let bin = worker_binary()?;
     let mut cmd = Command::new(&bin);
     cmd.arg("stage")
@@ -289,8 +352,10 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         });
     }
     let mut child = cmd.spawn().map_err(|e| StageError::io(&bin, e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let body = serde_json::to_vec(&req).map_err(|e| StageError::msg(e.to_string()))?;
+    let mut stdin = child.stdin.take();
+    if let Some(stdin) = stdin.as_mut() {
+        let mut body = serde_json::to_vec(&req).map_err(|e| StageError::msg(e.to_string()))?;
+        body.push(b'\n');
         stdin
             .write_all(&body)
             .map_err(|e| StageError::io(&bin, e))?;
@@ -298,10 +363,18 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
     let relay: Arc<Mutex<Relay>> = Arc::default();
     let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // the stdout reader holds `stop_tx`: when the worker's output ends, forwarding stops
+    let (stop_tx, stop) = channel::<()>();
     std::thread::scope(|s| {
+        if let Some(stdin) = stdin {
+            s.spawn(move || {
+                forward_budget(ctx.thread_budget(), req.threads, stdin, stop, BUDGET_POLL)
+            });
+        }
         if let Some(out) = stdout {
             let relay = relay.clone();
             s.spawn(move || {
+                let _stop_tx = stop_tx;
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     relay
                         .lock()
@@ -309,6 +382,8 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
                         .line(ctx, &line, true);
                 }
             });
+        } else {
+            drop(stop_tx);
         }
         if let Some(err) = stderr {
             let tail = tail.clone();
@@ -354,4 +429,50 @@ pub fn run_in_worker(kind: &str, ctx: &StageContext) -> Result<(), StageError> {
         "the stage log has the details: {}",
         ctx.log_path().display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that sends each write as a line to the test.
+    struct Lines(std::sync::mpsc::Sender<String>);
+
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(String::from_utf8_lossy(b).into_owned()); // test receiver
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn budget_changes_reach_the_worker_as_lines_and_set_its_budget() {
+        let parent = ThreadBudget::new(1);
+        let (lines_tx, lines) = channel::<String>();
+        let (stop_tx, stop) = channel::<()>();
+        let got = std::thread::scope(|s| {
+            s.spawn(|| forward_budget(&parent, 1, Lines(lines_tx), stop, Duration::from_millis(1)));
+            parent.set(4); // a stage beside this one finished
+            let got = lines.recv_timeout(Duration::from_secs(10));
+            drop(stop_tx);
+            got
+        });
+        let line = match got {
+            Ok(l) => l,
+            Err(e) => panic!("no budget line: {e}"),
+        };
+        assert_eq!(line, "luna:threads 4\n");
+        // the worker's side
+        let child = ThreadBudget::new(1);
+        let bad = Mutex::new(Vec::new());
+        let input = format!("{line}luna:threads x\n");
+        follow_budget(std::io::Cursor::new(input), &child, |l| {
+            bad.lock().unwrap_or_else(|e| e.into_inner()).push(l)
+        });
+        assert_eq!(child.get(), 4);
+        assert_eq!(bad.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+    }
 }

@@ -184,6 +184,9 @@ pub trait Observer: Sync {
     fn pass(&self, len: u64, message: &str);
     /// `n` more samples of the current pass are done.
     fn advance(&self, n: u64);
+    /// Called between batches (after [`Observer::advance`]), on the thread that runs the
+    /// model: the place to change torch's thread count (a stage's budget grew).
+    fn between_batches(&self) {}
 }
 
 /// An observer that discards everything.
@@ -321,6 +324,7 @@ pub fn train_pass<M: Model, T: Task>(
                 &loss.detach(),
             )?;
             observer.advance(b.indices.len() as u64);
+            observer.between_batches();
             Ok(())
         },
     )?;
@@ -365,6 +369,7 @@ pub fn predict_into<M: Model, T: Task>(
                 let loss = task.loss(&output, &target)?;
                 task.collect(outputs, &b.indices, &output, &target, &loss)?;
                 observer.advance(b.indices.len() as u64);
+                observer.between_batches();
                 Ok(())
             })
         },
@@ -421,6 +426,30 @@ fn copy_files(src: &Path, dst: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// The state a run of [`fit`] carries from epoch to epoch (resumed or fresh).
+struct Run<M> {
+    lm: LoadedModel<M>,
+    opt: Optimizer,
+    trainable: Option<Vec<String>>,
+    /// The last epoch already done (0 for a fresh run).
+    done: usize,
+    /// Training samples seen so far.
+    total: u64,
+    /// The best validation score so far.
+    best: Option<f64>,
+}
+
+impl<T: Task> Fit<'_, T> {
+    /// The last checkpoint (every epoch), what a resume starts from.
+    fn last_dir(&self) -> PathBuf {
+        self.resume_dir.join("last")
+    }
+    /// The best checkpoint so far.
+    fn best_dir(&self) -> PathBuf {
+        self.resume_dir.join("best")
+    }
+}
+
 /// Trains (or resumes) a model: see the module doc. `start` builds the model and optimizer of a
 /// fresh run; it is not called when `resume_dir/last` holds a checkpoint.
 pub fn fit<M: Model, T: Task>(
@@ -428,6 +457,55 @@ pub fn fit<M: Model, T: Task>(
     start: impl FnOnce() -> Result<Start<M>, TrainError>,
 ) -> Result<Fitted<T::Metrics>, TrainError> {
     let cfg = f.cfg;
+    check_config(cfg)?;
+    let obs = f.observer;
+    let mut run = resume_or_start(f, start)?;
+    let mut history: Vec<EpochRow<T::Metrics>> = if run.done > 0 {
+        report::load_history(f.resume_dir)
+    } else {
+        Vec::new()
+    };
+    history.retain(|r| r.epoch <= run.done);
+    let mut roots = vec![f.out_dir.join("tensorboard")];
+    roots.extend(f.tensorboard_mirrors.iter().cloned());
+    let (mut boards, skipped) = Boards::create(f.task, &roots, &history)?;
+    for s in skipped {
+        obs.log(&s);
+    }
+    obs.log(&report::table_header(f.task));
+    let val: Vec<&dyn SampleSource> = f.val.iter().copied().filter(|v| !v.is_empty()).collect();
+    let mut first_validation = true;
+    for epoch in run.done + 1..=cfg.epochs {
+        let trn = train_epoch(f, &mut run, epoch)?;
+        obs.log(&report::table_row(f.task, &trn));
+        boards.add(f.task, &trn)?;
+        history.push(trn);
+        let mut score = None;
+        let validate = epoch == 1 || epoch % cfg.validate_every == 0 || epoch == cfg.epochs;
+        if !val.is_empty() && validate {
+            let row = validate_epoch(f, &run.lm.model, &val, epoch, run.total)?;
+            score = Some(f.task.score(&row.metrics));
+            obs.log(&report::table_row(f.task, &row));
+            boards.add(f.task, &row)?;
+            history.push(row);
+            let images = draw_images(&run.lm.model, f.task, &val, first_validation)?;
+            first_validation = false;
+            boards.add_images("val", run.total, &images)?;
+            for img in &images {
+                let png = f
+                    .out_dir
+                    .join("images/val")
+                    .join(format!("{}.png", img.tag));
+                img.image.save_png(&png)?;
+            }
+        }
+        end_epoch(f, &mut run, epoch, score, val.is_empty(), &history)?;
+    }
+    finish(f, history)
+}
+
+/// Refuses loop settings that cannot run (a zero batch size, epoch count, ...).
+fn check_config(cfg: &TrainConfig) -> Result<(), TrainError> {
     for (v, field) in [
         (cfg.batch_size, "batch_size"),
         (cfg.epochs, "epochs"),
@@ -438,155 +516,172 @@ pub fn fit<M: Model, T: Task>(
             return Err(TrainError::Config { field });
         }
     }
-    let obs = f.observer;
-    let last_dir = f.resume_dir.join("last");
-    let best_dir = f.resume_dir.join("best");
-    let (lm, mut opt, trainable, start_epoch, mut total, mut best) =
-        if last_dir.join(checkpoint::META_FILE).is_file() {
-            let (lm, opt, meta) = checkpoint::load_resume::<M>(&last_dir, f.device)?;
-            obs.log(&format!(
-                "resuming from epoch {} checkpoint ({} samples seen)",
-                meta.epoch, meta.total_samples
-            ));
-            (
-                lm,
-                opt,
-                meta.trainable,
-                meta.epoch,
-                meta.total_samples,
-                meta.best_score,
-            )
-        } else {
-            let s = start()?;
-            (s.model, s.opt, s.trainable, 0, 0, None)
-        };
-    let mut history: Vec<EpochRow<T::Metrics>> = if start_epoch > 0 {
-        report::load_history(f.resume_dir)
-    } else {
-        Vec::new()
+    Ok(())
+}
+
+/// The run resumed from the last checkpoint in the resume directory, else started by `start`.
+fn resume_or_start<M: Model, T: Task>(
+    f: &Fit<'_, T>,
+    start: impl FnOnce() -> Result<Start<M>, TrainError>,
+) -> Result<Run<M>, TrainError> {
+    let last_dir = f.last_dir();
+    if !last_dir.join(checkpoint::META_FILE).is_file() {
+        let s = start()?;
+        return Ok(Run {
+            lm: s.model,
+            opt: s.opt,
+            trainable: s.trainable,
+            done: 0,
+            total: 0,
+            best: None,
+        });
+    }
+    let (lm, opt, meta) = checkpoint::load_resume::<M>(&last_dir, f.device)?;
+    f.observer.log(&format!(
+        "resuming from epoch {} checkpoint ({} samples seen)",
+        meta.epoch, meta.total_samples
+    ));
+    Ok(Run {
+        lm,
+        opt,
+        trainable: meta.trainable,
+        done: meta.epoch,
+        total: meta.total_samples,
+        best: meta.best_score,
+    })
+}
+
+/// The training pass of `epoch`: the caller's order, augmentation seeded by `seed + epoch`;
+/// returns the epoch's `trn` row.
+fn train_epoch<M: Model, T: Task>(
+    f: &Fit<'_, T>,
+    run: &mut Run<M>,
+    epoch: usize,
+) -> Result<EpochRow<T::Metrics>, TrainError> {
+    let cfg = f.cfg;
+    let order = (f.order)(epoch)?;
+    f.observer
+        .pass(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
+    let mut aug = cfg
+        .augment
+        .clone()
+        .map(|a| Augmenter::new(a, cfg.seed.wrapping_add(epoch as u64)));
+    let (outputs, stats) = train_pass(
+        &run.lm.model,
+        &mut run.opt,
+        f.task,
+        f.train,
+        &order,
+        cfg,
+        aug.as_mut(),
+        epoch,
+        f.observer,
+    )?;
+    run.total += order.len() as u64;
+    Ok(EpochRow {
+        epoch,
+        total_samples: run.total,
+        phase: "trn".into(),
+        metrics: f
+            .task
+            .metrics(&outputs)
+            .map_err(|e| in_pass(e, epoch, "trn"))?,
+        stats,
+    })
+}
+
+/// The validation pass of `epoch` over every source of `val`, pooled into one `val` row.
+fn validate_epoch<M: Model, T: Task>(
+    f: &Fit<'_, T>,
+    model: &M,
+    val: &[&dyn SampleSource],
+    epoch: usize,
+    total: u64,
+) -> Result<EpochRow<T::Metrics>, TrainError> {
+    let n: usize = val.iter().map(|v| v.len()).sum();
+    f.observer.pass(
+        n as u64,
+        &format!("epoch {epoch}/{} validation", f.cfg.epochs),
+    );
+    let mut outputs = T::Outputs::default();
+    let (mut secs, mut wait) = (0.0, 0.0);
+    for v in val {
+        let s = predict_into(model, f.task, *v, f.cfg, f.observer, &mut outputs)?;
+        secs += s.seconds;
+        wait += s.data_wait_fraction * s.seconds;
+    }
+    let stats = PassStats {
+        samples: n,
+        seconds: secs,
+        samples_per_sec: n as f64 / secs.max(1e-9),
+        data_wait_fraction: wait / secs.max(1e-9),
     };
-    history.retain(|r| r.epoch <= start_epoch);
-    let mut roots = vec![f.out_dir.join("tensorboard")];
-    roots.extend(f.tensorboard_mirrors.iter().cloned());
-    let (mut boards, skipped) = Boards::create(f.task, &roots, &history)?;
-    for s in skipped {
-        obs.log(&s);
+    let metrics = f
+        .task
+        .metrics(&outputs)
+        .map_err(|e| in_pass(e, epoch, "val"))?;
+    Ok(EpochRow {
+        epoch,
+        total_samples: total,
+        phase: "val".into(),
+        metrics,
+        stats,
+    })
+}
+
+/// An epoch's end: the best checkpoint when `score` ties or beats the best (or nothing is
+/// validated, or none was saved yet), history and the task's tables, the last checkpoint.
+fn end_epoch<M: Model, T: Task>(
+    f: &Fit<'_, T>,
+    run: &mut Run<M>,
+    epoch: usize,
+    score: Option<f64>,
+    never_validated: bool,
+    history: &[EpochRow<T::Metrics>],
+) -> Result<(), TrainError> {
+    // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
+    let improved = score.is_some_and(|s| run.best.is_none_or(|b| s >= b));
+    if improved {
+        run.best = score;
     }
-    obs.log(&report::table_header(f.task));
-    let val: Vec<&dyn SampleSource> = f.val.iter().copied().filter(|v| !v.is_empty()).collect();
-    let mut first_validation = true;
-    for epoch in start_epoch + 1..=cfg.epochs {
-        let order = (f.order)(epoch)?;
-        obs.pass(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
-        let mut aug = cfg
-            .augment
-            .clone()
-            .map(|a| Augmenter::new(a, cfg.seed.wrapping_add(epoch as u64)));
-        let (outputs, stats) = train_pass(
-            &lm.model,
-            &mut opt,
-            f.task,
-            f.train,
-            &order,
-            cfg,
-            aug.as_mut(),
-            epoch,
-            obs,
-        )?;
-        total += order.len() as u64;
-        let trn = EpochRow {
-            epoch,
-            total_samples: total,
-            phase: "trn".into(),
-            metrics: f
-                .task
-                .metrics(&outputs)
-                .map_err(|e| in_pass(e, epoch, "trn"))?,
-            stats,
-        };
-        obs.log(&report::table_row(f.task, &trn));
-        boards.add(f.task, &trn)?;
-        history.push(trn);
-        let mut score = None;
-        let validate = epoch == 1 || epoch % cfg.validate_every == 0 || epoch == cfg.epochs;
-        if !val.is_empty() && validate {
-            let n: usize = val.iter().map(|v| v.len()).sum();
-            obs.pass(
-                n as u64,
-                &format!("epoch {epoch}/{} validation", cfg.epochs),
-            );
-            let mut outputs = T::Outputs::default();
-            let (mut secs, mut wait) = (0.0, 0.0);
-            for v in &val {
-                let s = predict_into(&lm.model, f.task, *v, cfg, obs, &mut outputs)?;
-                secs += s.seconds;
-                wait += s.data_wait_fraction * s.seconds;
-            }
-            let stats = PassStats {
-                samples: n,
-                seconds: secs,
-                samples_per_sec: n as f64 / secs.max(1e-9),
-                data_wait_fraction: wait / secs.max(1e-9),
-            };
-            let metrics = f
-                .task
-                .metrics(&outputs)
-                .map_err(|e| in_pass(e, epoch, "val"))?;
-            score = Some(f.task.score(&metrics));
-            let row = EpochRow {
-                epoch,
-                total_samples: total,
-                phase: "val".into(),
-                metrics,
-                stats,
-            };
-            obs.log(&report::table_row(f.task, &row));
-            boards.add(f.task, &row)?;
-            history.push(row);
-            let images = draw_images(&lm.model, f.task, &val, first_validation)?;
-            first_validation = false;
-            boards.add_images("val", total, &images)?;
-            for img in &images {
-                let png = f
-                    .out_dir
-                    .join("images/val")
-                    .join(format!("{}.png", img.tag));
-                img.image.save_png(&png)?;
-            }
-        }
-        // Book p2ch14: best = max(score, best), saved when score == best (a later tie wins).
-        let improved = score.is_some_and(|s| best.is_none_or(|b| s >= b));
+    let meta = CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        model: run.lm.model.model_config(),
+        optimizer: run.opt.config().clone(),
+        train_params: f.train_params.clone(),
+        epoch,
+        total_samples: run.total,
+        score,
+        best_score: run.best,
+        rng_state: None,
+        trainable: run.trainable.clone(),
+    };
+    let best_dir = f.best_dir();
+    if improved || never_validated || !best_dir.join(checkpoint::META_FILE).is_file() {
+        checkpoint::save_checkpoint(&best_dir, &run.lm.vs, &run.opt, &meta)?;
         if improved {
-            best = score;
+            f.observer.log(&format!(
+                "epoch {epoch}: new best {} {:.4}",
+                f.task.score_name(),
+                score.unwrap_or(0.0)
+            ));
         }
-        let meta = CheckpointMeta {
-            format_version: checkpoint::FORMAT_VERSION,
-            model: lm.model.model_config(),
-            optimizer: opt.config().clone(),
-            train_params: f.train_params.clone(),
-            epoch,
-            total_samples: total,
-            score,
-            best_score: best,
-            rng_state: None,
-            trainable: trainable.clone(),
-        };
-        if improved || val.is_empty() || !best_dir.join(checkpoint::META_FILE).is_file() {
-            checkpoint::save_checkpoint(&best_dir, &lm.vs, &opt, &meta)?;
-            if improved {
-                obs.log(&format!(
-                    "epoch {epoch}: new best {} {:.4}",
-                    f.task.score_name(),
-                    score.unwrap_or(0.0)
-                ));
-            }
-        }
-        report::save_history(f.resume_dir, &history)?;
-        // The task's tables and plots are rewritten every epoch, so they are current while
-        // training runs (and complete in the artifact once it commits).
-        f.task.write_summary(f.out_dir, &history)?;
-        checkpoint::save_checkpoint(&last_dir, &lm.vs, &opt, &meta)?;
     }
+    report::save_history(f.resume_dir, history)?;
+    // The task's tables and plots are rewritten every epoch, so they are current while
+    // training runs (and complete in the artifact once it commits).
+    f.task.write_summary(f.out_dir, history)?;
+    checkpoint::save_checkpoint(&f.last_dir(), &run.lm.vs, &run.opt, &meta)?;
+    Ok(())
+}
+
+/// The artifact of a finished run: the best checkpoint as the model, `last/`, the task's
+/// tables; logs the best epoch.
+fn finish<T: Task>(
+    f: &Fit<'_, T>,
+    history: Vec<EpochRow<T::Metrics>>,
+) -> Result<Fitted<T::Metrics>, TrainError> {
+    let best_dir = f.best_dir();
     let best = checkpoint::read_meta(&best_dir)?;
     for (src, dst) in [
         (checkpoint::MODEL_FILE, luna::model::MODEL_WEIGHTS),
@@ -595,9 +690,9 @@ pub fn fit<M: Model, T: Task>(
         let (s, d) = (best_dir.join(src), f.out_dir.join(dst));
         std::fs::copy(&s, &d).map_err(|source| TrainError::Io { path: s, source })?;
     }
-    copy_files(&last_dir, &f.out_dir.join("last"))?;
+    copy_files(&f.last_dir(), &f.out_dir.join("last"))?;
     f.task.write_summary(f.out_dir, &history)?;
-    obs.log(&format!(
+    f.observer.log(&format!(
         "best model: epoch {} {} {}",
         best.epoch,
         f.task.score_name(),

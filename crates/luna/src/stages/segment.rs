@@ -17,6 +17,8 @@
 //! - Slices whose size is not a multiple of 4 (the UNet's two poolings) are padded with air
 //!   (−1000 HU) at the bottom and right and the output cropped back; LUNA16's 512×512 needs
 //!   none.
+//!
+//! The torch half (the work itself) is `crates/luna-torch/src/kinds/segment.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,7 @@ use crate::model::{Device, SEGMENTER};
 use crate::stages::cluster::PROBABILITIES;
 use crate::stages::dataset::{ct_root_inputs, dataset_slot};
 use crate::stages::merge_candidates::CANDIDATES;
+use crate::worker::WorkerStage;
 
 /// Which series to segment (default `val`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -97,13 +100,22 @@ pub struct SegmentParams {
     pub threads: Hint<Option<usize>>,
 }
 
+/// This kind's name in `uses:` and in the `luna-torch` worker's dispatch table.
+pub const KIND: &str = "segment";
+
 /// The `segment` kind.
 pub struct SegmentStage;
+
+impl WorkerStage for SegmentStage {
+    fn device(p: &SegmentParams) -> Option<Device> {
+        Some(*p.device)
+    }
+}
 
 impl Stage for SegmentStage {
     const PARTITIONED: bool = true;
     type Params = SegmentParams;
-    const KIND: &'static str = "segment";
+    const KIND: &'static str = KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str =
         "Whole-CT segmentation with a trained UNet: per-series probability volumes for cluster";
@@ -147,6 +159,6 @@ impl Stage for SegmentStage {
     }
 
     fn run(&self, _p: &SegmentParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }

@@ -7,6 +7,8 @@
 //!   nodules only, as the book validates it.
 //! - The ROC AUC is exact (all distinct thresholds), not the book's 100-threshold trapezoid.
 //! - Inference runs in the `luna-torch` worker; `device` is a hint.
+//!
+//! The torch half (the work itself) is `crates/luna-torch/src/kinds/evaluate_classifier.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use crate::model::Device;
 use crate::model::CLASSIFIER;
 use crate::stages::build_crops::CROPS;
 use crate::store::crop_set::Split;
+use crate::worker::WorkerStage;
 
 /// The artifact type of `evaluate_classifier`: predictions.parquet + metrics.json.
 pub const PREDICTIONS: &str = "predictions";
@@ -51,12 +54,21 @@ fn half() -> f64 {
     0.5
 }
 
+/// This kind's name in `uses:` and in the `luna-torch` worker's dispatch table.
+pub const KIND: &str = "evaluate_classifier";
+
 /// The `evaluate_classifier` kind.
 pub struct EvaluateClassifierStage;
 
+impl WorkerStage for EvaluateClassifierStage {
+    fn device(p: &EvaluateParams) -> Option<Device> {
+        Some(*p.device)
+    }
+}
+
 impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
-    const KIND: &'static str = "evaluate_classifier";
+    const KIND: &'static str = KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
@@ -80,6 +92,6 @@ impl Stage for EvaluateClassifierStage {
     }
 
     fn run(&self, _p: &EvaluateParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }

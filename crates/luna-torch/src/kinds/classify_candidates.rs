@@ -1,5 +1,6 @@
-//! The torch half of `classify_candidates` (compiled into `luna-torch`): per series, the
-//! clusters' crops through the nodule (and malignancy) LunaModel, committed as partitions.
+//! The torch half of `classify_candidates` (its plan and params:
+//! `luna::stages::classify_candidates`): per series, the clusters' crops through the nodule (and
+//! malignancy) LunaModel, committed as partitions.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +10,7 @@ use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::froc::{write_seriesuids, Scans, SERIESUIDS_FILE};
 use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
-use luna::stages::classify_candidates::ClassifyCandidatesParams;
+use luna::stages::classify_candidates::{ClassifyCandidatesParams, ClassifyCandidatesStage};
 use luna::stages::cluster::searched_series;
 use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
@@ -20,7 +21,7 @@ use luna::tables::{
 };
 use tch::{Device, Kind, Tensor};
 
-use crate::kinds::{cap_threads, params};
+use crate::kinds::{params, TorchThreads};
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::LunaModel;
 
@@ -73,9 +74,8 @@ pub fn classify_crops(
 
 /// Runs `classify_candidates` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: ClassifyCandidatesParams = params(ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let p: ClassifyCandidatesParams = params(ClassifyCandidatesStage, ctx)?;
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let load =
         |slot: &str, want: Task| -> Result<Option<(String, String, LoadedModel)>, StageError> {
@@ -197,6 +197,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             .map_err(table_err)?,
         );
         ctx.progress().inc(1);
+        threads.follow();
     }
     let mut df = detections_to_frame(&all).map_err(table_err)?;
     write_parquet(

@@ -1,14 +1,15 @@
-//! The torch half of `evaluate_classifier` (compiled into `luna-torch`): the model bound to
-//! the `model` input scores the crops of the chosen split with `nn::train::predict`, the same
-//! pass training-time validation runs; counts use the one threshold rule of `nn::metrics`.
+//! The torch half of `evaluate_classifier` (its plan and params:
+//! `luna::stages::evaluate_classifier`): the model bound to the `model` input scores the crops of
+//! the chosen split with `nn::train::predict`, the same pass training-time validation runs; counts
+//! use the one threshold rule of `nn::metrics`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::evaluate_classifier::EvaluateParams;
+use luna::stages::evaluate_classifier::{EvaluateClassifierStage, EvaluateParams};
 use luna::store::crop_set::{read_index, select, CropSet, Task};
 use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
 
-use crate::kinds::{cap_threads, params, Reporter};
+use crate::kinds::{params, Reporter, TorchThreads};
 use crate::nn::checkpoint;
 use crate::nn::classify::{BestBy, Classification, CropSamples};
 use crate::nn::metrics::{compute_at, pr_curve, roc_curve};
@@ -22,9 +23,8 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
 
 /// Runs `evaluate_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: EvaluateParams = params(ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let p: EvaluateParams = params(EvaluateClassifierStage, ctx)?;
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let up = ctx.input("model")?.clone();
     let (lm, meta) = checkpoint::load_model_files::<LunaModel>(
@@ -62,8 +62,14 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         batch_size: 24,
         ..TrainConfig::default()
     };
-    let (pred, stats) =
-        predict(&lm.model, &cls, &CropSamples(&set), &cfg, &Reporter(ctx)).map_err(dom)?;
+    let (pred, stats) = predict(
+        &lm.model,
+        &cls,
+        &CropSamples(&set),
+        &cfg,
+        &Reporter::new(ctx, &threads),
+    )
+    .map_err(dom)?;
     let out_rows: Vec<PredictionRow> = pred
         .indices
         .iter()

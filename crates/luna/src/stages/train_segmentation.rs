@@ -23,6 +23,8 @@
 //!   drawn).
 //! - Work runs in the `luna-torch` worker; `device`, `threads`, `loader_threads`, `prefetch`
 //!   are hints.
+//!
+//! The torch half (the work itself) is `crates/luna-torch/src/kinds/train_segmentation.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,7 @@ use crate::model::{
     check_augment, check_optimizer, AugmentParams, Device, OptimizerParams, SEGMENTER,
 };
 use crate::stages::seg_dataset::SEG_DATASET;
+use crate::worker::WorkerStage;
 
 /// Parameters of `train_segmentation`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -133,12 +136,21 @@ pub enum SegScore {
     F1,
 }
 
+/// This kind's name in `uses:` and in the `luna-torch` worker's dispatch table.
+pub const KIND: &str = "train_segmentation";
+
 /// The `train_segmentation` kind.
 pub struct TrainSegmentationStage;
 
+impl WorkerStage for TrainSegmentationStage {
+    fn device(p: &TrainSegmentationParams) -> Option<Device> {
+        Some(*p.device)
+    }
+}
+
 impl Stage for TrainSegmentationStage {
     type Params = TrainSegmentationParams;
-    const KIND: &'static str = "train_segmentation";
+    const KIND: &'static str = KIND;
     // 2: prediction overlay images (TensorBoard + images/val/*.png).
     const VERSION: u32 = 2;
     const DOC: &'static str =
@@ -181,6 +193,6 @@ impl Stage for TrainSegmentationStage {
     }
 
     fn run(&self, _p: &TrainSegmentationParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }

@@ -1,14 +1,15 @@
-//! The torch half of `train_classifier` (compiled into `luna-torch`, see its crate doc): turn
-//! the stage's parameters into the generic loop's inputs — the crops as samples, the book's
+//! The torch half of `train_classifier` (its plan and params: `luna::stages::train_classifier`):
+//! turn the stage's parameters into the generic loop's inputs — the crops as samples, the book's
 //! sampler for the task, a fresh or fine-tuned LunaModel — and call `nn::train::fit`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_classifier::TrainParams;
+use luna::stages::train_classifier::{TrainClassifierStage, TrainParams};
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 
 use crate::kinds::{
     augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
+    TorchThreads,
 };
 use crate::nn::checkpoint::{self, LoadedModel};
 use crate::nn::classify::{malignancy_order, BestBy, Classification, CropSamples};
@@ -225,15 +226,14 @@ pub fn train(
 
 /// Runs `train_classifier` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let mut p: TrainParams = params(ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    let mut p: TrainParams = params(TrainClassifierStage, ctx)?;
+    let threads = TorchThreads::start(ctx, p.threads.0);
     p.loader_threads.0 = Some(cap_threads(
         ctx,
         "loader_threads",
         p.loader_threads.0.unwrap_or(2),
     ));
-    tch::set_num_threads(threads as i32);
-    ctx.log(format!("torch threads {threads}"));
+    ctx.log(format!("torch threads {}", threads.get()));
     let device = crate::device::choose(*p.device, ctx)?;
     let crops = ctx.input("crops")?.clone();
     let finetune = ctx.input_opt("finetune_from")?.cloned();
@@ -248,6 +248,6 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         out: ctx.out_dir(),
         mirrors: vec![mirror],
     };
-    train(&p, &dirs, device, &Reporter(ctx))?;
+    train(&p, &dirs, device, &Reporter::new(ctx, &threads))?;
     Ok(())
 }

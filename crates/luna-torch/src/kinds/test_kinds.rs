@@ -1,15 +1,16 @@
-//! The torch half of the test-only `test_torch_partitions` kind (compiled into `luna-torch`):
-//! per-item partitions committed from inside the worker, scheduled longest first.
+//! The torch half of the test-only `test_torch_partitions` kind (its plan and params:
+//! `luna::stages::test_kinds`): per-item partitions committed from inside the worker, scheduled
+//! longest first.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::test_kinds::TestTorchPartitionsParams;
+use luna::stages::test_kinds::{TestTorchPartitionsParams, TestTorchPartitionsStage};
 
 use crate::kinds::params;
 
 /// Runs `test_torch_partitions` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: TestTorchPartitionsParams = params(ctx)?;
+    let p: TestTorchPartitionsParams = params(TestTorchPartitionsStage, ctx)?;
     let files = luna::stages::test_kinds::item_files(ctx, &p.items)?;
     let ctx_ref = &*ctx;
     let results = ctx.longest_first(

@@ -1,6 +1,6 @@
-//! The torch half of `segment` (compiled into `luna-torch`): per series, slices with their
-//! context through the UNet in batches, quantised into the probability volume, committed as a
-//! partition from inside the worker.
+//! The torch half of `segment` (its plan and params: `luna::stages::segment`): per series, slices
+//! with their context through the UNet in batches, quantised into the probability volume, committed
+//! as a partition from inside the worker.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,12 +11,12 @@ use luna::engine::error::StageError;
 use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
 use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
-use luna::stages::segment::{SegmentParams, SeriesChoice, SplitChoice};
+use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
 use luna::tables::{merged_from_frame, read_parquet, Split, Table};
 use tch::{Device, Kind, Tensor};
 
-use crate::kinds::{cap_threads, params};
+use crate::kinds::{params, TorchThreads};
 use crate::nn::checkpoint;
 use crate::nn::{Model, UNet};
 
@@ -95,9 +95,8 @@ pub fn segment_volume(
 
 /// Runs `segment` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: SegmentParams = params(ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
-    tch::set_num_threads(threads as i32);
+    let p: SegmentParams = params(SegmentStage, ctx)?;
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let device = crate::device::choose(*p.device, ctx)?;
     let up = ctx.input("model")?.clone();
     let (lm, meta) = checkpoint::load_model_files::<UNet>(
@@ -189,7 +188,10 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             let shape = ct.shape_irc();
             let hu = ct.hu_i16_clipped().map_err(dom)?;
             let t_model = std::time::Instant::now();
-            let mut on_batch = |n: usize| ctx_ref.progress().inc(n as u64);
+            let mut on_batch = |n: usize| {
+                ctx_ref.progress().inc(n as u64);
+                threads.follow();
+            };
             let probs = segment_volume(&lm.model, &hu, shape, context, batch, &mut on_batch)?;
             let t_write = std::time::Instant::now();
             let out = volume_path(dir, uid);

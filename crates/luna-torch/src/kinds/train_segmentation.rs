@@ -1,14 +1,16 @@
-//! The torch half of `train_segmentation` (compiled into `luna-torch`): the seg_dataset's
-//! samples as sources, a fresh UNet, the Segmentation task, `nn::train::fit`.
+//! The torch half of `train_segmentation` (its plan and params:
+//! `luna::stages::train_segmentation`): the seg_dataset's samples as sources, a fresh UNet, the
+//! Segmentation task, `nn::train::fit`.
 
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams};
+use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams, TrainSegmentationStage};
 use luna::store::seg_store::SegStore;
 use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
 
 use crate::kinds::{
     augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
+    TorchThreads,
 };
 use crate::nn::checkpoint::LoadedModel;
 use crate::nn::segment::{seg_train_order, SegTrainSamples, SegValSamples, Segmentation};
@@ -47,10 +49,9 @@ fn check_samples(
 
 /// Runs `train_segmentation` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
-    let p: TrainSegmentationParams = params(ctx)?;
-    let threads = cap_threads(ctx, "threads", p.threads.0.unwrap_or(ctx.threads()));
+    let p: TrainSegmentationParams = params(TrainSegmentationStage, ctx)?;
+    let threads = TorchThreads::start(ctx, p.threads.0);
     let loader = cap_threads(ctx, "loader_threads", p.loader_threads.0.unwrap_or(2));
-    tch::set_num_threads(threads as i32);
     let device = crate::device::choose(*p.device, ctx)?;
     let data = ctx.input("seg_dataset")?.clone();
     let index = data.dir.join(Table::SegIndex.file_name());
@@ -87,11 +88,12 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         .map(|s| 2 * s.context_slices() + 1)
         .unwrap_or(7);
     ctx.log(format!(
-        "data: `{}`: {} training crops in {} series, {val_slices} validation slices in {} series; torch threads {threads}",
+        "data: `{}`: {} training crops in {} series, {val_slices} validation slices in {} series; torch threads {}",
         data.stage,
         trn.crops(),
         train_stores.len(),
-        vals.len()
+        vals.len(),
+        threads.get()
     ));
     let cfg = TrainConfig {
         batch_size: p.batch_size,
@@ -110,7 +112,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let order = |epoch: usize| seg_train_order(&trn, p.epoch_samples, p.seed, epoch);
     let resume = ctx.resume_dir()?;
     let mirror = tensorboard_mirror(ctx);
-    let reporter = Reporter(ctx);
+    let reporter = Reporter::new(ctx, &threads);
     let spec = Fit {
         task: &Segmentation {
             best_by_f1: p.best_by == SegScore::F1,

@@ -1,7 +1,7 @@
 //! Kinds that exist only for luna's own integration tests (registered when the environment
 //! has `LUNA_TEST_KINDS=1`): typed parameters with a hint, to test key and error behaviour
 //! without CT data, and a torch kind with per-item partitions in the worker (its torch half is
-//! `torch.rs`, compiled into `luna-torch`), and a slow partitioned kind without torch (the
+//! `crates/luna-torch/src/kinds/test_kinds.rs`), and a slow partitioned kind without torch (the
 //! Slurm tests cancel its array tasks mid-run).
 
 use schemars::JsonSchema;
@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, Stage};
+use crate::model::Device;
+use crate::worker::WorkerStage;
 
 /// Parameters of `test_params`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -42,12 +44,19 @@ fn default_lr() -> f64 {
     0.001
 }
 
+/// `uses:` name of [`TestParamsStage`].
+pub const PARAMS_KIND: &str = "test_params";
+/// `uses:` name of [`TestTorchPartitionsStage`] (and its key in the worker's dispatch table).
+pub const TORCH_PARTITIONS_KIND: &str = "test_torch_partitions";
+/// `uses:` name of [`TestSlowPartitionsStage`].
+pub const SLOW_PARTITIONS_KIND: &str = "test_slow_partitions";
+
 /// Writes its parameters and upstream keys to `params.json`.
 pub struct TestParamsStage;
 
 impl Stage for TestParamsStage {
     type Params = TestParams;
-    const KIND: &'static str = "test_params";
+    const KIND: &'static str = PARAMS_KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str = "(tests only) write the parameters to params.json";
 
@@ -79,10 +88,16 @@ pub struct TestTorchPartitionsParams {
 /// (`computed`, `cached`).
 pub struct TestTorchPartitionsStage;
 
+impl WorkerStage for TestTorchPartitionsStage {
+    fn device(_: &TestTorchPartitionsParams) -> Option<Device> {
+        None
+    }
+}
+
 impl Stage for TestTorchPartitionsStage {
     const PARTITIONED: bool = true;
     type Params = TestTorchPartitionsParams;
-    const KIND: &'static str = "test_torch_partitions";
+    const KIND: &'static str = TORCH_PARTITIONS_KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str = "(tests only) per-item partitions computed by torch in the worker";
 
@@ -95,7 +110,7 @@ impl Stage for TestTorchPartitionsStage {
         _p: &TestTorchPartitionsParams,
         ctx: &mut StageContext,
     ) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }
 
@@ -121,7 +136,7 @@ pub struct TestSlowPartitionsStage;
 impl Stage for TestSlowPartitionsStage {
     const PARTITIONED: bool = true;
     type Params = TestSlowPartitionsParams;
-    const KIND: &'static str = "test_slow_partitions";
+    const KIND: &'static str = SLOW_PARTITIONS_KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str = "(tests only) slow per-item partitions, in the luna process";
 

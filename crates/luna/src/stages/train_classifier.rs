@@ -18,6 +18,8 @@
 //!   the result matches an uninterrupted run's sampling).
 //! - Work runs in the `luna-torch` worker (see `crate::worker`); `device`, `threads`,
 //!   `loader_threads` and `prefetch` are hints, outside the cache key.
+//!
+//! The torch half (the work itself) is `crates/luna-torch/src/kinds/train_classifier.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,7 @@ use crate::model::Device;
 use crate::model::CLASSIFIER;
 use crate::stages::build_crops::CROPS;
 pub use crate::store::crop_set::Task;
+use crate::worker::WorkerStage;
 
 use crate::model::{check_augment, check_optimizer};
 pub use crate::model::{AugmentParams, OptimizerParams};
@@ -116,12 +119,21 @@ impl TrainParams {
     }
 }
 
+/// This kind's name in `uses:` and in the `luna-torch` worker's dispatch table.
+pub const KIND: &str = "train_classifier";
+
 /// The `train_classifier` kind.
 pub struct TrainClassifierStage;
 
+impl WorkerStage for TrainClassifierStage {
+    fn device(p: &TrainParams) -> Option<Device> {
+        Some(*p.device)
+    }
+}
+
 impl Stage for TrainClassifierStage {
     type Params = TrainParams;
-    const KIND: &'static str = "train_classifier";
+    const KIND: &'static str = KIND;
     const VERSION: u32 = 1;
     const DOC: &'static str =
         "Train the book's LunaModel on a crops artifact (nodule or malignancy; resumable)";
@@ -166,6 +178,6 @@ impl Stage for TrainClassifierStage {
     }
 
     fn run(&self, _p: &TrainParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }

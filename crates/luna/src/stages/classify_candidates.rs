@@ -21,6 +21,8 @@
 //!   missed). A clusters artifact without it is an error, not "the series with clusters".
 //! - The models are checked against their slots: `model` must be a nodule classifier and
 //!   `malignancy_model` a malignancy one (from the sidecar's task); a swap is an error.
+//!
+//! The torch half (the work itself) is `crates/luna-torch/src/kinds/classify_candidates.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,7 @@ use crate::model::{Device, CLASSIFIER};
 use crate::stages::cluster::CLUSTERS;
 use crate::stages::dataset::{ct_root_inputs, dataset_slot};
 use crate::stages::merge_candidates::CANDIDATES;
+use crate::worker::WorkerStage;
 
 /// The artifact type of `classify_candidates`: detections.parquet.
 pub const DETECTIONS: &str = "detections";
@@ -71,13 +74,22 @@ pub struct ClassifyCandidatesParams {
     pub threads: Hint<Option<usize>>,
 }
 
+/// This kind's name in `uses:` and in the `luna-torch` worker's dispatch table.
+pub const KIND: &str = "classify_candidates";
+
 /// The `classify_candidates` kind.
 pub struct ClassifyCandidatesStage;
+
+impl WorkerStage for ClassifyCandidatesStage {
+    fn device(p: &ClassifyCandidatesParams) -> Option<Device> {
+        Some(*p.device)
+    }
+}
 
 impl Stage for ClassifyCandidatesStage {
     const PARTITIONED: bool = true;
     type Params = ClassifyCandidatesParams;
-    const KIND: &'static str = "classify_candidates";
+    const KIND: &'static str = KIND;
     const VERSION: u32 = 2;
     const DOC: &'static str =
         "Classify segmentation clusters (or any candidate table): crops from the CT, P(nodule) and P(malignant) per point";
@@ -108,6 +120,6 @@ impl Stage for ClassifyCandidatesStage {
     }
 
     fn run(&self, _p: &ClassifyCandidatesParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::worker::run_in_worker(Self::KIND, ctx)
+        crate::worker::run_in_worker::<Self>(ctx)
     }
 }
