@@ -1,14 +1,21 @@
+//! The owner of the terminal: everything the engine reports while it works (run events,
+//! remote transfers) is drawn here, into one [`MultiProgress`] on stderr, so bars never
+//! overwrite each other.
+//!
 //! The human reporter: a start line, one fixed-column line per finished stage, a summary.
 //! On a terminal each running stage gets an indicatif bar (count, rate, ETA); elsewhere
 //! (CI logs) progress is printed as plain lines at most every 10% or 10 s per stage.
+//! Remote transfers ([`TransferBars`]) get one bar each on a terminal (bytes, rate, ETA,
+//! files) and nothing elsewhere: the command's summary line says what moved.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::events::{Event, StageStatus};
+use crate::engine::events::{Event, EventSink, Listener, StageStatus, Transfer};
 use crate::engine::executor::Reporter;
 use crate::engine::plan::{Freshness, PlannedStage};
 use crate::engine::runs::RunRecord;
@@ -26,26 +33,86 @@ pub struct HumanReporter {
     phase: BTreeMap<String, (Instant, u64)>,
     started: BTreeMap<String, Instant>,
     run_id: String,
+    transfers: TransferBars,
+}
+
+/// The process's one set of bars on stderr (hidden when stderr is not a terminal).
+fn terminal() -> &'static MultiProgress {
+    static MP: OnceLock<MultiProgress> = OnceLock::new();
+    MP.get_or_init(|| {
+        MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr_with_hz(8)
+        } else {
+            ProgressDrawTarget::hidden()
+        })
+    })
+}
+
+/// Renders [`Event::Transfer`]: one bar per running transfer, on [`terminal`].
+#[derive(Debug, Default)]
+pub struct TransferBars {
+    bars: Mutex<BTreeMap<(&'static str, String), ProgressBar>>,
+}
+
+impl TransferBars {
+    /// Shows `t` (a new bar, a new position, or the bar removed when it is done).
+    pub fn show(&self, t: &Transfer) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (t.verb, t.remote.clone());
+        if t.done {
+            if let Some(pb) = bars.remove(&key) {
+                pb.finish_and_clear();
+                terminal().remove(&pb);
+            }
+            return;
+        }
+        if t.total_bytes == 0 {
+            return;
+        }
+        let pb = bars.entry(key).or_insert_with(|| {
+            let pb = terminal().add(ProgressBar::new(t.total_bytes));
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            pb.set_style(style);
+            pb.set_prefix(format!("{} {}", t.verb, t.remote));
+            pb.enable_steady_tick(Duration::from_millis(200));
+            pb
+        });
+        pb.set_position(t.bytes);
+        pb.set_message(format!("({}/{} files)", t.files, t.total_files));
+    }
+}
+
+impl Listener for TransferBars {
+    fn event(&self, ev: Event) {
+        if let Event::Transfer(t) = &ev {
+            self.show(t);
+        }
+    }
+}
+
+/// The sink a remote sends its transfers' progress to: bars on this terminal.
+pub fn transfer_sink() -> EventSink {
+    EventSink::Listener(Arc::new(TransferBars::default()))
 }
 
 impl HumanReporter {
     /// A reporter writing to stderr.
     pub fn new(verbose: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
-        let mp = MultiProgress::with_draw_target(if tty {
-            ProgressDrawTarget::stderr_with_hz(8)
-        } else {
-            ProgressDrawTarget::hidden()
-        });
         HumanReporter {
             verbose,
             tty,
-            mp,
+            mp: terminal().clone(),
             bars: BTreeMap::new(),
             plain: BTreeMap::new(),
             phase: BTreeMap::new(),
             started: BTreeMap::new(),
             run_id: String::new(),
+            transfers: TransferBars::default(),
         }
     }
 
@@ -174,6 +241,8 @@ impl Reporter for HumanReporter {
                     }
                 }
             }
+            Event::Warning { message } => self.line(format!("{:>12} {message}", "warning:")),
+            Event::Transfer(t) => self.transfers.show(t),
             Event::Log { stage, line } => {
                 if self.verbose {
                     self.line(format!("{:>12} {stage}: {line}", "|"));

@@ -197,6 +197,7 @@ pub fn open(config: &Config, asked: Option<&str>) -> Result<(Remote, Inventory),
         jobs: rc.jobs.unwrap_or(DEFAULT_JOBS),
         multipart_bytes: rc.multipart_mib.map(|m| m.saturating_mul(1 << 20)),
     })?;
+    remote.set_events(super::console::transfer_sink());
     let inv = remote.inventory()?;
     Ok((remote, inv))
 }
