@@ -135,6 +135,65 @@ pub fn status_line(word: &str, d: Option<Duration>, stage: &str) -> String {
     }
 }
 
+impl HumanReporter {
+    /// A stage's progress: its bar on a terminal, else a plain line at most every 10% or
+    /// 10 s.
+    fn progress(&mut self, stage: &str, pos: u64, len: Option<u64>, unit: &str, message: &str) {
+        if self.tty {
+            if let Some(pb) = self.bars.get(stage) {
+                if let Some(l) = len {
+                    if pb.length() != Some(l) {
+                        pb.set_length(l);
+                        pb.set_style(
+                            ProgressStyle::with_template(&format!(
+                                "{{prefix:>14}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
+                            ))
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                        );
+                    }
+                }
+                pb.set_position(pos);
+                pb.set_message(message.to_string());
+            }
+        } else {
+            let now = Instant::now();
+            let phase = self.phase.entry(stage.to_string()).or_insert((now, 0));
+            if pos < phase.1 {
+                *phase = (now, 0);
+                self.plain.remove(stage);
+            }
+            phase.1 = pos;
+            let phase_start = phase.0;
+            let (last_t, last_pos) = self
+                .plain
+                .get(stage)
+                .copied()
+                .unwrap_or((now - Duration::from_secs(3600), 0));
+            let step = len.map(|l| (l / 10).max(1)).unwrap_or(u64::MAX);
+            let done = len.is_some_and(|l| pos >= l);
+            if (pos.saturating_sub(last_pos) >= step
+                || now - last_t >= Duration::from_secs(10)
+                || done)
+                && pos != last_pos
+            {
+                self.plain.insert(stage.to_string(), (now, pos));
+                let el = self
+                    .started
+                    .get(stage)
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                let rate = pos as f64 / (now - phase_start).as_secs_f64().max(1e-9);
+                let total = len.map(|l| format!("/{l}")).unwrap_or_default();
+                self.line(format!(
+                    "{} {pos}{total} {unit} ({rate:.1}/s) {message}",
+                    status_line("PROGRESS", Some(el), stage)
+                ));
+            }
+        }
+    }
+}
+
 impl Reporter for HumanReporter {
     fn start(&mut self, p: &Pipeline, plan: &[PlannedStage], jobs: usize, run_id: &str) {
         self.run_id = run_id.into();
@@ -187,60 +246,7 @@ impl Reporter for HumanReporter {
                 len,
                 unit,
                 message,
-            } => {
-                if self.tty {
-                    if let Some(pb) = self.bars.get(stage) {
-                        if let Some(l) = len {
-                            if pb.length() != Some(*l) {
-                                pb.set_length(*l);
-                                pb.set_style(
-                                    ProgressStyle::with_template(&format!(
-                                        "{{prefix:>14}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-                                    ))
-                                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                                    .progress_chars("=> "),
-                                );
-                            }
-                        }
-                        pb.set_position(*pos);
-                        pb.set_message(message.clone());
-                    }
-                } else {
-                    let now = Instant::now();
-                    let phase = self.phase.entry(stage.clone()).or_insert((now, 0));
-                    if *pos < phase.1 {
-                        *phase = (now, 0);
-                        self.plain.remove(stage);
-                    }
-                    phase.1 = *pos;
-                    let phase_start = phase.0;
-                    let (last_t, last_pos) = self
-                        .plain
-                        .get(stage)
-                        .copied()
-                        .unwrap_or((now - Duration::from_secs(3600), 0));
-                    let step = len.map(|l| (l / 10).max(1)).unwrap_or(u64::MAX);
-                    let done = len.is_some_and(|l| *pos >= l);
-                    if (pos.saturating_sub(last_pos) >= step
-                        || now - last_t >= Duration::from_secs(10)
-                        || done)
-                        && *pos != last_pos
-                    {
-                        self.plain.insert(stage.clone(), (now, *pos));
-                        let el = self
-                            .started
-                            .get(stage)
-                            .map(|t| t.elapsed())
-                            .unwrap_or_default();
-                        let rate = *pos as f64 / (now - phase_start).as_secs_f64().max(1e-9);
-                        let total = len.map(|l| format!("/{l}")).unwrap_or_default();
-                        self.line(format!(
-                            "{} {pos}{total} {unit} ({rate:.1}/s) {message}",
-                            status_line("PROGRESS", Some(el), stage)
-                        ));
-                    }
-                }
-            }
+            } => self.progress(stage, *pos, *len, unit, message),
             Event::Warning { message } => self.line(format!("{:>12} {message}", "warning:")),
             Event::Transfer(t) => self.transfers.show(t),
             Event::Log { stage, line } => {
