@@ -391,6 +391,7 @@ impl Cache {
                     let me = unsafe { libc::geteuid() };
                     let mine = f.metadata().map(|m| m.uid()).ok() == Some(me);
                     if mine {
+                        // best effort: another member then opens it read-only, which flock accepts (below)
                         let _ = f.set_permissions(fs::Permissions::from_mode(0o664));
                     }
                 }
@@ -452,6 +453,8 @@ impl Cache {
 
     /// Deletes a temporary directory of this process (a failed stage's output) and its lock.
     pub fn discard_tmp(&self, tmp: &Path) {
+        // what cannot be removed now is a dead run's debris: `clean_stale_tmp` and `cache gc`
+        // remove it later, and no tmp dir is ever read as an object
         let _ = remove_tree(tmp);
         tmp_locks().remove(tmp);
     }
@@ -573,6 +576,7 @@ impl Cache {
             };
             // SAFETY: flock on a file descriptor we own.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // best effort: a dead run's debris is tried again at the next clean-up
                 let _ = remove_tree(&dir);
             }
         }
@@ -784,6 +788,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<(), CacheError> {
 pub fn remove_tree(dir: &Path) -> Result<(), CacheError> {
     for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
         if e.file_type().is_dir() {
+            // a folder that stays read-only fails the removal below, which reports it
             let _ = set_mode(e.path(), 0o755);
         }
     }
@@ -843,6 +848,7 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
     })();
     if res.is_err() {
+        // the write's own error is returned; a temporary file left behind is never read
         let _ = fs::remove_file(&tmp);
     }
     res

@@ -1,5 +1,10 @@
 //! Events from running stages to the one owner of the terminal (the reporter), and the
-//! progress handle stages use. Stages never print; they report through these.
+//! progress handle stages use. Stages never print; they report through these, and so do the
+//! engine's other long operations: a remote transfer (`remote/`) sends [`Event::Transfer`]
+//! and a run record that cannot be saved is an [`Event::Warning`]. The engine draws nothing
+//! itself: the CLI's console renders events (bars on a terminal, lines elsewhere).
+//! Rejected: progress bars drawn by the engine (two owners of one terminal, whose bars
+//! overwrite each other, and a library that prints).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -71,6 +76,13 @@ pub enum Event {
         /// The line.
         line: String,
     },
+    /// Something the user should know that fails nothing (e.g. a run record not saved).
+    Warning {
+        /// The text.
+        message: String,
+    },
+    /// Progress of a transfer to or from a cache remote.
+    Transfer(Transfer),
     /// A stage finished.
     Finished {
         /// Stage name.
@@ -84,6 +96,31 @@ pub enum Event {
         /// Hint for failures.
         hint: Option<String>,
     },
+}
+
+/// Progress of one push, pull or remote verify: bytes and files moved so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// `push`, `pull` or `verify`.
+    pub verb: &'static str,
+    /// The remote's name.
+    pub remote: String,
+    /// Bytes moved so far.
+    pub bytes: u64,
+    /// Bytes to move in all.
+    pub total_bytes: u64,
+    /// Files done so far.
+    pub files: u64,
+    /// Files in all.
+    pub total_files: u64,
+    /// The transfer has ended (the last event of it).
+    pub done: bool,
+}
+
+/// Receives events on the thread that sends them (a renderer that is itself thread-safe).
+pub trait Listener: Send + Sync + std::fmt::Debug {
+    /// Takes one event.
+    fn event(&self, ev: Event);
 }
 
 #[derive(Debug)]
@@ -104,6 +141,8 @@ pub enum EventSink {
     Channel(Sender<Event>),
     /// `luna:event` lines on stdout.
     Stdout,
+    /// A listener called on the sending thread (the CLI's renderer of remote transfers).
+    Listener(Arc<dyn Listener>),
 }
 
 /// The part of an event a worker process forwards to its parent.
@@ -137,8 +176,10 @@ impl EventSink {
         match self {
             EventSink::None => {}
             EventSink::Channel(tx) => {
+                // the receiver (the executor's main thread) outlives every stage that sends
                 let _ = tx.send(ev);
             }
+            EventSink::Listener(l) => l.event(ev),
             EventSink::Stdout => {
                 let wire = match ev {
                     Event::Progress {
@@ -159,6 +200,7 @@ impl EventSink {
                 if let Ok(j) = serde_json::to_string(&wire) {
                     use std::io::Write;
                     let mut out = std::io::stdout().lock();
+                    // a parent that stopped reading has gone: progress for no one is no loss
                     let _ = writeln!(out, "{WIRE_PREFIX}{j}");
                     let _ = out.flush();
                 }

@@ -14,19 +14,22 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
-use std::sync::mpsc::{channel, Sender};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use super::cache::{Cache, Manifest, MANIFEST_VERSION};
+use super::cache::{Cache, KeyLock, Manifest, MANIFEST_VERSION};
 use super::context::{cores, share_cores, ContextParts, StageContext, ThreadBudget, Upstream};
 use super::error::StageError;
 use super::events::{Event, EventSink, StageStatus};
 use super::plan::{Freshness, PlannedStage};
 use super::reason::RerunReason;
+use super::remote::Fetcher;
 use super::runs::{self, PipelineState, RunRecord, Runs, StageRecord, StageState};
 use super::spec::{Pipeline, StageSpec};
+use super::statcache::StatCache;
 
 /// Where a stage's work runs (see the module doc).
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -61,13 +64,13 @@ pub struct RunOptions {
     /// Maximum stages running at once.
     pub jobs: usize,
     /// Stat cache stages may use to hash files they read (see `StageContext::hash_file`).
-    pub stat: Option<std::sync::Arc<super::statcache::StatCache>>,
+    pub stat: Option<Arc<StatCache>>,
     /// Re-hash every upstream file before a stage consumes it, whatever the object's size
     /// (`luna run --verify`); otherwise only objects up to `CHEAP_HASH_BYTES` are re-hashed.
     pub verify: bool,
     /// Fetches a missing artifact (or partition) from a remote instead of computing it
     /// (`luna run --pull`; see `remote.rs`).
-    pub fetch: Option<Arc<dyn super::remote::Fetcher>>,
+    pub fetch: Option<Arc<dyn Fetcher>>,
     /// Where stages' work runs ([`Local`] unless `luna run --executor` says otherwise).
     pub backend: Arc<dyn Backend>,
 }
@@ -79,11 +82,24 @@ enum St {
     Done(StageStatus),
 }
 
+/// What a stage thread hands back to the main thread (next to its `Finished` event).
 struct Outcome {
     error: Option<(String, Option<String>)>,
     partitions: Vec<String>,
     status: StageStatus,
     jobs: Vec<String>,
+}
+
+impl Outcome {
+    /// Ended without error: `status` (`Ran` or `Cached`), with the artifact's partitions.
+    fn ok(status: StageStatus, partitions: Vec<String>, jobs: Vec<String>) -> Outcome {
+        Outcome {
+            error: None,
+            partitions,
+            status,
+            jobs,
+        }
+    }
 }
 
 /// Executes the selected stages of `plan`; returns the run record (also saved under `runs/`).
@@ -96,10 +112,42 @@ pub fn execute(
     reporter: &mut dyn Reporter,
 ) -> RunRecord {
     cache.clean_stale_tmp();
-    let run_id = runs::new_run_id(&p.name);
-    let started = Instant::now();
-    let mut rec = RunRecord {
-        id: run_id.clone(),
+    let mut rec = new_record(p);
+    let saved = runs.save(&rec);
+    let mut run = Run::new(p, plan, cache, runs, opts, rec.id.clone());
+    reporter.start(p, plan, run.jobs, &run.run_id);
+    if let Err(e) = saved {
+        warn_unsaved(runs, &rec, &e, reporter);
+    }
+    run.settle_fresh(reporter);
+    let (tx, rx) = channel::<Event>();
+    std::thread::scope(|scope| run.drive(scope, &tx, &rx, reporter));
+    drop(tx);
+    // drain events that arrived after the last Finished (none expected)
+    while let Ok(ev) = rx.try_recv() {
+        reporter.event(&ev);
+    }
+    rec.stages = run
+        .order
+        .iter()
+        .filter_map(|ps| run.records.remove(&ps.index))
+        .collect();
+    rec.success = rec
+        .stages
+        .iter()
+        .all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached));
+    rec.ended = Some(chrono::Utc::now().to_rfc3339());
+    if let Err(e) = runs.save(&rec) {
+        warn_unsaved(runs, &rec, &e, reporter);
+    }
+    reporter.finish(&rec, run.started.elapsed());
+    rec
+}
+
+/// A new run's record, before any stage ran.
+fn new_record(p: &Pipeline) -> RunRecord {
+    RunRecord {
+        id: runs::new_run_id(&p.name),
         pipeline: p.name.clone(),
         pipeline_file: p
             .file
@@ -114,129 +162,127 @@ pub fn execute(
         ended: None,
         success: false,
         stages: Vec::new(),
-    };
-    let _ = runs.save(&rec);
-    let jobs = opts.jobs.max(1);
-    reporter.start(p, plan, jobs, &run_id);
+    }
+}
 
-    let by_index: BTreeMap<usize, &PlannedStage> = plan.iter().map(|ps| (ps.index, ps)).collect();
-    let order: Vec<&PlannedStage> = p
-        .dag
-        .topo_order()
-        .iter()
-        .filter_map(|i| by_index.get(i).copied())
-        .collect();
-    let mut st: BTreeMap<usize, St> = BTreeMap::new();
-    let mut records: BTreeMap<usize, StageRecord> = BTreeMap::new();
-    let outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>> = Arc::default();
+/// A run record that could not be saved: the run goes on (its artifacts are in the cache;
+/// only `luna runs`, the report and `cache gc --keep-runs` miss the record), with a warning
+/// on stderr (through the reporter) and in the run's `warnings.log`.
+fn warn_unsaved(runs: &Runs, rec: &RunRecord, e: &std::io::Error, reporter: &mut dyn Reporter) {
+    let path = runs.run_dir(&rec.id).join("run.json");
+    let message = format!("could not save the run record {}: {e}", path.display());
+    if let Err(e2) = runs.append_warning(&rec.id, &message) {
+        reporter.event(&Event::Warning {
+            message: format!("{message} (nor write it to the run's warnings.log: {e2})"),
+        });
+    } else {
+        reporter.event(&Event::Warning { message });
+    }
+}
 
-    // Stages outside the selection count as done (their artifacts are cached or not needed).
-    // one state-file write for every stage that is fresh already (not one per stage)
-    let mut fresh_states = Vec::new();
-    for ps in &order {
-        let s = if !ps.selected || ps.state == Freshness::Fresh {
-            St::Done(StageStatus::Cached)
-        } else {
-            St::Pending
-        };
-        st.insert(ps.index, s);
-        if ps.selected && ps.state == Freshness::Fresh {
-            settle(reporter, &mut records, ps, StageStatus::Cached, 0.0, None);
-            fresh_states.push((ps.stage.clone(), state_of(ps)));
+/// The threads a stage may use when it starts: the cores, shared by the stages running at that
+/// moment (`running`, itself included); [`Run::finished`] re-shares them when a stage ends, so
+/// a long stage takes the cores that free up.
+fn stage_threads(running: usize) -> ThreadBudget {
+    ThreadBudget::new(cores() / running.max(1))
+}
+
+/// The state of one run on the main thread (the only thread that changes it).
+struct Run<'a> {
+    p: &'a Pipeline,
+    plan: &'a [PlannedStage],
+    cache: &'a Cache,
+    runs: &'a Runs,
+    opts: &'a RunOptions,
+    run_id: String,
+    /// Stages at once.
+    jobs: usize,
+    started: Instant,
+    /// The planned stages in topological order.
+    order: Vec<&'a PlannedStage>,
+    st: BTreeMap<usize, St>,
+    records: BTreeMap<usize, StageRecord>,
+    /// Filled by stage threads before they send `Finished`.
+    outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>>,
+    /// Stage threads started and not finished.
+    running: usize,
+    /// The thread budgets of the running stages, re-shared when one finishes.
+    budgets: BTreeMap<usize, ThreadBudget>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        p: &'a Pipeline,
+        plan: &'a [PlannedStage],
+        cache: &'a Cache,
+        runs: &'a Runs,
+        opts: &'a RunOptions,
+        run_id: String,
+    ) -> Self {
+        let by_index: BTreeMap<usize, &PlannedStage> =
+            plan.iter().map(|ps| (ps.index, ps)).collect();
+        let order = p
+            .dag
+            .topo_order()
+            .iter()
+            .filter_map(|i| by_index.get(i).copied())
+            .collect();
+        Run {
+            p,
+            plan,
+            cache,
+            runs,
+            opts,
+            run_id,
+            jobs: opts.jobs.max(1),
+            started: Instant::now(),
+            order,
+            st: BTreeMap::new(),
+            records: BTreeMap::new(),
+            outcomes: Arc::default(),
+            running: 0,
+            budgets: BTreeMap::new(),
         }
     }
 
-    PipelineState::record(&p.workspace, &p.name, fresh_states);
-
-    let (tx, rx) = channel::<Event>();
-    std::thread::scope(|scope| {
-        let mut running = 0usize;
-        let mut budgets: BTreeMap<usize, ThreadBudget> = BTreeMap::new();
-        loop {
-            // Start what is ready; skip what can no longer run.
-            for ps in &order {
-                if st[&ps.index] != St::Pending {
-                    continue;
-                }
-                let deps = p.dag.deps(ps.index);
-                let failed_dep = deps.iter().find(|d| {
-                    matches!(
-                        st.get(d),
-                        Some(St::Done(StageStatus::Failed)) | Some(St::Done(StageStatus::Skipped))
-                    )
-                });
-                if let Some(&d) = failed_dep {
-                    let detail = format!("upstream '{}' did not complete", p.stages[d].name);
-                    st.insert(ps.index, St::Done(StageStatus::Skipped));
-                    settle(
-                        reporter,
-                        &mut records,
-                        ps,
-                        StageStatus::Skipped,
-                        started.elapsed().as_secs_f64(),
-                        Some(detail),
-                    );
-                    continue;
-                }
-                let ready = deps
-                    .iter()
-                    .all(|d| matches!(st.get(d), Some(St::Done(_)) | None));
-                if !ready || running >= jobs {
-                    continue;
-                }
-                st.insert(ps.index, St::Running);
-                running += 1;
-                let upstream = upstreams(p, plan, ps.index, cache);
-                let tx = tx.clone();
-                let outcomes = outcomes.clone();
-                // thread budget: a share of the cores now, re-shared when a stage finishes
-                let threads = ThreadBudget::new(cores() / running.max(1));
-                budgets.insert(ps.index, threads.clone());
-                let log_path = runs
-                    .run_dir(&run_id)
-                    .join("logs")
-                    .join(format!("{}.log", ps.stage));
-                let stat = opts.stat.clone();
-                let verify = opts.verify;
-                let fetch = opts.fetch.clone();
-                let backend = opts.backend.clone();
-                scope.spawn(move || {
-                    let t0 = Instant::now();
-                    let _ = tx.send(Event::Started {
-                        stage: ps.stage.clone(),
-                        reasons: ps.reasons.clone(),
-                    });
-                    let out = run_stage(
-                        p,
-                        ps,
-                        cache,
-                        upstream,
-                        tx.clone(),
-                        log_path,
-                        (threads, verify),
-                        stat,
-                        fetch,
-                        &*backend,
-                    );
-                    let (detail, hint) = match &out.error {
-                        Some((d, h)) => (Some(d.clone()), h.clone()),
-                        None => (None, None),
-                    };
-                    let status = out.status;
-                    outcomes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(ps.index, out);
-                    let _ = tx.send(Event::Finished {
-                        stage: ps.stage.clone(),
-                        status,
-                        duration: t0.elapsed(),
-                        detail,
-                        hint,
-                    });
-                });
+    /// Marks every stage pending, except those outside the selection and those fresh already
+    /// (done: their artifacts are cached or not needed); the fresh selected ones are reported
+    /// as cached, with one state-file write for all of them.
+    fn settle_fresh(&mut self, reporter: &mut dyn Reporter) {
+        let mut fresh_states = Vec::new();
+        for ps in &self.order {
+            let s = if !ps.selected || ps.state == Freshness::Fresh {
+                St::Done(StageStatus::Cached)
+            } else {
+                St::Pending
+            };
+            self.st.insert(ps.index, s);
+            if ps.selected && ps.state == Freshness::Fresh {
+                settle(
+                    reporter,
+                    &mut self.records,
+                    ps,
+                    StageStatus::Cached,
+                    0.0,
+                    None,
+                );
+                fresh_states.push((ps.stage.clone(), state_of(ps)));
             }
-            if running == 0 {
+        }
+        PipelineState::record(&self.p.workspace, &self.p.name, fresh_states);
+    }
+
+    /// The main loop: start what is ready, then wait for the next event, until nothing runs.
+    fn drive<'s>(
+        &mut self,
+        scope: &'s Scope<'s, 'a>,
+        tx: &Sender<Event>,
+        rx: &Receiver<Event>,
+        reporter: &mut dyn Reporter,
+    ) {
+        loop {
+            self.start_ready(scope, tx, reporter);
+            if self.running == 0 {
                 break;
             }
             let Ok(ev) = rx.recv() else { break };
@@ -247,53 +293,131 @@ pub fn execute(
                 ..
             } = &ev
             {
-                if let Some(ps) = order.iter().find(|ps| &ps.stage == stage) {
-                    running -= 1;
-                    budgets.remove(&ps.index);
-                    share_cores(budgets.values());
-                    st.insert(ps.index, St::Done(*status));
-                    let out = outcomes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&ps.index);
-                    let (err, parts, jobs) = match out {
-                        Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs),
-                        None => (None, Vec::new(), Vec::new()),
-                    };
-                    if matches!(status, StageStatus::Ran | StageStatus::Cached) {
-                        PipelineState::record(
-                            &p.workspace,
-                            &p.name,
-                            vec![(ps.stage.clone(), state_of(ps))],
-                        );
-                    }
-                    let secs = duration.as_secs_f64();
-                    let start = (started.elapsed().as_secs_f64() - secs).max(0.0);
-                    let mut r = record(ps, *status, start, secs, err, parts);
-                    r.jobs = jobs;
-                    records.insert(ps.index, r);
-                }
+                self.finished(stage, *status, *duration);
             }
             reporter.event(&ev);
         }
-    });
-    drop(tx);
-    // drain events that arrived after the last Finished (none expected)
-    while let Ok(ev) = rx.try_recv() {
-        reporter.event(&ev);
     }
-    rec.stages = order
-        .iter()
-        .filter_map(|ps| records.remove(&ps.index))
-        .collect();
-    rec.success = rec
-        .stages
-        .iter()
-        .all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached));
-    rec.ended = Some(chrono::Utc::now().to_rfc3339());
-    let _ = runs.save(&rec);
-    reporter.finish(&rec, started.elapsed());
-    rec
+
+    /// Starts the pending stages whose upstream is done (up to `jobs` running); skips those
+    /// whose upstream failed or was skipped.
+    fn start_ready<'s>(
+        &mut self,
+        scope: &'s Scope<'s, 'a>,
+        tx: &Sender<Event>,
+        reporter: &mut dyn Reporter,
+    ) {
+        let order = self.order.clone();
+        for ps in order {
+            if self.st[&ps.index] != St::Pending {
+                continue;
+            }
+            let deps = self.p.dag.deps(ps.index);
+            let failed_dep = deps.iter().find(|d| {
+                matches!(
+                    self.st.get(d),
+                    Some(St::Done(StageStatus::Failed)) | Some(St::Done(StageStatus::Skipped))
+                )
+            });
+            if let Some(&d) = failed_dep {
+                let detail = format!("upstream '{}' did not complete", self.p.stages[d].name);
+                self.st.insert(ps.index, St::Done(StageStatus::Skipped));
+                let at = self.started.elapsed().as_secs_f64();
+                let status = StageStatus::Skipped;
+                settle(reporter, &mut self.records, ps, status, at, Some(detail));
+                continue;
+            }
+            let ready = deps
+                .iter()
+                .all(|d| matches!(self.st.get(d), Some(St::Done(_)) | None));
+            if !ready || self.running >= self.jobs {
+                continue;
+            }
+            self.st.insert(ps.index, St::Running);
+            self.running += 1;
+            self.launch(scope, ps, tx.clone());
+        }
+    }
+
+    /// Runs stage `ps` on its own thread: `Started`, the work, its outcome, `Finished`.
+    fn launch<'s>(&mut self, scope: &'s Scope<'s, 'a>, ps: &'a PlannedStage, tx: Sender<Event>) {
+        let budget = stage_threads(self.running);
+        self.budgets.insert(ps.index, budget.clone());
+        let job = StageJob {
+            p: self.p,
+            ps,
+            cache: self.cache,
+            upstream: upstreams(self.p, self.plan, ps.index, self.cache),
+            tx,
+            log_path: self
+                .runs
+                .run_dir(&self.run_id)
+                .join("logs")
+                .join(format!("{}.log", ps.stage)),
+            threads: budget,
+            verify: self.opts.verify,
+            stat: self.opts.stat.clone(),
+            fetch: self.opts.fetch.clone(),
+            backend: self.opts.backend.clone(),
+        };
+        let outcomes = self.outcomes.clone();
+        scope.spawn(move || {
+            let t0 = Instant::now();
+            let tx = job.tx.clone();
+            // the main thread receives until every started stage has sent `Finished`, so
+            // these sends cannot fail while it listens; after that no one needs them
+            let _ = tx.send(Event::Started {
+                stage: ps.stage.clone(),
+                reasons: ps.reasons.clone(),
+            });
+            let out = run_stage(job);
+            let (detail, hint) = match &out.error {
+                Some((d, h)) => (Some(d.clone()), h.clone()),
+                None => (None, None),
+            };
+            let status = out.status;
+            outcomes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ps.index, out);
+            let _ = tx.send(Event::Finished {
+                stage: ps.stage.clone(),
+                status,
+                duration: t0.elapsed(),
+                detail,
+                hint,
+            });
+        });
+    }
+
+    /// A stage thread finished: its state, state file entry and record.
+    fn finished(&mut self, stage: &str, status: StageStatus, duration: Duration) {
+        let Some(ps) = self.order.iter().find(|ps| ps.stage == stage).copied() else {
+            return;
+        };
+        self.running -= 1;
+        self.budgets.remove(&ps.index);
+        share_cores(self.budgets.values());
+        self.st.insert(ps.index, St::Done(status));
+        let out = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ps.index);
+        let (err, parts, jobs) = match out {
+            Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs),
+            None => (None, Vec::new(), Vec::new()),
+        };
+        if matches!(status, StageStatus::Ran | StageStatus::Cached) {
+            let state = vec![(ps.stage.clone(), state_of(ps))];
+            PipelineState::record(&self.p.workspace, &self.p.name, state);
+        }
+        let secs = duration.as_secs_f64();
+        let start = (self.started.elapsed().as_secs_f64() - secs).max(0.0);
+        let mut r = record(ps, status, start, secs, err, parts);
+        r.jobs = jobs;
+        self.records.insert(ps.index, r);
+    }
 }
 
 /// Reports and records a stage that ends without running (cached, or skipped because an
@@ -379,97 +503,135 @@ fn upstreams(p: &Pipeline, plan: &[PlannedStage], i: usize, cache: &Cache) -> Ve
         .collect()
 }
 
-// One call site; bundling these into a struct would only move the list.
-#[allow(clippy::too_many_arguments)]
-fn run_stage(
-    p: &Pipeline,
-    ps: &PlannedStage,
-    cache: &Cache,
+/// Everything one stage's thread needs.
+struct StageJob<'a> {
+    p: &'a Pipeline,
+    ps: &'a PlannedStage,
+    cache: &'a Cache,
     upstream: Vec<Upstream>,
     tx: Sender<Event>,
     log_path: PathBuf,
-    (threads, verify): (ThreadBudget, bool),
-    stat: Option<std::sync::Arc<super::statcache::StatCache>>,
-    fetch: Option<Arc<dyn super::remote::Fetcher>>,
-    backend: &dyn Backend,
-) -> Outcome {
-    let fail_with = |e: StageError, jobs: Vec<String>| {
-        let e = e.or_no_space(cache.root());
+    /// Threads the stage may use now ([`stage_threads`], re-shared as stages finish).
+    threads: ThreadBudget,
+    /// `--verify`: re-hash every upstream file.
+    verify: bool,
+    stat: Option<Arc<StatCache>>,
+    fetch: Option<Arc<dyn Fetcher>>,
+    backend: Arc<dyn Backend>,
+}
+
+impl StageJob<'_> {
+    /// A failed outcome (a full disk is named as such).
+    fn fail(&self, e: StageError, jobs: Vec<String>) -> Outcome {
+        let e = e.or_no_space(self.cache.root());
         Outcome {
             error: Some((e.to_string(), e.hint())),
             partitions: Vec::new(),
             status: StageStatus::Failed,
             jobs,
         }
-    };
-    let fail = |e: StageError| fail_with(e, Vec::new());
-    let lock = match cache.try_lock(&ps.key) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            let _ = tx.send(Event::Waiting {
-                stage: ps.stage.clone(),
-            });
-            match cache.lock(&ps.key) {
-                Ok(l) => l,
-                Err(e) => return fail(e.into()),
-            }
-        }
-        Err(e) => return fail(e.into()),
-    };
-    // `--force` re-runs a stage even though its object exists; the new output replaces it.
-    let forced = ps.reasons.contains(&RerunReason::Forced);
-    if cache.has(&ps.key) && !forced {
-        // another luna process computed it while we waited
-        drop(lock);
-        return Outcome {
-            error: None,
-            partitions: Vec::new(),
-            status: StageStatus::Cached,
-            jobs: Vec::new(),
-        };
     }
-    // `--pull`: the remote's copy (verified on the way in) instead of computing it; a remote
-    // that lacks it or whose copy is refused leaves the stage to compute.
-    if let (Some(f), false) = (&fetch, forced) {
-        match f.fetch(cache, &ps.key) {
-            Ok(true) => {
-                return Outcome {
-                    error: None,
-                    partitions: cache
-                        .manifest(&ps.key)
-                        .map(|m| m.partitions)
-                        .unwrap_or_default(),
-                    status: StageStatus::Cached,
-                    jobs: Vec::new(),
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                return fail(StageError::Message {
-                    message: e.to_string(),
-                    hint: e.hint(),
-                })
-            }
-        }
+
+    /// `--force` re-runs a stage even though its object exists; the new output replaces it.
+    fn forced(&self) -> bool {
+        self.ps.reasons.contains(&RerunReason::Forced)
     }
-    // Never consume a damaged upstream (sizes always, blake3 of small objects; see cache.rs):
-    // a wrong result committed from it would stay cached after the upstream is recomputed.
-    // A transitive ancestor whose object is gone (`--only` after a gc) is not read through
-    // this stage's direct inputs, so only present ancestors are checked.
-    for u in &upstream {
+}
+
+/// One stage under its key lock: reused if it appeared meanwhile (or comes from the remote),
+/// else computed and committed.
+fn run_stage(job: StageJob<'_>) -> Outcome {
+    let lock = match key_lock(&job) {
+        Ok(l) => l,
+        Err(e) => return job.fail(e, Vec::new()),
+    };
+    match reuse(&job) {
+        Ok(Some(out)) => {
+            drop(lock);
+            return out;
+        }
+        Ok(None) => {}
+        Err(e) => return job.fail(e, Vec::new()),
+    }
+    if let Err(e) = check_upstreams(&job) {
+        return job.fail(e, Vec::new());
+    }
+    let out = compute(&job);
+    drop(lock);
+    out
+}
+
+/// The key's lock, waiting (and saying so) while another process holds it.
+fn key_lock(job: &StageJob<'_>) -> Result<KeyLock, StageError> {
+    if let Some(l) = job.cache.try_lock(&job.ps.key)? {
+        return Ok(l);
+    }
+    // as in `launch`: the main thread listens while this stage runs
+    let _ = job.tx.send(Event::Waiting {
+        stage: job.ps.stage.clone(),
+    });
+    Ok(job.cache.lock(&job.ps.key)?)
+}
+
+/// The artifact without computing it: another luna process computed it while we waited, or
+/// (`--pull`) the remote's copy, verified on the way in. A remote that lacks it or whose copy
+/// is refused leaves the stage to compute.
+fn reuse(job: &StageJob<'_>) -> Result<Option<Outcome>, StageError> {
+    if job.forced() {
+        return Ok(None);
+    }
+    let (cache, key) = (job.cache, &job.ps.key);
+    if cache.has(key) {
+        return Ok(Some(Outcome::ok(
+            StageStatus::Cached,
+            Vec::new(),
+            Vec::new(),
+        )));
+    }
+    let Some(f) = &job.fetch else {
+        return Ok(None);
+    };
+    match f.fetch(cache, key) {
+        Ok(true) => {
+            let parts = cache
+                .manifest(key)
+                .map(|m| m.partitions)
+                .unwrap_or_default();
+            Ok(Some(Outcome::ok(StageStatus::Cached, parts, Vec::new())))
+        }
+        Ok(false) => Ok(None),
+        Err(e) => Err(StageError::Message {
+            message: e.to_string(),
+            hint: e.hint(),
+        }),
+    }
+}
+
+/// Never consume a damaged upstream (sizes always, blake3 of small objects; see cache.rs):
+/// a wrong result committed from it would stay cached after the upstream is recomputed.
+/// A transitive ancestor whose object is gone (`--only` after a gc) is not read through
+/// this stage's direct inputs, so only present ancestors are checked.
+fn check_upstreams(job: &StageJob<'_>) -> Result<(), StageError> {
+    for u in &job.upstream {
         if !u.direct && !u.dir.exists() {
             continue;
         }
-        if let Err(source) = cache.check_upstream(&u.key, verify) {
-            return fail(StageError::Upstream {
+        if let Err(source) = job.cache.check_upstream(&u.key, job.verify) {
+            return Err(StageError::Upstream {
                 stage: u.stage.clone(),
                 source,
             });
         }
     }
+    Ok(())
+}
+
+/// Runs the kind on the backend into a tmp dir and commits it (the caller holds the lock).
+fn compute(job: &StageJob<'_>) -> Outcome {
+    let (p, ps, cache) = (job.p, job.ps, job.cache);
     let tmp = match cache.new_tmp(&ps.key) {
         Ok(t) => t,
-        Err(e) => return fail(e.into()),
+        Err(e) => return job.fail(e.into(), Vec::new()),
     };
     let spec = &p.stages[ps.index];
     let mut ctx = StageContext::new(ContextParts {
@@ -477,21 +639,41 @@ fn run_stage(
         pipeline: p.name.clone(),
         out_dir: tmp.clone(),
         workspace: p.workspace.clone(),
-        upstream,
+        upstream: job.upstream.clone(),
         bindings: spec.bindings.clone(),
-        tx: EventSink::Channel(tx),
+        tx: EventSink::Channel(job.tx.clone()),
         with: spec.with.clone(),
-        log_path,
+        log_path: job.log_path.clone(),
         cache: cache.clone(),
         partition_base: serde_json::json!({ "kind": ps.kind, "version": ps.material.version, "params": spec.params.partition }),
-        threads,
+        threads: job.threads.clone(),
         key: ps.key.clone(),
-        stat,
+        stat: job.stat.clone(),
     });
-    ctx.set_fetcher(fetch);
+    ctx.set_fetcher(job.fetch.clone());
     let t0 = Instant::now();
-    let res = catch_unwind(AssertUnwindSafe(|| backend.run_kind(spec, &mut ctx)));
-    let res = match res {
+    let res = run_caught(&*job.backend, spec, &mut ctx);
+    let jobs = ctx.job_ids();
+    if let Err(e) = res {
+        ctx.log(format!("error: {e}"));
+        cache.discard_tmp(&tmp);
+        return job.fail(e, jobs);
+    }
+    let partitions = ctx.partition_keys();
+    let manifest = manifest(job, partitions.clone(), &ctx, t0.elapsed());
+    match commit(job, &tmp, manifest) {
+        Ok(()) => Outcome::ok(StageStatus::Ran, partitions, jobs),
+        Err(e) => job.fail(e, jobs),
+    }
+}
+
+/// The backend's run of the kind, a panic turned into a stage error.
+fn run_caught(
+    backend: &dyn Backend,
+    spec: &StageSpec,
+    ctx: &mut StageContext,
+) -> Result<(), StageError> {
+    match catch_unwind(AssertUnwindSafe(|| backend.run_kind(spec, ctx))) {
         Ok(r) => r,
         Err(panic) => {
             let msg = panic
@@ -501,48 +683,49 @@ fn run_stage(
                 .unwrap_or_else(|| "unknown panic".into());
             Err(StageError::Panicked(msg))
         }
-    };
-    let jobs = ctx.job_ids();
-    if let Err(e) = res {
-        ctx.log(format!("error: {e}"));
-        cache.discard_tmp(&tmp);
-        return fail_with(e, jobs);
     }
-    let partitions = ctx.partition_keys();
-    let manifest = Manifest {
+}
+
+/// The manifest of a computed artifact.
+fn manifest(
+    job: &StageJob<'_>,
+    partitions: Vec<String>,
+    ctx: &StageContext,
+    took: Duration,
+) -> Manifest {
+    let ps = job.ps;
+    Manifest {
         luna_manifest: MANIFEST_VERSION,
         key: ps.key.clone(),
         stage: ps.stage.clone(),
-        pipeline: p.name.clone(),
+        pipeline: job.p.name.clone(),
         kind: ps.kind.clone(),
         version: ps.material.version,
         params: ps.material.params.clone(),
         upstream: ps.material.upstream.clone(),
         inputs: ps.material.inputs.clone(),
-        partitions: partitions.clone(),
+        partitions,
         files: ctx.known_files(),
         luna_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Utc::now().to_rfc3339(),
-        duration_s: t0.elapsed().as_secs_f64(),
-    };
-    let committed = if forced {
-        cache.commit_replacing(&tmp, manifest)
-    } else {
-        cache.commit(&tmp, manifest)
-    };
-    match committed {
-        Ok(_) => {
-            let _ = std::fs::remove_dir_all(cache.resume_dir(&ps.key));
-            Outcome {
-                error: None,
-                partitions,
-                status: StageStatus::Ran,
-                jobs,
-            }
-        }
-        Err(e) => {
-            cache.discard_tmp(&tmp);
-            fail_with(e.into(), jobs)
-        }
+        duration_s: took.as_secs_f64(),
     }
+}
+
+/// Commits `tmp` (replacing the object under `--force`); on failure the tmp dir is removed.
+fn commit(job: &StageJob<'_>, tmp: &Path, manifest: Manifest) -> Result<(), StageError> {
+    let (cache, key) = (job.cache, &job.ps.key);
+    let committed = if job.forced() {
+        cache.commit_replacing(tmp, manifest)
+    } else {
+        cache.commit(tmp, manifest)
+    };
+    if let Err(e) = committed {
+        cache.discard_tmp(tmp);
+        return Err(e.into());
+    }
+    // the checkpoints of an earlier, interrupted attempt are dead weight now; usually there
+    // are none, and one that cannot be removed is `cache gc`'s to delete
+    let _ = std::fs::remove_dir_all(cache.resume_dir(key));
+    Ok(())
 }

@@ -164,6 +164,18 @@ impl Runs {
             &serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?,
         )
     }
+    /// Appends a line to the run's `warnings.log` (next to `run.json`): problems of the run
+    /// itself, e.g. a record that could not be saved.
+    pub fn append_warning(&self, id: &str, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let d = self.run_dir(id);
+        fs::create_dir_all(&d)?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("warnings.log"))?;
+        writeln!(f, "{} warning: {line}", chrono::Utc::now().to_rfc3339())
+    }
     /// All run records, oldest first by start time (unreadable ones skipped).
     pub fn list(&self) -> Vec<RunRecord> {
         let mut ids: Vec<String> = fs::read_dir(&self.dir)
@@ -240,10 +252,11 @@ impl PipelineState {
         let path = Self::path(workspace, pipeline);
         let mut cur = Self::load(workspace, pipeline).unwrap_or_default();
         cur.stages.extend(stages);
+        // best effort: `status` explains re-runs from it, the cache decides what runs (a
+        // folder that cannot be made fails the write below, which is ignored for that reason)
         if let Some(d) = path.parent() {
             let _ = fs::create_dir_all(d);
         }
-        // best effort: `status` explains re-runs from it, the cache decides what runs
         if let Ok(b) = serde_json::to_vec(&cur) {
             let _ = super::cache::write_durable(&path, &b);
         }

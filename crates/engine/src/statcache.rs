@@ -127,10 +127,11 @@ impl StatCache {
         );
         // Forget files that no longer exist, so the cache does not grow forever.
         merged.retain(|p, _| p.exists());
+        // best effort: a lost stat cache only costs re-hashing (a folder that cannot be made
+        // fails the write below, which is ignored for that reason)
         if let Some(dir) = file.parent() {
             let _ = fs::create_dir_all(dir);
         }
-        // best effort: a lost stat cache only costs re-hashing
         if let Ok(bytes) = serde_json::to_vec(&merged) {
             let _ = super::cache::write_durable(file, &bytes);
         }

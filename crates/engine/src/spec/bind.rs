@@ -15,10 +15,21 @@ use std::collections::BTreeMap;
 use super::super::dag::Dag;
 use super::super::kind::InputSlot;
 use super::super::spec_error::{InputProblem, SpecIssue};
+use super::parse::Parse;
 use super::{Issues, StageSpec};
 
+/// Pass: binds the inputs once the graph is known and every stage checked (a missing stage
+/// would make every binding to it look wrong).
+pub(super) fn pass(st: &mut Parse<'_>) {
+    if let Some(dag) = &st.dag {
+        if st.stages.len() == st.stage_names.len() {
+            bind_inputs(&mut st.stages, dag, &mut st.is);
+        }
+    }
+}
+
 /// Binds every stage's input slots, filling `StageSpec::bindings`.
-pub(super) fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
+fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
     let all: Vec<BTreeMap<String, String>> = (0..stages.len())
         .map(|i| Binder::new(stages, dag, i).bind_all(is))
         .collect();

@@ -106,262 +106,299 @@ pub fn bytes(n: u64) -> String {
 
 /// Runs the command.
 pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
-    let c = match c {
-        CacheCmd::Push(a) => return transfer(g, a, true),
-        CacheCmd::Pull(a) => return transfer(g, a, false),
-        CacheCmd::Verify { remote: Some(r) } => return verify_remote(r),
-        CacheCmd::Init { shared, group } => return init_shared(&shared, group.as_deref()),
-        CacheCmd::Pin(a) => return pin(g, &a.p, true),
-        CacheCmd::Unpin(a) => return pin(g, &a.p, false),
-        c => c,
-    };
+    match c {
+        CacheCmd::Ls => ls(g),
+        CacheCmd::Verify { remote: None } => verify(g),
+        CacheCmd::Verify { remote: Some(r) } => verify_remote(r),
+        CacheCmd::Push(a) => transfer(g, a, true),
+        CacheCmd::Pull(a) => transfer(g, a, false),
+        CacheCmd::Init { shared, group } => init_shared(&shared, group.as_deref()),
+        CacheCmd::Pin(a) => pin(g, &a.p, true),
+        CacheCmd::Unpin(a) => pin(g, &a.p, false),
+        CacheCmd::Gc { keep_runs, dry_run } => gc(g, keep_runs, dry_run),
+    }
+}
+
+/// The cache of the workspace here (and the workspace).
+fn open_cache(g: &Globals) -> Result<(PathBuf, Cache), CliError> {
     let ws = workspace_here()?;
     let cache = Cache::open(&cache_root(g, &ws))?;
-    match c {
-        CacheCmd::Ls => {
-            let keys = cache.keys();
-            let mut total = 0;
-            println!(
-                "{:<12} {:<24} {:<20} {:>10}  created",
-                "key", "stage", "kind", "size"
-            );
-            for k in &keys {
-                match cache.manifest(k) {
-                    Ok(m) => {
-                        total += m.size();
-                        println!(
-                            "{:<12} {:<24} {:<20} {:>10}  {}",
-                            short(k),
-                            m.stage,
-                            m.kind,
-                            bytes(m.size()),
-                            m.created
-                        );
-                    }
-                    Err(e) => println!("{:<12} (unreadable manifest: {e})", short(k)),
-                }
-            }
-            for (k, dir) in cache.resume_dirs() {
-                let size = dir_size(&dir);
-                total += size;
+    Ok((ws, cache))
+}
+
+/// `cache ls`.
+fn ls(g: &Globals) -> Result<i32, CliError> {
+    let (_, cache) = open_cache(g)?;
+    let keys = cache.keys();
+    let mut total = 0;
+    println!(
+        "{:<12} {:<24} {:<20} {:>10}  created",
+        "key", "stage", "kind", "size"
+    );
+    for k in &keys {
+        match cache.manifest(k) {
+            Ok(m) => {
+                total += m.size();
                 println!(
-                    "{:<12} {:<24} {:<20} {:>10}  (checkpoints of an unfinished stage)",
-                    short(&k),
-                    "resume/",
-                    "",
-                    bytes(size)
+                    "{:<12} {:<24} {:<20} {:>10}  {}",
+                    short(k),
+                    m.stage,
+                    m.kind,
+                    bytes(m.size()),
+                    m.created
                 );
             }
-            for s in cache.strays() {
-                println!(
-                    "stray        {} (not a cache object; left alone)",
-                    s.display()
-                );
-            }
-            println!(
-                "{} objects, {} in {}",
-                keys.len(),
-                bytes(total),
-                cache.root().display()
-            );
-            Ok(0)
-        }
-        CacheCmd::Push(_)
-        | CacheCmd::Pull(_)
-        | CacheCmd::Init { .. }
-        | CacheCmd::Pin(_)
-        | CacheCmd::Unpin(_)
-        | CacheCmd::Verify { remote: Some(_) } => Ok(0),
-        CacheCmd::Verify { remote: None } => {
-            let keys = cache.keys();
-            let mut bad = 0;
-            // Downstream keys are computed from upstream keys, so an object built on a corrupt
-            // one would be served again after the corrupt one is recomputed (same key): it is
-            // quarantined with it. Manifests are read before anything moves.
-            let mut built_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for k in &keys {
-                if let Ok(m) = cache.manifest(k) {
-                    for u in m.upstream.values().chain(m.partitions.iter()) {
-                        built_on.entry(u.clone()).or_default().push(k.clone());
-                    }
-                }
-            }
-            let mut corrupt: Vec<(String, String)> = Vec::new();
-            for k in &keys {
-                let problems = cache.verify(k);
-                if !problems.is_empty() {
-                    corrupt.push((k.clone(), problems.join("; ")));
-                }
-            }
-            let mut doomed: BTreeSet<String> = corrupt.iter().map(|(k, _)| k.clone()).collect();
-            let mut invalid: Vec<(String, String)> = Vec::new();
-            let mut queue: Vec<String> = doomed.iter().cloned().collect();
-            while let Some(k) = queue.pop() {
-                for d in built_on.get(&k).into_iter().flatten() {
-                    if doomed.insert(d.clone()) {
-                        invalid.push((d.clone(), k.clone()));
-                        queue.push(d.clone());
-                    }
-                }
-            }
-            // every problem is reported, and one that cannot be moved aside stops nothing
-            let mut stuck = 0;
-            let mut move_aside = |k: &str| match cache.quarantine(k) {
-                Ok(dest) => println!("        moved to {}", dest.display()),
-                Err(e) => {
-                    stuck += 1;
-                    println!("        could not move it aside: {e}");
-                }
-            };
-            for (k, problems) in &corrupt {
-                bad += 1;
-                println!("CORRUPT {}: {problems}", short(k));
-                move_aside(k);
-            }
-            for (k, on) in &invalid {
-                println!("INVALID {}: built on corrupt {}", short(k), short(on));
-                move_aside(k);
-            }
-            let strays = cache.strays();
-            for s in &strays {
-                println!("STRAY   {} (not a cache object; left alone)", s.display());
-            }
-            println!(
-                "verified {} objects: {} ok, {bad} corrupt{}{}{}",
-                keys.len(),
-                keys.len() - bad - invalid.len(),
-                if invalid.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} built on corrupt ones", invalid.len())
-                },
-                if stuck > 0 {
-                    format!(" ({stuck} could not be quarantined)")
-                } else {
-                    String::new()
-                },
-                if strays.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} stray entries", strays.len())
-                }
-            );
-            Ok(if bad > 0 { 1 } else { 0 })
-        }
-        CacheCmd::Gc { keep_runs, dry_run } => {
-            let Some(_gc) = cache.try_gc_lock()? else {
-                return Err(CacheError::InUse {
-                    root: cache.root().to_path_buf(),
-                }
-                .into());
-            };
-            let runs = Runs::new(ws.join("runs"));
-            let mut by_pipeline: BTreeMap<String, Vec<_>> = BTreeMap::new();
-            for r in runs.list().into_iter().filter(|r| r.ended.is_some()) {
-                by_pipeline.entry(r.pipeline.clone()).or_default().push(r);
-            }
-            let mut keep: BTreeSet<String> = BTreeSet::new();
-            for rs in by_pipeline.values() {
-                for r in rs.iter().rev().take(keep_runs) {
-                    for s in &r.stages {
-                        keep.insert(s.key.clone());
-                        keep.extend(s.partitions.iter().cloned());
-                    }
-                }
-            }
-            // pinned objects (`cache pin`, by any user of a shared cache) are kept
-            let pinned = cache.pinned();
-            keep.extend(pinned.iter().cloned());
-            // partitions listed by kept manifests are kept too
-            for k in keep.clone() {
-                if let Ok(m) = cache.manifest(&k) {
-                    keep.extend(m.partitions);
-                }
-            }
-            let mut freed = 0;
-            let mut n = 0;
-            let mut foreign = 0;
-            for k in cache.keys() {
-                if keep.contains(&k) {
-                    continue;
-                }
-                let what = cache
-                    .manifest(&k)
-                    .map(|m| format!("{} ({})", m.stage, m.kind))
-                    .unwrap_or_else(|_| "?".into());
-                let size = if dry_run {
-                    dir_size(&cache.object_dir(&k))
-                } else {
-                    match cache.remove(&k) {
-                        Ok(size) => size,
-                        // a shared cache: another member's object (read-only to us)
-                        Err(CacheError::Io { source, .. })
-                            if cache.is_shared()
-                                && source.kind() == std::io::ErrorKind::PermissionDenied =>
-                        {
-                            foreign += 1;
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
-                freed += size;
-                n += 1;
-                println!(
-                    "{} {} {what} {}",
-                    if dry_run { "would delete" } else { "deleted" },
-                    short(&k),
-                    bytes(size)
-                );
-            }
-            // No run is live (we hold the gc lock): a resume folder no kept run refers to is an
-            // abandoned stage's checkpoints, and every tmp folder is a dead run's debris.
-            for (k, dir) in cache.resume_dirs() {
-                if keep.contains(&k) {
-                    continue;
-                }
-                let size = dir_size(&dir);
-                if !dry_run {
-                    remove_tree(&dir)?;
-                }
-                freed += size;
-                println!(
-                    "{} resume/{} {}",
-                    if dry_run { "would delete" } else { "deleted" },
-                    short(&k),
-                    bytes(size)
-                );
-            }
-            if !dry_run {
-                for t in cache.tmp_dirs() {
-                    let size = dir_size(&t);
-                    match remove_tree(&t) {
-                        Ok(()) => freed += size,
-                        Err(_) if cache.is_shared() => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            if foreign > 0 {
-                println!(
-                    "left {foreign} unused objects of other users (only their owner, or root, can delete them)"
-                );
-            }
-            println!(
-                "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {} pipelines{})",
-                if dry_run { "would free" } else { "freed" },
-                bytes(freed),
-                keep.len(),
-                by_pipeline.len(),
-                if pinned.is_empty() {
-                    String::new()
-                } else {
-                    format!(" or pinned ({} pinned)", pinned.len())
-                }
-            );
-            Ok(0)
+            Err(e) => println!("{:<12} (unreadable manifest: {e})", short(k)),
         }
     }
+    for (k, dir) in cache.resume_dirs() {
+        let size = dir_size(&dir);
+        total += size;
+        println!(
+            "{:<12} {:<24} {:<20} {:>10}  (checkpoints of an unfinished stage)",
+            short(&k),
+            "resume/",
+            "",
+            bytes(size)
+        );
+    }
+    for s in cache.strays() {
+        println!(
+            "stray        {} (not a cache object; left alone)",
+            s.display()
+        );
+    }
+    println!(
+        "{} objects, {} in {}",
+        keys.len(),
+        bytes(total),
+        cache.root().display()
+    );
+    Ok(0)
+}
+
+/// The objects that fail their manifest (key, problems), and those built on them (key, the
+/// corrupt one it was built on).
+type Doomed = (Vec<(String, String)>, Vec<(String, String)>);
+
+/// Downstream keys are computed from upstream keys, so an object built on a corrupt one would
+/// be served again after the corrupt one is recomputed (same key): it is quarantined with it.
+/// Manifests are read before anything moves.
+fn find_corrupt(cache: &Cache, keys: &[String]) -> Doomed {
+    let mut built_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for k in keys {
+        if let Ok(m) = cache.manifest(k) {
+            for u in m.upstream.values().chain(m.partitions.iter()) {
+                built_on.entry(u.clone()).or_default().push(k.clone());
+            }
+        }
+    }
+    let mut corrupt: Vec<(String, String)> = Vec::new();
+    for k in keys {
+        let problems = cache.verify(k);
+        if !problems.is_empty() {
+            corrupt.push((k.clone(), problems.join("; ")));
+        }
+    }
+    let mut doomed: BTreeSet<String> = corrupt.iter().map(|(k, _)| k.clone()).collect();
+    let mut invalid: Vec<(String, String)> = Vec::new();
+    let mut queue: Vec<String> = doomed.iter().cloned().collect();
+    while let Some(k) = queue.pop() {
+        for d in built_on.get(&k).into_iter().flatten() {
+            if doomed.insert(d.clone()) {
+                invalid.push((d.clone(), k.clone()));
+                queue.push(d.clone());
+            }
+        }
+    }
+    (corrupt, invalid)
+}
+
+/// `cache verify`: re-hash every object, quarantine the corrupt ones and those built on them.
+fn verify(g: &Globals) -> Result<i32, CliError> {
+    let (_, cache) = open_cache(g)?;
+    let keys = cache.keys();
+    let (corrupt, invalid) = find_corrupt(&cache, &keys);
+    // every problem is reported, and one that cannot be moved aside stops nothing
+    let mut stuck = 0;
+    let mut move_aside = |k: &str| match cache.quarantine(k) {
+        Ok(dest) => println!("        moved to {}", dest.display()),
+        Err(e) => {
+            stuck += 1;
+            println!("        could not move it aside: {e}");
+        }
+    };
+    for (k, problems) in &corrupt {
+        println!("CORRUPT {}: {problems}", short(k));
+        move_aside(k);
+    }
+    for (k, on) in &invalid {
+        println!("INVALID {}: built on corrupt {}", short(k), short(on));
+        move_aside(k);
+    }
+    let strays = cache.strays();
+    for s in &strays {
+        println!("STRAY   {} (not a cache object; left alone)", s.display());
+    }
+    let bad = corrupt.len();
+    println!(
+        "verified {} objects: {} ok, {bad} corrupt{}{}{}",
+        keys.len(),
+        keys.len() - bad - invalid.len(),
+        if invalid.is_empty() {
+            String::new()
+        } else {
+            format!(", {} built on corrupt ones", invalid.len())
+        },
+        if stuck > 0 {
+            format!(" ({stuck} could not be quarantined)")
+        } else {
+            String::new()
+        },
+        if strays.is_empty() {
+            String::new()
+        } else {
+            format!(", {} stray entries", strays.len())
+        }
+    );
+    Ok(if bad > 0 { 1 } else { 0 })
+}
+
+/// What gc keeps: every object the last `keep_runs` finished runs of each pipeline used,
+/// the pinned ones, and the partitions they list; with the number of pipelines and pins.
+fn gc_keep(cache: &Cache, ws: &Path, keep_runs: usize) -> (BTreeSet<String>, usize, usize) {
+    let runs = Runs::new(ws.join("runs"));
+    let mut by_pipeline: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for r in runs.list().into_iter().filter(|r| r.ended.is_some()) {
+        by_pipeline.entry(r.pipeline.clone()).or_default().push(r);
+    }
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    for rs in by_pipeline.values() {
+        for r in rs.iter().rev().take(keep_runs) {
+            for s in &r.stages {
+                keep.insert(s.key.clone());
+                keep.extend(s.partitions.iter().cloned());
+            }
+        }
+    }
+    // pinned objects (`cache pin`, by any user of a shared cache) are kept
+    let pinned = cache.pinned();
+    keep.extend(pinned.iter().cloned());
+    // partitions listed by kept manifests are kept too
+    for k in keep.clone() {
+        if let Ok(m) = cache.manifest(&k) {
+            keep.extend(m.partitions);
+        }
+    }
+    (keep, by_pipeline.len(), pinned.len())
+}
+
+/// Deletes (or with `dry_run` lists) the objects not kept: (bytes freed, objects, objects of
+/// other users left alone).
+fn gc_objects(
+    cache: &Cache,
+    keep: &BTreeSet<String>,
+    dry_run: bool,
+) -> Result<(u64, usize, usize), CliError> {
+    let (mut freed, mut n, mut foreign) = (0, 0, 0);
+    for k in cache.keys() {
+        if keep.contains(&k) {
+            continue;
+        }
+        let what = cache
+            .manifest(&k)
+            .map(|m| format!("{} ({})", m.stage, m.kind))
+            .unwrap_or_else(|_| "?".into());
+        let size = if dry_run {
+            dir_size(&cache.object_dir(&k))
+        } else {
+            match cache.remove(&k) {
+                Ok(size) => size,
+                // a shared cache: another member's object (read-only to us)
+                Err(CacheError::Io { source, .. })
+                    if cache.is_shared()
+                        && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    foreign += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        freed += size;
+        n += 1;
+        println!(
+            "{} {} {what} {}",
+            if dry_run { "would delete" } else { "deleted" },
+            short(&k),
+            bytes(size)
+        );
+    }
+    Ok((freed, n, foreign))
+}
+
+/// No run is live (gc holds the gc lock): a resume folder no kept run refers to is an
+/// abandoned stage's checkpoints, and every tmp folder is a dead run's debris. Bytes freed.
+fn gc_leftovers(cache: &Cache, keep: &BTreeSet<String>, dry_run: bool) -> Result<u64, CliError> {
+    let mut freed = 0;
+    for (k, dir) in cache.resume_dirs() {
+        if keep.contains(&k) {
+            continue;
+        }
+        let size = dir_size(&dir);
+        if !dry_run {
+            remove_tree(&dir)?;
+        }
+        freed += size;
+        println!(
+            "{} resume/{} {}",
+            if dry_run { "would delete" } else { "deleted" },
+            short(&k),
+            bytes(size)
+        );
+    }
+    if !dry_run {
+        for t in cache.tmp_dirs() {
+            let size = dir_size(&t);
+            match remove_tree(&t) {
+                Ok(()) => freed += size,
+                Err(_) if cache.is_shared() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(freed)
+}
+
+/// `cache gc --keep-runs N [-n]`.
+fn gc(g: &Globals, keep_runs: usize, dry_run: bool) -> Result<i32, CliError> {
+    let (ws, cache) = open_cache(g)?;
+    let Some(_gc) = cache.try_gc_lock()? else {
+        return Err(CacheError::InUse {
+            root: cache.root().to_path_buf(),
+        }
+        .into());
+    };
+    let (keep, pipelines, pinned) = gc_keep(&cache, &ws, keep_runs);
+    let (freed, n, foreign) = gc_objects(&cache, &keep, dry_run)?;
+    let freed = freed + gc_leftovers(&cache, &keep, dry_run)?;
+    if foreign > 0 {
+        println!(
+            "left {foreign} unused objects of other users (only their owner, or root, can delete them)"
+        );
+    }
+    println!(
+        "{} {n} objects, {} (kept {} referenced by the last {keep_runs} runs of {pipelines} pipelines{})",
+        if dry_run { "would free" } else { "freed" },
+        bytes(freed),
+        keep.len(),
+        if pinned == 0 {
+            String::new()
+        } else {
+            format!(" or pinned ({pinned} pinned)")
+        }
+    );
+    Ok(0)
 }
 
 /// `cache push` (`push`) or `cache pull`.

@@ -1,14 +1,21 @@
+//! The owner of the terminal: everything the engine reports while it works (run events,
+//! remote transfers) is drawn here, into one [`MultiProgress`] on stderr, so bars never
+//! overwrite each other.
+//!
 //! The human reporter: a start line, one fixed-column line per finished stage, a summary.
 //! On a terminal each running stage gets an indicatif bar (count, rate, ETA); elsewhere
 //! (CI logs) progress is printed as plain lines at most every 10% or 10 s per stage.
+//! Remote transfers ([`TransferBars`]) get one bar each on a terminal (bytes, rate, ETA,
+//! files) and nothing elsewhere: the command's summary line says what moved.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::events::{Event, StageStatus};
+use crate::engine::events::{Event, EventSink, Listener, StageStatus, Transfer};
 use crate::engine::executor::Reporter;
 use crate::engine::plan::{Freshness, PlannedStage};
 use crate::engine::runs::RunRecord;
@@ -26,26 +33,86 @@ pub struct HumanReporter {
     phase: BTreeMap<String, (Instant, u64)>,
     started: BTreeMap<String, Instant>,
     run_id: String,
+    transfers: TransferBars,
+}
+
+/// The process's one set of bars on stderr (hidden when stderr is not a terminal).
+fn terminal() -> &'static MultiProgress {
+    static MP: OnceLock<MultiProgress> = OnceLock::new();
+    MP.get_or_init(|| {
+        MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr_with_hz(8)
+        } else {
+            ProgressDrawTarget::hidden()
+        })
+    })
+}
+
+/// Renders [`Event::Transfer`]: one bar per running transfer, on [`terminal`].
+#[derive(Debug, Default)]
+pub struct TransferBars {
+    bars: Mutex<BTreeMap<(&'static str, String), ProgressBar>>,
+}
+
+impl TransferBars {
+    /// Shows `t` (a new bar, a new position, or the bar removed when it is done).
+    pub fn show(&self, t: &Transfer) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (t.verb, t.remote.clone());
+        if t.done {
+            if let Some(pb) = bars.remove(&key) {
+                pb.finish_and_clear();
+                terminal().remove(&pb);
+            }
+            return;
+        }
+        if t.total_bytes == 0 {
+            return;
+        }
+        let pb = bars.entry(key).or_insert_with(|| {
+            let pb = terminal().add(ProgressBar::new(t.total_bytes));
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            pb.set_style(style);
+            pb.set_prefix(format!("{} {}", t.verb, t.remote));
+            pb.enable_steady_tick(Duration::from_millis(200));
+            pb
+        });
+        pb.set_position(t.bytes);
+        pb.set_message(format!("({}/{} files)", t.files, t.total_files));
+    }
+}
+
+impl Listener for TransferBars {
+    fn event(&self, ev: Event) {
+        if let Event::Transfer(t) = &ev {
+            self.show(t);
+        }
+    }
+}
+
+/// The sink a remote sends its transfers' progress to: bars on this terminal.
+pub fn transfer_sink() -> EventSink {
+    EventSink::Listener(Arc::new(TransferBars::default()))
 }
 
 impl HumanReporter {
     /// A reporter writing to stderr.
     pub fn new(verbose: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
-        let mp = MultiProgress::with_draw_target(if tty {
-            ProgressDrawTarget::stderr_with_hz(8)
-        } else {
-            ProgressDrawTarget::hidden()
-        });
         HumanReporter {
             verbose,
             tty,
-            mp,
+            mp: terminal().clone(),
             bars: BTreeMap::new(),
             plain: BTreeMap::new(),
             phase: BTreeMap::new(),
             started: BTreeMap::new(),
             run_id: String::new(),
+            transfers: TransferBars::default(),
         }
     }
 
@@ -65,6 +132,65 @@ pub fn status_line(word: &str, d: Option<Duration>, stage: &str) -> String {
     match d {
         Some(d) => format!("{word:>12} [{:>8.2}s] {stage}", d.as_secs_f64()),
         None => format!("{word:>12} {:11} {stage}", ""),
+    }
+}
+
+impl HumanReporter {
+    /// A stage's progress: its bar on a terminal, else a plain line at most every 10% or
+    /// 10 s.
+    fn progress(&mut self, stage: &str, pos: u64, len: Option<u64>, unit: &str, message: &str) {
+        if self.tty {
+            if let Some(pb) = self.bars.get(stage) {
+                if let Some(l) = len {
+                    if pb.length() != Some(l) {
+                        pb.set_length(l);
+                        pb.set_style(
+                            ProgressStyle::with_template(&format!(
+                                "{{prefix:>14}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
+                            ))
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                        );
+                    }
+                }
+                pb.set_position(pos);
+                pb.set_message(message.to_string());
+            }
+        } else {
+            let now = Instant::now();
+            let phase = self.phase.entry(stage.to_string()).or_insert((now, 0));
+            if pos < phase.1 {
+                *phase = (now, 0);
+                self.plain.remove(stage);
+            }
+            phase.1 = pos;
+            let phase_start = phase.0;
+            let (last_t, last_pos) = self
+                .plain
+                .get(stage)
+                .copied()
+                .unwrap_or((now - Duration::from_secs(3600), 0));
+            let step = len.map(|l| (l / 10).max(1)).unwrap_or(u64::MAX);
+            let done = len.is_some_and(|l| pos >= l);
+            if (pos.saturating_sub(last_pos) >= step
+                || now - last_t >= Duration::from_secs(10)
+                || done)
+                && pos != last_pos
+            {
+                self.plain.insert(stage.to_string(), (now, pos));
+                let el = self
+                    .started
+                    .get(stage)
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                let rate = pos as f64 / (now - phase_start).as_secs_f64().max(1e-9);
+                let total = len.map(|l| format!("/{l}")).unwrap_or_default();
+                self.line(format!(
+                    "{} {pos}{total} {unit} ({rate:.1}/s) {message}",
+                    status_line("PROGRESS", Some(el), stage)
+                ));
+            }
+        }
     }
 }
 
@@ -120,60 +246,9 @@ impl Reporter for HumanReporter {
                 len,
                 unit,
                 message,
-            } => {
-                if self.tty {
-                    if let Some(pb) = self.bars.get(stage) {
-                        if let Some(l) = len {
-                            if pb.length() != Some(*l) {
-                                pb.set_length(*l);
-                                pb.set_style(
-                                    ProgressStyle::with_template(&format!(
-                                        "{{prefix:>14}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-                                    ))
-                                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                                    .progress_chars("=> "),
-                                );
-                            }
-                        }
-                        pb.set_position(*pos);
-                        pb.set_message(message.clone());
-                    }
-                } else {
-                    let now = Instant::now();
-                    let phase = self.phase.entry(stage.clone()).or_insert((now, 0));
-                    if *pos < phase.1 {
-                        *phase = (now, 0);
-                        self.plain.remove(stage);
-                    }
-                    phase.1 = *pos;
-                    let phase_start = phase.0;
-                    let (last_t, last_pos) = self
-                        .plain
-                        .get(stage)
-                        .copied()
-                        .unwrap_or((now - Duration::from_secs(3600), 0));
-                    let step = len.map(|l| (l / 10).max(1)).unwrap_or(u64::MAX);
-                    let done = len.is_some_and(|l| *pos >= l);
-                    if (pos.saturating_sub(last_pos) >= step
-                        || now - last_t >= Duration::from_secs(10)
-                        || done)
-                        && *pos != last_pos
-                    {
-                        self.plain.insert(stage.clone(), (now, *pos));
-                        let el = self
-                            .started
-                            .get(stage)
-                            .map(|t| t.elapsed())
-                            .unwrap_or_default();
-                        let rate = *pos as f64 / (now - phase_start).as_secs_f64().max(1e-9);
-                        let total = len.map(|l| format!("/{l}")).unwrap_or_default();
-                        self.line(format!(
-                            "{} {pos}{total} {unit} ({rate:.1}/s) {message}",
-                            status_line("PROGRESS", Some(el), stage)
-                        ));
-                    }
-                }
-            }
+            } => self.progress(stage, *pos, *len, unit, message),
+            Event::Warning { message } => self.line(format!("{:>12} {message}", "warning:")),
+            Event::Transfer(t) => self.transfers.show(t),
             Event::Log { stage, line } => {
                 if self.verbose {
                     self.line(format!("{:>12} {stage}: {line}", "|"));
