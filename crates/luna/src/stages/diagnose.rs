@@ -19,24 +19,20 @@ use std::fmt::Write;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::classify_candidates::DETECTIONS;
-use super::cluster::searched_series;
-use super::load_annotations::table_err;
-use super::merge_candidates::CANDIDATES;
+use super::artifact::{CANDIDATES, DETECTIONS, DIAGNOSIS};
+use super::glue::{searched_series, table_err, write_json};
+use crate::artifacts::{DiagnosisSummary, Style};
 use crate::diagnose::{
     add_confusion, match_and_score, patient_score, render_confusion, truth_by_series, Confusion,
     Detection, PatientScore, Rules, TrueNodule,
 };
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{InputSlot, Stage, StageRef};
+use crate::engine::kind::{InputSlot, ParamError, Stage, StageRef};
 use crate::tables::{
     detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
     DiagnosisRow, Table,
 };
-
-/// The artifact type of `diagnose`.
-pub const DIAGNOSIS: &str = "diagnosis";
 
 /// How the patient score combines nodules (YAML).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -92,13 +88,16 @@ impl Stage for DiagnoseStage {
         ]
     }
 
-    fn validate(p: &DiagnoseParams) -> Result<(), (String, String)> {
+    fn validate(p: &DiagnoseParams) -> Result<(), ParamError> {
         for (v, f) in [
             (p.nodule_threshold, "nodule_threshold"),
             (p.malignancy_threshold, "malignancy_threshold"),
         ] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                return Err((f.into(), format!("{f} must be in [0, 1], got {v}")));
+                return Err(ParamError::new(
+                    f,
+                    format!("{f} must be in [0, 1], got {v}"),
+                ));
             }
         }
         Ok(())
@@ -233,9 +232,12 @@ impl Stage for DiagnoseStage {
         }
         let rp = ctx.out_dir().join("report.md");
         std::fs::write(&rp, &report).map_err(|e| StageError::io(&rp, e))?;
-        let mj = ctx.out_dir().join("diagnosis.json");
-        let doc = serde_json::json!({ "patients": rows.len(), "per_patient_auc": auc, "confusion": total });
-        std::fs::write(&mj, doc.to_string()).map_err(|e| StageError::io(&mj, e))?;
+        let doc = DiagnosisSummary {
+            patients: rows.len(),
+            per_patient_auc: auc,
+            confusion: total,
+        };
+        write_json(&ctx.out_dir().join("diagnosis.json"), &doc, Style::Compact)?;
         ctx.log(format!(
             "{} patients; per-patient AUC {}",
             rows.len(),

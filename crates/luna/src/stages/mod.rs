@@ -14,6 +14,7 @@
 //! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `diagnosis` (diagnose), `seg_dataset` (seg_dataset), `segmenter`
 //! (train_segmentation); a `command` declares its own with `provides:`.
 
+pub mod artifact;
 pub mod build_crops;
 pub mod classify_candidates;
 pub mod cluster;
@@ -22,6 +23,7 @@ pub mod dataset;
 pub mod diagnose;
 pub mod evaluate_classifier;
 pub mod evaluate_froc;
+pub mod glue;
 pub mod load_annotations;
 pub mod merge_candidates;
 pub mod seg_dataset;
