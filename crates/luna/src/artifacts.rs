@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn classifier_metrics_bytes() {
-        let pr = vec![(1.0, 0.5), (0.5, 1.0)];
+        let pr = [(1.0, 0.5), (0.5, 1.0)];
         let doc = ClassifierMetrics {
             model_stage: "train".into(),
             task: Task::Malignancy,

@@ -640,22 +640,7 @@ fn gallery_entries(
     // the CTs: the classify stage's dataset, or its ct_root
     let root = match src.binding(&det_stage, "dataset") {
         Some(ds) => dir_of(&ds)?,
-        None => src
-            .pipeline
-            .and_then(|p| p.stage_index(&det_stage).map(|i| &p.stages[i]))
-            .and_then(|s| {
-                s.params
-                    .typed
-                    .downcast_ref::<crate::stages::classify_candidates::ClassifyCandidatesParams>()
-            })
-            .and_then(|p| {
-                p.ct_root.as_ref().map(|r| {
-                    src.pipeline
-                        .map(|pl| pl.workspace.join(r.path()))
-                        .unwrap_or_default()
-                })
-            })
-            .ok_or("the detections' CTs are not known")?,
+        None => ct_root_of(src, &det_stage).ok_or("the detections' CTs are not known")?,
     };
     let roots = crate::stages::dataset::find_series(&root).map_err(|e| e.to_string())?;
     // every patient the diagnosis covers (series without detections too: their nodules are
@@ -671,6 +656,39 @@ fn gallery_entries(
         .map(|r| r.series_uid.as_str())
         .chain(dets.iter().map(|d| d.series_uid.as_str()))
         .collect();
+    let [tp, fp, missed] = sort_entries(series, &truth, &dets, threshold);
+    Ok(Some(Gallery {
+        roots,
+        groups: vec![
+            ("True positives", tp),
+            ("False positives", fp),
+            ("Missed nodules", missed),
+        ],
+    }))
+}
+
+/// The `ct_root` parameter of the classify stage `det_stage`, in the workspace.
+fn ct_root_of(src: &ReportSource, det_stage: &str) -> Option<PathBuf> {
+    let pipeline = src.pipeline?;
+    let spec = &pipeline.stages[pipeline.stage_index(det_stage)?];
+    let p = spec
+        .params
+        .typed
+        .downcast_ref::<crate::stages::classify_candidates::ClassifyCandidatesParams>()?;
+    p.ct_root
+        .as_ref()
+        .map(|r| pipeline.workspace.join(r.path()))
+}
+
+/// The detections at or above `threshold` that hit a true nodule (true positives) or none
+/// (false positives), and the true nodules no such detection hits (missed), each group sorted
+/// (most probable / largest first).
+fn sort_entries(
+    series: std::collections::BTreeSet<&str>,
+    truth: &BTreeMap<String, Vec<TrueNodule>>,
+    dets: &[crate::tables::DetectionRow],
+    threshold: f64,
+) -> [Vec<Entry>; 3] {
     let (mut tp, mut fp, mut missed) = (Vec::new(), Vec::new(), Vec::new());
     let mal = |m: Option<f64>| m.map(|m| format!(", P(mal) {m:.2}")).unwrap_or_default();
     for uid in series {
@@ -716,14 +734,7 @@ fn gallery_entries(
     for v in [&mut tp, &mut fp, &mut missed] {
         v.sort_by(|a, b| a.order.total_cmp(&b.order));
     }
-    Ok(Some(Gallery {
-        roots,
-        groups: vec![
-            ("True positives", tp),
-            ("False positives", fp),
-            ("Missed nodules", missed),
-        ],
-    }))
+    [tp, fp, missed]
 }
 
 /// The headline metrics of an `evaluate_classifier` artifact's `metrics.json`.

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ use crate::diagnose::{
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{InputSlot, ParamError, Stage, StageRef};
+use crate::froc::Scans;
+use crate::tables::DetectionRow;
 use crate::tables::{
     detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
     DiagnosisRow, Table,
@@ -118,20 +121,7 @@ impl Stage for DiagnoseStage {
             detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
                 .map_err(table_err)?;
         let scans = searched_series(&dup.dir, &dup.stage, Table::Detections, "")?;
-        if let Some((row, d)) = det
-            .iter()
-            .enumerate()
-            .find(|(_, d)| scans.get(&d.series_uid).is_none())
-        {
-            return Err(StageError::msg(format!(
-                "{}: row {row} (0-based): series {} is not one of the {} series searched ({})",
-                dpath.display(),
-                d.series_uid,
-                scans.len(),
-                scans.source.display()
-            ))
-            .with_hint("seriesuids.csv lists every series the detections come from"));
-        }
+        check_searched(&det, &scans, &dpath)?;
         let with_mal = det.iter().any(|d| d.prob_malignant.is_some());
         let mut by_series: BTreeMap<String, Vec<Detection>> = BTreeMap::new();
         for d in &det {
@@ -144,29 +134,7 @@ impl Stage for DiagnoseStage {
                     prob_malignant: d.prob_malignant,
                 });
         }
-        let truth: Option<BTreeMap<String, Vec<TrueNodule>>> = match ctx.input_opt("candidates")? {
-            None => None,
-            Some(up) => {
-                let t = up.dir.join(Table::Candidates.file_name());
-                let rows =
-                    merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
-                        .map_err(table_err)?;
-                let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
-                if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
-                    return Err(StageError::msg(format!(
-                        "{}: series {uid} (searched by `{}`) has no candidate in the ground truth table {}",
-                        scans.source.display(),
-                        dup.stage,
-                        t.display()
-                    ))
-                    .with_hint(format!(
-                        "bind `candidates:` to the merge_candidates stage of the dataset these CTs come from (now `{}`)",
-                        up.stage
-                    )));
-                }
-                Some(truth_by_series(rows))
-            }
-        };
+        let truth = read_truth(ctx, &scans, &dup.stage)?;
         let mut rows = Vec::new();
         let mut report = String::from("# Diagnosis\n\n");
         let mut total: Confusion = [[0; 4]; 3];
@@ -246,4 +214,51 @@ impl Stage for DiagnoseStage {
         ));
         Ok(())
     }
+}
+
+/// Errors unless every detection's series is one of the searched `scans`.
+fn check_searched(det: &[DetectionRow], scans: &Scans, dpath: &Path) -> Result<(), StageError> {
+    match det
+        .iter()
+        .enumerate()
+        .find(|(_, d)| scans.get(&d.series_uid).is_none())
+    {
+        Some((row, d)) => Err(StageError::msg(format!(
+            "{}: row {row} (0-based): series {} is not one of the {} series searched ({})",
+            dpath.display(),
+            d.series_uid,
+            scans.len(),
+            scans.source.display()
+        ))
+        .with_hint("seriesuids.csv lists every series the detections come from")),
+        None => Ok(()),
+    }
+}
+
+/// The ground truth per series from the `candidates` input, if bound; every searched series
+/// must be in it (see the module doc). `det_stage` names the detections' stage in the error.
+fn read_truth(
+    ctx: &StageContext,
+    scans: &Scans,
+    det_stage: &str,
+) -> Result<Option<BTreeMap<String, Vec<TrueNodule>>>, StageError> {
+    let Some(up) = ctx.input_opt("candidates")? else {
+        return Ok(None);
+    };
+    let t = up.dir.join(Table::Candidates.file_name());
+    let rows = merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
+        .map_err(table_err)?;
+    let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
+    if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
+        return Err(StageError::msg(format!(
+            "{}: series {uid} (searched by `{det_stage}`) has no candidate in the ground truth table {}",
+            scans.source.display(),
+            t.display()
+        ))
+        .with_hint(format!(
+            "bind `candidates:` to the merge_candidates stage of the dataset these CTs come from (now `{}`)",
+            up.stage
+        )));
+    }
+    Ok(Some(truth_by_series(rows)))
 }
