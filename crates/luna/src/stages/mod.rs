@@ -8,6 +8,11 @@
 //! libtorch. Domain logic stays in the domain modules (`store::crop_set` for the crops as
 //! samples, `luna_torch::nn` for models, loop, metrics and reports).
 //!
+//! Shared glue is never in a kind file, and no kind imports another kind's file: the artifact
+//! type names live in [`artifact`], the CT and CSV locations and a CT's key material in
+//! [`dataset`], error conversions, scan lists, JSON writing and shared parameter checks in
+//! [`glue`]; the JSON documents themselves are `crate::artifacts`.
+//!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
