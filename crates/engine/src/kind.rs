@@ -243,8 +243,8 @@ pub trait Stage: Send + Sync + 'static {
         semantic.clone()
     }
 
-    /// Extra checks on parameters beyond their types; `Err((param path, message))`.
-    fn validate(_params: &Self::Params) -> Result<(), (String, String)> {
+    /// Extra checks on parameters beyond their types (ranges, combinations).
+    fn validate(_params: &Self::Params) -> Result<(), ParamError> {
         Ok(())
     }
 
@@ -296,6 +296,41 @@ pub enum ParamProblem {
         /// What was expected, in serde's words.
         message: String,
     },
+}
+
+/// A parameter value its type accepts but the kind's own check ([`Stage::validate`]) refuses:
+/// which parameter, and why. The spec reports it as [`ParamProblem::Invalid`] at the
+/// parameter's position, with `message` as written here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    /// Path under `with`, e.g. `optimizer.lr` (empty for the parameters as a whole).
+    pub path: String,
+    /// What is wrong, in the words shown to the user.
+    pub message: String,
+}
+
+impl ParamError {
+    /// The parameter at `path` (under `with`, dotted) is refused for `message`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+    /// The parameters as a whole are refused (a combination, not one value).
+    pub fn whole(message: impl Into<String>) -> Self {
+        ParamError::new(String::new(), message)
+    }
+}
+
+impl From<ParamError> for ParamProblem {
+    fn from(e: ParamError) -> Self {
+        ParamProblem::Invalid {
+            path: e.path,
+            message: e.message,
+        }
+    }
 }
 
 /// The object-safe form of a kind, used by the registry and executor.
@@ -350,7 +385,7 @@ impl<S: Stage> DynKind for Typed<S> {
                 message: e.into_inner().to_string(),
             }
         })?;
-        S::validate(&typed).map_err(|(path, message)| ParamProblem::Invalid { path, message })?;
+        S::validate(&typed)?;
         let semantic = serde_json::to_value(&typed)
             .map(|v| super::fingerprint::canonical_json(&v))
             .map_err(|e| ParamProblem::Invalid {

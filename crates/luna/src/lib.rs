@@ -13,6 +13,7 @@
 pub use luna_engine as engine;
 
 pub mod annotation_mask;
+pub mod artifacts;
 pub mod cli;
 pub mod cluster;
 pub mod config;

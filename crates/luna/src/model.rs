@@ -13,6 +13,8 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::engine::kind::ParamError;
+
 /// The artifact type of a trained classifier (`train_classifier`).
 pub const CLASSIFIER: &str = "classifier";
 /// The artifact type of a trained segmenter (`train_segmentation`).
@@ -169,7 +171,7 @@ impl Default for OptimizerParams {
     }
 }
 
-/// `Err((path, message))` unless `lo <= v <= hi` (with `hi_open`: `v < hi`) and finite.
+/// An error at `path` unless `lo <= v <= hi` (with `hi_open`: `v < hi`) and finite.
 fn in_range(
     path: &str,
     v: f64,
@@ -177,21 +179,21 @@ fn in_range(
     hi: f64,
     hi_open: bool,
     what: &str,
-) -> Result<(), (String, String)> {
+) -> Result<(), ParamError> {
     let ok = v.is_finite() && v >= lo && if hi_open { v < hi } else { v <= hi };
     if ok {
         return Ok(());
     }
     let close = if hi_open { ")" } else { "]" };
-    Err((
-        path.into(),
+    Err(ParamError::new(
+        path,
         format!("{path} must be a finite number in [{lo}, {hi}{close} ({what}), got {v}"),
     ))
 }
 
 /// Plan-time checks of the optimizer's hyperparameters (a negative or non-finite learning
 /// rate diverges at once; a huge one is allowed and stopped by the loss guard at run time).
-pub fn check_optimizer(o: &OptimizerParams) -> Result<(), (String, String)> {
+pub fn check_optimizer(o: &OptimizerParams) -> Result<(), ParamError> {
     let (lr, wd) = match o {
         OptimizerParams::Sgd {
             lr,
@@ -212,8 +214,8 @@ pub fn check_optimizer(o: &OptimizerParams) -> Result<(), (String, String)> {
     };
     if let Some(lr) = lr {
         if !(lr.is_finite() && *lr > 0.0) {
-            return Err((
-                "optimizer.lr".into(),
+            return Err(ParamError::new(
+                "optimizer.lr",
                 format!("optimizer.lr must be a finite number > 0 (book: 1e-3), got {lr}"),
             ));
         }
@@ -229,7 +231,7 @@ pub fn check_optimizer(o: &OptimizerParams) -> Result<(), (String, String)> {
 }
 
 /// Plan-time checks of the augmentation ranges (see [`AugmentParams`]).
-pub fn check_augment(a: &AugmentParams) -> Result<(), (String, String)> {
+pub fn check_augment(a: &AugmentParams) -> Result<(), ParamError> {
     in_range(
         "augment.offset",
         a.offset,

@@ -82,20 +82,7 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
     let chain = find_chain(&o.pipeline, None).map_err(detect_err)?;
     let planned = trained_models(&o, &chain, &a.pipeline)?;
     o.stat.save();
-    let model = |stage: &str, role: &str| -> Result<(Value, PathBuf, String), CliError> {
-        let p = planned
-            .iter()
-            .find(|s| s.stage == stage)
-            .ok_or_else(|| setup(format!("the model stage `{stage}` is not in the plan")))?;
-        let spec = o.pipeline.stages.iter().find(|s| s.name == stage);
-        let dir = o.cache.object_dir(&p.key);
-        Ok((
-            json!({"role": role, "stage": stage, "kind": p.kind, "key": p.key,
-                   "params": spec.map(|s| s.with.clone()), "artifact": dir}),
-            dir,
-            p.key.clone(),
-        ))
-    };
+    let model = |stage: &str, role: &str| served_model(&o, &planned, stage, role);
     let (nodule, nodule_dir, nodule_key) = model(&chain.nodule_model, "nodule")?;
     let mal = chain
         .malignancy_model
@@ -129,31 +116,7 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         queue: a.queue as usize,
         batch_timeout: Duration::from_secs(a.batch_timeout_s.max(1)),
     };
-    let detect_run = {
-        let (g, pa) = (g.clone(), pa.clone());
-        move |mhd: PathBuf| -> Result<Value, (u16, String)> {
-            let args = DetectArgs::for_serve(vec![mhd.clone()], &pa, None);
-            match detect(&g, &args) {
-                Ok(d) => {
-                    let _ = std::fs::remove_dir_all(&d.staging);
-                    let mut doc = d.json();
-                    // the client's file name, not the server's scratch path
-                    if let Some(s) = doc["series"].get_mut(0) {
-                        s["file"] = json!(mhd.file_name().map(|f| f.to_string_lossy()));
-                    }
-                    Ok(doc)
-                }
-                Err(e) => {
-                    let status = if e.code() == 2 { 400 } else { 500 };
-                    let text = e.render();
-                    Err((
-                        status,
-                        text.trim_start_matches("error: ").trim_end().to_string(),
-                    ))
-                }
-            }
-        }
-    };
+    let detect_run = detect_runner(g.clone(), pa.clone());
     // a worker that dies mid-write must not kill the server with SIGPIPE (main sets the
     // default disposition); writes to it fail with EPIPE instead
     // SAFETY: changing a signal disposition; no handler runs.
@@ -207,12 +170,7 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
             cfg.max_batch,
             a.max_wait_ms,
         );
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "listening on http://{bound}");
-            let _ = out.flush();
-        }
+        announce(bound);
         crate::serve::http::serve(st.clone(), listener)
             .await
             .map_err(setup)?;
@@ -221,4 +179,65 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         eprintln!("serve: stopped");
         Ok::<i32, CliError>(0)
     })
+}
+
+/// One served model: its `/v1/models` entry, its artifact directory and its key.
+fn served_model(
+    o: &super::workspace::Opened,
+    planned: &[crate::engine::plan::PlannedStage],
+    stage: &str,
+    role: &str,
+) -> Result<(Value, PathBuf, String), CliError> {
+    let p = planned
+        .iter()
+        .find(|s| s.stage == stage)
+        .ok_or_else(|| setup(format!("the model stage `{stage}` is not in the plan")))?;
+    let spec = o.pipeline.stages.iter().find(|s| s.name == stage);
+    let dir = o.cache.object_dir(&p.key);
+    Ok((
+        json!({"role": role, "stage": stage, "kind": p.kind, "key": p.key,
+               "params": spec.map(|s| s.with.clone()), "artifact": dir}),
+        dir,
+        p.key.clone(),
+    ))
+}
+
+/// `/v1/detect`'s runner: `luna detect` on the uploaded CT, its JSON with the client's file
+/// name; a usage error (exit code 2) is the client's (400), anything else the server's (500).
+fn detect_runner(
+    g: Globals,
+    pa: PipelineArgs,
+) -> impl Fn(PathBuf) -> Result<Value, (u16, String)> + Send + Sync + 'static {
+    move |mhd: PathBuf| -> Result<Value, (u16, String)> {
+        let args = DetectArgs::for_serve(vec![mhd.clone()], &pa, None);
+        match detect(&g, &args) {
+            Ok(d) => {
+                // scratch output of one request; a leftover is removed with `.luna/serve`
+                let _ = std::fs::remove_dir_all(&d.staging);
+                let mut doc = d.json();
+                // the client's file name, not the server's scratch path
+                if let Some(s) = doc["series"].get_mut(0) {
+                    s["file"] = json!(mhd.file_name().map(|f| f.to_string_lossy()));
+                }
+                Ok(doc)
+            }
+            Err(e) => {
+                let status = if e.code() == 2 { 400 } else { 500 };
+                let text = e.render();
+                Err((
+                    status,
+                    text.trim_start_matches("error: ").trim_end().to_string(),
+                ))
+            }
+        }
+    }
+}
+
+/// Prints `listening on http://ADDR` on stdout (what scripts wait for), flushed at once.
+fn announce(bound: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // stdout closed: nobody waits for the line, and the server still serves
+    let _ = writeln!(out, "listening on http://{bound}");
+    let _ = out.flush();
 }

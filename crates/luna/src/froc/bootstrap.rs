@@ -3,7 +3,7 @@
 //! independent implementation can draw the same resamples.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::curve::{Ranked, LAST_OF_GROUP, POSITIVE};
 use super::mean;
@@ -35,13 +35,16 @@ pub fn resample_counts(seed: u64, round: usize, scans: usize) -> Vec<u32> {
 }
 
 /// Mean and confidence interval of one statistic over the rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Mean over the rounds.
+    #[serde(deserialize_with = "crate::artifacts::f64_or_nan")]
     pub mean: f64,
     /// Lower bound (sorted value at ⌊(1−c)/2·N⌋).
+    #[serde(deserialize_with = "crate::artifacts::f64_or_nan")]
     pub low: f64,
     /// Upper bound (sorted value at ⌊(1−(1−c)/2)·N⌋).
+    #[serde(deserialize_with = "crate::artifacts::f64_or_nan")]
     pub high: f64,
 }
 

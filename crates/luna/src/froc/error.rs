@@ -101,6 +101,9 @@ pub enum FrocError {
         #[source]
         source: std::io::Error,
     },
+    /// A JSON output (`froc.json`) could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] crate::artifacts::EncodeError),
     /// Drawing `froc.png` failed.
     #[error(transparent)]
     Plot(#[from] PlotError),
@@ -133,7 +136,7 @@ impl FrocError {
             Self::NoNodules { .. } => Some(
                 "check that the annotations file belongs to these scans (same series uids)".into(),
             ),
-            Self::InvalidOption { .. } | Self::Io { .. } | Self::Plot(_) => None,
+            Self::InvalidOption { .. } | Self::Io { .. } | Self::Encode(_) | Self::Plot(_) => None,
         }
     }
 }

@@ -5,11 +5,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::json;
-
 use super::error::FrocError;
 use super::input::{write_seriesuids, FrocInput, SERIESUIDS_FILE};
 use super::{FrocResult, RATES};
+use crate::artifacts::{encode, FrocBootstrapSummary, FrocSummary, RateInterval, Style};
 
 /// The header of a submission (and of `submission.csv`).
 pub const SUBMISSION_HEADER: &str = "seriesuid,coordX,coordY,coordZ,probability";
@@ -30,33 +29,40 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), FrocError> {
 }
 
 /// The `froc.json` document.
-pub fn froc_json(r: &FrocResult) -> serde_json::Value {
+pub fn froc_json(r: &FrocResult) -> FrocSummary {
     let c = &r.counts;
-    let bootstrap = r.bootstrap.as_ref().map(|b| {
-        json!({
-            "samples": b.samples,
-            "seed": b.seed,
-            "confidence": b.confidence,
-            "generator": "scan j of round b = splitmix64(seed + (b*scans + j + 1)*0x9E3779B97F4A7C15) mod scans",
-            "cpm": b.cpm,
-            "sensitivities": RATES.iter().zip(&b.sensitivities).map(|(rate, iv)| json!({
-                "rate": rate, "mean": iv.mean, "low": iv.low, "high": iv.high,
-            })).collect::<Vec<_>>(),
-        })
+    let bootstrap = r.bootstrap.as_ref().map(|b| FrocBootstrapSummary {
+        samples: b.samples,
+        seed: b.seed,
+        confidence: b.confidence,
+        generator:
+            "scan j of round b = splitmix64(seed + (b*scans + j + 1)*0x9E3779B97F4A7C15) mod scans"
+                .into(),
+        cpm: b.cpm,
+        sensitivities: RATES
+            .iter()
+            .zip(&b.sensitivities)
+            .map(|(&rate, iv)| RateInterval {
+                rate,
+                mean: iv.mean,
+                low: iv.low,
+                high: iv.high,
+            })
+            .collect(),
     });
-    json!({
-        "rates": RATES,
-        "sensitivities": r.sensitivities,
-        "cpm": r.cpm,
-        "cpm_nearest": r.cpm_nearest,
-        "sensitivities_nearest": r.sensitivities_nearest,
-        "counts": c,
-        "candidate_recall": c.tp as f64 / c.nodules as f64,
-        "marks_per_scan": c.marks as f64 / c.scans as f64,
-        "max_marks": r.options.max_marks,
-        "curve_points": r.curve.len(),
-        "bootstrap": bootstrap,
-    })
+    FrocSummary {
+        rates: RATES,
+        sensitivities: r.sensitivities,
+        cpm: r.cpm,
+        cpm_nearest: r.cpm_nearest,
+        sensitivities_nearest: r.sensitivities_nearest,
+        counts: *c,
+        candidate_recall: c.tp as f64 / c.nodules as f64,
+        marks_per_scan: c.marks as f64 / c.scans as f64,
+        max_marks: r.options.max_marks,
+        curve_points: r.curve.len(),
+        bootstrap,
+    }
 }
 
 /// A scoring in four lines (counts, hits, the 7 sensitivities, the CPMs), as `luna froc`
@@ -108,9 +114,9 @@ pub fn write_outputs(dir: &Path, input: &FrocInput, r: &FrocResult) -> Result<()
         let _ = writeln!(curve, "{:?},{:?},{:?}", p.fps, p.sensitivity, p.threshold);
     }
     write(dir, "froc.csv", curve.as_bytes())?;
-    let doc = froc_json(r);
-    let text = format!("{doc:#}\n");
-    write(dir, "froc.json", text.as_bytes())?;
+    let path = dir.join("froc.json");
+    let bytes = encode(&froc_json(r), Style::PrettyLine, &path)?;
+    write(dir, "froc.json", &bytes)?;
     let mut band = String::from("fps,mean,lower,upper\n");
     for p in r.bootstrap.iter().flat_map(|b| &b.band) {
         let _ = writeln!(band, "{:?},{:?},{:?},{:?}", p.fps, p.mean, p.lower, p.upper);

@@ -6,7 +6,7 @@
 //! ≤ 100 marks and a handful of findings per scan it is microseconds; a spatial index would only
 //! add code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::input::{Finding, FrocInput, Mark};
 
@@ -27,7 +27,7 @@ pub struct Entry {
 }
 
 /// What the matching found (the script's CADAnalysis.txt counts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Included nodules hit by at least one mark.
     pub tp: usize,

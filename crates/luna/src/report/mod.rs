@@ -29,8 +29,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value as Json;
+use serde::de::DeserializeOwned;
 
+use crate::artifacts::{ClassifierMetrics, DiagnosisSummary, FrocSummary};
 use crate::ct::CtImage;
 use crate::diagnose::{matches, TrueNodule};
 use crate::engine::cache::Cache;
@@ -107,16 +108,17 @@ impl<'a> ReportSource<'a> {
     }
 }
 
-fn read_json(path: &Path) -> Option<Json> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+/// An artifact's JSON document: `None` when the file is absent, `Err` (shown in the report)
+/// when it does not parse as the struct its writer uses.
+fn read_doc<T: DeserializeOwned>(path: &Path) -> Option<Result<T, String>> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())))
 }
 
-fn f(v: &Json, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for k in path {
-        cur = cur.get(*k)?;
-    }
-    cur.as_f64()
+/// The document, or nothing: for the headline cards, which have no room for a parse error
+/// (the artifact's section shows it).
+fn read_ok<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    read_doc(path)?.ok()
 }
 
 /// The headline numbers of a run: FROC CPMs (both tracks), classifier F1/AUC, nodules found by
@@ -124,7 +126,7 @@ fn f(v: &Json, path: &[&str]) -> Option<f64> {
 pub fn headlines(src: &ReportSource) -> Vec<Headline> {
     let mut out = Vec::new();
     for (s, dir) in src.of_kind(EvaluateFrocStage::KIND) {
-        let Some(j) = read_json(&dir.join("froc.json")) else {
+        let Some(j) = read_ok::<FrocSummary>(&dir.join("froc.json")) else {
             continue;
         };
         let track = if src.binding(&s.stage, "detections").is_some() {
@@ -132,66 +134,47 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
         } else {
             "false-positive reduction"
         };
-        let ci = match (
-            f(&j, &["bootstrap", "cpm", "low"]),
-            f(&j, &["bootstrap", "cpm", "high"]),
-        ) {
-            (Some(l), Some(h)) => format!(" (95% CI {l:.3}–{h:.3})"),
+        let ci = match j.bootstrap.as_ref().map(|b| (b.cpm.low, b.cpm.high)) {
+            Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
             _ => String::new(),
         };
         out.push(Headline {
             label: format!("CPM, {track} track ({})", s.stage),
-            value: format!("{}{ci}", num(f(&j, &["cpm"]), 3)),
+            value: format!("{}{ci}", num(Some(j.cpm), 3)),
         });
     }
     for (s, dir) in src.of_kind(EvaluateClassifierStage::KIND) {
-        if let Some(j) = read_json(&dir.join("metrics.json")) {
+        if let Some(j) = read_ok::<ClassifierMetrics>(&dir.join("metrics.json")) {
             out.push(Headline {
                 label: format!("F1 / ROC AUC ({})", s.stage),
-                value: format!(
-                    "{} / {}",
-                    num(f(&j, &["f1"]), 3),
-                    num(f(&j, &["roc_auc"]), 3)
-                ),
+                value: format!("{} / {}", num(Some(j.f1), 3), num(j.roc_auc, 3)),
             });
         }
     }
     for (s, dir) in src.of_kind(DiagnoseStage::KIND) {
-        let Some(j) = read_json(&dir.join("diagnosis.json")) else {
+        let Some(j) = read_ok::<DiagnosisSummary>(&dir.join("diagnosis.json")) else {
             continue;
         };
-        if let Some(c) = confusion(&j) {
-            let planted: u64 = c[1].iter().chain(c[2].iter()).sum();
-            if planted > 0 {
-                let found = planted - c[1][0] - c[2][0];
-                out.push(Headline {
-                    label: format!("nodules found / annotated ({})", s.stage),
-                    value: format!(
-                        "{found} / {planted} ({:.1}%)",
-                        100.0 * found as f64 / planted as f64
-                    ),
-                });
-            }
+        let c = j.confusion;
+        let planted: u64 = c[1].iter().chain(c[2].iter()).sum();
+        if planted > 0 {
+            let found = planted - c[1][0] - c[2][0];
+            out.push(Headline {
+                label: format!("nodules found / annotated ({})", s.stage),
+                value: format!(
+                    "{found} / {planted} ({:.1}%)",
+                    100.0 * found as f64 / planted as f64
+                ),
+            });
         }
-        if j.get("per_patient_auc").is_some_and(|v| !v.is_null()) {
+        if j.per_patient_auc.is_some() {
             out.push(Headline {
                 label: format!("per-patient malignancy AUC ({})", s.stage),
-                value: num(f(&j, &["per_patient_auc"]), 3),
+                value: num(j.per_patient_auc, 3),
             });
         }
     }
     out
-}
-
-fn confusion(j: &Json) -> Option<[[u64; 4]; 3]> {
-    let rows = j.get("confusion")?.as_array()?;
-    let mut c = [[0u64; 4]; 3];
-    for (i, r) in rows.iter().take(3).enumerate() {
-        for (k, v) in r.as_array()?.iter().take(4).enumerate() {
-            c[i][k] = v.as_u64()?;
-        }
-    }
-    Some(c)
 }
 
 /// Writes `runs/<id>/report.html` (atomically: a temporary file renamed over it); returns its
@@ -390,7 +373,7 @@ fn failures(src: &ReportSource, o: &mut String) {
 fn froc_sections(src: &ReportSource, o: &mut String) {
     let mut any = false;
     for (s, dir) in src.of_kind(EvaluateFrocStage::KIND) {
-        let Some(j) = read_json(&dir.join("froc.json")) else {
+        let Some(doc) = read_doc::<FrocSummary>(&dir.join("froc.json")) else {
             continue;
         };
         if !any {
@@ -401,61 +384,52 @@ fn froc_sections(src: &ReportSource, o: &mut String) {
         if let Ok(png) = std::fs::read(dir.join("froc.png")) {
             o.push_str(&img_png(&png, &format!("FROC of {}", s.stage), "froc"));
         }
-        let rates = j
-            .get("rates")
-            .and_then(Json::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let sens = j
-            .get("sensitivities")
-            .and_then(Json::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let boot = j
-            .get("bootstrap")
-            .and_then(|b| b.get("sensitivities"))
-            .and_then(Json::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut rows = Vec::new();
-        for (k, r) in rates.iter().enumerate() {
-            let ci = boot
-                .get(k)
-                .map(|b| format!("{} – {}", num(f(b, &["low"]), 3), num(f(b, &["high"]), 3)));
-            rows.push(vec![
-                num(r.as_f64(), 3),
-                num(sens.get(k).and_then(Json::as_f64), 4),
-                ci.unwrap_or_else(|| "–".into()),
-            ]);
-        }
-        rows.push(vec![
-            "<b>CPM</b>".into(),
-            format!("<b>{}</b>", num(f(&j, &["cpm"]), 4)),
-            format!(
-                "{} – {}",
-                num(f(&j, &["bootstrap", "cpm", "low"]), 3),
-                num(f(&j, &["bootstrap", "cpm", "high"]), 3)
-            ),
-        ]);
-        o.push_str(&table(&["FPs / scan", "sensitivity", "95% CI"], &rows));
-        if let Some(c) = j.get("counts") {
-            let get = |k: &str| c.get(k).and_then(Json::as_u64).unwrap_or(0).to_string();
-            o.push_str(&table(
-                &["scans", "nodules", "TP", "FP", "FN", "ignored on excluded"],
-                &[vec![
-                    get("scans"),
-                    get("nodules"),
-                    get("tp"),
-                    get("fp"),
-                    get("fn"),
-                    get("ignored_on_excluded"),
-                ]],
-            ));
+        match doc {
+            Ok(j) => froc_tables(&j, o),
+            Err(e) => {
+                let _ = write!(o, "<p class=\"failed\">{}</p>", esc(&e));
+            }
         }
     }
     if any {
         o.push_str("</section>");
     }
+}
+
+/// The sensitivity table (with the bootstrap intervals) and the counts of one `froc.json`.
+fn froc_tables(j: &FrocSummary, o: &mut String) {
+    let boot = j.bootstrap.as_ref();
+    let mut rows = Vec::new();
+    for (k, r) in j.rates.iter().enumerate() {
+        let ci = boot
+            .and_then(|b| b.sensitivities.get(k))
+            .map(|b| format!("{} – {}", num(Some(b.low), 3), num(Some(b.high), 3)));
+        rows.push(vec![
+            num(Some(*r), 3),
+            num(j.sensitivities.get(k).copied(), 4),
+            ci.unwrap_or_else(|| "–".into()),
+        ]);
+    }
+    rows.push(vec![
+        "<b>CPM</b>".into(),
+        format!("<b>{}</b>", num(Some(j.cpm), 4)),
+        format!(
+            "{} – {}",
+            num(boot.map(|b| b.cpm.low), 3),
+            num(boot.map(|b| b.cpm.high), 3)
+        ),
+    ]);
+    o.push_str(&table(&["FPs / scan", "sensitivity", "95% CI"], &rows));
+    let c = &j.counts;
+    o.push_str(&table(
+        &["scans", "nodules", "TP", "FP", "FN", "ignored on excluded"],
+        &[
+            [c.scans, c.nodules, c.tp, c.fp, c.fn_, c.ignored_on_excluded]
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        ],
+    ));
 }
 
 fn diagnosis_sections(src: &ReportSource, o: &mut String) {
@@ -666,22 +640,7 @@ fn gallery_entries(
     // the CTs: the classify stage's dataset, or its ct_root
     let root = match src.binding(&det_stage, "dataset") {
         Some(ds) => dir_of(&ds)?,
-        None => src
-            .pipeline
-            .and_then(|p| p.stage_index(&det_stage).map(|i| &p.stages[i]))
-            .and_then(|s| {
-                s.params
-                    .typed
-                    .downcast_ref::<crate::stages::classify_candidates::ClassifyCandidatesParams>()
-            })
-            .and_then(|p| {
-                p.ct_root.as_ref().map(|r| {
-                    src.pipeline
-                        .map(|pl| pl.workspace.join(r.path()))
-                        .unwrap_or_default()
-                })
-            })
-            .ok_or("the detections' CTs are not known")?,
+        None => ct_root_of(src, &det_stage).ok_or("the detections' CTs are not known")?,
     };
     let roots = crate::stages::dataset::find_series(&root).map_err(|e| e.to_string())?;
     // every patient the diagnosis covers (series without detections too: their nodules are
@@ -697,6 +656,39 @@ fn gallery_entries(
         .map(|r| r.series_uid.as_str())
         .chain(dets.iter().map(|d| d.series_uid.as_str()))
         .collect();
+    let [tp, fp, missed] = sort_entries(series, &truth, &dets, threshold);
+    Ok(Some(Gallery {
+        roots,
+        groups: vec![
+            ("True positives", tp),
+            ("False positives", fp),
+            ("Missed nodules", missed),
+        ],
+    }))
+}
+
+/// The `ct_root` parameter of the classify stage `det_stage`, in the workspace.
+fn ct_root_of(src: &ReportSource, det_stage: &str) -> Option<PathBuf> {
+    let pipeline = src.pipeline?;
+    let spec = &pipeline.stages[pipeline.stage_index(det_stage)?];
+    let p = spec
+        .params
+        .typed
+        .downcast_ref::<crate::stages::classify_candidates::ClassifyCandidatesParams>()?;
+    p.ct_root
+        .as_ref()
+        .map(|r| pipeline.workspace.join(r.path()))
+}
+
+/// The detections at or above `threshold` that hit a true nodule (true positives) or none
+/// (false positives), and the true nodules no such detection hits (missed), each group sorted
+/// (most probable / largest first).
+fn sort_entries(
+    series: std::collections::BTreeSet<&str>,
+    truth: &BTreeMap<String, Vec<TrueNodule>>,
+    dets: &[crate::tables::DetectionRow],
+    threshold: f64,
+) -> [Vec<Entry>; 3] {
     let (mut tp, mut fp, mut missed) = (Vec::new(), Vec::new(), Vec::new());
     let mal = |m: Option<f64>| m.map(|m| format!(", P(mal) {m:.2}")).unwrap_or_default();
     for uid in series {
@@ -742,14 +734,31 @@ fn gallery_entries(
     for v in [&mut tp, &mut fp, &mut missed] {
         v.sort_by(|a, b| a.order.total_cmp(&b.order));
     }
-    Ok(Some(Gallery {
-        roots,
-        groups: vec![
-            ("True positives", tp),
-            ("False positives", fp),
-            ("Missed nodules", missed),
-        ],
-    }))
+    [tp, fp, missed]
+}
+
+/// The headline metrics of an `evaluate_classifier` artifact's `metrics.json`.
+fn metrics_table(dir: &Path, o: &mut String) {
+    match read_doc::<ClassifierMetrics>(&dir.join("metrics.json")) {
+        None => {}
+        Some(Ok(m)) => {
+            let keys = ["samples", "precision", "recall", "f1", "roc_auc"];
+            let cells = [
+                Some(m.samples as f64),
+                Some(m.precision),
+                Some(m.recall),
+                Some(m.f1),
+                m.roc_auc,
+            ]
+            .iter()
+            .map(|v| num(*v, 4))
+            .collect();
+            o.push_str(&table(&keys, &[cells]));
+        }
+        Some(Err(e)) => {
+            let _ = write!(o, "<p class=\"failed\">{}</p>", esc(&e));
+        }
+    }
 }
 
 fn plots(src: &ReportSource, o: &mut String) {
@@ -780,10 +789,8 @@ fn plots(src: &ReportSource, o: &mut String) {
             esc(&s.stage),
             esc(&s.kind)
         );
-        if let Some(j) = read_json(&dir.join("metrics.json")) {
-            let keys = ["samples", "precision", "recall", "f1", "roc_auc"];
-            let cells: Vec<String> = keys.iter().map(|k| num(f(&j, &[k]), 4)).collect();
-            o.push_str(&table(&keys, &[cells]));
+        if s.kind == EvaluateClassifierStage::KIND {
+            metrics_table(&dir, o);
         }
         for p in pngs {
             if let Ok(b) = std::fs::read(&p) {

@@ -23,18 +23,22 @@ use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
-use super::merge_candidates::CANDIDATES;
-
-/// The artifact type of `build_crops`: index.parquet + crops/<uid>.h5.
-pub const CROPS: &str = "crops";
-use super::load_annotations::table_err;
-use crate::ct::{CtImage, DataFile, Xyz};
+use super::artifact::CROPS;
+use super::dataset::{
+    candidate_ct_slots, check_on_disk, ct_root_inputs, estimated_cost, find_series,
+    read_candidates, resolve_ct_root,
+};
+/// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
+/// `stages::dataset` themselves.
+pub use super::dataset::{ct_file_hashes, upstream_file_hashes};
+use super::glue::{check_zstd_level, table_err, write_json};
+use crate::artifacts::{CropsSummary, Style};
+use crate::ct::{CtImage, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::store::{CropReader, CropWriter};
-use crate::tables::{merged_from_frame, read_parquet, write_parquet, MergedRow, Table};
+use crate::tables::{write_parquet, MergedRow, Table};
 
 /// Parameters of `build_crops`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -96,11 +100,11 @@ impl Stage for BuildCropsStage {
         ct_root_inputs(p.ct_root.as_ref())
     }
 
-    fn validate(p: &BuildCropsParams) -> Result<(), (String, String)> {
+    fn validate(p: &BuildCropsParams) -> Result<(), ParamError> {
         if p.width_irc.contains(&0) {
-            return Err((
-                "width_irc".into(),
-                "every crop dimension must be at least 1".into(),
+            return Err(ParamError::new(
+                "width_irc",
+                "every crop dimension must be at least 1",
             ));
         }
         // checked: [2^32, 2^32, 1] must not wrap to 0, [1000, 1000, 1000] must not allocate
@@ -110,8 +114,8 @@ impl Stage for BuildCropsStage {
             .try_fold(1usize, |acc, &w| acc.checked_mul(w))
             .filter(|&v| v <= MAX_CROP_VOXELS);
         if voxels.is_none() {
-            return Err((
-                "width_irc".into(),
+            return Err(ParamError::new(
+                "width_irc",
                 format!(
                     "a crop of {:?} voxels is larger than the limit of {MAX_CROP_VOXELS} voxels (32 MiB of i16 per crop)",
                     p.width_irc
@@ -192,13 +196,13 @@ impl Stage for BuildCropsStage {
             &ctx.out_dir().join(Table::CropIndex.file_name()),
         )
         .map_err(table_err)?;
-        let summary = serde_json::json!({
-            "width_irc": p.width_irc, "series": by_series.len(), "crops": total,
-            "series_computed": computed.load(Ordering::Relaxed),
-        });
-        let sp = ctx.out_dir().join("crops.json");
-        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default())
-            .map_err(|e| StageError::io(&sp, e))?;
+        let summary = CropsSummary {
+            width_irc: p.width_irc,
+            series: by_series.len(),
+            crops: total,
+            series_computed: computed.load(Ordering::Relaxed),
+        };
+        write_json(&ctx.out_dir().join("crops.json"), &summary, Style::Pretty)?;
         ctx.log(format!(
             "{total} crops from {} CTs ({} computed, {} cached) in {:.1}s",
             by_series.len(),
@@ -207,57 +211,6 @@ impl Stage for BuildCropsStage {
             t0.elapsed().as_secs_f64()
         ));
         Ok(())
-    }
-}
-
-/// The inputs of a stage over candidates and their CTs: `candidates` (merge_candidates) and
-/// `dataset` (required unless `ct_root` is given).
-pub(crate) fn candidate_ct_slots(
-    candidates: Option<&StageRef>,
-    ct_root: Option<&InputPath>,
-    dataset: Option<&StageRef>,
-) -> Vec<InputSlot> {
-    vec![
-        InputSlot::required("candidates", CANDIDATES, candidates),
-        dataset_slot(ct_root, dataset),
-    ]
-}
-
-/// The rows of the candidates table bound to the stage's `candidates` input, and its path.
-pub(crate) fn read_candidates(ctx: &StageContext) -> Result<(PathBuf, Vec<MergedRow>), StageError> {
-    let file = ctx
-        .input("candidates")?
-        .dir
-        .join(Table::Candidates.file_name());
-    let rows = merged_from_frame(&read_parquet(&file, Table::Candidates).map_err(table_err)?)
-        .map_err(table_err)?;
-    Ok((file, rows))
-}
-
-/// The `level` parameter check shared by the HDF5-writing stages: zstd levels -7..=19, not 0.
-pub(crate) fn check_zstd_level(level: i32) -> Result<(), (String, String)> {
-    if !(-7..=19).contains(&level) || level == 0 {
-        return Err((
-            "level".into(),
-            format!("zstd level {level} is outside -7..=19 (0 is not a level)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Errors unless every series of the candidate table has its CT under `root`.
-pub(crate) fn check_on_disk<'a>(
-    root: &Path,
-    on_disk: &BTreeMap<String, PathBuf>,
-    mut uids: impl Iterator<Item = &'a String>,
-) -> Result<(), StageError> {
-    match uids.find(|u| !on_disk.contains_key(*u)) {
-        Some(uid) => Err(StageError::msg(format!(
-            "the candidate table has series {uid} but {} holds no {uid}.mhd",
-            root.display()
-        ))
-        .with_hint("set `require_on_disk: true` on merge_candidates, or add the missing CT")),
-        None => Ok(()),
     }
 }
 
@@ -270,18 +223,6 @@ fn cmp_center(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
 /// The most voxels one crop may have (2^24: 32 MiB as i16, one HDF5 chunk per crop); the
 /// book's crops have 73,728.
 pub const MAX_CROP_VOXELS: usize = 1 << 24;
-
-/// Rough work estimate of one CT for scheduling (not part of any key): inflating a compressed
-/// volume costs ~40× a memory-mapped read of the same bytes, and compressing a crop ~20×.
-/// An unreadable header counts as free; the worker reports its error.
-pub(crate) fn estimated_cost(mhd: &Path, crop_bytes: u64) -> u64 {
-    let Ok(h) = crate::ct::header::read_header(mhd) else {
-        return 0;
-    };
-    let bytes =
-        h.dim_size.iter().map(|&d| d as u64).product::<u64>() * h.element_type.size() as u64;
-    bytes.saturating_mul(if h.compressed { 40 } else { 1 }) + crop_bytes.saturating_mul(20)
-}
 
 /// Extracts and writes one series' crops.
 fn write_series(
@@ -315,69 +256,6 @@ fn write_series(
     }
     w.finish().map_err(StageError::domain)?;
     Ok(())
-}
-
-/// Per-file blake3 from the manifest of the upstream artifact that holds the CTs (free), so
-/// CTs generated by `synth` are not re-read just to be hashed (`cluster` and `segment` use it
-/// too).
-pub fn upstream_file_hashes(ctx: &StageContext, root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    for u in ctx.upstreams().iter().filter(|u| u.dir == root) {
-        if let Ok(m) = crate::engine::cache::read_manifest(&u.dir.join("manifest.json")) {
-            for f in m.files {
-                out.insert(u.dir.join(&f.path), f.blake3);
-            }
-        }
-    }
-    out
-}
-
-/// blake3 of the `.mhd` and every data file it names (the key material of a CT; `cluster`
-/// uses it too).
-pub fn ct_file_hashes(
-    ctx: &StageContext,
-    mhd: &Path,
-    known: &BTreeMap<PathBuf, String>,
-) -> Result<Vec<String>, StageError> {
-    let header = crate::ct::header::read_header(mhd).map_err(StageError::domain)?;
-    let mut files = vec![mhd.to_path_buf()];
-    match header.data_file {
-        DataFile::Local => {}
-        DataFile::File(f) => files.push(if f.is_absolute() {
-            f
-        } else {
-            mhd.parent().unwrap_or(Path::new(".")).join(f)
-        }),
-        DataFile::List { files: fs, .. } => files.extend(fs),
-    }
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| match known.get(f) {
-            Some(h) => Ok(h.clone()),
-            None if i == 0 => ctx.hash_file(f),
-            // A data file: name the header that points at it, not only the missing path.
-            None => ctx.hash_file(f).map_err(|e| {
-                StageError::msg(format!(
-                    "{}: ElementDataFile {} cannot be read: {}",
-                    mhd.display(),
-                    f.display(),
-                    io_cause(&e)
-                ))
-                .with_hint(
-                    "restore the data file next to the .mhd, or fix ElementDataFile in the header",
-                )
-            }),
-        })
-        .collect()
-}
-
-/// The OS cause of an I/O stage error (without the path, which the caller names itself).
-fn io_cause(e: &StageError) -> String {
-    match e {
-        StageError::Io { source, .. } => source.to_string(),
-        other => other.to_string(),
-    }
 }
 
 #[derive(Default)]

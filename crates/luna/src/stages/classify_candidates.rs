@@ -29,15 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::model::{Device, CLASSIFIER};
-use crate::stages::cluster::CLUSTERS;
+use crate::stages::artifact::{CANDIDATES, CLUSTERS, DETECTIONS};
 use crate::stages::dataset::{ct_root_inputs, dataset_slot};
-use crate::stages::merge_candidates::CANDIDATES;
 use crate::worker::WorkerStage;
-
-/// The artifact type of `classify_candidates`: detections.parquet.
-pub const DETECTIONS: &str = "detections";
 
 /// Parameters of `classify_candidates`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -112,9 +108,12 @@ impl Stage for ClassifyCandidatesStage {
         ct_root_inputs(p.ct_root.as_ref())
     }
 
-    fn validate(p: &ClassifyCandidatesParams) -> Result<(), (String, String)> {
+    fn validate(p: &ClassifyCandidatesParams) -> Result<(), ParamError> {
         if p.batch_size.0 == Some(0) {
-            return Err(("batch_size".into(), "batch_size must be at least 1".into()));
+            return Err(ParamError::new(
+                "batch_size",
+                "batch_size must be at least 1",
+            ));
         }
         Ok(())
     }

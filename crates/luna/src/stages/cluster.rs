@@ -23,24 +23,24 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::build_crops::{ct_file_hashes, upstream_file_hashes};
-use super::dataset::{ct_root_inputs, dataset_slot, find_series, resolve_ct_root};
-use super::evaluate_froc::froc_err;
-use super::load_annotations::table_err;
+use super::artifact::{CLUSTERS, PROBABILITIES};
+use super::dataset::{
+    ct_file_hashes, ct_root_inputs, dataset_slot, find_series, resolve_ct_root,
+    upstream_file_hashes,
+};
+/// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
+/// `stages::glue` themselves.
+pub use super::glue::searched_series;
+use super::glue::table_err;
 use crate::cluster::Erosion;
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
-use crate::froc::{read_seriesuids, write_seriesuids, Scans, SERIESUIDS_FILE};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::froc::{write_seriesuids, SERIESUIDS_FILE};
 use crate::store::prob_volume::{check_matches, read_prob_volume};
 use crate::tables::{clusters_from_frame, clusters_to_frame, read_parquet, write_parquet};
 use crate::tables::{ClusterRow, Table};
-
-/// The artifact type of per-series probability volumes (`segment`).
-pub const PROBABILITIES: &str = "probabilities";
-/// The artifact type of `cluster`: clusters.parquet.
-pub const CLUSTERS: &str = "clusters";
 
 /// Parameters of `cluster`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -94,10 +94,10 @@ impl Stage for ClusterStage {
         ct_root_inputs(p.ct_root.as_ref())
     }
 
-    fn validate(p: &ClusterParams) -> Result<(), (String, String)> {
+    fn validate(p: &ClusterParams) -> Result<(), ParamError> {
         if !(p.threshold.is_finite() && (0.0..1.0).contains(&p.threshold)) {
-            return Err((
-                "threshold".into(),
+            return Err(ParamError::new(
+                "threshold",
                 format!(
                     "threshold must be a finite number in [0, 1), got {}",
                     p.threshold
@@ -185,31 +185,6 @@ impl Stage for ClusterStage {
         ));
         Ok(())
     }
-}
-
-/// The series a per-series artifact (`clusters`, `detections`) searched: its
-/// `seriesuids.csv` (see the module doc), which must exist beside `table`; `or_else` ends
-/// the hint when it is missing (what else the user can do).
-pub fn searched_series(
-    dir: &Path,
-    stage: &str,
-    table: Table,
-    or_else: &str,
-) -> Result<Scans, StageError> {
-    let path = dir.join(SERIESUIDS_FILE);
-    if !path.is_file() {
-        return Err(StageError::msg(format!(
-            "{}: missing: the {} artifact of `{stage}` does not say which series were searched",
-            path.display(),
-            table.name()
-        ))
-        .with_hint(format!(
-            "a stage that provides `{}` writes seriesuids.csv beside {}: every series it searched (with or without rows), one uid per line, no header{or_else}",
-            table.name(),
-            table.file_name()
-        )));
-    }
-    read_seriesuids(&path).map_err(froc_err)
 }
 
 /// Clusters one series' probability volume against its CT.

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, Stage};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, ParamError, Stage};
 
 /// Parameters of `command`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -94,13 +94,13 @@ impl Stage for CommandStage {
             .collect()
     }
 
-    fn validate(p: &CommandParams) -> Result<(), (String, String)> {
+    fn validate(p: &CommandParams) -> Result<(), ParamError> {
         if p.run.trim().is_empty() {
-            return Err(("run".into(), "the command is empty".into()));
+            return Err(ParamError::new("run", "the command is empty"));
         }
         for (i, o) in p.outputs.iter().enumerate() {
             if o.is_empty() || o.starts_with('/') || o.split('/').any(|c| c == "..") {
-                return Err((
+                return Err(ParamError::new(
                     format!("outputs.{i}"),
                     format!("`{o}` must be a relative path inside $LUNA_OUT"),
                 ));

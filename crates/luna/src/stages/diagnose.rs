@@ -15,28 +15,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::classify_candidates::DETECTIONS;
-use super::cluster::searched_series;
-use super::load_annotations::table_err;
-use super::merge_candidates::CANDIDATES;
+use super::artifact::{CANDIDATES, DETECTIONS, DIAGNOSIS};
+use super::glue::{searched_series, table_err, write_json};
+use crate::artifacts::{DiagnosisSummary, Style};
 use crate::diagnose::{
     add_confusion, match_and_score, patient_score, render_confusion, truth_by_series, Confusion,
     Detection, PatientScore, Rules, TrueNodule,
 };
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{InputSlot, Stage, StageRef};
+use crate::engine::kind::{InputSlot, ParamError, Stage, StageRef};
+use crate::froc::Scans;
+use crate::tables::DetectionRow;
 use crate::tables::{
     detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
     DiagnosisRow, Table,
 };
-
-/// The artifact type of `diagnose`.
-pub const DIAGNOSIS: &str = "diagnosis";
 
 /// How the patient score combines nodules (YAML).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -92,13 +91,16 @@ impl Stage for DiagnoseStage {
         ]
     }
 
-    fn validate(p: &DiagnoseParams) -> Result<(), (String, String)> {
+    fn validate(p: &DiagnoseParams) -> Result<(), ParamError> {
         for (v, f) in [
             (p.nodule_threshold, "nodule_threshold"),
             (p.malignancy_threshold, "malignancy_threshold"),
         ] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                return Err((f.into(), format!("{f} must be in [0, 1], got {v}")));
+                return Err(ParamError::new(
+                    f,
+                    format!("{f} must be in [0, 1], got {v}"),
+                ));
             }
         }
         Ok(())
@@ -119,20 +121,7 @@ impl Stage for DiagnoseStage {
             detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
                 .map_err(table_err)?;
         let scans = searched_series(&dup.dir, &dup.stage, Table::Detections, "")?;
-        if let Some((row, d)) = det
-            .iter()
-            .enumerate()
-            .find(|(_, d)| scans.get(&d.series_uid).is_none())
-        {
-            return Err(StageError::msg(format!(
-                "{}: row {row} (0-based): series {} is not one of the {} series searched ({})",
-                dpath.display(),
-                d.series_uid,
-                scans.len(),
-                scans.source.display()
-            ))
-            .with_hint("seriesuids.csv lists every series the detections come from"));
-        }
+        check_searched(&det, &scans, &dpath)?;
         let with_mal = det.iter().any(|d| d.prob_malignant.is_some());
         let mut by_series: BTreeMap<String, Vec<Detection>> = BTreeMap::new();
         for d in &det {
@@ -145,29 +134,7 @@ impl Stage for DiagnoseStage {
                     prob_malignant: d.prob_malignant,
                 });
         }
-        let truth: Option<BTreeMap<String, Vec<TrueNodule>>> = match ctx.input_opt("candidates")? {
-            None => None,
-            Some(up) => {
-                let t = up.dir.join(Table::Candidates.file_name());
-                let rows =
-                    merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
-                        .map_err(table_err)?;
-                let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
-                if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
-                    return Err(StageError::msg(format!(
-                        "{}: series {uid} (searched by `{}`) has no candidate in the ground truth table {}",
-                        scans.source.display(),
-                        dup.stage,
-                        t.display()
-                    ))
-                    .with_hint(format!(
-                        "bind `candidates:` to the merge_candidates stage of the dataset these CTs come from (now `{}`)",
-                        up.stage
-                    )));
-                }
-                Some(truth_by_series(rows))
-            }
-        };
+        let truth = read_truth(ctx, &scans, &dup.stage)?;
         let mut rows = Vec::new();
         let mut report = String::from("# Diagnosis\n\n");
         let mut total: Confusion = [[0; 4]; 3];
@@ -233,9 +200,12 @@ impl Stage for DiagnoseStage {
         }
         let rp = ctx.out_dir().join("report.md");
         std::fs::write(&rp, &report).map_err(|e| StageError::io(&rp, e))?;
-        let mj = ctx.out_dir().join("diagnosis.json");
-        let doc = serde_json::json!({ "patients": rows.len(), "per_patient_auc": auc, "confusion": total });
-        std::fs::write(&mj, doc.to_string()).map_err(|e| StageError::io(&mj, e))?;
+        let doc = DiagnosisSummary {
+            patients: rows.len(),
+            per_patient_auc: auc,
+            confusion: total,
+        };
+        write_json(&ctx.out_dir().join("diagnosis.json"), &doc, Style::Compact)?;
         ctx.log(format!(
             "{} patients; per-patient AUC {}",
             rows.len(),
@@ -244,4 +214,51 @@ impl Stage for DiagnoseStage {
         ));
         Ok(())
     }
+}
+
+/// Errors unless every detection's series is one of the searched `scans`.
+fn check_searched(det: &[DetectionRow], scans: &Scans, dpath: &Path) -> Result<(), StageError> {
+    match det
+        .iter()
+        .enumerate()
+        .find(|(_, d)| scans.get(&d.series_uid).is_none())
+    {
+        Some((row, d)) => Err(StageError::msg(format!(
+            "{}: row {row} (0-based): series {} is not one of the {} series searched ({})",
+            dpath.display(),
+            d.series_uid,
+            scans.len(),
+            scans.source.display()
+        ))
+        .with_hint("seriesuids.csv lists every series the detections come from")),
+        None => Ok(()),
+    }
+}
+
+/// The ground truth per series from the `candidates` input, if bound; every searched series
+/// must be in it (see the module doc). `det_stage` names the detections' stage in the error.
+fn read_truth(
+    ctx: &StageContext,
+    scans: &Scans,
+    det_stage: &str,
+) -> Result<Option<BTreeMap<String, Vec<TrueNodule>>>, StageError> {
+    let Some(up) = ctx.input_opt("candidates")? else {
+        return Ok(None);
+    };
+    let t = up.dir.join(Table::Candidates.file_name());
+    let rows = merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
+        .map_err(table_err)?;
+    let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
+    if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
+        return Err(StageError::msg(format!(
+            "{}: series {uid} (searched by `{det_stage}`) has no candidate in the ground truth table {}",
+            scans.source.display(),
+            t.display()
+        ))
+        .with_hint(format!(
+            "bind `candidates:` to the merge_candidates stage of the dataset these CTs come from (now `{}`)",
+            up.stage
+        )));
+    }
+    Ok(Some(truth_by_series(rows)))
 }

@@ -15,15 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{Hint, InputSlot, Stage, StageRef};
+use crate::engine::kind::{Hint, InputSlot, ParamError, Stage, StageRef};
 use crate::model::Device;
 use crate::model::CLASSIFIER;
-use crate::stages::build_crops::CROPS;
+use crate::stages::artifact::{CROPS, PREDICTIONS};
 use crate::store::crop_set::Split;
 use crate::worker::WorkerStage;
-
-/// The artifact type of `evaluate_classifier`: predictions.parquet + metrics.json.
-pub const PREDICTIONS: &str = "predictions";
 
 /// Parameters of `evaluate_classifier`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -81,10 +78,10 @@ impl Stage for EvaluateClassifierStage {
         ]
     }
 
-    fn validate(p: &EvaluateParams) -> Result<(), (String, String)> {
+    fn validate(p: &EvaluateParams) -> Result<(), ParamError> {
         if !(0.0..=1.0).contains(&p.threshold) {
-            return Err((
-                "threshold".into(),
+            return Err(ParamError::new(
+                "threshold",
                 format!("threshold must be in [0, 1], got {}", p.threshold),
             ));
         }

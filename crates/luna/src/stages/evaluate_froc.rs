@@ -43,25 +43,22 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::classify_candidates::DETECTIONS;
-use super::cluster::searched_series;
-use super::dataset::{resolve_file, DATASET};
-use super::evaluate_classifier::PREDICTIONS;
-use super::merge_candidates::CANDIDATES;
+use super::artifact::{CANDIDATES, DATASET, DETECTIONS, FROC, PREDICTIONS};
+use super::dataset::resolve_file;
+use super::glue::{froc_err, searched_series};
+use crate::artifacts::metrics_task;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
 use crate::froc::{
-    evaluate, read_findings, read_seriesuids, summary, write_outputs, FrocError, FrocInput,
-    FrocOptions, Mark, Scans,
+    evaluate, read_findings, read_seriesuids, summary, write_outputs, FrocInput, FrocOptions, Mark,
+    Scans,
 };
+use crate::store::crop_set::Task;
 use crate::tables::{
     detections_from_frame, merged_from_frame, predictions_from_frame, read_parquet,
     AnnotationsKind, DetectionRow, MergedRow, PredictionRow, Table,
 };
-
-/// The artifact type of `evaluate_froc`: froc.json, froc.csv, submission.csv, ….
-pub const FROC: &str = "froc";
 
 /// Parameters of `evaluate_froc`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -219,14 +216,6 @@ impl Stage for EvaluateFrocStage {
     }
 }
 
-/// A FROC error as a stage error, with its hint.
-pub fn froc_err(e: FrocError) -> StageError {
-    match e.hint() {
-        Some(h) => StageError::domain(e).with_hint(h),
-        None => StageError::domain(e),
-    }
-}
-
 /// The false-positive-reduction track's marks: predictions at their candidates' centres, over
 /// the `given` scans or the series of the predicted split.
 fn fp_reduction_marks(
@@ -291,7 +280,7 @@ fn refuse_malignancy(dir: &Path, stage: &str) -> Result<(), StageError> {
     let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
     let doc: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
-    if doc.get("task").and_then(|t| t.as_str()) == Some("malignancy") {
+    if metrics_task(&doc) == Some(Task::Malignancy) {
         return Err(StageError::msg(format!(
             "the predictions of `{stage}` come from a malignancy model: FROC scores nodule probabilities"
         ))

@@ -6,16 +6,22 @@
 //! stages refuse to run). Bad rows are rejected with `file:line` and reason; `strict: false`
 //! drops and counts them instead (listed in `load_report.json` and the stage log).
 
+use std::path::Path;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{resolve_file, DATASET};
-
-/// The artifact type of `load_annotations`: annotations.parquet + candidates_raw.parquet.
-pub const ANNOTATIONS: &str = "annotations";
+use super::artifact::{ANNOTATIONS, DATASET};
+use super::dataset::resolve_file;
+/// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
+/// `stages::glue` themselves.
+pub use super::glue::table_err;
+use super::glue::write_json;
+use crate::artifacts::{CsvLoad, LoadReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::tables::BadRow;
 use crate::tables::{
     read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
 };
@@ -123,16 +129,18 @@ impl Stage for LoadAnnotationsStage {
             &ctx.out_dir().join(Table::CandidatesRaw.file_name()),
         )
         .map_err(table_err)?;
-        let report = serde_json::json!({
-            "annotations": { "file": ann_path.file_name().map(|f| f.to_string_lossy().to_string()), "rows": ann.rows.len(), "dropped": ann.dropped,
-                             "drop_reasons": ann.drop_reasons.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect::<Vec<_>>() },
-            "candidates": { "file": cand_path.file_name().map(|f| f.to_string_lossy().to_string()), "rows": cand.rows.len(), "dropped": cand.dropped,
-                            "drop_reasons": cand.drop_reasons.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect::<Vec<_>>() },
-            "malignancy": malignancy,
-        });
+        let report = LoadReport {
+            annotations: csv_load(&ann_path, ann.rows.len(), ann.dropped, &ann.drop_reasons),
+            candidates: csv_load(
+                &cand_path,
+                cand.rows.len(),
+                cand.dropped,
+                &cand.drop_reasons,
+            ),
+            malignancy,
+        };
         let rp = ctx.out_dir().join("load_report.json");
-        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default())
-            .map_err(|e| StageError::io(&rp, e))?;
+        write_json(&rp, &report, Style::Pretty)?;
         ctx.log(format!(
             "{} annotations ({}), {} candidates",
             ann.rows.len(),
@@ -147,13 +155,15 @@ impl Stage for LoadAnnotationsStage {
     }
 }
 
-/// Converts a table error into a stage error, keeping its hint.
-pub fn table_err(e: crate::tables::TableError) -> StageError {
-    // Some table errors already end their message with the hint (bad rows); do not print it twice.
-    let hint = e.hint().filter(|h| !e.to_string().contains(h.as_str()));
-    let err = StageError::domain(e);
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
+/// One CSV's entry of `load_report.json`.
+fn csv_load(file: &Path, rows: usize, dropped: usize, reasons: &[BadRow]) -> CsvLoad {
+    CsvLoad {
+        file: file.file_name().map(|f| f.to_string_lossy().to_string()),
+        rows,
+        dropped,
+        drop_reasons: reasons
+            .iter()
+            .map(|r| format!("line {}: {}", r.line, r.reason))
+            .collect(),
     }
 }

@@ -12,15 +12,13 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{find_series, resolve_ct_root, DATASET};
-use super::load_annotations::ANNOTATIONS;
-
-/// The artifact type of `merge_candidates`: candidates.parquet.
-pub const CANDIDATES: &str = "candidates";
-use super::load_annotations::table_err;
+use super::artifact::{ANNOTATIONS, CANDIDATES, DATASET};
+use super::dataset::{find_series, resolve_ct_root};
+use super::glue::{table_err, write_json};
+use crate::artifacts::{MergeReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{ExternalInput, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::tables::{
     annotations_from_frame, candidates_raw_from_frame, merge_rows, merged_to_frame, read_parquet,
     write_parquet, MergeOptions, MergeRule, Table,
@@ -98,11 +96,11 @@ impl Stage for MergeCandidatesStage {
         }
     }
 
-    fn validate(p: &MergeCandidatesParams) -> Result<(), (String, String)> {
+    fn validate(p: &MergeCandidatesParams) -> Result<(), ParamError> {
         if p.val_stride == 0 {
-            return Err((
-                "val_stride".into(),
-                "must be at least 1 (every Nth series is validation)".into(),
+            return Err(ParamError::new(
+                "val_stride",
+                "must be at least 1 (every Nth series is validation)",
             ));
         }
         Ok(())
@@ -155,13 +153,20 @@ impl Stage for MergeCandidatesStage {
             &ctx.out_dir().join(Table::Candidates.file_name()),
         )
         .map_err(table_err)?;
-        let report = serde_json::json!({
-            "rows": rows.len(), "nodules": pos, "malignant": mal, "negatives": rows.len() - pos,
-            "series": series.len(), "val_series": val_series, "train_series": series.len() - val_series,
-        });
-        let rp = ctx.out_dir().join("merge_report.json");
-        std::fs::write(&rp, serde_json::to_vec_pretty(&report).unwrap_or_default())
-            .map_err(|e| StageError::io(&rp, e))?;
+        let report = MergeReport {
+            rows: rows.len(),
+            nodules: pos,
+            malignant: mal,
+            negatives: rows.len() - pos,
+            series: series.len(),
+            val_series,
+            train_series: series.len() - val_series,
+        };
+        write_json(
+            &ctx.out_dir().join("merge_report.json"),
+            &report,
+            Style::Pretty,
+        )?;
         ctx.log(format!(
             "{} candidates ({pos} nodules, {mal} malignant) in {} series ({val_series} validation)",
             rows.len(),

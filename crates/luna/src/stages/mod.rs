@@ -12,12 +12,18 @@
 //! (`store::crop_set` for the crops as samples, `luna_torch::nn` for models, loop, metrics
 //! and reports).
 //!
+//! Shared glue is never in a kind file, and no kind imports another kind's file: the artifact
+//! type names live in [`artifact`], the CT and CSV locations and a CT's key material in
+//! [`dataset`], error conversions, scan lists, JSON writing and shared parameter checks in
+//! [`glue`]; the JSON documents themselves are `crate::artifacts`.
+//!
 //! Artifact types (what typed inputs bind to): `dataset` (synth), `annotations`
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
 //! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `diagnosis` (diagnose), `seg_dataset` (seg_dataset), `segmenter`
 //! (train_segmentation); a `command` declares its own with `provides:`.
 
+pub mod artifact;
 pub mod build_crops;
 pub mod classify_candidates;
 pub mod cluster;
@@ -26,6 +32,7 @@ pub mod dataset;
 pub mod diagnose;
 pub mod evaluate_classifier;
 pub mod evaluate_froc;
+pub mod glue;
 pub mod load_annotations;
 pub mod merge_candidates;
 pub mod seg_dataset;

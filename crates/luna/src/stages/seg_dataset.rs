@@ -26,25 +26,23 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::build_crops::{
-    candidate_ct_slots, check_on_disk, check_zstd_level, ct_file_hashes, estimated_cost,
-    read_candidates, upstream_file_hashes,
+use super::artifact::SEG_DATASET;
+use super::dataset::{
+    candidate_ct_slots, check_on_disk, ct_file_hashes, ct_root_inputs, estimated_cost, find_series,
+    read_candidates, resolve_ct_root, upstream_file_hashes,
 };
-use super::dataset::{ct_root_inputs, find_series, resolve_ct_root};
-use super::load_annotations::table_err;
+use super::glue::{check_zstd_level, table_err, write_json};
 use crate::annotation_mask::{build_mask, check_ct, nodule_centres, train_sample, SliceCache};
+use crate::artifacts::{SegDatasetSummary, Style};
 use crate::ct::CtImage;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::store::{SegLayout, SegWriter, ShuffledSlice};
 use crate::tables::{
     read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet, MergedRow, SegIndexRow,
     Split, Table,
 };
-
-/// The artifact type of `seg_dataset`: seg/<uid>.h5 + seg_index.parquet.
-pub const SEG_DATASET: &str = "seg_dataset";
 
 /// Which slices of a validation series become samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -137,10 +135,10 @@ impl Stage for SegDatasetStage {
         ct_root_inputs(p.ct_root.as_ref())
     }
 
-    fn validate(p: &SegDatasetParams) -> Result<(), (String, String)> {
+    fn validate(p: &SegDatasetParams) -> Result<(), ParamError> {
         if p.crop == 0 || !p.crop.is_multiple_of(4) {
-            return Err((
-                "crop".into(),
+            return Err(ParamError::new(
+                "crop",
                 format!(
                     "crop {} must be a positive multiple of 4 (the UNet pools twice)",
                     p.crop
@@ -148,8 +146,8 @@ impl Stage for SegDatasetStage {
             ));
         }
         if p.context_slices > 32 {
-            return Err((
-                "context_slices".into(),
+            return Err(ParamError::new(
+                "context_slices",
                 format!(
                     "context_slices {} is more than 32 (a sample would hold {} slices)",
                     p.context_slices,
@@ -158,8 +156,8 @@ impl Stage for SegDatasetStage {
             ));
         }
         if !p.threshold_hu.is_finite() {
-            return Err((
-                "threshold_hu".into(),
+            return Err(ParamError::new(
+                "threshold_hu",
                 format!(
                     "threshold_hu must be a finite number, got {}",
                     p.threshold_hu
@@ -238,19 +236,17 @@ impl Stage for SegDatasetStage {
         let count = |d: Split| index.iter().filter(|r| r.dataset == d).count();
         let (n_train, n_val) = (count(Split::Train), count(Split::Val));
         let n_computed = computed.load(Ordering::Relaxed);
-        let summary = serde_json::json!({
-            "series": by_series.len(),
-            "series_computed": n_computed,
-            "train_samples": n_train,
-            "val_samples": n_val,
-            "context_slices": p.context_slices,
-            "crop": p.crop,
-            "val_slices": p.val_slices,
-            "threshold_hu": p.threshold_hu,
-        });
-        let sp = ctx.out_dir().join("seg.json");
-        std::fs::write(&sp, serde_json::to_vec_pretty(&summary).unwrap_or_default())
-            .map_err(|e| StageError::io(&sp, e))?;
+        let summary = SegDatasetSummary {
+            series: by_series.len(),
+            series_computed: n_computed,
+            train_samples: n_train,
+            val_samples: n_val,
+            context_slices: p.context_slices,
+            crop: p.crop,
+            val_slices: p.val_slices,
+            threshold_hu: p.threshold_hu,
+        };
+        write_json(&ctx.out_dir().join("seg.json"), &summary, Style::Pretty)?;
         ctx.log(format!(
             "{n_train} training and {n_val} validation samples from {} CTs ({n_computed} computed, {} cached) in {:.1}s",
             by_series.len(),

@@ -25,11 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::model::{Device, SEGMENTER};
-use crate::stages::cluster::PROBABILITIES;
+use crate::stages::artifact::{CANDIDATES, PROBABILITIES};
 use crate::stages::dataset::{ct_root_inputs, dataset_slot};
-use crate::stages::merge_candidates::CANDIDATES;
 use crate::worker::WorkerStage;
 
 /// Which series to segment (default `val`).
@@ -146,14 +145,17 @@ impl Stage for SegmentStage {
         ct_root_inputs(p.ct_root.as_ref())
     }
 
-    fn validate(p: &SegmentParams) -> Result<(), (String, String)> {
+    fn validate(p: &SegmentParams) -> Result<(), ParamError> {
         if let SeriesChoice::List(l) = &p.series {
             if l.is_empty() {
-                return Err(("series".into(), "the series list is empty; use `val`, `train`, `all` or name at least one series uid".into()));
+                return Err(ParamError::new("series", "the series list is empty; use `val`, `train`, `all` or name at least one series uid"));
             }
         }
         if p.batch_size.0 == Some(0) {
-            return Err(("batch_size".into(), "batch_size must be at least 1".into()));
+            return Err(ParamError::new(
+                "batch_size",
+                "batch_size must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::Stage;
+use crate::engine::kind::{ParamError, Stage};
 use crate::synth::{generate, SynthOptions};
 
 /// The `synth` kind.
@@ -16,12 +16,12 @@ impl Stage for SynthStage {
     const VERSION: u32 = 1;
     const DOC: &'static str =
         "Generate the synthetic LUNA16-format dataset (CT volumes + annotation/candidate CSVs)";
-    const OUTPUTS: &'static [&'static str] = &[super::dataset::DATASET];
+    const OUTPUTS: &'static [&'static str] = &[super::artifact::DATASET];
 
-    fn validate(p: &SynthOptions) -> Result<(), (String, String)> {
+    fn validate(p: &SynthOptions) -> Result<(), ParamError> {
         p.resolve()
             .map(|_| ())
-            .map_err(|e| (String::new(), e.to_string()))
+            .map_err(|e| ParamError::whole(e.to_string()))
     }
 
     fn run(&self, p: &SynthOptions, ctx: &mut StageContext) -> Result<(), StageError> {

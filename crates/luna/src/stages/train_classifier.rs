@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{Hint, InputSlot, Stage, StageRef};
+use crate::engine::kind::{Hint, InputSlot, ParamError, Stage, StageRef};
 use crate::model::Device;
 use crate::model::CLASSIFIER;
-use crate::stages::build_crops::CROPS;
+use crate::stages::artifact::CROPS;
 pub use crate::store::crop_set::Task;
 use crate::worker::WorkerStage;
 
@@ -147,7 +147,7 @@ impl Stage for TrainClassifierStage {
         v
     }
 
-    fn validate(p: &TrainParams) -> Result<(), (String, String)> {
+    fn validate(p: &TrainParams) -> Result<(), ParamError> {
         for (v, f) in [
             (p.epochs, "epochs"),
             (p.batch_size, "batch_size"),
@@ -155,12 +155,12 @@ impl Stage for TrainClassifierStage {
             (p.validate_every(), "validate_every"),
         ] {
             if v == 0 {
-                return Err((f.into(), format!("{f} must be at least 1")));
+                return Err(ParamError::new(f, format!("{f} must be at least 1")));
             }
         }
         if !(1..=6).contains(&p.finetune_depth) {
-            return Err((
-                "finetune_depth".into(),
+            return Err(ParamError::new(
+                "finetune_depth",
                 format!(
                     "finetune_depth must be 1..=6 (1 = head, 2 = head + block4), got {}",
                     p.finetune_depth
@@ -168,7 +168,7 @@ impl Stage for TrainClassifierStage {
             ));
         }
         if p.task == Task::Malignancy && p.ratio != 1 {
-            return Err(("ratio".into(), "ratio applies to the nodule task only; malignancy sampling is fixed (50% malignant, 25% benign, 25% non-nodule)".into()));
+            return Err(ParamError::new("ratio", "ratio applies to the nodule task only; malignancy sampling is fixed (50% malignant, 25% benign, 25% non-nodule)"));
         }
         check_optimizer(&p.optimizer)?;
         if let Some(a) = &p.augment {

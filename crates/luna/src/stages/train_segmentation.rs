@@ -31,11 +31,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{Hint, InputSlot, Stage, StageRef};
+use crate::engine::kind::{Hint, InputSlot, ParamError, Stage, StageRef};
 use crate::model::{
     check_augment, check_optimizer, AugmentParams, Device, OptimizerParams, SEGMENTER,
 };
-use crate::stages::seg_dataset::SEG_DATASET;
+use crate::stages::artifact::SEG_DATASET;
 use crate::worker::WorkerStage;
 
 /// Parameters of `train_segmentation`.
@@ -165,7 +165,7 @@ impl Stage for TrainSegmentationStage {
         )]
     }
 
-    fn validate(p: &TrainSegmentationParams) -> Result<(), (String, String)> {
+    fn validate(p: &TrainSegmentationParams) -> Result<(), ParamError> {
         for (v, f) in [
             (p.epochs, "epochs"),
             (p.batch_size, "batch_size"),
@@ -173,12 +173,12 @@ impl Stage for TrainSegmentationStage {
             (p.validate_every, "validate_every"),
         ] {
             if v == 0 {
-                return Err((f.into(), format!("{f} must be at least 1")));
+                return Err(ParamError::new(f, format!("{f} must be at least 1")));
             }
         }
         if p.sub_crop == 0 || !p.sub_crop.is_multiple_of(4) {
-            return Err((
-                "sub_crop".into(),
+            return Err(ParamError::new(
+                "sub_crop",
                 format!(
                     "sub_crop must be a positive multiple of 4 (the UNet pools twice), got {}",
                     p.sub_crop

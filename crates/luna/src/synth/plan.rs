@@ -121,136 +121,27 @@ fn make_uid(seed: u64, index: usize) -> String {
     s
 }
 
-/// Plan series `index` of the dataset.
+/// A nodule placed in a series: local centre (mm), diameter, malignant, shape.
+type Placed = ([f64; 3], f64, bool, NoduleShape);
+
+/// Plan series `index` of the dataset. The draws from `rng` happen in one fixed order
+/// (geometry, anatomy, vessels, nodules, excluded blobs, candidates, labels, noise seed): the
+/// helpers below are that order cut into steps, so a dataset stays byte-identical per seed.
 pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
     let pp = params(o.preset);
     let mut rng = Pcg64::seed_from_u64(mix(o.seed ^ mix(index as u64 + 1)));
     let uid = make_uid(o.seed, index);
     let subset = index * o.subsets / o.series;
-
-    // Geometry.
-    let nxy = rng.random_range(pp.nxy[0]..=pp.nxy[1]);
-    let nz = rng.random_range(pp.nz[0]..=pp.nz[1]);
-    let sxy = rng.random_range(pp.sxy[0]..=pp.sxy[1]) as f32 as f64;
-    let sz_lo = pp.sz[0].max(pp.zext[0] / nz as f64);
-    let sz_hi = pp.sz[1].min(pp.zext[1] / nz as f64).max(sz_lo);
-    let sz = rng.random_range(sz_lo..=sz_hi) as f32 as f64;
-    let rotated = spread(index, o.rotated_fraction);
-    let compressed = spread(o.series - 1 - index, o.compressed_fraction).is_some();
-    let direction = match rotated.map(|r| r % 3) {
-        None => direction_matrix(0.0, false),
-        Some(k) => {
-            let deg = rng.random_range(5.0..15.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            match k {
-                0 => direction_matrix(deg, false),
-                1 => direction_matrix(0.0, true),
-                _ => direction_matrix(deg, true),
-            }
-        }
-    };
-    let mut geometry = SeriesGeometry {
-        dims_xyz: [nxy, nxy, nz],
-        spacing_xyz: [sxy, sxy, sz],
-        origin_xyz: [0.0; 3],
-        direction,
-        compressed,
-    };
+    let geometry = plan_geometry(o, &pp, index, &mut rng);
     let ext = geometry.extent_mm();
-    let centre_w = [
-        rng.random_range(-15.0..15.0),
-        rng.random_range(-15.0..15.0),
-        rng.random_range(-220.0..-120.0),
-    ];
-    let half = geometry.local_to_world([ext[0] / 2.0, ext[1] / 2.0, ext[2] / 2.0]);
-    geometry.origin_xyz =
-        std::array::from_fn(|k| ((centre_w[k] - half[k]) * 100.0).round() / 100.0);
-
-    // Anatomy.
-    let fov_c = [ext[0] / 2.0, ext[1] / 2.0];
-    let fov_r = ext[0].min(ext[1]) / 2.0;
-    let body_s = [
-        fov_r * rng.random_range(0.86..0.93),
-        fov_r * rng.random_range(0.68..0.76),
-    ];
-    let body_c = [fov_c[0], fov_c[1] - 0.06 * fov_r];
-    let table_top = body_c[1] + body_s[1] + 0.04 * fov_r;
-    let zc = ext[2] / 2.0;
-    let lung = |sign: f64, rng: &mut Pcg64| Ellipsoid {
-        c: [
-            body_c[0] + sign * body_s[0] * rng.random_range(0.44..0.5),
-            body_c[1] - body_s[1] * rng.random_range(0.0..0.06),
-            zc + ext[2] * rng.random_range(-0.03..0.03),
-        ],
-        s: [
-            body_s[0] * rng.random_range(0.36..0.41),
-            body_s[1] * rng.random_range(0.66..0.74),
-            ext[2] * rng.random_range(0.42..0.47),
-        ],
-    };
-    let lungs = [lung(-1.0, &mut rng), lung(1.0, &mut rng)];
-    let anatomy = Anatomy {
-        fov_c,
-        fov_r,
-        body_c,
-        body_s,
-        table_y: [table_top, table_top + 0.05 * fov_r],
-        lungs,
-        pad: if rng.random_bool(0.5) { -2048 } else { -3024 },
-    };
+    let anatomy = plan_anatomy(ext, &mut rng);
 
     let mut prims = Vec::new();
     let (vessels, bifurcations) = vessel_trees(&anatomy.lungs, pp.vessel_r, &mut rng);
     prims.extend(vessels.iter().cloned());
-
-    // Nodules.
     let n_nod = rng.random_range(o.nodules_per_series[0]..=o.nodules_per_series[1]);
-    let mut nodules: Vec<([f64; 3], f64, bool, NoduleShape)> = Vec::new();
-    for _ in 0..n_nod {
-        let malignant = rng.random_bool(o.malignant_fraction);
-        let dr = if malignant { pp.malig_d } else { pp.benign_d };
-        for _attempt in 0..60 {
-            let d: f64 = rng.random_range(dr[0]..=dr[1]);
-            let l = &anatomy.lungs[rng.random_range(0..2)];
-            let margin = d * if malignant { 0.8 } else { 0.55 } + 0.5;
-            let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
-            let clear = nodules
-                .iter()
-                .all(|(q, dq, _, _)| dist(p, *q) > 1.2 * (d + dq) + 4.0);
-            if l.rho(p, margin) < 1.0 && clear {
-                let shape = if !malignant {
-                    NoduleShape::Sphere
-                } else if rng.random_bool(0.5) {
-                    NoduleShape::Lobulated
-                } else {
-                    NoduleShape::Spiculated
-                };
-                nodule_prims(&mut prims, p, d / 2.0, shape, &mut rng);
-                nodules.push((p, d, malignant, shape));
-                break;
-            }
-        }
-    }
-
-    // Excluded findings: small blobs.
-    let mut excluded = Vec::new();
-    let mut blobs: Vec<[f64; 3]> = Vec::new();
-    for _ in 0..rng.random_range(0..=2usize) {
-        for _attempt in 0..30 {
-            let d: f64 = rng.random_range(1.5..2.8);
-            let l = &anatomy.lungs[rng.random_range(0..2)];
-            let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
-            if l.rho(p, 2.0) < 1.0 && nodules.iter().all(|n| dist(p, n.0) > n.1 + 6.0) {
-                prims.push(Prim::sphere(p, d / 2.0, rng.random_range(-50.0..50.0)));
-                let dm = if rng.random_bool(0.5) { -1.0 } else { d };
-                excluded.push(ExcludedTruth {
-                    xyz: geometry.local_to_world(p),
-                    diameter_mm: (dm * 100.0f64).round() / 100.0,
-                });
-                blobs.push(p);
-                break;
-            }
-        }
-    }
+    let nodules = place_nodules(o, &pp, &anatomy, n_nod, &mut prims, &mut rng);
+    let (excluded, blobs) = place_excluded(&anatomy, &nodules, &geometry, &mut prims, &mut rng);
 
     let nod_cd: Vec<([f64; 3], f64)> = nodules.iter().map(|n| (n.0, n.1)).collect();
     let scene = Scene {
@@ -304,6 +195,157 @@ pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
         prims,
         noise_seed,
     }
+}
+
+/// The series' grid, spacing, direction (rotated / flipped for the chosen fraction),
+/// compression and origin (the volume centred near the lungs' usual scanner position).
+fn plan_geometry(
+    o: &ResolvedOptions,
+    pp: &PresetParams,
+    index: usize,
+    rng: &mut Pcg64,
+) -> SeriesGeometry {
+    let nxy = rng.random_range(pp.nxy[0]..=pp.nxy[1]);
+    let nz = rng.random_range(pp.nz[0]..=pp.nz[1]);
+    let sxy = rng.random_range(pp.sxy[0]..=pp.sxy[1]) as f32 as f64;
+    let sz_lo = pp.sz[0].max(pp.zext[0] / nz as f64);
+    let sz_hi = pp.sz[1].min(pp.zext[1] / nz as f64).max(sz_lo);
+    let sz = rng.random_range(sz_lo..=sz_hi) as f32 as f64;
+    let rotated = spread(index, o.rotated_fraction);
+    let compressed = spread(o.series - 1 - index, o.compressed_fraction).is_some();
+    let direction = match rotated.map(|r| r % 3) {
+        None => direction_matrix(0.0, false),
+        Some(k) => {
+            let deg = rng.random_range(5.0..15.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            match k {
+                0 => direction_matrix(deg, false),
+                1 => direction_matrix(0.0, true),
+                _ => direction_matrix(deg, true),
+            }
+        }
+    };
+    let mut geometry = SeriesGeometry {
+        dims_xyz: [nxy, nxy, nz],
+        spacing_xyz: [sxy, sxy, sz],
+        origin_xyz: [0.0; 3],
+        direction,
+        compressed,
+    };
+    let ext = geometry.extent_mm();
+    let centre_w = [
+        rng.random_range(-15.0..15.0),
+        rng.random_range(-15.0..15.0),
+        rng.random_range(-220.0..-120.0),
+    ];
+    let half = geometry.local_to_world([ext[0] / 2.0, ext[1] / 2.0, ext[2] / 2.0]);
+    geometry.origin_xyz =
+        std::array::from_fn(|k| ((centre_w[k] - half[k]) * 100.0).round() / 100.0);
+    geometry
+}
+
+/// Body, table and the two lungs inside a field of view of extent `ext` (mm).
+fn plan_anatomy(ext: [f64; 3], rng: &mut Pcg64) -> Anatomy {
+    let fov_c = [ext[0] / 2.0, ext[1] / 2.0];
+    let fov_r = ext[0].min(ext[1]) / 2.0;
+    let body_s = [
+        fov_r * rng.random_range(0.86..0.93),
+        fov_r * rng.random_range(0.68..0.76),
+    ];
+    let body_c = [fov_c[0], fov_c[1] - 0.06 * fov_r];
+    let table_top = body_c[1] + body_s[1] + 0.04 * fov_r;
+    let zc = ext[2] / 2.0;
+    let lung = |sign: f64, rng: &mut Pcg64| Ellipsoid {
+        c: [
+            body_c[0] + sign * body_s[0] * rng.random_range(0.44..0.5),
+            body_c[1] - body_s[1] * rng.random_range(0.0..0.06),
+            zc + ext[2] * rng.random_range(-0.03..0.03),
+        ],
+        s: [
+            body_s[0] * rng.random_range(0.36..0.41),
+            body_s[1] * rng.random_range(0.66..0.74),
+            ext[2] * rng.random_range(0.42..0.47),
+        ],
+    };
+    let lungs = [lung(-1.0, rng), lung(1.0, rng)];
+    Anatomy {
+        fov_c,
+        fov_r,
+        body_c,
+        body_s,
+        table_y: [table_top, table_top + 0.05 * fov_r],
+        lungs,
+        pad: if rng.random_bool(0.5) { -2048 } else { -3024 },
+    }
+}
+
+/// Up to `n` nodules inside the lungs, apart from each other (60 tries each); their
+/// primitives are appended to `prims`.
+fn place_nodules(
+    o: &ResolvedOptions,
+    pp: &PresetParams,
+    anatomy: &Anatomy,
+    n: usize,
+    prims: &mut Vec<Prim>,
+    rng: &mut Pcg64,
+) -> Vec<Placed> {
+    let mut nodules: Vec<Placed> = Vec::new();
+    for _ in 0..n {
+        let malignant = rng.random_bool(o.malignant_fraction);
+        let dr = if malignant { pp.malig_d } else { pp.benign_d };
+        for _attempt in 0..60 {
+            let d: f64 = rng.random_range(dr[0]..=dr[1]);
+            let l = &anatomy.lungs[rng.random_range(0..2)];
+            let margin = d * if malignant { 0.8 } else { 0.55 } + 0.5;
+            let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
+            let clear = nodules
+                .iter()
+                .all(|(q, dq, _, _)| dist(p, *q) > 1.2 * (d + dq) + 4.0);
+            if l.rho(p, margin) < 1.0 && clear {
+                let shape = if !malignant {
+                    NoduleShape::Sphere
+                } else if rng.random_bool(0.5) {
+                    NoduleShape::Lobulated
+                } else {
+                    NoduleShape::Spiculated
+                };
+                nodule_prims(prims, p, d / 2.0, shape, rng);
+                nodules.push((p, d, malignant, shape));
+                break;
+            }
+        }
+    }
+    nodules
+}
+
+/// Excluded findings: 0–2 small blobs away from the nodules (30 tries each); returns their
+/// truth and their local centres, and appends their primitives to `prims`.
+fn place_excluded(
+    anatomy: &Anatomy,
+    nodules: &[Placed],
+    geometry: &SeriesGeometry,
+    prims: &mut Vec<Prim>,
+    rng: &mut Pcg64,
+) -> (Vec<ExcludedTruth>, Vec<[f64; 3]>) {
+    let mut excluded = Vec::new();
+    let mut blobs: Vec<[f64; 3]> = Vec::new();
+    for _ in 0..rng.random_range(0..=2usize) {
+        for _attempt in 0..30 {
+            let d: f64 = rng.random_range(1.5..2.8);
+            let l = &anatomy.lungs[rng.random_range(0..2)];
+            let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
+            if l.rho(p, 2.0) < 1.0 && nodules.iter().all(|n| dist(p, n.0) > n.1 + 6.0) {
+                prims.push(Prim::sphere(p, d / 2.0, rng.random_range(-50.0..50.0)));
+                let dm = if rng.random_bool(0.5) { -1.0 } else { d };
+                excluded.push(ExcludedTruth {
+                    xyz: geometry.local_to_world(p),
+                    diameter_mm: (dm * 100.0f64).round() / 100.0,
+                });
+                blobs.push(p);
+                break;
+            }
+        }
+    }
+    (excluded, blobs)
 }
 
 /// Reader ratings consistent with the book's rule (malignant ⇔ ≥ 2 ratings ≥ 4).
