@@ -9,11 +9,9 @@ use luna::ct::{CtImage, Xyz};
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::froc::{write_seriesuids, Scans, SERIESUIDS_FILE};
-use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
 use luna::stages::classify_candidates::{ClassifyCandidatesParams, ClassifyCandidatesStage};
-use luna::stages::cluster::searched_series;
-use luna::stages::dataset::{find_series, resolve_ct_root};
-use luna::stages::load_annotations::table_err;
+use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstream_file_hashes};
+use luna::stages::glue::{searched_series, table_err};
 use luna::store::crop_set::Task;
 use luna::tables::{
     clusters_from_frame, detections_from_frame, detections_to_frame, merged_from_frame,

@@ -3,9 +3,11 @@
 //! the chosen split with `nn::train::predict`, the same pass training-time validation runs; counts
 //! use the one threshold rule of `nn::metrics`.
 
+use luna::artifacts::{ClassifierMetrics, ConfusionAt, Style};
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::stages::evaluate_classifier::{EvaluateClassifierStage, EvaluateParams};
+use luna::stages::glue::write_json;
 use luna::store::crop_set::{read_index, select, CropSet, Task};
 use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
 
@@ -96,31 +98,32 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let (fp, fneg) = (m.neg_count - tn, m.pos_count - tp);
     let roc = roc_curve(&pred.labels, &pred.prob_pos);
     let pr = pr_curve(&pred.labels, &pred.prob_pos);
-    let doc = serde_json::json!({
-        "model_stage": up.stage,
-        "task": task,
-        "split": p.split,
-        "samples": m.count,
-        "positives": m.pos_count,
-        "negatives": m.neg_count,
-        "confusion": {
-            "threshold": p.threshold, "rule": "positive when probability >= threshold",
-            "tp": tp, "fp": fp, "tn": tn, "fn": fneg,
-            "precision": m.precision, "recall": m.recall, "f1": m.f1,
+    let doc = ClassifierMetrics {
+        model_stage: up.stage.clone(),
+        task,
+        split: p.split,
+        samples: m.count,
+        positives: m.pos_count,
+        negatives: m.neg_count,
+        confusion: ConfusionAt {
+            threshold: p.threshold,
+            rule: "positive when probability >= threshold".into(),
+            tp,
+            fp,
+            tn,
+            fn_: fneg,
+            precision: m.precision,
+            recall: m.recall,
+            f1: m.f1,
         },
-        "precision": m.precision,
-        "recall": m.recall,
-        "f1": m.f1,
-        "roc_auc": m.auc,
-        "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
-        "samples_per_sec": stats.samples_per_sec,
-    });
-    let mpath = out.join("metrics.json");
-    std::fs::write(
-        &mpath,
-        serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?,
-    )
-    .map_err(|e| StageError::io(&mpath, e))?;
+        precision: m.precision,
+        recall: m.recall,
+        f1: m.f1,
+        roc_auc: m.auc,
+        pr_curve: pr.iter().map(|&(r, p)| [r, p]).collect(),
+        samples_per_sec: stats.samples_per_sec,
+    };
+    write_json(&out.join("metrics.json"), &doc, Style::Pretty)?;
     if !roc.is_empty() {
         plot_lines(
             &out.join("roc.png"),

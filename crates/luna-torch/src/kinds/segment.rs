@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use luna::artifacts::{SegmentSummary, Style};
 use luna::ct::CtImage;
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::build_crops::{ct_file_hashes, upstream_file_hashes};
-use luna::stages::dataset::{find_series, resolve_ct_root};
-use luna::stages::load_annotations::table_err;
+use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstream_file_hashes};
+use luna::stages::glue::{table_err, write_json};
 use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
 use luna::tables::{merged_from_frame, read_parquet, Split, Table};
@@ -224,10 +224,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
 }
 
 fn write_summary(out: &Path, series: &[String], computed: usize) -> Result<(), StageError> {
-    let s = out.join("segment.json");
-    std::fs::write(
-        &s,
-        serde_json::json!({ "series": series, "computed": computed }).to_string(),
-    )
-    .map_err(|e| StageError::io(&s, e))
+    let doc = SegmentSummary {
+        series: series.to_vec(),
+        computed,
+    };
+    write_json(&out.join("segment.json"), &doc, Style::Compact)
 }

@@ -2,8 +2,10 @@
 //! `luna::stages::test_kinds`): per-item partitions committed from inside the worker, scheduled
 //! longest first.
 
+use luna::artifacts::{PartsSummary, Style};
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
+use luna::stages::glue::write_json;
 use luna::stages::test_kinds::{TestTorchPartitionsParams, TestTorchPartitionsStage};
 
 use crate::kinds::params;
@@ -44,10 +46,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         ctx.link_into_output(&part.dir.join("out.txt"), &format!("parts/{name}.txt"))?;
     }
     ctx.log(format!("{computed} computed, {cached} cached"));
-    let s = ctx.out_dir().join("summary.json");
-    std::fs::write(
-        &s,
-        serde_json::json!({ "computed": computed, "cached": cached }).to_string(),
+    write_json(
+        &ctx.out_dir().join("summary.json"),
+        &PartsSummary { computed, cached },
+        Style::Compact,
     )
-    .map_err(|e| StageError::io(&s, e))
 }

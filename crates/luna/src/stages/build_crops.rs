@@ -30,13 +30,13 @@ use super::dataset::{
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::dataset` themselves.
-pub use super::dataset::{ct_file_hashes, upstream_file_hashes};
 use super::glue::{check_zstd_level, table_err, write_json};
 use crate::artifacts::{CropsSummary, Style};
 use crate::ct::{CtImage, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
 use crate::tables::{write_parquet, MergedRow, Table};
 

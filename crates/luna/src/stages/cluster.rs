@@ -30,7 +30,6 @@ use super::dataset::{
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::glue` themselves.
-pub use super::glue::searched_series;
 use super::glue::table_err;
 use crate::cluster::Erosion;
 use crate::ct::CtImage;

@@ -15,12 +15,12 @@ use super::artifact::{ANNOTATIONS, DATASET};
 use super::dataset::resolve_file;
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::glue` themselves.
-pub use super::glue::table_err;
 use super::glue::write_json;
 use crate::artifacts::{CsvLoad, LoadReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::stages::glue::table_err;
 use crate::tables::BadRow;
 use crate::tables::{
     read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
