@@ -8,7 +8,7 @@
 //!   `luna::stages::<kind>` (`crates/luna/src/stages/<kind>.rs`); the work lives here because
 //!   `luna` must not link libtorch. Rejected: a `torch` cargo feature on `luna` — one `cargo
 //!   build` of the workspace unifies features, so the `luna` binary would link libtorch too;
-//!   and compiling files of the `luna` crate's folders here with `#[path]` (the old layout:
+//!   and compiling files of the `luna` crate's folders here with a `path` attribute (the old layout:
 //!   `crate::` meant another crate and tools lost the trail).
 //! - [`infer`]: the long-lived model worker of `luna serve` (`luna-torch infer`).
 //! - [`serve`]: the worker's side of the protocol in `luna::worker`; [`runtime`]: loading the

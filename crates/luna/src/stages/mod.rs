@@ -7,8 +7,8 @@
 //! `luna-torch` worker; the work itself is `crates/luna-torch/src/kinds/<kind>.rs`, whose
 //! dispatch table is built from the same `KIND` constants (see [`worker_kinds`]). The `luna`
 //! binary must not link libtorch, so the torch half cannot live here. Rejected: compiling the
-//! torch half from this folder into `luna-torch` with `#[path]` (tools and readers lost the
-//! trail, and `crate::` meant the other crate). Domain logic stays in the domain modules
+//! torch half from this folder into `luna-torch` with a `path` attribute (tools and readers
+//! lost the trail, and `crate::` meant the other crate). Domain logic stays in the domain modules
 //! (`store::crop_set` for the crops as samples, `luna_torch::nn` for models, loop, metrics
 //! and reports).
 //!
