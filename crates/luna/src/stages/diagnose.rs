@@ -30,10 +30,7 @@ use crate::diagnose::{
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{InputSlot, Stage, StageRef};
-use crate::tables::{
-    detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
-    DiagnosisRow, Table,
-};
+use crate::tables::{read_rows, write_rows, DetectionRow, DiagnosisRow, MergedRow, Table};
 
 /// The artifact type of `diagnose`.
 pub const DIAGNOSIS: &str = "diagnosis";
@@ -115,9 +112,7 @@ impl Stage for DiagnoseStage {
         };
         let dup = ctx.input("detections")?.clone();
         let dpath = dup.dir.join(Table::Detections.file_name());
-        let det =
-            detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
-                .map_err(table_err)?;
+        let det = read_rows::<DetectionRow>(&dpath).map_err(table_err)?;
         let scans = searched_series(&dup.dir, &dup.stage, Table::Detections, "")?;
         if let Some((row, d)) = det
             .iter()
@@ -149,9 +144,7 @@ impl Stage for DiagnoseStage {
             None => None,
             Some(up) => {
                 let t = up.dir.join(Table::Candidates.file_name());
-                let rows =
-                    merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
-                        .map_err(table_err)?;
+                let rows = read_rows::<MergedRow>(&t).map_err(table_err)?;
                 let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
                 if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
                     return Err(StageError::msg(format!(
@@ -203,13 +196,7 @@ impl Stage for DiagnoseStage {
                 truth_malignant: t.as_ref().map(|t| t.iter().any(|n| n.malignant)),
             });
         }
-        let mut df = diagnosis_to_frame(&rows).map_err(table_err)?;
-        write_parquet(
-            &mut df,
-            Table::Diagnosis,
-            &ctx.out_dir().join(Table::Diagnosis.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&rows, &ctx.out_dir().join(Table::Diagnosis.file_name())).map_err(table_err)?;
         let _ = writeln!(
             report,
             "{} patients, {} predicted malignant (score: {:?}, nodule threshold {}, malignancy threshold {}).\n",

@@ -17,7 +17,7 @@ use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
 use crate::tables::{
-    read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
+    read_annotations_csv, read_candidates_csv, write_rows, AnnotationsKind, CsvOptions, Table,
 };
 
 /// Parameters of `load_annotations`.
@@ -109,17 +109,13 @@ impl Stage for LoadAnnotationsStage {
                 }
             }
         }
-        let mut af = ann.frame;
-        let mut cf = cand.frame;
-        write_parquet(
-            &mut af,
-            Table::Annotations,
+        write_rows(
+            &ann.rows,
             &ctx.out_dir().join(Table::Annotations.file_name()),
         )
         .map_err(table_err)?;
-        write_parquet(
-            &mut cf,
-            Table::CandidatesRaw,
+        write_rows(
+            &cand.rows,
             &ctx.out_dir().join(Table::CandidatesRaw.file_name()),
         )
         .map_err(table_err)?;

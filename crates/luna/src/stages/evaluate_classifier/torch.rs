@@ -6,7 +6,7 @@ use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::stages::evaluate_classifier::EvaluateParams;
 use luna::store::crop_set::{read_index, select, CropSet, Task};
-use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
+use luna::tables::{PredictionRow, write_rows, Table};
 
 use crate::kinds::{cap_threads, params, Reporter};
 use crate::nn::checkpoint;
@@ -78,11 +78,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         .collect();
     let out = ctx.out_dir().to_path_buf();
     let table = |e: luna::tables::TableError| StageError::domain(e);
-    let mut df = predictions_to_frame(&out_rows).map_err(table)?;
-    write_parquet(
-        &mut df,
-        Table::Predictions,
-        &out.join("predictions.parquet"),
+    write_rows(&out_rows, &out.join("predictions.parquet"),
     )
     .map_err(table)?;
     let m = compute_at(&pred.labels, &pred.prob_pos, &pred.loss, p.threshold).map_err(dom)?;
