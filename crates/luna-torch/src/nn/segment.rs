@@ -22,7 +22,6 @@
 //! slices are padded like the validation samples (air, drawn black, at the bottom/right).
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use luna::tables::{write_rows, SegMetrics, SegMetricsRow, Table};

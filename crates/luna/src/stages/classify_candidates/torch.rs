@@ -14,7 +14,7 @@ use luna::stages::cluster::searched_series;
 use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
 use luna::store::crop_set::Task;
-use luna::tables::{ClusterRow, DetectionRow, MergedRow, read_rows, write_rows, Table};
+use luna::tables::{read_rows, write_rows, ClusterRow, DetectionRow, MergedRow, Table};
 use tch::{Device, Kind, Tensor};
 
 use crate::kinds::{cap_threads, params};
@@ -181,8 +181,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                     prob_malignant: pm.as_ref().map(|v| v[k]),
                 })
                 .collect();
-            write_rows(&det, &dir.join("detections.parquet"))
-                .map_err(table_err)
+            write_rows(&det, &dir.join("detections.parquet")).map_err(table_err)
         })?;
         computed += usize::from(!part.cached);
         all.extend(
@@ -190,9 +189,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         );
         ctx.progress().inc(1);
     }
-    write_rows(&all, &ctx.out_dir().join(Table::Detections.file_name()),
-    )
-    .map_err(table_err)?;
+    write_rows(&all, &ctx.out_dir().join(Table::Detections.file_name())).map_err(table_err)?;
     write_seriesuids(&ctx.out_dir().join(SERIESUIDS_FILE), &scans.uids).map_err(dom)?;
     let accepted = all.iter().filter(|d| d.prob_nodule >= 0.5).count();
     ctx.log(format!(

@@ -6,7 +6,7 @@ use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::stages::evaluate_classifier::EvaluateParams;
 use luna::store::crop_set::{read_index, select, CropSet, Task};
-use luna::tables::{PredictionRow, write_rows, Table};
+use luna::tables::{write_rows, PredictionRow};
 
 use crate::kinds::{cap_threads, params, Reporter};
 use crate::nn::checkpoint;
@@ -78,9 +78,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         .collect();
     let out = ctx.out_dir().to_path_buf();
     let table = |e: luna::tables::TableError| StageError::domain(e);
-    write_rows(&out_rows, &out.join("predictions.parquet"),
-    )
-    .map_err(table)?;
+    write_rows(&out_rows, &out.join("predictions.parquet")).map_err(table)?;
     let m = compute_at(&pred.labels, &pred.prob_pos, &pred.loss, p.threshold).map_err(dom)?;
     let (tp, tn) = (m.pos_correct, m.neg_correct);
     let (fp, fneg) = (m.neg_count - tn, m.pos_count - tp);

@@ -13,7 +13,7 @@ use luna::stages::dataset::{find_series, resolve_ct_root};
 use luna::stages::load_annotations::table_err;
 use luna::stages::segment::{SegmentParams, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
-use luna::tables::{MergedRow, read_rows, Split, Table};
+use luna::tables::{read_rows, MergedRow, Split, Table};
 use tch::{Device, Kind, Tensor};
 
 use crate::kinds::{cap_threads, params};
@@ -137,8 +137,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 .input("candidates")?
                 .dir
                 .join(Table::Candidates.file_name());
-            let rows =
-                read_rows::<MergedRow>(&table).map_err(table_err)?;
+            let rows = read_rows::<MergedRow>(&table).map_err(table_err)?;
             let want = if *s == SplitChoice::Val {
                 Split::Val
             } else {

@@ -54,8 +54,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let device = crate::device::choose(*p.device, ctx)?;
     let data = ctx.input("seg_dataset")?.clone();
     let index = data.dir.join(Table::SegIndex.file_name());
-    let rows =
-        read_rows::<SegIndexRow>(&index).map_err(dom)?;
+    let rows = read_rows::<SegIndexRow>(&index).map_err(dom)?;
     let mut files: Vec<(String, Split)> = rows.iter().map(|r| (r.file.clone(), r.split)).collect();
     files.sort();
     files.dedup();
