@@ -77,7 +77,8 @@ impl Stage for BuildCropsStage {
     const PARTITIONED: bool = true;
     type Params = BuildCropsParams;
     const KIND: &'static str = "build_crops";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Extract candidate crops per CT into chunked HDF5 (partitioned per series) + index.parquet";
 

@@ -77,7 +77,8 @@ impl Stage for ClusterStage {
     const PARTITIONED: bool = true;
     type Params = ClusterParams;
     const KIND: &'static str = "cluster";
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Group segmented voxels into nodule candidates: threshold, erode, label, HU-weighted centres";
     const OUTPUTS: &'static [&'static str] = &[CLUSTERS];

@@ -77,7 +77,8 @@ pub struct DiagnoseStage;
 impl Stage for DiagnoseStage {
     type Params = DiagnoseParams;
     const KIND: &'static str = "diagnose";
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Per-patient diagnosis from detections; the book's 3x4 table and per-patient AUC with ground truth";
     const OUTPUTS: &'static [&'static str] = &[DIAGNOSIS];

@@ -50,7 +50,8 @@ pub struct LoadAnnotationsStage;
 impl Stage for LoadAnnotationsStage {
     type Params = LoadAnnotationsParams;
     const KIND: &'static str = "load_annotations";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Load annotations and candidates CSVs into typed Parquet tables";
     const OUTPUTS: &'static [&'static str] = &[ANNOTATIONS];
 

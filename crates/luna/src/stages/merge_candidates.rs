@@ -73,7 +73,8 @@ pub struct MergeCandidatesStage;
 impl Stage for MergeCandidatesStage {
     type Params = MergeCandidatesParams;
     const KIND: &'static str = "merge_candidates";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Merge annotations and candidates into the training table, split by series";
     const OUTPUTS: &'static [&'static str] = &[CANDIDATES];

@@ -117,7 +117,8 @@ impl Stage for SegDatasetStage {
     const PARTITIONED: bool = true;
     type Params = SegDatasetParams;
     const KIND: &'static str = "seg_dataset";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Annotation masks and UNet samples (7-slice context crops / full slices) per CT into chunked HDF5 + seg_index.parquet";
     const OUTPUTS: &'static [&'static str] = &[SEG_DATASET];

@@ -445,3 +445,90 @@ impl ColumnSource {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::columns::{col, columns};
+    use crate::tables::{DiagnosisRow, SegIndexRow, Split};
+
+    columns! {
+        /// seg_index.parquet with free-text splits, to write what luna never writes.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct LooseSegIndex in Table::SegIndex {
+            /// uid
+            series_uid: String = col("series_uid", ""),
+            /// split
+            split: String = col("split", ""),
+            /// file
+            file: String = col("file", ""),
+            /// dataset
+            dataset: String = col("dataset", ""),
+            /// row, slice, center_r, center_c, label_pixels
+            ints: [i64; 5] = [col("row", ""), col("slice", ""), col("center_r", ""), col("center_c", ""), col("label_pixels", "")],
+        }
+    }
+
+    /// A fresh directory for one test (luna has no tempfile dev-dependency).
+    fn test_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("luna-tables-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn nulls_and_empty_tables_round_trip() {
+        let dir = test_dir("nulls");
+        let path = dir.join("diagnosis.parquet");
+        let rows = vec![
+            DiagnosisRow {
+                series_uid: "a".into(),
+                nodules: 2,
+                patient_score: 0.5,
+                predicted_malignant: true,
+                truth_nodules: None,
+                truth_malignant: Some(false),
+            },
+            DiagnosisRow {
+                series_uid: "b".into(),
+                nodules: 0,
+                patient_score: 0.0,
+                predicted_malignant: false,
+                truth_nodules: Some(3),
+                truth_malignant: None,
+            },
+        ];
+        write_rows(&rows, &path).expect("write");
+        assert_eq!(read_rows::<DiagnosisRow>(&path).expect("read"), rows);
+        write_rows::<DiagnosisRow>(&[], &path).expect("write empty");
+        assert!(read_rows::<DiagnosisRow>(&path)
+            .expect("read empty")
+            .is_empty());
+    }
+
+    #[test]
+    fn an_unknown_split_names_the_file_column_and_row() {
+        let dir = test_dir("split");
+        let path = dir.join("seg_index.parquet");
+        let row = |split: &str| LooseSegIndex {
+            series_uid: "s".into(),
+            split: split.into(),
+            file: "seg/s.h5".into(),
+            dataset: "train".into(),
+            ints: [0, 1, 2, 3, 4],
+        };
+        write_rows(&[row("val"), row("test")], &path).expect("write");
+        let err = read_rows::<SegIndexRow>(&path).expect_err("test is no split");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: column \"split\" of table seg_index: expected \"train\" or \"val\", found \"test\" at row 1 (was this written by another luna version or for another table?)",
+                path.display()
+            )
+        );
+        write_rows(&[row("val")], &path).expect("write");
+        let back = read_rows::<SegIndexRow>(&path).expect("read");
+        assert_eq!((back[0].split, back[0].dataset), (Split::Val, Split::Train));
+        std::fs::remove_dir_all(dir).expect("clean up");
+    }
+}

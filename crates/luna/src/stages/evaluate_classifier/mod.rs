@@ -57,7 +57,8 @@ pub struct EvaluateClassifierStage;
 impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
     const KIND: &'static str = "evaluate_classifier";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
     const OUTPUTS: &'static [&'static str] = &[PREDICTIONS];
