@@ -35,6 +35,7 @@ def check(schemas_dir, f):
         schema = json.load(fh)
     assert schema["table"] == f["table"], (schema["table"], f["table"])
     t = pq.read_table(f["path"])
+    created_by = pq.ParquetFile(f["path"]).metadata.created_by
     want_names = [c["name"] for c in schema["columns"]]
     assert t.schema.names == want_names, (f["path"], t.schema.names, want_names)
     for c in schema["columns"]:
@@ -43,7 +44,7 @@ def check(schemas_dir, f):
         assert got == c["type"], (f["path"], c["name"], str(field.type), c["type"])
         if not c["nullable"]:
             assert t.column(c["name"]).null_count == 0, (f["path"], c["name"], "has nulls")
-        assert field.nullable == c["nullable"], (f["path"], c["name"], "nullable", field.nullable)
+        assert field.nullable == c["nullable"], (f["path"], c["name"], "nullable", field.nullable, created_by)
     md = pq.ParquetFile(f["path"]).metadata
     for rg in range(md.num_row_groups):
         for ci in range(md.num_columns):

@@ -54,53 +54,64 @@ pub fn write_rows<R: Row>(rows: &[R], path: &Path) -> Result<(), TableError> {
         inner: File::create(&tmp).map_err(io(&tmp))?,
         error: None,
     };
-    let written = write_file(rows, file, path);
-    if let Err(e) = written {
-        // The error is what matters; a leftover .tmp is overwritten by the next write.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    let mut w = match writer::<R>(file, path) {
+        Ok(w) => w,
+        Err(e) => return Err(gone(&tmp, e)),
+    };
+    if let Err(e) = write_group(rows, &mut w, path).and_then(|()| w.finish().map_err(pq(path))) {
+        // A failed write is reported as the parquet crate's error: the file's own (a full
+        // disk) wins.
+        let e = match w.inner_mut().error.take() {
+            Some(source) => TableError::Io {
+                path: tmp.clone(),
+                source,
+            },
+            None => e,
+        };
+        return Err(gone(&tmp, e));
     }
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn write_file<R: Row>(rows: &[R], file: KeepIoError<File>, path: &Path) -> Result<(), TableError> {
-    let specs = R::columns();
+/// Removes the half-written `tmp` and returns the error that stopped it.
+fn gone(tmp: &Path, e: TableError) -> TableError {
+    // The write error is what matters; a .tmp left behind is overwritten by the next write.
+    let _ = std::fs::remove_file(tmp);
+    e
+}
+
+/// A file writer with the table's schema, zstd level 3.
+fn writer<R: Row>(
+    file: KeepIoError<File>,
+    path: &Path,
+) -> Result<SerializedFileWriter<KeepIoError<File>>, TableError> {
     let level = ZstdLevel::try_new(3).map_err(pq(path))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .build();
-    let schema = Arc::new(message_type(R::TABLE, &specs).map_err(pq(path))?);
-    let mut w = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(pq(path))?;
-    // The writer hands a failed write back as text: the file's own error (a full disk) wins.
-    let kept = |w: &mut SerializedFileWriter<KeepIoError<File>>, e: TableError| match w
-        .inner_mut()
-        .error
-        .take()
-    {
-        Some(source) => TableError::Io {
-            path: path.into(),
-            source,
-        },
-        None => e,
+    let schema = Arc::new(message_type(R::TABLE, &R::columns()).map_err(pq(path))?);
+    SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(pq(path))
+}
+
+/// Writes `rows` as one row group (none for an empty table).
+fn write_group<R: Row>(
+    rows: &[R],
+    w: &mut SerializedFileWriter<KeepIoError<File>>,
+    path: &Path,
+) -> Result<(), TableError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let specs = R::columns();
+    let mut sink = ColumnSink {
+        rg: w.next_row_group().map_err(pq(path))?,
+        specs: &specs,
+        next: 0,
+        table: R::TABLE,
+        path,
     };
-    if !rows.is_empty() {
-        let rg = w.next_row_group().map_err(pq(path))?;
-        let mut sink = ColumnSink {
-            rg,
-            specs: &specs,
-            next: 0,
-            table: R::TABLE,
-            path,
-        };
-        let written = R::write(rows, &|r| r, &mut sink).and_then(|()| sink.close());
-        if let Err(e) = written {
-            return Err(kept(&mut w, e));
-        }
-    }
-    if let Err(e) = w.finish() {
-        return Err(kept(&mut w, pq(path)(e)));
-    }
-    Ok(())
+    R::write(rows, &|r| r, &mut sink)?;
+    sink.close()
 }
 
 /// The Parquet message type of a table: one primitive field per column.
@@ -271,7 +282,7 @@ pub fn read_rows<R: Row>(path: &Path) -> Result<Vec<R>, TableError> {
     let reader = SerializedFileReader::new(file).map_err(pq(path))?;
     let specs = R::columns();
     check_schema(&reader, R::TABLE, &specs, path)?;
-    let rows = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let rows = row_count(reader.metadata().file_metadata().num_rows(), path)?;
     let mut source = ColumnSource {
         reader,
         specs,
@@ -281,6 +292,14 @@ pub fn read_rows<R: Row>(path: &Path) -> Result<Vec<R>, TableError> {
         path: path.into(),
     };
     R::read(&mut source)
+}
+
+/// A row count from the file's metadata (negative only in a corrupt file).
+fn row_count(n: i64, path: &Path) -> Result<usize, TableError> {
+    usize::try_from(n).map_err(|_| TableError::Parquet {
+        what: path.display().to_string(),
+        source: ParquetError::General(format!("corrupt metadata: {n} rows")),
+    })
 }
 
 /// Checks that the file has exactly the columns of `table` (names, order, types).
@@ -417,7 +436,7 @@ impl ColumnSource {
         let mut out = Vec::with_capacity(self.rows);
         for g in 0..self.reader.num_row_groups() {
             let rg = self.reader.get_row_group(g).map_err(pq(path))?;
-            let want = usize::try_from(rg.metadata().num_rows()).unwrap_or(0);
+            let want = row_count(rg.metadata().num_rows(), path)?;
             let reader: ColumnReader = rg.get_column_reader(j).map_err(pq(path))?;
             let mut typed =
                 T::get_column_reader(reader).ok_or_else(|| internal(path, self.table))?;
