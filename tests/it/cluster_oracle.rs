@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use luna::cluster::{find_clusters, Erosion};
 use luna::ct::{Geometry, Xyz};
-use luna::tables::{clusters_from_frame, read_parquet, Table};
+use luna::tables::{read_rows, ClusterRow};
 use rand::{Rng, SeedableRng};
 
 use crate::engine_support::Ws;
@@ -242,10 +242,7 @@ fn cluster_stage_equals_scipy_on_synthetic_cts() {
     ws.luna_env(&["run", "c"], &[("LUNA_PYTHON", py.to_str().unwrap())])
         .expect_code(0);
     let dir = |s: &str| PathBuf::from(ws.luna(&["path", "c", s]).stdout.trim());
-    let rows = clusters_from_frame(
-        &read_parquet(&dir("clusters").join("clusters.parquet"), Table::Clusters).unwrap(),
-    )
-    .unwrap();
+    let rows = read_rows::<ClusterRow>(&dir("clusters").join("clusters.parquet")).unwrap();
     assert!(!rows.is_empty());
     let out = std::process::Command::new(&py)
         .arg(format!("{}/tests/oracle/cluster_scipy.py", crate::REPO))

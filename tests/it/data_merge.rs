@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use luna::tables::{merged_from_frame, read_parquet, MergedRow, Table};
+use luna::tables::{read_rows, MergedRow};
 
 use crate::data_support::{data_artifact, data_json};
 use crate::engine_support::Ws;
@@ -50,11 +50,9 @@ fn pipeline(name: &str, rule: &str, stride: usize) -> String {
 fn run(ws: &Ws, name: &str) -> (serde_json::Value, Vec<MergedRow>) {
     ws.luna(&["run", name]).expect_code(0);
     let dir = data_artifact(ws, name, "candidates");
-    let df = read_parquet(&dir.join("candidates.parquet"), Table::Candidates)
-        .expect("read candidates.parquet");
     (
         data_json(&dir.join("merge_report.json")),
-        merged_from_frame(&df).expect("typed rows"),
+        read_rows::<MergedRow>(&dir.join("candidates.parquet")).expect("read candidates.parquet"),
     )
 }
 

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use luna::tables::{detections_from_frame, read_parquet, Table};
-use polars::prelude::*;
+use luna::tables::{read_rows, DetectionRow, DiagnosisRow, MergedRow};
 
 use crate::engine_support::Ws;
 
@@ -40,25 +39,13 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
         );
     }
     let dir = |s: &str| PathBuf::from(ws.luna(&["path", "d", s]).stdout.trim());
-    let det = detections_from_frame(
-        &read_parquet(
-            &dir("detections").join("detections.parquet"),
-            Table::Detections,
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let det = read_rows::<DetectionRow>(&dir("detections").join("detections.parquet")).unwrap();
     assert!(det.iter().all(|d| d.prob_malignant.is_some()));
     // The series searched are passed on from the clusters artifact.
     let searched = |s: &str| std::fs::read_to_string(dir(s).join("seriesuids.csv")).unwrap();
     assert_eq!(searched("detections"), searched("clusters"));
     // candidate_id -> xyz, and evaluate's probability per candidate
-    let cand = read_parquet(
-        &dir("candidates").join("candidates.parquet"),
-        Table::Candidates,
-    )
-    .unwrap();
-    let rows = luna::tables::merged_from_frame(&cand).unwrap();
+    let rows = read_rows::<MergedRow>(&dir("candidates").join("candidates.parquet")).unwrap();
     let xyz: HashMap<i64, [f64; 3]> = rows
         .iter()
         .map(|r| (r.candidate_id, r.center_xyz))
@@ -75,10 +62,7 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
     println!("classify_candidates vs evaluate_classifier: max |diff| {worst:e}");
     assert!(worst <= 1e-5, "probabilities differ by {worst}");
     // the candidate table bound directly (no clusters) gives the same detections
-    let direct = detections_from_frame(
-        &read_parquet(&dir("direct").join("detections.parquet"), Table::Detections).unwrap(),
-    )
-    .unwrap();
+    let direct = read_rows::<DetectionRow>(&dir("direct").join("detections.parquet")).unwrap();
     assert_eq!(direct.len(), det.len());
     let by_key: HashMap<String, (f64, Option<f64>)> = det
         .iter()
@@ -93,27 +77,18 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
 
     // diagnose: one verdict per series; the per-patient AUC equals a hand computation
     // (Mann-Whitney over the rows, ties 1/2); the report has the book's table.
-    let dg = ParquetReader::new(
-        std::fs::File::open(dir("diagnosis").join("diagnosis.parquet")).unwrap(),
-    )
-    .finish()
-    .unwrap();
+    let dg = read_rows::<DiagnosisRow>(&dir("diagnosis").join("diagnosis.parquet")).unwrap();
     let series: std::collections::BTreeSet<&str> =
         det.iter().map(|d| d.series_uid.as_str()).collect();
-    assert_eq!(dg.height(), series.len());
-    let score = dg.column("patient_score").unwrap().f64().unwrap().clone();
-    let truth = dg
-        .column("truth_malignant")
-        .unwrap()
-        .bool()
-        .unwrap()
-        .clone();
+    assert_eq!(dg.len(), series.len());
+    let score: Vec<f64> = dg.iter().map(|r| r.patient_score).collect();
+    let truth: Vec<Option<bool>> = dg.iter().map(|r| r.truth_malignant).collect();
     let (mut pairs, mut wins) = (0.0, 0.0);
-    for i in 0..dg.height() {
-        for j in 0..dg.height() {
-            if truth.get(i) == Some(true) && truth.get(j) == Some(false) {
+    for i in 0..dg.len() {
+        for j in 0..dg.len() {
+            if truth[i] == Some(true) && truth[j] == Some(false) {
                 pairs += 1.0;
-                let (a, b) = (score.get(i).unwrap() as f32, score.get(j).unwrap() as f32);
+                let (a, b) = (score[i] as f32, score[j] as f32);
                 wins += if a > b {
                     1.0
                 } else if a == b {

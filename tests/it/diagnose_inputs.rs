@@ -7,10 +7,7 @@
 
 use std::path::PathBuf;
 
-use luna::tables::{
-    detections_to_frame, merged_to_frame, write_parquet, DetectionRow, MergedRow, Split, Table,
-};
-use polars::prelude::*;
+use luna::tables::{read_rows, write_rows, DetectionRow, DiagnosisRow, MergedRow, Split};
 
 use crate::engine_support::{Out, Ws};
 use crate::tables_support::{parquet_drop, parquet_set};
@@ -46,13 +43,7 @@ fn write_fixture(ws: &Ws, searched: Option<&str>) {
         .collect();
     std::fs::create_dir_all(ws.path("det")).unwrap();
     let _ = std::fs::remove_file(ws.path("det/seriesuids.csv"));
-    let mut df = detections_to_frame(&det).unwrap();
-    write_parquet(
-        &mut df,
-        Table::Detections,
-        &ws.path("det/detections.parquet"),
-    )
-    .unwrap();
+    write_rows(&det, &ws.path("det/detections.parquet")).unwrap();
     if let Some(s) = searched {
         ws.file("det/seriesuids.csv", s);
     }
@@ -80,13 +71,7 @@ fn write_fixture(ws: &Ws, searched: Option<&str>) {
         .collect();
     cands.sort_by(|a, b| a.series_uid.cmp(&b.series_uid));
     std::fs::create_dir_all(ws.path("cand")).unwrap();
-    let mut df = merged_to_frame(&cands).unwrap();
-    write_parquet(
-        &mut df,
-        Table::Candidates,
-        &ws.path("cand/candidates.parquet"),
-    )
-    .unwrap();
+    write_rows(&cands, &ws.path("cand/candidates.parquet")).unwrap();
 }
 
 const PIPELINE: &str = r#"pipeline: d
@@ -109,29 +94,14 @@ fn diagnose_counts_searched_series_without_detections_as_patients_and_complete_m
     ws.pipeline("d", PIPELINE);
     ws.luna(&["run", "d"]).expect_code(0);
     let dir = PathBuf::from(ws.luna(&["path", "d", "diagnosis"]).stdout.trim());
-    let dg = ParquetReader::new(std::fs::File::open(dir.join("diagnosis.parquet")).unwrap())
-        .finish()
-        .unwrap();
-    let uids: Vec<String> = dg
-        .column("series_uid")
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|u| u.unwrap().to_string())
-        .collect();
+    let dg = read_rows::<DiagnosisRow>(&dir.join("diagnosis.parquet")).unwrap();
+    let uids: Vec<String> = dg.iter().map(|r| r.series_uid.clone()).collect();
     assert_eq!(
         uids,
         ["P1", "P2", "P3", "P4"],
         "one row per searched series"
     );
-    let score: Vec<f64> = dg
-        .column("patient_score")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let score: Vec<f64> = dg.iter().map(|r| r.patient_score).collect();
     // P1: its accepted malignant nodule 0.8; P2: the accepted non-nodule's 0.2; P3, P4: none.
     assert_eq!(score, [0.8, 0.2, 0.0, 0.0]);
     let doc: serde_json::Value =

@@ -8,7 +8,7 @@
 //! errors of a detections artifact that cannot be scored.
 
 use luna::froc::FrocOptions;
-use luna::tables::{detections_to_frame, write_parquet, DetectionRow, Table};
+use luna::tables::{write_rows, DetectionRow};
 
 use crate::engine_support::{Out, Ws};
 use crate::froc_support::{assert_files_same, oracle, Case};
@@ -68,13 +68,7 @@ fn write(ws: &Ws, case: &Case, rows: &[DetectionRow], uids: Option<&str>) {
         ws.file(&format!("data/{f}"), ws.read(&format!("oracle/{f}")));
     }
     std::fs::create_dir_all(ws.path("det")).unwrap();
-    let mut df = detections_to_frame(rows).unwrap();
-    write_parquet(
-        &mut df,
-        Table::Detections,
-        &ws.path("det/detections.parquet"),
-    )
-    .unwrap();
+    write_rows(rows, &ws.path("det/detections.parquet")).unwrap();
     if let Some(u) = uids {
         ws.file("det/seriesuids.csv", u);
     }

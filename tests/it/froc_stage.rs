@@ -5,9 +5,7 @@
 //! prediction whose candidate is missing is an error naming both stages, and a NaN
 //! probability is an error naming the file, row and column.
 
-use luna::tables::{
-    merged_to_frame, predictions_to_frame, write_parquet, MergedRow, PredictionRow, Split, Table,
-};
+use luna::tables::{write_rows, MergedRow, PredictionRow, Split};
 
 use crate::engine_support::{st, Ws};
 use crate::froc_support::Case;
@@ -91,20 +89,8 @@ fn write_fixture(ws: &Ws, drop_candidate: bool) {
     case.write(&ws.path("fixture/data"));
     std::fs::remove_file(ws.path("fixture/data/submission.csv")).unwrap();
     std::fs::remove_file(ws.path("fixture/data/seriesuids.csv")).unwrap();
-    let mut df = merged_to_frame(&cands).unwrap();
-    write_parquet(
-        &mut df,
-        Table::Candidates,
-        &ws.path("fixture/candidates.parquet"),
-    )
-    .unwrap();
-    let mut df = predictions_to_frame(&preds).unwrap();
-    write_parquet(
-        &mut df,
-        Table::Predictions,
-        &ws.path("fixture/predictions.parquet"),
-    )
-    .unwrap();
+    write_rows(&cands, &ws.path("fixture/candidates.parquet")).unwrap();
+    write_rows(&preds, &ws.path("fixture/predictions.parquet")).unwrap();
 }
 
 const PIPELINE: &str = r#"pipeline: t

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use luna::store::SegStore;
-use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
+use luna::tables::{read_rows, SegIndexRow, Split};
 
 use crate::data_support::{
     data_artifact, data_count_kind, data_expect_failure, data_json, data_oracle, data_synth,
@@ -69,10 +69,7 @@ fn seg_dataset_matches_numpy_for_every_voxel_and_sample() {
     assert!(lines[1].contains("val_slices=all"), "{out}");
 
     // The reader API the training stage uses, on the same files.
-    let index = seg_index_from_frame(
-        &read_parquet(&seg.join("seg_index.parquet"), Table::SegIndex).expect("seg_index"),
-    )
-    .expect("seg_index rows");
+    let index = read_rows::<SegIndexRow>(&seg.join("seg_index.parquet")).expect("seg_index");
     for r in &index {
         let store = SegStore::open(seg.join(&r.file)).expect("open store");
         assert_eq!(store.series_uid(), r.series_uid);
@@ -176,7 +173,7 @@ fn seg_dataset_adding_series_computes_only_their_partitions() {
     let s = data_json(&seg.join("seg.json"));
     assert_eq!(s["series_computed"], 3, "{s}");
     assert_eq!(data_count_kind(&ws, PART), 3);
-    let old_index = read_parquet(&seg.join("seg_index.parquet"), Table::SegIndex).expect("index");
+    let old_index = read_rows::<SegIndexRow>(&seg.join("seg_index.parquet")).expect("index");
 
     std::fs::remove_dir_all(ws.path("ext")).expect("remove ext");
     data_synth(&ws, "ext", 11, 5);
@@ -189,11 +186,8 @@ fn seg_dataset_adding_series_computes_only_their_partitions() {
     assert_eq!(data_count_kind(&ws, PART), 5);
     assert_eq!(ws.ls(&format!("{}/seg", seg2.display())).len(), 5);
     // The old series' rows are unchanged (same files, rows, labels).
-    let new_rows = seg_index_from_frame(
-        &read_parquet(&seg2.join("seg_index.parquet"), Table::SegIndex).expect("index"),
-    )
-    .expect("rows");
-    for r in seg_index_from_frame(&old_index).expect("rows") {
+    let new_rows = read_rows::<SegIndexRow>(&seg2.join("seg_index.parquet")).expect("index");
+    for r in old_index {
         assert!(new_rows.contains(&r), "row {r:?} changed");
     }
 

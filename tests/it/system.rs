@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use luna::tables::{detections_from_frame, read_parquet, DetectionRow, Table};
+use luna::tables::{read_rows, DetectionRow};
 
 use crate::engine_support::Ws;
 use crate::train_support::stage_logs;
@@ -32,7 +32,7 @@ pub(crate) fn pipeline(name: &str, extra: &str) -> String {
 }
 
 fn detections(path: &Path) -> Vec<DetectionRow> {
-    detections_from_frame(&read_parquet(path, Table::Detections).unwrap()).unwrap()
+    read_rows::<DetectionRow>(path).unwrap()
 }
 
 /// `target/test-artifacts` of this build (screenshots).

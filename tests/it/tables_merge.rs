@@ -166,32 +166,36 @@ fn without_malignancy_is_malignant_is_null_and_required_check_fails() {
     let (a, c) = load(false);
     let rows = merge_rows(&a, &c, &opts(MergeRule::Final, 10)).expect("merge");
     assert!(rows.iter().all(|r| r.is_malignant.is_none()));
-    let df = merged_to_frame(&rows).expect("frame");
-    let err = require_malignancy(&df).expect_err("must refuse");
+    let err = require_malignancy(rows.iter().map(|r| r.is_malignant)).expect_err("must refuse");
     assert_eq!(
         err.to_string(),
         "9 of 9 rows have no is_malignant value: malignancy stages need annotations_with_malignancy.csv (pass it as the annotations file)"
     );
     let (a, c) = load(true);
-    let df = merged_to_frame(&merge_rows(&a, &c, &opts(MergeRule::Final, 10)).expect("merge"))
-        .expect("frame");
-    require_malignancy(&df).expect("has labels");
-    require_malignancy(&annotations_to_frame(&a).expect("frame")).expect("annotations have labels");
+    let rows = merge_rows(&a, &c, &opts(MergeRule::Final, 10)).expect("merge");
+    require_malignancy(rows.iter().map(|r| r.is_malignant)).expect("has labels");
+    require_malignancy(a.iter().map(|r| r.is_malignant)).expect("annotations have labels");
 }
 
 #[test]
-fn dataframe_merge_equals_row_merge() {
+fn parquet_merge_equals_row_merge() {
     let (a, c) = load(true);
     let o = opts(MergeRule::Final, 3);
     let rows = merge_rows(&a, &c, &o).expect("rows");
-    let af = annotations_to_frame(&a).expect("af");
-    let cf = candidates_raw_to_frame(&c).expect("cf");
-    let df = merge_candidates(&af, &cf, &o).expect("df");
-    assert_eq!(merged_from_frame(&df).expect("back"), rows);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (af, cf) = (
+        dir.path().join("annotations.parquet"),
+        dir.path().join("candidates_raw.parquet"),
+    );
+    write_rows(&a, &af).expect("af");
+    write_rows(&c, &cf).expect("cf");
+    assert_eq!(merge_candidates(&af, &cf, &o).expect("merge files"), rows);
     let err = merge_candidates(&cf, &af, &o).expect_err("swapped inputs");
     assert!(
-        err.to_string()
-            .starts_with("DataFrame: column \"diameter_mm\" of table annotations"),
+        err.to_string().starts_with(&format!(
+            "{}: column \"diameter_mm\" of table annotations",
+            cf.display()
+        )),
         "{err}"
     );
 }

@@ -8,12 +8,12 @@
 
 use std::time::Instant;
 
-use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 use luna::store::crop_set::{read_index, select, CropSet, Split, Task};
 use luna::store::CropWriter;
+use luna::tables::{write_rows, CropIndexRow};
 use luna_torch::nn::checkpoint::LoadedModel;
 use luna_torch::nn::classify::{BestBy, Classification, CropSamples};
 use luna_torch::nn::train::{train_pass, Quiet};
@@ -32,24 +32,21 @@ fn fixture(dir: &std::path::Path) {
         w.append(&c, [16, 24, 24]).unwrap();
     }
     w.finish().unwrap();
-    let mut df = df!(
-        "candidate_id" => (0..N as i64).collect::<Vec<_>>(),
-        "series_uid" => vec!["s"; N],
-        "file" => vec!["crops/s.h5"; N],
-        "row" => (0..N as i64).collect::<Vec<_>>(),
-        "center_i" => vec![16i64; N],
-        "center_r" => vec![24i64; N],
-        "center_c" => vec![24i64; N],
-        "is_nodule" => (0..N).map(|i| i % 2 == 0).collect::<Vec<_>>(),
-        "has_annotation" => (0..N).map(|i| i % 2 == 0).collect::<Vec<_>>(),
-        "is_malignant" => vec![Some(false); N],
-        "diameter_mm" => vec![0.0f64; N],
-        "split" => vec!["train"; N],
-    )
-    .unwrap();
-    ParquetWriter::new(std::fs::File::create(dir.join("index.parquet")).unwrap())
-        .finish(&mut df)
-        .unwrap();
+    let index: Vec<CropIndexRow> = (0..N)
+        .map(|i| CropIndexRow {
+            candidate_id: i as i64,
+            series_uid: "s".into(),
+            file: "crops/s.h5".into(),
+            row: i as i64,
+            center_irc: [16, 24, 24],
+            is_nodule: i % 2 == 0,
+            has_annotation: i % 2 == 0,
+            is_malignant: Some(false),
+            diameter_mm: 0.0,
+            split: luna::tables::Split::Train,
+        })
+        .collect();
+    write_rows(&index, &dir.join("index.parquet")).unwrap();
 }
 
 #[test]

@@ -10,11 +10,11 @@
 
 use std::path::Path;
 
-use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 use luna::store::CropWriter;
+use luna::tables::{read_rows, write_rows, CropIndexRow, PredictionRow, Split};
 
 /// Crop size used by these tests.
 pub const W: usize = 16;
@@ -54,9 +54,7 @@ fn crop(rng: &mut Pcg64, radius: f64, hu: f64) -> Vec<i16> {
 pub fn write_crops(dir: &Path, f: &Fixture) {
     std::fs::create_dir_all(dir.join("crops")).unwrap();
     let mut rng = Pcg64::seed_from_u64(7);
-    let (mut ids, mut uids, mut files, mut rows) = (vec![], vec![], vec![], vec![]);
-    let (mut ci, mut nod, mut ann, mut mal, mut diam, mut split) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut index = Vec::new();
     let mut id = 0i64;
     for s in 0..f.series {
         let uid = format!("1.2.3.{s}");
@@ -72,45 +70,27 @@ pub fn write_crops(dir: &Path, f: &Fixture) {
                 (true, false) => crop(&mut rng, 2.5, 100.0),
             };
             let row = w.append(&c, [8, 8, 8]).unwrap();
-            ids.push(id);
-            id += 1;
-            uids.push(uid.clone());
-            files.push(rel.clone());
-            rows.push(row as i64);
-            ci.push(8i64);
-            nod.push(is_nod);
-            ann.push(is_nod);
-            mal.push(if f.malignancy { Some(is_mal) } else { None });
-            diam.push(if is_nod {
-                if is_mal {
-                    10.0
-                } else {
-                    5.0
-                }
-            } else {
-                0.0
+            index.push(CropIndexRow {
+                candidate_id: id,
+                series_uid: uid.clone(),
+                file: rel.clone(),
+                row: row as i64,
+                center_irc: [8; 3],
+                is_nodule: is_nod,
+                has_annotation: is_nod,
+                is_malignant: if f.malignancy { Some(is_mal) } else { None },
+                diameter_mm: match (is_nod, is_mal) {
+                    (false, _) => 0.0,
+                    (true, true) => 10.0,
+                    (true, false) => 5.0,
+                },
+                split: if s % 4 == 3 { Split::Val } else { Split::Train },
             });
-            split.push(if s % 4 == 3 { "val" } else { "train" });
+            id += 1;
         }
         w.finish().unwrap();
     }
-    let mut df = df!(
-        "candidate_id" => ids,
-        "series_uid" => uids,
-        "file" => files,
-        "row" => rows,
-        "center_i" => ci.clone(),
-        "center_r" => ci.clone(),
-        "center_c" => ci,
-        "is_nodule" => nod,
-        "has_annotation" => ann,
-        "is_malignant" => mal,
-        "diameter_mm" => diam,
-        "split" => split,
-    )
-    .unwrap();
-    let file = std::fs::File::create(dir.join("index.parquet")).unwrap();
-    ParquetWriter::new(file).finish(&mut df).unwrap();
+    write_rows(&index, &dir.join("index.parquet")).unwrap();
 }
 
 /// A pipeline whose `crops` stage copies the fixture at `fixture/` and whose further stages
@@ -141,12 +121,9 @@ pub fn stage_logs(root: &Path, stage: &str) -> String {
 
 /// `candidate_id` → probability of an `evaluate_classifier` artifact's predictions.parquet.
 pub fn predictions(dir: &Path) -> std::collections::HashMap<i64, f64> {
-    let pred = ParquetReader::new(std::fs::File::open(dir.join("predictions.parquet")).unwrap())
-        .finish()
-        .unwrap();
-    let ids = pred.column("candidate_id").unwrap().i64().unwrap().clone();
-    let probs = pred.column("probability").unwrap().f64().unwrap().clone();
-    (0..pred.height())
-        .map(|i| (ids.get(i).unwrap(), probs.get(i).unwrap()))
+    read_rows::<PredictionRow>(&dir.join("predictions.parquet"))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.candidate_id, r.probability))
         .collect()
 }

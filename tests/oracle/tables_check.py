@@ -1,11 +1,12 @@
-"""Oracle for luna's Parquet tables: read each file with pyarrow (independent of polars) and check
-(1) its Arrow schema against schemas/<table>.schema.json, (2) zstd compression, (3) the values.
+"""Oracle for luna's Parquet tables: read each file with pyarrow (independent of the Rust parquet
+crate) and check (1) its Arrow schema against schemas/<table>.schema.json, (2) zstd compression,
+(3) the values.
 
 Usage: tables_check.py <schemas_dir> <expected.json>
 expected.json: {"files": [{"path": ..., "table": ..., "rows": [{column: value}, ...] or null}]}.
 Type rule (documented in every schema file): any Arrow string type (string, large_string,
-string_view) counts as Utf8; nullable=false is checked as null_count == 0, since polars marks
-every Parquet field optional (the field flag itself is reported, not compared).
+string_view) counts as Utf8; nullable=false is checked as null_count == 0, and the Arrow field
+flag must equal the schema's nullable (luna writes non-nullable columns REQUIRED).
 """
 import json
 import sys
@@ -34,6 +35,7 @@ def check(schemas_dir, f):
         schema = json.load(fh)
     assert schema["table"] == f["table"], (schema["table"], f["table"])
     t = pq.read_table(f["path"])
+    created_by = pq.ParquetFile(f["path"]).metadata.created_by
     want_names = [c["name"] for c in schema["columns"]]
     assert t.schema.names == want_names, (f["path"], t.schema.names, want_names)
     for c in schema["columns"]:
@@ -42,6 +44,7 @@ def check(schemas_dir, f):
         assert got == c["type"], (f["path"], c["name"], str(field.type), c["type"])
         if not c["nullable"]:
             assert t.column(c["name"]).null_count == 0, (f["path"], c["name"], "has nulls")
+        assert field.nullable == c["nullable"], (f["path"], c["name"], "nullable", field.nullable, created_by)
     md = pq.ParquetFile(f["path"]).metadata
     for rg in range(md.num_row_groups):
         for ci in range(md.num_columns):

@@ -13,10 +13,7 @@ use luna::stages::classify_candidates::{ClassifyCandidatesParams, ClassifyCandid
 use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstream_file_hashes};
 use luna::stages::glue::{searched_series, table_err};
 use luna::store::crop_set::Task;
-use luna::tables::{
-    clusters_from_frame, detections_from_frame, detections_to_frame, merged_from_frame,
-    read_parquet, write_parquet, DetectionRow, Table,
-};
+use luna::tables::{read_rows, write_rows, ClusterRow, DetectionRow, MergedRow, Table};
 use tch::{Device, Kind, Tensor};
 
 use crate::kinds::{params, TorchThreads};
@@ -182,28 +179,16 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                     prob_malignant: pm.as_ref().map(|v| v[k]),
                 })
                 .collect();
-            let mut df = detections_to_frame(&det).map_err(table_err)?;
-            write_parquet(&mut df, Table::Detections, &dir.join("detections.parquet"))
-                .map_err(table_err)
+            write_rows(&det, &dir.join("detections.parquet")).map_err(table_err)
         })?;
         computed += usize::from(!part.cached);
         all.extend(
-            detections_from_frame(
-                &read_parquet(&part.dir.join("detections.parquet"), Table::Detections)
-                    .map_err(table_err)?,
-            )
-            .map_err(table_err)?,
+            read_rows::<DetectionRow>(&part.dir.join("detections.parquet")).map_err(table_err)?,
         );
         ctx.progress().inc(1);
         threads.follow();
     }
-    let mut df = detections_to_frame(&all).map_err(table_err)?;
-    write_parquet(
-        &mut df,
-        Table::Detections,
-        &ctx.out_dir().join(Table::Detections.file_name()),
-    )
-    .map_err(table_err)?;
+    write_rows(&all, &ctx.out_dir().join(Table::Detections.file_name())).map_err(table_err)?;
     write_seriesuids(&ctx.out_dir().join(SERIESUIDS_FILE), &scans.uids).map_err(dom)?;
     let accepted = all.iter().filter(|d| d.prob_nodule >= 0.5).count();
     ctx.log(format!(
@@ -265,8 +250,7 @@ fn points(ctx: &StageContext) -> Result<(std::path::PathBuf, BySeries, Scans), S
     let mut by_series = BySeries::new();
     if let Some(up) = ctx.input_opt("clusters")?.cloned() {
         let path = up.dir.join(Table::Clusters.file_name());
-        let rows = clusters_from_frame(&read_parquet(&path, Table::Clusters).map_err(table_err)?)
-            .map_err(table_err)?;
+        let rows = read_rows::<ClusterRow>(&path).map_err(table_err)?;
         for r in rows {
             by_series.entry(r.series_uid).or_default().push(Point {
                 cluster_id: r.cluster_id,
@@ -278,8 +262,7 @@ fn points(ctx: &StageContext) -> Result<(std::path::PathBuf, BySeries, Scans), S
     }
     let up = ctx.input("candidates")?.clone();
     let path = up.dir.join(Table::Candidates.file_name());
-    let rows = merged_from_frame(&read_parquet(&path, Table::Candidates).map_err(table_err)?)
-        .map_err(table_err)?;
+    let rows = read_rows::<MergedRow>(&path).map_err(table_err)?;
     for r in rows {
         by_series.entry(r.series_uid).or_default().push(Point {
             cluster_id: r.candidate_id,

@@ -9,7 +9,7 @@ use luna::engine::error::StageError;
 use luna::stages::evaluate_classifier::{EvaluateClassifierStage, EvaluateParams};
 use luna::stages::glue::write_json;
 use luna::store::crop_set::{read_index, select, CropSet, Task};
-use luna::tables::{predictions_to_frame, write_parquet, PredictionRow, Table};
+use luna::tables::{write_rows, PredictionRow};
 
 use crate::kinds::{params, Reporter, TorchThreads};
 use crate::nn::checkpoint;
@@ -86,13 +86,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         .collect();
     let out = ctx.out_dir().to_path_buf();
     let table = |e: luna::tables::TableError| StageError::domain(e);
-    let mut df = predictions_to_frame(&out_rows).map_err(table)?;
-    write_parquet(
-        &mut df,
-        Table::Predictions,
-        &out.join("predictions.parquet"),
-    )
-    .map_err(table)?;
+    write_rows(&out_rows, &out.join("predictions.parquet")).map_err(table)?;
     let m = compute_at(&pred.labels, &pred.prob_pos, &pred.loss, p.threshold).map_err(dom)?;
     let (tp, tn) = (m.pos_correct, m.neg_correct);
     let (fp, fneg) = (m.neg_count - tn, m.pos_count - tp);

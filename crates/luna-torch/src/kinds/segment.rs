@@ -13,7 +13,7 @@ use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstre
 use luna::stages::glue::{table_err, write_json};
 use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
-use luna::tables::{merged_from_frame, read_parquet, Split, Table};
+use luna::tables::{read_rows, MergedRow, Split, Table};
 use tch::{Device, Kind, Tensor};
 
 use crate::kinds::{params, TorchThreads};
@@ -136,9 +136,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 .input("candidates")?
                 .dir
                 .join(Table::Candidates.file_name());
-            let rows =
-                merged_from_frame(&read_parquet(&table, Table::Candidates).map_err(table_err)?)
-                    .map_err(table_err)?;
+            let rows = read_rows::<MergedRow>(&table).map_err(table_err)?;
             let want = if *s == SplitChoice::Val {
                 Split::Val
             } else {

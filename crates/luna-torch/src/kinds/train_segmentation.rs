@@ -6,7 +6,7 @@ use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::stages::train_segmentation::{SegScore, TrainSegmentationParams, TrainSegmentationStage};
 use luna::store::seg_store::SegStore;
-use luna::tables::{read_parquet, seg_index_from_frame, Split, Table};
+use luna::tables::{read_rows, SegIndexRow, Split, Table};
 
 use crate::kinds::{
     augment_config, cap_threads, optimizer_config, params, tensorboard_mirror, Reporter,
@@ -55,8 +55,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let device = crate::device::choose(*p.device, ctx)?;
     let data = ctx.input("seg_dataset")?.clone();
     let index = data.dir.join(Table::SegIndex.file_name());
-    let rows =
-        seg_index_from_frame(&read_parquet(&index, Table::SegIndex).map_err(dom)?).map_err(dom)?;
+    let rows = read_rows::<SegIndexRow>(&index).map_err(dom)?;
     let mut files: Vec<(String, Split)> = rows.iter().map(|r| (r.file.clone(), r.split)).collect();
     files.sort();
     files.dedup();

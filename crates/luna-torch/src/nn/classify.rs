@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use luna::store::crop_set::CropSet;
-use luna::tables::{classifier_metrics_to_frame, write_parquet, ClassifierMetricsRow, Table};
+use luna::tables::{write_rows, ClassifierMetricsRow};
 
 use crate::nn::loader::{epoch_rng, SampleSource, SourceError};
 use crate::nn::metrics::{self, Metrics};
@@ -168,13 +168,7 @@ impl Task for Classification {
             })
             .collect();
         let report = |e: luna::tables::TableError| TrainError::Report(e.to_string());
-        let mut df = classifier_metrics_to_frame(&rows).map_err(report)?;
-        write_parquet(
-            &mut df,
-            Table::ClassifierMetrics,
-            &out.join("metrics.parquet"),
-        )
-        .map_err(report)?;
+        write_rows(&rows, &out.join("metrics.parquet")).map_err(report)?;
         let series =
             |phase: &str, f: &dyn Fn(&Metrics) -> Option<f64>| phase_series(history, phase, f);
         plot_epochs(

@@ -22,10 +22,9 @@
 //! slices are padded like the validation samples (air, drawn black, at the bottom/right).
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use luna::tables::{seg_metrics_to_frame, write_parquet, SegMetricsRow, Table};
+use luna::tables::{write_rows, SegMetrics, SegMetricsRow, Table};
 
 use crate::nn::image::RgbImage;
 use crate::nn::loader::{SampleSource, SourceError};
@@ -126,27 +125,6 @@ pub struct SegOutputs {
     pub pixels: usize,
 }
 
-/// One pass's segmentation metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SegMetrics {
-    /// Mean per-sample loss.
-    pub loss: f64,
-    /// Pixel precision.
-    pub precision: f64,
-    /// Pixel recall.
-    pub recall: f64,
-    /// Pixel F1.
-    pub f1: f64,
-    /// TP % of label pixels.
-    pub tp_percent: f64,
-    /// FN % of label pixels.
-    pub fn_percent: f64,
-    /// FP % of label pixels.
-    pub fp_percent: f64,
-    /// Label pixels.
-    pub label_pixels: u64,
-}
-
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 {
         0.0
@@ -209,7 +187,7 @@ impl Task for Segmentation {
             tp_percent: 100.0 * ratio(o.tp, label),
             fn_percent: 100.0 * ratio(o.fn_, label),
             fp_percent: 100.0 * ratio(o.fp, label),
-            label_pixels: label as u64,
+            label_pixels: label as i64,
         })
     }
 
@@ -311,26 +289,13 @@ impl Task for Segmentation {
                 epoch: r.epoch as i64,
                 total_samples: r.total_samples as i64,
                 phase: r.phase.clone(),
-                loss: r.metrics.loss,
-                precision: r.metrics.precision,
-                recall: r.metrics.recall,
-                f1: r.metrics.f1,
-                tp_percent: r.metrics.tp_percent,
-                fn_percent: r.metrics.fn_percent,
-                fp_percent: r.metrics.fp_percent,
-                label_pixels: r.metrics.label_pixels as i64,
+                metrics: r.metrics.clone(),
                 samples_per_sec: r.stats.samples_per_sec,
                 data_wait_fraction: r.stats.data_wait_fraction,
             })
             .collect();
         let report = |e: luna::tables::TableError| TrainError::Report(e.to_string());
-        let mut df = seg_metrics_to_frame(&rows).map_err(report)?;
-        write_parquet(
-            &mut df,
-            Table::SegMetrics,
-            &out.join(Table::SegMetrics.file_name()),
-        )
-        .map_err(report)?;
+        write_rows(&rows, &out.join(Table::SegMetrics.file_name())).map_err(report)?;
         let series = |phase: &str, f: &dyn Fn(&SegMetrics) -> f64| {
             phase_series(history, phase, &|m| Some(f(m)))
         };

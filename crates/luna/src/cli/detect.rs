@@ -16,9 +16,7 @@ use crate::detect::{detect_pipeline_text, find_chain, stage_cts, staging_dir, De
 use crate::engine::plan::{plan, Freshness, Selection};
 use crate::engine::spec;
 use crate::stages::diagnose::DiagnoseParams;
-use crate::tables::{
-    detections_from_frame, diagnosis_from_frame, read_parquet, DetectionRow, Table,
-};
+use crate::tables::{read_rows, DetectionRow, DiagnosisRow, Table};
 
 /// Arguments of `luna detect`.
 #[derive(Debug, Args)]
@@ -252,13 +250,11 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
     let det_dir = key_of(&names.classify)?;
     let dia_dir = key_of(&names.diagnose)?;
     let det_path = det_dir.join(Table::Detections.file_name());
-    let dets = read_parquet(&det_path, Table::Detections)
-        .and_then(|df| detections_from_frame(&df))
-        .map_err(|e| CliError::failed(e.to_string(), None))?;
+    let dets =
+        read_rows::<DetectionRow>(&det_path).map_err(|e| CliError::failed(e.to_string(), None))?;
     let dia_path = dia_dir.join(Table::Diagnosis.file_name());
-    let verdicts = read_parquet(&dia_path, Table::Diagnosis)
-        .and_then(|df| diagnosis_from_frame(&df))
-        .map_err(|e| CliError::failed(e.to_string(), None))?;
+    let verdicts =
+        read_rows::<DiagnosisRow>(&dia_path).map_err(|e| CliError::failed(e.to_string(), None))?;
     let threshold = dp
         .stages
         .iter()

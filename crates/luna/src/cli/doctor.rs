@@ -8,7 +8,7 @@ pub fn cmd() -> Result<i32, CliError> {
     println!("luna        {}", env!("CARGO_PKG_VERSION"));
     let (maj, min, rel) = hdf5::library_version();
     println!("hdf5        {maj}.{min}.{rel} (zstd filter 32015 built in)");
-    println!("polars      0.55 (Parquet with zstd)");
+    println!("parquet     60 (low-level API, zstd)");
     println!(
         "threads     {} cores",
         std::thread::available_parallelism()

@@ -78,7 +78,7 @@
 //!   241-point log grid instead of the script's 10,000-point linear one: it only feeds the plot
 //!   and the band file, and the reported numbers (7 sensitivities, CPM) are exact per round.
 //! - Rejected: calling the Python script (needs Python 2/3 ports, sklearn, matplotlib, 20 min
-//!   with bootstrapping); a polars pipeline (the work is a sort and a few linear passes).
+//!   with bootstrapping); a dataframe pipeline (the work is a sort and a few linear passes).
 
 mod bootstrap;
 mod curve;

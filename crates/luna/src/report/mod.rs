@@ -42,9 +42,7 @@ use crate::engine::spec::Pipeline;
 use crate::stages::diagnose::DiagnoseStage;
 use crate::stages::evaluate_classifier::EvaluateClassifierStage;
 use crate::stages::evaluate_froc::EvaluateFrocStage;
-use crate::tables::{
-    detections_from_frame, diagnosis_from_frame, merged_from_frame, read_parquet, Table,
-};
+use crate::tables::{read_rows, DetectionRow, DiagnosisRow, MergedRow, Table};
 use html::{esc, img_png, num, table, CSS};
 
 /// Tiles per gallery.
@@ -467,9 +465,7 @@ fn diagnosis_sections(src: &ReportSource, o: &mut String) {
             }
         }
         let path = dir.join(Table::Diagnosis.file_name());
-        if let Ok(rows) =
-            read_parquet(&path, Table::Diagnosis).and_then(|df| diagnosis_from_frame(&df))
-        {
+        if let Ok(rows) = read_rows::<DiagnosisRow>(&path) {
             let body: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -624,18 +620,10 @@ fn gallery_entries(
         })
         .map(|p| p.nodule_threshold)
         .ok_or("the diagnose stage's parameters are not known")?;
-    let dets = read_parquet(
-        &dir_of(&det_stage)?.join(Table::Detections.file_name()),
-        Table::Detections,
-    )
-    .and_then(|df| detections_from_frame(&df))
-    .map_err(|e| e.to_string())?;
-    let cands = read_parquet(
-        &dir_of(&cand_stage)?.join(Table::Candidates.file_name()),
-        Table::Candidates,
-    )
-    .and_then(|df| merged_from_frame(&df))
-    .map_err(|e| e.to_string())?;
+    let dets = read_rows::<DetectionRow>(&dir_of(&det_stage)?.join(Table::Detections.file_name()))
+        .map_err(|e| e.to_string())?;
+    let cands = read_rows::<MergedRow>(&dir_of(&cand_stage)?.join(Table::Candidates.file_name()))
+        .map_err(|e| e.to_string())?;
     let truth = crate::diagnose::truth_by_series(cands);
     // the CTs: the classify stage's dataset, or its ct_root
     let root = match src.binding(&det_stage, "dataset") {
@@ -645,12 +633,8 @@ fn gallery_entries(
     let roots = crate::stages::dataset::find_series(&root).map_err(|e| e.to_string())?;
     // every patient the diagnosis covers (series without detections too: their nodules are
     // missed), and any series with detections
-    let patients = read_parquet(
-        &diag_dir.join(Table::Diagnosis.file_name()),
-        Table::Diagnosis,
-    )
-    .and_then(|df| diagnosis_from_frame(&df))
-    .map_err(|e| e.to_string())?;
+    let patients = read_rows::<DiagnosisRow>(&diag_dir.join(Table::Diagnosis.file_name()))
+        .map_err(|e| e.to_string())?;
     let series: std::collections::BTreeSet<&str> = patients
         .iter()
         .map(|r| r.series_uid.as_str())

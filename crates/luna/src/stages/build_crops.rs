@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +37,7 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
-use crate::tables::{write_parquet, MergedRow, Table};
+use crate::tables::{write_rows, CropIndexRow, MergedRow, Table};
 
 /// Parameters of `build_crops`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -82,7 +81,8 @@ impl Stage for BuildCropsStage {
     const PARTITIONED: bool = true;
     type Params = BuildCropsParams;
     const KIND: &'static str = "build_crops";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Extract candidate crops per CT into chunked HDF5 (partitioned per series) + index.parquet";
 
@@ -174,7 +174,7 @@ impl Stage for BuildCropsStage {
             |(uid, rows)| estimated_cost(&on_disk[*uid], rows.len() as u64 * crop_bytes),
             |&s| work(s),
         )?;
-        let mut index = IndexColumns::default();
+        let mut index: Vec<CropIndexRow> = Vec::new();
         for res in results {
             let (uid, h5) = res?;
             let rel = format!("crops/{uid}.h5");
@@ -186,16 +186,10 @@ impl Stage for BuildCropsStage {
                 .unwrap_or_default();
             for (row, r) in by_series[&uid].iter().enumerate() {
                 let c = centers.get(row).copied().unwrap_or([-1, -1, -1]);
-                index.push(r, &rel, row as i64, c);
+                index.push(index_row(r, &rel, row as i64, c));
             }
         }
-        let mut df = index.into_frame()?;
-        write_parquet(
-            &mut df,
-            Table::CropIndex,
-            &ctx.out_dir().join(Table::CropIndex.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&index, &ctx.out_dir().join(Table::CropIndex.file_name())).map_err(table_err)?;
         let summary = CropsSummary {
             width_irc: p.width_irc,
             series: by_series.len(),
@@ -258,53 +252,18 @@ fn write_series(
     Ok(())
 }
 
-#[derive(Default)]
-struct IndexColumns {
-    candidate_id: Vec<i64>,
-    series_uid: Vec<String>,
-    file: Vec<String>,
-    row: Vec<i64>,
-    center: [Vec<i64>; 3],
-    is_nodule: Vec<bool>,
-    has_annotation: Vec<bool>,
-    is_malignant: Vec<Option<bool>>,
-    diameter_mm: Vec<f64>,
-    split: Vec<String>,
-}
-
-impl IndexColumns {
-    fn push(&mut self, r: &MergedRow, file: &str, row: i64, c: [i32; 3]) {
-        self.candidate_id.push(r.candidate_id);
-        self.series_uid.push(r.series_uid.clone());
-        self.file.push(file.to_string());
-        self.row.push(row);
-        for (a, v) in c.iter().enumerate() {
-            self.center[a].push(*v as i64);
-        }
-        self.is_nodule.push(r.is_nodule);
-        self.has_annotation.push(r.has_annotation);
-        self.is_malignant.push(r.is_malignant);
-        self.diameter_mm.push(r.diameter_mm);
-        self.split.push(r.split.as_str().to_string());
-    }
-
-    fn into_frame(self) -> Result<DataFrame, StageError> {
-        let n = self.candidate_id.len();
-        let [ci, cr, cc] = self.center;
-        let cols = vec![
-            Column::new("candidate_id".into(), self.candidate_id),
-            Column::new("series_uid".into(), self.series_uid),
-            Column::new("file".into(), self.file),
-            Column::new("row".into(), self.row),
-            Column::new("center_i".into(), ci),
-            Column::new("center_r".into(), cr),
-            Column::new("center_c".into(), cc),
-            Column::new("is_nodule".into(), self.is_nodule),
-            Column::new("has_annotation".into(), self.has_annotation),
-            Column::new("is_malignant".into(), self.is_malignant),
-            Column::new("diameter_mm".into(), self.diameter_mm),
-            Column::new("split".into(), self.split),
-        ];
-        DataFrame::new(n, cols).map_err(|e| StageError::msg(format!("building index.parquet: {e}")))
+/// The crop index row of candidate `r`, whose crop is row `row` of `file`, centred at `c`.
+fn index_row(r: &MergedRow, file: &str, row: i64, c: [i32; 3]) -> CropIndexRow {
+    CropIndexRow {
+        candidate_id: r.candidate_id,
+        series_uid: r.series_uid.clone(),
+        file: file.to_string(),
+        row,
+        center_irc: c.map(i64::from),
+        is_nodule: r.is_nodule,
+        has_annotation: r.has_annotation,
+        is_malignant: r.is_malignant,
+        diameter_mm: r.diameter_mm,
+        split: r.split,
     }
 }

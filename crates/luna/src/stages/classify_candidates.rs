@@ -86,7 +86,8 @@ impl Stage for ClassifyCandidatesStage {
     const PARTITIONED: bool = true;
     type Params = ClassifyCandidatesParams;
     const KIND: &'static str = KIND;
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Classify segmentation clusters (or any candidate table): crops from the CT, P(nodule) and P(malignant) per point";
     const OUTPUTS: &'static [&'static str] = &[DETECTIONS];

@@ -38,8 +38,7 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::froc::{write_seriesuids, SERIESUIDS_FILE};
 use crate::store::prob_volume::{check_matches, read_prob_volume};
-use crate::tables::{clusters_from_frame, clusters_to_frame, read_parquet, write_parquet};
-use crate::tables::{ClusterRow, Table};
+use crate::tables::{read_rows, write_rows, ClusterRow, Table};
 
 /// Parameters of `cluster`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -77,7 +76,8 @@ impl Stage for ClusterStage {
     const PARTITIONED: bool = true;
     type Params = ClusterParams;
     const KIND: &'static str = "cluster";
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Group segmented voxels into nodule candidates: threshold, erode, label, HU-weighted centres";
     const OUTPUTS: &'static [&'static str] = &[CLUSTERS];
@@ -148,9 +148,7 @@ impl Stage for ClusterStage {
                         "series {uid}: {} clusters; clustering took {secs:.3} s",
                         rows.len()
                     ));
-                    let mut df = clusters_to_frame(&rows).map_err(table_err)?;
-                    write_parquet(&mut df, Table::Clusters, &dir.join("clusters.parquet"))
-                        .map_err(table_err)
+                    write_rows(&rows, &dir.join("clusters.parquet")).map_err(table_err)
                 })?;
                 ctx_ref.progress().inc(1);
                 Ok((part.dir.join("clusters.parquet"), part.cached))
@@ -161,18 +159,9 @@ impl Stage for ClusterStage {
         for r in results {
             let (file, cached) = r?;
             computed += usize::from(!cached);
-            all.extend(
-                clusters_from_frame(&read_parquet(&file, Table::Clusters).map_err(table_err)?)
-                    .map_err(table_err)?,
-            );
+            all.extend(read_rows::<ClusterRow>(&file).map_err(table_err)?);
         }
-        let mut df = clusters_to_frame(&all).map_err(table_err)?;
-        write_parquet(
-            &mut df,
-            Table::Clusters,
-            &ctx.out_dir().join(Table::Clusters.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&all, &ctx.out_dir().join(Table::Clusters.file_name())).map_err(table_err)?;
         let uids: Vec<&str> = volumes.iter().map(|(u, _)| u.as_str()).collect();
         write_seriesuids(&ctx.out_dir().join(SERIESUIDS_FILE), &uids)
             .map_err(StageError::domain)?;

@@ -13,7 +13,7 @@ use crate::ct::DataFile;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, StageRef};
-use crate::tables::{merged_from_frame, read_parquet, MergedRow, Table};
+use crate::tables::{read_rows, MergedRow, Table};
 
 /// The `dataset` input of a stage that reads CTs: required unless `ct_root` names them.
 pub fn dataset_slot(ct_root: Option<&InputPath>, named: Option<&StageRef>) -> InputSlot {
@@ -155,8 +155,7 @@ pub fn read_candidates(ctx: &StageContext) -> Result<(PathBuf, Vec<MergedRow>), 
         .input("candidates")?
         .dir
         .join(Table::Candidates.file_name());
-    let rows = merged_from_frame(&read_parquet(&file, Table::Candidates).map_err(table_err)?)
-        .map_err(table_err)?;
+    let rows = read_rows::<MergedRow>(&file).map_err(table_err)?;
     Ok((file, rows))
 }
 

@@ -31,11 +31,7 @@ use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{InputSlot, ParamError, Stage, StageRef};
 use crate::froc::Scans;
-use crate::tables::DetectionRow;
-use crate::tables::{
-    detections_from_frame, diagnosis_to_frame, merged_from_frame, read_parquet, write_parquet,
-    DiagnosisRow, Table,
-};
+use crate::tables::{read_rows, write_rows, DetectionRow, DiagnosisRow, MergedRow, Table};
 
 /// How the patient score combines nodules (YAML).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -79,7 +75,8 @@ pub struct DiagnoseStage;
 impl Stage for DiagnoseStage {
     type Params = DiagnoseParams;
     const KIND: &'static str = "diagnose";
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Per-patient diagnosis from detections; the book's 3x4 table and per-patient AUC with ground truth";
     const OUTPUTS: &'static [&'static str] = &[DIAGNOSIS];
@@ -117,9 +114,7 @@ impl Stage for DiagnoseStage {
         };
         let dup = ctx.input("detections")?.clone();
         let dpath = dup.dir.join(Table::Detections.file_name());
-        let det =
-            detections_from_frame(&read_parquet(&dpath, Table::Detections).map_err(table_err)?)
-                .map_err(table_err)?;
+        let det = read_rows::<DetectionRow>(&dpath).map_err(table_err)?;
         let scans = searched_series(&dup.dir, &dup.stage, Table::Detections, "")?;
         check_searched(&det, &scans, &dpath)?;
         let with_mal = det.iter().any(|d| d.prob_malignant.is_some());
@@ -170,13 +165,7 @@ impl Stage for DiagnoseStage {
                 truth_malignant: t.as_ref().map(|t| t.iter().any(|n| n.malignant)),
             });
         }
-        let mut df = diagnosis_to_frame(&rows).map_err(table_err)?;
-        write_parquet(
-            &mut df,
-            Table::Diagnosis,
-            &ctx.out_dir().join(Table::Diagnosis.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&rows, &ctx.out_dir().join(Table::Diagnosis.file_name())).map_err(table_err)?;
         let _ = writeln!(
             report,
             "{} patients, {} predicted malignant (score: {:?}, nodule threshold {}, malignancy threshold {}).\n",
@@ -246,8 +235,7 @@ fn read_truth(
         return Ok(None);
     };
     let t = up.dir.join(Table::Candidates.file_name());
-    let rows = merged_from_frame(&read_parquet(&t, Table::Candidates).map_err(table_err)?)
-        .map_err(table_err)?;
+    let rows = read_rows::<MergedRow>(&t).map_err(table_err)?;
     let known: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
     if let Some(uid) = scans.uids.iter().find(|u| !known.contains(u.as_str())) {
         return Err(StageError::msg(format!(

@@ -66,7 +66,8 @@ impl WorkerStage for EvaluateClassifierStage {
 impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
     const KIND: &'static str = KIND;
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
     const OUTPUTS: &'static [&'static str] = &[PREDICTIONS];

@@ -55,10 +55,7 @@ use crate::froc::{
     Scans,
 };
 use crate::store::crop_set::Task;
-use crate::tables::{
-    detections_from_frame, merged_from_frame, predictions_from_frame, read_parquet,
-    AnnotationsKind, DetectionRow, MergedRow, PredictionRow, Table,
-};
+use crate::tables::{read_rows, AnnotationsKind, DetectionRow, MergedRow, PredictionRow, Table};
 
 /// Parameters of `evaluate_froc`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -154,9 +151,7 @@ impl Stage for EvaluateFrocStage {
         let (source, scans, marks) = match ctx.input_opt("detections")?.cloned() {
             Some(det) => {
                 let path = det.dir.join(Table::Detections.file_name());
-                let rows = read_parquet(&path, Table::Detections)
-                    .and_then(|df| detections_from_frame(&df))
-                    .map_err(StageError::domain)?;
+                let rows = read_rows::<DetectionRow>(&path).map_err(StageError::domain)?;
                 let scans = match given {
                     Some(s) => s,
                     None => searched_series(
@@ -225,14 +220,10 @@ fn fp_reduction_marks(
     let pred = ctx.input("predictions")?.clone();
     refuse_malignancy(&pred.dir, &pred.stage)?;
     let pred_path = pred.dir.join(Table::Predictions.file_name());
-    let preds = read_parquet(&pred_path, Table::Predictions)
-        .and_then(|df| predictions_from_frame(&df))
-        .map_err(StageError::domain)?;
+    let preds = read_rows::<PredictionRow>(&pred_path).map_err(StageError::domain)?;
     let cand = ctx.input("candidates")?.clone();
     let cand_path = cand.dir.join(Table::Candidates.file_name());
-    let cands = read_parquet(&cand_path, Table::Candidates)
-        .and_then(|df| merged_from_frame(&df))
-        .map_err(StageError::domain)?;
+    let cands = read_rows::<MergedRow>(&cand_path).map_err(StageError::domain)?;
     let by_id: HashMap<i64, &MergedRow> = cands.iter().map(|c| (c.candidate_id, c)).collect();
     let joined = join(&preds, &by_id, &pred.stage, &cand.stage)?;
     let scans = match given {

@@ -23,7 +23,7 @@ use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
 use crate::stages::glue::table_err;
 use crate::tables::BadRow;
 use crate::tables::{
-    read_annotations_csv, read_candidates_csv, write_parquet, AnnotationsKind, CsvOptions, Table,
+    read_annotations_csv, read_candidates_csv, write_rows, AnnotationsKind, CsvOptions, Table,
 };
 
 /// Parameters of `load_annotations`.
@@ -56,7 +56,8 @@ pub struct LoadAnnotationsStage;
 impl Stage for LoadAnnotationsStage {
     type Params = LoadAnnotationsParams;
     const KIND: &'static str = "load_annotations";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Load annotations and candidates CSVs into typed Parquet tables";
     const OUTPUTS: &'static [&'static str] = &[ANNOTATIONS];
 
@@ -115,17 +116,13 @@ impl Stage for LoadAnnotationsStage {
                 }
             }
         }
-        let mut af = ann.frame;
-        let mut cf = cand.frame;
-        write_parquet(
-            &mut af,
-            Table::Annotations,
+        write_rows(
+            &ann.rows,
             &ctx.out_dir().join(Table::Annotations.file_name()),
         )
         .map_err(table_err)?;
-        write_parquet(
-            &mut cf,
-            Table::CandidatesRaw,
+        write_rows(
+            &cand.rows,
             &ctx.out_dir().join(Table::CandidatesRaw.file_name()),
         )
         .map_err(table_err)?;

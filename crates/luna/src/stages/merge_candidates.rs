@@ -20,8 +20,7 @@ use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::tables::{
-    annotations_from_frame, candidates_raw_from_frame, merge_rows, merged_to_frame, read_parquet,
-    write_parquet, MergeOptions, MergeRule, Table,
+    merge_rows, read_rows, write_rows, AnnotationRow, CandidateRow, MergeOptions, MergeRule, Table,
 };
 
 /// Which merge rule.
@@ -72,7 +71,8 @@ pub struct MergeCandidatesStage;
 impl Stage for MergeCandidatesStage {
     type Params = MergeCandidatesParams;
     const KIND: &'static str = "merge_candidates";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Merge annotations and candidates into the training table, split by series";
     const OUTPUTS: &'static [&'static str] = &[CANDIDATES];
@@ -110,14 +110,8 @@ impl Stage for MergeCandidatesStage {
         let tables = &ctx.input("annotations")?.dir;
         let ann_file = tables.join(Table::Annotations.file_name());
         let cand_file = tables.join(Table::CandidatesRaw.file_name());
-        let ann = annotations_from_frame(
-            &read_parquet(&ann_file, Table::Annotations).map_err(table_err)?,
-        )
-        .map_err(table_err)?;
-        let cand = candidates_raw_from_frame(
-            &read_parquet(&cand_file, Table::CandidatesRaw).map_err(table_err)?,
-        )
-        .map_err(table_err)?;
+        let ann = read_rows::<AnnotationRow>(&ann_file).map_err(table_err)?;
+        let cand = read_rows::<CandidateRow>(&cand_file).map_err(table_err)?;
         let on_disk: Option<BTreeSet<String>> = if p.require_on_disk {
             let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
             let found = find_series(&root)?;
@@ -146,13 +140,7 @@ impl Stage for MergeCandidatesStage {
             .map(|r| (r.series_uid.as_str(), r.split.as_str()))
             .collect();
         let val_series = series.iter().filter(|(_, s)| *s == "val").count();
-        let mut df = merged_to_frame(&rows).map_err(table_err)?;
-        write_parquet(
-            &mut df,
-            Table::Candidates,
-            &ctx.out_dir().join(Table::Candidates.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&rows, &ctx.out_dir().join(Table::Candidates.file_name())).map_err(table_err)?;
         let report = MergeReport {
             rows: rows.len(),
             nodules: pos,

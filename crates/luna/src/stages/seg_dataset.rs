@@ -39,10 +39,7 @@ use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::store::{SegLayout, SegWriter, ShuffledSlice};
-use crate::tables::{
-    read_parquet, seg_index_from_frame, seg_index_to_frame, write_parquet, MergedRow, SegIndexRow,
-    Split, Table,
-};
+use crate::tables::{read_rows, write_rows, MergedRow, SegIndexRow, Split, Table};
 
 /// Which slices of a validation series become samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -118,7 +115,8 @@ impl Stage for SegDatasetStage {
     const PARTITIONED: bool = true;
     type Params = SegDatasetParams;
     const KIND: &'static str = "seg_dataset";
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Annotation masks and UNet samples (7-slice context crops / full slices) per CT into chunked HDF5 + seg_index.parquet";
     const OUTPUTS: &'static [&'static str] = &[SEG_DATASET];
@@ -198,9 +196,7 @@ impl Stage for SegDatasetStage {
             });
             let part = ctx_ref.partition(uid, &material, |dir| {
                 let rows = write_series(mhd, uid, s, p, &dir.join("seg.h5"))?;
-                let mut df = seg_index_to_frame(&rows).map_err(table_err)?;
-                write_parquet(&mut df, Table::SegIndex, &dir.join("seg_index.parquet"))
-                    .map_err(table_err)
+                write_rows(&rows, &dir.join("seg_index.parquet")).map_err(table_err)
             })?;
             if !part.cached {
                 computed.fetch_add(1, Ordering::Relaxed);
@@ -219,20 +215,9 @@ impl Stage for SegDatasetStage {
             let (uid, dir) = res?;
             ctx.link_into_output(&dir.join("seg.h5"), &format!("seg/{uid}.h5"))?;
             let part_index = dir.join("seg_index.parquet");
-            index.extend(
-                seg_index_from_frame(
-                    &read_parquet(&part_index, Table::SegIndex).map_err(table_err)?,
-                )
-                .map_err(table_err)?,
-            );
+            index.extend(read_rows::<SegIndexRow>(&part_index).map_err(table_err)?);
         }
-        let mut df = seg_index_to_frame(&index).map_err(table_err)?;
-        write_parquet(
-            &mut df,
-            Table::SegIndex,
-            &ctx.out_dir().join(Table::SegIndex.file_name()),
-        )
-        .map_err(table_err)?;
+        write_rows(&index, &ctx.out_dir().join(Table::SegIndex.file_name())).map_err(table_err)?;
         let count = |d: Split| index.iter().filter(|r| r.dataset == d).count();
         let (n_train, n_val) = (count(Split::Train), count(Split::Val));
         let n_computed = computed.load(Ordering::Relaxed);

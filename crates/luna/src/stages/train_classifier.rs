@@ -134,7 +134,8 @@ impl WorkerStage for TrainClassifierStage {
 impl Stage for TrainClassifierStage {
     type Params = TrainParams;
     const KIND: &'static str = KIND;
-    const VERSION: u32 = 1;
+    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Train the book's LunaModel on a crops artifact (nodule or malignancy; resumable)";
     const OUTPUTS: &'static [&'static str] = &[CLASSIFIER];

@@ -152,7 +152,8 @@ impl Stage for TrainSegmentationStage {
     type Params = TrainSegmentationParams;
     const KIND: &'static str = KIND;
     // 2: prediction overlay images (TensorBoard + images/val/*.png).
-    const VERSION: u32 = 2;
+    // 3: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Train the book's UNet on a seg_dataset (Dice + 8 x FN loss, best by recall; resumable)";
     const OUTPUTS: &'static [&'static str] = &[SEGMENTER];

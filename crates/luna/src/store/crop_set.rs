@@ -15,12 +15,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::error::StageError;
-use crate::tables::{read_parquet, Table};
+use crate::tables::{read_rows, CropIndexRow};
 
 /// Decoded crops above this many bytes are read per sample instead of held in memory.
 pub const IN_MEMORY_LIMIT: u64 = 4 << 30;
@@ -60,53 +59,13 @@ pub enum Split {
     All,
 }
 
-/// One row of `index.parquet` (the columns a classifier needs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CropRow {
-    /// Candidate id (stable across stages).
-    pub candidate_id: i64,
-    /// Series UID.
-    pub series_uid: String,
-    /// HDF5 file, relative to the artifact.
-    pub file: String,
-    /// Row in that file.
-    pub row: i64,
-    /// Whether the candidate is a nodule.
-    pub is_nodule: bool,
-    /// Whether the nodule is malignant; `None` when the malignancy file was absent.
-    pub is_malignant: Option<bool>,
-    /// `true` for the training split.
-    pub train: bool,
-}
-
 /// Reads the rows of a crops `index.parquet` (schema-checked through `tables`).
-pub fn read_index(path: &Path) -> Result<Vec<CropRow>, StageError> {
-    let df = read_parquet(path, Table::CropIndex).map_err(|e| {
+pub fn read_index(path: &Path) -> Result<Vec<CropIndexRow>, StageError> {
+    read_rows::<CropIndexRow>(path).map_err(|e| {
         StageError::domain(e).with_hint(
             "the crops artifact must come from `build_crops`; rebuild it with `luna run <pipeline> --force <crops stage>`",
         )
-    })?;
-    let perr = |e: PolarsError| StageError::msg(format!("crops index {}: {e}", path.display()));
-    let col = |n: &str| df.column(n).map_err(perr);
-    let ids = col("candidate_id")?.i64().map_err(perr)?;
-    let uids = col("series_uid")?.str().map_err(perr)?;
-    let files = col("file")?.str().map_err(perr)?;
-    let rows = col("row")?.i64().map_err(perr)?;
-    let nod = col("is_nodule")?.bool().map_err(perr)?;
-    let mal = col("is_malignant")?.bool().map_err(perr)?;
-    let split = col("split")?.str().map_err(perr)?;
-    // read_parquet checked that the non-nullable columns hold no nulls.
-    Ok((0..df.height())
-        .map(|i| CropRow {
-            candidate_id: ids.get(i).unwrap_or_default(),
-            series_uid: uids.get(i).unwrap_or_default().to_string(),
-            file: files.get(i).unwrap_or_default().to_string(),
-            row: rows.get(i).unwrap_or_default(),
-            is_nodule: nod.get(i).unwrap_or_default(),
-            is_malignant: mal.get(i),
-            train: split.get(i) == Some("train"),
-        })
-        .collect())
+    })
 }
 
 /// The error for a malignancy stage on crops built without malignancy labels.
@@ -122,16 +81,16 @@ pub fn no_malignancy(path: &Path) -> StageError {
 /// label `is_nodule`. Malignancy: nodules (label `is_malignant`) plus, when `with_negatives`
 /// (training), non-nodule candidates labelled "not malignant".
 pub fn select(
-    rows: &[CropRow],
+    rows: &[CropIndexRow],
     task: Task,
     split: Split,
     with_negatives: bool,
     index_path: &Path,
-) -> Result<(Vec<CropRow>, Vec<bool>), StageError> {
-    let in_split = |r: &CropRow| match split {
+) -> Result<(Vec<CropIndexRow>, Vec<bool>), StageError> {
+    let in_split = |r: &CropIndexRow| match split {
         Split::All => true,
-        Split::Train => r.train,
-        Split::Val => !r.train,
+        Split::Train => r.split == crate::tables::Split::Train,
+        Split::Val => r.split == crate::tables::Split::Val,
     };
     let mut sel = Vec::new();
     let mut labels = Vec::new();
@@ -166,7 +125,7 @@ enum Store {
 /// Crops of selected rows with their labels, ready for training or prediction.
 pub struct CropSet {
     /// The rows, in sample order.
-    pub rows: Vec<CropRow>,
+    pub rows: Vec<CropIndexRow>,
     /// Labels, one per row.
     pub labels: Vec<bool>,
     /// (file slot, row in file) per sample.
@@ -177,7 +136,11 @@ pub struct CropSet {
 
 impl CropSet {
     /// Opens the crops of `rows` under the artifact directory `dir`, in memory when they fit.
-    pub fn open(dir: &Path, rows: Vec<CropRow>, labels: Vec<bool>) -> Result<CropSet, StageError> {
+    pub fn open(
+        dir: &Path,
+        rows: Vec<CropIndexRow>,
+        labels: Vec<bool>,
+    ) -> Result<CropSet, StageError> {
         let mut slots: HashMap<String, usize> = HashMap::new();
         let mut paths: Vec<PathBuf> = Vec::new();
         let mut loc = Vec::with_capacity(rows.len());

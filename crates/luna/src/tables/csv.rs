@@ -1,8 +1,7 @@
-//! Loading the LUNA16 CSV files into typed rows and polars DataFrames, with `file:line: reason`
-//! for every rejected row.
+//! Loading the LUNA16 CSV files into typed rows, with `file:line: reason` for every rejected row.
 //!
-//! Decision: our own line-aware splitter (`csv_split.rs`) + typed parsing + DataFrame built from
-//! column vectors, instead of polars' CSV reader, which cannot say on which line a bad value is.
+//! Decision: our own line-aware splitter (`csv_split.rs`) + typed parsing, instead of a CSV
+//! library's reader, which cannot say on which line a bad value is.
 //! Columns are found by header name (extra columns such as `mal_details` are ignored); every row
 //! must have as many fields as the header. Strict mode (default) fails with the first
 //! [`MAX_REPORTED_ROWS`] bad rows and their total; `strict: false` drops bad rows and reports
@@ -11,11 +10,9 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::DataFrame;
-
 use super::csv_split::Records;
 use super::error::{BadRow, BadRowReason, TableError, MAX_REPORTED_ROWS};
-use super::rows::{annotations_to_frame, candidates_raw_to_frame, AnnotationRow, CandidateRow};
+use super::rows::{AnnotationRow, CandidateRow};
 
 /// Options of the CSV loaders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +38,11 @@ pub enum AnnotationsKind {
     Excluded,
 }
 
-/// Result of a CSV load: the typed rows, the DataFrame and what was dropped (lenient mode).
+/// Result of a CSV load: the typed rows and what was dropped (lenient mode).
 #[derive(Debug, Clone)]
 pub struct CsvLoad<R> {
     /// The valid rows, in file order.
     pub rows: Vec<R>,
-    /// The same rows as a DataFrame with the table's schema.
-    pub frame: DataFrame,
     /// Number of bad rows dropped (0 in strict mode).
     pub dropped: usize,
     /// The first few dropped rows with their reasons.
@@ -174,7 +169,6 @@ fn finish<R>(
     opts: CsvOptions,
     rows: Vec<R>,
     bad: Bad,
-    to_frame: impl Fn(&[R]) -> Result<DataFrame, TableError>,
 ) -> Result<CsvLoad<R>, TableError> {
     if opts.strict && bad.total > 0 {
         return Err(TableError::BadRows {
@@ -183,10 +177,8 @@ fn finish<R>(
             total: bad.total,
         });
     }
-    let frame = to_frame(&rows)?;
     Ok(CsvLoad {
         rows,
-        frame,
         dropped: bad.total,
         drop_reasons: bad.rows,
     })
@@ -243,7 +235,7 @@ fn xyz_columns(h: &Header) -> Result<[usize; 4], TableError> {
     ])
 }
 
-/// Loads an annotations CSV of the given kind into annotations.parquet rows and frame.
+/// Loads an annotations CSV of the given kind into annotations.parquet rows.
 pub fn read_annotations_csv(
     path: &Path,
     kind: AnnotationsKind,
@@ -285,10 +277,10 @@ pub fn read_annotations_csv(
         })
     };
     let (rows, bad) = parse(path, setup, row)?;
-    finish(path, opts, rows, bad, annotations_to_frame)
+    finish(path, opts, rows, bad)
 }
 
-/// Loads candidates.csv or candidates_V2.csv into candidates_raw.parquet rows and frame.
+/// Loads candidates.csv or candidates_V2.csv into candidates_raw.parquet rows.
 pub fn read_candidates_csv(
     path: &Path,
     opts: CsvOptions,
@@ -313,5 +305,5 @@ pub fn read_candidates_csv(
         })
     };
     let (rows, bad) = parse(path, setup, row)?;
-    finish(path, opts, rows, bad, candidates_raw_to_frame)
+    finish(path, opts, rows, bad)
 }

@@ -1,10 +1,10 @@
 //! A small, line-aware CSV record splitter (RFC 4180 quoting plus the leniencies LUNA files need).
 //!
-//! Why hand-rolled rather than polars' CSV reader: polars does not report the source line of a
-//! bad value, and the brief requires `file:line: reason` for every rejected row. This splitter
-//! yields each record with the 1-based line it starts on; typed parsing happens in `csv.rs`, and
-//! the DataFrame is built from typed column vectors. Rejected alternative: polars CSV with a
-//! second pass to locate errors (two parsers that could disagree).
+//! Why hand-rolled rather than a dataframe library's CSV reader: those do not report the source
+//! line of a bad value, and the brief requires `file:line: reason` for every rejected row. This
+//! splitter yields each record with the 1-based line it starts on; typed parsing into row
+//! structs happens in `csv.rs`. Rejected alternative: a library CSV reader with a second pass to
+//! locate errors (two parsers that could disagree).
 //!
 //! Accepted: a UTF-8 BOM (stripped by the caller), CRLF or LF line ends, quoted fields with `""`
 //! escapes (also spanning lines), spaces/tabs around fields (trimmed, outside quotes), blank lines

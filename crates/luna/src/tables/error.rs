@@ -135,10 +135,10 @@ pub enum TableError {
         /// How many rows were bad in all.
         total: usize,
     },
-    /// A DataFrame or Parquet file does not have a table's schema.
+    /// A Parquet file does not have a table's schema.
     #[error("{what}: column {column:?} of table {table}: expected {expected}, found {found} (was this written by another luna version or for another table?)")]
     SchemaMismatch {
-        /// The file, or "DataFrame" for an in-memory frame.
+        /// The file.
         what: String,
         /// The table name.
         table: &'static str,
@@ -155,13 +155,13 @@ pub enum TableError {
         "{what}: row {row} (0-based) of table {table}: column {column} is {value}, not {rule}"
     )]
     BadValue {
-        /// The file, or "DataFrame" for an in-memory frame.
+        /// The file.
         what: String,
         /// The table name.
         table: &'static str,
         /// The column.
         column: String,
-        /// 0-based row (as pandas and polars number them).
+        /// 0-based row (as pandas and pyarrow number them).
         row: usize,
         /// The value found.
         value: f64,
@@ -196,14 +196,22 @@ pub enum TableError {
         /// Series of the second candidate.
         second: String,
     },
-    /// An error from polars (building frames, Parquet encoding/decoding).
-    #[error("{what}: polars error: {source}")]
-    Polars {
-        /// The file, or what was being done.
+    /// A Parquet file could not be encoded or decoded.
+    #[error("{what}: parquet error: {source}")]
+    Parquet {
+        /// The file.
         what: String,
-        /// The polars error.
+        /// The parquet crate's error.
         #[source]
-        source: polars::error::PolarsError,
+        source: parquet::errors::ParquetError,
+    },
+    /// A row type whose fields do not match its column list (a bug in luna, not in the data).
+    #[error("{what}: the row type of table {table} does not match its columns; report this as a luna bug")]
+    Internal {
+        /// The file.
+        what: String,
+        /// The table name.
+        table: &'static str,
     },
 }
 

@@ -30,14 +30,13 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use polars::prelude::DataFrame;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use super::error::TableError;
-use super::rows::{
-    annotations_from_frame, candidates_raw_from_frame, merged_to_frame, AnnotationRow,
-    CandidateRow, MergedRow, Split,
-};
+use super::parquet::read_rows;
+use super::rows::{AnnotationRow, CandidateRow, MergedRow, Split};
 
 /// Which getCandidateInfoList version to reproduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -276,31 +275,30 @@ pub fn sort_like_book(rows: &mut [MergedRow], rule: MergeRule) {
     });
 }
 
-/// DataFrame version of [`merge_rows`]: annotations.parquet + candidates_raw.parquet frames in,
-/// candidates.parquet frame out (input schemas are checked).
+/// [`merge_rows`] over Parquet files: annotations.parquet + candidates_raw.parquet in
+/// (schemas checked, errors name the file), candidates.parquet rows out.
 pub fn merge_candidates(
-    annotations: &DataFrame,
-    candidates_raw: &DataFrame,
+    annotations: &Path,
+    candidates_raw: &Path,
     opts: &MergeOptions<'_>,
-) -> Result<DataFrame, TableError> {
-    let a = annotations_from_frame(annotations)?;
-    let c = candidates_raw_from_frame(candidates_raw)?;
-    merged_to_frame(&merge_rows(&a, &c, opts)?)
+) -> Result<Vec<MergedRow>, TableError> {
+    let a: Vec<AnnotationRow> = read_rows(annotations)?;
+    let c: Vec<CandidateRow> = read_rows(candidates_raw)?;
+    merge_rows(&a, &c, opts)
 }
 
-/// Fails unless every row of `df` (annotations or candidates table) has an is_malignant value.
-pub fn require_malignancy(df: &DataFrame) -> Result<(), TableError> {
-    let col = df
-        .column("is_malignant")
-        .map_err(|source| TableError::Polars {
-            what: "require_malignancy: table has no is_malignant column".into(),
-            source,
-        })?;
-    match col.null_count() {
+/// Fails unless every row (of an annotations or candidates table: its `is_malignant` values)
+/// has an is_malignant value.
+pub fn require_malignancy(
+    is_malignant: impl IntoIterator<Item = Option<bool>>,
+) -> Result<(), TableError> {
+    let (mut rows, mut nulls) = (0, 0);
+    for v in is_malignant {
+        rows += 1;
+        nulls += usize::from(v.is_none());
+    }
+    match nulls {
         0 => Ok(()),
-        nulls => Err(TableError::MalignancyMissing {
-            nulls,
-            rows: df.height(),
-        }),
+        nulls => Err(TableError::MalignancyMissing { nulls, rows }),
     }
 }

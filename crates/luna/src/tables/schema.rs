@@ -1,23 +1,28 @@
-//! The schemas of the Parquet tables luna writes: the single source of truth is [`schema_of`];
+//! The schemas of the Parquet tables luna writes: [`schema_of`] gives a table's columns, taken
+//! from its row type's column list (`rows.rs`, the single source);
 //! `schemas/<table>.schema.json` is generated from it by [`schema_json`] (a unit test fails when
 //! the files are stale; run it with `LUNA_UPDATE_SCHEMAS=1` to rewrite them).
 //!
 //! Comparison rules (also written into every JSON file, key `type_rules`):
-//! - `Utf8` means any Arrow string type: polars writes `string_view` into the embedded Arrow
-//!   schema, and readers may give `string`, `large_string` or `string_view`; all count as `Utf8`.
+//! - `Utf8` means any Arrow string type: luna writes BYTE_ARRAY with the String logical type
+//!   (pyarrow reads `string`); readers may give `string`, `large_string` or `string_view`, and
+//!   all count as `Utf8`.
 //! - `nullable: false` is a contract on the values (the column never holds a null), checked on
-//!   read. Polars marks every Parquet field as optional, so the Arrow field flag read back by
-//!   other tools is always nullable and is not compared.
+//!   read. luna writes such a column REQUIRED (the Arrow field is not nullable); other writers
+//!   (pyarrow) mark every column optional, which is accepted when it holds no null.
 //! - Column order is part of the schema; extra columns are rejected.
 //! - `values` (world coordinates: finite; probabilities: in [0, 1]) is checked with the types,
 //!   so a NaN coordinate written by another tool is an error naming the file, column and row
 //!   when a stage reads it, not a crop at a nonsense place. Rejected: checking in each stage
 //!   (every reader of the table would need to remember it).
 
-use polars::prelude::{DataFrame, DataType};
 use serde_json::{json, Value};
 
-use super::error::TableError;
+use super::columns::Row;
+use super::rows::{
+    AnnotationRow, CandidateRow, ClassifierMetricsRow, ClusterRow, CropIndexRow, DetectionRow,
+    DiagnosisRow, MergedRow, PredictionRow, SegIndexRow, SegMetricsRow,
+};
 
 /// The Arrow type of a column, named as in Arrow (`pyarrow` prints `string`, `double`, `bool`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +50,6 @@ impl ArrowType {
             Self::Int8 => "Int8",
         }
     }
-
-    /// The polars dtype a frame column of this type has.
-    pub fn polars(self) -> DataType {
-        match self {
-            Self::Utf8 => DataType::String,
-            Self::Float64 => DataType::Float64,
-            Self::Boolean => DataType::Boolean,
-            Self::Int64 => DataType::Int64,
-            Self::Int8 => DataType::Int8,
-        }
-    }
 }
 
 /// What a Float64 column's values must be (checked with the schema, on write and on read).
@@ -76,7 +70,8 @@ impl ValueRule {
         }
     }
 
-    fn holds(self, v: f64) -> bool {
+    /// Whether `v` keeps the rule.
+    pub(crate) fn holds(self, v: f64) -> bool {
         match self {
             Self::Finite => v.is_finite(),
             Self::Probability => (0.0..=1.0).contains(&v),
@@ -97,15 +92,6 @@ pub struct ColumnSpec {
     pub description: &'static str,
     /// What its (non-null) values must be, beyond the type.
     pub values: Option<ValueRule>,
-}
-
-impl ColumnSpec {
-    const fn rule(self, r: ValueRule) -> ColumnSpec {
-        ColumnSpec {
-            values: Some(r),
-            ..self
-        }
-    }
 }
 
 /// The Parquet tables luna writes.
@@ -195,168 +181,20 @@ impl Table {
     }
 }
 
-const fn col(
-    name: &'static str,
-    dtype: ArrowType,
-    nullable: bool,
-    description: &'static str,
-) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        dtype,
-        nullable,
-        description,
-        values: None,
-    }
-}
-
-const UID: ColumnSpec = col(
-    "series_uid",
-    ArrowType::Utf8,
-    false,
-    "LUNA16 series UID (the .mhd file stem)",
-);
-const X: ColumnSpec = col(
-    "coord_x",
-    ArrowType::Float64,
-    false,
-    "centre x, world mm (ITK physical coordinates, as in the CSV)",
-)
-.rule(ValueRule::Finite);
-const Y: ColumnSpec =
-    col("coord_y", ArrowType::Float64, false, "centre y, world mm").rule(ValueRule::Finite);
-const Z: ColumnSpec =
-    col("coord_z", ArrowType::Float64, false, "centre z, world mm").rule(ValueRule::Finite);
-const LINE: ColumnSpec = col(
-    "source_line",
-    ArrowType::Int64,
-    false,
-    "1-based line of the row in the source CSV (header = line 1)",
-);
-
-/// The columns of `table`, in order: the single source of the schema.
+/// The columns of `table`, in order: its row type's column list (see `rows.rs`).
 pub fn schema_of(table: Table) -> Vec<ColumnSpec> {
-    use ArrowType::*;
     match table {
-        Table::Annotations => vec![
-            UID, X, Y, Z,
-            col("diameter_mm", Float64, false, "nodule diameter in mm (-1 only in annotations_excluded.csv)"),
-            col("is_malignant", Boolean, true, "mal_bool of annotations_with_malignancy.csv; null when the file has no mal_bool column"),
-            LINE,
-        ],
-        Table::CandidatesRaw => vec![
-            UID, X, Y, Z,
-            col("class", Int8, false, "the CSV class column: 1 = nodule candidate, 0 = not"),
-            LINE,
-        ],
-        Table::Candidates => vec![
-            col("candidate_id", Int64, false, "stable content-derived id, >= 0 (see table description)"),
-            UID, X, Y, Z,
-            col("is_nodule", Boolean, false, "positive sample (final rule: an annotation row; diameter_match rule: class == 1)"),
-            col("has_annotation", Boolean, false, "final rule: equals is_nodule; diameter_match rule: an annotation box matched"),
-            col("is_malignant", Boolean, true, "malignancy label; false for negatives; null when no malignancy labels were loaded"),
-            col("diameter_mm", Float64, false, "annotation diameter in mm; 0.0 when none"),
-            col("split", Utf8, false, "\"train\" or \"val\"; by series: sorted unique series_uid, every val_stride-th (index 0 first) is val"),
-        ],
-        Table::CropIndex => vec![
-            col("candidate_id", Int64, false, "candidate_id of candidates.parquet"),
-            UID,
-            col("file", Utf8, false, "HDF5 file holding the crop, relative to the artifact directory (crops/<series_uid>.h5)"),
-            col("row", Int64, false, "row of the crop in that file's `crops` dataset"),
-            col("center_i", Int64, false, "crop centre, voxel index (slice) after xyz->irc with the full direction matrix, round half to even"),
-            col("center_r", Int64, false, "crop centre, voxel row"),
-            col("center_c", Int64, false, "crop centre, voxel column"),
-            col("is_nodule", Boolean, false, "as in candidates.parquet"),
-            col("has_annotation", Boolean, false, "as in candidates.parquet"),
-            col("is_malignant", Boolean, true, "as in candidates.parquet"),
-            col("diameter_mm", Float64, false, "as in candidates.parquet"),
-            col("split", Utf8, false, "as in candidates.parquet"),
-        ],
-        Table::Predictions => vec![
-            col("candidate_id", Int64, false, "candidate_id of candidates.parquet"),
-            UID,
-            col("label", Boolean, false, "ground truth of the task: is_nodule (nodule task) or is_malignant (malignancy task)"),
-            col("probability", Float64, false, "model probability of the positive class, in [0, 1]").rule(ValueRule::Probability),
-        ],
-        Table::ClassifierMetrics => vec![
-            col("epoch", Int64, false, "1-based epoch"),
-            col("total_samples", Int64, false, "training samples seen after this epoch (the book's TensorBoard x-axis)"),
-            col("phase", Utf8, false, "\"trn\" or \"val\""),
-            col("loss", Float64, false, "mean per-sample cross-entropy (book loss/all)"),
-            col("loss_neg", Float64, false, "mean loss over negatives (0 when none)"),
-            col("loss_pos", Float64, false, "mean loss over positives (0 when none)"),
-            col("precision", Float64, false, "TP / (TP + FP), 0 when undefined"),
-            col("recall", Float64, false, "TP / (TP + FN), 0 when undefined"),
-            col("f1", Float64, false, "harmonic mean of precision and recall, 0 when undefined"),
-            col("neg_correct", Int64, false, "true negatives"),
-            col("neg_count", Int64, false, "negatives"),
-            col("pos_correct", Int64, false, "true positives"),
-            col("pos_count", Int64, false, "positives"),
-            col("auc", Float64, true, "exact ROC AUC; null when one class is absent"),
-            col("samples_per_sec", Float64, false, "throughput of the pass"),
-            col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
-        ],
-        Table::SegMetrics => vec![
-            col("epoch", Int64, false, "1-based epoch"),
-            col("total_samples", Int64, false, "training samples seen after this epoch"),
-            col("phase", Utf8, false, "\"trn\" or \"val\""),
-            col("loss", Float64, false, "mean of the per-sample loss: soft Dice loss + 8 x the Dice loss over label pixels (book)"),
-            col("precision", Float64, false, "TP / (TP + FP) pixels, 0 when undefined"),
-            col("recall", Float64, false, "TP / (TP + FN) pixels, 0 when undefined (the best-model score)"),
-            col("f1", Float64, false, "harmonic mean of precision and recall, 0 when undefined"),
-            col("tp_percent", Float64, false, "TP as % of label pixels"),
-            col("fn_percent", Float64, false, "FN as % of label pixels"),
-            col("fp_percent", Float64, false, "FP as % of label pixels"),
-            col("label_pixels", Int64, false, "label pixels of the pass"),
-            col("samples_per_sec", Float64, false, "throughput of the pass"),
-            col("data_wait_fraction", Float64, false, "fraction of the pass the model waited for batches"),
-        ],
-        Table::SegIndex => vec![
-            UID,
-            col("split", Utf8, false, "\"train\" or \"val\", the series' split in candidates.parquet"),
-            col("file", Utf8, false, "HDF5 file of the series, relative to the artifact directory (seg/<series_uid>.h5)"),
-            col("dataset", Utf8, false, "\"train\" (datasets train_input/train_label) or \"val\" (val_input/val_label)"),
-            col("row", Int64, false, "row of the sample in those datasets"),
-            col("slice", Int64, false, "centre slice index of the sample's context slices"),
-            col("center_r", Int64, false, "train: the nodule centre's voxel row (xyz->irc, round half to even); val: R / 2"),
-            col("center_c", Int64, false, "train: the nodule centre's voxel column; val: C / 2"),
-            col("label_pixels", Int64, false, "mask voxels in the sample's label"),
-        ],
-        Table::Diagnosis => vec![
-            UID,
-            col("nodules", Int64, false, "detections accepted as nodules (P(nodule) >= nodule_threshold)"),
-            col("patient_score", Float64, false, "max (or noisy-OR) P(malignant) over the accepted nodules; 0 when none"),
-            col("predicted_malignant", Boolean, false, "patient_score >= malignancy_threshold"),
-            col("truth_nodules", Int64, true, "annotated nodules of the series (null without ground truth)"),
-            col("truth_malignant", Boolean, true, "the series has a malignant nodule (null without ground truth)"),
-        ],
-        Table::Detections => vec![
-            UID,
-            col("cluster_id", Int64, false, "cluster_id of clusters.parquet"),
-            X, Y, Z,
-            col("center_i", Int64, false, "crop centre, voxel index (xyz->irc of the cluster centre, round half to even)"),
-            col("center_r", Int64, false, "crop centre, voxel row"),
-            col("center_c", Int64, false, "crop centre, voxel column"),
-            col("prob_nodule", Float64, false, "nodule classifier's P(nodule)").rule(ValueRule::Probability),
-            col("prob_malignant", Float64, true, "malignancy classifier's P(malignant); null without a malignancy model").rule(ValueRule::Probability),
-        ],
-        Table::Clusters => vec![
-            UID,
-            col("cluster_id", Int64, false, "scipy.ndimage.label's label, 1-based, raster order of the first voxel"),
-            X, Y, Z,
-            col("center_i", Float64, false, "centre of mass, continuous voxel index (slice)"),
-            col("center_r", Float64, false, "centre of mass, continuous voxel row"),
-            col("center_c", Float64, false, "centre of mass, continuous voxel column"),
-            col("voxels", Int64, false, "voxels of the component (after erosion)"),
-            col("prob_max", Float64, false, "highest probability of its voxels").rule(ValueRule::Probability),
-            col("prob_mean", Float64, false, "mean probability of its voxels").rule(ValueRule::Probability),
-            col("bbox_i0", Int64, false, "bounding box, first slice"),
-            col("bbox_i1", Int64, false, "bounding box, last slice (inclusive)"),
-            col("bbox_r0", Int64, false, "bounding box, first row"),
-            col("bbox_r1", Int64, false, "bounding box, last row (inclusive)"),
-            col("bbox_c0", Int64, false, "bounding box, first column"),
-            col("bbox_c1", Int64, false, "bounding box, last column (inclusive)"),
-        ],
+        Table::Annotations => AnnotationRow::columns(),
+        Table::CandidatesRaw => CandidateRow::columns(),
+        Table::Candidates => MergedRow::columns(),
+        Table::CropIndex => CropIndexRow::columns(),
+        Table::Predictions => PredictionRow::columns(),
+        Table::ClassifierMetrics => ClassifierMetricsRow::columns(),
+        Table::Clusters => ClusterRow::columns(),
+        Table::SegMetrics => SegMetricsRow::columns(),
+        Table::SegIndex => SegIndexRow::columns(),
+        Table::Detections => DetectionRow::columns(),
+        Table::Diagnosis => DiagnosisRow::columns(),
     }
 }
 
@@ -375,11 +213,11 @@ pub fn schema_json(table: Table) -> Value {
     json!({
         "table": table.name(),
         "file": table.file_name(),
-        "format": "Parquet, zstd, written by polars",
+        "format": "Parquet, zstd",
         "description": table.description(),
         "type_rules": [
-            "Utf8 = any Arrow string type (string, large_string, string_view); polars writes string_view",
-            "nullable=false: the column holds no nulls (checked on read); the Arrow field flag is always nullable in polars output and is not compared",
+            "Utf8 = any Arrow string type (string, large_string, string_view); luna writes BYTE_ARRAY with the String logical type (string)",
+            "nullable=false: the column holds no nulls (checked on read); luna writes it REQUIRED, other writers (pyarrow) may mark it optional",
             "column order is part of the schema; extra columns are rejected",
             "values: what every non-null value of the column must be (checked on write and read)"
         ],
@@ -393,95 +231,6 @@ pub fn schema_json_text(table: Table) -> String {
         .expect("a serde_json Value always serialises");
     s.push('\n');
     s
-}
-
-/// Checks that `df` has exactly the columns of `table` (names, order, dtypes, no nulls in
-/// non-nullable columns); `what` names the file or frame in the error.
-pub fn check_frame(df: &DataFrame, table: Table, what: &str) -> Result<(), TableError> {
-    let spec = schema_of(table);
-    let mismatch = |column: &str, expected: String, found: String| TableError::SchemaMismatch {
-        what: what.to_string(),
-        table: table.name(),
-        column: column.to_string(),
-        expected,
-        found,
-    };
-    for (i, c) in spec.iter().enumerate() {
-        let Some(got) = df.columns().get(i) else {
-            return Err(mismatch(
-                c.name,
-                format!("column #{i} of type {}", c.dtype.name()),
-                "missing".into(),
-            ));
-        };
-        if got.name().as_str() != c.name && !df.columns().iter().any(|g| g.name() == c.name) {
-            return Err(mismatch(
-                c.name,
-                format!("column #{i} of type {}", c.dtype.name()),
-                "no such column".into(),
-            ));
-        }
-        if got.name().as_str() != c.name {
-            return Err(mismatch(
-                c.name,
-                format!("column #{i}"),
-                format!("column {:?} there", got.name().as_str()),
-            ));
-        }
-        if got.dtype() != &c.dtype.polars() {
-            return Err(mismatch(
-                c.name,
-                c.dtype.name().into(),
-                format!("{}", got.dtype()),
-            ));
-        }
-        if !c.nullable && got.null_count() > 0 {
-            return Err(mismatch(
-                c.name,
-                "no nulls".into(),
-                format!("{} nulls", got.null_count()),
-            ));
-        }
-        if let Some(rule) = c.values {
-            check_values(got, rule, table, what)?;
-        }
-    }
-    if let Some(extra) = df.columns().get(spec.len()) {
-        return Err(mismatch(
-            extra.name().as_str(),
-            "no such column".into(),
-            "extra column".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The first value of a Float64 column that breaks `rule`, as an error naming its row.
-fn check_values(
-    column: &polars::prelude::Column,
-    rule: ValueRule,
-    table: Table,
-    what: &str,
-) -> Result<(), TableError> {
-    let ca = column.f64().map_err(|source| TableError::Polars {
-        what: what.to_string(),
-        source,
-    })?;
-    let bad = ca
-        .iter()
-        .enumerate()
-        .find_map(|(row, v)| v.filter(|v| !rule.holds(*v)).map(|v| (row, v)));
-    match bad {
-        None => Ok(()),
-        Some((row, value)) => Err(TableError::BadValue {
-            what: what.to_string(),
-            table: table.name(),
-            column: column.name().to_string(),
-            row,
-            value,
-            rule: rule.text(),
-        }),
-    }
 }
 
 #[cfg(test)]
