@@ -29,7 +29,7 @@
 //! committed are not fetched again (resume is per object).
 //!
 //! **Transfers.** One tokio runtime per [`Remote`] drives `object_store`'s async client
-//! (the crate polars already uses; it signs S3 requests and retries). Up to `jobs` files move
+//! (it signs S3 requests and retries). Up to `jobs` files move
 //! at once. Where the time goes decided the rest (2.22 GB of crop files of 22–172 MB to moto
 //! on loopback, 2 cores shared by client and server; `bench/remote.sh`):
 //! - *Push: one PUT per file up to [`MULTIPART_BYTES`] (200 MiB, rclone's cutoff).* The
