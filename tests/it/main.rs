@@ -5,14 +5,20 @@
 /// The repository root (schemas/, pipelines/, tests/oracle/).
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// A workspace binary of this build (`target/<profile>/<name>`); panics with what to do when
-/// it was not built.
+/// A workspace binary of this build (`target/<profile>/<name>`), or of `$LUNA_BIN_DIR` when
+/// set (a copy made right after `cargo build --workspace`, for when several checkouts share
+/// one target directory and another's build may replace `target/<profile>/luna` meanwhile);
+/// panics with what to do when it was not built.
 pub fn bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
+    let dir = match std::env::var_os("LUNA_BIN_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test binary lives in target/<profile>/deps")
+            .to_path_buf(),
+    };
     let p = dir.join(name);
     assert!(
         p.is_file(),
@@ -54,6 +60,7 @@ mod harden_disk;
 mod harden_fuzz;
 mod harden_inputs;
 mod harden_spec;
+mod keys_stable;
 mod nn_augment;
 mod nn_gpu;
 mod nn_metrics;
@@ -64,6 +71,7 @@ mod nn_support;
 mod nn_tensorboard;
 mod nn_train;
 mod nn_unet;
+mod py;
 mod seg_dataset;
 mod seg_train;
 mod serve;
