@@ -14,7 +14,8 @@
 #
 # State lives under $LUNA_SLURM_DIR (default /tmp/luna-slurm). Exit 3 means "this machine
 # cannot run slurmd" (not root and the packages are missing, or the daemons would not start):
-# the tests skip on 3 and print the reason; any other failure is an error.
+# the tests skip on 3 and print the reason (they fail instead when CI is set and require a
+# running cluster: `check`); any other failure is an error.
 set -euo pipefail
 DIR="${LUNA_SLURM_DIR:-/tmp/luna-slurm}"
 CONF="$DIR/slurm.conf"

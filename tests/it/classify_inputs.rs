@@ -47,7 +47,7 @@ fn pipeline(case: &str, detections_with: &str) -> String {
 
 fn run(ws: &Ws, case: &str, detections_with: &str) -> Out {
     ws.pipeline("c", &pipeline(case, detections_with));
-    let py = crate::nn_support::python();
+    let py = crate::py::python();
     ws.luna_env(&["run", "c"], &[("LUNA_PYTHON", py.to_str().unwrap())])
 }
 

@@ -118,10 +118,6 @@ fn geometry() -> Geometry {
     .unwrap()
 }
 
-fn python() -> PathBuf {
-    crate::nn_support::python()
-}
-
 fn compare(name: &str, ours: &[(u64, [f64; 3], [f64; 3])], theirs: &serde_json::Value) {
     let t = theirs.as_array().unwrap();
     assert_eq!(ours.len(), t.len(), "{name}: component count");
@@ -195,7 +191,7 @@ fn clusters_equal_scipy_on_hand_made_volumes() {
     }
     let sp = dir.path().join("cases.json");
     std::fs::write(&sp, serde_json::json!({ "cases": spec }).to_string()).unwrap();
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(crate::py::python())
         .arg(format!("{}/tests/oracle/cluster_scipy.py", crate::REPO))
         .args(["cases".as_ref(), sp.as_os_str()])
         .output()
@@ -238,7 +234,7 @@ fn cluster_stage_equals_scipy_on_synthetic_cts() {
             repo = crate::REPO
         ),
     );
-    let py = python();
+    let py = crate::py::python();
     ws.luna_env(&["run", "c"], &[("LUNA_PYTHON", py.to_str().unwrap())])
         .expect_code(0);
     let dir = |s: &str| PathBuf::from(ws.luna(&["path", "c", s]).stdout.trim());
@@ -300,7 +296,7 @@ fn a_probability_volume_whose_geometry_disagrees_with_its_ct_is_an_error() {
             repo = crate::REPO
         ),
     );
-    let py = python();
+    let py = crate::py::python();
     let out = ws.luna_env(&["run", "c"], &[("LUNA_PYTHON", py.to_str().unwrap())]);
     out.expect_code(1);
     assert!(

@@ -3,18 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The python interpreter for oracle scripts: `$LUNA_PYTHON` or the project venv.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME must be set to find the venv python");
-    Path::new(&home).join(".cache/luna/venv/bin/python")
-}
-
 /// Run `tests/oracle/<script>` with `out` as its argument; panic with a clear message on failure.
 pub fn run_oracle(script: &str, out: &Path) {
-    let py = python();
+    let py = crate::py::python();
     let script_path = Path::new(crate::REPO).join("tests/oracle").join(script);
     let res = Command::new(&py).arg(&script_path).arg(out).output();
     let output = match res {

@@ -11,19 +11,10 @@ use serde_json::Value;
 
 use crate::engine_support::{Out, Ws};
 
-/// Python for oracle tests: `$LUNA_PYTHON` or `$HOME/.cache/luna/venv/bin/python`.
-pub fn data_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set (or set LUNA_PYTHON)");
-    PathBuf::from(home).join(".cache/luna/venv/bin/python")
-}
-
 /// Runs `tests/oracle/<script>` with `args`; panics (never skips) when python, a module or a
 /// check fails, and returns its stdout.
 pub fn data_oracle(script: &str, args: &[&Path]) -> String {
-    let py = data_python();
+    let py = crate::py::python();
     let path = Path::new(crate::REPO).join("tests/oracle").join(script);
     let o = Command::new(&py).arg(&path).args(args).output().unwrap_or_else(|e| {
         panic!(

@@ -29,7 +29,7 @@ fn classify_candidates_equals_evaluate_classifier_on_the_same_centres() {
             repo = crate::REPO
         ),
     );
-    let py = crate::nn_support::python();
+    let py = crate::py::python();
     let out = ws.luna_env(&["run", "d"], &[("LUNA_PYTHON", py.to_str().unwrap())]);
     if out.code != 0 {
         panic!(

@@ -140,10 +140,14 @@ stages:
 fn two_concurrent_runs_compute_each_stage_once() {
     let ws = Ws::new();
     let counter = ws.path("counter.txt");
+    let go = ws.path("go");
+    // a stage holds its lock until the test creates `go` (at most 60 s), which it does once
+    // one run says it is WAITING: the overlap is observed, not hoped for with a sleep
     let stage = |name: &str, needs: &str| {
         format!(
-            "  {name}:\n    uses: command\n    needs: [{needs}]\n    with: {{ run: \"echo {name} >> {c}; sleep 1; echo {name} > $LUNA_OUT/out.txt\" }}\n",
-            c = counter.display()
+            "  {name}:\n    uses: command\n    needs: [{needs}]\n    with: {{ run: \"echo {name} >> {c}; i=0; while [ ! -f {g} ] && [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.02; done; echo {name} > $LUNA_OUT/out.txt\" }}\n",
+            c = counter.display(),
+            g = go.display()
         )
     };
     ws.pipeline(
@@ -161,11 +165,43 @@ fn two_concurrent_runs_compute_each_stage_once() {
             .spawn()
             .expect("start luna")
     };
-    let (one, two) = (spawn(), spawn());
-    let (one, two) = (
+    let (mut one, mut two) = (spawn(), spawn());
+    // each run's stderr, collected by a thread as it comes
+    let collect = |child: &mut std::process::Child| {
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        (buf, reader)
+    };
+    let ((buf1, r1), (buf2, r2)) = (collect(&mut one), collect(&mut two));
+    let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    };
+    crate::harness::wait_until(
+        "one run WAITING for the other",
+        Duration::from_secs(60),
+        || text(&buf1).contains("WAITING") || text(&buf2).contains("WAITING"),
+    );
+    std::fs::write(&go, "").expect("write go");
+    let (mut one, mut two) = (
         one.wait_with_output().unwrap(),
         two.wait_with_output().unwrap(),
     );
+    r1.join().expect("stderr reader");
+    r2.join().expect("stderr reader");
+    one.stderr = text(&buf1).into_bytes();
+    two.stderr = text(&buf2).into_bytes();
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
         one.status.success() && two.status.success(),

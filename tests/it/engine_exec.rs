@@ -117,17 +117,24 @@ fn dry_run_prints_the_plan_and_runs_nothing() {
 #[test]
 fn independent_stages_run_in_parallel_with_j2() {
     let ws = Ws::new();
-    // different commands, so different keys (identical stages would share one artifact)
+    // different commands, so different keys (identical stages would share one artifact).
+    // With BARRIER set each stage waits (at most 30 s, then fails) until both have started:
+    // proof of the overlap that does not depend on timing. Without it, `sleep 1` is the
+    // window in which a wrongly parallel -j 1 would show.
+    let d = ws.root().display().to_string();
     let stage = |name: &str| {
         format!(
-            "  {name}:\n    uses: command\n    with: {{ run: \"echo {name} > $LUNA_OUT/name; date +%s.%N > $LUNA_OUT/start; sleep 1; date +%s.%N > $LUNA_OUT/end\" }}\n"
+            "  {name}:\n    uses: command\n    with: {{ run: \"echo {name} > $LUNA_OUT/name; date +%s.%N > $LUNA_OUT/start; touch {d}/{name}.started; \
+             if [ -n \\\"$BARRIER\\\" ]; then i=0; until [ -f {d}/x.started ] && [ -f {d}/y.started ]; do i=$((i+1)); [ $i -lt 1500 ] || exit 9; sleep 0.02; done; else sleep 1; fi; \
+             date +%s.%N > $LUNA_OUT/end\" }}\n"
         )
     };
     ws.pipeline(
         "p",
         &format!("pipeline: p\nstages:\n{}{}", stage("x"), stage("y")),
     );
-    ws.luna(&["run", "p", "-j", "2"]).expect_code(0);
+    ws.luna_env(&["run", "p", "-j", "2"], &[("BARRIER", "1")])
+        .expect_code(0);
     let read = |stage: &str, f: &str| -> f64 {
         let dir = ws.luna(&["path", "p", stage]).stdout.trim().to_string();
         std::fs::read_to_string(format!("{dir}/{f}"))

@@ -11,7 +11,7 @@ use std::process::Command;
 use luna::froc::{evaluate, FrocInput, FrocOptions, FrocResult};
 use serde_json::Value;
 
-use crate::tables_support::python;
+use crate::py::python;
 
 /// Largest difference allowed between luna and the oracle.
 pub const TOL: f64 = 1e-9;
@@ -148,6 +148,7 @@ pub fn assert_same(r: &FrocResult, o: &Value) {
     close_all("curve fps", &fps, &c["fps"]);
     close_all("curve sensitivity", &sens, &c["sensitivity"]);
     let thr = c["threshold"].as_array().unwrap();
+    assert_eq!(r.curve.len(), thr.len(), "curve thresholds: length");
     for (i, (p, t)) in r.curve.iter().zip(thr).enumerate() {
         match t.as_f64() {
             None => assert!(p.threshold.is_infinite(), "threshold[{i}] inf"),

@@ -259,7 +259,9 @@ fn verify_treats_an_extra_file_as_corruption() {
 #[test]
 fn a_closed_output_pipe_does_not_kill_a_run() {
     let ws = Ws::new();
-    // b still runs (and luna still writes) after the reader is gone
+    // b still runs (and luna still writes) after the reader is gone: the readers are dropped
+    // right after the spawn, and b's `sleep 0.2` (scenario, not synchronisation) keeps luna
+    // writing after that
     ws.pipeline(
         "p",
         &CHAIN.replace("cat $LUNA_IN_A", "sleep 0.2; cat $LUNA_IN_A"),

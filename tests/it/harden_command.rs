@@ -4,20 +4,37 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine_crash::alive;
 use crate::engine_support::{one_command, Ws};
+use crate::harness::wait_until;
 
 #[test]
 fn an_orphaned_background_job_cannot_write_into_a_committed_object() {
     let ws = Ws::new();
+    let pid_file = ws.path("bg.pid");
+    // the job would write 5 s after the command ends; its pid tells the test when it is gone
     ws.pipeline(
         "p",
-        &one_command(
-            "(cd $LUNA_OUT && sleep 0.3 && echo late > late.txt) > /dev/null 2>&1 & echo ok > $LUNA_OUT/ok.txt",
-        ),
+        &one_command(&format!(
+            "(cd $LUNA_OUT && sleep 5 && echo late > late.txt) > /dev/null 2>&1 & echo $! > {}; echo ok > $LUNA_OUT/ok.txt",
+            pid_file.display()
+        )),
     );
     ws.luna(&["run", "p"]).expect_code(0);
     let obj = ws.object_of("a");
-    std::thread::sleep(Duration::from_millis(600));
+    let pid: i32 = ws
+        .read("bg.pid")
+        .trim()
+        .parse()
+        .expect("the background job's pid");
+    // The positive signal that the moment has passed: the job is gone. luna kills the
+    // command's process group before it commits, so this holds at once; a job that survived
+    // would still be sleeping at the deadline (well before it writes).
+    wait_until(
+        "the background job killed with its stage",
+        Duration::from_secs(3),
+        || !alive(pid),
+    );
     assert!(
         !obj.join("late.txt").exists(),
         "the orphan wrote into the object"

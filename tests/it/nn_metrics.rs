@@ -63,7 +63,7 @@ fn metrics_on_random_vectors_are_bounded_and_agree_with_sklearn() {
         })
         .collect();
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-    let out = std::process::Command::new(crate::nn_support::python())
+    let out = std::process::Command::new(crate::py::python())
         .arg(format!("{}/tests/oracle/metrics_sklearn.py", crate::REPO))
         .arg(&path)
         .output()
@@ -75,6 +75,7 @@ fn metrics_on_random_vectors_are_bounded_and_agree_with_sklearn() {
     );
     let sk: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let (mut aucs, mut prs) = (0, 0);
+    assert_eq!(ours.len(), sk.len(), "one sklearn answer per case");
     for (k, (o, s)) in ours.iter().zip(&sk).enumerate() {
         let Some((auc, pr)) = o else {
             assert!(s["auc"].is_null() && s["pr"].is_null(), "case {k}");

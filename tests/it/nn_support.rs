@@ -1,20 +1,11 @@
 //! Shared helpers for the nn integration tests: the Python oracle runner and tensor checks.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use tch::Tensor;
 
-/// Python interpreter for oracles: `$LUNA_PYTHON` or the project venv.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME must be set to locate the luna venv");
-    Path::new(&home).join(".cache/luna/venv/bin/python")
-}
-
 /// Runs `tests/oracle/<script>` with `args`; panics with stderr (never skips) on failure.
 pub fn run_oracle(script: &str, args: &[&str]) -> String {
-    let py = python();
+    let py = crate::py::python();
     let dir = Path::new(crate::REPO).join("tests/oracle");
     let out = Command::new(&py)
         .arg(dir.join(script))

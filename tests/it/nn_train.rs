@@ -229,7 +229,8 @@ fn smoke_training_reaches_high_accuracy_and_resume_is_bit_identical() {
         weights(&part.join("resume/last/model.safetensors")),
     );
     assert_eq!(a.len(), b.len());
-    for ((k, v), (_, w)) in a.iter().zip(&b) {
+    for ((k, v), (l, w)) in a.iter().zip(&b) {
+        assert_eq!(k, l, "the same weight names in the same order");
         assert!(v.equal(w), "{k} differs after resume");
     }
 

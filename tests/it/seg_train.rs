@@ -3,7 +3,7 @@
 //! `kill -9`, and typed-input errors.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::engine_support::Ws;
 use crate::train_support::stage_logs;
@@ -64,7 +64,7 @@ fn train_segmentation_trains_with_the_loop_and_segment_uses_its_model() {
     )
     .unwrap();
     let root = std::path::Path::new(crate::REPO);
-    let py = std::process::Command::new(crate::nn_support::python())
+    let py = std::process::Command::new(crate::py::python())
         .arg(root.join("tests/oracle/tables_check.py"))
         .arg(root.join("schemas"))
         .arg(&expected)
@@ -125,15 +125,12 @@ fn train_segmentation_resumes_after_kill_9() {
         .spawn()
         .unwrap();
     // Wait for the first epoch checkpoint, then kill luna (the worker dies with it).
-    let t0 = Instant::now();
     let resume = ws.path("cache/resume");
-    loop {
-        let done = walk_has(&resume, "checkpoint.json");
-        if done || t0.elapsed() > Duration::from_secs(240) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    crate::harness::wait_until(
+        "the first epoch's checkpoint",
+        Duration::from_secs(240),
+        || walk_has(&resume, "checkpoint.json"),
+    );
     // SAFETY: kill(2) on our child's pid.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGKILL);

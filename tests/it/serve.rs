@@ -91,6 +91,11 @@ fn read_response(s: &mut TcpStream) -> Resp {
     }
 }
 
+/// Sleeps until `t` (at once when it has passed).
+fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
+}
+
 /// A running `luna serve`.
 struct Server {
     child: Child,
@@ -465,8 +470,10 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
     }
 
     // a body still arriving when the batch is due is waited for (up to another max_wait):
-    // A's request at t0 (batch due at t0 + 300 ms), B's headers at t0 + 50 ms and the rest of
-    // its body at t0 + 400 ms -> one batch of both
+    // A's request admitted at t0 (seen in the queue-depth gauge: t0 <= tq; batch due at
+    // t0 + 300 ms), B's headers right after tq and the rest of its body at tq + 350 ms, so
+    // certainly after the batch was due -> one batch of both. The sleep is the scenario (a
+    // slow client), anchored to the observed admission rather than to a guessed head start.
     {
         let arrive = Server::start(
             &ws,
@@ -475,13 +482,14 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
         );
         std::thread::scope(|s| {
             let a = s.spawn(|| classify(&arrive.addr, &crops[..1]));
-            std::thread::sleep(Duration::from_millis(50));
+            arrive.wait_metric("luna_serve_queue_depth", |v| v == 1.0);
+            let tq = Instant::now();
             let body = raw_body(&crops[1..2]);
             let mut b = TcpStream::connect(&arrive.addr).unwrap();
             let head = classify_head(1, body.len());
             b.write_all(head.as_bytes()).unwrap();
             b.write_all(&body[..1000]).unwrap();
-            std::thread::sleep(Duration::from_millis(350));
+            sleep_until(tq + Duration::from_millis(350));
             b.write_all(&body[1000..]).unwrap();
             assert_eq!(read_response(&mut b).status, 200);
             assert_eq!(a.join().unwrap().status, 200);
@@ -491,9 +499,10 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
     }
 
     // so is a connection opened less than max_wait ago that has not sent its request yet (a
-    // burst of clients still connecting): A's request at t0 (batch due at t0 + 1.5 s), B
-    // connects at t0 + 300 ms (counted until t0 + 1.8 s) and sends at t0 + 1.55 s -> one batch
-    // of both; each answer says where its time went
+    // burst of clients still connecting): A's request admitted at t0 <= tq (the gauge shows
+    // it; batch due at t0 + 1.5 s), B connects at tq + 300 ms (counted until tq + 1.8 s) and
+    // sends at tq + 1.55 s, certainly after the batch was due -> one batch of both; each
+    // answer says where its time went. The sleeps are the scenario (a slow client).
     {
         let opened = Server::start(
             &ws,
@@ -502,9 +511,11 @@ fn serve_answers_like_the_pipeline_batches_refuses_overload_and_survives_its_wor
         );
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| classify(&opened.addr, &crops[..1]));
-            std::thread::sleep(Duration::from_millis(300));
+            opened.wait_metric("luna_serve_queue_depth", |v| v == 1.0);
+            let tq = Instant::now();
+            sleep_until(tq + Duration::from_millis(300));
             let mut b = TcpStream::connect(&opened.addr).unwrap();
-            std::thread::sleep(Duration::from_millis(1250));
+            sleep_until(tq + Duration::from_millis(1550));
             let body = raw_body(&crops[1..2]);
             let head = classify_head(1, body.len());
             b.write_all(head.as_bytes()).unwrap();

@@ -5,8 +5,10 @@
 //! cancelled array task is resubmitted; Ctrl-C of the driver cancels every job; bad input
 //! (no sbatch, an unknown partition, a request Slurm rejects) is exit 2 naming the stage.
 //!
-//! The tests skip, saying why, only when scripts/slurm-local.sh reports that this machine
-//! cannot run Slurm (exit 3: not root and the packages missing, or the daemons do not start).
+//! When the cluster is missing they fail under CI and otherwise skip with a `SKIPPED` line
+//! (crate::harness): locally the first test starts the cluster and skips only when
+//! scripts/slurm-local.sh reports that this machine cannot run Slurm (exit 3: not root and the
+//! packages missing, or the daemons do not start); under CI they require a running one.
 //! They take one cluster-wide lock: the node has few CPUs, and the Ctrl-C test checks that no
 //! job of its own is left.
 
@@ -19,38 +21,53 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::engine_support::{Out, Ws};
+use crate::harness::{require, wait_until, Need};
 
-/// `Some(SLURM_CONF)` once the local cluster answers; `None` (after printing why) when this
-/// machine cannot run it.
+/// `Some(SLURM_CONF)` once the local cluster answers, with the cluster-wide lock; when it
+/// does not, [`require`] fails the test under CI or prints `SKIPPED` and gives `None`.
+/// Without CI the first call starts the cluster (scripts/slurm-local.sh start: exit 3 means
+/// this machine cannot run it); under CI the tests never provision it, they check that it
+/// answers (`slurm-local.sh check`): the CI job starts it first, as scripts/test.sh does.
 fn cluster() -> Option<(String, MutexGuard<'static, ()>)> {
-    static CONF: OnceLock<Option<String>> = OnceLock::new();
+    static CONF: OnceLock<Result<String, String>> = OnceLock::new();
     static ONE: Mutex<()> = Mutex::new(());
-    let conf = CONF.get_or_init(|| {
-        let o = Command::new("bash")
-            .arg(format!("{}/scripts/slurm-local.sh", crate::REPO))
-            .arg("start")
-            .output()
-            .expect("run scripts/slurm-local.sh");
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        match o.status.code() {
-            Some(0) => {
-                let out = String::from_utf8_lossy(&o.stdout).to_string();
-                let conf = out
-                    .lines()
-                    .find_map(|l| l.strip_prefix("export SLURM_CONF="))
-                    .expect("slurm-local.sh prints SLURM_CONF")
-                    .to_string();
-                Some(conf)
-            }
-            Some(3) => {
-                eprintln!("SKIPPED: the Slurm tests need a local Slurm cluster: {err}");
-                None
-            }
-            _ => panic!("scripts/slurm-local.sh start failed: {err}"),
-        }
-    });
+    let conf = require(Need::Slurm, || CONF.get_or_init(local_cluster).clone())?;
     let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    conf.clone().map(|c| (c, guard))
+    Some((conf, guard))
+}
+
+/// `SLURM_CONF` of the local cluster, or why there is none.
+fn local_cluster() -> Result<String, String> {
+    let script = format!("{}/scripts/slurm-local.sh", crate::REPO);
+    let action = if crate::harness::ci() {
+        "check"
+    } else {
+        "start"
+    };
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    match o.status.code() {
+        Some(0) => {
+            let env = Command::new("bash")
+                .arg(&script)
+                .arg("env")
+                .output()
+                .map_err(|e| format!("cannot run {script} env: {e}"))?;
+            let out = String::from_utf8_lossy(&env.stdout).to_string();
+            Ok(out
+                .lines()
+                .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+                .expect("slurm-local.sh env prints SLURM_CONF")
+                .to_string())
+        }
+        Some(3) => Err(format!("scripts/slurm-local.sh start: exit 3: {err}")),
+        Some(1) if action == "check" => Err(format!("scripts/slurm-local.sh check: exit 1: {err}")),
+        code => panic!("scripts/slurm-local.sh {action} failed (exit {code:?}): {err}"),
+    }
 }
 
 fn slurm_cmd(conf: &str, program: &str, args: &[&str]) -> String {
@@ -414,7 +431,23 @@ fn slurm_cancelled_array_task_is_resubmitted_and_the_run_completes() {
         .find(|(id, st)| id.ends_with("_0") && st == "RUNNING")
         .map(|(id, _)| id.clone())
         .unwrap_or_default();
-    std::thread::sleep(Duration::from_millis(1500));
+    // mid-work: once the task has committed one of its partitions (1 s each), not after a
+    // guessed delay
+    wait_until(
+        "a partition committed by array task 0",
+        Duration::from_secs(60),
+        || {
+            ws.manifests().iter().any(|m| {
+                m["stage"].as_str().is_some_and(|s| {
+                    s.strip_prefix("parts[").is_some_and(|item| {
+                        let item = item.trim_end_matches(']');
+                        let name = item.rsplit('/').next().unwrap_or(item);
+                        luna::engine::context::shard_of(name, 2) == 0
+                    })
+                })
+            })
+        },
+    );
     slurm_cmd(&conf, "scancel", &[&task0]);
     let o = child.wait_with_output().expect("wait for luna");
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -469,7 +502,19 @@ fn slurm_ctrl_c_of_the_driver_cancels_every_job_it_submitted() {
     wait_jobs(&conf, "luna-sl_int-", 60, |j| {
         j.len() >= 2 && j.iter().any(|(_, s)| s == "RUNNING")
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // the driver has recorded both submissions (its stage logs say so) before the signal
+    wait_until(
+        "the driver logging both submissions",
+        Duration::from_secs(60),
+        || {
+            ["parts", "other"].iter().all(|stage| {
+                ws.ls("runs").iter().any(|id| {
+                    std::fs::read_to_string(ws.path(&format!("runs/{id}/logs/{stage}.log")))
+                        .is_ok_and(|l| l.contains("slurm: submitted job"))
+                })
+            })
+        },
+    );
     // SAFETY: signalling the child we started.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);

@@ -1,6 +1,6 @@
 //! Shared helpers of the store tests: seeded CT-like crop generator, python oracle runner.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -70,32 +70,6 @@ pub fn read_raw_i16(path: &Path) -> Vec<i16> {
         .collect()
 }
 
-/// The venv python (`LUNA_PYTHON`, default `$HOME/.cache/luna/venv/bin/python`); panics with a
-/// clear message if it or h5py/hdf5plugin is missing (oracle tests must not skip silently).
-pub fn python() -> PathBuf {
-    let py = std::env::var_os("LUNA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            Path::new(&home).join(".cache/luna/venv/bin/python")
-        });
-    let probe = Command::new(&py)
-        .args(["-c", "import h5py, hdf5plugin, numpy"])
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => py,
-        Ok(o) => panic!(
-            "oracle python {} lacks h5py/hdf5plugin/numpy: {}; install them in the venv or set LUNA_PYTHON",
-            py.display(),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "oracle python {} cannot run ({e}); create the venv (TOOLCHAIN.md) or set LUNA_PYTHON",
-            py.display()
-        ),
-    }
-}
-
 /// Held while a test has an HDF5 file open for writing outside luna (plain `hdf5::File`, whose
 /// descriptor is inheritable) and while an oracle process is spawned, so the child cannot
 /// inherit that descriptor and its `flock` (luna's own files are close-on-exec).
@@ -104,7 +78,7 @@ pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 /// Runs `tests/oracle/<script>` with `args`; panics with its output unless it exits 0.
 pub fn run_oracle(script: &str, args: &[String]) -> String {
     let script = Path::new(crate::REPO).join("tests/oracle").join(script);
-    let py = python();
+    let py = crate::py::python_with("h5py, hdf5plugin, numpy");
     let child = {
         let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         Command::new(py)

@@ -240,4 +240,11 @@ fn synth_tiny_timing_and_progress() {
     let mut c = calls.into_inner().unwrap();
     c.sort();
     assert_eq!(c, vec![1, 2, 3, 4]);
+    // A generous bound (it takes well under a second in a debug build, also on a busy 2-core
+    // machine): it catches an accidental order-of-magnitude slowdown of the test fixture every
+    // other test builds on, without being a benchmark.
+    assert!(
+        secs < 30.0,
+        "synth tiny took {secs:.1} s (bound 30 s): the generator became much slower"
+    );
 }

@@ -1,7 +1,6 @@
 //! Synth oracle: SimpleITK reads every tiny volume with the intended array and geometry, and
 //! every annotation / negative candidate lands where it should.
 
-use crate::synth_support::synth_python;
 use luna::synth::{generate, render_series, write_mhd::le_bytes, Preset, SynthOptions};
 use std::process::Command;
 
@@ -48,7 +47,7 @@ fn check_with_simpleitk(opts: &SynthOptions) {
             .unwrap(),
     )
     .unwrap();
-    let py = synth_python();
+    let py = crate::py::python();
     let script = format!("{}/tests/oracle/synth_sitk_check.py", crate::REPO);
     let out = Command::new(&py)
         .arg(script)

@@ -2,15 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// Python for oracle tests: `$LUNA_PYTHON` or `$HOME/.cache/luna/venv/bin/python`.
-pub fn synth_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME must be set to locate the luna venv");
-    Path::new(&home).join(".cache/luna/venv/bin/python")
-}
-
 /// All files under `dir`, relative paths, sorted.
 pub fn synth_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<PathBuf>) {

@@ -98,7 +98,7 @@ fn the_trained_system_detects_an_outside_ct_and_its_report_opens_in_a_browser() 
         .into_path();
     std::fs::create_dir_all(ws.path("outside")).unwrap();
     let outside = ws.path(&format!("outside/{uid}.mhd"));
-    let py = std::process::Command::new(crate::nn_support::python())
+    let py = std::process::Command::new(crate::py::python())
         .args([
             "-c",
             "import sys, SimpleITK as s; s.WriteImage(s.ReadImage(sys.argv[1]), sys.argv[2], useCompression=False)",
@@ -222,7 +222,7 @@ fn the_trained_system_detects_an_outside_ct_and_its_report_opens_in_a_browser() 
             })
         })
         .expect("the report's browser test needs chromium (scripts/test.sh installs it)");
-    let b = std::process::Command::new(crate::nn_support::python())
+    let b = std::process::Command::new(crate::py::python())
         .arg(Path::new(crate::REPO).join("tests/oracle/report_browser.py"))
         .arg(&report)
         .arg(&shot)

@@ -7,7 +7,8 @@ use std::process::Command;
 use luna::tables::*;
 use serde_json::{json, Value};
 
-use super::tables_support::{python, write, ANNOTATIONS_MAL, ANNOTATIONS_PLAIN, CANDIDATES};
+use super::tables_support::{write, ANNOTATIONS_MAL, ANNOTATIONS_PLAIN, CANDIDATES};
+use crate::py::python;
 
 fn xyz(c: [f64; 3]) -> [(&'static str, Value); 3] {
     [

@@ -39,16 +39,6 @@ s3,100,100,100,0
 s4,1,2,3,0
 s2,0.5,-0.5,1.0,0
 ";
-
-/// The venv python for oracle tests (`LUNA_PYTHON` or `$HOME/.cache/luna/venv/bin/python`).
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LUNA_PYTHON") {
-        return p.into();
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set (or set LUNA_PYTHON)");
-    Path::new(&home).join(".cache/luna/venv/bin/python")
-}
-
 /// Edits a Parquet file with pyarrow (the independent writer a user's own tool would be):
 /// `code` runs with `t` = the table read from the file, and `t` is written back.
 fn parquet_edit(path: &Path, code: &str) {
@@ -56,7 +46,7 @@ fn parquet_edit(path: &Path, code: &str) {
         "import pyarrow as pa, pyarrow.parquet as pq\nt = pq.read_table({p:?})\n{code}\npq.write_table(t, {p:?})\n",
         p = path.to_string_lossy()
     );
-    let st = std::process::Command::new(python())
+    let st = std::process::Command::new(crate::py::python())
         .args(["-c", &script])
         .status()
         .expect("run python");

@@ -17,8 +17,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::data_support::{data_artifact, data_ext_pipeline, data_json, data_python, data_synth};
+use crate::data_support::{data_artifact, data_ext_pipeline, data_json, data_synth};
 use crate::engine_support::{b3, stages_with, Out, Ws};
+use crate::harness::{require, Need};
+use crate::py::python;
 
 const KEY_ID: &str = "luna-test";
 const SECRET: &str = "luna-test-secret";
@@ -44,20 +46,28 @@ fn free_port() -> u16 {
 }
 
 impl S3 {
-    /// Starts a server (`auth`: check access keys); `None` (with the reason printed) when
-    /// moto is not installed.
+    /// Starts a server (`auth`: check access keys); when moto is not installed, [`require`]
+    /// fails the test under CI, or prints `SKIPPED` and gives `None`.
     fn start(auth: bool) -> Option<S3> {
-        let py = data_python();
-        let probe = Command::new(&py)
-            .args(["-c", "import moto.server, boto3"])
-            .output();
-        if !probe.map(|o| o.status.success()).unwrap_or(false) {
-            eprintln!(
-                "SKIP: moto[server] is not importable by {} (scripts/env.sh installs it)",
-                py.display()
-            );
-            return None;
-        }
+        let py = python();
+        require(Need::S3, || {
+            let probe = Command::new(&py)
+                .args(["-c", "import moto.server, boto3"])
+                .output()
+                .map_err(|e| format!("cannot run {} ({e})", py.display()))?;
+            if probe.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} cannot import moto.server and boto3: {}",
+                    py.display(),
+                    String::from_utf8_lossy(&probe.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                ))
+            }
+        })?;
         let port = free_port();
         let mut c = Command::new(&py);
         c.args([
@@ -92,7 +102,7 @@ impl S3 {
             "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}', region_name='us-east-1')\n{code}\n",
             self.endpoint
         );
-        let o = Command::new(data_python())
+        let o = Command::new(python())
             .args(["-c", &script])
             .output()
             .expect("run python");

@@ -4,8 +4,8 @@
 //! A's run holds the cache deletes nothing, and B's gc afterwards keeps what A pinned.
 //!
 //! The test creates a group and two users (unique names, removed afterwards) and runs `luna`
-//! as them with `setpriv`; it needs root (as here and in CI) and skips with a printed reason
-//! otherwise.
+//! as them with `setpriv`; it needs root (as here and in CI): without it the test fails under
+//! CI and otherwise skips with a `SKIPPED` line (crate::harness).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -40,15 +40,14 @@ fn ok(c: &mut Command) -> Output {
 
 impl Team {
     fn create() -> Option<Team> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: the two-user test creates Unix users and needs root");
-            return None;
-        }
-        if Command::new("setpriv").arg("--version").output().is_err() {
-            eprintln!("SKIP: setpriv (util-linux) is not installed");
-            return None;
-        }
+        crate::harness::require_root()?;
+        crate::harness::require(crate::harness::Need::Setpriv, || {
+            Command::new("setpriv")
+                .arg("--version")
+                .output()
+                .map(drop)
+                .map_err(|e| format!("cannot run setpriv: {e}"))
+        })?;
         let tag = format!("{}{}", std::process::id() % 100_000, rand_tag());
         let group = format!("lunag{tag}");
         ok(Command::new("groupadd").arg(&group));
@@ -185,7 +184,7 @@ fn team_shared_cache_two_users() {
     .expect("write");
     std::fs::write(
         ws[0].join("pipelines/long.yaml"),
-        "pipeline: long\nstages:\n  wait:\n    uses: command\n    with: { run: \"touch $HOME/started; sleep 4; echo x > $LUNA_OUT/x\" }\n",
+        "pipeline: long\nstages:\n  wait:\n    uses: command\n    with: { run: \"touch $HOME/started; i=0; while [ ! -f $HOME/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; echo x > $LUNA_OUT/x\" }\n",
     )
     .expect("write");
     std::fs::write(
@@ -313,6 +312,9 @@ fn team_shared_cache_two_users() {
         text(&o)
     );
     assert_eq!(objects(&cache).len(), n_before);
+    // A's run held the cache until now: it waits for this file (at most 60 s), not a guessed
+    // number of seconds that B's gc had to fit in
+    std::fs::write(ws[0].join("go"), "").expect("write go");
     assert!(long.wait().expect("wait").success());
 
     // A pins p; B's gc then deletes B's own unpinned object, keeps A's pinned one and leaves

@@ -79,7 +79,15 @@ fn stage_training_is_the_library_loop() {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    for ((k, a), (_, b)) in w(&art).iter().zip(w(&out).iter()) {
+    let (ws_stage, ws_lib) = (w(&art), w(&out));
+    let names = |v: &[(String, tch::Tensor)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    // the same tensors by name first: a zip would stop at the shorter list and pass
+    assert_eq!(
+        names(&ws_stage),
+        names(&ws_lib),
+        "weight names of the stage vs the library loop"
+    );
+    for ((k, a), (_, b)) in ws_stage.iter().zip(ws_lib.iter()) {
         assert!(
             a.equal(b),
             "weight {k} differs between the stage and the library loop"
@@ -256,7 +264,7 @@ fn pyarrow_reads_predictions_and_metrics_with_their_schemas() {
     ]});
     std::fs::write(&expected, files.to_string()).unwrap();
     let root = std::path::Path::new(crate::REPO);
-    let out = std::process::Command::new(crate::nn_support::python())
+    let out = std::process::Command::new(crate::py::python())
         .arg(root.join("tests/oracle/tables_check.py"))
         .arg(root.join("schemas"))
         .arg(&expected)

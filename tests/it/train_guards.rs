@@ -67,7 +67,7 @@ fn a_model_with_nan_weights_fails_evaluation_and_commits_nothing() {
     );
     let out = ws.luna_env(
         &["run", "t"],
-        &[("LUNA_PYTHON", crate::nn_support::python().to_str().unwrap())],
+        &[("LUNA_PYTHON", crate::py::python().to_str().unwrap())],
     );
     out.expect_code(1);
     assert!(
@@ -121,7 +121,7 @@ fn a_training_split_without_positives_fails_unless_allowed() {
     write_crops(&ws.path("fixture"), &f);
     // Rewrite the index so the training split has no nodules.
     let idx = ws.path("fixture/index.parquet");
-    let py = crate::nn_support::python();
+    let py = crate::py::python();
     let script = "import sys, pyarrow.parquet as pq, pyarrow.compute as pc, pyarrow as pa\n\
 t = pq.read_table(sys.argv[1])\n\
 train = pc.equal(t['split'].cast(pa.string()), 'train')\n\
