@@ -91,14 +91,11 @@ for p in sys.stdin.read().split("\n"):
 print(json.dumps(out))
 "#;
 
-/// Files whose bytes are not reproducible today, compared by decoded content instead:
+/// Files whose bytes are not reproducible today, compared by decoded content instead (none
+/// since seg_store.rs and prob_volume.rs stopped recording HDF5 modification times):
 /// `(kind prefix, file suffix, why)`. Remove an entry when its writer is fixed (that fix
 /// changes the bytes once: bump the kind's VERSION and re-bless).
-const NOT_REPRODUCIBLE: &[(&str, &str, &str)] = &[(
-    "seg_dataset",
-    ".h5",
-    "store/seg_store.rs creates its HDF5 objects with modification times (no obj_track_times(false), unlike store/crops.rs)",
-)];
+const NOT_REPRODUCIBLE: &[(&str, &str, &str)] = &[];
 
 /// What the golden file records instead of the blake3 of a [`NOT_REPRODUCIBLE`] file.
 const UNREPRODUCIBLE: &str = "not reproducible: compared by content";

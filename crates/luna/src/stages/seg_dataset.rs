@@ -115,7 +115,8 @@ impl Stage for SegDatasetStage {
     const PARTITIONED: bool = true;
     type Params = SegDatasetParams;
     const KIND: &'static str = "seg_dataset";
-    // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
+    // 2: Parquet written by the parquet crate instead of polars, and HDF5 files without
+    // modification times (reproducible bytes); the same values.
     const VERSION: u32 = 2;
     const DOC: &'static str =
         "Annotation masks and UNet samples (7-slice context crops / full slices) per CT into chunked HDF5 + seg_index.parquet";

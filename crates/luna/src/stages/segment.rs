@@ -115,7 +115,8 @@ impl Stage for SegmentStage {
     const PARTITIONED: bool = true;
     type Params = SegmentParams;
     const KIND: &'static str = KIND;
-    const VERSION: u32 = 1;
+    // 2: probability volumes without HDF5 modification times (reproducible bytes, same values).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Whole-CT segmentation with a trained UNet: per-series probability volumes for cluster";
     const OUTPUTS: &'static [&'static str] = &[PROBABILITIES];

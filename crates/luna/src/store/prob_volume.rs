@@ -79,9 +79,14 @@ pub fn write_prob_volume(
             found: data.len(),
         });
     }
-    let file = File::create(path).map_err(h5err(path, "create the file"))?;
+    // no modification times in the object headers (as store/crops.rs): reproducible bytes
+    let file = File::with_options()
+        .with_fcpl(|p| p.obj_track_times(false))
+        .create(path)
+        .map_err(h5err(path, "create the file"))?;
     let ds = file
         .new_dataset::<u8>()
+        .obj_track_times(false)
         .chunk((1, shape[1], shape[2]))
         .add_filter(ZSTD_FILTER_ID, &[level as u32])
         .shape(shape)

@@ -151,7 +151,12 @@ impl SegWriter {
                 found: mask.len(),
             });
         }
-        let file = File::create(path).map_err(h5err(path, "/", "create the file"))?;
+        // no modification times in the object headers (as store/crops.rs): the same samples
+        // are the same bytes whenever and wherever they are written
+        let file = File::with_options()
+            .with_fcpl(|p| p.obj_track_times(false))
+            .create(path)
+            .map_err(h5err(path, "/", "create the file"))?;
         chunk_io::set_cloexec(&file);
         let depth = 2 * context_slices + 1;
         let (r, c) = (shape[1], shape[2]);
@@ -396,6 +401,7 @@ fn new_i16(
 ) -> Result<Dataset, StoreError> {
     let [_, a, b, c] = *shape;
     file.new_dataset::<i16>()
+        .obj_track_times(false)
         .chunk((1, a, b, c))
         .shuffle()
         .add_filter(ZSTD_FILTER_ID, &[level as u32])
@@ -415,6 +421,7 @@ fn new_u8(
 ) -> Result<Dataset, StoreError> {
     let [n, a, b] = *shape;
     file.new_dataset::<u8>()
+        .obj_track_times(false)
         .chunk((1, a, b))
         .add_filter(ZSTD_FILTER_ID, &[level as u32])
         .shape((n.., a, b))
@@ -433,6 +440,7 @@ fn new_table(
 ) -> Result<Dataset, StoreError> {
     let b = file
         .new_dataset::<i32>()
+        .obj_track_times(false)
         .add_filter(ZSTD_FILTER_ID, &[level as u32]);
     let b = match shape {
         [_, w] => b.chunk((TABLE_CHUNK, *w)).shape((0.., *w)),
