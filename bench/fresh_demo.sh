@@ -60,7 +60,7 @@ PY
   echo "Stages of the pipeline (from \`luna run\`'s output):"
   echo
   echo '```'
-  grep -E '^\s*(ran|cached|failed)\b|✓|✗' "$log" | tail -30 || true
+  grep -E '^ +(RAN|CACHED|FAILED|SKIPPED) \[|Finished \[|^  (CPM|F1|nodules|per-patient)' "$log" | tail -30 || true
   echo '```'
 } >"$out"
 cat "$out"
