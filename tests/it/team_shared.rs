@@ -29,7 +29,9 @@ impl Drop for Team {
 }
 
 fn ok(c: &mut Command) -> Output {
-    let o = c.output().expect("run a system tool");
+    let o = c.output().unwrap_or_else(|e| {
+        panic!("cannot run {c:?}: {e} (useradd, groupadd and userdel are in /usr/sbin: is it on PATH?)")
+    });
     assert!(
         o.status.success(),
         "{c:?}: {}",
