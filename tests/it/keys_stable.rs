@@ -3,7 +3,7 @@
 //! The pipeline runs every non-torch kind on the tiny synthetic set (synth, load_annotations,
 //! merge_candidates, build_crops, seg_dataset, cluster, evaluate_froc; two `command` stages
 //! stand in for the torch stages: probability volumes written by h5py and a nodule "model"'s
-//! predictions written by pyarrow, both from scripts embedded below so that no path or file
+//! predictions written by pyarrow, both from scripts compiled into this test so that no path or file
 //! outside this test enters a key). For every cache object (stage artifacts and per-item
 //! partitions) it records the key, the kind and its `VERSION`, and each file's blake3 from the
 //! object's `manifest.json` (checked against the file's bytes); for each Parquet file of a luna
@@ -27,23 +27,10 @@ use serde_json::{json, Value};
 
 use crate::engine_support::{b3, Ws};
 
-/// Probability volumes (the `segment` stage's layout) from the CTs: p = 1 where HU > -300.
-const PROBS_PY: &str = r#"import glob, os, sys
-import h5py, hdf5plugin, numpy as np, SimpleITK as sitk
-root, out = sys.argv[1], sys.argv[2]
-os.makedirs(os.path.join(out, "probs"), exist_ok=True)
-for mhd in sorted(glob.glob(os.path.join(root, "**", "*.mhd"), recursive=True)):
-    uid = os.path.basename(mhd)[:-4]
-    img = sitk.ReadImage(mhd)
-    prob = np.where(sitk.GetArrayFromImage(img) > -300, 255, 0).astype(np.uint8)
-    with h5py.File(os.path.join(out, "probs", uid + ".h5"), "w") as h:
-        d = h.create_dataset("prob", data=prob, chunks=(1,) + prob.shape[1:], **hdf5plugin.Zstd(clevel=1))
-        d.attrs["origin_xyz"] = np.array(img.GetOrigin(), dtype=np.float64)
-        d.attrs["spacing_xyz"] = np.array(img.GetSpacing(), dtype=np.float64)
-        d.attrs["direction"] = np.array(img.GetDirection(), dtype=np.float64)
-        d.attrs["series_uid"] = uid
-        d.attrs["encoding"] = "uint8: p = value / 255"
-"#;
+/// Probability volumes (the `segment` stage's layout) from the CTs, by the oracle script the
+/// cluster tests use (p = 1 where HU > -300); compiled in, so its bytes, not its path, are in
+/// the key.
+const PROBS_PY: &str = include_str!("../oracle/write_prob_volumes.py");
 
 /// A nodule classifier's predictions for the validation candidates, as a fixed function of
 /// the candidate (nodules 0.9, others spread over [0, 0.5)).
