@@ -29,11 +29,16 @@ const NODULES: [(&str, [f64; 3], f64, bool); 3] = [
 const SEARCHED: &str = "P1\nP2\nP3\nP4\n";
 
 fn write_fixture(ws: &Ws, searched: Option<&str>) {
+    write_fixture_named(ws, searched, &|uid| uid.to_string());
+}
+
+/// The fixture with every series uid renamed by `name`.
+fn write_fixture_named(ws: &Ws, searched: Option<&str>, name: &dyn Fn(&str) -> String) {
     let det: Vec<DetectionRow> = DETECTIONS
         .iter()
         .enumerate()
         .map(|(k, (uid, xyz, pn, pm))| DetectionRow {
-            series_uid: uid.to_string(),
+            series_uid: name(uid),
             cluster_id: k as i64 + 1,
             center_xyz: *xyz,
             center_irc: [0, 0, 0],
@@ -49,11 +54,11 @@ fn write_fixture(ws: &Ws, searched: Option<&str>) {
     }
     let mut cands: Vec<MergedRow> = NODULES
         .iter()
-        .map(|(uid, xyz, d, mal)| (uid.to_string(), *xyz, *d, Some(*mal)))
+        .map(|(uid, xyz, d, mal)| (name(uid), *xyz, *d, Some(*mal)))
         .chain(
             ["P1", "P2", "P3", "P4"]
                 .iter()
-                .map(|u| (u.to_string(), [90.0, 90.0, 90.0], 0.0, None)),
+                .map(|u| (name(u), [90.0, 90.0, 90.0], 0.0, None)),
         )
         .enumerate()
         .map(
@@ -115,6 +120,28 @@ fn diagnose_counts_searched_series_without_detections_as_patients_and_complete_m
     assert_eq!(doc["patients"], 4);
     // P1 (malignant) outranks the three others: AUC 1.
     assert_eq!(doc["per_patient_auc"].as_f64(), Some(1.0));
+}
+
+#[test]
+fn diagnose_and_report_take_series_uids_with_multibyte_characters() {
+    // 'é' and '€' (2 and 3 bytes): the per-series table cut uids at a byte offset and panicked
+    let name = |uid: &str| format!("1.2.€é{uid}€€€€");
+    let ws = Ws::new();
+    let searched: String = ["P1", "P2", "P3", "P4"]
+        .iter()
+        .map(|u| name(u) + "\n")
+        .collect();
+    write_fixture_named(&ws, Some(&searched), &name);
+    ws.pipeline("d", PIPELINE);
+    let out = ws.luna(&["run", "d"]);
+    out.expect_code(0);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let dir = PathBuf::from(ws.luna(&["path", "d", "diagnosis"]).stdout.trim());
+    let dg = read_rows::<DiagnosisRow>(&dir.join("diagnosis.parquet")).unwrap();
+    assert_eq!(dg[0].series_uid, name("P1"));
+    let report = ws.luna(&["report"]);
+    report.expect_code(0);
+    assert!(!report.stderr.contains("panicked"), "{}", report.stderr);
 }
 
 fn fails(ws: &Ws, texts: &[&str]) -> Out {

@@ -51,8 +51,13 @@ impl Default for Ws {
 impl Ws {
     /// An empty workspace with a `pipelines/` directory.
     pub fn new() -> Ws {
+        Ws::with_prefix("luna-engine-")
+    }
+
+    /// An empty workspace whose folder name starts with `prefix` (e.g. one holding `%`).
+    pub fn with_prefix(prefix: &str) -> Ws {
         let dir = tempfile::Builder::new()
-            .prefix("luna-engine-")
+            .prefix(prefix)
             .tempdir()
             .expect("create a temp dir");
         std::fs::create_dir_all(dir.path().join("pipelines")).expect("create pipelines/");

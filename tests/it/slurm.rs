@@ -292,6 +292,34 @@ fn slurm_failed_job_fails_the_stage_with_the_job_stderr_tail() {
 }
 
 #[test]
+fn slurm_job_output_lands_in_a_workspace_whose_path_holds_a_percent_sign() {
+    let Some((conf, _one)) = cluster() else {
+        return;
+    };
+    // `%j` in a folder name: unescaped, Slurm replaced it with the job id and wrote the
+    // job's output elsewhere, so the failure showed no stderr and named an empty folder.
+    let ws = Ws::with_prefix("luna-100%j-");
+    ws.pipeline(
+        "sl_pct",
+        "pipeline: sl_pct\nstages:\n  \
+         bad:\n    uses: command\n    with: { run: \"echo boom-$((6*7)) >&2; exit 3\", outputs: [x] }\n",
+    );
+    let o = run_slurm(&ws, &conf, "sl_pct");
+    o.expect_code(1);
+    let err = ws.last_run()["stages"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("boom-42"),
+        "the job's stderr was not found: {err}"
+    );
+    let ok = "pipeline: sl_pct\nstages:\n  ok: { uses: command, with: { run: \"echo hi > $LUNA_OUT/x\", outputs: [x] } }\n";
+    ws.pipeline("sl_pct", ok);
+    run_slurm(&ws, &conf, "sl_pct").expect_code(0);
+}
+
+#[test]
 fn slurm_bad_input_is_exit_2_naming_the_stage_and_slurms_message_with_nothing_run() {
     let Some((conf, _one)) = cluster() else {
         return;

@@ -32,4 +32,5 @@ pub mod stages;
 pub mod store;
 pub mod synth;
 pub mod tables;
+pub mod text;
 pub mod worker;

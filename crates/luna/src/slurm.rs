@@ -293,17 +293,18 @@ impl Slurm {
             format!("--job-name=luna-{}-{}", ctx.pipeline(), spec.name),
             format!("--chdir={}", ctx.workspace().display()),
         ];
+        let pattern_dir = filename_pattern_dir(&dir)?;
         match shards {
             Some((n, tasks)) => {
                 wrap.push_str(&format!(" --shards {n}"));
                 let list: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
                 args.push(format!("--array={}", list.join(",")));
-                args.push(format!("--output={}/%A_%a.out", dir.display()));
-                args.push(format!("--error={}/%A_%a.err", dir.display()));
+                args.push(format!("--output={pattern_dir}/%A_%a.out"));
+                args.push(format!("--error={pattern_dir}/%A_%a.err"));
             }
             None => {
-                args.push(format!("--output={}/%j.out", dir.display()));
-                args.push(format!("--error={}/%j.err", dir.display()));
+                args.push(format!("--output={pattern_dir}/%j.out"));
+                args.push(format!("--error={pattern_dir}/%j.err"));
             }
         }
         args.extend(self.sbatch_options(spec));
@@ -558,12 +559,25 @@ impl Slurm {
                     hint,
                 }
             }
-            None => StageError::msg(format!("Slurm job {} {what}{tail}", t.id)).with_hint(format!(
-                "the job's output files are in {}",
-                t.out.parent().unwrap_or(&t.out).display()
-            )),
+            None => StageError::msg(format!("Slurm job {} {what}{tail}", t.id))
+                .with_hint(output_hint(&t.out)),
         }
     }
+}
+
+/// `dir` as the folder part of an sbatch `--output`/`--error` filename pattern: Slurm reads
+/// `%` as a replacement symbol (`%%` is a literal one), and a `\\` anywhere turns every
+/// replacement off, which would merge all tasks' output into one file — refused.
+fn filename_pattern_dir(dir: &Path) -> Result<String, StageError> {
+    let text = dir.to_string_lossy();
+    if text.contains('\\') {
+        return Err(StageError::msg(format!(
+            "the job folder {} holds a backslash, which Slurm's --output pattern cannot carry",
+            dir.display()
+        ))
+        .with_hint("move the workspace to a path without `\\` to run it on Slurm"));
+    }
+    Ok(text.replace('%', "%%"))
 }
 
 /// Feeds the lines added to the task's output file since the last call to its relay.
@@ -584,6 +598,18 @@ fn read_new_lines(t: &mut Task, ctx: &StageContext, forward_progress: bool) {
         t.relay.line(ctx, line, forward_progress);
     }
     t.offset += whole as u64;
+}
+
+/// Where a failed job's output is, or that Slurm wrote none where it was asked to.
+fn output_hint(out: &Path) -> String {
+    if out.exists() {
+        format!("the job's output is in {}", out.display())
+    } else {
+        format!(
+            "Slurm wrote no output file at {} (see `sacct -j` and slurmd's log for why)",
+            out.display()
+        )
+    }
 }
 
 /// The last `n` lines of a file ("" when it is missing or empty).

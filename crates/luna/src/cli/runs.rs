@@ -83,7 +83,7 @@ pub fn cmd(_g: &Globals, a: RunsArgs) -> Result<i32, CliError> {
                             "{} ({}, key {})",
                             s.stage,
                             s.kind,
-                            &s.key[..12.min(s.key.len())]
+                            crate::text::head_chars(&s.key, 12)
                         )
                     )
                 );

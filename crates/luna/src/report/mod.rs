@@ -531,12 +531,7 @@ fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &
                         Ok(png) => img_png(png, &e.caption, "tile"),
                         Err(err) => format!("<span class=\"failed\">{}</span>", esc(err)),
                     };
-                    let _ = write!(
-                        o,
-                        "<div class=\"tile\">{body}<div>…{}</div><div>{}</div></div>",
-                        esc(&e.uid[e.uid.len().saturating_sub(8)..]),
-                        esc(&e.caption)
-                    );
+                    o.push_str(&tile_html(&body, &e.uid, &e.caption));
                 }
                 if entries.len() > TILES {
                     let _ = write!(
@@ -553,6 +548,16 @@ fn gallery_section(src: &ReportSource, diag: &StageRecord, diag_dir: &Path, o: &
             let _ = write!(o, "<p class=\"meta\">no gallery: {}</p>", esc(&e));
         }
     }
+}
+
+/// One gallery tile: its image (or why there is none), the series uid's last characters (uids
+/// may hold any Unicode: cut by characters) and the caption.
+fn tile_html(body: &str, uid: &str, caption: &str) -> String {
+    format!(
+        "<div class=\"tile\">{body}<div>…{}</div><div>{}</div></div>",
+        esc(crate::text::tail_chars(uid, 8)),
+        esc(caption)
+    )
 }
 
 /// A shown tile: (group, position in the group).
@@ -789,5 +794,18 @@ fn plots(src: &ReportSource, o: &mut String) {
     }
     if any {
         o.push_str("</section>");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_caption_of_a_multibyte_uid_is_cut_between_characters() {
+        // 'é' and '€' are 2 and 3 bytes: a byte cut at len - 8 fell inside one and panicked
+        let html = tile_html("img", "1.2.é€€€€€€€éx", "P 0.91");
+        assert!(html.contains("<div>…€€€€€€éx</div>"), "{html}");
+        assert!(tile_html("", "é", "").contains("…é"));
     }
 }

@@ -151,7 +151,7 @@ impl Stage for DiagnoseStage {
                 let _ = writeln!(
                     tables,
                     "{}",
-                    render_confusion(&uid[uid.len().saturating_sub(10)..], &c, with_mal)
+                    render_confusion(crate::text::tail_chars(uid, 10), &c, with_mal)
                 );
                 labels.push(t.iter().any(|n| n.malignant));
                 scores.push(score as f32);
