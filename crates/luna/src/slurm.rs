@@ -293,7 +293,7 @@ impl Slurm {
             format!("--job-name=luna-{}-{}", ctx.pipeline(), spec.name),
             format!("--chdir={}", ctx.workspace().display()),
         ];
-        let pattern_dir = filename_pattern_dir(&dir)?;
+        let pattern_dir = filename_pattern_dir(dir)?;
         match shards {
             Some((n, tasks)) => {
                 wrap.push_str(&format!(" --shards {n}"));
