@@ -124,6 +124,14 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Checks that the manifest's key and every partition key it lists are keys (`origin`
+    /// names the manifest in the error).
+    pub fn check_keys(&self, origin: &str) -> Result<(), CacheError> {
+        check_key(&self.key, origin)?;
+        let parts = format!("{origin} (its partitions)");
+        self.partitions.iter().try_for_each(|p| check_key(p, &parts))
+    }
+
     /// Total bytes of the artifact's files.
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
@@ -268,23 +276,33 @@ impl Cache {
         &self.root
     }
 
-    /// Directory of the object with `key` (whether or not it exists).
+    /// Directory of the object with `key` (whether or not it exists). A string that is not a
+    /// key gets `objects/not-a-key`, a name no object has: callers that write check the key
+    /// first ([`check_key`]), so this path is only ever looked at, never made.
     pub fn object_dir(&self, key: &str) -> PathBuf {
-        self.root
-            .join("objects")
-            .join(&key[..2.min(key.len())])
-            .join(key)
+        let objects = self.root.join("objects");
+        match key.get(..2) {
+            Some(shard) if is_key(key) => objects.join(shard).join(key),
+            _ => objects.join(NOT_A_KEY),
+        }
     }
 
-    /// Scratch directory for resumable work on `key` (see `StageContext::resume_dir`).
+    /// Scratch directory for resumable work on `key` (see `StageContext::resume_dir`); as
+    /// [`Cache::object_dir`] for a string that is not a key.
     pub fn resume_dir(&self, key: &str) -> PathBuf {
-        self.root.join("resume").join(key)
+        let resume = self.root.join("resume");
+        if is_key(key) {
+            resume.join(key)
+        } else {
+            resume.join(NOT_A_KEY)
+        }
     }
 
     /// Whether a complete object with `key` exists: its manifest parses and every file it
-    /// lists exists with its recorded size (no hashing; see the module doc).
+    /// lists exists with its recorded size (no hashing; see the module doc). A string that is
+    /// not a key has no object.
     pub fn has(&self, key: &str) -> bool {
-        matches!(self.size_problems(key), Ok(p) if p.is_empty())
+        is_key(key) && matches!(self.size_problems(key), Ok(p) if p.is_empty())
     }
 
     /// Files of object `key` that are missing or have another size than its manifest says.
@@ -350,11 +368,13 @@ impl Cache {
 
     /// Reads the manifest of `key`.
     pub fn manifest(&self, key: &str) -> Result<Manifest, CacheError> {
+        check_key(key, "a request for a cached object")?;
         read_manifest(&self.object_dir(key).join("manifest.json"))
     }
 
     /// Takes the per-key lock, waiting for another process that holds it.
     pub fn lock(&self, key: &str) -> Result<KeyLock, CacheError> {
+        check_key(key, "a request for a key lock")?;
         self.flock_file(key, libc::LOCK_EX)?
             .map(|f| KeyLock { _file: f })
             .ok_or_else(|| {
@@ -364,6 +384,7 @@ impl Cache {
 
     /// Takes the per-key lock if it is free.
     pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, CacheError> {
+        check_key(key, "a request for a key lock")?;
         Ok(self
             .flock_file(key, libc::LOCK_EX | libc::LOCK_NB)?
             .map(|f| KeyLock { _file: f }))
@@ -423,6 +444,7 @@ impl Cache {
     /// process until it is committed or discarded ([`Cache::discard_tmp`]), so that
     /// [`Cache::clean_stale_tmp`] in any other process, on any host, leaves it alone.
     pub fn new_tmp(&self, key: &str) -> Result<PathBuf, CacheError> {
+        check_key(key, "a request for a temporary folder")?;
         loop {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()
@@ -518,6 +540,7 @@ impl Cache {
     pub fn commit_all(&self, items: &[(PathBuf, Manifest)]) -> Result<(), CacheError> {
         let mut paths = Vec::new();
         for (tmp, m) in items {
+            check_key(&m.key, "a manifest to commit")?;
             paths.extend(self.seal_unsynced(tmp, m.clone())?);
         }
         sync_all_of(&paths)?;
@@ -740,6 +763,7 @@ impl Cache {
 
     /// Moves an object to `quarantine/`.
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, CacheError> {
+        check_key(key, "a request to quarantine an object")?;
         let q = self.root.join("quarantine");
         if !q.is_dir() {
             fs::create_dir_all(&q).map_err(|e| CacheError::io(&q, e))?;
@@ -758,6 +782,7 @@ impl Cache {
 
     /// Deletes an object; returns the bytes freed. Its lock file stays (see the module doc).
     pub fn remove(&self, key: &str) -> Result<u64, CacheError> {
+        check_key(key, "a request to delete an object")?;
         let dir = self.object_dir(key);
         let size = dir_size(&dir);
         remove_tree(&dir)?;
@@ -854,13 +879,33 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     res
 }
 
-/// Reads and parses a manifest file.
+/// Reads and parses a manifest file; its own key and its partitions' must be keys.
 pub fn read_manifest(path: &Path) -> Result<Manifest, CacheError> {
     let bytes = fs::read(path).map_err(|e| CacheError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest {
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest {
         path: path.into(),
         reason: e.to_string(),
-    })
+    })?;
+    m.check_keys(&format!("manifest {}", path.display()))?;
+    Ok(m)
+}
+
+/// Name under `objects/` and `resume/` that [`Cache::object_dir`] gives a string that is not
+/// a key (no object has it: it is not hex).
+const NOT_A_KEY: &str = "not-a-key";
+
+/// `key` if it is a key (64 lowercase hex digits), else [`CacheError::BadKey`] naming where it
+/// was read (`origin`). Every key read from a manifest, a remote listing, a run record or a
+/// pin passes here before it becomes part of a path.
+pub fn check_key(key: &str, origin: &str) -> Result<(), CacheError> {
+    if is_key(key) {
+        Ok(())
+    } else {
+        Err(CacheError::BadKey {
+            key: key.to_string(),
+            origin: origin.to_string(),
+        })
+    }
 }
 
 /// First 8 characters of a key, for messages (any string: never splits a character).

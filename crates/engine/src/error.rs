@@ -244,6 +244,21 @@ pub enum CacheError {
         /// What does not match.
         problems: Vec<String>,
     },
+    /// A key read from a manifest, a remote, a run record or an argument is not a key (64
+    /// lowercase hex digits): it never reaches a path.
+    #[error("{origin} names {key:?}, which is not a key (64 lowercase hex digits)")]
+    BadKey {
+        /// The string found.
+        key: String,
+        /// Where it was read (a manifest, a remote, a run record).
+        origin: String,
+    },
+    /// A cache entry that luna makes itself is a symbolic link (planted by someone else).
+    #[error("cache entry {} is a symbolic link; luna never follows links inside a cache", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// `cache gc` found a `luna run` using the cache.
     #[error("a `luna run` is using the cache {}; gc deletes nothing while a run may read its objects", root.display())]
     InUse {
@@ -269,6 +284,8 @@ impl CacheError {
             CacheError::SpecialFile { .. } => Some("write (or `cp -L`) the file itself into $LUNA_OUT instead of a link or special file".into()),
             CacheError::Damaged { .. } => Some("run `luna cache verify` to quarantine it; the next `luna run` recomputes it".into()),
             CacheError::InUse { .. } => Some("run gc again when the running `luna run`s have finished".into()),
+            CacheError::BadKey { .. } => Some("the source was damaged or written by someone else: do not use it (remove the object, record or remote entry that names it)".into()),
+            CacheError::Symlink { .. } => Some("someone with write access to the cache planted it: remove the link (as its owner or root) and check what it points to".into()),
         }
     }
 }

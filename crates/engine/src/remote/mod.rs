@@ -306,12 +306,14 @@ impl Remote {
         p
     }
 
+    /// Where the manifest of `key` is stored (the caller checked that `key` is a key; the
+    /// shard of any other string is its first two characters, never a split one).
     fn manifest_path(&self, key: &str) -> StorePath {
-        self.child(&["objects", &key[..2.min(key.len())], key, "manifest.json"])
+        self.child(&["objects", shard(key), key, "manifest.json"])
     }
 
     fn file_path(&self, blake3: &str) -> StorePath {
-        self.child(&["files", &blake3[..2.min(blake3.len())], blake3])
+        self.child(&["files", shard(blake3), blake3])
     }
 
     /// Lists the remote (one paged LIST): which objects and files it holds. Also the check
@@ -376,10 +378,19 @@ impl Fetcher for Remote {
     }
 }
 
-/// Parses a remote manifest and checks that it names `key` and only safe relative paths.
+/// The first two characters of `s` (the shard folder of a key or a hash).
+fn shard(s: &str) -> &str {
+    let end = s.char_indices().nth(2).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}
+
+/// Parses a remote manifest and checks that it names `key`, only keys as partitions, and only
+/// safe relative paths.
 fn check_manifest(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("manifest unreadable: {e}"))?;
+    m.check_keys(&format!("the manifest of {}", short(key)))
+        .map_err(|e| e.to_string())?;
     if m.key != key {
         return Err(format!(
             "manifest says key {} but is stored as {}",

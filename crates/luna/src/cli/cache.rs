@@ -275,9 +275,17 @@ fn gc_keep(cache: &Cache, ws: &Path, keep_runs: usize) -> (BTreeSet<String>, usi
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for rs in by_pipeline.values() {
         for r in rs.iter().rev().take(keep_runs) {
+            let origin = format!("run record {}", runs.run_dir(&r.id).join("run.json").display());
             for s in &r.stages {
-                keep.insert(s.key.clone());
-                keep.extend(s.partitions.iter().cloned());
+                for k in std::iter::once(&s.key).chain(&s.partitions) {
+                    match crate::engine::cache::check_key(k, &origin) {
+                        Ok(()) => {
+                            keep.insert(k.clone());
+                        }
+                        // a damaged or hand-edited record: it keeps nothing, and says so
+                        Err(e) => eprintln!("warning: {e}; ignored"),
+                    }
+                }
             }
         }
     }
