@@ -60,6 +60,7 @@ mod harden_disk;
 mod harden_fuzz;
 mod harden_inputs;
 mod harden_remote;
+mod harden_shared;
 mod harden_spec;
 mod harness;
 mod keys_stable;

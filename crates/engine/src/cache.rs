@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::error::CacheError;
-use super::fingerprint::{file_kind, hash_file, InputFingerprint};
+use super::fingerprint::{file_kind, hash_file, InputFingerprint, KeyMaterial};
 
 /// Manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -159,6 +159,32 @@ pub struct Cache {
     root: PathBuf,
     /// Shared by several Unix users (see the module doc).
     shared: bool,
+    /// How a shared cache was made (`luna cache init --shared`); the default for a private one.
+    policy: SharedPolicy,
+}
+
+/// The options of a shared cache, kept in its marker file [`SHARED_MARKER`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPolicy {
+    /// Every account on the machine may read the objects (`--world-readable`); by default
+    /// only the group's members can.
+    #[serde(default)]
+    pub world_readable: bool,
+    /// When an object is verified before a run uses it ([`Cache::verify_use`]).
+    #[serde(default)]
+    pub verify: VerifyPolicy,
+}
+
+/// When a shared cache's objects are verified against their key and their files' blake3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyPolicy {
+    /// The first time each user's run uses an object, and again whenever one of its files
+    /// changed since (inode or ctime; see the module doc).
+    #[default]
+    FirstUse,
+    /// Every time a run uses an object (`verify: on-use`).
+    OnUse,
 }
 
 /// The marker file of a shared cache (written by [`Cache::init_shared`]).
@@ -167,10 +193,21 @@ pub const SHARED_MARKER: &str = "luna-cache.json";
 /// Mode of the folders of a shared cache: setgid (entries inherit the group), group-writable,
 /// sticky (only an entry's owner may rename or delete it: no member can move another's
 /// object under a wrong key or delete another's lock file).
-const SHARED_DIR_MODE: u32 = 0o3775;
+const SHARED_DIR_MODE: u32 = 0o3770;
+
+/// [`SHARED_DIR_MODE`] of a `--world-readable` shared cache.
+const WORLD_DIR_MODE: u32 = 0o3775;
 
 /// `<cache>/<sub>/` folders of a shared cache made by [`Cache::init_shared`].
-const SHARED_DIRS: [&str; 6] = ["objects", "tmp", "locks", "resume", "quarantine", "pins"];
+const SHARED_DIRS: [&str; 7] = [
+    "objects",
+    "tmp",
+    "locks",
+    "resume",
+    "quarantine",
+    "pins",
+    "verified",
+];
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -184,9 +221,16 @@ fn tmp_locks() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, fs::File>> {
 impl Cache {
     /// Opens (creating if needed) a cache rooted at `root`.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        let marker = root.join(SHARED_MARKER);
+        // an unreadable or older marker still marks a shared cache: group-only, first use
+        let policy = fs::read(&marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SharedPolicy>(&b).ok())
+            .unwrap_or_default();
         let cache = Cache {
             root: root.to_path_buf(),
-            shared: root.join(SHARED_MARKER).is_file(),
+            shared: marker.is_file(),
+            policy,
         };
         for sub in ["objects", "tmp", "locks"] {
             let p = root.join(sub);
@@ -198,35 +242,77 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Makes (or converts) `root` a cache shared by the members of group `gid`: the root and
-    /// its folders group-owned, setgid, sticky and group-writable, existing
-    /// objects group-readable; then writes the marker. Run by the folder's owner (or root).
-    pub fn init_shared(root: &Path, gid: u32) -> Result<Cache, CacheError> {
-        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
-        let chgrp = |p: &Path| {
-            std::os::unix::fs::chown(p, None, Some(gid)).map_err(|e| CacheError::io(p, e))
+    /// Makes (or converts) `root` a cache shared by the members of group `gid`: the root, its
+    /// folders and all 256 shard folders group-owned, setgid, sticky and group-writable
+    /// (members never make a shard, so none can block one), existing objects group-readable;
+    /// then writes the marker with `policy`. Run by the folder's owner (or root). Nothing is
+    /// followed: an entry that is a symbolic link stops it with [`CacheError::Symlink`].
+    pub fn init_shared(root: &Path, gid: u32, policy: SharedPolicy) -> Result<Cache, CacheError> {
+        let dir_mode = if policy.world_readable {
+            WORLD_DIR_MODE
+        } else {
+            SHARED_DIR_MODE
         };
-        chgrp(root)?;
-        set_mode(root, SHARED_DIR_MODE)?;
+        let folder = |p: &Path| -> Result<(), CacheError> {
+            match fs::symlink_metadata(p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir(p).map_err(|e| CacheError::io(p, e))?
+                }
+                Err(e) => return Err(CacheError::io(p, e)),
+                Ok(_) => {}
+            }
+            lchgrp(p, gid)?;
+            set_mode(p, dir_mode)
+        };
+        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
+        folder(root)?;
         for sub in SHARED_DIRS {
-            let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
-            chgrp(&p)?;
-            set_mode(&p, SHARED_DIR_MODE)?;
+            folder(&root.join(sub))?;
         }
-        // what a private cache held: shards become shared folders, objects stay read-only
+        for b in 0..=255u8 {
+            folder(&root.join("objects").join(format!("{b:02x}")))?;
+        }
+        // what a private cache held: objects become group-readable (0440/0550 unless
+        // world-readable), owned by whoever made them
+        let (file_mode, obj_dir_mode) = sealed_modes(true, policy.world_readable);
         for e in walkdir::WalkDir::new(root.join("objects")).min_depth(1) {
             let e = e.map_err(|e| CacheError::io(root, std::io::Error::other(e.to_string())))?;
-            chgrp(e.path())?;
-            if e.depth() == 1 && e.file_type().is_dir() {
-                set_mode(e.path(), SHARED_DIR_MODE)?;
+            lchgrp(e.path(), gid)?;
+            if e.depth() > 1 {
+                set_mode(e.path(), if e.file_type().is_dir() { obj_dir_mode } else { file_mode })?;
             }
         }
         let marker = root.join(SHARED_MARKER);
-        let text = serde_json::json!({ "luna_cache": 1, "shared": true, "gid": gid }).to_string();
-        fs::write(&marker, text).map_err(|e| CacheError::io(&marker, e))?;
-        set_mode(&marker, 0o444)?;
+        let mut doc = serde_json::to_value(policy).map_err(|e| CacheError::BadManifest {
+            path: marker.clone(),
+            reason: e.to_string(),
+        })?;
+        doc["luna_cache"] = 1.into();
+        doc["shared"] = true.into();
+        doc["gid"] = gid.into();
+        if fs::symlink_metadata(&marker).is_ok() {
+            set_mode(&marker, 0o644)?;
+        }
+        fs::write(&marker, doc.to_string()).map_err(|e| CacheError::io(&marker, e))?;
+        lchgrp(&marker, gid)?;
+        set_mode(&marker, file_mode)?;
         Cache::open(root)
+    }
+
+    /// The options of a shared cache (the defaults for a private one).
+    pub fn policy(&self) -> SharedPolicy {
+        self.policy
+    }
+
+    /// Mode of the files luna writes into the cache for every member to read (objects' files,
+    /// pins): 0440 in a group-only shared cache, else 0444.
+    pub fn readable_file_mode(&self) -> u32 {
+        sealed_modes(self.shared, self.policy.world_readable).0
+    }
+
+    /// Mode of an object's folders once committed (0550 in a group-only shared cache).
+    fn sealed_dir_mode(&self) -> u32 {
+        sealed_modes(self.shared, self.policy.world_readable).1
     }
 
     /// Whether the cache is shared by several users (`luna cache init --shared`).
@@ -238,9 +324,18 @@ impl Cache {
     /// umask.
     fn made_dir(&self, p: &Path) -> Result<(), CacheError> {
         if self.shared {
-            set_mode(p, SHARED_DIR_MODE)?;
+            set_mode(p, self.dir_mode())?;
         }
         Ok(())
+    }
+
+    /// Mode of a shared cache's folders (setgid, sticky, group-writable).
+    fn dir_mode(&self) -> u32 {
+        if self.policy.world_readable {
+            WORLD_DIR_MODE
+        } else {
+            SHARED_DIR_MODE
+        }
     }
 
     /// `<cache>/pins/`: one file per pinned pipeline (`luna cache pin`).
@@ -307,8 +402,11 @@ impl Cache {
 
     /// Files of object `key` that are missing or have another size than its manifest says.
     fn size_problems(&self, key: &str) -> Result<Vec<String>, CacheError> {
-        let m = self.manifest(key)?;
         let dir = self.object_dir(key);
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(CacheError::Symlink { path: dir });
+        }
+        let m = self.manifest(key)?;
         Ok(m.files
             .iter()
             .filter_map(|f| match fs::symlink_metadata(dir.join(&f.path)) {
@@ -396,35 +494,42 @@ impl Cache {
 
     /// Opens `locks/<name>.lock` and flocks it with `op`; `None` when `LOCK_NB` found it held.
     fn flock_file(&self, name: &str, op: libc::c_int) -> Result<Option<fs::File>, CacheError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
         let path = self.lock_path(name);
+        // never through a link a member planted (it would open, and chmod, its target)
         let opened = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path);
         let file = match opened {
-            Ok(f) => {
-                if self.shared {
-                    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-                    // another member must be able to open it for writing too; only its
-                    // creator may (and needs to) chmod it
-                    // SAFETY: geteuid has no preconditions.
-                    let me = unsafe { libc::geteuid() };
-                    let mine = f.metadata().map(|m| m.uid()).ok() == Some(me);
-                    if mine {
-                        // best effort: another member then opens it read-only, which flock accepts (below)
-                        let _ = f.set_permissions(fs::Permissions::from_mode(0o664));
-                    }
-                }
-                f
-            }
+            Ok(f) => f,
             // a lock file of another user that is not group-writable: flock works on a
             // read-only descriptor on local file systems
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                fs::File::open(&path).map_err(|e| CacheError::io(&path, e))?
-            }
-            Err(e) => return Err(CacheError::io(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| link_or_io(&path, e))?,
+            Err(e) => return Err(link_or_io(&path, e)),
         };
+        let meta = file.metadata().map_err(|e| CacheError::io(&path, e))?;
+        if !meta.file_type().is_file() {
+            return Err(CacheError::io(
+                &path,
+                std::io::Error::other(format!("is a {}, not a lock file", file_kind(meta.file_type()))),
+            ));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let mine = meta.uid() == unsafe { libc::geteuid() };
+        if self.shared && mine {
+            // another member must be able to open it for writing too; only its creator may
+            // (and needs to) chmod it: through the descriptor, so the file checked above.
+            // Best effort: another member then opens it read-only, which flock accepts.
+            let mode = if self.policy.world_readable { 0o664 } else { 0o660 };
+            let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+        }
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -494,7 +599,7 @@ impl Cache {
     /// After an object was renamed into place: its top folder becomes read-only and the shard
     /// folder is fsync'd.
     fn finish(&self, dest: &Path) -> Result<(), CacheError> {
-        set_mode(dest, 0o555)?;
+        set_mode(dest, self.sealed_dir_mode())?;
         sync_dir(dest)?;
         sync_dir(dest.parent().unwrap_or(&self.root))
     }
@@ -519,16 +624,31 @@ impl Cache {
             reason: e.to_string(),
         })?;
         fs::write(&mpath, bytes).map_err(|e| CacheError::io(&mpath, e))?;
-        let paths = seal_tree(tmp)?;
+        let paths = seal_tree(tmp, sealed_modes(self.shared, self.policy.world_readable))?;
         let dest = self.object_dir(&manifest.key);
         if let Some(parent) = dest.parent() {
-            if !parent.is_dir() {
-                fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
-                self.made_dir(parent)?;
-                sync_dir(&self.root.join("objects"))?;
-            }
+            self.shard_folder(parent)?;
         }
         Ok(paths)
+    }
+
+    /// Makes shard folder `p` if it is missing (with the shared mode whatever the umask);
+    /// one that is a link is refused, one of ours without the shared mode is repaired.
+    fn shard_folder(&self, p: &Path) -> Result<(), CacheError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => Err(CacheError::Symlink { path: p.into() }),
+            // SAFETY: geteuid has no preconditions.
+            Ok(m) if self.shared && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o7777 != self.dir_mode() => {
+                self.made_dir(p)
+            }
+            Ok(_) => Ok(()),
+            Err(_) => {
+                fs::create_dir_all(p).map_err(|e| CacheError::io(p, e))?;
+                self.made_dir(p)?;
+                sync_dir(&self.root.join("objects"))
+            }
+        }
     }
 
     /// Commits several objects at once, as [`Cache::commit`] each (the caller holds their
@@ -557,7 +677,7 @@ impl Cache {
             }
             fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
             tmp_locks().remove(tmp);
-            set_mode(&dest, 0o555)?;
+            set_mode(&dest, self.sealed_dir_mode())?;
             renamed.push(dest);
         }
         let mut parents: Vec<PathBuf> = renamed
@@ -581,7 +701,7 @@ impl Cache {
             return self.commit(tmp, manifest);
         }
         self.seal(tmp, manifest)?;
-        set_mode(&dest, 0o755)?;
+        set_mode(&dest, 0o700)?;
         exchange(tmp, &dest)?;
         self.finish(&dest)?;
         // `tmp` now holds the old object
@@ -594,7 +714,7 @@ impl Cache {
     /// container with the same short host name.
     pub fn clean_stale_tmp(&self) {
         for dir in self.tmp_dirs() {
-            let Ok(f) = fs::File::open(&dir) else {
+            let Ok(f) = open_dir_nofollow(&dir) else {
                 continue;
             };
             // SAFETY: flock on a file descriptor we own.
@@ -620,7 +740,7 @@ impl Cache {
             if ours || !named {
                 continue;
             }
-            let Ok(f) = fs::File::open(&dir) else {
+            let Ok(f) = open_dir_nofollow(&dir) else {
                 continue;
             };
             // SAFETY: flock on a file descriptor we own; a live writer holds it.
@@ -668,13 +788,14 @@ impl Cache {
     }
 
     /// Every folder under `tmp/` (only safe to delete while holding [`Cache::try_gc_lock`]).
+    /// Links (a member's plant) are not folders: never listed, never followed.
     pub fn tmp_dirs(&self) -> Vec<PathBuf> {
         fs::read_dir(self.root.join("tmp"))
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
-            .filter(|p| p.is_dir())
             .collect()
     }
 
@@ -709,6 +830,100 @@ impl Cache {
             }
         }
         (keys, strays)
+    }
+
+    /// Before a run uses object `key` of a shared cache (a private cache: nothing to do): its
+    /// manifest must name `key` and, when `expect` is given, hash to it (kind, version,
+    /// params, upstream keys and inputs it records, with `expect`'s bindings), and every file
+    /// must match its blake3 with nothing extra ([`Cache::verify`]). With
+    /// [`VerifyPolicy::FirstUse`] a passed check is remembered in this user's own
+    /// `verified/<uid>/<key>` with each file's inode and ctime, and skipped while they are the
+    /// same (a rewrite or chmod changes the ctime, which no user can set back).
+    pub fn verify_use(&self, key: &str, expect: Option<&KeyMaterial>) -> Result<(), CacheError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let marker = self.verified_marker(key);
+        let first_use = self.policy.verify == VerifyPolicy::FirstUse;
+        if first_use && marker.as_ref().is_some_and(|m| self.marker_holds(key, m)) {
+            return Ok(());
+        }
+        let mut problems = self.verify(key);
+        if let (Some(want), Ok(m)) = (expect, self.manifest(key)) {
+            let material = KeyMaterial {
+                kind: m.kind.clone(),
+                version: m.version,
+                params: m.params.clone(),
+                upstream: m.upstream.clone(),
+                inputs: m.inputs.clone(),
+                bindings: want.bindings.clone(),
+            };
+            if material.key() != key {
+                problems.push(format!(
+                    "its manifest (kind {} v{}, its params, upstream keys and inputs) hashes to {}, not to its key",
+                    m.kind,
+                    m.version,
+                    short(&material.key())
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CacheError::Mismatch {
+                key: key.to_string(),
+                dir: self.object_dir(key),
+                problems,
+            });
+        }
+        if let (true, Some(m)) = (first_use, marker) {
+            // only a cost saving: without the marker the next run verifies again
+            let _ = write_durable(&m, self.file_stamps(key).as_bytes());
+        }
+        Ok(())
+    }
+
+    /// `verified/<uid>/<key>` when `verified/<uid>/` is this user's own private folder (made
+    /// now if missing); `None` when it is anything else (then every use verifies).
+    fn verified_marker(&self, key: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let dir = self.root.join("verified").join(me.to_string());
+        // best effort: a missing folder is made, one that cannot be made disables the markers
+        let _ = fs::DirBuilder::new().mode(0o700).create(&dir);
+        let meta = fs::symlink_metadata(&dir).ok()?;
+        let own = meta.file_type().is_dir() && meta.uid() == me && meta.mode() & 0o077 == 0;
+        own.then(|| dir.join(key))
+    }
+
+    /// Each file's (path, inode, ctime) of object `key`, one a line: what a marker records.
+    fn file_stamps(&self, key: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.object_dir(key);
+        let mut out = String::new();
+        for e in walkdir::WalkDir::new(&dir)
+            .sort_by_file_name()
+            .follow_root_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(m) = e.path().symlink_metadata() {
+                let rel = e.path().strip_prefix(&dir).unwrap_or(e.path());
+                out.push_str(&format!(
+                    "{} {} {}.{} {}\n",
+                    rel.display(),
+                    m.ino(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.mode()
+                ));
+            }
+        }
+        out
+    }
+
+    /// Whether marker `m` records object `key`'s files as they are now.
+    fn marker_holds(&self, key: &str, m: &Path) -> bool {
+        fs::read_to_string(m).is_ok_and(|t| t == self.file_stamps(key))
     }
 
     /// Re-hashes an object's files against its manifest; returns the problems found.
@@ -775,7 +990,7 @@ impl Cache {
         ));
         let src = self.object_dir(key);
         // renaming a directory to another parent updates its `..`: it must be writable
-        set_mode(&src, 0o755)?;
+        set_mode(&src, 0o700)?;
         fs::rename(&src, &dest).map_err(|e| CacheError::io(&src, e))?;
         Ok(dest)
     }
@@ -804,17 +1019,70 @@ fn hash_problem(dir: &Path, f: &FileEntry) -> Option<String> {
     }
 }
 
+/// chmod of a cache entry, never through a link ([`CacheError::Symlink`]): chmod(2) follows
+/// links, and a member may plant one where luna expects its own folder.
 fn set_mode(p: &Path, mode: u32) -> Result<(), CacheError> {
     use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(p).map_err(|e| CacheError::io(p, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: p.into() });
+    }
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| CacheError::io(p, e))
 }
 
-/// Deletes a (possibly read-only) object tree: directories are made writable first.
+/// chgrp of a cache entry without following a link (`lchown`), refusing links.
+fn lchgrp(p: &Path, gid: u32) -> Result<(), CacheError> {
+    let meta = fs::symlink_metadata(p).map_err(|e| CacheError::io(p, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: p.into() });
+    }
+    std::os::unix::fs::lchown(p, None, Some(gid)).map_err(|e| CacheError::io(p, e))
+}
+
+/// An I/O error opening `p` with `O_NOFOLLOW`: ELOOP means `p` is a link.
+fn link_or_io(p: &Path, e: std::io::Error) -> CacheError {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        CacheError::Symlink { path: p.into() }
+    } else {
+        CacheError::io(p, e)
+    }
+}
+
+/// Opens a folder to flock it, never through a link.
+fn open_dir_nofollow(p: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(p)
+}
+
+/// Modes of a committed object's (files, folders): read-only; group-only in a shared cache
+/// unless it is world-readable.
+fn sealed_modes(shared: bool, world_readable: bool) -> (u32, u32) {
+    if shared && !world_readable {
+        (0o440, 0o550)
+    } else {
+        (0o444, 0o555)
+    }
+}
+
+/// Deletes a (possibly read-only) object tree: directories are made writable first. Links
+/// are never followed (a link where a folder was expected is refused; links inside are
+/// deleted, not walked), so nothing outside `dir` is changed.
 pub fn remove_tree(dir: &Path) -> Result<(), CacheError> {
-    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+    let meta = fs::symlink_metadata(dir).map_err(|e| CacheError::io(dir, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: dir.into() });
+    }
+    for e in walkdir::WalkDir::new(dir)
+        .follow_root_links(false)
+        .into_iter()
+        .flatten()
+    {
         if e.file_type().is_dir() {
             // a folder that stays read-only fails the removal below, which reports it
-            let _ = set_mode(e.path(), 0o755);
+            let _ = set_mode(e.path(), 0o700);
         }
     }
     fs::remove_dir_all(dir).map_err(|e| CacheError::io(dir, e))
@@ -977,14 +1245,14 @@ fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheErr
 /// Makes every file (0444) and directory (0555) of `dir` read-only, children first, and
 /// returns their paths, which the caller fsyncs; any error fails the commit (an ignored fsync
 /// error can lose the data it reports).
-fn seal_tree(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+fn seal_tree(dir: &Path, (file_mode, dir_mode): (u32, u32)) -> Result<Vec<PathBuf>, CacheError> {
     let mut paths = Vec::new();
     for e in walkdir::WalkDir::new(dir).contents_first(true) {
         let e = e.map_err(|e| CacheError::io(dir, std::io::Error::other(e.to_string())))?;
         // the top folder stays writable until it is renamed into place: renaming a directory
         // to another parent updates its `..` entry (see `Cache::finish`)
         if e.depth() > 0 {
-            set_mode(e.path(), if e.file_type().is_dir() { 0o555 } else { 0o444 })?;
+            set_mode(e.path(), if e.file_type().is_dir() { dir_mode } else { file_mode })?;
         }
         paths.push(e.into_path());
     }

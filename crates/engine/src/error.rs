@@ -253,6 +253,17 @@ pub enum CacheError {
         /// Where it was read (a manifest, a remote, a run record).
         origin: String,
     },
+    /// An object of a shared cache does not match its key (a member's planted or edited
+    /// object): refused before a run uses it.
+    #[error("cached artifact {} in the shared cache does not match its key: {}", super::cache::short(key), problems.join("; "))]
+    Mismatch {
+        /// The key.
+        key: String,
+        /// The object's folder.
+        dir: PathBuf,
+        /// What does not match.
+        problems: Vec<String>,
+    },
     /// A cache entry that luna makes itself is a symbolic link (planted by someone else).
     #[error("cache entry {} is a symbolic link; luna never follows links inside a cache", path.display())]
     Symlink {
@@ -284,6 +295,7 @@ impl CacheError {
             CacheError::SpecialFile { .. } => Some("write (or `cp -L`) the file itself into $LUNA_OUT instead of a link or special file".into()),
             CacheError::Damaged { .. } => Some("run `luna cache verify` to quarantine it; the next `luna run` recomputes it".into()),
             CacheError::InUse { .. } => Some("run gc again when the running `luna run`s have finished".into()),
+            CacheError::Mismatch { dir, .. } => Some(format!("luna will not use it: its owner (`ls -ld {}`) or root must delete it; the next run then computes it", dir.display())),
             CacheError::BadKey { .. } => Some("the source was damaged or written by someone else: do not use it (remove the object, record or remote entry that names it)".into()),
             CacheError::Symlink { .. } => Some("someone with write access to the cache planted it: remove the link (as its owner or root) and check what it points to".into()),
         }

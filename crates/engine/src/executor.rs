@@ -257,7 +257,18 @@ impl<'a> Run<'a> {
                 St::Pending
             };
             self.st.insert(ps.index, s);
-            if ps.selected && ps.state == Freshness::Fresh {
+            let fresh = ps.selected && ps.state == Freshness::Fresh;
+            // a shared cache's object is verified before this run uses it (see cache.rs)
+            if let (true, Err(e)) = (fresh, self.cache.verify_use(&ps.key, Some(&ps.material))) {
+                self.st.insert(ps.index, St::Done(StageStatus::Failed));
+                let detail = match e.hint() {
+                    Some(h) => format!("{e}\n  = hint: {h}"),
+                    None => e.to_string(),
+                };
+                settle(reporter, &mut self.records, ps, StageStatus::Failed, 0.0, Some(detail));
+                continue;
+            }
+            if fresh {
                 settle(
                     reporter,
                     &mut self.records,
@@ -610,6 +621,7 @@ fn reuse(job: &StageJob<'_>) -> Result<Option<Outcome>, StageError> {
     }
     let (cache, key) = (job.cache, &job.ps.key);
     if cache.has(key) {
+        cache.verify_use(key, Some(&job.ps.material))?;
         return Ok(Some(Outcome::ok(
             StageStatus::Cached,
             Vec::new(),
@@ -644,7 +656,11 @@ fn check_upstreams(job: &StageJob<'_>) -> Result<(), StageError> {
         if !u.direct && !u.dir.exists() {
             continue;
         }
-        if let Err(source) = job.cache.check_upstream(&u.key, job.verify) {
+        let checked = job
+            .cache
+            .verify_use(&u.key, None)
+            .and_then(|()| job.cache.check_upstream(&u.key, job.verify));
+        if let Err(source) = checked {
             return Err(StageError::Upstream {
                 stage: u.stage.clone(),
                 source,

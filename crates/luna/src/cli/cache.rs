@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 
 use super::workspace::{cache_root, open, workspace_here, Opened};
 use super::{CliError, Globals, PipelineArgs};
-use crate::engine::cache::{dir_size, remove_tree, short, Cache};
+use crate::engine::cache::{dir_size, remove_tree, short, Cache, SharedPolicy, VerifyPolicy};
 use crate::engine::error::CacheError;
 use crate::engine::plan::{plan, Selection};
 use crate::engine::remote::{PullReport, PushReport, Remote};
@@ -45,6 +45,15 @@ pub enum CacheCmd {
         /// The group whose members share it (default: your primary group).
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
+        /// Let every account on the machine read the objects (default: only the group's
+        /// members: folders 2770/3770, files 0440).
+        #[arg(long)]
+        world_readable: bool,
+        /// When a run verifies an object against its key and its files' blake3 before using
+        /// it: `first-use` (once per user and object, again if a file changed) or `on-use`
+        /// (every time).
+        #[arg(long, value_name = "WHEN", default_value = "first-use", value_parser = ["first-use", "on-use"])]
+        verify: String,
     },
     /// Keep the artifacts of a pipeline's current stages (and their partitions) through
     /// every `cache gc`, whoever runs it, until `cache unpin`.
@@ -112,7 +121,22 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
         CacheCmd::Verify { remote: Some(r) } => verify_remote(r),
         CacheCmd::Push(a) => transfer(g, a, true),
         CacheCmd::Pull(a) => transfer(g, a, false),
-        CacheCmd::Init { shared, group } => init_shared(&shared, group.as_deref()),
+        CacheCmd::Init {
+            shared,
+            group,
+            world_readable,
+            verify,
+        } => {
+            let policy = SharedPolicy {
+                world_readable,
+                verify: if verify == "on-use" {
+                    VerifyPolicy::OnUse
+                } else {
+                    VerifyPolicy::FirstUse
+                },
+            };
+            init_shared(&shared, group.as_deref(), policy)
+        }
         CacheCmd::Pin(a) => pin(g, &a.p, true),
         CacheCmd::Unpin(a) => pin(g, &a.p, false),
         CacheCmd::Gc { keep_runs, dry_run } => gc(g, keep_runs, dry_run),
@@ -571,7 +595,7 @@ fn verify_remote(asked: String) -> Result<i32, CliError> {
 }
 
 /// `cache init --shared DIR [--group G]`.
-fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
+fn init_shared(dir: &Path, group: Option<&str>, policy: SharedPolicy) -> Result<i32, CliError> {
     let gid = match group {
         None => {
             // SAFETY: getegid has no preconditions.
@@ -598,7 +622,7 @@ fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
     } else {
         super::workspace::cwd()?.join(dir)
     };
-    let cache = Cache::init_shared(&dir, gid)?;
+    let cache = Cache::init_shared(&dir, gid, policy)?;
     println!(
         "{} is a shared cache of group {} (gid {gid}): use it with --cache-dir {} or LUNA_CACHE_DIR",
         cache.root().display(),
@@ -662,7 +686,7 @@ fn pin(g: &Globals, a: &PipelineArgs, on: bool) -> Result<i32, CliError> {
     crate::engine::cache::write_durable(&file, doc.to_string().as_bytes())
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(o.cache.readable_file_mode()))
         })
         .map_err(|e| CacheError::io(&file, e))?;
     println!(
