@@ -59,6 +59,7 @@ mod harden_command;
 mod harden_disk;
 mod harden_fuzz;
 mod harden_inputs;
+mod harden_readonly;
 mod harden_remote;
 mod harden_shared;
 mod harden_spec;

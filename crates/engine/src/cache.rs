@@ -150,7 +150,8 @@ pub struct KeyLock {
 /// A held lock on `locks/gc.lock`: shared while a run uses the cache, exclusive while gc runs.
 #[derive(Debug)]
 pub struct UseLock {
-    _file: fs::File,
+    /// `None` on a read-only cache without a gc lock file: no gc can delete anything there.
+    _file: Option<fs::File>,
 }
 
 /// The store.
@@ -448,20 +449,40 @@ impl Cache {
     /// Takes `locks/gc.lock` shared: held by a run for its whole duration so that gc cannot
     /// delete what it uses (waits while a gc runs).
     pub fn use_lock(&self) -> Result<UseLock, CacheError> {
-        let file = self.flock_file("gc", libc::LOCK_SH)?.ok_or_else(|| {
-            CacheError::io(
-                self.lock_path("gc"),
-                std::io::Error::other("lock not taken"),
-            )
-        })?;
-        Ok(UseLock { _file: file })
+        let file = match self.flock_file("gc", libc::LOCK_SH) {
+            Ok(f) => f.ok_or_else(|| {
+                CacheError::io(
+                    self.lock_path("gc"),
+                    std::io::Error::other("lock not taken"),
+                )
+            })?,
+            // reading a read-only cache needs no lock: no gc can delete from it either
+            Err(CacheError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) && self.is_read_only() =>
+            {
+                return Ok(UseLock { _file: None })
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(UseLock { _file: Some(file) })
+    }
+
+    /// Whether this process cannot write the cache (a read-only mount, or another user's
+    /// folder): such a cache serves what it holds and computes nothing.
+    pub fn is_read_only(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(self.root.join("tmp").as_os_str().as_bytes()) else {
+            return true;
+        };
+        // SAFETY: a NUL-terminated path that lives for the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) != 0 }
     }
 
     /// Takes `locks/gc.lock` exclusively if no run holds it (`None` when one does).
     pub fn try_gc_lock(&self) -> Result<Option<UseLock>, CacheError> {
         Ok(self
             .flock_file("gc", libc::LOCK_EX | libc::LOCK_NB)?
-            .map(|f| UseLock { _file: f }))
+            .map(|f| UseLock { _file: Some(f) }))
     }
 
     /// Reads the manifest of `key`.
@@ -505,13 +526,18 @@ impl Cache {
             .open(&path);
         let file = match opened {
             Ok(f) => f,
-            // a lock file of another user that is not group-writable: flock works on a
-            // read-only descriptor on local file systems
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fs::OpenOptions::new()
+            // a lock file of another user that is not group-writable, or a read-only cache:
+            // flock works on a read-only descriptor on local file systems
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::EROFS) =>
+            {
+                fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| link_or_io(&path, e))?,
+                    .open(&path)
+                    .map_err(|e| link_or_io(&path, e))?
+            }
             Err(e) => return Err(link_or_io(&path, e)),
         };
         let meta = file.metadata().map_err(|e| CacheError::io(&path, e))?;
