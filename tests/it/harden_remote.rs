@@ -34,31 +34,40 @@ fn cache_dir(ws: &Ws) -> String {
 }
 
 /// Stores `manifest` (a JSON object whose `key` is `key`) on the remote where object_store
-/// reads it: each path part percent-encoded as object_store's `PathPart` does.
+/// reads it.
 fn put_manifest(ws: &Ws, key: &str, manifest: &serde_json::Value) {
-    let part = |s: &str| -> String {
-        match s {
-            "." => "%2E".into(),
-            ".." => "%2E%2E".into(),
-            _ => s
-                .bytes()
-                .map(|b| match b {
-                    b'/' | b'%' | b'\\' | b'#' | b'{' | b'}' | b'[' | b']' | b'<' | b'>'
-                    | b'|' | b'^' | b'`' | b'~' | b'"' => format!("%{b:02X}"),
-                    _ => (b as char).to_string(),
-                })
-                .collect::<Vec<_>>()
-                .concat(),
-        }
-    };
-    // a multibyte key's first two bytes are not a string: such a shard cannot be stored
+    put_manifest_at(&ws.path("remote"), key, manifest.to_string().as_bytes())
+        .expect("write manifest");
+}
+
+/// A path part as object_store's `PathPart` encodes it (how a `file://` remote names it).
+fn store_part(s: &str) -> String {
+    match s {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => s
+            .bytes()
+            .map(|b| match b {
+                b'/' | b'%' | b'\\' | b'#' | b'{' | b'}' | b'[' | b']' | b'<' | b'>' | b'|'
+                | b'^' | b'`' | b'~' | b'"' => format!("%{b:02X}"),
+                b if b < 0x20 || b >= 0x7f => format!("%{b:02X}"),
+                _ => (b as char).to_string(),
+            })
+            .collect::<Vec<_>>()
+            .concat(),
+    }
+}
+
+/// Writes manifest `bytes` for `key` under the `file://` remote folder `remote` where a pull
+/// looks for it (its first two characters as the shard, as luna names it).
+pub fn put_manifest_at(remote: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     let shard: String = key.chars().take(2).collect();
-    let dir = ws
-        .path("remote/objects")
-        .join(part(&shard))
-        .join(part(key));
-    std::fs::create_dir_all(&dir).expect("mkdir remote manifest dir");
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest");
+    let dir = remote
+        .join("objects")
+        .join(store_part(&shard))
+        .join(store_part(key));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("manifest.json"), bytes)
 }
 
 /// Stores a file's bytes on the remote under its blake3; returns the manifest entry.
