@@ -62,6 +62,7 @@ mod harden_inputs;
 mod harden_readonly;
 mod harden_remote;
 mod harden_remote_fuzz;
+mod harden_remote_s3;
 mod harden_shared;
 mod harden_spec;
 mod harness;

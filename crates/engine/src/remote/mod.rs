@@ -88,7 +88,10 @@ mod config;
 mod error;
 mod pull;
 mod push;
+mod uploads;
 mod verify;
+
+pub use uploads::{interrupt, StaleUpload};
 
 /// Files above this size are uploaded in parts (when [`RemoteSpec::multipart_bytes`] is
 /// `None`): rclone's `upload_cutoff`. Smaller files go up in one PUT.
@@ -189,6 +192,10 @@ pub struct Remote {
     /// No credentials were found in the environment or the AWS files (the client then asks
     /// the instance metadata service, which only exists on cloud machines).
     no_credentials: bool,
+    /// The S3 client itself (an S3 remote), for the calls `ObjectStore` lacks (uploads.rs).
+    s3: Option<object_store::aws::AmazonS3>,
+    /// Its region (signing those calls).
+    region: String,
 }
 
 impl std::fmt::Debug for Remote {
@@ -206,14 +213,16 @@ impl Remote {
             reason,
         };
         let mut no_credentials = false;
+        let (mut s3, mut region) = (None, String::new());
         let (store, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = spec.url.strip_prefix("s3://") {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(bad("no bucket name after s3://".into()));
                 }
-                let (store, found) = config::s3_store(spec, bucket)?;
+                let (store, found, r) = config::s3_store(spec, bucket)?;
                 no_credentials = !found;
+                (s3, region) = (Some(store.clone()), r);
                 (Arc::new(store), prefix.to_string())
             } else if let Some(path) = spec.url.strip_prefix("file://") {
                 let dir = Path::new(path);
@@ -255,6 +264,8 @@ impl Remote {
             warnings: Mutex::new(Vec::new()),
             events: Mutex::new(EventSink::None),
             no_credentials,
+            s3,
+            region,
         })
     }
 

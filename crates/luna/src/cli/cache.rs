@@ -63,14 +63,22 @@ pub enum CacheCmd {
     /// Download the artifacts of a pipeline's current stages (and their partitions) that the
     /// local cache lacks, verified (no PIPELINE: every object of the remote).
     Pull(TransferArgs),
-    /// Delete objects not used by the last N runs of each pipeline.
+    /// Delete objects not used by the last N runs of each pipeline (with --remote: abort the
+    /// remote's unfinished uploads instead).
     Gc {
         /// Runs to keep per pipeline.
-        #[arg(long, value_name = "N")]
-        keep_runs: usize,
+        #[arg(long, value_name = "N", required_unless_present = "remote")]
+        keep_runs: Option<usize>,
         /// Only print what would be deleted.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Abort this remote's unfinished multipart uploads (a killed push's) instead.
+        #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "", conflicts_with = "keep_runs")]
+        remote: Option<String>,
+        /// With --remote: only uploads started at least this many hours ago (a live push's
+        /// are younger).
+        #[arg(long, value_name = "HOURS", default_value_t = 24.0, requires = "remote")]
+        older_than_hours: f64,
     },
 }
 
@@ -139,7 +147,15 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
         }
         CacheCmd::Pin(a) => pin(g, &a.p, true),
         CacheCmd::Unpin(a) => pin(g, &a.p, false),
-        CacheCmd::Gc { keep_runs, dry_run } => gc(g, keep_runs, dry_run),
+        CacheCmd::Gc {
+            remote: Some(r),
+            dry_run,
+            older_than_hours,
+            ..
+        } => gc_remote(r, dry_run, older_than_hours),
+        CacheCmd::Gc {
+            keep_runs, dry_run, ..
+        } => gc(g, keep_runs.unwrap_or(usize::MAX), dry_run),
     }
 }
 
@@ -433,6 +449,58 @@ fn gc(g: &Globals, keep_runs: usize, dry_run: bool) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// `cache gc --remote [R] [--older-than-hours H] [-n]`: aborts (or lists) the remote's
+/// unfinished multipart uploads started at least `hours` ago.
+fn gc_remote(asked: String, dry_run: bool, hours: f64) -> Result<i32, CliError> {
+    if !(hours.is_finite() && hours >= 0.0) {
+        return Err(CliError::usage(
+            format!("--older-than-hours {hours} is not a number of hours"),
+            None,
+        ));
+    }
+    let ws = workspace_here()?;
+    let config = crate::config::Config::load(&ws)?;
+    let asked = Some(asked).filter(|a| !a.is_empty());
+    let (remote, _) = super::remote::open(&config, asked.as_deref())?;
+    let stale = remote.stale_uploads(std::time::Duration::from_secs_f64(hours * 3600.0))?;
+    for u in &stale {
+        if !dry_run {
+            remote.abort_upload(u)?;
+        }
+        println!(
+            "{} unfinished upload of {} (started {})",
+            if dry_run { "would abort" } else { "aborted" },
+            u.key,
+            u.initiated
+        );
+    }
+    println!(
+        "{} {} unfinished uploads on {} older than {hours} h",
+        if dry_run { "would abort" } else { "aborted" },
+        stale.len(),
+        remote.name()
+    );
+    Ok(0)
+}
+
+/// SIGINT/SIGTERM during a push: stop and abort the unfinished multipart uploads instead of
+/// dying with them open (a second signal kills at once).
+fn stop_pushes_on_signals() {
+    extern "C" fn on_signal(sig: libc::c_int) {
+        crate::engine::remote::interrupt();
+        // SAFETY: restoring the default disposition is async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing a handler that only stores an atomic and resets itself.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
 /// `cache push` (`push`) or `cache pull`.
 fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
     let (config, cache, keys) = match &a.pipeline {
@@ -459,6 +527,7 @@ fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
     let _in_use = cache.use_lock()?;
     let t0 = std::time::Instant::now();
     let code = if push {
+        stop_pushes_on_signals();
         let keys = keys.unwrap_or_else(|| cache.keys());
         let r = remote.push(&cache, &keys)?;
         print_push(&remote, &r, t0.elapsed());
