@@ -31,7 +31,10 @@ fn ro_mount(src: &std::path::Path, dst: &std::path::Path) -> Option<RoMount> {
         if o.status.success() {
             Ok(())
         } else {
-            Err(format!("mount --bind -o ro: {}", String::from_utf8_lossy(&o.stderr)))
+            Err(format!(
+                "mount --bind -o ro: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ))
         }
     })?;
     let m = RoMount(dst.to_path_buf());
@@ -57,7 +60,11 @@ fn harden_readonly_cache_serves_a_cached_run() {
         "the bind mount is writable"
     );
     let o = ws.luna(&["--cache-dir", &ro.display().to_string(), "run", "p"]);
-    assert_eq!(o.code, 0, "a fully cached run on a read-only cache failed:\n{}", o.stderr);
+    assert_eq!(
+        o.code, 0,
+        "a fully cached run on a read-only cache failed:\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("CACHED"), "{}", o.stderr);
     // a stage to compute: a clear error, exit 2
     ws.pipeline("q", &one_command("echo other > $LUNA_OUT/b.txt"));

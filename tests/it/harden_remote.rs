@@ -50,7 +50,7 @@ fn store_part(s: &str) -> String {
             .map(|b| match b {
                 b'/' | b'%' | b'\\' | b'#' | b'{' | b'}' | b'[' | b']' | b'<' | b'>' | b'|'
                 | b'^' | b'`' | b'~' | b'"' => format!("%{b:02X}"),
-                b if b < 0x20 || b >= 0x7f => format!("%{b:02X}"),
+                b if !(0x20..0x7f).contains(&b) => format!("%{b:02X}"),
                 _ => (b as char).to_string(),
             })
             .collect::<Vec<_>>()
@@ -78,7 +78,11 @@ fn put_file(ws: &Ws, path: &str, bytes: &[u8]) -> serde_json::Value {
 }
 
 /// A manifest for `key` listing `partitions` and `files`.
-pub fn manifest(key: &str, partitions: &[&str], files: Vec<serde_json::Value>) -> serde_json::Value {
+pub fn manifest(
+    key: &str,
+    partitions: &[&str],
+    files: Vec<serde_json::Value>,
+) -> serde_json::Value {
     serde_json::json!({
         "luna_manifest": 1, "key": key, "stage": "a", "pipeline": "p", "kind": "command",
         "version": 1, "params": {}, "upstream": {}, "inputs": [], "partitions": partitions,
@@ -237,7 +241,10 @@ fn harden_remote_run_pull_multibyte_partition_key_no_hang() {
     assert_ne!(o.code, -2, "run --pull hung:\n{}", o.stderr);
     assert_ne!(o.code, 101, "run --pull panicked:\n{}", o.stderr);
     let all = format!("{}{}", o.stdout, o.stderr);
-    assert!(all.contains("\"a€bc\"") && all.contains("not a key"), "{all}");
+    assert!(
+        all.contains("\"a€bc\"") && all.contains("not a key"),
+        "{all}"
+    );
 }
 
 /// A run record naming a key that is not one (`cache gc` reads every record's keys):
@@ -256,7 +263,14 @@ fn harden_remote_gc_ignores_bad_keys_in_run_records() {
     let before = outside(&ws);
     let o = luna_bounded(
         &ws,
-        &["--cache-dir", &cache_dir(&ws), "cache", "gc", "--keep-runs", "5"],
+        &[
+            "--cache-dir",
+            &cache_dir(&ws),
+            "cache",
+            "gc",
+            "--keep-runs",
+            "5",
+        ],
         Duration::from_secs(60),
     );
     assert_ne!(o.code, 101, "gc panicked:\n{}", o.stderr);

@@ -33,8 +33,32 @@ fn cases() -> usize {
 
 /// Pieces a hostile key is made of.
 const PIECES: &[&str] = &[
-    "..", "../", "/", ".", "%2E", "%2e", "%2E%2E", "%2F", "%2f", "€", "é", "a€bc", "\0", "\\",
-    "~", "objects", "manifest.json", "tmp", "locks", "ab", "AB", " ", "\n", "%", "%%", "#",
+    "..",
+    "../",
+    "/",
+    ".",
+    "%2E",
+    "%2e",
+    "%2E%2E",
+    "%2F",
+    "%2f",
+    "€",
+    "é",
+    "a€bc",
+    "\0",
+    "\\",
+    "~",
+    "objects",
+    "manifest.json",
+    "tmp",
+    "locks",
+    "ab",
+    "AB",
+    " ",
+    "\n",
+    "%",
+    "%%",
+    "#",
 ];
 
 /// A generated string that is usually not a key (`tag` marks anything it could create).
@@ -100,7 +124,9 @@ fn tagged(dir: &Path, tag: &str) -> Vec<String> {
 /// pulled by key list and by the `run --pull` hook, plus the hostile strings asked directly.
 fn one_case(rng: &mut Pcg64, remote: &Remote, dir: &Path, cache: &Cache, tag: &str) {
     let top = key(rng);
-    let parts: Vec<String> = (0..rng.random_range(0..5)).map(|_| hostile(rng, tag)).collect();
+    let parts: Vec<String> = (0..rng.random_range(0..5))
+        .map(|_| hostile(rng, tag))
+        .collect();
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let mut bytes = manifest(&top, &refs, Vec::new()).to_string().into_bytes();
     if rng.random_range(0..4) == 0 && !bytes.is_empty() {
@@ -192,8 +218,17 @@ fn harden_remote_fuzz_pull_stays_inside_the_cache() {
         before,
         "something was created outside the cache"
     );
-    for dir in [base.path(), parent.as_path(), Path::new("/tmp"), Path::new("/")] {
-        assert!(tagged(dir, &tag).is_empty(), "{tag} entries in {}", dir.display());
+    for dir in [
+        base.path(),
+        parent.as_path(),
+        Path::new("/tmp"),
+        Path::new("/"),
+    ] {
+        assert!(
+            tagged(dir, &tag).is_empty(),
+            "{tag} entries in {}",
+            dir.display()
+        );
     }
     // inside the cache: no entry outside its own folders
     let top: Vec<String> = std::fs::read_dir(&cache_dir)

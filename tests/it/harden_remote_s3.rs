@@ -43,16 +43,30 @@ fn harden_remote_s3_gc_aborts_stale_uploads() {
     store.add_to(&ws);
     // younger than the age asked (moto dates every upload 2010-11-10): kept, it may be a
     // live push; -n aborts nothing
-    let o = luna(&ws, &["cache", "gc", "--remote", "--older-than-hours", "1000000"]);
+    let o = luna(
+        &ws,
+        &["cache", "gc", "--remote", "--older-than-hours", "1000000"],
+    );
     o.expect_code(0);
     assert_eq!(uploads(s3).len(), 2, "{}", o.stdout);
-    let o = luna(&ws, &["cache", "gc", "--remote", "--older-than-hours", "0", "-n"]);
+    let o = luna(
+        &ws,
+        &["cache", "gc", "--remote", "--older-than-hours", "0", "-n"],
+    );
     o.expect_code(0);
-    assert!(o.stdout.contains("would abort 1 unfinished uploads"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("would abort 1 unfinished uploads"),
+        "{}",
+        o.stdout
+    );
     assert_eq!(uploads(s3).len(), 2, "{}", o.stdout);
     let o = luna(&ws, &["cache", "gc", "--remote", "--older-than-hours", "0"]);
     o.expect_code(0);
-    assert!(o.stdout.contains("aborted 1 unfinished uploads"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("aborted 1 unfinished uploads"),
+        "{}",
+        o.stdout
+    );
     let left = uploads(s3);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with("other/x "), "{left:?}");
@@ -62,13 +76,18 @@ fn harden_remote_s3_gc_aborts_stale_uploads() {
 fn harden_remote_s3_interrupted_push_aborts_its_upload() {
     let Some(store) = Store::s3() else { return };
     let ws = random_ws(&store, 1, 160);
-    let toml = ws.read("luna.toml").replace("url =", "multipart_mib = 5\nurl =");
+    let toml = ws
+        .read("luna.toml")
+        .replace("url =", "multipart_mib = 5\nurl =");
     ws.file("luna.toml", toml);
     let Store::S3(s3) = &store else { return };
     let child = spawn(&ws, &["cache", "push", "rand"]);
     let t0 = Instant::now();
     while !any_upload(s3) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no multipart upload started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no multipart upload started"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: SIGTERM to the luna process this test started.
@@ -76,5 +95,9 @@ fn harden_remote_s3_interrupted_push_aborts_its_upload() {
     let o = child.wait_with_output().expect("wait");
     assert!(!o.status.success(), "the push was not stopped");
     let left = uploads(s3);
-    assert!(left.is_empty(), "unfinished uploads after SIGTERM: {left:?}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        left.is_empty(),
+        "unfinished uploads after SIGTERM: {left:?}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

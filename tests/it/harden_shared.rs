@@ -86,7 +86,19 @@ impl Shared {
     /// The key of stage `a`, from a run of A in a private cache (keys do not depend on the
     /// cache): the shared cache has no trace of it yet.
     fn key(&self) -> String {
-        let o = self.team.sh(0, &self.ws[0], &format!("{} --cache-dir {}/own run p", self.luna.display(), self.ws[0].display())).output().expect("run");
+        let o = self
+            .team
+            .sh(
+                0,
+                &self.ws[0],
+                &format!(
+                    "{} --cache-dir {}/own run p",
+                    self.luna.display(),
+                    self.ws[0].display()
+                ),
+            )
+            .output()
+            .expect("run");
         assert!(o.status.success(), "{}", text(&o));
         let runs = self.ws[0].join("runs");
         let rec = std::fs::read_dir(&runs)
@@ -134,7 +146,12 @@ fn harden_shared_lock_symlink_is_not_followed() {
     let link = s.cache.join(format!("locks/{key}.lock"));
     s.sh_ok(1, &format!("ln -s {} {}", secret.display(), link.display()));
     let o = s.run(0, "run p");
-    assert_eq!(mode(&secret), 0o600, "A's secret was chmod'ed: {}", text(&o));
+    assert_eq!(
+        mode(&secret),
+        0o600,
+        "A's secret was chmod'ed: {}",
+        text(&o)
+    );
     assert!(!o.status.success(), "{}", text(&o));
     says_link(&o, &link);
 }
@@ -145,13 +162,26 @@ fn harden_shared_lock_symlink_is_not_followed() {
 fn harden_shared_tmp_symlink_is_not_walked() {
     let Some(s) = Shared::new(&[]) else { return };
     let private = s.ws[0].join("private");
-    s.sh_ok(0, &format!("mkdir -p {0}/inner && chmod 700 {0} {0}/inner", private.display()));
+    s.sh_ok(
+        0,
+        &format!(
+            "mkdir -p {0}/inner && chmod 700 {0} {0}/inner",
+            private.display()
+        ),
+    );
     let link = s.cache.join("tmp/x");
-    s.sh_ok(1, &format!("ln -s {} {}", private.display(), link.display()));
+    s.sh_ok(
+        1,
+        &format!("ln -s {} {}", private.display(), link.display()),
+    );
     let o = s.run(0, "run p");
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(mode(&private), 0o700, "A's folder was chmod'ed");
-    assert_eq!(mode(&private.join("inner")), 0o700, "A's folder was chmod'ed");
+    assert_eq!(
+        mode(&private.join("inner")),
+        0o700,
+        "A's folder was chmod'ed"
+    );
     assert!(private.join("inner").is_dir());
 }
 
@@ -163,7 +193,10 @@ fn harden_shared_init_as_root_does_not_chown_through_links() {
     let secret = s.secret();
     let gid_before = std::fs::metadata(&secret).expect("stat").gid();
     let shard = s.cache.join("objects/zz");
-    s.sh_ok(1, &format!("ln -s {} {}", secret.display(), shard.display()));
+    s.sh_ok(
+        1,
+        &format!("ln -s {} {}", secret.display(), shard.display()),
+    );
     let o = Command::new(&s.luna)
         .args(["cache", "init", "--shared"])
         .arg(&s.cache)
@@ -171,7 +204,12 @@ fn harden_shared_init_as_root_does_not_chown_through_links() {
         .output()
         .expect("run luna");
     let meta = std::fs::metadata(&secret).expect("stat");
-    assert_eq!(meta.gid(), gid_before, "A's secret was chgrp'ed: {}", text(&o));
+    assert_eq!(
+        meta.gid(),
+        gid_before,
+        "A's secret was chgrp'ed: {}",
+        text(&o)
+    );
     assert_eq!(meta.mode() & 0o7777, 0o600, "A's secret was chmod'ed");
     assert!(!o.status.success(), "{}", text(&o));
     says_link(&o, &shard);
@@ -194,14 +232,22 @@ fn harden_shared_cache_is_group_only_by_default() {
     assert_eq!(mode(obj.parent().expect("shard")), 0o3770);
     assert_eq!(mode(&s.cache), 0o3770);
     let o = outsider.sh(&format!("cat {}", file.display()));
-    assert!(!o.status.success(), "an outsider read the cache: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "an outsider read the cache: {}",
+        text(&o)
+    );
     // a member reads it
     s.sh_ok(1, &format!("cat {}", file.display()));
 
-    let Some(w) = Shared::new(&["--world-readable"]) else { return };
+    let Some(w) = Shared::new(&["--world-readable"]) else {
+        return;
+    };
     let o = w.run(0, "run p");
     assert!(o.status.success(), "{}", text(&o));
-    let obj = crate::team_shared::objects(&w.cache).pop().expect("an object");
+    let obj = crate::team_shared::objects(&w.cache)
+        .pop()
+        .expect("an object");
     assert_eq!(mode(&obj.join("a.txt")), 0o444);
     assert_eq!(mode(obj.parent().expect("shard")), 0o3775);
     let o = outsider.sh(&format!("cat {}", obj.join("a.txt").display()));
@@ -218,7 +264,14 @@ fn harden_shared_member_made_shard_does_not_block_keys() {
     // B can only make it if it is not there already (and cannot change it then)
     let _ = s
         .team
-        .sh(1, &s.ws[1], &format!("umask 022; mkdir -m 2755 {0}; chmod 2755 {0}", shard.display()))
+        .sh(
+            1,
+            &s.ws[1],
+            &format!(
+                "umask 022; mkdir -m 2755 {0}; chmod 2755 {0}",
+                shard.display()
+            ),
+        )
         .output();
     let o = s.run(0, "run p");
     assert!(o.status.success(), "A could not commit: {}", text(&o));
@@ -254,9 +307,20 @@ fn harden_shared_planted_object_is_refused_on_first_use() {
     );
     s.sh_ok(1, &script);
     let o = s.run(0, "run p");
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(!o.status.success(), "A used B's planted object: {}", text(&o));
-    assert!(out.contains(&key[..8]) && out.contains("does not match"), "{out}");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !o.status.success(),
+        "A used B's planted object: {}",
+        text(&o)
+    );
+    assert!(
+        out.contains(&key[..8]) && out.contains("does not match"),
+        "{out}"
+    );
 }
 
 /// A user in no group of the cache; deleted on drop.

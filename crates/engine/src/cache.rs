@@ -129,7 +129,9 @@ impl Manifest {
     pub fn check_keys(&self, origin: &str) -> Result<(), CacheError> {
         check_key(&self.key, origin)?;
         let parts = format!("{origin} (its partitions)");
-        self.partitions.iter().try_for_each(|p| check_key(p, &parts))
+        self.partitions
+            .iter()
+            .try_for_each(|p| check_key(p, &parts))
     }
 
     /// Total bytes of the artifact's files.
@@ -280,7 +282,14 @@ impl Cache {
             let e = e.map_err(|e| CacheError::io(root, std::io::Error::other(e.to_string())))?;
             lchgrp(e.path(), gid)?;
             if e.depth() > 1 {
-                set_mode(e.path(), if e.file_type().is_dir() { obj_dir_mode } else { file_mode })?;
+                set_mode(
+                    e.path(),
+                    if e.file_type().is_dir() {
+                        obj_dir_mode
+                    } else {
+                        file_mode
+                    },
+                )?;
             }
         }
         let marker = root.join(SHARED_MARKER);
@@ -533,8 +542,8 @@ impl Cache {
                     || e.raw_os_error() == Some(libc::EROFS) =>
             {
                 fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(|e| link_or_io(&path, e))?
             }
@@ -544,7 +553,10 @@ impl Cache {
         if !meta.file_type().is_file() {
             return Err(CacheError::io(
                 &path,
-                std::io::Error::other(format!("is a {}, not a lock file", file_kind(meta.file_type()))),
+                std::io::Error::other(format!(
+                    "is a {}, not a lock file",
+                    file_kind(meta.file_type())
+                )),
             ));
         }
         // SAFETY: geteuid has no preconditions.
@@ -553,7 +565,11 @@ impl Cache {
             // another member must be able to open it for writing too; only its creator may
             // (and needs to) chmod it: through the descriptor, so the file checked above.
             // Best effort: another member then opens it read-only, which flock accepts.
-            let mode = if self.policy.world_readable { 0o664 } else { 0o660 };
+            let mode = if self.policy.world_readable {
+                0o664
+            } else {
+                0o660
+            };
             let _ = file.set_permissions(fs::Permissions::from_mode(mode));
         }
         loop {
@@ -665,7 +681,11 @@ impl Cache {
         match fs::symlink_metadata(p) {
             Ok(m) if m.file_type().is_symlink() => Err(CacheError::Symlink { path: p.into() }),
             // SAFETY: geteuid has no preconditions.
-            Ok(m) if self.shared && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o7777 != self.dir_mode() => {
+            Ok(m)
+                if self.shared
+                    && m.uid() == unsafe { libc::geteuid() }
+                    && m.mode() & 0o7777 != self.dir_mode() =>
+            {
                 self.made_dir(p)
             }
             Ok(_) => Ok(()),
@@ -1278,7 +1298,14 @@ fn seal_tree(dir: &Path, (file_mode, dir_mode): (u32, u32)) -> Result<Vec<PathBu
         // the top folder stays writable until it is renamed into place: renaming a directory
         // to another parent updates its `..` entry (see `Cache::finish`)
         if e.depth() > 0 {
-            set_mode(e.path(), if e.file_type().is_dir() { dir_mode } else { file_mode })?;
+            set_mode(
+                e.path(),
+                if e.file_type().is_dir() {
+                    dir_mode
+                } else {
+                    file_mode
+                },
+            )?;
         }
         paths.push(e.into_path());
     }

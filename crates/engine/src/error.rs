@@ -294,7 +294,9 @@ impl CacheError {
     /// read-only cache, a planted link, a string that is not a key (exit 2).
     pub fn is_setup(&self) -> bool {
         match self {
-            CacheError::ReadOnly { .. } | CacheError::Symlink { .. } | CacheError::BadKey { .. } => true,
+            CacheError::ReadOnly { .. }
+            | CacheError::Symlink { .. }
+            | CacheError::BadKey { .. } => true,
             CacheError::Io { source, .. } => {
                 source.raw_os_error() == Some(libc::EROFS)
                     || source.kind() == std::io::ErrorKind::PermissionDenied

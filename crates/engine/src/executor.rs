@@ -265,7 +265,14 @@ impl<'a> Run<'a> {
                     Some(h) => format!("{e}\n  = hint: {h}"),
                     None => e.to_string(),
                 };
-                settle(reporter, &mut self.records, ps, StageStatus::Failed, 0.0, Some(detail));
+                settle(
+                    reporter,
+                    &mut self.records,
+                    ps,
+                    StageStatus::Failed,
+                    0.0,
+                    Some(detail),
+                );
                 continue;
             }
             if fresh {
@@ -559,7 +566,10 @@ fn run_stage_caught(job: StageJob<'_>) -> Outcome {
         Err(panic) => {
             let e = StageError::Panicked(panic_message(&*panic)).or_no_space(cache.root());
             Outcome {
-                error: Some((e.to_string(), Some("this is a bug in luna: please report it with the message above".into()))),
+                error: Some((
+                    e.to_string(),
+                    Some("this is a bug in luna: please report it with the message above".into()),
+                )),
                 partitions: Vec::new(),
                 status: StageStatus::Failed,
                 jobs: Vec::new(),

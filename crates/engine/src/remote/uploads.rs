@@ -90,7 +90,11 @@ impl Remote {
             .await
             .map_err(|e| self.err("listing unfinished uploads", e))?;
         url.set_query(None);
-        let bucket = url.as_str().strip_suffix("x").unwrap_or(url.as_str()).to_string();
+        let bucket = url
+            .as_str()
+            .strip_suffix("x")
+            .unwrap_or(url.as_str())
+            .to_string();
         let mut list = url::Url::parse(&bucket).map_err(|e| fail(e.to_string()))?;
         list.query_pairs_mut()
             .append_pair("uploads", "")
@@ -106,15 +110,11 @@ impl Remote {
             .body(HttpRequestBody::from(Vec::new()))
             .map_err(|e| fail(e.to_string()))?;
         AwsAuthorizer::new(&cred, "s3", &self.region).authorize(&mut req, None);
-        let options =
-            object_store::ClientOptions::new().with_allow_http(list.scheme() == "http");
+        let options = object_store::ClientOptions::new().with_allow_http(list.scheme() == "http");
         let client = ReqwestConnector::default()
             .connect(&options)
             .map_err(|e| self.err("listing unfinished uploads", e))?;
-        let resp = client
-            .execute(req)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let resp = client.execute(req).await.map_err(|e| fail(e.to_string()))?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -123,7 +123,10 @@ impl Remote {
             .map_err(|e| fail(e.to_string()))?;
         let body = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            return Err(fail(format!("{status}: {}", first_tag(&body, "Message").unwrap_or_default())));
+            return Err(fail(format!(
+                "{status}: {}",
+                first_tag(&body, "Message").unwrap_or_default()
+            )));
         }
         Ok(body)
     }

@@ -77,7 +77,12 @@ pub enum CacheCmd {
         remote: Option<String>,
         /// With --remote: only uploads started at least this many hours ago (a live push's
         /// are younger).
-        #[arg(long, value_name = "HOURS", default_value_t = 24.0, requires = "remote")]
+        #[arg(
+            long,
+            value_name = "HOURS",
+            default_value_t = 24.0,
+            requires = "remote"
+        )]
         older_than_hours: f64,
     },
 }
@@ -315,7 +320,10 @@ fn gc_keep(cache: &Cache, ws: &Path, keep_runs: usize) -> (BTreeSet<String>, usi
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for rs in by_pipeline.values() {
         for r in rs.iter().rev().take(keep_runs) {
-            let origin = format!("run record {}", runs.run_dir(&r.id).join("run.json").display());
+            let origin = format!(
+                "run record {}",
+                runs.run_dir(&r.id).join("run.json").display()
+            );
             for s in &r.stages {
                 for k in std::iter::once(&s.key).chain(&s.partitions) {
                     match crate::engine::cache::check_key(k, &origin) {
@@ -755,7 +763,10 @@ fn pin(g: &Globals, a: &PipelineArgs, on: bool) -> Result<i32, CliError> {
     crate::engine::cache::write_durable(&file, doc.to_string().as_bytes())
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(o.cache.readable_file_mode()))
+            std::fs::set_permissions(
+                &file,
+                std::fs::Permissions::from_mode(o.cache.readable_file_mode()),
+            )
         })
         .map_err(|e| CacheError::io(&file, e))?;
     println!(

@@ -90,7 +90,9 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         return Ok(0);
     }
     // a read-only cache serves what it holds; a stage to compute is a user error (exit 2)
-    let to_run = planned.iter().filter(|ps| ps.selected && ps.state != Freshness::Fresh);
+    let to_run = planned
+        .iter()
+        .filter(|ps| ps.selected && ps.state != Freshness::Fresh);
     if let Some(ps) = to_run.clone().next().filter(|_| o.cache.is_read_only()) {
         return Err(crate::engine::error::CacheError::ReadOnly {
             root: o.cache.root().to_path_buf(),
