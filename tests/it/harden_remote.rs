@@ -13,22 +13,29 @@ use crate::harden_inputs::luna_bounded;
 use std::path::{Path, PathBuf};
 
 /// The hostile partition key: from `<cache>/objects/` it climbs to `<ws>/deep/a/victim`.
-const CLIMB: &str = "../../../victim";
+pub(crate) const CLIMB: &str = "../../../victim";
 
-/// A workspace with a nested cache (`deep/a/b/cache`), a victim folder next to it
-/// (`deep/a/victim/secret.txt`) and a `file://` remote `r` at `remote/`.
-fn attacked_ws() -> Ws {
+/// A workspace with pipeline `p`, a nested cache (`deep/a/b/cache`) and a victim folder next
+/// to it (`deep/a/victim/secret.txt`), no remote yet.
+pub(crate) fn victim_ws() -> Ws {
     let ws = Ws::new();
     ws.pipeline("p", &one_command("echo hi > $LUNA_OUT/a.txt"));
     ws.file("deep/a/victim/secret.txt", "the user's own file\n");
     std::fs::create_dir_all(ws.path("deep/a/b/cache")).expect("mkdir cache");
+    ws
+}
+
+/// A workspace with a nested cache (`deep/a/b/cache`), a victim folder next to it
+/// (`deep/a/victim/secret.txt`) and a `file://` remote `r` at `remote/`.
+fn attacked_ws() -> Ws {
+    let ws = victim_ws();
     std::fs::create_dir_all(ws.path("remote")).expect("mkdir remote");
     let url = format!("file://{}", ws.path("remote").display());
     ws.luna(&["remote", "add", "r", &url]).expect_code(0);
     ws
 }
 
-fn cache_dir(ws: &Ws) -> String {
+pub(crate) fn cache_dir(ws: &Ws) -> String {
     ws.path("deep/a/b/cache").display().to_string()
 }
 
@@ -101,7 +108,7 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// What is under `deep/` outside the cache (the victim folder and the cache's parents).
-fn outside(ws: &Ws) -> Vec<PathBuf> {
+pub(crate) fn outside(ws: &Ws) -> Vec<PathBuf> {
     listing(&ws.path("deep"))
         .into_iter()
         .filter(|p| !p.starts_with("a/b/cache"))
@@ -109,7 +116,7 @@ fn outside(ws: &Ws) -> Vec<PathBuf> {
 }
 
 /// The key of stage `a` of pipeline `p` (computed once in a throw-away cache, then removed).
-fn key_of_a(ws: &Ws) -> String {
+pub(crate) fn key_of_a(ws: &Ws) -> String {
     ws.luna(&["run", "p"]).expect_code(0);
     let key = ws.last_run()["stages"][0]["key"]
         .as_str()
@@ -129,7 +136,7 @@ fn plant(ws: &Ws, key: &str, bad: &str) {
     put_manifest(ws, bad, &manifest(bad, &[], vec![pwn]));
 }
 
-fn assert_refused(ws: &Ws, o: &Out, bad: &str, before: &[PathBuf]) {
+pub(crate) fn assert_refused(ws: &Ws, o: &Out, bad: &str, before: &[PathBuf]) {
     assert_ne!(o.code, 101, "luna panicked:\n{}", o.stderr);
     assert_eq!(
         outside(ws),

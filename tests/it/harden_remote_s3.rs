@@ -6,6 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine_support::b3;
+use crate::harden_remote::{
+    assert_refused, cache_dir, key_of_a, manifest, outside, victim_ws, CLIMB,
+};
 use crate::team_remote::{luna, random_ws, spawn, Store, S3};
 
 /// `key upload_id` of every unfinished multipart upload in bucket `team`.
@@ -100,4 +104,59 @@ fn harden_remote_s3_interrupted_push_aborts_its_upload() {
         "unfinished uploads after SIGTERM: {left:?}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Point 1 over S3: the hostile partition's manifest is stored under the key the object store
+/// asks for (`objects/%2E%2E/..%2F..%2F..%2Fvictim/manifest.json`, object_store's encoding of
+/// the parts `..` and `../../../victim`); pull refuses the object naming the key, and nothing
+/// appears outside the cache.
+#[test]
+fn harden_remote_s3_pull_refuses_climbing_partition_key() {
+    let Some(store) = Store::s3() else { return };
+    let Store::S3(s3) = &store else { return };
+    let ws = victim_ws();
+    ws.luna(&[
+        "remote",
+        "add",
+        "r",
+        "s3://team/luna",
+        "--endpoint",
+        &s3.endpoint,
+    ])
+    .expect_code(0);
+    let key = key_of_a(&ws);
+    let put = |k: &str, body: &str| {
+        let hex: String = body.bytes().map(|b| format!("{b:02x}")).collect();
+        s3.py(&format!(
+            "s3.put_object(Bucket='team', Key='luna/{k}', Body=bytes.fromhex('{hex}'))"
+        ));
+    };
+    let file = |bytes: &str| {
+        let h = b3(bytes.as_bytes());
+        put(&format!("files/{}/{h}", &h[..2]), bytes);
+        serde_json::json!({ "path": "f.txt", "size": bytes.len(), "blake3": h })
+    };
+    let top = manifest(&key, &[CLIMB], vec![file("hi\n")]);
+    put(
+        &format!("objects/{}/{key}/manifest.json", &key[..2]),
+        &top.to_string(),
+    );
+    let evil = manifest(CLIMB, &[], vec![file("attacker\n")]);
+    put(
+        "objects/%2E%2E/..%2F..%2F..%2Fvictim/manifest.json",
+        &evil.to_string(),
+    );
+    let before = outside(&ws);
+    let o = luna(
+        &ws,
+        &[
+            "--cache-dir",
+            &cache_dir(&ws),
+            "cache",
+            "pull",
+            "--remote",
+            "r",
+        ],
+    );
+    assert_refused(&ws, &o, CLIMB, &before);
 }

@@ -53,16 +53,42 @@
 //! **Objects are never modified.** gc deletes whole objects; verify moves corrupt ones aside.
 //!
 //! **Shared by several Unix users** (`luna cache init --shared DIR --group G`, marked by
-//! `luna-cache.json`). Every folder luna makes in such a cache is group-owned (setgid, so new
-//! entries inherit the group) and group-writable, set explicitly so that no member's umask
-//! breaks it; lock files are made group-writable too (flock on NFS needs a writable fd), so
-//! locks and the gc lock work across users. Committed objects are read-only (0444/0555) and
-//! owned by their writer: every member reads them and adds objects of their own, no one
-//! else can change a byte of them (not even chmod them back). The folders are sticky too, so
-//! no member can rename or delete another's object, lock file or pin. gc by one member
-//! deletes the unused objects it owns and reports the others'. Rejected: group-writable objects (any
-//! member could then corrupt any object silently); one service account that owns everything
-//! (needs sudo or a daemon; file systems already enforce ownership).
+//! `luna-cache.json`, which also holds the cache's [`SharedPolicy`]). Every folder luna makes
+//! in such a cache is group-owned (setgid, so new entries inherit the group) and
+//! group-writable, set explicitly so that no member's umask breaks it; lock files are made
+//! group-writable too (flock on NFS needs a writable fd), so locks and the gc lock work across
+//! users. Committed objects are read-only and owned by their writer: every member reads them
+//! and adds objects of their own, no one else can change a byte of them (not even chmod them
+//! back). The folders are sticky too, so no member can rename or delete another's object, lock
+//! file or pin. gc by one member deletes the unused objects it owns and reports the others'.
+//! Rejected: group-writable objects (any member could then corrupt any object silently); one
+//! service account that owns everything (needs sudo or a daemon; file systems already enforce
+//! ownership).
+//!
+//! **Members are not trusted to be careful or honest; other accounts not at all.**
+//! - *Group-only*: folders 3770, objects 0550/0440, locks 0660 (CT scans are personal data);
+//!   `--world-readable` gives 3775/0555/0444/0664.
+//! - *No link is followed*: a member can plant a symlink wherever the sticky folders let them
+//!   create entries (`locks/K.lock`, `tmp/x`, `objects/<shard>/K`). Lock files are opened with
+//!   `O_NOFOLLOW` and chmod'ed through their descriptor; `tmp/` folders are listed by their
+//!   own type and opened `O_NOFOLLOW`; [`remove_tree`] refuses a link and never walks one;
+//!   every chmod/chgrp refuses a link ([`CacheError::Symlink`], naming it). A link swapped in
+//!   between the check and the call (a race) is not covered: that needs `openat`-relative
+//!   walking of every path, rejected as out of proportion for a cache whose members can
+//!   already be identified by the file owners.
+//! - *Shards made once*: `cache init` makes all 256 `objects/<2 hex>/` folders, owned by the
+//!   cache's owner, so no member's umask or `mkdir` can make one that blocks others' keys.
+//! - *Keys are keys*: every key read from a manifest, a remote, a run record or a pin must be
+//!   64 lowercase hex digits ([`check_key`]) before it is part of a path.
+//! - *Verified before use* ([`Cache::verify_use`]): before a run uses an object (cached stage,
+//!   or an upstream a stage reads), its manifest must hash to its key and every file match its
+//!   blake3. "First use" is per user and object: a marker in the user's own
+//!   `verified/<uid>/` records each file's inode and ctime, so the hashing is paid once and
+//!   again only if the owner rewrites or chmods a file (ctime cannot be set back by a user).
+//!   Rejected: trusting another member's marker (a dishonest member would write one); an
+//!   in-memory record per run (every run would re-hash every object it uses). With
+//!   [`VerifyPolicy::OnUse`] every run hashes. Not detectable by any check: a member who
+//!   writes wrong bytes under the right key material and recomputes the hashes.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -28,6 +28,12 @@
 //! at any point leaves only a `tmp/` folder that the next run removes. Objects already
 //! committed are not fetched again (resume is per object).
 //!
+//! **A remote is untrusted input.** Anyone who can write to the bucket or share can write any
+//! manifest: a key, a partition key or a file path is checked before it becomes part of a
+//! path (keys: 64 hex digits; files: plain relative paths, never `manifest.json`), and an
+//! object whose manifest fails is refused as corrupt with the reason, never committed. A
+//! shard is a key's first two characters, never a split byte.
+//!
 //! **Transfers.** One tokio runtime per [`Remote`] drives `object_store`'s async client
 //! (it signs S3 requests and retries). Up to `jobs` files move
 //! at once. Where the time goes decided the rest (2.22 GB of crop files of 22–172 MB to moto
