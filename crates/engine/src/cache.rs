@@ -959,8 +959,13 @@ impl Cache {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        let dir = self.root.join("verified").join(me.to_string());
-        // best effort: a missing folder is made, one that cannot be made disables the markers
+        let all = self.root.join("verified");
+        let dir = all.join(me.to_string());
+        // best effort: missing folders are made (a cache made before `verified/` existed),
+        // and one that cannot be made disables the markers
+        if fs::symlink_metadata(&all).is_err() && fs::create_dir(&all).is_ok() {
+            let _ = self.made_dir(&all);
+        }
         let _ = fs::DirBuilder::new().mode(0o700).create(&dir);
         let meta = fs::symlink_metadata(&dir).ok()?;
         let own = meta.file_type().is_dir() && meta.uid() == me && meta.mode() & 0o077 == 0;
