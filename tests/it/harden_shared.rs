@@ -185,6 +185,40 @@ fn harden_shared_tmp_symlink_is_not_walked() {
     assert!(private.join("inner").is_dir());
 }
 
+/// 2: `objects/<shard>/<key> → ~A/private` planted by B where A's next object goes: A's run
+/// neither reads through it nor chmods A's folder (moving the "damaged object" aside used to
+/// chmod 0755 through the link); it fails naming the link.
+#[test]
+fn harden_shared_object_symlink_is_refused() {
+    let Some(s) = Shared::new(&[]) else { return };
+    let key = s.key();
+    let private = s.ws[0].join("private");
+    s.sh_ok(
+        0,
+        &format!("mkdir -p {0} && chmod 700 {0}", private.display()),
+    );
+    let link = s.cache.join("objects").join(&key[..2]).join(&key);
+    s.sh_ok(
+        1,
+        &format!(
+            "mkdir -p {} && ln -s {} {}",
+            link.parent().expect("shard").display(),
+            private.display(),
+            link.display()
+        ),
+    );
+    let o = s.run(0, "run p");
+    assert_eq!(
+        mode(&private),
+        0o700,
+        "A's folder was chmod'ed: {}",
+        text(&o)
+    );
+    assert!(!private.join("a.txt").exists());
+    assert!(!o.status.success(), "{}", text(&o));
+    says_link(&o, &link);
+}
+
 /// 2c: root re-runs `cache init --shared` over a cache where B planted `objects/ab → ~A/secret`:
 /// nothing is chowned through the link, and init names it.
 #[test]
