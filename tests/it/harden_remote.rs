@@ -195,6 +195,15 @@ fn harden_remote_run_pull_multibyte_partition_key_no_hang() {
     assert_refused(&ws, &o, "a€bc", &before);
 }
 
+/// `cache verify --remote` reports the object whose manifest lists a climbing partition key
+/// (it said "ok" before) and touches nothing outside the cache.
+#[test]
+fn harden_remote_verify_remote_reports_climbing_partition_key() {
+    let (ws, o, before) = attack(CLIMB, &["cache", "verify", "--remote"]);
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert_refused(&ws, &o, CLIMB, &before);
+}
+
 /// A run record naming a key that is not one (`cache gc` reads every record's keys):
 /// nothing outside the cache is touched, and gc says which record is wrong.
 #[test]
