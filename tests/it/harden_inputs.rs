@@ -17,7 +17,7 @@ fn mkfifo(p: &Path) {
 }
 
 /// Runs `luna args` in `ws`, killing it (and failing) if it takes longer than 30 s.
-fn luna_bounded(ws: &Ws, args: &[&str]) -> Out {
+pub(crate) fn luna_bounded(ws: &Ws, args: &[&str]) -> Out {
     let mut child = ws
         .command(args)
         .stdout(std::process::Stdio::piped())

@@ -26,9 +26,9 @@ const KEY_ID: &str = "luna-test";
 const SECRET: &str = "luna-test-secret";
 
 /// A moto S3 server on loopback; killed on drop.
-struct S3 {
+pub(crate) struct S3 {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for S3 {
@@ -48,7 +48,7 @@ fn free_port() -> u16 {
 impl S3 {
     /// Starts a server (`auth`: check access keys); when moto is not installed, [`require`]
     /// fails the test under CI, or prints `SKIPPED` and gives `None`.
-    fn start(auth: bool) -> Option<S3> {
+    pub(crate) fn start(auth: bool) -> Option<S3> {
         let py = python();
         require(Need::S3, || {
             let probe = Command::new(&py)
@@ -97,7 +97,7 @@ impl S3 {
     }
 
     /// Runs python with boto3's client `s3` for this server bound, and returns stdout.
-    fn py(&self, code: &str) -> String {
+    pub(crate) fn py(&self, code: &str) -> String {
         let script = format!(
             "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}', region_name='us-east-1')\n{code}\n",
             self.endpoint
@@ -133,19 +133,19 @@ impl S3 {
             .count()
     }
 
-    fn bucket(&self, name: &str) {
+    pub(crate) fn bucket(&self, name: &str) {
         self.py(&format!("s3.create_bucket(Bucket='{name}')"));
     }
 }
 
 /// Where a test's remote lives.
-enum Store {
+pub(crate) enum Store {
     S3(S3),
     Dir(tempfile::TempDir),
 }
 
 impl Store {
-    fn s3() -> Option<Store> {
+    pub(crate) fn s3() -> Option<Store> {
         let s = S3::start(false)?;
         s.bucket("team");
         Some(Store::S3(s))
@@ -161,7 +161,7 @@ impl Store {
     }
 
     /// `luna remote add team ...` in `ws`.
-    fn add_to(&self, ws: &Ws) {
+    pub(crate) fn add_to(&self, ws: &Ws) {
         match self {
             Store::S3(s) => ws.luna(&[
                 "remote",
@@ -294,7 +294,7 @@ fn data_ws(store: &Store, series: usize) -> Ws {
 }
 
 /// `luna ARGS` with the test's S3 credentials.
-fn luna(ws: &Ws, args: &[&str]) -> Out {
+pub(crate) fn luna(ws: &Ws, args: &[&str]) -> Out {
     ws.luna_env(
         args,
         &[
@@ -421,7 +421,7 @@ on_both!(
 
 /// A pipeline whose one stage writes `files` files of `mib` MiB of random bytes: two
 /// workspaces computing it get the same key and different bytes.
-fn random_ws(store: &Store, files: usize, mib: usize) -> Ws {
+pub(crate) fn random_ws(store: &Store, files: usize, mib: usize) -> Ws {
     let ws = Ws::new();
     let run = format!(
         "for i in $(seq {files}); do head -c {} /dev/urandom > $LUNA_OUT/part$i.bin; done",
@@ -508,7 +508,7 @@ on_both!(
 );
 
 /// Starts `luna ARGS` in `ws` with the test's S3 credentials (output discarded).
-fn spawn(ws: &Ws, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn(ws: &Ws, args: &[&str]) -> std::process::Child {
     ws.command(args)
         .env("AWS_ACCESS_KEY_ID", KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)

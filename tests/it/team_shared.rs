@@ -13,10 +13,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A group and two users in it; deleted on drop.
-struct Team {
-    group: String,
-    gid: u32,
-    users: [String; 2],
+pub(crate) struct Team {
+    pub(crate) group: String,
+    pub(crate) gid: u32,
+    pub(crate) users: [String; 2],
 }
 
 impl Drop for Team {
@@ -28,7 +28,7 @@ impl Drop for Team {
     }
 }
 
-fn ok(c: &mut Command) -> Output {
+pub(crate) fn ok(c: &mut Command) -> Output {
     let o = c.output().unwrap_or_else(|e| {
         panic!("cannot run {c:?}: {e} (useradd, groupadd and userdel are in /usr/sbin: is it on PATH?)")
     });
@@ -41,7 +41,7 @@ fn ok(c: &mut Command) -> Output {
 }
 
 impl Team {
-    fn create() -> Option<Team> {
+    pub(crate) fn create() -> Option<Team> {
         crate::harness::require_root()?;
         crate::harness::require(crate::harness::Need::Setpriv, || {
             Command::new("setpriv")
@@ -72,7 +72,7 @@ impl Team {
         Some(team)
     }
 
-    fn uid(&self, i: usize) -> u32 {
+    pub(crate) fn uid(&self, i: usize) -> u32 {
         let o = ok(Command::new("id").args(["-u", &self.users[i]]));
         String::from_utf8_lossy(&o.stdout)
             .trim()
@@ -81,7 +81,7 @@ impl Team {
     }
 
     /// `sh -c SCRIPT` as user `i` with umask 077 (its groups from /etc/group).
-    fn sh(&self, i: usize, dir: &Path, script: &str) -> Command {
+    pub(crate) fn sh(&self, i: usize, dir: &Path, script: &str) -> Command {
         let mut c = Command::new("setpriv");
         c.args([
             "--reuid",
@@ -102,14 +102,14 @@ impl Team {
     }
 }
 
-fn rand_tag() -> u32 {
+pub(crate) fn rand_tag() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() % 10_000)
         .unwrap_or(0)
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -119,7 +119,7 @@ fn text(o: &Output) -> String {
 }
 
 /// Every object folder of the cache.
-fn objects(cache: &Path) -> Vec<PathBuf> {
+pub(crate) fn objects(cache: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(cache.join("objects"))
         .into_iter()
         .flatten()
@@ -224,10 +224,10 @@ fn team_shared_cache_two_users() {
     assert_eq!(meta(&obj_c).uid(), team.uid(1));
     for o in [&obj_a, &obj_c] {
         assert_eq!(meta(o).gid(), team.gid, "{o:?} is not group-owned");
-        assert_eq!(meta(o).mode() & 0o7777, 0o555);
-        assert_eq!(meta(o.parent().expect("shard")).mode() & 0o7777, 0o3775);
+        assert_eq!(meta(o).mode() & 0o7777, 0o550);
+        assert_eq!(meta(o.parent().expect("shard")).mode() & 0o7777, 0o3770);
         for f in std::fs::read_dir(o).expect("ls").flatten() {
-            assert_eq!(meta(&f.path()).mode() & 0o777, 0o444, "{:?}", f.path());
+            assert_eq!(meta(&f.path()).mode() & 0o777, 0o440, "{:?}", f.path());
         }
     }
     assert_eq!(
@@ -249,8 +249,8 @@ fn team_shared_cache_two_users() {
     let lock = cache.join("locks/gc.lock");
     assert_eq!(
         meta(&lock).mode() & 0o777,
-        0o664,
-        "gc.lock must be group-writable"
+        0o660,
+        "gc.lock must be group-writable (and group-only)"
     );
 
     // neither can change, chmod, delete or move the other's committed object

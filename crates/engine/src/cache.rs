@@ -53,16 +53,42 @@
 //! **Objects are never modified.** gc deletes whole objects; verify moves corrupt ones aside.
 //!
 //! **Shared by several Unix users** (`luna cache init --shared DIR --group G`, marked by
-//! `luna-cache.json`). Every folder luna makes in such a cache is group-owned (setgid, so new
-//! entries inherit the group) and group-writable, set explicitly so that no member's umask
-//! breaks it; lock files are made group-writable too (flock on NFS needs a writable fd), so
-//! locks and the gc lock work across users. Committed objects are read-only (0444/0555) and
-//! owned by their writer: every member reads them and adds objects of their own, no one
-//! else can change a byte of them (not even chmod them back). The folders are sticky too, so
-//! no member can rename or delete another's object, lock file or pin. gc by one member
-//! deletes the unused objects it owns and reports the others'. Rejected: group-writable objects (any
-//! member could then corrupt any object silently); one service account that owns everything
-//! (needs sudo or a daemon; file systems already enforce ownership).
+//! `luna-cache.json`, which also holds the cache's [`SharedPolicy`]). Every folder luna makes
+//! in such a cache is group-owned (setgid, so new entries inherit the group) and
+//! group-writable, set explicitly so that no member's umask breaks it; lock files are made
+//! group-writable too (flock on NFS needs a writable fd), so locks and the gc lock work across
+//! users. Committed objects are read-only and owned by their writer: every member reads them
+//! and adds objects of their own, no one else can change a byte of them (not even chmod them
+//! back). The folders are sticky too, so no member can rename or delete another's object, lock
+//! file or pin. gc by one member deletes the unused objects it owns and reports the others'.
+//! Rejected: group-writable objects (any member could then corrupt any object silently); one
+//! service account that owns everything (needs sudo or a daemon; file systems already enforce
+//! ownership).
+//!
+//! **Members are not trusted to be careful or honest; other accounts not at all.**
+//! - *Group-only*: folders 3770, objects 0550/0440, locks 0660 (CT scans are personal data);
+//!   `--world-readable` gives 3775/0555/0444/0664.
+//! - *No link is followed*: a member can plant a symlink wherever the sticky folders let them
+//!   create entries (`locks/K.lock`, `tmp/x`, `objects/<shard>/K`). Lock files are opened with
+//!   `O_NOFOLLOW` and chmod'ed through their descriptor; `tmp/` folders are listed by their
+//!   own type and opened `O_NOFOLLOW`; [`remove_tree`] refuses a link and never walks one;
+//!   every chmod/chgrp refuses a link ([`CacheError::Symlink`], naming it). A link swapped in
+//!   between the check and the call (a race) is not covered: that needs `openat`-relative
+//!   walking of every path, rejected as out of proportion for a cache whose members can
+//!   already be identified by the file owners.
+//! - *Shards made once*: `cache init` makes all 256 `objects/<2 hex>/` folders, owned by the
+//!   cache's owner, so no member's umask or `mkdir` can make one that blocks others' keys.
+//! - *Keys are keys*: every key read from a manifest, a remote, a run record or a pin must be
+//!   64 lowercase hex digits ([`check_key`]) before it is part of a path.
+//! - *Verified before use* ([`Cache::verify_use`]): before a run uses an object (cached stage,
+//!   or an upstream a stage reads), its manifest must hash to its key and every file match its
+//!   blake3. "First use" is per user and object: a marker in the user's own
+//!   `verified/<uid>/` records each file's inode and ctime, so the hashing is paid once and
+//!   again only if the owner rewrites or chmods a file (ctime cannot be set back by a user).
+//!   Rejected: trusting another member's marker (a dishonest member would write one); an
+//!   in-memory record per run (every run would re-hash every object it uses). With
+//!   [`VerifyPolicy::OnUse`] every run hashes. Not detectable by any check: a member who
+//!   writes wrong bytes under the right key material and recomputes the hashes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,7 +99,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::error::CacheError;
-use super::fingerprint::{file_kind, hash_file, InputFingerprint};
+use super::fingerprint::{file_kind, hash_file, InputFingerprint, KeyMaterial};
 
 /// Manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -124,6 +150,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Checks that the manifest's key and every partition key it lists are keys (`origin`
+    /// names the manifest in the error).
+    pub fn check_keys(&self, origin: &str) -> Result<(), CacheError> {
+        check_key(&self.key, origin)?;
+        let parts = format!("{origin} (its partitions)");
+        self.partitions
+            .iter()
+            .try_for_each(|p| check_key(p, &parts))
+    }
+
     /// Total bytes of the artifact's files.
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
@@ -142,7 +178,8 @@ pub struct KeyLock {
 /// A held lock on `locks/gc.lock`: shared while a run uses the cache, exclusive while gc runs.
 #[derive(Debug)]
 pub struct UseLock {
-    _file: fs::File,
+    /// `None` on a read-only cache without a gc lock file: no gc can delete anything there.
+    _file: Option<fs::File>,
 }
 
 /// The store.
@@ -151,6 +188,32 @@ pub struct Cache {
     root: PathBuf,
     /// Shared by several Unix users (see the module doc).
     shared: bool,
+    /// How a shared cache was made (`luna cache init --shared`); the default for a private one.
+    policy: SharedPolicy,
+}
+
+/// The options of a shared cache, kept in its marker file [`SHARED_MARKER`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPolicy {
+    /// Every account on the machine may read the objects (`--world-readable`); by default
+    /// only the group's members can.
+    #[serde(default)]
+    pub world_readable: bool,
+    /// When an object is verified before a run uses it ([`Cache::verify_use`]).
+    #[serde(default)]
+    pub verify: VerifyPolicy,
+}
+
+/// When a shared cache's objects are verified against their key and their files' blake3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyPolicy {
+    /// The first time each user's run uses an object, and again whenever one of its files
+    /// changed since (inode or ctime; see the module doc).
+    #[default]
+    FirstUse,
+    /// Every time a run uses an object (`verify: on-use`).
+    OnUse,
 }
 
 /// The marker file of a shared cache (written by [`Cache::init_shared`]).
@@ -159,10 +222,21 @@ pub const SHARED_MARKER: &str = "luna-cache.json";
 /// Mode of the folders of a shared cache: setgid (entries inherit the group), group-writable,
 /// sticky (only an entry's owner may rename or delete it: no member can move another's
 /// object under a wrong key or delete another's lock file).
-const SHARED_DIR_MODE: u32 = 0o3775;
+const SHARED_DIR_MODE: u32 = 0o3770;
+
+/// [`SHARED_DIR_MODE`] of a `--world-readable` shared cache.
+const WORLD_DIR_MODE: u32 = 0o3775;
 
 /// `<cache>/<sub>/` folders of a shared cache made by [`Cache::init_shared`].
-const SHARED_DIRS: [&str; 6] = ["objects", "tmp", "locks", "resume", "quarantine", "pins"];
+const SHARED_DIRS: [&str; 7] = [
+    "objects",
+    "tmp",
+    "locks",
+    "resume",
+    "quarantine",
+    "pins",
+    "verified",
+];
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -176,9 +250,16 @@ fn tmp_locks() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, fs::File>> {
 impl Cache {
     /// Opens (creating if needed) a cache rooted at `root`.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        let marker = root.join(SHARED_MARKER);
+        // an unreadable or older marker still marks a shared cache: group-only, first use
+        let policy = fs::read(&marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SharedPolicy>(&b).ok())
+            .unwrap_or_default();
         let cache = Cache {
             root: root.to_path_buf(),
-            shared: root.join(SHARED_MARKER).is_file(),
+            shared: marker.is_file(),
+            policy,
         };
         for sub in ["objects", "tmp", "locks"] {
             let p = root.join(sub);
@@ -190,35 +271,84 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Makes (or converts) `root` a cache shared by the members of group `gid`: the root and
-    /// its folders group-owned, setgid, sticky and group-writable, existing
-    /// objects group-readable; then writes the marker. Run by the folder's owner (or root).
-    pub fn init_shared(root: &Path, gid: u32) -> Result<Cache, CacheError> {
-        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
-        let chgrp = |p: &Path| {
-            std::os::unix::fs::chown(p, None, Some(gid)).map_err(|e| CacheError::io(p, e))
+    /// Makes (or converts) `root` a cache shared by the members of group `gid`: the root, its
+    /// folders and all 256 shard folders group-owned, setgid, sticky and group-writable
+    /// (members never make a shard, so none can block one), existing objects group-readable;
+    /// then writes the marker with `policy`. Run by the folder's owner (or root). Nothing is
+    /// followed: an entry that is a symbolic link stops it with [`CacheError::Symlink`].
+    pub fn init_shared(root: &Path, gid: u32, policy: SharedPolicy) -> Result<Cache, CacheError> {
+        let dir_mode = if policy.world_readable {
+            WORLD_DIR_MODE
+        } else {
+            SHARED_DIR_MODE
         };
-        chgrp(root)?;
-        set_mode(root, SHARED_DIR_MODE)?;
+        let folder = |p: &Path| -> Result<(), CacheError> {
+            match fs::symlink_metadata(p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir(p).map_err(|e| CacheError::io(p, e))?
+                }
+                Err(e) => return Err(CacheError::io(p, e)),
+                Ok(_) => {}
+            }
+            lchgrp(p, gid)?;
+            set_mode(p, dir_mode)
+        };
+        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
+        folder(root)?;
         for sub in SHARED_DIRS {
-            let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
-            chgrp(&p)?;
-            set_mode(&p, SHARED_DIR_MODE)?;
+            folder(&root.join(sub))?;
         }
-        // what a private cache held: shards become shared folders, objects stay read-only
+        for b in 0..=255u8 {
+            folder(&root.join("objects").join(format!("{b:02x}")))?;
+        }
+        // what a private cache held: objects become group-readable (0440/0550 unless
+        // world-readable), owned by whoever made them
+        let (file_mode, obj_dir_mode) = sealed_modes(true, policy.world_readable);
         for e in walkdir::WalkDir::new(root.join("objects")).min_depth(1) {
             let e = e.map_err(|e| CacheError::io(root, std::io::Error::other(e.to_string())))?;
-            chgrp(e.path())?;
-            if e.depth() == 1 && e.file_type().is_dir() {
-                set_mode(e.path(), SHARED_DIR_MODE)?;
+            lchgrp(e.path(), gid)?;
+            if e.depth() > 1 {
+                set_mode(
+                    e.path(),
+                    if e.file_type().is_dir() {
+                        obj_dir_mode
+                    } else {
+                        file_mode
+                    },
+                )?;
             }
         }
         let marker = root.join(SHARED_MARKER);
-        let text = serde_json::json!({ "luna_cache": 1, "shared": true, "gid": gid }).to_string();
-        fs::write(&marker, text).map_err(|e| CacheError::io(&marker, e))?;
-        set_mode(&marker, 0o444)?;
+        let mut doc = serde_json::to_value(policy).map_err(|e| CacheError::BadManifest {
+            path: marker.clone(),
+            reason: e.to_string(),
+        })?;
+        doc["luna_cache"] = 1.into();
+        doc["shared"] = true.into();
+        doc["gid"] = gid.into();
+        if fs::symlink_metadata(&marker).is_ok() {
+            set_mode(&marker, 0o644)?;
+        }
+        fs::write(&marker, doc.to_string()).map_err(|e| CacheError::io(&marker, e))?;
+        lchgrp(&marker, gid)?;
+        set_mode(&marker, file_mode)?;
         Cache::open(root)
+    }
+
+    /// The options of a shared cache (the defaults for a private one).
+    pub fn policy(&self) -> SharedPolicy {
+        self.policy
+    }
+
+    /// Mode of the files luna writes into the cache for every member to read (objects' files,
+    /// pins): 0440 in a group-only shared cache, else 0444.
+    pub fn readable_file_mode(&self) -> u32 {
+        sealed_modes(self.shared, self.policy.world_readable).0
+    }
+
+    /// Mode of an object's folders once committed (0550 in a group-only shared cache).
+    fn sealed_dir_mode(&self) -> u32 {
+        sealed_modes(self.shared, self.policy.world_readable).1
     }
 
     /// Whether the cache is shared by several users (`luna cache init --shared`).
@@ -230,9 +360,18 @@ impl Cache {
     /// umask.
     fn made_dir(&self, p: &Path) -> Result<(), CacheError> {
         if self.shared {
-            set_mode(p, SHARED_DIR_MODE)?;
+            set_mode(p, self.dir_mode())?;
         }
         Ok(())
+    }
+
+    /// Mode of a shared cache's folders (setgid, sticky, group-writable).
+    fn dir_mode(&self) -> u32 {
+        if self.policy.world_readable {
+            WORLD_DIR_MODE
+        } else {
+            SHARED_DIR_MODE
+        }
     }
 
     /// `<cache>/pins/`: one file per pinned pipeline (`luna cache pin`).
@@ -268,29 +407,42 @@ impl Cache {
         &self.root
     }
 
-    /// Directory of the object with `key` (whether or not it exists).
+    /// Directory of the object with `key` (whether or not it exists). A string that is not a
+    /// key gets `objects/not-a-key`, a name no object has: callers that write check the key
+    /// first ([`check_key`]), so this path is only ever looked at, never made.
     pub fn object_dir(&self, key: &str) -> PathBuf {
-        self.root
-            .join("objects")
-            .join(&key[..2.min(key.len())])
-            .join(key)
+        let objects = self.root.join("objects");
+        match key.get(..2) {
+            Some(shard) if is_key(key) => objects.join(shard).join(key),
+            _ => objects.join(NOT_A_KEY),
+        }
     }
 
-    /// Scratch directory for resumable work on `key` (see `StageContext::resume_dir`).
+    /// Scratch directory for resumable work on `key` (see `StageContext::resume_dir`); as
+    /// [`Cache::object_dir`] for a string that is not a key.
     pub fn resume_dir(&self, key: &str) -> PathBuf {
-        self.root.join("resume").join(key)
+        let resume = self.root.join("resume");
+        if is_key(key) {
+            resume.join(key)
+        } else {
+            resume.join(NOT_A_KEY)
+        }
     }
 
     /// Whether a complete object with `key` exists: its manifest parses and every file it
-    /// lists exists with its recorded size (no hashing; see the module doc).
+    /// lists exists with its recorded size (no hashing; see the module doc). A string that is
+    /// not a key has no object.
     pub fn has(&self, key: &str) -> bool {
-        matches!(self.size_problems(key), Ok(p) if p.is_empty())
+        is_key(key) && matches!(self.size_problems(key), Ok(p) if p.is_empty())
     }
 
     /// Files of object `key` that are missing or have another size than its manifest says.
     fn size_problems(&self, key: &str) -> Result<Vec<String>, CacheError> {
-        let m = self.manifest(key)?;
         let dir = self.object_dir(key);
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(CacheError::Symlink { path: dir });
+        }
+        let m = self.manifest(key)?;
         Ok(m.files
             .iter()
             .filter_map(|f| match fs::symlink_metadata(dir.join(&f.path)) {
@@ -332,29 +484,51 @@ impl Cache {
     /// Takes `locks/gc.lock` shared: held by a run for its whole duration so that gc cannot
     /// delete what it uses (waits while a gc runs).
     pub fn use_lock(&self) -> Result<UseLock, CacheError> {
-        let file = self.flock_file("gc", libc::LOCK_SH)?.ok_or_else(|| {
-            CacheError::io(
-                self.lock_path("gc"),
-                std::io::Error::other("lock not taken"),
-            )
-        })?;
-        Ok(UseLock { _file: file })
+        let file = match self.flock_file("gc", libc::LOCK_SH) {
+            Ok(f) => f.ok_or_else(|| {
+                CacheError::io(
+                    self.lock_path("gc"),
+                    std::io::Error::other("lock not taken"),
+                )
+            })?,
+            // reading a read-only cache needs no lock: no gc can delete from it either
+            Err(CacheError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) && self.is_read_only() =>
+            {
+                return Ok(UseLock { _file: None })
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(UseLock { _file: Some(file) })
+    }
+
+    /// Whether this process cannot write the cache (a read-only mount, or another user's
+    /// folder): such a cache serves what it holds and computes nothing.
+    pub fn is_read_only(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(self.root.join("tmp").as_os_str().as_bytes()) else {
+            return true;
+        };
+        // SAFETY: a NUL-terminated path that lives for the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) != 0 }
     }
 
     /// Takes `locks/gc.lock` exclusively if no run holds it (`None` when one does).
     pub fn try_gc_lock(&self) -> Result<Option<UseLock>, CacheError> {
         Ok(self
             .flock_file("gc", libc::LOCK_EX | libc::LOCK_NB)?
-            .map(|f| UseLock { _file: f }))
+            .map(|f| UseLock { _file: Some(f) }))
     }
 
     /// Reads the manifest of `key`.
     pub fn manifest(&self, key: &str) -> Result<Manifest, CacheError> {
+        check_key(key, "a request for a cached object")?;
         read_manifest(&self.object_dir(key).join("manifest.json"))
     }
 
     /// Takes the per-key lock, waiting for another process that holds it.
     pub fn lock(&self, key: &str) -> Result<KeyLock, CacheError> {
+        check_key(key, "a request for a key lock")?;
         self.flock_file(key, libc::LOCK_EX)?
             .map(|f| KeyLock { _file: f })
             .ok_or_else(|| {
@@ -364,6 +538,7 @@ impl Cache {
 
     /// Takes the per-key lock if it is free.
     pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, CacheError> {
+        check_key(key, "a request for a key lock")?;
         Ok(self
             .flock_file(key, libc::LOCK_EX | libc::LOCK_NB)?
             .map(|f| KeyLock { _file: f }))
@@ -375,35 +550,54 @@ impl Cache {
 
     /// Opens `locks/<name>.lock` and flocks it with `op`; `None` when `LOCK_NB` found it held.
     fn flock_file(&self, name: &str, op: libc::c_int) -> Result<Option<fs::File>, CacheError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
         let path = self.lock_path(name);
+        // never through a link a member planted (it would open, and chmod, its target)
         let opened = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path);
         let file = match opened {
-            Ok(f) => {
-                if self.shared {
-                    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-                    // another member must be able to open it for writing too; only its
-                    // creator may (and needs to) chmod it
-                    // SAFETY: geteuid has no preconditions.
-                    let me = unsafe { libc::geteuid() };
-                    let mine = f.metadata().map(|m| m.uid()).ok() == Some(me);
-                    if mine {
-                        // best effort: another member then opens it read-only, which flock accepts (below)
-                        let _ = f.set_permissions(fs::Permissions::from_mode(0o664));
-                    }
-                }
-                f
+            Ok(f) => f,
+            // a lock file of another user that is not group-writable, or a read-only cache:
+            // flock works on a read-only descriptor on local file systems
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::EROFS) =>
+            {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(|e| link_or_io(&path, e))?
             }
-            // a lock file of another user that is not group-writable: flock works on a
-            // read-only descriptor on local file systems
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                fs::File::open(&path).map_err(|e| CacheError::io(&path, e))?
-            }
-            Err(e) => return Err(CacheError::io(&path, e)),
+            Err(e) => return Err(link_or_io(&path, e)),
         };
+        let meta = file.metadata().map_err(|e| CacheError::io(&path, e))?;
+        if !meta.file_type().is_file() {
+            return Err(CacheError::io(
+                &path,
+                std::io::Error::other(format!(
+                    "is a {}, not a lock file",
+                    file_kind(meta.file_type())
+                )),
+            ));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let mine = meta.uid() == unsafe { libc::geteuid() };
+        if self.shared && mine {
+            // another member must be able to open it for writing too; only its creator may
+            // (and needs to) chmod it: through the descriptor, so the file checked above.
+            // Best effort: another member then opens it read-only, which flock accepts.
+            let mode = if self.policy.world_readable {
+                0o664
+            } else {
+                0o660
+            };
+            let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+        }
         loop {
             // SAFETY: flock on a file descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -423,6 +617,7 @@ impl Cache {
     /// process until it is committed or discarded ([`Cache::discard_tmp`]), so that
     /// [`Cache::clean_stale_tmp`] in any other process, on any host, leaves it alone.
     pub fn new_tmp(&self, key: &str) -> Result<PathBuf, CacheError> {
+        check_key(key, "a request for a temporary folder")?;
         loop {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()
@@ -472,7 +667,7 @@ impl Cache {
     /// After an object was renamed into place: its top folder becomes read-only and the shard
     /// folder is fsync'd.
     fn finish(&self, dest: &Path) -> Result<(), CacheError> {
-        set_mode(dest, 0o555)?;
+        set_mode(dest, self.sealed_dir_mode())?;
         sync_dir(dest)?;
         sync_dir(dest.parent().unwrap_or(&self.root))
     }
@@ -497,16 +692,35 @@ impl Cache {
             reason: e.to_string(),
         })?;
         fs::write(&mpath, bytes).map_err(|e| CacheError::io(&mpath, e))?;
-        let paths = seal_tree(tmp)?;
+        let paths = seal_tree(tmp, sealed_modes(self.shared, self.policy.world_readable))?;
         let dest = self.object_dir(&manifest.key);
         if let Some(parent) = dest.parent() {
-            if !parent.is_dir() {
-                fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
-                self.made_dir(parent)?;
-                sync_dir(&self.root.join("objects"))?;
-            }
+            self.shard_folder(parent)?;
         }
         Ok(paths)
+    }
+
+    /// Makes shard folder `p` if it is missing (with the shared mode whatever the umask);
+    /// one that is a link is refused, one of ours without the shared mode is repaired.
+    fn shard_folder(&self, p: &Path) -> Result<(), CacheError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => Err(CacheError::Symlink { path: p.into() }),
+            // SAFETY: geteuid has no preconditions.
+            Ok(m)
+                if self.shared
+                    && m.uid() == unsafe { libc::geteuid() }
+                    && m.mode() & 0o7777 != self.dir_mode() =>
+            {
+                self.made_dir(p)
+            }
+            Ok(_) => Ok(()),
+            Err(_) => {
+                fs::create_dir_all(p).map_err(|e| CacheError::io(p, e))?;
+                self.made_dir(p)?;
+                sync_dir(&self.root.join("objects"))
+            }
+        }
     }
 
     /// Commits several objects at once, as [`Cache::commit`] each (the caller holds their
@@ -518,6 +732,7 @@ impl Cache {
     pub fn commit_all(&self, items: &[(PathBuf, Manifest)]) -> Result<(), CacheError> {
         let mut paths = Vec::new();
         for (tmp, m) in items {
+            check_key(&m.key, "a manifest to commit")?;
             paths.extend(self.seal_unsynced(tmp, m.clone())?);
         }
         sync_all_of(&paths)?;
@@ -534,7 +749,7 @@ impl Cache {
             }
             fs::rename(tmp, &dest).map_err(|e| CacheError::io(&dest, e))?;
             tmp_locks().remove(tmp);
-            set_mode(&dest, 0o555)?;
+            set_mode(&dest, self.sealed_dir_mode())?;
             renamed.push(dest);
         }
         let mut parents: Vec<PathBuf> = renamed
@@ -558,7 +773,7 @@ impl Cache {
             return self.commit(tmp, manifest);
         }
         self.seal(tmp, manifest)?;
-        set_mode(&dest, 0o755)?;
+        set_mode(&dest, 0o700)?;
         exchange(tmp, &dest)?;
         self.finish(&dest)?;
         // `tmp` now holds the old object
@@ -571,7 +786,7 @@ impl Cache {
     /// container with the same short host name.
     pub fn clean_stale_tmp(&self) {
         for dir in self.tmp_dirs() {
-            let Ok(f) = fs::File::open(&dir) else {
+            let Ok(f) = open_dir_nofollow(&dir) else {
                 continue;
             };
             // SAFETY: flock on a file descriptor we own.
@@ -597,7 +812,7 @@ impl Cache {
             if ours || !named {
                 continue;
             }
-            let Ok(f) = fs::File::open(&dir) else {
+            let Ok(f) = open_dir_nofollow(&dir) else {
                 continue;
             };
             // SAFETY: flock on a file descriptor we own; a live writer holds it.
@@ -645,13 +860,14 @@ impl Cache {
     }
 
     /// Every folder under `tmp/` (only safe to delete while holding [`Cache::try_gc_lock`]).
+    /// Links (a member's plant) are not folders: never listed, never followed.
     pub fn tmp_dirs(&self) -> Vec<PathBuf> {
         fs::read_dir(self.root.join("tmp"))
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
-            .filter(|p| p.is_dir())
             .collect()
     }
 
@@ -686,6 +902,105 @@ impl Cache {
             }
         }
         (keys, strays)
+    }
+
+    /// Before a run uses object `key` of a shared cache (a private cache: nothing to do): its
+    /// manifest must name `key` and, when `expect` is given, hash to it (kind, version,
+    /// params, upstream keys and inputs it records, with `expect`'s bindings), and every file
+    /// must match its blake3 with nothing extra ([`Cache::verify`]). With
+    /// [`VerifyPolicy::FirstUse`] a passed check is remembered in this user's own
+    /// `verified/<uid>/<key>` with each file's inode and ctime, and skipped while they are the
+    /// same (a rewrite or chmod changes the ctime, which no user can set back).
+    pub fn verify_use(&self, key: &str, expect: Option<&KeyMaterial>) -> Result<(), CacheError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let marker = self.verified_marker(key);
+        let first_use = self.policy.verify == VerifyPolicy::FirstUse;
+        if first_use && marker.as_ref().is_some_and(|m| self.marker_holds(key, m)) {
+            return Ok(());
+        }
+        let mut problems = self.verify(key);
+        if let (Some(want), Ok(m)) = (expect, self.manifest(key)) {
+            let material = KeyMaterial {
+                kind: m.kind.clone(),
+                version: m.version,
+                params: m.params.clone(),
+                upstream: m.upstream.clone(),
+                inputs: m.inputs.clone(),
+                bindings: want.bindings.clone(),
+            };
+            if material.key() != key {
+                problems.push(format!(
+                    "its manifest (kind {} v{}, its params, upstream keys and inputs) hashes to {}, not to its key",
+                    m.kind,
+                    m.version,
+                    short(&material.key())
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CacheError::Mismatch {
+                key: key.to_string(),
+                dir: self.object_dir(key),
+                problems,
+            });
+        }
+        if let (true, Some(m)) = (first_use, marker) {
+            // only a cost saving: without the marker the next run verifies again
+            let _ = write_durable(&m, self.file_stamps(key).as_bytes());
+        }
+        Ok(())
+    }
+
+    /// `verified/<uid>/<key>` when `verified/<uid>/` is this user's own private folder (made
+    /// now if missing); `None` when it is anything else (then every use verifies).
+    fn verified_marker(&self, key: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let all = self.root.join("verified");
+        let dir = all.join(me.to_string());
+        // best effort: missing folders are made (a cache made before `verified/` existed),
+        // and one that cannot be made disables the markers
+        if fs::symlink_metadata(&all).is_err() && fs::create_dir(&all).is_ok() {
+            let _ = self.made_dir(&all);
+        }
+        let _ = fs::DirBuilder::new().mode(0o700).create(&dir);
+        let meta = fs::symlink_metadata(&dir).ok()?;
+        let own = meta.file_type().is_dir() && meta.uid() == me && meta.mode() & 0o077 == 0;
+        own.then(|| dir.join(key))
+    }
+
+    /// Each file's (path, inode, ctime) of object `key`, one a line: what a marker records.
+    fn file_stamps(&self, key: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.object_dir(key);
+        let mut out = String::new();
+        for e in walkdir::WalkDir::new(&dir)
+            .sort_by_file_name()
+            .follow_root_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(m) = e.path().symlink_metadata() {
+                let rel = e.path().strip_prefix(&dir).unwrap_or(e.path());
+                out.push_str(&format!(
+                    "{} {} {}.{} {}\n",
+                    rel.display(),
+                    m.ino(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.mode()
+                ));
+            }
+        }
+        out
+    }
+
+    /// Whether marker `m` records object `key`'s files as they are now.
+    fn marker_holds(&self, key: &str, m: &Path) -> bool {
+        fs::read_to_string(m).is_ok_and(|t| t == self.file_stamps(key))
     }
 
     /// Re-hashes an object's files against its manifest; returns the problems found.
@@ -740,6 +1055,7 @@ impl Cache {
 
     /// Moves an object to `quarantine/`.
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, CacheError> {
+        check_key(key, "a request to quarantine an object")?;
         let q = self.root.join("quarantine");
         if !q.is_dir() {
             fs::create_dir_all(&q).map_err(|e| CacheError::io(&q, e))?;
@@ -751,13 +1067,14 @@ impl Cache {
         ));
         let src = self.object_dir(key);
         // renaming a directory to another parent updates its `..`: it must be writable
-        set_mode(&src, 0o755)?;
+        set_mode(&src, 0o700)?;
         fs::rename(&src, &dest).map_err(|e| CacheError::io(&src, e))?;
         Ok(dest)
     }
 
     /// Deletes an object; returns the bytes freed. Its lock file stays (see the module doc).
     pub fn remove(&self, key: &str) -> Result<u64, CacheError> {
+        check_key(key, "a request to delete an object")?;
         let dir = self.object_dir(key);
         let size = dir_size(&dir);
         remove_tree(&dir)?;
@@ -779,17 +1096,70 @@ fn hash_problem(dir: &Path, f: &FileEntry) -> Option<String> {
     }
 }
 
+/// chmod of a cache entry, never through a link ([`CacheError::Symlink`]): chmod(2) follows
+/// links, and a member may plant one where luna expects its own folder.
 fn set_mode(p: &Path, mode: u32) -> Result<(), CacheError> {
     use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(p).map_err(|e| CacheError::io(p, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: p.into() });
+    }
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| CacheError::io(p, e))
 }
 
-/// Deletes a (possibly read-only) object tree: directories are made writable first.
+/// chgrp of a cache entry without following a link (`lchown`), refusing links.
+fn lchgrp(p: &Path, gid: u32) -> Result<(), CacheError> {
+    let meta = fs::symlink_metadata(p).map_err(|e| CacheError::io(p, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: p.into() });
+    }
+    std::os::unix::fs::lchown(p, None, Some(gid)).map_err(|e| CacheError::io(p, e))
+}
+
+/// An I/O error opening `p` with `O_NOFOLLOW`: ELOOP means `p` is a link.
+fn link_or_io(p: &Path, e: std::io::Error) -> CacheError {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        CacheError::Symlink { path: p.into() }
+    } else {
+        CacheError::io(p, e)
+    }
+}
+
+/// Opens a folder to flock it, never through a link.
+fn open_dir_nofollow(p: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(p)
+}
+
+/// Modes of a committed object's (files, folders): read-only; group-only in a shared cache
+/// unless it is world-readable.
+fn sealed_modes(shared: bool, world_readable: bool) -> (u32, u32) {
+    if shared && !world_readable {
+        (0o440, 0o550)
+    } else {
+        (0o444, 0o555)
+    }
+}
+
+/// Deletes a (possibly read-only) object tree: directories are made writable first. Links
+/// are never followed (a link where a folder was expected is refused; links inside are
+/// deleted, not walked), so nothing outside `dir` is changed.
 pub fn remove_tree(dir: &Path) -> Result<(), CacheError> {
-    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+    let meta = fs::symlink_metadata(dir).map_err(|e| CacheError::io(dir, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(CacheError::Symlink { path: dir.into() });
+    }
+    for e in walkdir::WalkDir::new(dir)
+        .follow_root_links(false)
+        .into_iter()
+        .flatten()
+    {
         if e.file_type().is_dir() {
             // a folder that stays read-only fails the removal below, which reports it
-            let _ = set_mode(e.path(), 0o755);
+            let _ = set_mode(e.path(), 0o700);
         }
     }
     fs::remove_dir_all(dir).map_err(|e| CacheError::io(dir, e))
@@ -854,13 +1224,33 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     res
 }
 
-/// Reads and parses a manifest file.
+/// Reads and parses a manifest file; its own key and its partitions' must be keys.
 pub fn read_manifest(path: &Path) -> Result<Manifest, CacheError> {
     let bytes = fs::read(path).map_err(|e| CacheError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest {
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CacheError::BadManifest {
         path: path.into(),
         reason: e.to_string(),
-    })
+    })?;
+    m.check_keys(&format!("manifest {}", path.display()))?;
+    Ok(m)
+}
+
+/// Name under `objects/` and `resume/` that [`Cache::object_dir`] gives a string that is not
+/// a key (no object has it: it is not hex).
+const NOT_A_KEY: &str = "not-a-key";
+
+/// `key` if it is a key (64 lowercase hex digits), else [`CacheError::BadKey`] naming where it
+/// was read (`origin`). Every key read from a manifest, a remote listing, a run record or a
+/// pin passes here before it becomes part of a path.
+pub fn check_key(key: &str, origin: &str) -> Result<(), CacheError> {
+    if is_key(key) {
+        Ok(())
+    } else {
+        Err(CacheError::BadKey {
+            key: key.to_string(),
+            origin: origin.to_string(),
+        })
+    }
 }
 
 /// First 8 characters of a key, for messages (any string: never splits a character).
@@ -932,14 +1322,21 @@ fn hash_tree(dir: &Path, known: &[FileEntry]) -> Result<Vec<FileEntry>, CacheErr
 /// Makes every file (0444) and directory (0555) of `dir` read-only, children first, and
 /// returns their paths, which the caller fsyncs; any error fails the commit (an ignored fsync
 /// error can lose the data it reports).
-fn seal_tree(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+fn seal_tree(dir: &Path, (file_mode, dir_mode): (u32, u32)) -> Result<Vec<PathBuf>, CacheError> {
     let mut paths = Vec::new();
     for e in walkdir::WalkDir::new(dir).contents_first(true) {
         let e = e.map_err(|e| CacheError::io(dir, std::io::Error::other(e.to_string())))?;
         // the top folder stays writable until it is renamed into place: renaming a directory
         // to another parent updates its `..` entry (see `Cache::finish`)
         if e.depth() > 0 {
-            set_mode(e.path(), if e.file_type().is_dir() { 0o555 } else { 0o444 })?;
+            set_mode(
+                e.path(),
+                if e.file_type().is_dir() {
+                    dir_mode
+                } else {
+                    file_mode
+                },
+            )?;
         }
         paths.push(e.into_path());
     }

@@ -244,6 +244,43 @@ pub enum CacheError {
         /// What does not match.
         problems: Vec<String>,
     },
+    /// A key read from a manifest, a remote, a run record or an argument is not a key (64
+    /// lowercase hex digits): it never reaches a path.
+    #[error("{origin} names {key:?}, which is not a key (64 lowercase hex digits)")]
+    BadKey {
+        /// The string found.
+        key: String,
+        /// Where it was read (a manifest, a remote, a run record).
+        origin: String,
+    },
+    /// An object of a shared cache does not match its key (a member's planted or edited
+    /// object): refused before a run uses it.
+    #[error("cached artifact {} in the shared cache does not match its key: {}", super::cache::short(key), problems.join("; "))]
+    Mismatch {
+        /// The key.
+        key: String,
+        /// The object's folder.
+        dir: PathBuf,
+        /// What does not match.
+        problems: Vec<String>,
+    },
+    /// The cache cannot be written (a read-only mount, or a folder of another user) and the
+    /// run has stages to compute.
+    #[error("cache {} is read-only and {stages} stages must be computed (first: `{first}`); a read-only cache only serves runs whose stages it holds", root.display())]
+    ReadOnly {
+        /// The cache root.
+        root: PathBuf,
+        /// Stages to compute.
+        stages: usize,
+        /// The first of them.
+        first: String,
+    },
+    /// A cache entry that luna makes itself is a symbolic link (planted by someone else).
+    #[error("cache entry {} is a symbolic link; luna never follows links inside a cache", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// `cache gc` found a `luna run` using the cache.
     #[error("a `luna run` is using the cache {}; gc deletes nothing while a run may read its objects", root.display())]
     InUse {
@@ -253,6 +290,20 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// Whether the user (or the cache's state) must change something rather than retry: a
+    /// read-only cache, a planted link, a string that is not a key (exit 2).
+    pub fn is_setup(&self) -> bool {
+        match self {
+            CacheError::ReadOnly { .. }
+            | CacheError::Symlink { .. }
+            | CacheError::BadKey { .. } => true,
+            CacheError::Io { source, .. } => {
+                source.raw_os_error() == Some(libc::EROFS)
+                    || source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            _ => false,
+        }
+    }
     /// Wraps an I/O error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CacheError::Io {
@@ -269,6 +320,10 @@ impl CacheError {
             CacheError::SpecialFile { .. } => Some("write (or `cp -L`) the file itself into $LUNA_OUT instead of a link or special file".into()),
             CacheError::Damaged { .. } => Some("run `luna cache verify` to quarantine it; the next `luna run` recomputes it".into()),
             CacheError::InUse { .. } => Some("run gc again when the running `luna run`s have finished".into()),
+            CacheError::Mismatch { dir, .. } => Some(format!("luna will not use it: its owner (`ls -ld {}`) or root must delete it; the next run then computes it", dir.display())),
+            CacheError::ReadOnly { .. } => Some("run with a writable --cache-dir (or LUNA_CACHE_DIR), or ask the cache's owner to compute these stages".into()),
+            CacheError::BadKey { .. } => Some("the source was damaged or written by someone else: do not use it (remove the object, record or remote entry that names it)".into()),
+            CacheError::Symlink { .. } => Some("someone with write access to the cache planted it: remove the link (as its owner or root) and check what it points to".into()),
         }
     }
 }

@@ -257,7 +257,25 @@ impl<'a> Run<'a> {
                 St::Pending
             };
             self.st.insert(ps.index, s);
-            if ps.selected && ps.state == Freshness::Fresh {
+            let fresh = ps.selected && ps.state == Freshness::Fresh;
+            // a shared cache's object is verified before this run uses it (see cache.rs)
+            if let (true, Err(e)) = (fresh, self.cache.verify_use(&ps.key, Some(&ps.material))) {
+                self.st.insert(ps.index, St::Done(StageStatus::Failed));
+                let detail = match e.hint() {
+                    Some(h) => format!("{e}\n  = hint: {h}"),
+                    None => e.to_string(),
+                };
+                settle(
+                    reporter,
+                    &mut self.records,
+                    ps,
+                    StageStatus::Failed,
+                    0.0,
+                    Some(detail),
+                );
+                continue;
+            }
+            if fresh {
                 settle(
                     reporter,
                     &mut self.records,
@@ -370,7 +388,7 @@ impl<'a> Run<'a> {
                 stage: ps.stage.clone(),
                 reasons: ps.reasons.clone(),
             });
-            let out = run_stage(job);
+            let out = run_stage_caught(job);
             let (detail, hint) = match &out.error {
                 Some((d, h)) => (Some(d.clone()), h.clone()),
                 None => (None, None),
@@ -538,6 +556,37 @@ impl StageJob<'_> {
     }
 }
 
+/// [`run_stage`] with any panic on the stage's thread (a remote fetch, a commit, the kind)
+/// turned into a failed outcome: the thread then still sends `Finished`, so the main loop,
+/// which waits for every started stage, never waits forever.
+fn run_stage_caught(job: StageJob<'_>) -> Outcome {
+    let cache = job.cache;
+    match catch_unwind(AssertUnwindSafe(|| run_stage(job))) {
+        Ok(out) => out,
+        Err(panic) => {
+            let e = StageError::Panicked(panic_message(&*panic)).or_no_space(cache.root());
+            Outcome {
+                error: Some((
+                    e.to_string(),
+                    Some("this is a bug in luna: please report it with the message above".into()),
+                )),
+                partitions: Vec::new(),
+                status: StageStatus::Failed,
+                jobs: Vec::new(),
+            }
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// One stage under its key lock: reused if it appeared meanwhile (or comes from the remote),
 /// else computed and committed.
 fn run_stage(job: StageJob<'_>) -> Outcome {
@@ -582,6 +631,7 @@ fn reuse(job: &StageJob<'_>) -> Result<Option<Outcome>, StageError> {
     }
     let (cache, key) = (job.cache, &job.ps.key);
     if cache.has(key) {
+        cache.verify_use(key, Some(&job.ps.material))?;
         return Ok(Some(Outcome::ok(
             StageStatus::Cached,
             Vec::new(),
@@ -616,7 +666,11 @@ fn check_upstreams(job: &StageJob<'_>) -> Result<(), StageError> {
         if !u.direct && !u.dir.exists() {
             continue;
         }
-        if let Err(source) = job.cache.check_upstream(&u.key, job.verify) {
+        let checked = job
+            .cache
+            .verify_use(&u.key, None)
+            .and_then(|()| job.cache.check_upstream(&u.key, job.verify));
+        if let Err(source) = checked {
             return Err(StageError::Upstream {
                 stage: u.stage.clone(),
                 source,
@@ -675,14 +729,7 @@ fn run_caught(
 ) -> Result<(), StageError> {
     match catch_unwind(AssertUnwindSafe(|| backend.run_kind(spec, ctx))) {
         Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(StageError::Panicked(msg))
-        }
+        Err(panic) => Err(StageError::Panicked(panic_message(&*panic))),
     }
 }
 

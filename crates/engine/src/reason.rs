@@ -156,8 +156,8 @@ impl fmt::Display for RerunReason {
                 write!(
                     f,
                     "{shown} changed (blake3 {}… → {}…)",
-                    &old[..4.min(old.len())],
-                    &new[..4.min(new.len())]
+                    old.chars().take(4).collect::<String>(),
+                    new.chars().take(4).collect::<String>()
                 )
             }
             RerunReason::InputAdded { name, path } => write!(f, "input {name} added ({path})"),

@@ -17,7 +17,7 @@ use super::RemoteSpec;
 pub(super) fn s3_store(
     spec: &RemoteSpec,
     bucket: &str,
-) -> Result<(object_store::aws::AmazonS3, bool), RemoteError> {
+) -> Result<(object_store::aws::AmazonS3, bool, String), RemoteError> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -101,8 +101,11 @@ pub(super) fn s3_store(
     if let Some(e) = &endpoint {
         b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
     }
+    let region = b
+        .get_config_value(&K::Region)
+        .unwrap_or_else(|| "us-east-1".into());
     b.build()
-        .map(|s| (s, found))
+        .map(|s| (s, found, region))
         .map_err(|e| classify(&spec.name, &spec.url, "configuring the S3 client", e))
 }
 

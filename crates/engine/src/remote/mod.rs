@@ -28,6 +28,12 @@
 //! at any point leaves only a `tmp/` folder that the next run removes. Objects already
 //! committed are not fetched again (resume is per object).
 //!
+//! **A remote is untrusted input.** Anyone who can write to the bucket or share can write any
+//! manifest: a key, a partition key or a file path is checked before it becomes part of a
+//! path (keys: 64 hex digits; files: plain relative paths, never `manifest.json`), and an
+//! object whose manifest fails is refused as corrupt with the reason, never committed. A
+//! shard is a key's first two characters, never a split byte.
+//!
 //! **Transfers.** One tokio runtime per [`Remote`] drives `object_store`'s async client
 //! (it signs S3 requests and retries). Up to `jobs` files move
 //! at once. Where the time goes decided the rest (2.22 GB of crop files of 22–172 MB to moto
@@ -88,7 +94,10 @@ mod config;
 mod error;
 mod pull;
 mod push;
+mod uploads;
 mod verify;
+
+pub use uploads::{interrupt, StaleUpload};
 
 /// Files above this size are uploaded in parts (when [`RemoteSpec::multipart_bytes`] is
 /// `None`): rclone's `upload_cutoff`. Smaller files go up in one PUT.
@@ -189,6 +198,10 @@ pub struct Remote {
     /// No credentials were found in the environment or the AWS files (the client then asks
     /// the instance metadata service, which only exists on cloud machines).
     no_credentials: bool,
+    /// The S3 client itself (an S3 remote), for the calls `ObjectStore` lacks (uploads.rs).
+    s3: Option<object_store::aws::AmazonS3>,
+    /// Its region (signing those calls).
+    region: String,
 }
 
 impl std::fmt::Debug for Remote {
@@ -206,14 +219,16 @@ impl Remote {
             reason,
         };
         let mut no_credentials = false;
+        let (mut s3, mut region) = (None, String::new());
         let (store, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = spec.url.strip_prefix("s3://") {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(bad("no bucket name after s3://".into()));
                 }
-                let (store, found) = config::s3_store(spec, bucket)?;
+                let (store, found, r) = config::s3_store(spec, bucket)?;
                 no_credentials = !found;
+                (s3, region) = (Some(store.clone()), r);
                 (Arc::new(store), prefix.to_string())
             } else if let Some(path) = spec.url.strip_prefix("file://") {
                 let dir = Path::new(path);
@@ -255,6 +270,8 @@ impl Remote {
             warnings: Mutex::new(Vec::new()),
             events: Mutex::new(EventSink::None),
             no_credentials,
+            s3,
+            region,
         })
     }
 
@@ -306,12 +323,14 @@ impl Remote {
         p
     }
 
+    /// Where the manifest of `key` is stored (the caller checked that `key` is a key; the
+    /// shard of any other string is its first two characters, never a split one).
     fn manifest_path(&self, key: &str) -> StorePath {
-        self.child(&["objects", &key[..2.min(key.len())], key, "manifest.json"])
+        self.child(&["objects", shard(key), key, "manifest.json"])
     }
 
     fn file_path(&self, blake3: &str) -> StorePath {
-        self.child(&["files", &blake3[..2.min(blake3.len())], blake3])
+        self.child(&["files", shard(blake3), blake3])
     }
 
     /// Lists the remote (one paged LIST): which objects and files it holds. Also the check
@@ -376,10 +395,19 @@ impl Fetcher for Remote {
     }
 }
 
-/// Parses a remote manifest and checks that it names `key` and only safe relative paths.
+/// The first two characters of `s` (the shard folder of a key or a hash).
+fn shard(s: &str) -> &str {
+    let end = s.char_indices().nth(2).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}
+
+/// Parses a remote manifest and checks that it names `key`, only keys as partitions, and only
+/// safe relative paths.
 fn check_manifest(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("manifest unreadable: {e}"))?;
+    m.check_keys(&format!("the manifest of {}", short(key)))
+        .map_err(|e| e.to_string())?;
     if m.key != key {
         return Err(format!(
             "manifest says key {} but is stored as {}",

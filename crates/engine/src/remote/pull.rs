@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use futures::stream::{self, StreamExt};
 use object_store::ObjectStoreExt;
 
-use super::super::cache::{Cache, KeyLock, Manifest};
+use super::super::cache::{check_key, is_key, Cache, KeyLock, Manifest};
 use super::super::error::{CacheError, RemoteError};
 use super::{check_manifest, short, Progress, PullReport, Remote, RECEIVE_QUEUE, WRITEBACK_BYTES};
 
@@ -64,7 +64,9 @@ impl Remote {
         let inv = self.inventory()?;
         let mut want = Vec::new();
         for k in keys {
-            if cache.has(k) {
+            if let Err(e) = check_key(k, &format!("remote {}", self.name)) {
+                report.corrupt.push((k.clone(), e.to_string()));
+            } else if cache.has(k) {
                 report.present += 1;
                 // its partitions may be missing (gc'd separately): fetch those too
                 if let Ok(m) = cache.manifest(k) {
@@ -151,6 +153,10 @@ impl Remote {
                 .collect();
             let fetched: Vec<(String, bool, Fetched)> = stream::iter(batch)
                 .map(|(k, held)| async move {
+                    // a string that is not a key is never turned into a path (refused below)
+                    if !is_key(&k) {
+                        return (k, held, None);
+                    }
                     let m = self.get_manifest(&k).await;
                     (k, held, m)
                 })
@@ -159,6 +165,11 @@ impl Remote {
                 .await;
             for (k, held, m) in fetched {
                 let m = match m {
+                    _ if !is_key(&k) => {
+                        let why = format!("{k:?} is not a key (64 lowercase hex digits)");
+                        report.corrupt.push((k, why));
+                        continue;
+                    }
                     None => {
                         report.missing_remotely.push(k);
                         continue;

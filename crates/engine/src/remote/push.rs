@@ -129,6 +129,9 @@ impl Remote {
     /// The bytes are hashed on the way: a local file that no longer matches its manifest is
     /// never completed on the remote (the PUT is not sent, the multipart upload is aborted).
     async fn upload(&self, up: Upload, bar: &Progress) -> Result<(), RemoteError> {
+        if super::uploads::interrupted() {
+            return Err(self.interrupted());
+        }
         let path = up.path.clone();
         let data = tokio::task::spawn_blocking(move || map_file(&path))
             .await
@@ -173,6 +176,10 @@ impl Remote {
         let mut h = blake3::Hasher::new();
         let mut failed = None;
         for at in (0..data.len()).step_by(PART_BYTES) {
+            if super::uploads::interrupted() {
+                failed = Some(self.interrupted());
+                break;
+            }
             let slice = data.slice(at..(at + PART_BYTES).min(data.len()));
             let len = slice.len() as u64;
             h = match up.hash(std::mem::take(&mut h), slice.clone()).await {
@@ -202,8 +209,8 @@ impl Remote {
             }
         }
         if let Some(e) = failed {
-            // the upload's own error is what matters; an upload left unfinished is never
-            // visible (S3 lists only completed objects) and the server expires it
+            // the upload's own error is what matters; one the abort leaves unfinished is never
+            // visible (S3 lists only completed objects) and `cache gc --remote` aborts it
             let _ = upload.abort().await;
             return Err(e);
         }
@@ -316,4 +323,15 @@ fn map_file(path: &Path) -> std::io::Result<bytes::Bytes> {
     // SAFETY: the file is a committed cache object (read-only, never written in place).
     let map = unsafe { memmap2::Mmap::map(&f)? };
     Ok(bytes::Bytes::from_owner(map))
+}
+
+impl Remote {
+    /// The error of a push stopped by SIGINT/SIGTERM ([`super::interrupt`]).
+    fn interrupted(&self) -> RemoteError {
+        RemoteError::Transfer {
+            remote: self.name.clone(),
+            what: "pushing".into(),
+            reason: "interrupted (unfinished uploads were aborted)".into(),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 
 use super::workspace::{cache_root, open, workspace_here, Opened};
 use super::{CliError, Globals, PipelineArgs};
-use crate::engine::cache::{dir_size, remove_tree, short, Cache};
+use crate::engine::cache::{dir_size, remove_tree, short, Cache, SharedPolicy, VerifyPolicy};
 use crate::engine::error::CacheError;
 use crate::engine::plan::{plan, Selection};
 use crate::engine::remote::{PullReport, PushReport, Remote};
@@ -45,6 +45,15 @@ pub enum CacheCmd {
         /// The group whose members share it (default: your primary group).
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
+        /// Let every account on the machine read the objects (default: only the group's
+        /// members: folders 2770/3770, files 0440).
+        #[arg(long)]
+        world_readable: bool,
+        /// When a run verifies an object against its key and its files' blake3 before using
+        /// it: `first-use` (once per user and object, again if a file changed) or `on-use`
+        /// (every time).
+        #[arg(long, value_name = "WHEN", default_value = "first-use", value_parser = ["first-use", "on-use"])]
+        verify: String,
     },
     /// Keep the artifacts of a pipeline's current stages (and their partitions) through
     /// every `cache gc`, whoever runs it, until `cache unpin`.
@@ -54,14 +63,27 @@ pub enum CacheCmd {
     /// Download the artifacts of a pipeline's current stages (and their partitions) that the
     /// local cache lacks, verified (no PIPELINE: every object of the remote).
     Pull(TransferArgs),
-    /// Delete objects not used by the last N runs of each pipeline.
+    /// Delete objects not used by the last N runs of each pipeline (with --remote: abort the
+    /// remote's unfinished uploads instead).
     Gc {
         /// Runs to keep per pipeline.
-        #[arg(long, value_name = "N")]
-        keep_runs: usize,
+        #[arg(long, value_name = "N", required_unless_present = "remote")]
+        keep_runs: Option<usize>,
         /// Only print what would be deleted.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Abort this remote's unfinished multipart uploads (a killed push's) instead.
+        #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "", conflicts_with = "keep_runs")]
+        remote: Option<String>,
+        /// With --remote: only uploads started at least this many hours ago (a live push's
+        /// are younger).
+        #[arg(
+            long,
+            value_name = "HOURS",
+            default_value_t = 24.0,
+            requires = "remote"
+        )]
+        older_than_hours: f64,
     },
 }
 
@@ -112,10 +134,33 @@ pub fn cmd(g: &Globals, c: CacheCmd) -> Result<i32, CliError> {
         CacheCmd::Verify { remote: Some(r) } => verify_remote(r),
         CacheCmd::Push(a) => transfer(g, a, true),
         CacheCmd::Pull(a) => transfer(g, a, false),
-        CacheCmd::Init { shared, group } => init_shared(&shared, group.as_deref()),
+        CacheCmd::Init {
+            shared,
+            group,
+            world_readable,
+            verify,
+        } => {
+            let policy = SharedPolicy {
+                world_readable,
+                verify: if verify == "on-use" {
+                    VerifyPolicy::OnUse
+                } else {
+                    VerifyPolicy::FirstUse
+                },
+            };
+            init_shared(&shared, group.as_deref(), policy)
+        }
         CacheCmd::Pin(a) => pin(g, &a.p, true),
         CacheCmd::Unpin(a) => pin(g, &a.p, false),
-        CacheCmd::Gc { keep_runs, dry_run } => gc(g, keep_runs, dry_run),
+        CacheCmd::Gc {
+            remote: Some(r),
+            dry_run,
+            older_than_hours,
+            ..
+        } => gc_remote(r, dry_run, older_than_hours),
+        CacheCmd::Gc {
+            keep_runs, dry_run, ..
+        } => gc(g, keep_runs.unwrap_or(usize::MAX), dry_run),
     }
 }
 
@@ -275,9 +320,20 @@ fn gc_keep(cache: &Cache, ws: &Path, keep_runs: usize) -> (BTreeSet<String>, usi
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for rs in by_pipeline.values() {
         for r in rs.iter().rev().take(keep_runs) {
+            let origin = format!(
+                "run record {}",
+                runs.run_dir(&r.id).join("run.json").display()
+            );
             for s in &r.stages {
-                keep.insert(s.key.clone());
-                keep.extend(s.partitions.iter().cloned());
+                for k in std::iter::once(&s.key).chain(&s.partitions) {
+                    match crate::engine::cache::check_key(k, &origin) {
+                        Ok(()) => {
+                            keep.insert(k.clone());
+                        }
+                        // a damaged or hand-edited record: it keeps nothing, and says so
+                        Err(e) => eprintln!("warning: {e}; ignored"),
+                    }
+                }
             }
         }
     }
@@ -401,6 +457,58 @@ fn gc(g: &Globals, keep_runs: usize, dry_run: bool) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// `cache gc --remote [R] [--older-than-hours H] [-n]`: aborts (or lists) the remote's
+/// unfinished multipart uploads started at least `hours` ago.
+fn gc_remote(asked: String, dry_run: bool, hours: f64) -> Result<i32, CliError> {
+    if !(hours.is_finite() && hours >= 0.0) {
+        return Err(CliError::usage(
+            format!("--older-than-hours {hours} is not a number of hours"),
+            None,
+        ));
+    }
+    let ws = workspace_here()?;
+    let config = crate::config::Config::load(&ws)?;
+    let asked = Some(asked).filter(|a| !a.is_empty());
+    let (remote, _) = super::remote::open(&config, asked.as_deref())?;
+    let stale = remote.stale_uploads(std::time::Duration::from_secs_f64(hours * 3600.0))?;
+    for u in &stale {
+        if !dry_run {
+            remote.abort_upload(u)?;
+        }
+        println!(
+            "{} unfinished upload of {} (started {})",
+            if dry_run { "would abort" } else { "aborted" },
+            u.key,
+            u.initiated
+        );
+    }
+    println!(
+        "{} {} unfinished uploads on {} older than {hours} h",
+        if dry_run { "would abort" } else { "aborted" },
+        stale.len(),
+        remote.name()
+    );
+    Ok(0)
+}
+
+/// SIGINT/SIGTERM during a push: stop and abort the unfinished multipart uploads instead of
+/// dying with them open (a second signal kills at once).
+fn stop_pushes_on_signals() {
+    extern "C" fn on_signal(sig: libc::c_int) {
+        crate::engine::remote::interrupt();
+        // SAFETY: restoring the default disposition is async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing a handler that only stores an atomic and resets itself.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
 /// `cache push` (`push`) or `cache pull`.
 fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
     let (config, cache, keys) = match &a.pipeline {
@@ -427,6 +535,7 @@ fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
     let _in_use = cache.use_lock()?;
     let t0 = std::time::Instant::now();
     let code = if push {
+        stop_pushes_on_signals();
         let keys = keys.unwrap_or_else(|| cache.keys());
         let r = remote.push(&cache, &keys)?;
         print_push(&remote, &r, t0.elapsed());
@@ -563,7 +672,7 @@ fn verify_remote(asked: String) -> Result<i32, CliError> {
 }
 
 /// `cache init --shared DIR [--group G]`.
-fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
+fn init_shared(dir: &Path, group: Option<&str>, policy: SharedPolicy) -> Result<i32, CliError> {
     let gid = match group {
         None => {
             // SAFETY: getegid has no preconditions.
@@ -590,7 +699,7 @@ fn init_shared(dir: &Path, group: Option<&str>) -> Result<i32, CliError> {
     } else {
         super::workspace::cwd()?.join(dir)
     };
-    let cache = Cache::init_shared(&dir, gid)?;
+    let cache = Cache::init_shared(&dir, gid, policy)?;
     println!(
         "{} is a shared cache of group {} (gid {gid}): use it with --cache-dir {} or LUNA_CACHE_DIR",
         cache.root().display(),
@@ -654,7 +763,10 @@ fn pin(g: &Globals, a: &PipelineArgs, on: bool) -> Result<i32, CliError> {
     crate::engine::cache::write_durable(&file, doc.to_string().as_bytes())
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+            std::fs::set_permissions(
+                &file,
+                std::fs::Permissions::from_mode(o.cache.readable_file_mode()),
+            )
         })
         .map_err(|e| CacheError::io(&file, e))?;
     println!(

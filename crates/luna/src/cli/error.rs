@@ -56,7 +56,13 @@ impl CliError {
     pub fn code(&self) -> i32 {
         match self {
             CliError::Load(_) | CliError::Plan(_) | CliError::Config(_) => 2,
-            CliError::Cache(_) => 1,
+            CliError::Cache(e) => {
+                if e.is_setup() {
+                    2
+                } else {
+                    1
+                }
+            }
             CliError::Remote(e) => {
                 if e.is_setup() {
                     2

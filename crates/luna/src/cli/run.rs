@@ -89,6 +89,18 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         print_plan(&o.pipeline, &planned, true, None);
         return Ok(0);
     }
+    // a read-only cache serves what it holds; a stage to compute is a user error (exit 2)
+    let to_run = planned
+        .iter()
+        .filter(|ps| ps.selected && ps.state != Freshness::Fresh);
+    if let Some(ps) = to_run.clone().next().filter(|_| o.cache.is_read_only()) {
+        return Err(crate::engine::error::CacheError::ReadOnly {
+            root: o.cache.root().to_path_buf(),
+            stages: to_run.count(),
+            first: ps.stage.clone(),
+        }
+        .into());
+    }
     let fetch = remote
         .clone()
         .filter(|_| pull)
