@@ -429,19 +429,7 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
         .map_err(|e| no_space(e).closing())?;
     let (h, q, b, held) = body(st, req).await?;
     d.scratch.check_space(b.len() as u64).map_err(no_space)?;
-    let waiting = st.metrics.detect_queued.fetch_add(1, Ordering::SeqCst);
-    let _queued = Defer(|| {
-        st.metrics.detect_queued.fetch_sub(1, Ordering::SeqCst);
-    });
-    if waiting >= d.capacity as i64 {
-        return Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{waiting} detections are waiting for the device (capacity {}); retry later",
-                d.capacity
-            ),
-        ));
-    }
+    let _queued = queued(st, d)?;
     let dir = d
         .scratch
         .request(&format!("{seq}-{}", std::process::id()))
@@ -458,26 +446,55 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
         off_workers(move || write_upload(ct.as_deref(), uid.as_deref(), &b, &at)).await??;
     // the upload is on disk: its bytes leave the budget
     drop(held);
+    let doc = run_detection(st, d, dir.path(), mhd).await?;
+    Ok((
+        json_response(StatusCode::OK, &doc),
+        format!(" (series {uid})"),
+    ))
+}
+
+/// Counts a detection as waiting for the device until the guard drops; 503 past the capacity.
+fn queued<'a>(st: &'a State, d: &DetectService) -> Result<Defer<impl FnMut() + 'a>, HttpError> {
+    let waiting = st.metrics.detect_queued.fetch_add(1, Ordering::SeqCst);
+    let guard = Defer(move || {
+        st.metrics.detect_queued.fetch_sub(1, Ordering::SeqCst);
+    });
+    if waiting >= d.capacity as i64 {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{waiting} detections are waiting for the device (capacity {}); retry later",
+                d.capacity
+            ),
+        ));
+    }
+    Ok(guard)
+}
+
+/// Runs the detection of the staged upload `mhd` in the request's folder `dir` when the device
+/// is free; its record is rotated, its error message cut of server paths.
+async fn run_detection(
+    st: &State,
+    d: &DetectService,
+    dir: &Path,
+    mhd: PathBuf,
+) -> Result<Value, HttpError> {
     let _permit = d.device.acquire().await.map_err(|_| {
         HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
         )
     })?;
-    let (run, work) = (d.run.clone(), dir.path().to_path_buf());
+    let (run, work) = (d.run.clone(), dir.to_path_buf());
     let result = off_workers(move || run(&mhd, &work)).await?;
     d.scratch.rotate_runs();
-    let doc = result.map_err(|(code, m)| {
-        let m = redact(&m, &[(dir.path(), ""), (&st.workspace, "<workspace>")]);
+    result.map_err(|(code, m)| {
+        let m = redact(&m, &[(dir, ""), (&st.workspace, "<workspace>")]);
         HttpError::new(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             m,
         )
-    })?;
-    Ok((
-        json_response(StatusCode::OK, &doc),
-        format!(" (series {uid})"),
-    ))
+    })
 }
 
 /// Parses a detect body and writes its files into `dir`: the uid and the header's path.
