@@ -8,7 +8,10 @@
 # 503 with Retry-After, /healthz p99 <= 50 ms during the load.
 # Client: bench/serve_load.py (threads; one reader per upload, see its doc). Pipeline:
 # bench/serve-pipeline.yaml (the tiny system, trained in seconds). Release binaries by default
-# (LUNA_BENCH_DEBUG=1: the dev build). Writes bench/results/serve_load.md.
+# (LUNA_BENCH_DEBUG=1: the dev build). The workspace (LUNA_BENCH_DIR) needs the server's disk
+# floor (--min-free-disk, 2 GiB) plus 4 x 100 MB per admitted upload free, else the uploads are
+# refused with 507 (a tmpfs such as /dev/shm does, without touching the disk). Writes
+# bench/results/serve_load.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -58,13 +61,15 @@ refused = r["statuses"].get("503", 0)
 print("# Serve under load (issue 24)\n")
 print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, {build} luna, "
       f"load {os.getloadavg()[0]:.1f} at the end. `bench/serve_load.sh`: {clients} loopback clients x "
-      f"{mb} MB /v1/detect bodies x {rounds} rounds, `--max-inflight {inflight}`; /healthz probed every "
-      "10 ms on a fresh connection; RSS of the `luna serve` process (the torch worker is separate).\n")
+      f"{mb} MB /v1/detect bodies x {rounds} rounds (upload threads at nice 10), `--max-inflight {inflight}`; "
+      "/healthz probed every 10 ms on a fresh connection; RSS of the `luna serve` process (the torch worker "
+      "is separate).\n")
 print("| measure | value | target | met |\n|---|---|---|---|")
 print(f"| requests | {r['requests']} ({', '.join(f'{k}: {v}' for k, v in r['statuses'].items())}) | | |")
 print(f"| peak RSS (VmHWM) | {gib(r['rss_hwm'])} | <= 1.5 GiB | {ok(r['rss_hwm'] <= 1.5 * 2**30)} |")
 print(f"| peak RSS (sampled every 20 ms) | {gib(r['rss_peak_sampled'])} | | |")
 print(f"| 503 answers with Retry-After | {r['503_with_retry_after']} of {refused} | all | {ok(refused > 0 and r['503_with_retry_after'] == refused)} |")
+print(f"| /healthz p50 / p99 before the load (5 s, the machine's floor) | {r['healthz_idle_p50_ms']} / {r['healthz_idle_p99_ms']} ms | | |")
 print(f"| /healthz p50 / p99 / max during the load | {r['healthz_p50_ms']} / {r['healthz_p99_ms']} / {r['healthz_max_ms']} ms ({r['healthz_n']} probes) | p99 <= 50 ms | {ok(r['healthz_p99_ms'] <= 50)} |")
 print(f"| upload folders left after the load | {left} | 0 | {ok(left == '0')} |")
 print(f"| wall time | {r['wall_s']} s | | |")

@@ -185,26 +185,21 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    // uploads streaming at loopback speed keep both workers busy: look for new connections
+    // (spawned from the accept loop into the global queue) and for socket readiness every 8
+    // task polls instead of 31/61, so /healthz is not left waiting behind them
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .event_interval(8)
+        .global_queue_interval(8)
         .enable_all()
         .build()
         .map_err(setup)?;
-    let scratch = Scratch {
-        uploads: o.root.join(".luna").join("serve").join("uploads"),
-        runs: o.root.join(".luna").join("serve").join("runs"),
-        keep_uploads: a.keep_uploads,
-        keep_runs: a.keep_runs as usize,
-        min_free: a.min_free_disk,
-    };
-    scratch.clean_stale();
+    let scratch = detect_scratch(&o.root, &a);
     let detect_run = detect_runner(g.clone(), pa.clone(), scratch.runs.clone());
     let pipeline_name = o.pipeline.name.clone();
     let workspace = o.root.clone();
-    let mut models_doc = json!({"pipeline": pipeline_name, "models": models,
-        "batching": {"max_batch": cfg.max_batch, "max_wait_ms": a.max_wait_ms, "queue": cfg.queue}});
-    // no server paths in what clients read (a model's params may name files)
-    redact_json(&mut models_doc, &[(&workspace, "<workspace>")]);
+    let mut models_doc = models_doc(&pipeline_name, models, &cfg, a.max_wait_ms, &workspace);
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let (batcher, task) = Batcher::start(spec, cfg.clone(), metrics.clone())
@@ -263,6 +258,36 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         eprintln!("serve: stopped");
         Ok::<i32, CliError>(0)
     })
+}
+
+/// `/v1/detect`'s folders and disk floor (`crate::serve::scratch`), with the uploads of
+/// servers killed earlier removed.
+fn detect_scratch(root: &Path, a: &ServeArgs) -> Scratch {
+    let base = root.join(".luna").join("serve");
+    let s = Scratch {
+        uploads: base.join("uploads"),
+        runs: base.join("runs"),
+        keep_uploads: a.keep_uploads,
+        keep_runs: a.keep_runs as usize,
+        min_free: a.min_free_disk,
+    };
+    s.clean_stale();
+    s
+}
+
+/// `/v1/models`' document without the crop shape (known once the worker runs), with no
+/// server path in it (a model's params may name files).
+fn models_doc(
+    pipeline: &str,
+    models: Vec<Value>,
+    cfg: &BatchConfig,
+    max_wait_ms: u64,
+    root: &Path,
+) -> Value {
+    let mut doc = json!({"pipeline": pipeline, "models": models,
+        "batching": {"max_batch": cfg.max_batch, "max_wait_ms": max_wait_ms, "queue": cfg.queue}});
+    redact_json(&mut doc, &[(root, "<workspace>")]);
+    doc
 }
 
 /// One served model: its `/v1/models` entry, its artifact directory and its key.

@@ -169,6 +169,10 @@ pub async fn handle(
     let id = request_id(&st, req.headers(), seq);
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     st.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
+    // counted down also when hyper drops this future (the client closed its connection)
+    let in_flight = Defer(|| {
+        st.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
     let (route, result) = route(&st, req, &id, seq, opened).await;
     let (mut resp, note) = match result {
         Ok((r, note)) => (r, note),
@@ -199,7 +203,7 @@ pub async fn handle(
     }
     let secs = t0.elapsed().as_secs_f64();
     st.metrics.request(route, resp.status().as_u16(), secs);
-    st.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    drop(in_flight);
     // client text (ids are checked, but notes quote bodies) never starts a line of its own
     eprintln!(
         "{}",
@@ -332,10 +336,14 @@ async fn classify(
     let ct = header(&h, "content-type").map(str::to_string);
     let shape_h = header(&h, "x-shape").map(str::to_string);
     let shape = st.shape;
-    let crops =
-        off_workers(move || parse::classify_body(ct.as_deref(), shape_h.as_deref(), &b, shape))
-            .await?
-            .map_err(HttpError::bad)?;
+    // the budget travels with the bytes: a client that goes away mid-parse frees it only
+    // when the parse is done with them
+    let (crops, held) = off_workers(move || {
+        let crops = parse::classify_body(ct.as_deref(), shape_h.as_deref(), &b, shape);
+        (crops, held)
+    })
+    .await?;
+    let crops = crops.map_err(HttpError::bad)?;
     let n = crops.n;
     let rx = st
         .batcher
@@ -392,12 +400,21 @@ fn query_uid(q: Option<&str>) -> Option<&str> {
     q?.split('&').find_map(|kv| kv.strip_prefix("uid="))
 }
 
-/// Runs `f` on the blocking pool (parsing and writing large bodies), never on the async
-/// workers that answer `/healthz`.
+/// Runs `f` on the blocking pool (parsing and writing large bodies, detections), never on the
+/// async workers that answer `/healthz`; that pool's threads run at nice 10, so on a busy
+/// machine the workers get the CPU first (what they run is short).
 async fn off_workers<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HttpError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    let background = move || {
+        // SAFETY: lowers the priority of the calling thread only (Linux: per-thread nice);
+        // a failure leaves it at the default, which is what it was
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+        }
+        f()
+    };
+    tokio::task::spawn_blocking(background).await.map_err(|e| {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the request's handler panicked: {e}"),
@@ -442,10 +459,14 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
     let ct = header(&h, "content-type").map(str::to_string);
     let uid = query_uid(q.as_deref()).map(str::to_string);
     let at = dir.path().to_path_buf();
-    let (uid, mhd) =
-        off_workers(move || write_upload(ct.as_deref(), uid.as_deref(), &b, &at)).await??;
-    // the upload is on disk: its bytes leave the budget
-    drop(held);
+    // the budget travels with the bytes and is given back once they are on disk (also when
+    // the client went away meanwhile)
+    let (uid, mhd) = off_workers(move || {
+        let written = write_upload(ct.as_deref(), uid.as_deref(), &b, &at);
+        drop(held);
+        written
+    })
+    .await??;
     let doc = run_detection(st, d, dir.path(), mhd).await?;
     Ok((
         json_response(StatusCode::OK, &doc),
@@ -569,6 +590,8 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(std::time::Duration::from_secs(30))
+            // a client that shuts its sending side after the body still gets its answer
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -9,7 +9,8 @@
 //! A [`Reservation`] gives its bytes back when dropped, on every exit path; handlers drop it
 //! as soon as the body is on disk or decoded. [`read_body`] reads into one buffer sized from
 //! `Content-Length` (no second copy when the pieces are joined), with a deadline for the whole
-//! body and one for each piece, so a trickled body is closed with 408.
+//! body and one for each piece, so a trickled body is closed with 408; it yields its worker
+//! every few MB, so a fast upload cannot hold it while `/healthz` waits.
 //!
 //! Rejected: a semaphore of bytes (tokio's caps permits at `u32::MAX >> 3` ≈ 512 MiB, less than
 //! one allowed body); queueing requests that do not fit (a client uploading 100 MB waits with
@@ -23,6 +24,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+/// Body bytes a request reads before it lets other tasks run on its worker.
+const YIELD_EVERY: usize = 1 << 20;
 
 /// The budget of request-body bytes held at once.
 #[derive(Debug)]
@@ -166,6 +170,7 @@ pub async fn read_body(
     let deadline = start + limits.total;
     let cap = declared.unwrap_or(0).min(limits.max_body);
     let mut buf: Vec<u8> = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
+    let mut since_yield = 0usize;
     loop {
         let piece_deadline = deadline.min(tokio::time::Instant::now() + limits.idle);
         let frame = match tokio::time::timeout_at(piece_deadline, body.frame()).await {
@@ -197,6 +202,14 @@ pub async fn read_body(
             });
         }
         buf.extend_from_slice(&data);
+        since_yield += data.len();
+        if since_yield >= YIELD_EVERY {
+            // a body streaming at loopback speed is always ready: without this, one poll of
+            // its task copies tens of MB (tokio's budget counts reads, not bytes) while
+            // `/healthz` waits for the worker
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
     }
     Ok(Bytes::from(buf))
 }
