@@ -7,10 +7,11 @@ Each upload's answer is read by a thread of its own while the body is still bein
 server that refuses early (503) answers before the body is through, and a client that only
 reads after sending would see the connection reset instead of the answer.
 
-The upload threads run at nice 10 (Linux sets niceness per thread), the probe and the server
-at the default: on a machine the clients saturate, the probe then measures the server's
-answer time rather than the wait of the client's own probe thread for a CPU. The probe runs
-alone for IDLE seconds first (the machine's own floor, reported beside the load's numbers).
+The probe is a process of its own (`serve_load.py probe ADDR`: inside this one it would wait
+for the GIL behind 128 upload threads, and measure that), at the default priority; the upload
+threads run at nice 10 (Linux sets niceness per thread), so on a machine the clients saturate
+the probe measures the server rather than its own wait for a CPU. The probe runs alone for
+IDLE seconds first (the machine's own floor, reported beside the load's numbers).
 
 Prints one JSON object: statuses, Retry-After on every 503, /healthz percentiles, peak RSS.
 Usage: serve_load.py ADDR SERVER_PID CLIENTS BODY_MB ROUNDS
@@ -19,6 +20,7 @@ Usage: serve_load.py ADDR SERVER_PID CLIENTS BODY_MB ROUNDS
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -76,19 +78,21 @@ def upload(addr, body, results):
     results.append((status, retry))
 
 
-def health(addr, stop, lat):
+def probe(addr):
+    """Prints `START_TIME LATENCY` per /healthz request, every 10 ms, until killed."""
     host, port = addr.rsplit(":", 1)
-    while not stop.is_set():
-        t = time.perf_counter()
+    while True:
+        start, t = time.time(), time.perf_counter()
         try:
             s = socket.create_connection((host, int(port)), timeout=10)
             s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
             while s.recv(65536):
                 pass
             s.close()
-            lat.append(time.perf_counter() - t)
+            lat = time.perf_counter() - t
         except OSError:
-            lat.append(float("inf"))
+            lat = float("inf")
+        print(start, lat, flush=True)
         time.sleep(0.01)
 
 
@@ -107,15 +111,16 @@ def pct(v, p):
 
 
 def main():
+    if sys.argv[1] == "probe":
+        probe(sys.argv[2])
+        return
     addr, pid, clients, mb, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     body = body_of(mb)
-    stop, lat, peak, results = threading.Event(), [], [0], []
-    probes = [threading.Thread(target=health, args=(addr, stop, lat)), threading.Thread(target=rss, args=(pid, stop, peak))]
-    for p in probes:
-        p.start()
+    stop, peak, results = threading.Event(), [0], []
+    prober = subprocess.Popen([sys.executable, __file__, "probe", addr], stdout=subprocess.PIPE, text=True)
+    sampler = threading.Thread(target=rss, args=(pid, stop, peak))
+    sampler.start()
     time.sleep(IDLE)
-    idle = len(lat)
-    before = lat[:idle]
     t0 = time.time()
 
     def client():
@@ -128,13 +133,16 @@ def main():
         t.start()
     for t in ts:
         t.join()
-    wall = time.time() - t0
+    t1 = time.time()
+    wall = t1 - t0
     stop.set()
-    for p in probes:
-        p.join()
+    sampler.join()
+    prober.terminate()
+    seen = [tuple(map(float, l.split())) for l in prober.communicate()[0].splitlines() if l.strip()]
+    before = [lat for start, lat in seen if start < t0]
+    during = [lat for start, lat in seen if t0 <= start <= t1]
     with open(f"/proc/{pid}/status") as f:
         hwm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
-    during = lat[idle:]
     by = {}
     for st, _ in results:
         by[st] = by.get(st, 0) + 1
