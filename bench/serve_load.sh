@@ -62,7 +62,7 @@ print("# Serve under load (issue 24)\n")
 print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, {build} luna, "
       f"load {os.getloadavg()[0]:.1f} at the end. `bench/serve_load.sh`: {clients} loopback clients x "
       f"{mb} MB /v1/detect bodies x {rounds} rounds (upload threads at nice 10), `--max-inflight {inflight}`; "
-      "/healthz probed every 10 ms on a fresh connection; RSS of the `luna serve` process (the torch worker "
+      "/healthz probed every 10 ms on a fresh connection by a process of its own; RSS of the `luna serve` process (the torch worker "
       "is separate).\n")
 print("| measure | value | target | met |\n|---|---|---|---|")
 print(f"| requests | {r['requests']} ({', '.join(f'{k}: {v}' for k, v in r['statuses'].items())}) | | |")
