@@ -53,12 +53,13 @@ impl Token {
         Ok(Token(blake3::hash(t.as_bytes())))
     }
 
-    /// Whether an `Authorization` header value presents this token (`Bearer <token>`).
+    /// Whether an `Authorization` header value presents this token (`Bearer <token>`; the
+    /// scheme's case does not matter, RFC 9110 §11.1).
     pub fn admits(&self, authorization: Option<&str>) -> bool {
         let given = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
+            .and_then(|a| a.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
         // blake3::Hash's == is constant-time
         blake3::hash(given.as_bytes()) == self.0
     }
@@ -80,11 +81,12 @@ mod tests {
         std::fs::write(&f, "  0123456789abcdef\n").unwrap();
         let t = Token::load(&f).unwrap();
         assert!(t.admits(Some("Bearer 0123456789abcdef")));
+        assert!(t.admits(Some("bearer 0123456789abcdef")));
         for bad in [
             None,
             Some(""),
             Some("Bearer"),
-            Some("bearer 0123456789abcdef"),
+            Some("Basic 0123456789abcdef"),
             Some("Bearer 0123456789abcdeF"),
             Some("Bearer 0123456789abcdef0"),
         ] {
