@@ -81,6 +81,7 @@ mod py;
 mod seg_dataset;
 mod seg_train;
 mod serve;
+mod serve_harden;
 mod slurm;
 mod store_bench;
 mod store_oracle;

@@ -18,31 +18,37 @@ use serde_json::Value;
 use crate::engine_support::Ws;
 
 /// One HTTP/1.1 answer.
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
     /// The `error` of a JSON error answer.
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         self.json()["error"]
             .as_str()
             .unwrap_or_default()
             .to_string()
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// A minimal blocking HTTP/1.1 client: one request per connection (`Connection: close`).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -63,7 +69,7 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
     read_response(&mut s)
 }
 
-fn read_response(s: &mut TcpStream) -> Resp {
+pub(crate) fn read_response(s: &mut TcpStream) -> Resp {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let split = raw
@@ -97,26 +103,32 @@ fn sleep_until(t: Instant) {
 }
 
 /// A running `luna serve`.
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(ws: &Ws, name: &str, args: &[&str]) -> Server {
+    pub(crate) fn start(ws: &Ws, name: &str, args: &[&str]) -> Server {
         let log = ws.path(&format!("{name}.log"));
         let mut all = vec![
             "serve",
             "--pipeline",
             "t",
-            "--addr",
-            "127.0.0.1:0",
             "--device",
             "cpu",
             "--threads",
             "1",
         ];
+        // loopback on any free port unless the test names its own address
+        if !args.contains(&"--addr") {
+            all.extend(["--addr", "127.0.0.1:0"]);
+        }
+        // no free-space floor (a test machine's disk may be nearly full) unless it is tested
+        if !args.contains(&"--min-free-disk") {
+            all.extend(["--min-free-disk", "0"]);
+        }
         all.extend_from_slice(args);
         let mut child = ws
             .command(&all)
@@ -135,7 +147,7 @@ impl Server {
             .to_string();
         Server { child, addr, log }
     }
-    fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         http(&self.addr, "GET", path, &[], b"")
     }
     fn metric(&self, name: &str) -> f64 {
@@ -157,7 +169,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 }
@@ -232,7 +244,7 @@ fn probs(r: &Resp) -> Vec<(f64, f64)> {
 }
 
 /// `luna detect --json`'s document without what differs per call (run id, file path).
-fn comparable(mut doc: Value) -> Value {
+pub(crate) fn comparable(mut doc: Value) -> Value {
     doc.as_object_mut().unwrap().remove("run");
     for s in doc["series"].as_array_mut().unwrap() {
         s.as_object_mut().unwrap().remove("file");
@@ -240,7 +252,7 @@ fn comparable(mut doc: Value) -> Value {
     doc
 }
 
-fn multipart(boundary: &str, parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
+pub(crate) fn multipart(boundary: &str, parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
     let mut v = Vec::new();
     for (name, file, data) in parts {
         v.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());

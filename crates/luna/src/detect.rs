@@ -99,6 +99,12 @@ pub enum DetectError {
         /// The offending file.
         file: PathBuf,
     },
+    /// A header whose `ElementDataFile` is the header itself.
+    #[error("{path}: ElementDataFile names the header itself as its own data file")]
+    DataIsHeader {
+        /// The header.
+        path: PathBuf,
+    },
     /// Staging the CTs failed.
     #[error("cannot stage {from} as {to}: {source}")]
     Stage {
@@ -134,6 +140,10 @@ impl DetectError {
             DetectError::SameUid { .. } => {
                 Some("rename one of them: luna identifies a CT by its file name".into())
             }
+            DetectError::DataIsHeader { .. } => Some(
+                "point ElementDataFile at the voxel data (a `.raw` file), or LOCAL for data after the header"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -351,7 +361,11 @@ pub fn detect_pipeline_text(
     let dia = with_of(
         stages,
         chain.diagnose.as_deref(),
-        vec![("detections", names.classify.as_str().into())],
+        vec![
+            ("detections", names.classify.as_str().into()),
+            // CTs outside any dataset: no candidate table upstream is theirs
+            ("ground_truth", false.into()),
+        ],
     );
     let new = [
         (
@@ -407,7 +421,7 @@ pub fn stage_cts(files: &[PathBuf], dir: &Path) -> Result<Vec<StagedCt>, DetectE
         if f.extension().is_none_or(|e| e != "mhd") {
             return Err(DetectError::NotMhd { path: f.clone() });
         }
-        let header = read_header(f)?;
+        let header = checked_ct(f)?;
         let uid = f
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -446,9 +460,11 @@ pub fn stage_cts(files: &[PathBuf], dir: &Path) -> Result<Vec<StagedCt>, DetectE
                 } else {
                     base(&f).join(d)
                 };
+                // never `<uid>.mhd`: the data would be the staged header's name
                 let ext = d
                     .extension()
                     .map(|e| e.to_string_lossy().to_string())
+                    .filter(|e| !e.eq_ignore_ascii_case("mhd"))
                     .unwrap_or_else(|| "raw".into());
                 let name = format!("{uid}.{ext}");
                 link_or_copy(&from, &sub.join(&name))?;
@@ -490,6 +506,31 @@ pub fn stage_cts(files: &[PathBuf], dir: &Path) -> Result<Vec<StagedCt>, DetectE
     Ok(staged)
 }
 
+/// The header of `f`, checked as the detection will read it: a data file that is not the header
+/// itself and holds exactly DimSize × element size bytes (a CT that fails here is the caller's
+/// error, named, instead of a failed stage deep in the run).
+fn checked_ct(f: &Path) -> Result<crate::ct::header::MetaHeader, DetectError> {
+    let header = read_header(f)?;
+    let base = f.parent().unwrap_or(Path::new("."));
+    let data: Vec<PathBuf> = match &header.data_file {
+        DataFile::Local => Vec::new(),
+        DataFile::File(d) => vec![base.join(d)],
+        DataFile::List { files, .. } => files.iter().map(|d| base.join(d)).collect(),
+    };
+    let same = |d: &PathBuf| match (std::fs::metadata(d), std::fs::metadata(f)) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        _ => false,
+    };
+    if data.iter().any(same) {
+        return Err(DetectError::DataIsHeader { path: f.into() });
+    }
+    crate::ct::metaimage::CtImage::open_sparse(f)?;
+    Ok(header)
+}
+
 /// The header text with `ElementDataFile` (the last header line) set to `name`.
 fn retarget(text: &str, name: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -519,14 +560,17 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), DetectError> {
         to: to.into(),
         source: e,
     };
-    let meta = std::fs::metadata(from).map_err(err)?;
+    // a symlink (relative ones above all) is resolved first: hard-linking the link itself
+    // would stage a link that dangles in the staging folder
+    let real = std::fs::canonicalize(from).map_err(err)?;
+    let meta = std::fs::metadata(&real).map_err(err)?;
     if !meta.is_file() {
         return Err(err(std::io::Error::other("not a regular file")));
     }
-    if std::fs::hard_link(from, to).is_ok() {
+    if std::fs::hard_link(&real, to).is_ok() {
         return Ok(());
     }
-    std::fs::copy(from, to).map(|_| ()).map_err(err)
+    std::fs::copy(&real, to).map(|_| ()).map_err(err)
 }
 
 #[cfg(test)]

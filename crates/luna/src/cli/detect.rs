@@ -42,23 +42,33 @@ pub struct DetectArgs {
     /// Stages to run at once (default: number of cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+    /// `luna serve`: stage the CTs here instead of `.luna/detect/<id>`.
+    #[arg(skip)]
+    staging: Option<PathBuf>,
+    /// `luna serve`: record the run under this folder, without a report, instead of `runs/`.
+    #[arg(skip)]
+    runs: Option<PathBuf>,
 }
 
 impl DetectArgs {
-    /// The arguments `luna serve` detects uploaded CTs with (`--json`, no `--out`).
+    /// The arguments `luna serve` detects an uploaded CT with (`--json`, no `--out`): staged
+    /// in `staging`, recorded under `runs` (see `crate::serve::scratch`).
     pub(super) fn for_serve(
-        cts: Vec<PathBuf>,
+        ct: PathBuf,
         pipeline: &PipelineArgs,
-        jobs: Option<usize>,
+        staging: PathBuf,
+        runs: PathBuf,
     ) -> DetectArgs {
         DetectArgs {
-            cts,
+            cts: vec![ct],
             pipeline: pipeline.pipeline.clone(),
             sets: pipeline.sets.clone(),
             stage: None,
             json: true,
             out: None,
-            jobs,
+            jobs: None,
+            staging: Some(staging),
+            runs: Some(runs),
         }
     }
 }
@@ -71,8 +81,6 @@ pub(super) struct Detected {
     cts: Vec<crate::detect::StagedCt>,
     by_uid: BTreeMap<String, Vec<DetectionRow>>,
     verdicts: Vec<crate::tables::DiagnosisRow>,
-    /// The folder the CTs were staged in (`luna serve` removes it after answering).
-    pub(super) staging: PathBuf,
 }
 
 impl Detected {
@@ -186,12 +194,18 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
         pipeline: a.pipeline.clone(),
         sets: a.sets.clone(),
     };
-    let o = open(g, &pa)?;
+    let mut o = open(g, &pa)?;
+    if let Some(runs) = &a.runs {
+        o.runs = crate::engine::runs::Runs::new(runs.clone());
+    }
     let chain = find_chain(&o.pipeline, a.stage.as_deref()).map_err(detect_err)?;
     let _in_use = o.cache.use_lock()?;
     trained_models(&o, &chain, &a.pipeline)?;
 
-    let dir = staging_dir(&o.pipeline.workspace, &a.cts);
+    let dir = a
+        .staging
+        .clone()
+        .unwrap_or_else(|| staging_dir(&o.pipeline.workspace, &a.cts));
     let cts = stage_cts(&a.cts, &dir).map_err(detect_err)?;
     let text = std::fs::read_to_string(&o.pipeline.file).map_err(|e| {
         CliError::usage(
@@ -233,6 +247,8 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
         (a.jobs, false, false),
         None,
         std::sync::Arc::new(crate::engine::executor::Local),
+        // serve's runs are records only: a report per request would fill the disk
+        a.runs.is_none(),
     );
     if !rec.success {
         return Err(CliError::failed(
@@ -289,7 +305,6 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
         cts,
         by_uid,
         verdicts,
-        staging: dir,
     })
 }
 

@@ -129,6 +129,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
         (jobs, a.verify, true),
         fetch,
         backend,
+        true,
     );
     if let Some(s) = &slurm {
         if crate::slurm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -168,7 +169,8 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
 /// Executes a plan as `luna run` does: `jobs` stages at once (default: the cores), progress to
 /// stderr, the stat cache saved, the run's report written (and its headline numbers printed
 /// when `headlines`), artifacts fetched by `fetch` (`--pull`) and the stages' work on `backend`.
-/// `luna detect` runs its appended pipeline through it too.
+/// `luna detect` runs its appended pipeline through it too; without `report` (`luna serve`'s
+/// detections) no report is written.
 pub(super) fn execute_plan(
     g: &Globals,
     o: &Opened,
@@ -176,6 +178,7 @@ pub(super) fn execute_plan(
     (jobs, verify, headlines): (Option<usize>, bool, bool),
     fetch: Option<std::sync::Arc<dyn crate::engine::remote::Fetcher>>,
     backend: std::sync::Arc<dyn Backend>,
+    report: bool,
 ) -> RunRecord {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -207,6 +210,8 @@ pub(super) fn execute_plan(
     );
     // stages hash the files they read through the stat cache too (e.g. CTs in build_crops)
     o.stat.save();
-    super::report::finish_run(&o.runs, &o.cache, Some(pipeline), &rec, headlines);
+    if report {
+        super::report::finish_run(&o.runs, &o.cache, Some(pipeline), &rec, headlines);
+    }
     rec
 }

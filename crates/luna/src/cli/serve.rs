@@ -3,7 +3,7 @@
 //! once the models are loaded, logs one line per request on stderr, exits 0 after SIGTERM
 //! once every in-flight request is answered.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +15,13 @@ use super::detect::{detect, detect_err, trained_models, DetectArgs};
 use super::workspace::open;
 use super::{CliError, Globals, PipelineArgs};
 use crate::detect::find_chain;
+use crate::serve::auth::{loopback, Token};
 use crate::serve::batcher::{BatchConfig, Batcher, WorkerSpec};
 use crate::serve::http::{DetectService, State};
+use crate::serve::limits::{BodyLimits, Inflight};
 use crate::serve::metrics::Metrics;
+use crate::serve::sanitize::redact_json;
+use crate::serve::scratch::Scratch;
 use crate::serve::wire::InferConfig;
 
 /// Arguments of `luna serve`.
@@ -45,9 +49,38 @@ pub struct ServeArgs {
     /// Detect requests waiting for the device at most; more are refused with 503.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     detect_queue: u64,
-    /// Request body size limit in bytes; larger bodies are refused with 413.
-    #[arg(long, default_value_t = 512 << 20)]
-    max_body: usize,
+    /// Request body size limit (bytes, or with a unit: 512MiB); larger bodies are refused
+    /// with 413.
+    #[arg(long, default_value = "512MiB", value_parser = size)]
+    max_body: u64,
+    /// Request-body bytes held at once across all requests; a request whose body does not
+    /// fit is refused with 503 + Retry-After before it is read.
+    #[arg(long, default_value = "2GiB", value_parser = size)]
+    max_inflight: u64,
+    /// Seconds a request body may take to arrive in all; slower ones are closed with 408.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_s: u64,
+    /// Seconds a request body may pause between two pieces; longer pauses are closed with 408.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    body_idle_s: u64,
+    /// A file holding the bearer token clients must send (`Authorization: Bearer TOKEN`;
+    /// every route but /healthz). Required to listen on an address other than loopback.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve an address other than loopback without a token (anyone who reaches it can use
+    /// the models).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Keep each /v1/detect request's upload folder (.luna/serve/uploads/) after the answer.
+    #[arg(long)]
+    keep_uploads: bool,
+    /// Run records of /v1/detect kept in .luna/serve/runs/ (older ones are removed).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_runs: u64,
+    /// Free disk space /v1/detect keeps (bytes, or with a unit); uploads that would pass it
+    /// are refused with 507.
+    #[arg(long, default_value = "2GiB", value_parser = size)]
+    min_free_disk: u64,
     /// Device of the classify worker: auto, cpu, cuda or cuda:N (detection uses the
     /// pipeline's own `device` params).
     #[arg(long, default_value = "auto")]
@@ -64,6 +97,35 @@ fn setup(e: impl std::fmt::Display) -> CliError {
     CliError::failed(e.to_string(), None)
 }
 
+fn size(s: &str) -> Result<u64, String> {
+    crate::serve::limits::parse_size(s)
+}
+
+/// The token, and the rule that a non-loopback address needs one (or `--insecure-no-auth`).
+fn auth(a: &ServeArgs, addr: &std::net::SocketAddr) -> Result<Option<Token>, CliError> {
+    let token = a
+        .token_file
+        .as_deref()
+        .map(Token::load)
+        .transpose()
+        .map_err(|e| {
+            CliError::usage(
+                e.to_string(),
+                Some("write one line of at least 16 random characters, e.g. `openssl rand -hex 32 > token`".into()),
+            )
+        })?;
+    if token.is_none() && !loopback(addr) {
+        if !a.insecure_no_auth {
+            return Err(CliError::usage(
+                format!("refusing to serve {addr} without authentication: it is reachable from other machines"),
+                Some("give --token-file FILE (clients send `Authorization: Bearer TOKEN`), listen on 127.0.0.1, or pass --insecure-no-auth to serve it open anyway".into()),
+            ));
+        }
+        eprintln!("serve: warning: serving on {addr} without authentication (--insecure-no-auth): anyone who can reach it can use the models");
+    }
+    Ok(token)
+}
+
 /// Runs the command.
 pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
     crate::model::Device::parse(&a.device)
@@ -74,6 +136,7 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
             Some("give HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free one)".into()),
         )
     })?;
+    let token = auth(&a, &addr)?;
     let pa = PipelineArgs {
         pipeline: a.pipeline.clone(),
         sets: a.sets.clone(),
@@ -116,20 +179,27 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         queue: a.queue as usize,
         batch_timeout: Duration::from_secs(a.batch_timeout_s.max(1)),
     };
-    let detect_run = detect_runner(g.clone(), pa.clone());
     // a worker that dies mid-write must not kill the server with SIGPIPE (main sets the
     // default disposition); writes to it fail with EPIPE instead
     // SAFETY: changing a signal disposition; no handler runs.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    // uploads streaming at loopback speed keep both workers busy: look for new connections
+    // (spawned from the accept loop into the global queue) and for socket readiness every 8
+    // task polls instead of 31/61, so /healthz is not left waiting behind them
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .event_interval(8)
+        .global_queue_interval(8)
         .enable_all()
         .build()
         .map_err(setup)?;
-    let scratch = o.root.join(".luna").join("serve");
+    let scratch = detect_scratch(&o.root, &a);
+    let detect_run = detect_runner(g.clone(), pa.clone(), scratch.runs.clone());
     let pipeline_name = o.pipeline.name.clone();
+    let workspace = o.root.clone();
+    let mut models_doc = models_doc(&pipeline_name, models, &cfg, a.max_wait_ms, &workspace);
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let (batcher, task) = Batcher::start(spec, cfg.clone(), metrics.clone())
@@ -147,11 +217,20 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         let st = Arc::new(State {
             batcher,
             metrics,
-            models: json!({"pipeline": pipeline_name, "crop_shape": shape, "models": models,
-                           "batching": {"max_batch": cfg.max_batch, "max_wait_ms": a.max_wait_ms, "queue": cfg.queue}}),
+            models: {
+                models_doc["crop_shape"] = json!(shape);
+                models_doc
+            },
             model_keys,
             shape,
-            max_body: a.max_body,
+            limits: BodyLimits {
+                max_body: a.max_body,
+                total: Duration::from_secs(a.body_timeout_s),
+                idle: Duration::from_secs(a.body_idle_s),
+            },
+            inflight: Inflight::new(a.max_inflight),
+            token,
+            workspace,
             detect: Some(DetectService {
                 run: Arc::new(detect_run),
                 scratch,
@@ -181,6 +260,36 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
     })
 }
 
+/// `/v1/detect`'s folders and disk floor (`crate::serve::scratch`), with the uploads of
+/// servers killed earlier removed.
+fn detect_scratch(root: &Path, a: &ServeArgs) -> Scratch {
+    let base = root.join(".luna").join("serve");
+    let s = Scratch {
+        uploads: base.join("uploads"),
+        runs: base.join("runs"),
+        keep_uploads: a.keep_uploads,
+        keep_runs: a.keep_runs as usize,
+        min_free: a.min_free_disk,
+    };
+    s.clean_stale();
+    s
+}
+
+/// `/v1/models`' document without the crop shape (known once the worker runs), with no
+/// server path in it (a model's params may name files).
+fn models_doc(
+    pipeline: &str,
+    models: Vec<Value>,
+    cfg: &BatchConfig,
+    max_wait_ms: u64,
+    root: &Path,
+) -> Value {
+    let mut doc = json!({"pipeline": pipeline, "models": models,
+        "batching": {"max_batch": cfg.max_batch, "max_wait_ms": max_wait_ms, "queue": cfg.queue}});
+    redact_json(&mut doc, &[(root, "<workspace>")]);
+    doc
+}
+
 /// One served model: its `/v1/models` entry, its artifact directory and its key.
 fn served_model(
     o: &super::workspace::Opened,
@@ -196,24 +305,24 @@ fn served_model(
     let dir = o.cache.object_dir(&p.key);
     Ok((
         json!({"role": role, "stage": stage, "kind": p.kind, "key": p.key,
-               "params": spec.map(|s| s.with.clone()), "artifact": dir}),
+               "params": spec.map(|s| s.with.clone())}),
         dir,
         p.key.clone(),
     ))
 }
 
-/// `/v1/detect`'s runner: `luna detect` on the uploaded CT, its JSON with the client's file
-/// name; a usage error (exit code 2) is the client's (400), anything else the server's (500).
+/// `/v1/detect`'s runner: `luna detect` on the uploaded CT (staged in the request's folder,
+/// recorded under `runs`), its JSON with the client's file name; a usage error (exit code 2:
+/// the CT is unusable) is the client's (400), anything else the server's (500).
 fn detect_runner(
     g: Globals,
     pa: PipelineArgs,
-) -> impl Fn(PathBuf) -> Result<Value, (u16, String)> + Send + Sync + 'static {
-    move |mhd: PathBuf| -> Result<Value, (u16, String)> {
-        let args = DetectArgs::for_serve(vec![mhd.clone()], &pa, None);
+    runs: PathBuf,
+) -> impl Fn(&Path, &Path) -> Result<Value, (u16, String)> + Send + Sync + 'static {
+    move |mhd: &Path, work: &Path| -> Result<Value, (u16, String)> {
+        let args = DetectArgs::for_serve(mhd.to_path_buf(), &pa, work.join("stage"), runs.clone());
         match detect(&g, &args) {
             Ok(d) => {
-                // scratch output of one request; a leftover is removed with `.luna/serve`
-                let _ = std::fs::remove_dir_all(&d.staging);
                 let mut doc = d.json();
                 // the client's file name, not the server's scratch path
                 if let Some(s) = doc["series"].get_mut(0) {

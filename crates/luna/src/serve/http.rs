@@ -9,9 +9,17 @@
 //! leaving), `x-batch-ms` (that batch's time in the worker), `x-batch-size` (its crops), so a
 //! client sees whether a slow answer waited or computed. Errors are JSON
 //! `{"error": "...", "request_id": "..."}` with 400 (malformed input: the parser's message),
-//! 404/405, 413 (body over `--max-body`: refused from `Content-Length` before reading, or when
-//! the streamed body passes the limit), 500 (the model failed) and 503 + `Retry-After` (queue
-//! full, worker crashed or not running, shutting down).
+//! 401 (no or a wrong bearer token, `auth.rs`), 404/405, 408 (a body that did not arrive in
+//! time), 413 (body over `--max-body`: refused from `Content-Length` before reading, or when
+//! the streamed body passes the limit), 500 (the model failed), 503 + `Retry-After` (queue
+//! full, request bodies in flight over `--max-inflight` (`limits.rs`), worker crashed or not
+//! running, shutting down) and 507 (the disk is nearly full, `scratch.rs`). Answers that
+//! refuse a body before reading it close the connection. Log lines are escaped and messages
+//! carry no server paths (`sanitize.rs`).
+//!
+//! Parsing and writing a large body (a 100 MB CT) happens on the blocking pool
+//! (`spawn_blocking`), never on the two async workers, so `/healthz` and small requests stay
+//! fast while uploads are being handled.
 //!
 //! Shutdown: on SIGTERM or SIGINT the listener closes, idle keep-alive connections are told
 //! to close, and the server waits for every in-flight request to be answered (the batcher
@@ -25,13 +33,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -39,19 +47,24 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use super::auth::Token;
 use super::batcher::{Arriving, BatchFailure, Batcher};
+use super::limits::{admit, read_body, BodyError, BodyLimits, Inflight, Reservation};
 use super::metrics::Metrics;
 use super::parse;
+use super::sanitize::{escape_log, redact};
+use super::scratch::Scratch;
 
-/// A detection run for one staged CT header: its JSON answer, or a status and message.
-pub type DetectFn = dyn Fn(PathBuf) -> Result<Value, (u16, String)> + Send + Sync;
+/// A detection run for one uploaded CT header (`mhd`), with a folder of the request's own for
+/// its scratch files (`work`): its JSON answer, or a status and message.
+pub type DetectFn = dyn Fn(&Path, &Path) -> Result<Value, (u16, String)> + Send + Sync;
 
 /// `/v1/detect`'s runner: detections one at a time on the device, a bounded wait list.
 pub struct DetectService {
     /// Runs the pipeline's detection chain on one CT (blocking).
     pub run: Arc<DetectFn>,
-    /// Where uploads are written (one folder per request, removed after the answer).
-    pub scratch: PathBuf,
+    /// Where uploads are written and runs recorded (`scratch.rs`).
+    pub scratch: Scratch,
     /// Detect requests waiting or running at most.
     pub capacity: usize,
     /// One detection at a time per device.
@@ -70,8 +83,14 @@ pub struct State {
     pub model_keys: Value,
     /// The crop shape the models take.
     pub shape: [usize; 3],
-    /// Body bytes at most.
-    pub max_body: usize,
+    /// How bodies may arrive (size, deadlines).
+    pub limits: BodyLimits,
+    /// The budget of body bytes in flight.
+    pub inflight: Arc<Inflight>,
+    /// The bearer token every route but `/healthz` needs, if any.
+    pub token: Option<Token>,
+    /// The workspace root (named `<workspace>` in messages).
+    pub workspace: PathBuf,
     /// `/v1/detect`, when the pipeline has a detection chain.
     pub detect: Option<DetectService>,
     /// Prefix of generated request ids.
@@ -85,6 +104,8 @@ struct HttpError {
     status: StatusCode,
     message: String,
     retry_after: bool,
+    /// Close the connection after the answer (the body was not read).
+    close: bool,
 }
 
 impl HttpError {
@@ -93,10 +114,30 @@ impl HttpError {
             status,
             message: message.into(),
             retry_after: status == StatusCode::SERVICE_UNAVAILABLE,
+            close: false,
         }
     }
     fn bad(e: parse::ParseError) -> HttpError {
         HttpError::new(StatusCode::BAD_REQUEST, e.to_string())
+    }
+    /// The answer closes the connection.
+    fn closing(self) -> HttpError {
+        HttpError {
+            close: true,
+            ..self
+        }
+    }
+}
+
+impl From<BodyError> for HttpError {
+    fn from(e: BodyError) -> HttpError {
+        let status = match e {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Budget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Slow { .. } => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        HttpError::new(status, e.to_string()).closing()
     }
 }
 
@@ -128,14 +169,31 @@ pub async fn handle(
     let id = request_id(&st, req.headers(), seq);
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     st.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
+    // counted down also when hyper drops this future (the client closed its connection)
+    let in_flight = Defer(|| {
+        st.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
     let (route, result) = route(&st, req, &id, seq, opened).await;
     let (mut resp, note) = match result {
         Ok((r, note)) => (r, note),
-        Err(e) => {
+        Err(mut e) => {
+            // no server paths in what a client reads (detect's messages are redacted with
+            // their upload folder already; this catches the rest)
+            e.message = redact(&e.message, &[(&st.workspace, "<workspace>")]);
             let mut r = json_response(e.status, &json!({"error": e.message, "request_id": id}));
             if e.retry_after {
                 r.headers_mut()
                     .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            if e.status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer realm=\"luna\""),
+                );
+            }
+            if e.close {
+                r.headers_mut()
+                    .insert("connection", HeaderValue::from_static("close"));
             }
             (r, format!(" ({})", e.message))
         }
@@ -145,11 +203,15 @@ pub async fn handle(
     }
     let secs = t0.elapsed().as_secs_f64();
     st.metrics.request(route, resp.status().as_u16(), secs);
-    st.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    drop(in_flight);
+    // client text (ids are checked, but notes quote bodies) never starts a line of its own
     eprintln!(
-        "serve: {id} {method} {path} {} {:.1} ms{note}",
-        resp.status().as_u16(),
-        secs * 1e3
+        "{}",
+        escape_log(&format!(
+            "serve: {id} {method} {path} {} {:.1} ms{note}",
+            resp.status().as_u16(),
+            secs * 1e3
+        ))
     );
     Ok(resp)
 }
@@ -173,6 +235,15 @@ async fn route(
         (&Method::POST, "/v1/classify") => opened,
         _ => None,
     };
+    if let Some(t) = &st.token {
+        if req.uri().path() != "/healthz" && !t.admits(header(req.headers(), "authorization")) {
+            let e = HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server needs `Authorization: Bearer <token>` (the token of `luna serve --token-file`)",
+            );
+            return ("unauthorized", Err(e.closing()));
+        }
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => ("healthz", Ok((health(st).await, String::new()))),
         (&Method::GET, "/v1/models") => (
@@ -216,44 +287,22 @@ async fn health(st: &State) -> Response<Full<Bytes>> {
     json_response(status, &doc)
 }
 
-/// The body, refused with 413 past `max_body` (by its declared length, or while reading).
+/// The body within the limits (`limits.rs`), and the budget it holds (drop it once the body
+/// is decoded or on disk).
 async fn body(
     st: &State,
     req: Request<Incoming>,
-) -> Result<(HeaderMap, Option<String>, Bytes), HttpError> {
-    let too_big = |n: String| {
-        HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body ({n}) exceeds the limit of {} bytes (`luna serve --max-body`)",
-                st.max_body
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > st.max_body as u64) {
-        return Err(too_big(format!("{n} bytes")));
-    }
+) -> Result<(HeaderMap, Option<String>, Bytes, Reservation), HttpError> {
+    let declared = declared_len(&req);
+    let mut held = admit(&st.inflight, declared, &st.limits)?;
     let (parts, b) = req.into_parts();
-    let bytes = Limited::new(b, st.max_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_big("streamed".into())
-            } else {
-                HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
-    Ok((parts.headers, parts.uri.query().map(str::to_string), bytes))
+    let bytes = read_body(b, declared, &mut held, &st.limits, &st.inflight).await?;
+    Ok((
+        parts.headers,
+        parts.uri.query().map(str::to_string),
+        bytes,
+        held,
+    ))
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -275,15 +324,26 @@ async fn classify(
     opened: Option<Arriving>,
 ) -> Answer {
     let arriving = opened.unwrap_or_else(|| st.batcher.arriving());
-    let (h, _, b) = body(st, req).await?;
-    let crops = parse::classify_body(
-        header(&h, "content-type"),
-        header(&h, "x-shape"),
-        &b,
-        st.shape,
-    )
-    .map_err(HttpError::bad)?;
-    drop(b);
+    let (h, _, b, mut held) = body(st, req).await?;
+    // the decoded crops are a copy of the body, held until their batch ran: budgeted too
+    if !held.grow(b.len() as u64) {
+        return Err(BodyError::Budget {
+            used: st.inflight.used(),
+            max: st.inflight.max(),
+        }
+        .into());
+    }
+    let ct = header(&h, "content-type").map(str::to_string);
+    let shape_h = header(&h, "x-shape").map(str::to_string);
+    let shape = st.shape;
+    // the budget travels with the bytes: a client that goes away mid-parse frees it only
+    // when the parse is done with them
+    let (crops, held) = off_workers(move || {
+        let crops = parse::classify_body(ct.as_deref(), shape_h.as_deref(), &b, shape);
+        (crops, held)
+    })
+    .await?;
+    let crops = crops.map_err(HttpError::bad)?;
     let n = crops.n;
     let rx = st
         .batcher
@@ -307,6 +367,7 @@ async fn classify(
             };
             HttpError::new(status, f.to_string())
         })?;
+    drop(held);
     let predictions: Vec<Value> = answered
         .probs
         .iter()
@@ -339,6 +400,36 @@ fn query_uid(q: Option<&str>) -> Option<&str> {
     q?.split('&').find_map(|kv| kv.strip_prefix("uid="))
 }
 
+/// Runs `f` on the blocking pool (parsing and writing large bodies, detections), never on the
+/// async workers that answer `/healthz`; that pool's threads run at nice 10, so on a busy
+/// machine the workers get the CPU first (what they run is short).
+async fn off_workers<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    let background = move || {
+        // SAFETY: lowers the priority of the calling thread only (Linux: per-thread nice);
+        // a failure leaves it at the default, which is what it was
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+        }
+        f()
+    };
+    tokio::task::spawn_blocking(background).await.map_err(|e| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request's handler panicked: {e}"),
+        )
+    })
+}
+
+/// The declared body length, if any.
+fn declared_len(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+}
+
 async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
     let Some(d) = &st.detect else {
         return Err(HttpError::new(
@@ -346,16 +437,47 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
             "this pipeline has no detection chain (segment → cluster → classify_candidates)",
         ));
     };
-    let (h, q, b) = body(st, req).await?;
-    let up = parse::ct_upload(
-        header(&h, "content-type"),
-        query_uid(q.as_deref()),
-        "ct",
-        &b,
-    )
-    .map_err(HttpError::bad)?;
+    let no_space = |e: super::scratch::NoSpace| {
+        HttpError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+    };
+    // refused before a byte is read when the declared upload would pass the disk floor
+    d.scratch
+        .check_space(declared_len(&req).unwrap_or(0))
+        .map_err(|e| no_space(e).closing())?;
+    let (h, q, b, held) = body(st, req).await?;
+    d.scratch.check_space(b.len() as u64).map_err(no_space)?;
+    let _queued = queued(st, d)?;
+    let dir = d
+        .scratch
+        .request(&format!("{seq}-{}", std::process::id()))
+        .map_err(|e| {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot make the request's scratch folder: {e}"),
+            )
+        })?;
+    let ct = header(&h, "content-type").map(str::to_string);
+    let uid = query_uid(q.as_deref()).map(str::to_string);
+    let at = dir.path().to_path_buf();
+    // the budget travels with the bytes and is given back once they are on disk (also when
+    // the client went away meanwhile)
+    let (uid, mhd) = off_workers(move || {
+        let written = write_upload(ct.as_deref(), uid.as_deref(), &b, &at);
+        drop(held);
+        written
+    })
+    .await??;
+    let doc = run_detection(st, d, dir.path(), mhd).await?;
+    Ok((
+        json_response(StatusCode::OK, &doc),
+        format!(" (series {uid})"),
+    ))
+}
+
+/// Counts a detection as waiting for the device until the guard drops; 503 past the capacity.
+fn queued<'a>(st: &'a State, d: &DetectService) -> Result<Defer<impl FnMut() + 'a>, HttpError> {
     let waiting = st.metrics.detect_queued.fetch_add(1, Ordering::SeqCst);
-    let _queued = Defer(|| {
+    let guard = Defer(move || {
         st.metrics.detect_queued.fetch_sub(1, Ordering::SeqCst);
     });
     if waiting >= d.capacity as i64 {
@@ -367,50 +489,55 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
             ),
         ));
     }
-    let dir = d.scratch.join(format!("{seq}-{}", std::process::id()));
-    let io = |e: std::io::Error| {
-        HttpError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the upload into {}: {e}", dir.display()),
-        )
-    };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let _cleanup = Defer(|| {
-        let _ = std::fs::remove_dir_all(&dir);
-    });
-    let mhd = dir.join(format!("{}.mhd", up.uid));
-    std::fs::write(&mhd, up.header).map_err(io)?;
-    if let Some((name, data)) = &up.data {
-        std::fs::write(dir.join(name), data).map_err(io)?;
-    }
-    let uid = up.uid.clone();
-    drop(up);
-    drop(b);
+    Ok(guard)
+}
+
+/// Runs the detection of the staged upload `mhd` in the request's folder `dir` when the device
+/// is free; its record is rotated, its error message cut of server paths.
+async fn run_detection(
+    st: &State,
+    d: &DetectService,
+    dir: &Path,
+    mhd: PathBuf,
+) -> Result<Value, HttpError> {
     let _permit = d.device.acquire().await.map_err(|_| {
         HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
         )
     })?;
-    let run = d.run.clone();
-    let doc = tokio::task::spawn_blocking(move || run(mhd))
-        .await
-        .map_err(|e| {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the detection panicked: {e}"),
-            )
-        })?
-        .map_err(|(code, m)| {
-            HttpError::new(
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                m,
-            )
-        })?;
-    Ok((
-        json_response(StatusCode::OK, &doc),
-        format!(" (series {uid})"),
-    ))
+    let (run, work) = (d.run.clone(), dir.to_path_buf());
+    let result = off_workers(move || run(&mhd, &work)).await?;
+    d.scratch.rotate_runs();
+    result.map_err(|(code, m)| {
+        let m = redact(&m, &[(dir, ""), (&st.workspace, "<workspace>")]);
+        HttpError::new(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            m,
+        )
+    })
+}
+
+/// Parses a detect body and writes its files into `dir`: the uid and the header's path.
+fn write_upload(
+    content_type: Option<&str>,
+    query_uid: Option<&str>,
+    body: &[u8],
+    dir: &Path,
+) -> Result<(String, PathBuf), HttpError> {
+    let up = parse::ct_upload(content_type, query_uid, "ct", body).map_err(HttpError::bad)?;
+    let io = |e: std::io::Error| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the upload: {e}"),
+        )
+    };
+    let mhd = dir.join(format!("{}.mhd", up.uid));
+    std::fs::write(&mhd, up.header).map_err(io)?;
+    if let Some((name, data)) = &up.data {
+        std::fs::write(dir.join(name), data).map_err(io)?;
+    }
+    Ok((up.uid, mhd))
 }
 
 /// Runs a closure when dropped (queue counters and upload folders on every exit path).
@@ -463,6 +590,8 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(std::time::Duration::from_secs(30))
+            // a client that shuts its sending side after the body still gets its answer
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -19,6 +19,10 @@
 //! - `/v1/detect` reuses `luna detect`'s entry point, so its answer is `luna detect --json`'s
 //!   by construction (the engine runs the pipeline's detection chain on the staged CT; the
 //!   models' stages are cache hits).
+//! - Nothing outside, no one in: a bearer token (`auth.rs`; required to serve a non-loopback
+//!   address), a budget of body bytes in flight and body deadlines (`limits.rs`), upload
+//!   folders removed after the answer, bounded run records and a disk floor (`scratch.rs`),
+//!   escaped log lines and no server paths in answers (`sanitize.rs`).
 //! - The models are found by the pipeline's detection chain (`crate::detect::find_chain`) and
 //!   must be trained (`luna run` first); `/v1/models` lists their cache keys, kinds and params.
 //!
@@ -26,8 +30,13 @@
 //! or the CLI would be split in two binaries); one worker process per request (0.2 s of
 //! libtorch start-up plus model loading per request, and no batching).
 
+pub mod auth;
 pub mod batcher;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod parse;
+pub mod pyliteral;
+pub mod sanitize;
+pub mod scratch;
 pub mod wire;

@@ -9,6 +9,10 @@
 //!   `stages::cluster`), not only those with detections: a CT in which nothing was found is a
 //!   patient with score 0, and its true nodules are Complete Misses in the book's table. A
 //!   detection of a series not in that list is an error.
+//! - `ground_truth: false` declares no `candidates` input at all, so none is bound through the
+//!   ancestors (a detection chain's models descend from a dataset's candidate table, which
+//!   knows none of the CTs `luna detect` is given). Rejected: binding it and skipping unknown
+//!   series (a wrong table would then silently give no confusion table).
 //! - With ground truth, every patient must have rows in the candidate table (it lists every
 //!   candidate of every series of the dataset); a series it does not know is an error, not
 //!   "no nodules" — the table would belong to another dataset.
@@ -63,10 +67,23 @@ pub struct DiagnoseParams {
     /// Upstream `merge_candidates` stage for ground truth (optional).
     #[serde(default)]
     pub candidates: Option<StageRef>,
+    /// `false`: no ground truth at all, even when a candidate table is upstream (CTs outside
+    /// any dataset, as `luna detect` appends them). Left out of the key when `true`, so the
+    /// keys of existing pipelines do not change.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub ground_truth: bool,
 }
 
 fn half() -> f64 {
     0.5
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The `diagnose` kind.
@@ -82,13 +99,31 @@ impl Stage for DiagnoseStage {
     const OUTPUTS: &'static [&'static str] = &[DIAGNOSIS];
 
     fn slots(p: &DiagnoseParams) -> Vec<InputSlot> {
-        vec![
-            InputSlot::required("detections", DETECTIONS, p.detections.as_ref()),
-            InputSlot::optional("candidates", CANDIDATES, p.candidates.as_ref()),
-        ]
+        let mut v = vec![InputSlot::required(
+            "detections",
+            DETECTIONS,
+            p.detections.as_ref(),
+        )];
+        if p.ground_truth {
+            v.push(InputSlot::optional(
+                "candidates",
+                CANDIDATES,
+                p.candidates.as_ref(),
+            ));
+        }
+        v
     }
 
     fn validate(p: &DiagnoseParams) -> Result<(), ParamError> {
+        if let (false, Some(c)) = (p.ground_truth, &p.candidates) {
+            return Err(ParamError::new(
+                "candidates",
+                format!(
+                    "`candidates: {}` names ground truth, but `ground_truth: false` says there is none; remove one of them",
+                    c.0
+                ),
+            ));
+        }
         for (v, f) in [
             (p.nodule_threshold, "nodule_threshold"),
             (p.malignancy_threshold, "malignancy_threshold"),
