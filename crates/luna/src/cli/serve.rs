@@ -242,8 +242,8 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         });
         eprintln!(
             "serve: pipeline `{pipeline_name}`: nodule model {}{}; worker pid {} on {}; max_batch {}, max_wait {} ms",
-            &nodule["key"].as_str().unwrap_or("")[..12.min(nodule["key"].as_str().unwrap_or("").len())],
-            mal.as_ref().map(|m| format!(", malignancy model {}", &m.2[..12.min(m.2.len())])).unwrap_or_default(),
+            crate::text::head_chars(nodule["key"].as_str().unwrap_or(""), 12),
+            mal.as_ref().map(|m| format!(", malignancy model {}", crate::text::head_chars(&m.2, 12))).unwrap_or_default(),
             hello.as_ref().map(|h| h.pid).unwrap_or(0),
             hello.as_ref().map(|h| h.device.clone()).unwrap_or_default(),
             cfg.max_batch,
