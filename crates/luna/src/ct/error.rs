@@ -244,6 +244,12 @@ pub enum CtError {
         /// The volume shape (index, row, col).
         shape: [usize; 3],
     },
+    /// Skeleton placeholder while the DICOM reader is being written.
+    #[error("{path}: reading DICOM is not implemented yet")]
+    DicomNotYet {
+        /// The folder or file.
+        path: PathBuf,
+    },
 }
 
 impl CtError {
