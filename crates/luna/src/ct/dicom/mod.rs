@@ -24,4 +24,6 @@ mod read;
 mod scan;
 
 pub use read::read_series;
-pub use scan::{has_dicm_marker, scan_tree, select_series, SeriesCount, SeriesFiles, SkippedFile, IGNORED};
+pub use scan::{
+    has_dicm_marker, scan_tree, select_series, SeriesCount, SeriesFiles, SkippedFile, IGNORED,
+};
