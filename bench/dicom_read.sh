@@ -42,7 +42,7 @@ mkdir -p bench/results
   echo "# DICOM series read benchmark (issue 23)"
   echo
   echo "$(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), release luna, SimpleITK $("$PY" -c 'import SimpleITK; print(SimpleITK.Version.VersionString())'), load $(cut -d' ' -f1 /proc/loadavg) at the end."
-  echo "Series: $(ls "$LUNA_BENCH_DICOM" | grep -c .) files in \`${LUNA_BENCH_DICOM#"$ROOT"/}\`; each cell the median of $REPS reads after a warm-up; rounds alternate luna and SimpleITK."
+  echo "Series: $(ls "$LUNA_BENCH_DICOM" | grep -c .) files (slices and any others, e.g. LIDC's reader XML) in \`${LUNA_BENCH_DICOM#"$ROOT"/}\`; each cell the median of $REPS reads after a warm-up; rounds alternate luna and SimpleITK."
   echo
   echo "| round | luna scan+read s | SimpleITK lookup+read s | luna / SimpleITK | luna read s | SimpleITK Execute s | read ratio |"
   echo "|---|---|---|---|---|---|---|"

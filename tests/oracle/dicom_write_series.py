@@ -5,8 +5,9 @@ Usage: dicom_write_series.py SPEC.json
 
 SPEC: {"volume": FILE.bin (int16 little-endian HU, (z,y,x) order), "shape": [z, y, x],
        "series": [CASE, ...]}. Each CASE writes one series into CASE["out"]:
-  ts          "explicit" | "implicit" | "rle" | "big" | "jpeg-lossless" (GDCM's encoder via
-              SimpleITK; needs bits_stored 16)   transfer syntax (default explicit)
+  ts          "explicit" | "implicit" | "big" | "rle" | "j2k" (JPEG 2000 lossless, pylibjpeg's
+              OpenJPEG encoder) | "jpeg-lossless" (GDCM's encoder via SimpleITK; needs
+              bits_stored 16)   transfer syntax (default explicit)
   direction   9 floats, row-major, columns = world directions of the x, y, z voxel axes;
               a z axis opposite to row x column stores the slices in reverse order
   origin, spacing   [x, y, z] of voxel (0,0,0) / voxel size in mm
@@ -35,7 +36,8 @@ import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEGLosslessSV1, RLELossless, generate_uid)
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless,
+                         generate_uid)
 
 PHI = {
     "PatientName": "Jane^Doe",
@@ -46,7 +48,8 @@ PHI = {
     "ReferringPhysicianName": "Referrer^PHI",
 }
 TS = {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian,
-      "rle": RLELossless, "big": ExplicitVRBigEndian, "jpeg-lossless": JPEGLosslessSV1}
+      "rle": RLELossless, "big": ExplicitVRBigEndian, "jpeg-lossless": JPEGLosslessSV1,
+      "j2k": JPEG2000Lossless}
 
 
 def ds6(v):
@@ -70,7 +73,8 @@ def base(case, uid, sop):
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
     # compressed: written explicit first, the pixels set the final transfer syntax
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian if ts in (RLELossless, JPEGLosslessSV1) else ts
+    compressed = (RLELossless, JPEGLosslessSV1, JPEG2000Lossless)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian if ts in compressed else ts
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
     ds.Modality = case.get("modality", "CT")
@@ -120,6 +124,8 @@ def pixels(ds, case, plane):
         ds["PixelData"].VR = "OB"
     elif ts == "rle":
         ds.compress(RLELossless, plane, encoding_plugin="pydicom")
+    elif ts == "j2k":
+        ds.compress(JPEG2000Lossless, plane, encoding_plugin="pylibjpeg")
     elif ts == "big":
         ds.PixelData = plane.astype(plane.dtype.newbyteorder(">")).tobytes()
     else:
