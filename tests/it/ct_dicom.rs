@@ -2,7 +2,7 @@
 //! ImageSeriesReader: the real LIDC-IDRI-0003 series (shared/real), its slab kept in the
 //! repository, and synthetic series written by pydicom from a luna synthetic CT with shuffled
 //! names, reversed slice order, non-axial orientations, slope ≠ 1, intercept −1024, implicit
-//! and explicit VR, big endian, RLE and JPEG Lossless.
+//! and explicit VR, big endian, RLE, JPEG Lossless and JPEG 2000.
 
 use std::path::Path;
 
@@ -95,6 +95,11 @@ fn ct_dicom_synthetic_series_match_simpleitk() {
             "jpeg-lossless",
             serde_json::json!({"ts": "jpeg-lossless", "direction": oblique(),
             "names": "shuffled", "intercept": -1024}),
+        ),
+        (
+            "jpeg2000-coronal",
+            serde_json::json!({"ts": "j2k", "direction": CORONAL,
+            "names": "reversed", "intercept": -1024}),
         ),
         (
             "float-rescale",

@@ -337,9 +337,9 @@ pub enum CtError {
     /// The pixel data is in a transfer syntax this build cannot decode.
     #[error(
         "{path}: transfer syntax {uid} ({name}) cannot be decoded by luna (it reads implicit and \
-         explicit VR little endian, explicit VR big endian, RLE lossless and JPEG baseline, \
-         extended and lossless); convert the series to explicit VR little endian \
-         (e.g. `gdcmconv --raw` or `dcmdjpeg`) and read it again"
+         explicit VR little endian, explicit VR big endian, RLE lossless, JPEG baseline, extended \
+         and lossless, and JPEG 2000); convert the series to explicit VR little endian \
+         (e.g. `gdcmconv --raw`) and read it again"
     )]
     DicomTransferSyntax {
         /// The file.

@@ -290,8 +290,7 @@ fn geometry(slices: &[Slice], dir: &Path) -> Result<Geometry, CtError> {
     let (first, last) = (&slices[0], &slices[slices.len() - 1]);
     let d = [0, 1, 2].map(|i| last.pos[i] - first.pos[i]);
     let z = dot(d, d).sqrt() / (slices.len() - 1) as f64;
-    let [r, c, n] = orthonormal(&first.iop);
-    let direction = [[r[0], c[0], n[0]], [r[1], c[1], n[1]], [r[2], c[2], n[2]]];
+    let direction = direction(&first.iop);
     let [oy, ox] = first.pixel_spacing;
     let xyz = |p: [f64; 3]| Xyz {
         x: p[0],
@@ -299,6 +298,14 @@ fn geometry(slices: &[Slice], dir: &Path) -> Result<Geometry, CtError> {
         z: p[2],
     };
     Geometry::new(xyz(first.pos), xyz([ox, oy, z]), direction, dir)
+}
+
+/// The direction matrix (row-major, columns = row, column and normal axes). `+ 0.0` turns the
+/// cross products' −0.0 into +0.0, as SimpleITK reports them (a −0.0 would print and hash
+/// differently in what luna writes from this geometry).
+fn direction(iop: &[f64; 6]) -> [[f64; 3]; 3] {
+    let [r, c, n] = orthonormal(iop);
+    [[r[0], c[0], n[0]], [r[1], c[1], n[1]], [r[2], c[2], n[2]]].map(|row| row.map(|v| v + 0.0))
 }
 
 /// ITK's (GDCMImageIO) orthogonalised axes from ImageOrientationPatient: n = |r × c|,
@@ -462,5 +469,46 @@ impl<'a> Sink<'a> {
                 hu,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_of_a_coronal_series_has_no_negative_zero() {
+        // row x, column −z: the cross products give −0.0 parts
+        let iop = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0];
+        assert!(orthonormal(&iop)
+            .iter()
+            .flatten()
+            .any(|v| *v == 0.0 && v.is_sign_negative()));
+        let d = direction(&iop);
+        assert_eq!(d, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]);
+        assert!(d
+            .iter()
+            .flatten()
+            .all(|v| !v.is_sign_negative() || *v != 0.0));
+    }
+
+    #[test]
+    fn stored_values_sign_extend_and_mask_to_bits_stored() {
+        let sink = |signed, bits_stored| Sink {
+            pixel: PixelFormat {
+                bits_allocated: 16,
+                bits_stored,
+                signed,
+            },
+            slope: 1.0,
+            intercept: 0.0,
+            et: ElementType::I16,
+            path: Path::new("x.dcm"),
+        };
+        assert_eq!(sink(true, 12).stored(0x0fff), -1);
+        assert_eq!(sink(true, 12).stored(0x07ff), 2047);
+        assert_eq!(sink(false, 12).stored(0xf123), 0x123);
+        assert_eq!(sink(true, 16).stored(0x8000), -32768);
+        assert_eq!(sink(false, 16).stored(0xffff), 65535);
     }
 }
