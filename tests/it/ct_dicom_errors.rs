@@ -152,6 +152,22 @@ fn ct_dicom_localizer_is_skipped_with_a_note() {
     assert!(s.skipped[0].reason.contains("LOCALIZER"), "{:?}", s.skipped);
     let ct = CtSource::Dicom(s).open().expect("reads without the scout");
     assert_eq!(ct.shape_irc()[0], SLICES);
+    // one image of another orientation without the LOCALIZER type is left out too (the last
+    // slice here, so that the rest stays evenly spaced)
+    let (d, _) = series(serde_json::json!([{"out": "s", "odd_orientation": [SLICES - 1]}]));
+    let s = select_series(&d.path().join("s"), None).expect("the CT series");
+    assert_eq!(s.files.len(), SLICES - 1);
+    assert!(
+        s.skipped[0].path.ends_with("slice009.dcm"),
+        "{:?}",
+        s.skipped
+    );
+    assert!(
+        s.skipped[0].reason.contains("(a localizer)"),
+        "{:?}",
+        s.skipped
+    );
+    CtSource::Dicom(s).open().expect("reads the rest");
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn only_subdir(d: &Path) -> PathBuf {
 }
 
 fn run_py(script: &str, args: &[&Path]) -> String {
-    let py = crate::py::python_with("SimpleITK, pydicom, numpy");
+    let py = crate::py::python_with("SimpleITK, pydicom, numpy, pylibjpeg, openjpeg");
     let script = format!("{}/tests/oracle/{script}", crate::REPO);
     let out = Command::new(&py)
         .arg(&script)

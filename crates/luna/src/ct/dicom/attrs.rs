@@ -1,6 +1,9 @@
 //! Typed access to the few technical attributes the reader uses, with errors that name the file
 //! and the attribute — and never print a value of an attribute that is not in this file's list
 //! (so no patient attribute can reach a message).
+//!
+//! Rejected: putting dicom-rs's own error or value `Display` into messages (a parse error can
+//! quote any element's value, a patient's name included).
 
 use std::path::Path;
 

@@ -8,6 +8,10 @@
 //! an object without pixels (DICOMDIR, SR, ...), a modality other than CT, a localizer
 //! (ImageType LOCALIZER, or a single image whose orientation differs from the rest of its
 //! series — the scout that SimpleITK's series grouping also leaves out).
+//!
+//! Rejected: parsing whole files while scanning (a dataset tree holds tens of thousands of
+//! slices; the pixels are read once, by `read`), and telling DICOM by extension (archives name
+//! slices without one; LIDC's are `.dcm`, PACS exports often bare numbers).
 
 use std::collections::BTreeMap;
 use std::io::Read;
