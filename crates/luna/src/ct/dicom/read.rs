@@ -14,6 +14,11 @@
 //! int16 is an error; otherwise it is float64, as SimpleITK gives (the HU clip then truncates
 //! like for a float `.mhd`). Padding values are kept as they are.
 //!
+//! Known limitation: dicom-rs sizes an element's buffer from its length field before reading
+//! it, so a damaged length makes it allocate (up to 4 GiB) before failing with
+//! [`CtError::DicomCorrupt`]; slow, but an error, never a panic (tests/it/ct_dicom_errors.rs
+//! fuzzes the headers).
+//!
 //! Checks, each an error naming the files: all slices share Rows/Columns/PixelSpacing and
 //! ImageOrientationPatient (else non-parallel or mixed images), consecutive positions step along
 //! the normal only (else gantry tilt), and every gap equals the median gap within 1 %
