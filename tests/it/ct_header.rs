@@ -92,7 +92,7 @@ fn ct_header_local_data_raw_and_compressed() {
     assert_eq!(bytes.len() % 2, 1);
     bytes.extend(le_i16(&vals));
     let ct = CtImage::open(&write(dir.path(), "l.mhd", &bytes)).expect("open");
-    assert_eq!(ct.header().data_file, DataFile::Local);
+    assert_eq!(ct.header().expect("mhd").data_file, DataFile::Local);
     assert_eq!(ct.voxels(), VoxelData::I16(vals.clone()));
     let w = CropWindow::around(
         Irc {

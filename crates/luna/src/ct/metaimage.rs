@@ -38,10 +38,20 @@ enum Data {
     Owned(Vec<u8>),
 }
 
-/// A CT volume opened from a `.mhd` header: geometry plus a (mapped or in-memory) voxel source.
+/// A CT volume: geometry plus a (mapped or in-memory) voxel source. Opened from a `.mhd` header
+/// (mapped or inflated data in its stored type) or built from decoded voxels (a DICOM series:
+/// owned little-endian int16 HU).
 pub struct CtImage {
-    header: MetaHeader,
+    /// The `.mhd` header, for a MetaImage.
+    header: Option<MetaHeader>,
+    /// The `.mhd` file, or the DICOM series folder.
+    path: PathBuf,
     geometry: Geometry,
+    /// (index, row, col).
+    shape: [usize; 3],
+    element_type: ElementType,
+    /// Big-endian data (MetaImage `BinaryDataByteOrderMSB`).
+    msb: bool,
     data: Data,
 }
 
@@ -124,21 +134,50 @@ impl CtImage {
             mhd,
         )?;
         let data = load_data(h, populate)?;
+        let d = h.dim_size;
         Ok(CtImage {
-            header,
+            path: h.path.clone(),
+            shape: [d[2], d[1], d[0]],
+            element_type: h.element_type,
+            msb: h.msb,
+            header: Some(header),
             geometry,
             data,
         })
     }
 
-    /// The parsed header.
-    pub fn header(&self) -> &MetaHeader {
-        &self.header
+    /// A volume from decoded voxels: `le_bytes` holds shape (index,row,col) elements of
+    /// `element_type`, little-endian. `path` names it in messages (a DICOM series folder).
+    pub(crate) fn from_owned(
+        path: PathBuf,
+        geometry: Geometry,
+        shape: [usize; 3],
+        element_type: ElementType,
+        le_bytes: Vec<u8>,
+    ) -> CtImage {
+        debug_assert_eq!(
+            le_bytes.len(),
+            shape.iter().product::<usize>() * element_type.size()
+        );
+        CtImage {
+            header: None,
+            path,
+            geometry,
+            shape,
+            element_type,
+            msb: false,
+            data: Data::Owned(le_bytes),
+        }
     }
 
-    /// The `.mhd` path this image was opened from.
+    /// The parsed `.mhd` header; `None` for a CT that is not a MetaImage (a DICOM series).
+    pub fn header(&self) -> Option<&MetaHeader> {
+        self.header.as_ref()
+    }
+
+    /// The `.mhd` path this image was opened from, or the DICOM series folder.
     pub fn path(&self) -> &Path {
-        &self.header.path
+        &self.path
     }
 
     /// Origin, spacing and direction.
@@ -148,13 +187,12 @@ impl CtImage {
 
     /// Shape as (index, row, col) = (z, y, x), i.e. DimSize reversed.
     pub fn shape_irc(&self) -> [usize; 3] {
-        let d = self.header.dim_size;
-        [d[2], d[1], d[0]]
+        self.shape
     }
 
     /// The stored voxel type.
     pub fn element_type(&self) -> ElementType {
-        self.header.element_type
+        self.element_type
     }
 
     fn bytes(&self) -> &[u8] {
@@ -166,8 +204,8 @@ impl CtImage {
 
     /// All voxels in their stored type, (index,row,col) order.
     pub fn voxels(&self) -> VoxelData {
-        let (b, msb) = (self.bytes(), self.header.msb);
-        match self.header.element_type {
+        let (b, msb) = (self.bytes(), self.msb);
+        match self.element_type {
             ElementType::I8 => VoxelData::I8(decode_all(b, msb)),
             ElementType::U8 => VoxelData::U8(decode_all(b, msb)),
             ElementType::I16 => VoxelData::I16(decode_all(b, msb)),
@@ -183,9 +221,9 @@ impl CtImage {
 
     /// All voxels as f64, (index,row,col) order (64-bit integers beyond 2^53 lose precision).
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        let (b, msb) = (self.bytes(), self.header.msb);
+        let (b, msb) = (self.bytes(), self.msb);
         let mut out = vec![0.0f64; self.voxel_count()];
-        dispatch!(self.header.element_type, T => map_into::<T, f64>(b, msb, &mut out, |v| v.as_f64()));
+        dispatch!(self.element_type, T => map_into::<T, f64>(b, msb, &mut out, |v| v.as_f64()));
         out
     }
 
@@ -196,9 +234,9 @@ impl CtImage {
 
     /// The whole volume as HU clipped to [-1000, 1000], i16, (index,row,col) order.
     pub fn hu_i16_clipped(&self) -> Result<Vec<i16>, CtError> {
-        let (b, msb) = (self.bytes(), self.header.msb);
+        let (b, msb) = (self.bytes(), self.msb);
         let mut out = vec![0i16; self.voxel_count()];
-        dispatch!(self.header.element_type, T => map_into::<T, i16>(b, msb, &mut out, |v| v.hu()));
+        dispatch!(self.element_type, T => map_into::<T, i16>(b, msb, &mut out, |v| v.hu()));
         Ok(out)
     }
 
@@ -207,9 +245,9 @@ impl CtImage {
     pub fn crop_hu_i16(&self, window: &CropWindow) -> Result<Vec<i16>, CtError> {
         let shape = self.shape_irc();
         window.check_fits(shape)?;
-        let (b, msb) = (self.bytes(), self.header.msb);
+        let (b, msb) = (self.bytes(), self.msb);
         let mut out = vec![0i16; window.len()];
-        dispatch!(self.header.element_type, T => crop_into::<T, i16>(b, msb, shape, window, &mut out, &|v: T| v.hu()));
+        dispatch!(self.element_type, T => crop_into::<T, i16>(b, msb, shape, window, &mut out, &|v: T| v.hu()));
         Ok(out)
     }
 
@@ -219,9 +257,9 @@ impl CtImage {
     pub fn window_raw_f64(&self, window: &CropWindow) -> Result<Vec<f64>, CtError> {
         let shape = self.shape_irc();
         window.check_fits(shape)?;
-        let (b, msb) = (self.bytes(), self.header.msb);
+        let (b, msb) = (self.bytes(), self.msb);
         let mut out = vec![0f64; window.len()];
-        dispatch!(self.header.element_type, T => crop_into::<T, f64>(b, msb, shape, window, &mut out, &|v: T| v.as_f64()));
+        dispatch!(self.element_type, T => crop_into::<T, f64>(b, msb, shape, window, &mut out, &|v: T| v.as_f64()));
         Ok(out)
     }
 
