@@ -41,7 +41,7 @@ use tokio::sync::Semaphore;
 
 use super::batcher::{Arriving, BatchFailure, Batcher};
 use super::metrics::Metrics;
-use super::parse;
+use super::{dicom_upload, parse};
 
 /// A detection run for one staged CT header: its JSON answer, or a status and message.
 pub type DetectFn = dyn Fn(PathBuf) -> Result<Value, (u16, String)> + Send + Sync;
@@ -347,13 +347,8 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
         ));
     };
     let (h, q, b) = body(st, req).await?;
-    let up = parse::ct_upload(
-        header(&h, "content-type"),
-        query_uid(q.as_deref()),
-        "ct",
-        &b,
-    )
-    .map_err(HttpError::bad)?;
+    let up = dicom_upload::parse(header(&h, "content-type"), query_uid(q.as_deref()), &b)
+        .map_err(HttpError::bad)?;
     let waiting = st.metrics.detect_queued.fetch_add(1, Ordering::SeqCst);
     let _queued = Defer(|| {
         st.metrics.detect_queued.fetch_sub(1, Ordering::SeqCst);
@@ -378,12 +373,11 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
     let _cleanup = Defer(|| {
         let _ = std::fs::remove_dir_all(&dir);
     });
-    let mhd = dir.join(format!("{}.mhd", up.uid));
-    std::fs::write(&mhd, up.header).map_err(io)?;
-    if let Some((name, data)) = &up.data {
-        std::fs::write(dir.join(name), data).map_err(io)?;
-    }
-    let uid = up.uid.clone();
+    let mhd = up.write(&dir).map_err(|e| match e {
+        dicom_upload::WriteError::Bad(e) => HttpError::bad(e),
+        dicom_upload::WriteError::Io(e) => io(e),
+    })?;
+    let uid = up.label();
     drop(up);
     drop(b);
     let _permit = d.device.acquire().await.map_err(|_| {
@@ -409,7 +403,7 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
         })?;
     Ok((
         json_response(StatusCode::OK, &doc),
-        format!(" (series {uid})"),
+        format!(" ({uid})"),
     ))
 }
 
