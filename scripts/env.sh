@@ -11,7 +11,7 @@
 #   luna trains on the GPU.
 # - test (LUNA_ENV=test, set by scripts/test.sh): what the tests' oracles and services need:
 #   the full torch (`import torch` in the oracles needs every CUDA wheel), numpy, SimpleITK,
-#   h5py, pyarrow, scipy, scikit-learn, tensorboard, Playwright, moto.
+#   h5py, pyarrow, scipy, scikit-learn, tensorboard, pydicom, Playwright, moto.
 set -euo pipefail
 
 LUNA_HOME="${LUNA_HOME:-$HOME/.cache/luna}"
@@ -21,7 +21,7 @@ mkdir -p "$LUNA_HOME"
 
 # Bump a stamp when its package set changes so existing venvs are upgraded.
 LUNA_BASE_STAMP="base-v7"
-LUNA_TEST_STAMP="test-v7"
+LUNA_TEST_STAMP="test-v8"
 PY="${PYTHON:-python3}"
 luna_pip() { "$LUNA_VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
@@ -54,6 +54,8 @@ if [ "${LUNA_ENV:-}" = test ] && [ ! -f "$LUNA_VENV/.luna-$LUNA_TEST_STAMP" ]; t
   # The oracles `import torch`, which loads every CUDA library libtorch names: the full set.
   luna_pip install torch==2.11.0
   luna_pip install numpy SimpleITK h5py hdf5plugin pyarrow scipy scikit-learn tensorboard diskcache
+  # the DICOM tests write series with pydicom (SimpleITK reads them back as the oracle)
+  luna_pip install pydicom==3.0.2
   # the report's browser test drives Debian's chromium through Playwright (no browser download)
   luna_pip install playwright==1.65.2
   # the cache-remote tests start moto's S3 server on loopback (a real S3 HTTP API; boto3 too)

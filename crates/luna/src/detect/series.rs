@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::{link_or_copy, stage_cts, DetectError, StagedCt};
 use crate::ct::dicom::{select_series, SeriesFiles};
 use crate::ct::CtError;
-use crate::stages::dataset::is_dicom_uid;
+use crate::stages::dataset::{is_dicom_uid, two_folders};
 
 /// Errors of `luna detect`'s inputs (all the user's: exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,9 @@ pub fn stage_inputs(
                     dir: s.dir,
                     uid: s.uid,
                 });
+            }
+            if let Some((a, b)) = two_folders(&s) {
+                return Err(InputError::SameUid { uid: s.uid, a, b });
             }
             Input::Series(s)
         } else {

@@ -138,6 +138,9 @@ pub fn find_series(root: &Path) -> Result<BTreeMap<String, CtSource>, StageError
             continue;
         }
         check_dicom_uid(&s)?;
+        if let Some((a, b)) = two_folders(&s) {
+            return Err(twice(&s.uid, &a, &b));
+        }
         insert_unique(&mut out, CtSource::Dicom(s))?;
     }
     Ok(out)
@@ -168,15 +171,27 @@ fn find_mhds(root: &Path) -> Result<Vec<PathBuf>, StageError> {
 fn insert_unique(out: &mut BTreeMap<String, CtSource>, src: CtSource) -> Result<(), StageError> {
     let uid = src.uid().into_owned();
     if let Some(prev) = out.get(&uid) {
-        return Err(StageError::msg(format!(
-            "series {uid} is on disk twice: {} and {}",
-            prev.display().display(),
-            src.display().display()
-        ))
-        .with_hint("remove one copy; luna identifies a CT by its series uid (the .mhd file stem or the DICOM SeriesInstanceUID)"));
+        return Err(twice(&uid, prev.display(), src.display()));
     }
     out.insert(uid, src);
     Ok(())
+}
+
+fn twice(uid: &str, a: &Path, b: &Path) -> StageError {
+    StageError::msg(format!(
+        "series {uid} is on disk twice: {} and {}",
+        a.display(),
+        b.display()
+    ))
+    .with_hint("remove one copy; luna identifies a CT by its series uid (the .mhd file stem or the DICOM SeriesInstanceUID)")
+}
+
+/// The first two folders of a series whose slice files sit in more than one folder: a copy of
+/// the series (SimpleITK, too, reads a series from one folder), reported as a uid on disk twice.
+pub fn two_folders(s: &SeriesFiles) -> Option<(PathBuf, PathBuf)> {
+    let first = s.files.first()?.parent()?;
+    let other = s.files.iter().filter_map(|f| f.parent()).find(|p| *p != first)?;
+    Some((first.to_path_buf(), other.to_path_buf()))
 }
 
 /// Whether `uid` is a DICOM UID (digits and dots, at most 64 characters, not starting with a
