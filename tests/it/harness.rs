@@ -37,6 +37,8 @@ pub enum Need {
     Root,
     /// util-linux's `setpriv`.
     Setpriv,
+    /// The real data of `../shared/real` (LIDC-IDRI DICOM, book checkpoints).
+    RealData,
 }
 
 impl Need {
@@ -47,6 +49,7 @@ impl Need {
             Need::S3 => "s3",
             Need::Root => "root",
             Need::Setpriv => "setpriv",
+            Need::RealData => "real",
         }
     }
 
@@ -57,6 +60,7 @@ impl Need {
             Need::S3 => "the S3 server (moto[server] in the test venv)",
             Need::Root => "root",
             Need::Setpriv => "setpriv (util-linux)",
+            Need::RealData => "the real data folder shared/real (LIDC-IDRI, book checkpoints)",
         }
     }
 
@@ -69,6 +73,10 @@ impl Need {
             Need::S3 => "`source scripts/env.sh` installs moto[server] and boto3 into the venv",
             Need::Root => "run the tests as root (as CI does)",
             Need::Setpriv => "install util-linux (`apt-get install util-linux`)",
+            Need::RealData => {
+                "put the project's shared/ folder beside the checkout (or beside one of its \
+                 parent folders), as CI has it"
+            }
         }
     }
 }
@@ -133,6 +141,17 @@ pub fn require<T>(need: Need, probe: impl FnOnce() -> Result<T, String>) -> Opti
             None
         }
     }
+}
+
+/// `shared/real` beside the checkout or beside one of its parent folders, through [`require`].
+pub fn require_real_data() -> Option<std::path::PathBuf> {
+    require(Need::RealData, || {
+        let repo = std::path::Path::new(crate::REPO);
+        repo.ancestors()
+            .map(|a| a.join("shared/real"))
+            .find(|p| p.join("README.md").is_file())
+            .ok_or_else(|| format!("no shared/real/README.md beside {} or its parents", repo.display()))
+    })
 }
 
 /// Root, through [`require`].

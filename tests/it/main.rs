@@ -31,6 +31,9 @@ pub fn bin(name: &str) -> std::path::PathBuf {
 mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
+mod ct_dicom;
+mod ct_dicom_errors;
+mod ct_dicom_support;
 mod ct_errors;
 mod ct_geometry;
 mod ct_header;

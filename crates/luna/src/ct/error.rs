@@ -1,4 +1,4 @@
-//! The one error type of `crate::ct`: reading MetaImage files, geometry and crops.
+//! The one error type of `crate::ct`: reading MetaImage files and DICOM series, geometry and crops.
 //!
 //! Decision: every variant holds data (path, key, line, expected/found), never a preformatted
 //! string, and its message names the file (where there is one), the cause, and what to do next.
@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use super::dicom::{SeriesCount, SkippedFile};
 use super::geometry::Irc;
 
 /// Everything that can go wrong while reading a CT or cutting a crop from it.
@@ -244,11 +245,229 @@ pub enum CtError {
         /// The volume shape (index, row, col).
         shape: [usize; 3],
     },
-    /// Skeleton placeholder while the DICOM reader is being written.
-    #[error("{path}: reading DICOM is not implemented yet")]
-    DicomNotYet {
-        /// The folder or file.
+    /// A path given as a DICOM folder is not a folder.
+    #[error("{path} is not a folder; give the folder that holds one DICOM series (or a patient/study/series tree)")]
+    DicomNotAFolder {
+        /// The path given.
         path: PathBuf,
+    },
+    /// A folder holds no DICOM CT series.
+    #[error(
+        "{dir}: no DICOM CT series found{}; give the folder of one CT series \
+         (DICOM Part-10 files with the DICM marker)",
+        skipped_note(skipped)
+    )]
+    DicomNoSeries {
+        /// The folder scanned.
+        dir: PathBuf,
+        /// The files that were passed over, with why.
+        skipped: Vec<SkippedFile>,
+    },
+    /// The only image series found is not CT.
+    #[error("{path}: Modality is {modality}, not CT; luna reads CT series only, give the folder of a CT series")]
+    DicomNotCt {
+        /// A file of the series.
+        path: PathBuf,
+        /// The Modality found.
+        modality: String,
+    },
+    /// A folder holds several CT series and none was named.
+    #[error(
+        "{dir} holds {} CT series: {}; pick one with `--series UID`",
+        series.len(),
+        series_list(series)
+    )]
+    DicomSeveralSeries {
+        /// The folder scanned.
+        dir: PathBuf,
+        /// The series found.
+        series: Vec<SeriesCount>,
+    },
+    /// The series named with `--series` is not in the folder.
+    #[error(
+        "{dir}: no CT series has SeriesInstanceUID {uid}; the CT series there are: {}; \
+         pass one of them to `--series`",
+        series_list(series)
+    )]
+    DicomSeriesNotFound {
+        /// The folder scanned.
+        dir: PathBuf,
+        /// The uid asked for.
+        uid: String,
+        /// The series found.
+        series: Vec<SeriesCount>,
+    },
+    /// A file named as DICOM is not a DICOM Part-10 file.
+    #[error(
+        "{path}: not a DICOM file (no `DICM` marker at byte 128); remove it from the series \
+         folder, or re-export the series as DICOM Part-10 files"
+    )]
+    DicomNotDicom {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A DICOM file cannot be parsed (truncated or damaged).
+    #[error("{path}: cannot be read as DICOM: {what}; re-export or re-download the series")]
+    DicomCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A required technical attribute is missing.
+    #[error("{path}: required attribute {tag} is missing; the file is not a CT slice or was damaged, re-export the series")]
+    DicomMissingTag {
+        /// The file.
+        path: PathBuf,
+        /// The attribute keyword.
+        tag: &'static str,
+    },
+    /// A technical attribute has an unusable value.
+    #[error("{path}: attribute {tag} = {value:?} is unusable ({reason}); the file was damaged or written wrongly, re-export the series")]
+    DicomBadValue {
+        /// The file.
+        path: PathBuf,
+        /// The attribute keyword (a technical attribute, never a patient one).
+        tag: &'static str,
+        /// Its value as text (technical attributes only).
+        value: String,
+        /// Why it is unusable.
+        reason: &'static str,
+    },
+    /// The pixel data is in a transfer syntax this build cannot decode.
+    #[error(
+        "{path}: transfer syntax {uid} ({name}) cannot be decoded by luna (it reads implicit and \
+         explicit VR little endian, explicit VR big endian, RLE lossless and JPEG baseline, \
+         extended and lossless); convert the series to explicit VR little endian \
+         (e.g. `gdcmconv --raw` or `dcmdjpeg`) and read it again"
+    )]
+    DicomTransferSyntax {
+        /// The file.
+        path: PathBuf,
+        /// The transfer syntax UID.
+        uid: String,
+        /// Its name ("unknown" when not in the registry).
+        name: String,
+    },
+    /// The pixel layout is not a greyscale single-frame image.
+    #[error("{path}: {what} is not supported; luna reads greyscale single-frame CT slices (8 or 16 bits), re-export the series as such")]
+    DicomPixelFormat {
+        /// The file.
+        path: PathBuf,
+        /// The layout found.
+        what: String,
+    },
+    /// A series has fewer than two slices.
+    #[error("{dir}: series {uid} has {slices} slice(s); a CT needs at least two, give the folder of a complete series")]
+    DicomTooFewSlices {
+        /// The series folder.
+        dir: PathBuf,
+        /// SeriesInstanceUID.
+        uid: String,
+        /// Slices found.
+        slices: usize,
+    },
+    /// Slices of one series have different orientations.
+    #[error(
+        "{dir}: series {uid}: slices are not parallel: ImageOrientationPatient of {other} is \
+         {other_iop:?}, of {first} {first_iop:?}; luna reads only series of parallel slices, \
+         remove the odd slices or re-export the series"
+    )]
+    DicomNotParallel {
+        /// The series folder.
+        dir: PathBuf,
+        /// SeriesInstanceUID.
+        uid: String,
+        /// The reference slice.
+        first: PathBuf,
+        /// The slice that differs.
+        other: PathBuf,
+        /// Orientation of `first`.
+        first_iop: [f64; 6],
+        /// Orientation of `other`.
+        other_iop: [f64; 6],
+    },
+    /// Slices of one series differ in shape or pixel spacing.
+    #[error(
+        "{dir}: series {uid}: {tag} of {other} is {other_value}, of {first} {first_value}; the \
+         folder mixes different images under one series, re-export the series"
+    )]
+    DicomInconsistent {
+        /// The series folder.
+        dir: PathBuf,
+        /// SeriesInstanceUID.
+        uid: String,
+        /// The attribute(s) that differ.
+        tag: &'static str,
+        /// The reference slice.
+        first: PathBuf,
+        /// The slice that differs.
+        other: PathBuf,
+        /// Value of `first`.
+        first_value: String,
+        /// Value of `other`.
+        other_value: String,
+    },
+    /// Consecutive slices are offset across the slice plane (gantry tilt or a sheared stack).
+    #[error(
+        "{dir}: series {uid}: gantry tilt or sheared slices: {second} is offset {drift:.3} mm \
+         across the slice plane from {first} (positions do not step along the slice normal); \
+         luna reads only untilted series, resample the series onto an untilted grid first"
+    )]
+    DicomTilted {
+        /// The series folder.
+        dir: PathBuf,
+        /// SeriesInstanceUID.
+        uid: String,
+        /// The earlier slice.
+        first: PathBuf,
+        /// The next slice.
+        second: PathBuf,
+        /// In-plane offset (mm).
+        drift: f64,
+    },
+    /// The gap between two consecutive slices differs from the others (a missing or duplicate
+    /// slice).
+    #[error(
+        "{dir}: series {uid}: slices are not evenly spaced: a gap of {gap:.4} mm between {before} \
+         (at {at_before:.4} mm along the normal) and {after} (at {at_after:.4} mm), where the \
+         other slices are {expected:.4} mm apart; a slice is missing or duplicated, restore the \
+         complete series"
+    )]
+    DicomUneven {
+        /// The series folder.
+        dir: PathBuf,
+        /// SeriesInstanceUID.
+        uid: String,
+        /// The slice before the gap.
+        before: PathBuf,
+        /// The slice after the gap.
+        after: PathBuf,
+        /// Position of `before` along the normal (mm).
+        at_before: f64,
+        /// Position of `after` along the normal (mm).
+        at_after: f64,
+        /// The gap (mm).
+        gap: f64,
+        /// The median gap (mm).
+        expected: f64,
+    },
+    /// A rescaled value does not fit int16.
+    #[error(
+        "{path}: stored value {stored} × RescaleSlope {slope} + RescaleIntercept {intercept} = \
+         {hu} does not fit int16 HU; the rescale attributes are wrong, fix them or re-export the series"
+    )]
+    DicomValueRange {
+        /// The file.
+        path: PathBuf,
+        /// The stored sample.
+        stored: i32,
+        /// RescaleSlope.
+        slope: f64,
+        /// RescaleIntercept.
+        intercept: f64,
+        /// The value it gives.
+        hu: i64,
     },
 }
 
@@ -260,4 +479,32 @@ impl CtError {
             source,
         }
     }
+}
+
+/// "uid (N slices), ..." for messages listing series.
+fn series_list(series: &[SeriesCount]) -> String {
+    let items: Vec<String> = series
+        .iter()
+        .map(|s| format!("{} ({} slices)", s.uid, s.slices))
+        .collect();
+    items.join(", ")
+}
+
+/// " (skipped: file: why; ...)" for a scan that found nothing, at most 5 files named.
+fn skipped_note(skipped: &[SkippedFile]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = skipped
+        .iter()
+        .take(5)
+        .map(|s| format!("{}: {}", s.path.display(), s.reason))
+        .collect();
+    let more = skipped.len().saturating_sub(5);
+    let tail = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    format!(" (passed over: {}{tail})", items.join("; "))
 }

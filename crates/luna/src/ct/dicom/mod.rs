@@ -19,8 +19,9 @@
 //!
 //! [`CtImage`]: super::CtImage
 
+mod attrs;
 mod read;
 mod scan;
 
 pub use read::read_series;
-pub use scan::{scan_tree, select_series, SeriesFiles, SkippedFile};
+pub use scan::{has_dicm_marker, scan_tree, select_series, SeriesCount, SeriesFiles, SkippedFile, IGNORED};
