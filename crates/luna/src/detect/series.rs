@@ -61,9 +61,8 @@ impl InputError {
     pub fn hint(&self) -> Option<String> {
         match self {
             InputError::Detect(e) => e.hint(),
-            InputError::Dicom(_) => Some(
-                "pass a folder holding one DICOM CT series (or a tree and `--series UID`), or a `.mhd` file".into(),
-            ),
+            // the reader's messages say what to do themselves
+            InputError::Dicom(_) => None,
             InputError::BadUid { .. } => Some("fix the SeriesInstanceUID of its files".into()),
             InputError::SameUid { .. } => {
                 Some("pass each CT once: luna identifies a CT by its series uid".into())
