@@ -81,7 +81,11 @@ print("\n".join(bad))
         .arg(b)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let diff = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !diff.is_empty() {
         println!("{} vs {}: {diff}", a.display(), b.display());
@@ -159,7 +163,8 @@ fn a_dicom_series_and_the_mhd_simpleitk_makes_of_it_give_identical_crops_and_clu
             fd.iter().map(|f| f.1.len()).sum::<usize>()
         );
     }
-    let crops = std::fs::read_to_string(data_artifact(&ws, "eq", "crops_d").join("crops.json")).unwrap();
+    let crops =
+        std::fs::read_to_string(data_artifact(&ws, "eq", "crops_d").join("crops.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&crops).unwrap();
     assert_eq!(doc["series"], 3, "{crops}");
     assert!(doc["crops"].as_u64().unwrap() > 0, "{crops}");

@@ -21,17 +21,14 @@
 //! command's.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::dicom_equiv::write_dicom;
 use crate::engine_support::{Out, Ws};
+use crate::serve::{http, Server};
 
 /// The identifiers the oracle writes (and their parts).
 const PHI: &[&str] = &[
@@ -53,7 +50,7 @@ fn pipeline(dcm: &Path) -> String {
     let root = dcm.display();
     let fast = "batch_size: 16, augment: null, optimizer: { kind: adam, lr: 0.001 }, device: cpu, threads: 2, loader_threads: 1";
     format!(
-        "pipeline: p\nstages:\n  \
+        "pipeline: t\nstages:\n  \
          annotations: {{ uses: load_annotations, with: {{ annotations: ext/annotations_with_malignancy.csv, candidates: ext/candidates.csv }} }}\n  \
          candidates: {{ uses: merge_candidates, needs: [annotations], with: {{ val_stride: 2, ct_root: {root} }} }}\n  \
          crops: {{ uses: build_crops, needs: [candidates], with: {{ ct_root: {root} }} }}\n  \
@@ -80,28 +77,6 @@ fn comparable(mut doc: Value) -> Value {
 fn json_of(o: &Out) -> Value {
     assert_eq!(o.code, 0, "{}", o.stderr);
     serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
-}
-
-/// One HTTP/1.1 POST on a fresh connection: (status, body).
-fn post(addr: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw); // the server closes after answering
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
 }
 
 /// A zip of `dir`'s files (Python's zipfile, deflate), entry names relative to `dir`; extra
@@ -199,43 +174,6 @@ fn search_tree(root: &Path, input: &HashSet<(u64, u64)>) -> (Vec<String>, Vec<Pa
     (found, staged)
 }
 
-/// A running `luna serve` (killed on drop); its stderr goes to `log`.
-struct Server {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(ws: &Ws, log: &Path) -> Server {
-        let mut child = ws
-            .command(&[
-                "serve", "--pipeline", "p", "--addr", "127.0.0.1:0", "--device", "cpu",
-                "--threads", "1", "--max-body", "200000000",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("{line:?}\n{}", std::fs::read_to_string(log).unwrap()))
-            .to_string();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // already gone when the test failed early
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn no_patient_identifier_leaves_a_dicom_input() {
     let _torch = crate::nn_support::torch_lock();
@@ -252,8 +190,8 @@ fn no_patient_identifier_leaves_a_dicom_input() {
     assert_eq!(written.len(), 4, "{written:?}");
     let mut outputs: Vec<(String, Out)> = Vec::new();
 
-    ws.pipeline("p", &pipeline(&dcm));
-    let run = ws.luna(&["run", "p"]);
+    ws.pipeline("t", &pipeline(&dcm));
+    let run = ws.luna(&["run", "t"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run_id = ws.last_run()["id"].as_str().unwrap().to_string();
     outputs.push(("luna run".into(), run));
@@ -264,7 +202,7 @@ fn no_patient_identifier_leaves_a_dicom_input() {
     let detect = |args: &[&str]| {
         let mut all = vec!["detect"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&["--pipeline", "p"]);
+        all.extend_from_slice(&["--pipeline", "t"]);
         ws.luna(&all)
     };
     let on_dicom = detect(&[series_dir.to_str().unwrap(), "--json"]);
@@ -272,7 +210,11 @@ fn no_patient_identifier_leaves_a_dicom_input() {
     assert_eq!(want["series"][0]["series_uid"], uid.as_str());
     let mhd = ws.path(&format!("sitk/{uid}.mhd"));
     let on_mhd = detect(&[mhd.to_str().unwrap(), "--json"]);
-    assert_eq!(comparable(json_of(&on_mhd)), want, "DICOM vs SimpleITK's .mhd");
+    assert_eq!(
+        comparable(json_of(&on_mhd)),
+        want,
+        "DICOM vs SimpleITK's .mhd"
+    );
     let picked = detect(&[dcm.to_str().unwrap(), "--series", &uid, "--json"]);
     assert_eq!(comparable(json_of(&picked)), want, "--series on the tree");
     let several = detect(&[dcm.to_str().unwrap()]);
@@ -285,7 +227,29 @@ fn no_patient_identifier_leaves_a_dicom_input() {
         want["series"][0]["nodules"].as_array().unwrap().len(),
         several.stderr.trim()
     );
+    let stray = detect(&[mhd.to_str().unwrap(), "--series", &uid]);
+    assert_eq!(stray.code, 2, "{}", stray.stderr);
+    assert!(
+        stray
+            .stderr
+            .contains(&format!("--series {uid}: no DICOM folder is given")),
+        "{}",
+        stray.stderr
+    );
+    let twice = detect(&[series_dir.to_str().unwrap(), mhd.to_str().unwrap()]);
+    assert_eq!(twice.code, 2, "{}", twice.stderr);
+    assert!(
+        twice.stderr.contains(&format!(
+            "series {uid} is given twice: {} and {}",
+            series_dir.display(),
+            mhd.display()
+        )),
+        "{}",
+        twice.stderr
+    );
     outputs.extend([
+        ("detect --series on a .mhd".into(), stray),
+        ("detect twice".into(), twice),
         ("detect dicom".into(), on_dicom),
         ("detect mhd".into(), on_mhd),
         ("detect --series".into(), picked),
@@ -293,52 +257,81 @@ fn no_patient_identifier_leaves_a_dicom_input() {
     ]);
 
     // serve: the series as a zip and as .dcm parts; a zip entry leaving its folder is refused
-    let log = input.path().join("serve.log");
-    {
-        let srv = Server::start(&ws, &log);
+    let serve_log = {
+        let srv = Server::start(&ws, "serve", &["--max-body", "200000000"]);
+        let post = |content_type: &str, body: &[u8]| {
+            let r = http(
+                &srv.addr,
+                "POST",
+                "/v1/detect",
+                &[("Content-Type", content_type)],
+                body,
+            );
+            (r.status, r.text())
+        };
         let zip = zip_of(&series_dir, &input.path().join("s.zip"), &[]);
-        let (status, body) = post(&srv.addr, "/v1/detect", "application/zip", &zip);
+        let (status, body) = post("application/zip", &zip);
         assert_eq!(status, 200, "{body}");
-        assert_eq!(comparable(serde_json::from_str(&body).unwrap()), want, "zip");
-        let parts = multipart_of(&series_dir, "XyZ");
-        let (status, body) = post(
-            &srv.addr,
-            "/v1/detect",
-            "multipart/form-data; boundary=XyZ",
-            &parts,
+        assert_eq!(
+            comparable(serde_json::from_str(&body).unwrap()),
+            want,
+            "zip"
         );
+        let parts = multipart_of(&series_dir, "XyZ");
+        let (status, body) = post("multipart/form-data; boundary=XyZ", &parts);
         assert_eq!(status, 200, "{body}");
-        assert_eq!(comparable(serde_json::from_str(&body).unwrap()), want, "multipart");
-        let evil = zip_of(&series_dir, &input.path().join("e.zip"), &[("../x.dcm", "x")]);
-        let (status, body) = post(&srv.addr, "/v1/detect", "application/zip", &evil);
+        assert_eq!(
+            comparable(serde_json::from_str(&body).unwrap()),
+            want,
+            "multipart"
+        );
+        let evil = zip_of(
+            &series_dir,
+            &input.path().join("e.zip"),
+            &[("../x.dcm", "x")],
+        );
+        let (status, body) = post("application/zip", &evil);
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("zip entry \\\"../x.dcm\\\""), "{body}");
-    }
+        srv.log()
+    };
 
     let report = ws.luna(&["report", &run_id]);
     assert_eq!(report.code, 0, "{}", report.stderr);
     outputs.push(("luna report".into(), report));
 
-    // the search
+    // the search; it finds every identifier of 4+ bytes in an input slice (the control)
+    let slice = std::fs::read(series_dir.join("IM0000.dcm")).unwrap();
+    let control = leaks("input", &slice);
+    for id in PHI.iter().filter(|id| id.len() > 3) {
+        assert!(
+            control.contains(&format!("input: {id}")),
+            "{id}: {control:?}"
+        );
+    }
     let input_files = inodes(input.path());
     let (mut found, staged) = search_tree(ws.root(), &input_files);
     for (what, o) in &outputs {
         found.extend(leaks(&format!("{what} stdout"), o.stdout.as_bytes()));
         found.extend(leaks(&format!("{what} stderr"), o.stderr.as_bytes()));
     }
-    found.extend(leaks("serve log", &std::fs::read(&log).unwrap()));
+    found.extend(leaks("serve log", serve_log.as_bytes()));
     let files = walkdir::WalkDir::new(ws.root())
         .into_iter()
         .flatten()
         .filter(|e| e.file_type().is_file())
         .count();
     println!(
-        "searched {files} files of the workspace, {} outputs and the server log for {} identifiers; {} staged input links skipped",
+        "searched {files} files of the workspace (the server log among them), {} outputs for {} identifiers; {} staged input links skipped",
         outputs.len(),
         PHI.len(),
         staged.len()
     );
-    assert!(found.is_empty(), "patient identifiers found:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "patient identifiers found:\n{}",
+        found.join("\n")
+    );
     let staging = ws.path(".luna/detect");
     assert!(
         staged.iter().all(|p| p.starts_with(&staging)),

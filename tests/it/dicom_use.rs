@@ -99,15 +99,17 @@ fn a_mixed_tree_of_mhd_and_dicom_series_with_lung_masks_builds_every_ct() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc = crops_json(&ws);
     assert_eq!(doc["series"], 2, "{doc}");
-    let index = luna::store::crop_set::read_index(
-        &data_artifact(&ws, "c", "crops").join("index.parquet"),
-    )
-    .unwrap();
+    let index =
+        luna::store::crop_set::read_index(&data_artifact(&ws, "c", "crops").join("index.parquet"))
+            .unwrap();
     let mut uids: Vec<String> = index.iter().map(|r| r.series_uid.clone()).collect();
     uids.dedup();
     let mut want: Vec<String> = cts.iter().map(|(m, _)| stem(m)).collect();
     want.sort();
-    assert_eq!(uids, want, "crops of the .mhd CT and of the DICOM series (by its uid)");
+    assert_eq!(
+        uids, want,
+        "crops of the .mhd CT and of the DICOM series (by its uid)"
+    );
 
     // renaming a series' slice files re-runs the stage (the root changed) but not its CT's
     // partition: a DICOM CT is keyed by its slices' content

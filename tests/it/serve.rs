@@ -18,14 +18,14 @@ use serde_json::Value;
 use crate::engine_support::Ws;
 
 /// One HTTP/1.1 answer.
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
@@ -36,13 +36,19 @@ impl Resp {
             .unwrap_or_default()
             .to_string()
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// A minimal blocking HTTP/1.1 client: one request per connection (`Connection: close`).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -97,14 +103,14 @@ fn sleep_until(t: Instant) {
 }
 
 /// A running `luna serve`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(ws: &Ws, name: &str, args: &[&str]) -> Server {
+    pub(crate) fn start(ws: &Ws, name: &str, args: &[&str]) -> Server {
         let log = ws.path(&format!("{name}.log"));
         let mut all = vec![
             "serve",
@@ -157,7 +163,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 }

@@ -137,9 +137,11 @@ pub fn stage_inputs(
             Input::MetaImage(_) => out.cts.extend(staged_mhds.next()),
             Input::Series(s) => {
                 stage_series(&s, &dir.join("subset0").join(&s.uid))?;
-                out.notes.extend(s.skipped.iter().map(|k| {
-                    format!("{}: skipped ({})", k.path.display(), k.reason)
-                }));
+                out.notes.extend(
+                    s.skipped
+                        .iter()
+                        .map(|k| format!("{}: skipped ({})", k.path.display(), k.reason)),
+                );
                 out.cts.push(StagedCt {
                     uid: s.uid,
                     source: s.dir,

@@ -58,13 +58,7 @@ pub fn parse<'a>(
     query_uid: Option<&str>,
     body: &'a [u8],
 ) -> Result<Upload<'a>, ParseError> {
-    let ct = content_type.unwrap_or("");
-    let kind = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let kind = parse::media_type(content_type);
     if matches!(
         kind.as_str(),
         "application/zip" | "application/x-zip-compressed"
@@ -73,8 +67,11 @@ pub fn parse<'a>(
         return Ok(Upload::Zip(body));
     }
     if kind == "multipart/form-data" {
-        let parts = parse::multipart_up_to(ct, body, MAX_FILES)?;
-        if parts.iter().any(|p| p.filename.as_deref().is_some_and(is_dcm)) {
+        let parts = parse::multipart_up_to(content_type.unwrap_or(""), body, MAX_FILES)?;
+        if parts
+            .iter()
+            .any(|p| p.filename.as_deref().is_some_and(is_dcm))
+        {
             return dcm_parts(parts).map(Upload::Files);
         }
     }
@@ -127,10 +124,10 @@ fn entry_path(name: &str, is_dir: bool) -> Result<Option<PathBuf>, ParseError> {
             _ => return refuse(),
         }
     }
-    let hidden = parts
-        .iter()
-        .any(|p| p.starts_with('.') || p == "__MACOSX");
-    let dicomdir = parts.last().is_some_and(|p| p.eq_ignore_ascii_case("DICOMDIR"));
+    let hidden = parts.iter().any(|p| p.starts_with('.') || p == "__MACOSX");
+    let dicomdir = parts
+        .last()
+        .is_some_and(|p| p.eq_ignore_ascii_case("DICOMDIR"));
     if is_dir || parts.is_empty() || hidden || dicomdir {
         return Ok(None);
     }
@@ -288,7 +285,13 @@ mod tests {
 
     #[test]
     fn traversal_and_absolute_names_are_refused() {
-        for name in ["../x.dcm", "a/../../x.dcm", "/etc/x.dcm", "a\\..\\x.dcm", "a/\u{1}.dcm"] {
+        for name in [
+            "../x.dcm",
+            "a/../../x.dcm",
+            "/etc/x.dcm",
+            "a\\..\\x.dcm",
+            "a/\u{1}.dcm",
+        ] {
             let e = err(&zip_of(&[(name, b"x")]));
             assert!(e.starts_with(&format!("zip entry {name:?}")), "{name}: {e}");
         }

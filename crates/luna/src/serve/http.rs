@@ -401,10 +401,7 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
                 m,
             )
         })?;
-    Ok((
-        json_response(StatusCode::OK, &doc),
-        format!(" ({uid})"),
-    ))
+    Ok((json_response(StatusCode::OK, &doc), format!(" ({uid})")))
 }
 
 /// Runs a closure when dropped (queue counters and upload folders on every exit path).

@@ -270,6 +270,17 @@ pub fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>
     multipart_up_to(content_type, body, 16)
 }
 
+/// The media type of a content type, lower case, without parameters (`""` when absent).
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// [`multipart`] with at most `max_parts` parts (a DICOM series is a part per slice).
 pub fn multipart_up_to<'a>(
     content_type: &str,
@@ -326,7 +337,9 @@ pub fn multipart_up_to<'a>(
             data: &body[data_start..end],
         });
         if parts.len() > max_parts {
-            return Err(ParseError::Multipart(format!("more than {max_parts} parts")));
+            return Err(ParseError::Multipart(format!(
+                "more than {max_parts} parts"
+            )));
         }
         at = end + 2;
     }

@@ -122,8 +122,9 @@ pub const LUNG_MASKS_DIR: &str = "seg-lungs-LUNA16";
 pub fn find_series(root: &Path) -> Result<BTreeMap<String, CtSource>, StageError> {
     if !root.is_dir() {
         return Err(
-            StageError::msg(format!("CT root {} is not a directory", root.display()))
-                .with_hint("point `ct_root` at the folder that holds subset0..9/*.mhd or DICOM series folders"),
+            StageError::msg(format!("CT root {} is not a directory", root.display())).with_hint(
+                "point `ct_root` at the folder that holds subset0..9/*.mhd or DICOM series folders",
+            ),
         );
     }
     let mut out: BTreeMap<String, CtSource> = BTreeMap::new();
@@ -134,7 +135,8 @@ pub fn find_series(root: &Path) -> Result<BTreeMap<String, CtSource>, StageError
         StageError::domain(e).with_hint("fix or remove the file, or point `ct_root` elsewhere")
     })?;
     for s in series {
-        if s.dir.ancestors().any(is_lung_masks) {
+        let rel = s.dir.strip_prefix(root).unwrap_or(&s.dir);
+        if rel.components().any(|c| c.as_os_str() == LUNG_MASKS_DIR) {
             continue;
         }
         check_dicom_uid(&s)?;
@@ -157,7 +159,7 @@ fn find_mhds(root: &Path) -> Result<Vec<PathBuf>, StageError> {
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| !(e.file_type().is_dir() && is_lung_masks(e.path())));
+        .filter_entry(|e| !(e.depth() > 0 && e.file_type().is_dir() && is_lung_masks(e.path())));
     for e in walk {
         let e = e.map_err(|e| StageError::msg(format!("cannot list {}: {e}", root.display())))?;
         if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "mhd") {
@@ -190,7 +192,11 @@ fn twice(uid: &str, a: &Path, b: &Path) -> StageError {
 /// the series (SimpleITK, too, reads a series from one folder), reported as a uid on disk twice.
 pub fn two_folders(s: &SeriesFiles) -> Option<(PathBuf, PathBuf)> {
     let first = s.files.first()?.parent()?;
-    let other = s.files.iter().filter_map(|f| f.parent()).find(|p| *p != first)?;
+    let other = s
+        .files
+        .iter()
+        .filter_map(|f| f.parent())
+        .find(|p| *p != first)?;
     Some((first.to_path_buf(), other.to_path_buf()))
 }
 
@@ -370,5 +376,35 @@ fn io_cause(e: &StageError) -> String {
     match e {
         StageError::Io { source, .. } => source.to_string(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dicom_uids_name_series() {
+        for ok in ["1.2.840.10008.1", "1", &"9.".repeat(31)[..63]] {
+            assert!(is_dicom_uid(ok), "{ok}");
+        }
+        for bad in ["", ".1.2", "1.2/../x", "1.2 ", "Jane^Doe", &"1".repeat(65)] {
+            assert!(!is_dicom_uid(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_series_in_two_folders_names_both() {
+        let s = |files: &[&str]| SeriesFiles {
+            uid: "1.2".into(),
+            dir: PathBuf::from("/a"),
+            files: files.iter().map(PathBuf::from).collect(),
+            skipped: Vec::new(),
+        };
+        assert_eq!(two_folders(&s(&["/a/1.dcm", "/a/2.dcm"])), None);
+        assert_eq!(
+            two_folders(&s(&["/a/1.dcm", "/a/2.dcm", "/b/1.dcm"])),
+            Some((PathBuf::from("/a"), PathBuf::from("/b")))
+        );
     }
 }
