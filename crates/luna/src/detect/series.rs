@@ -24,12 +24,12 @@ use crate::stages::dataset::{is_dicom_uid, two_folders};
 /// Errors of `luna detect`'s inputs (all the user's: exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    /// A `.mhd` input or the staging failed.
+    /// A `.mhd` input or the staging failed (boxed: `CtError` is large).
     #[error(transparent)]
-    Detect(#[from] DetectError),
+    Detect(Box<DetectError>),
     /// The DICOM reader refused a folder.
     #[error(transparent)]
-    Dicom(#[from] CtError),
+    Dicom(Box<CtError>),
     /// A series whose SeriesInstanceUID cannot name a CT.
     #[error("{dir}: the series' SeriesInstanceUID {uid:?} is not a DICOM UID (digits and dots, at most 64 characters)")]
     BadUid {
@@ -54,6 +54,18 @@ pub enum InputError {
         /// The uid given.
         series: String,
     },
+}
+
+impl From<DetectError> for InputError {
+    fn from(e: DetectError) -> Self {
+        InputError::Detect(Box::new(e))
+    }
+}
+
+impl From<CtError> for InputError {
+    fn from(e: CtError) -> Self {
+        InputError::Dicom(Box::new(e))
+    }
 }
 
 impl InputError {
@@ -172,7 +184,7 @@ fn check_unique(inputs: &[Input]) -> Result<(), InputError> {
 
 /// Links the series' slice files into `to` as `IM00000.dcm`, `IM00001.dcm`, … (in the
 /// series' file order).
-fn stage_series(s: &SeriesFiles, to: &Path) -> Result<(), DetectError> {
+fn stage_series(s: &SeriesFiles, to: &Path) -> Result<(), InputError> {
     std::fs::create_dir_all(to).map_err(|e| DetectError::Stage {
         from: s.dir.clone(),
         to: to.into(),

@@ -131,9 +131,8 @@ pub fn find_series(root: &Path) -> Result<BTreeMap<String, CtSource>, StageError
     for mhd in find_mhds(root)? {
         insert_unique(&mut out, CtSource::MetaImage(mhd))?;
     }
-    let series = crate::ct::dicom::scan_tree(root).map_err(|e| {
-        StageError::domain(e).with_hint("fix or remove the file, or point `ct_root` elsewhere")
-    })?;
+    // the reader's messages say what to do themselves
+    let series = crate::ct::dicom::scan_tree(root).map_err(StageError::domain)?;
     for s in series {
         let rel = s.dir.strip_prefix(root).unwrap_or(&s.dir);
         if rel.components().any(|c| c.as_os_str() == LUNG_MASKS_DIR) {
