@@ -164,19 +164,30 @@ pub fn stage_inputs(
     Ok(out)
 }
 
-/// Errors when two inputs name the same series (a `.mhd` stem or a SeriesInstanceUID).
+/// Errors when a DICOM series shares its uid with another input (a series or a `.mhd` stem);
+/// two `.mhd` with one stem are `stage_cts`'s error.
 fn check_unique(inputs: &[Input]) -> Result<(), InputError> {
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut series: BTreeMap<&str, &Path> = BTreeMap::new();
     for r in inputs {
-        let (uid, place) = match r {
-            Input::MetaImage(p) => match p.file_stem() {
-                Some(s) => (s.to_string_lossy().into_owned(), p.clone()),
-                None => continue,
-            },
-            Input::Series(s) => (s.uid.clone(), s.dir.clone()),
-        };
-        if let Some(a) = seen.insert(uid.clone(), place.clone()) {
-            return Err(InputError::SameUid { uid, a, b: place });
+        if let Input::Series(s) = r {
+            if let Some(a) = series.insert(&s.uid, &s.dir) {
+                return Err(InputError::SameUid {
+                    uid: s.uid.clone(),
+                    a: a.into(),
+                    b: s.dir.clone(),
+                });
+            }
+        }
+    }
+    for r in inputs {
+        let Input::MetaImage(p) = r else { continue };
+        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if let Some((uid, a)) = stem.and_then(|u| series.get_key_value(u.as_str())) {
+            return Err(InputError::SameUid {
+                uid: uid.to_string(),
+                a: a.to_path_buf(),
+                b: p.clone(),
+            });
         }
     }
     Ok(())
