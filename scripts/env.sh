@@ -60,6 +60,8 @@ if [ "${LUNA_ENV:-}" = test ] && [ ! -f "$LUNA_VENV/.luna-$LUNA_TEST_STAMP" ]; t
   luna_pip install playwright==1.65.2
   # the cache-remote tests start moto's S3 server on loopback (a real S3 HTTP API; boto3 too)
   luna_pip install "moto[server]==5.2.5"
+  # the DICOM reader's oracles write series with pydicom (JPEG 2000 through pylibjpeg's OpenJPEG)
+  luna_pip install pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0
   touch "$LUNA_VENV/.luna-$LUNA_TEST_STAMP"
 fi
 

@@ -2,7 +2,7 @@
 //! ImageSeriesReader: the real LIDC-IDRI-0003 series (shared/real), its slab kept in the
 //! repository, and synthetic series written by pydicom from a luna synthetic CT with shuffled
 //! names, reversed slice order, non-axial orientations, slope ≠ 1, intercept −1024, implicit
-//! and explicit VR, big endian and RLE.
+//! and explicit VR, big endian, RLE, JPEG Lossless and JPEG 2000.
 
 use std::path::Path;
 
@@ -10,8 +10,7 @@ use luna::ct::dicom::{scan_tree, select_series};
 use luna::ct::CtSource;
 
 use crate::ct_dicom_support::{
-    assert_same_as_sitk, fixture_slab, real_lidc_series, sitk_read, synth_volume, write_series,
-    PHI,
+    assert_same_as_sitk, fixture_slab, real_lidc_series, sitk_read, synth_volume, write_series, PHI,
 };
 
 const LIDC_UID: &str = "1.3.6.1.4.1.14519.5.2.1.6279.6001.170706757615202213033480003264";
@@ -54,18 +53,11 @@ const AXIAL_REVERSED: [f64; 9] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0];
 /// Coronal: rows along x, columns along −z, slices along y.
 const CORONAL: [f64; 9] = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0];
 
-/// An oblique orientation: 30° about z then 20° about x (columns of the product).
+/// An oblique orientation: Rz(30°)·Rx(20°), written out (columns = the rotated x, y, z axes).
 fn oblique() -> [f64; 9] {
     let (a, b) = (30f64.to_radians(), 20f64.to_radians());
-    let rz = [[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0], [0.0, 0.0, 1.0]];
-    let rx = [[1.0, 0.0, 0.0], [0.0, b.cos(), -b.sin()], [0.0, b.sin(), b.cos()]];
-    let mut m = [0.0; 9];
-    for r in 0..3 {
-        for c in 0..3 {
-            m[r * 3 + c] = (0..3).map(|k| rz[r][k] * rx[k][c]).sum();
-        }
-    }
-    m
+    let (ca, sa, cb, sb) = (a.cos(), a.sin(), b.cos(), b.sin());
+    [ca, -sa * cb, sa * sb, sa, ca * cb, -ca * sb, 0.0, sb, cb]
 }
 
 #[test]
@@ -75,17 +67,45 @@ fn ct_dicom_synthetic_series_match_simpleitk() {
     let common = serde_json::json!({"origin": [-101.5, 33.25, -240.0], "spacing": [0.7, 0.8, 2.5],
                                     "phi": true});
     let cases = [
-        ("explicit-shuffled", serde_json::json!({"ts": "explicit", "direction": AXIAL,
-            "names": "shuffled", "signed": false, "intercept": -1024})),
-        ("implicit-reversed-slope2", serde_json::json!({"ts": "implicit",
-            "direction": AXIAL_REVERSED, "names": "reversed", "slope": 2, "intercept": -1024})),
-        ("explicit-oblique", serde_json::json!({"ts": "explicit", "direction": oblique(),
-            "names": "shuffled", "intercept": -1024})),
-        ("rle-coronal-12bit", serde_json::json!({"ts": "rle", "direction": CORONAL,
-            "signed": false, "bits_stored": 12, "intercept": -1024})),
-        ("big-endian", serde_json::json!({"ts": "big", "direction": AXIAL, "intercept": -1024})),
-        ("float-rescale", serde_json::json!({"ts": "explicit", "direction": AXIAL,
-            "slope": 0.5, "intercept": -1024.5})),
+        (
+            "explicit-shuffled",
+            serde_json::json!({"ts": "explicit", "direction": AXIAL,
+            "names": "shuffled", "signed": false, "intercept": -1024}),
+        ),
+        (
+            "implicit-reversed-slope2",
+            serde_json::json!({"ts": "implicit",
+            "direction": AXIAL_REVERSED, "names": "reversed", "slope": 2, "intercept": -1024}),
+        ),
+        (
+            "explicit-oblique",
+            serde_json::json!({"ts": "explicit", "direction": oblique(),
+            "names": "shuffled", "intercept": -1024}),
+        ),
+        (
+            "rle-coronal-12bit",
+            serde_json::json!({"ts": "rle", "direction": CORONAL,
+            "signed": false, "bits_stored": 12, "intercept": -1024}),
+        ),
+        (
+            "big-endian",
+            serde_json::json!({"ts": "big", "direction": AXIAL, "intercept": -1024}),
+        ),
+        (
+            "jpeg-lossless",
+            serde_json::json!({"ts": "jpeg-lossless", "direction": oblique(),
+            "names": "shuffled", "intercept": -1024}),
+        ),
+        (
+            "jpeg2000-coronal",
+            serde_json::json!({"ts": "j2k", "direction": CORONAL,
+            "names": "reversed", "intercept": -1024}),
+        ),
+        (
+            "float-rescale",
+            serde_json::json!({"ts": "explicit", "direction": AXIAL,
+            "slope": 0.5, "intercept": -1024.5}),
+        ),
     ];
     let specs: Vec<serde_json::Value> = cases
         .iter()

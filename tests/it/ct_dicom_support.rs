@@ -124,12 +124,8 @@ pub fn sitk_read(series: &Path, work: &Path) -> Sitk {
             .unwrap_or_else(|| panic!("sitk.txt has no {k}"));
         line.split_whitespace().skip(1).map(String::from).collect()
     };
-    let nums = |k: &str| -> Vec<f64> {
-        field(k)
-            .iter()
-            .map(|v| v.parse().expect("float"))
-            .collect()
-    };
+    let nums =
+        |k: &str| -> Vec<f64> { field(k).iter().map(|v| v.parse().expect("float")).collect() };
     let dtype = field("type").remove(0);
     let bytes = std::fs::read(prefix.with_extension("bin")).expect("sitk.bin");
     let values = match dtype.as_str() {
@@ -164,11 +160,18 @@ pub fn assert_same_as_sitk(ct: &CtImage, s: &Sitk, what: &str) {
     let close = |a: &[f64], b: &[f64], k: &str| {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-6, "{what}: {k} luna {a:?} SimpleITK {b:?}");
+            assert!(
+                (x - y).abs() <= 1e-6,
+                "{what}: {k} luna {a:?} SimpleITK {b:?}"
+            );
         }
     };
     close(&[g.origin.x, g.origin.y, g.origin.z], &s.origin, "origin");
-    close(&[g.spacing.x, g.spacing.y, g.spacing.z], &s.spacing, "spacing");
+    close(
+        &[g.spacing.x, g.spacing.y, g.spacing.z],
+        &s.spacing,
+        "spacing",
+    );
     let d: Vec<f64> = g.direction.iter().flatten().copied().collect();
     close(&d, &s.direction, "direction");
     let v = ct.to_f64_vec();

@@ -150,7 +150,12 @@ pub fn require_real_data() -> Option<std::path::PathBuf> {
         repo.ancestors()
             .map(|a| a.join("shared/real"))
             .find(|p| p.join("README.md").is_file())
-            .ok_or_else(|| format!("no shared/real/README.md beside {} or its parents", repo.display()))
+            .ok_or_else(|| {
+                format!(
+                    "no shared/real/README.md beside {} or its parents",
+                    repo.display()
+                )
+            })
     })
 }
 

@@ -32,6 +32,7 @@ mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
 mod ct_dicom;
+mod ct_dicom_bench;
 mod ct_dicom_errors;
 mod ct_dicom_support;
 mod ct_errors;

@@ -5,7 +5,9 @@ Usage: dicom_write_series.py SPEC.json
 
 SPEC: {"volume": FILE.bin (int16 little-endian HU, (z,y,x) order), "shape": [z, y, x],
        "series": [CASE, ...]}. Each CASE writes one series into CASE["out"]:
-  ts          "explicit" | "implicit" | "rle" | "big"   transfer syntax (default explicit)
+  ts          "explicit" | "implicit" | "big" | "rle" | "j2k" (JPEG 2000 lossless, pylibjpeg's
+              OpenJPEG encoder) | "jpeg-lossless" (GDCM's encoder via SimpleITK; needs
+              bits_stored 16)   transfer syntax (default explicit)
   direction   9 floats, row-major, columns = world directions of the x, y, z voxel axes;
               a z axis opposite to row x column stores the slices in reverse order
   origin, spacing   [x, y, z] of voxel (0,0,0) / voxel size in mm
@@ -20,6 +22,7 @@ SPEC: {"volume": FILE.bin (int16 little-endian HU, (z,y,x) order), "shape": [z, 
   modality    Modality (default CT)
   localizer   also write one LOCALIZER image of another orientation into the series
   phi         plant patient identifiers (the PHI test's values)
+  fake_ts     write this transfer syntax UID with a dummy encapsulated frame (undecodable)
 Positions and cosines are written with 6 decimals (as scanners do); the test compares luna
 with SimpleITK reading these very files, never with the input volume.
 """
@@ -31,8 +34,10 @@ import sys
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, RLELossless, generate_uid)
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless,
+                         generate_uid)
 
 PHI = {
     "PatientName": "Jane^Doe",
@@ -43,7 +48,8 @@ PHI = {
     "ReferringPhysicianName": "Referrer^PHI",
 }
 TS = {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian,
-      "rle": RLELossless, "big": ExplicitVRBigEndian}
+      "rle": RLELossless, "big": ExplicitVRBigEndian, "jpeg-lossless": JPEGLosslessSV1,
+      "j2k": JPEG2000Lossless}
 
 
 def ds6(v):
@@ -66,7 +72,9 @@ def base(case, uid, sop):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian if ts == RLELossless else ts
+    # compressed: written explicit first, the pixels set the final transfer syntax
+    compressed = (RLELossless, JPEGLosslessSV1, JPEG2000Lossless)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian if ts in compressed else ts
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
     ds.Modality = case.get("modality", "CT")
@@ -79,6 +87,23 @@ def base(case, uid, sop):
     return ds
 
 
+def jpeg_lossless(plane):
+    """The plane's encapsulated JPEG Lossless (process 14, SV1) stream, encoded by GDCM through
+    SimpleITK's writer (pydicom has no encoder for it)."""
+    import tempfile
+    import SimpleITK as sitk
+    with tempfile.TemporaryDirectory() as t:
+        f = os.path.join(t, "x.dcm")
+        w = sitk.ImageFileWriter()
+        w.SetFileName(f)
+        w.SetUseCompression(True)
+        w.SetCompressor("JPEG")
+        w.Execute(sitk.GetImageFromArray(plane))
+        enc = pydicom.dcmread(f)
+        assert enc.file_meta.TransferSyntaxUID == JPEGLosslessSV1, enc.file_meta.TransferSyntaxUID
+        return enc.PixelData
+
+
 def pixels(ds, case, plane):
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = plane.shape
@@ -88,8 +113,19 @@ def pixels(ds, case, plane):
     ds.RescaleSlope = f"{case.get('slope', 1.0):g}"
     ds.RescaleIntercept = f"{case.get('intercept', -1024.0):g}"
     ts = case.get("ts", "explicit")
-    if ts == "rle":
+    if case.get("fake_ts"):
+        # a transfer syntax luna has no decoder for, with a dummy encapsulated frame
+        ds.file_meta.TransferSyntaxUID = case["fake_ts"]
+        ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\0" * 60])
+        ds["PixelData"].VR = "OB"
+    elif ts == "jpeg-lossless":
+        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+        ds.PixelData = jpeg_lossless(plane)
+        ds["PixelData"].VR = "OB"
+    elif ts == "rle":
         ds.compress(RLELossless, plane, encoding_plugin="pydicom")
+    elif ts == "j2k":
+        ds.compress(JPEG2000Lossless, plane, encoding_plugin="pylibjpeg")
     elif ts == "big":
         ds.PixelData = plane.astype(plane.dtype.newbyteorder(">")).tobytes()
     else:

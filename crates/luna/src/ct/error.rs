@@ -337,9 +337,9 @@ pub enum CtError {
     /// The pixel data is in a transfer syntax this build cannot decode.
     #[error(
         "{path}: transfer syntax {uid} ({name}) cannot be decoded by luna (it reads implicit and \
-         explicit VR little endian, explicit VR big endian, RLE lossless and JPEG baseline, \
-         extended and lossless); convert the series to explicit VR little endian \
-         (e.g. `gdcmconv --raw` or `dcmdjpeg`) and read it again"
+         explicit VR little endian, explicit VR big endian, RLE lossless, JPEG baseline, extended \
+         and lossless, and JPEG 2000); convert the series to explicit VR little endian \
+         (e.g. `gdcmconv --raw`) and read it again"
     )]
     DicomTransferSyntax {
         /// The file.
@@ -370,8 +370,10 @@ pub enum CtError {
     /// Slices of one series have different orientations.
     #[error(
         "{dir}: series {uid}: slices are not parallel: ImageOrientationPatient of {other} is \
-         {other_iop:?}, of {first} {first_iop:?}; luna reads only series of parallel slices, \
-         remove the odd slices or re-export the series"
+         {:?}, of {first} {:?}; luna reads only series of parallel slices, remove the odd \
+         slices or re-export the series",
+        iops[1],
+        iops[0]
     )]
     DicomNotParallel {
         /// The series folder.
@@ -382,15 +384,15 @@ pub enum CtError {
         first: PathBuf,
         /// The slice that differs.
         other: PathBuf,
-        /// Orientation of `first`.
-        first_iop: [f64; 6],
-        /// Orientation of `other`.
-        other_iop: [f64; 6],
+        /// ImageOrientationPatient of `first` and of `other` (boxed: keeps `CtError` small).
+        iops: Box<[[f64; 6]; 2]>,
     },
     /// Slices of one series differ in shape or pixel spacing.
     #[error(
-        "{dir}: series {uid}: {tag} of {other} is {other_value}, of {first} {first_value}; the \
-         folder mixes different images under one series, re-export the series"
+        "{dir}: series {uid}: {tag} of {other} is {}, of {first} {}; the folder mixes \
+         different images under one series, re-export the series",
+        values[1],
+        values[0]
     )]
     DicomInconsistent {
         /// The series folder.
@@ -403,10 +405,8 @@ pub enum CtError {
         first: PathBuf,
         /// The slice that differs.
         other: PathBuf,
-        /// Value of `first`.
-        first_value: String,
-        /// Value of `other`.
-        other_value: String,
+        /// The values of `first` and of `other` (boxed: keeps `CtError` small).
+        values: Box<[String; 2]>,
     },
     /// Consecutive slices are offset across the slice plane (gantry tilt or a sheared stack).
     #[error(
@@ -429,14 +429,12 @@ pub enum CtError {
     /// The gap between two consecutive slices differs from the others (a missing or duplicate
     /// slice).
     #[error(
-        "{dir}: series {uid}: slices are not evenly spaced: a gap of {gap:.4} mm between {before} \
+        "series {uid}: slices are not evenly spaced: a gap of {gap:.4} mm between {before} \
          (at {at_before:.4} mm along the normal) and {after} (at {at_after:.4} mm), where the \
          other slices are {expected:.4} mm apart; a slice is missing or duplicated, restore the \
          complete series"
     )]
     DicomUneven {
-        /// The series folder.
-        dir: PathBuf,
         /// SeriesInstanceUID.
         uid: String,
         /// The slice before the gap.

@@ -57,11 +57,14 @@ pub mod tag {
 
 fn is_blank(e: &dicom_object::mem::InMemElement) -> bool {
     e.to_str()
-        .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty())
+        .map(|s| {
+            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .is_empty()
+        })
         .unwrap_or(false)
 }
 
-fn elem<'a>(obj: &'a InMemDicomObject, t: Tag) -> Option<&'a dicom_object::mem::InMemElement> {
+fn elem(obj: &InMemDicomObject, t: Tag) -> Option<&dicom_object::mem::InMemElement> {
     obj.element_opt(t).ok().flatten()
 }
 

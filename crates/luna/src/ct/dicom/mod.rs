@@ -10,8 +10,9 @@
 //!
 //! Rejected: hand-parsing DICOM (the dicom-rs crates are maintained and cover the transfer
 //! syntaxes); C codecs (charls, openjpeg-sys, GDCM: a C/C++ toolchain for every user) — only the
-//! pure-Rust decoders of `dicom-pixeldata` are enabled, and other encodings fail naming the
-//! transfer syntax; sorting by file name or InstanceNumber (archives shuffle both).
+//! pure-Rust decoders of `dicom-pixeldata` are enabled (RLE, JPEG via jpeg-decoder, JPEG 2000 via
+//! openjp2), and other encodings (JPEG-LS, HTJ2K, ...) fail naming the transfer syntax;
+//! sorting by file name or InstanceNumber (archives shuffle both).
 //!
 //! Patient identifiers: nothing here reads, keeps or prints any attribute but the technical ones
 //! (UIDs, geometry, pixel description, Modality, ImageType); errors and notes name files,
@@ -24,4 +25,6 @@ mod read;
 mod scan;
 
 pub use read::read_series;
-pub use scan::{has_dicm_marker, scan_tree, select_series, SeriesCount, SeriesFiles, SkippedFile, IGNORED};
+pub use scan::{
+    has_dicm_marker, scan_tree, select_series, SeriesCount, SeriesFiles, SkippedFile, IGNORED,
+};

@@ -64,11 +64,14 @@ struct Scan {
     non_ct: Vec<(PathBuf, String)>,
 }
 
+/// ImageOrientationPatient rounded to 1e-4 (a grouping key), when present.
+type Orientation = Option<[i64; 6]>;
+
 /// One file's verdict after its header.
 enum Probe {
     Skip(String),
     NonCt(String),
-    Slice { uid: String, iop: Option<[i64; 6]> },
+    Slice { uid: String, iop: Orientation },
 }
 
 /// Every DICOM CT series below `root` (any depth), by SeriesInstanceUID, reading only headers.
@@ -183,7 +186,9 @@ fn probe(path: &Path) -> Result<Probe, CtError> {
                 path: path.to_path_buf(),
             });
         }
-        return Ok(Probe::Skip("not a DICOM file (no DICM marker at byte 128)".into()));
+        return Ok(Probe::Skip(
+            "not a DICOM file (no DICM marker at byte 128)".into(),
+        ));
     }
     let obj = OpenFileOptions::new()
         .read_until(tag::STOP)
@@ -223,7 +228,7 @@ fn classify(obj: &Obj, path: &Path) -> Result<Probe, CtError> {
 /// Group probed files into series; single images with a stray orientation become skipped
 /// localizers; skip notes attach to the series of their folder.
 fn group(probes: Vec<(PathBuf, Probe)>) -> Scan {
-    let mut by_uid: BTreeMap<String, Vec<(PathBuf, Option<[i64; 6]>)>> = BTreeMap::new();
+    let mut by_uid: BTreeMap<String, Vec<(PathBuf, Orientation)>> = BTreeMap::new();
     let mut skipped = Vec::new();
     let mut non_ct = Vec::new();
     for (path, p) in probes {
@@ -246,7 +251,10 @@ fn group(probes: Vec<(PathBuf, Probe)>) -> Scan {
         .collect();
     let mut orphans = Vec::new();
     for s in skipped {
-        match series.iter_mut().find(|x| s.path.parent() == Some(x.dir.as_path())) {
+        match series
+            .iter_mut()
+            .find(|x| s.path.parent() == Some(x.dir.as_path()))
+        {
             Some(x) => x.skipped.push(s),
             None => orphans.push(s),
         }
@@ -262,14 +270,17 @@ fn group(probes: Vec<(PathBuf, Probe)>) -> Scan {
 /// share another one (a localizer without the LOCALIZER ImageType).
 fn split_localizers(
     uid: String,
-    files: Vec<(PathBuf, Option<[i64; 6]>)>,
+    files: Vec<(PathBuf, Orientation)>,
     skipped: &mut Vec<SkippedFile>,
 ) -> SeriesFiles {
-    let mut counts: BTreeMap<Option<[i64; 6]>, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<Orientation, usize> = BTreeMap::new();
     for (_, o) in &files {
         *counts.entry(*o).or_default() += 1;
     }
-    let main = counts.iter().max_by_key(|(_, n)| **n).map(|(o, n)| (*o, *n));
+    let main = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(o, n)| (*o, *n));
     let mut keep = Vec::new();
     for (path, o) in files {
         let stray = counts.get(&o) == Some(&1) && main.is_some_and(|(m, n)| m != o && n > 1);
