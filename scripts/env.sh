@@ -54,8 +54,6 @@ if [ "${LUNA_ENV:-}" = test ] && [ ! -f "$LUNA_VENV/.luna-$LUNA_TEST_STAMP" ]; t
   # The oracles `import torch`, which loads every CUDA library libtorch names: the full set.
   luna_pip install torch==2.11.0
   luna_pip install numpy SimpleITK h5py hdf5plugin pyarrow scipy scikit-learn tensorboard diskcache
-  # the DICOM tests write series with pydicom (SimpleITK reads them back as the oracle)
-  luna_pip install pydicom==3.0.2
   # the report's browser test drives Debian's chromium through Playwright (no browser download)
   luna_pip install playwright==1.65.2
   # the cache-remote tests start moto's S3 server on loopback (a real S3 HTTP API; boto3 too)
