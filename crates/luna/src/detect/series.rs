@@ -107,24 +107,10 @@ pub fn stage_inputs(
     series: Option<&str>,
     dir: &Path,
 ) -> Result<Staged, InputError> {
-    let mut resolved = Vec::with_capacity(inputs.len());
-    for p in inputs {
-        resolved.push(if p.is_dir() {
-            let s = select_series(p, series)?;
-            if !is_dicom_uid(&s.uid) {
-                return Err(InputError::BadUid {
-                    dir: s.dir,
-                    uid: s.uid,
-                });
-            }
-            if let Some((a, b)) = two_folders(&s) {
-                return Err(InputError::SameUid { uid: s.uid, a, b });
-            }
-            Input::Series(s)
-        } else {
-            Input::MetaImage(p.clone())
-        });
-    }
+    let resolved = inputs
+        .iter()
+        .map(|p| resolve(p, series))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(s) = series {
         if !resolved.iter().any(|r| matches!(r, Input::Series(_))) {
             return Err(InputError::SeriesWithoutFolder { series: s.into() });
@@ -162,6 +148,25 @@ pub fn stage_inputs(
         }
     }
     Ok(out)
+}
+
+/// A `.mhd` as it is; a folder's series (`series` picks one of several), checked to be one
+/// series of one folder with a DICOM UID.
+fn resolve(p: &Path, series: Option<&str>) -> Result<Input, InputError> {
+    if !p.is_dir() {
+        return Ok(Input::MetaImage(p.to_path_buf()));
+    }
+    let s = select_series(p, series)?;
+    if !is_dicom_uid(&s.uid) {
+        return Err(InputError::BadUid {
+            dir: s.dir,
+            uid: s.uid,
+        });
+    }
+    if let Some((a, b)) = two_folders(&s) {
+        return Err(InputError::SameUid { uid: s.uid, a, b });
+    }
+    Ok(Input::Series(s))
 }
 
 /// Errors when a DICOM series shares its uid with another input (a series or a `.mhd` stem);
