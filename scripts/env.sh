@@ -11,7 +11,7 @@
 #   luna trains on the GPU.
 # - test (LUNA_ENV=test, set by scripts/test.sh): what the tests' oracles and services need:
 #   the full torch (`import torch` in the oracles needs every CUDA wheel), numpy, SimpleITK,
-#   h5py, pyarrow, scipy, scikit-learn, tensorboard, Playwright, moto.
+#   h5py, pyarrow, scipy, scikit-learn, tensorboard, pydicom, Playwright, moto.
 set -euo pipefail
 
 LUNA_HOME="${LUNA_HOME:-$HOME/.cache/luna}"

@@ -15,6 +15,8 @@
 //!   hard link (or, across file systems, a copy) of the data file beside it, because luna reads
 //!   data files only inside the CT root. `<id>` hashes the source paths, so the same files get
 //!   the same folder; it is re-staged on every call, so a replaced file is never stale.
+//! - A DICOM folder is staged as `subset0/<uid>/` beside them (`series`: the reader picks the
+//!   series, `--series` one of several).
 //! - Models that are not trained yet are an error naming the stale stages and the `luna run`
 //!   that trains them; `luna detect` never trains.
 //!
@@ -36,6 +38,8 @@ use crate::stages::classify_candidates::ClassifyCandidatesStage;
 use crate::stages::cluster::ClusterStage;
 use crate::stages::diagnose::DiagnoseStage;
 use crate::stages::segment::SegmentStage;
+
+pub mod series;
 
 /// Errors of `luna detect` before the engine runs.
 #[derive(Debug, thiserror::Error)]

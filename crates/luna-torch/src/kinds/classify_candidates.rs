@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use luna::ct::{CtImage, Xyz};
+use luna::ct::Xyz;
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
 use luna::froc::{write_seriesuids, Scans, SERIESUIDS_FILE};
 use luna::stages::classify_candidates::{ClassifyCandidatesParams, ClassifyCandidatesStage};
-use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstream_file_hashes};
+use luna::stages::dataset::{
+    ct_file_hashes, find_series, no_ct, resolve_ct_root, upstream_file_hashes,
+};
 use luna::stages::glue::{searched_series, table_err};
 use luna::store::crop_set::Task;
 use luna::tables::{read_rows, write_rows, ClusterRow, DetectionRow, MergedRow, Table};
@@ -110,9 +112,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let on_disk = find_series(&root)?;
     if let Some(uid) = by_series.keys().find(|u| !on_disk.contains_key(*u)) {
         return Err(StageError::msg(format!(
-            "{}: series {uid} has clusters but {} holds no {uid}.mhd",
+            "{}: series {uid} has clusters but {}",
             points.display(),
-            root.display()
+            no_ct(&root, uid)
         ))
         .with_hint("point `ct_root` (or the `dataset` input) at the CTs that were segmented"));
     }
@@ -130,17 +132,17 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let mut all = Vec::new();
     let mut computed = 0usize;
     for (uid, rows) in &by_series {
-        let mhd = &on_disk[uid];
+        let src = &on_disk[uid];
         let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
         let material = serde_json::json!({
             "format": 1,
-            "ct": ct_file_hashes(ctx, mhd, &known)?,
+            "ct": ct_file_hashes(ctx, src, &known)?,
             "centers": centers,
             "model": nkey,
             "malignancy_model": mal.as_ref().map(|(_, k, _)| k.clone()),
         });
         let part = ctx.partition(uid, &material, |dir| {
-            let ct = CtImage::open(mhd).map_err(dom)?;
+            let ct = src.open().map_err(dom)?;
             let mut crops = Vec::with_capacity(rows.len());
             let mut ircs = Vec::with_capacity(rows.len());
             for r in rows {
@@ -152,7 +154,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 let (crop, irc, _) = ct.crop_around_xyz(xyz, shape).map_err(|e| {
                     StageError::msg(format!(
                         "{}: cluster {} of series {uid} at xyz ({:.2}, {:.2}, {:.2}) mm: {e}",
-                        mhd.display(),
+                        src.display().display(),
                         r.cluster_id,
                         xyz.x,
                         xyz.y,

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use luna::artifacts::{SegmentSummary, Style};
-use luna::ct::CtImage;
 use luna::engine::context::StageContext;
 use luna::engine::error::StageError;
-use luna::stages::dataset::{ct_file_hashes, find_series, resolve_ct_root, upstream_file_hashes};
+use luna::stages::dataset::{
+    ct_file_hashes, find_series, resolve_ct_root, slice_count, upstream_file_hashes,
+};
 use luna::stages::glue::{table_err, write_json};
 use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
@@ -125,7 +126,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
             if let Some(u) = l.iter().find(|u| !on_disk.contains_key(*u)) {
                 return Err(
                     StageError::msg(format!("series {u} is not under {}", root.display()))
-                        .with_hint("list series uids of CTs in the dataset (the .mhd file stems)"),
+                        .with_hint("list series uids of CTs in the dataset (the .mhd file stems or DICOM SeriesInstanceUIDs)"),
                 );
             }
             l.clone()
@@ -160,29 +161,22 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         meta.epoch
     ));
     let known = upstream_file_hashes(ctx, &root);
-    let total_slices: u64 = chosen
-        .iter()
-        .map(|u| {
-            luna::ct::header::read_header(&on_disk[u])
-                .map(|h| h.dim_size.get(2).copied().unwrap_or(0) as u64)
-                .unwrap_or(0)
-        })
-        .sum();
+    let total_slices: u64 = chosen.iter().map(|u| slice_count(&on_disk[u])).sum();
     ctx.progress().start(total_slices, "slices");
     let t0 = std::time::Instant::now();
     let mut computed = 0usize;
     for uid in &chosen {
-        let mhd = &on_disk[uid];
+        let src = &on_disk[uid];
         let material = serde_json::json!({
             "format": 1,
-            "ct": ct_file_hashes(ctx, mhd, &known)?,
+            "ct": ct_file_hashes(ctx, src, &known)?,
             "model": up.key,
             "context": context,
         });
         let ctx_ref = &*ctx;
         let part = ctx.partition(uid, &material, |dir| {
             let t_read = std::time::Instant::now();
-            let ct = CtImage::open(mhd).map_err(dom)?;
+            let ct = src.open().map_err(dom)?;
             let shape = ct.shape_irc();
             let hu = ct.hu_i16_clipped().map_err(dom)?;
             let t_model = std::time::Instant::now();

@@ -1,4 +1,4 @@
-//! `luna detect CT.mhd [more …]`: a pipeline's trained system on CTs outside any dataset
+//! `luna detect CT.mhd|DICOM-DIR [more …]`: a pipeline's trained system on CTs outside any dataset
 //! (`crate::detect` says how: the pipeline's own chain, appended with the CTs as `ct_root`).
 //! Prints each accepted nodule and the patient verdict; `--json` for scripts; `--out DIR`
 //! copies detections.parquet and diagnosis.parquet.
@@ -12,7 +12,8 @@ use serde_json::json;
 
 use super::workspace::open;
 use super::{CliError, Globals, PipelineArgs};
-use crate::detect::{detect_pipeline_text, find_chain, stage_cts, staging_dir, DetectError};
+use crate::detect::series::{stage_inputs, InputError};
+use crate::detect::{detect_pipeline_text, find_chain, staging_dir, DetectError};
 use crate::engine::plan::{plan, Freshness, Selection};
 use crate::engine::spec;
 use crate::stages::diagnose::DiagnoseParams;
@@ -21,9 +22,13 @@ use crate::tables::{read_rows, DetectionRow, DiagnosisRow, Table};
 /// Arguments of `luna detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// CT headers (`.mhd`); the file name without `.mhd` is the series uid.
-    #[arg(required = true, value_name = "CT.mhd")]
+    /// CT headers (`.mhd`; the file name without `.mhd` is the series uid) or DICOM folders
+    /// (one series, or a patient/study/series tree with `--series`; uid = SeriesInstanceUID).
+    #[arg(required = true, value_name = "CT")]
     cts: Vec<PathBuf>,
+    /// The SeriesInstanceUID to read from a DICOM folder that holds several series.
+    #[arg(long, value_name = "UID")]
+    series: Option<String>,
     /// The pipeline whose trained models detect (name or path).
     #[arg(long, default_value = "demo")]
     pipeline: String,
@@ -61,6 +66,7 @@ impl DetectArgs {
     ) -> DetectArgs {
         DetectArgs {
             cts: vec![ct],
+            series: None,
             pipeline: pipeline.pipeline.clone(),
             sets: pipeline.sets.clone(),
             stage: None,
@@ -180,6 +186,11 @@ pub(super) fn detect_err(e: DetectError) -> CliError {
     CliError::usage(e.to_string(), hint)
 }
 
+fn input_err(e: InputError) -> CliError {
+    let hint = e.hint();
+    CliError::usage(e.to_string(), hint)
+}
+
 /// Runs the command.
 pub fn cmd(g: &Globals, a: DetectArgs) -> Result<i32, CliError> {
     let d = detect(g, &a)?;
@@ -206,7 +217,11 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
         .staging
         .clone()
         .unwrap_or_else(|| staging_dir(&o.pipeline.workspace, &a.cts));
-    let cts = stage_cts(&a.cts, &dir).map_err(detect_err)?;
+    let staged = stage_inputs(&a.cts, a.series.as_deref(), &dir).map_err(input_err)?;
+    for note in &staged.notes {
+        eprintln!("note: {note}");
+    }
+    let cts = staged.cts;
     let text = std::fs::read_to_string(&o.pipeline.file).map_err(|e| {
         CliError::usage(
             format!("cannot read {}: {e}", o.pipeline.file.display()),

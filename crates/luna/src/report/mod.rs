@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::artifacts::{ClassifierMetrics, DiagnosisSummary, FrocSummary};
-use crate::ct::CtImage;
+use crate::ct::CtSource;
 use crate::diagnose::{matches, TrueNodule};
 use crate::engine::cache::Cache;
 use crate::engine::events::StageStatus;
@@ -566,7 +566,7 @@ type TileKey = (usize, usize);
 /// The PNG (or the reason there is none) of every shown tile: series by series, so each CT is
 /// opened once and only one is open at a time.
 fn render_tiles(
-    roots: &BTreeMap<String, PathBuf>,
+    roots: &BTreeMap<String, CtSource>,
     groups: &[(&'static str, Vec<Entry>)],
 ) -> BTreeMap<TileKey, Result<Vec<u8>, String>> {
     let mut by_series: BTreeMap<&str, Vec<(TileKey, [f64; 3])>> = BTreeMap::new();
@@ -580,7 +580,7 @@ fn render_tiles(
         let ct = roots
             .get(uid)
             .ok_or_else(|| format!("series {uid} is not in the CT folder"))
-            .and_then(|mhd| CtImage::open(mhd).map_err(|err| err.to_string()));
+            .and_then(|src| src.open().map_err(|err| err.to_string()));
         for (key, xyz) in wanted {
             let tile = match &ct {
                 Ok(ct) => gallery::tile_png(ct, xyz),
@@ -594,7 +594,7 @@ fn render_tiles(
 
 /// A gallery: the CT of each series and the titled groups of entries.
 struct Gallery {
-    roots: BTreeMap<String, PathBuf>,
+    roots: BTreeMap<String, CtSource>,
     groups: Vec<(&'static str, Vec<Entry>)>,
 }
 

@@ -51,7 +51,7 @@ use super::auth::Token;
 use super::batcher::{Arriving, BatchFailure, Batcher};
 use super::limits::{admit, read_body, BodyError, BodyLimits, Inflight, Reservation};
 use super::metrics::Metrics;
-use super::parse;
+use super::{dicom_upload, parse};
 use super::sanitize::{escape_log, redact};
 use super::scratch::Scratch;
 
@@ -470,7 +470,7 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
     let doc = run_detection(st, d, dir.path(), mhd).await?;
     Ok((
         json_response(StatusCode::OK, &doc),
-        format!(" (series {uid})"),
+        format!(" ({uid})"),
     ))
 }
 
@@ -518,26 +518,23 @@ async fn run_detection(
     })
 }
 
-/// Parses a detect body and writes its files into `dir`: the uid and the header's path.
+/// Parses a detect body (a MetaImage or DICOM files) and writes its files into `dir`: a
+/// label for the log and the CT's path (its header or its series folder).
 fn write_upload(
     content_type: Option<&str>,
     query_uid: Option<&str>,
     body: &[u8],
     dir: &Path,
 ) -> Result<(String, PathBuf), HttpError> {
-    let up = parse::ct_upload(content_type, query_uid, "ct", body).map_err(HttpError::bad)?;
-    let io = |e: std::io::Error| {
-        HttpError::new(
+    let up = dicom_upload::parse(content_type, query_uid, body).map_err(HttpError::bad)?;
+    let ct = up.write(dir).map_err(|e| match e {
+        dicom_upload::WriteError::Bad(e) => HttpError::bad(e),
+        dicom_upload::WriteError::Io(e) => HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot write the upload: {e}"),
-        )
-    };
-    let mhd = dir.join(format!("{}.mhd", up.uid));
-    std::fs::write(&mhd, up.header).map_err(io)?;
-    if let Some((name, data)) = &up.data {
-        std::fs::write(dir.join(name), data).map_err(io)?;
-    }
-    Ok((up.uid, mhd))
+        ),
+    })?;
+    Ok((up.label(), ct))
 }
 
 /// Runs a closure when dropped (queue counters and upload folders on every exit path).

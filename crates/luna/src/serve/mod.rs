@@ -9,7 +9,8 @@
 //!                          │ wire.rs frames over the worker's stdin/stdout
 //!                          ▼
 //!                        `luna-torch infer` (LunaModel ×2, the pipeline's cached weights)
-//!                        detect: the upload staged in a folder, `luna detect`'s own code
+//!                        detect: the upload (a `.mhd`, or a DICOM series as a zip or `.dcm`
+//!                          parts: dicom_upload.rs) staged in a folder, `luna detect`'s own code
 //!                          path in-process, one at a time per device (a semaphore)
 //! ```
 //!
@@ -32,6 +33,7 @@
 
 pub mod auth;
 pub mod batcher;
+pub mod dicom_upload;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -271,8 +271,28 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     memchr::memmem::find(hay.get(from..)?, needle).map(|p| p + from)
 }
 
-/// Splits a `multipart/form-data` body (RFC 7578) into its parts.
+/// Splits a `multipart/form-data` body (RFC 7578) into its parts (at most 16).
 pub fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, ParseError> {
+    multipart_up_to(content_type, body, 16)
+}
+
+/// The media type of a content type, lower case, without parameters (`""` when absent).
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// [`multipart`] with at most `max_parts` parts (a DICOM series is a part per slice).
+pub fn multipart_up_to<'a>(
+    content_type: &str,
+    body: &'a [u8],
+    max_parts: usize,
+) -> Result<Vec<Part<'a>>, ParseError> {
     let e = |m: &str| ParseError::Multipart(m.into());
     let b = boundary(content_type).ok_or_else(|| e("the content type names no boundary"))?;
     if b.is_empty() || b.len() > 70 {
@@ -322,8 +342,10 @@ pub fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>
             filename,
             data: &body[data_start..end],
         });
-        if parts.len() > 16 {
-            return Err(e("more than 16 parts"));
+        if parts.len() > max_parts {
+            return Err(ParseError::Multipart(format!(
+                "more than {max_parts} parts"
+            )));
         }
         at = end + 2;
     }

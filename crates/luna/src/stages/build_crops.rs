@@ -31,7 +31,7 @@ use super::dataset::{
 /// `stages::dataset` themselves.
 use super::glue::{check_zstd_level, table_err, write_json};
 use crate::artifacts::{CropsSummary, Style};
-use crate::ct::{CtImage, Xyz};
+use crate::ct::{CtSource, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
@@ -149,12 +149,12 @@ impl Stage for BuildCropsStage {
         let ctx_ref = &*ctx;
         let series: Vec<(&String, &Vec<MergedRow>)> = by_series.iter().collect();
         let work = |(uid, rows): (&String, &Vec<MergedRow>)| -> SeriesResult {
-            let mhd = &on_disk[uid];
-            let ct_hashes = ct_file_hashes(ctx_ref, mhd, &known_hashes)?;
+            let src = &on_disk[uid];
+            let ct_hashes = ct_file_hashes(ctx_ref, src, &known_hashes)?;
             let centers: Vec<[f64; 3]> = rows.iter().map(|r| r.center_xyz).collect();
             let material = serde_json::json!({ "format": 1, "ct": ct_hashes, "centers": centers });
             let part = ctx_ref.partition(uid, &material, |dir| {
-                write_series(mhd, uid, rows, p, &dir.join("crops.h5"))
+                write_series(src, uid, rows, p, &dir.join("crops.h5"))
             })?;
             if !part.cached {
                 computed.fetch_add(1, Ordering::Relaxed);
@@ -220,13 +220,13 @@ pub const MAX_CROP_VOXELS: usize = 1 << 24;
 
 /// Extracts and writes one series' crops.
 fn write_series(
-    mhd: &Path,
+    src: &CtSource,
     uid: &str,
     rows: &[MergedRow],
     p: &BuildCropsParams,
     out: &Path,
 ) -> Result<(), StageError> {
-    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
+    let ct = src.open().map_err(StageError::domain)?;
     let mut w = CropWriter::create(out, p.width_irc, p.level).map_err(StageError::domain)?;
     for r in rows {
         let xyz = Xyz {
@@ -237,7 +237,7 @@ fn write_series(
         let (crop, irc, _) = ct.crop_around_xyz(xyz, p.width_irc).map_err(|e| {
             StageError::msg(format!(
                 "{}: candidate {} of series {uid} at xyz ({:.2}, {:.2}, {:.2}) mm: {e}",
-                mhd.display(),
+                src.display().display(),
                 r.candidate_id,
                 xyz.x,
                 xyz.y,

@@ -25,14 +25,14 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::{CLUSTERS, PROBABILITIES};
 use super::dataset::{
-    ct_file_hashes, ct_root_inputs, dataset_slot, find_series, resolve_ct_root,
+    ct_file_hashes, ct_root_inputs, dataset_slot, find_series, no_ct, resolve_ct_root,
     upstream_file_hashes,
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::glue` themselves.
 use super::glue::table_err;
 use crate::cluster::Erosion;
-use crate::ct::CtImage;
+use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
@@ -119,9 +119,9 @@ impl Stage for ClusterStage {
         let on_disk = find_series(&root)?;
         if let Some((uid, f)) = volumes.iter().find(|(u, _)| !on_disk.contains_key(u)) {
             return Err(StageError::msg(format!(
-                "{}: series {uid} has a probability volume but {} holds no {uid}.mhd",
+                "{}: series {uid} has a probability volume but {}",
                 f.display(),
-                root.display()
+                no_ct(&root, uid)
             ))
             .with_hint("point `ct_root` (or the `dataset` input) at the CTs that were segmented"));
         }
@@ -134,16 +134,16 @@ impl Stage for ClusterStage {
             threads,
             |(_, f)| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
             |(uid, f)| -> Result<(PathBuf, bool), StageError> {
-                let mhd = &on_disk[uid];
+                let src = &on_disk[uid];
                 let material = serde_json::json!({
                     "format": 1,
                     "probabilities": ctx_ref.hash_file(f)?,
-                    "ct": ct_file_hashes(ctx_ref, mhd, &known)?,
+                    "ct": ct_file_hashes(ctx_ref, src, &known)?,
                     "threshold": p.threshold,
                     "erosion": p.erosion,
                 });
                 let part = ctx_ref.partition(uid, &material, |dir| {
-                    let (rows, secs) = cluster_series(uid, f, mhd, p.threshold, p.erosion)?;
+                    let (rows, secs) = cluster_series(uid, f, src, p.threshold, p.erosion)?;
                     ctx_ref.log(format!(
                         "series {uid}: {} clusters; clustering took {secs:.3} s",
                         rows.len()
@@ -181,13 +181,13 @@ impl Stage for ClusterStage {
 pub fn cluster_series(
     uid: &str,
     volume: &Path,
-    mhd: &Path,
+    src: &CtSource,
     threshold: f64,
     erosion: Erosion,
 ) -> Result<(Vec<ClusterRow>, f64), StageError> {
     let vol = read_prob_volume(volume).map_err(StageError::domain)?;
-    let ct = CtImage::open(mhd).map_err(StageError::domain)?;
-    check_matches(volume, &vol, mhd, ct.shape_irc(), ct.geometry()).map_err(|e| {
+    let ct = src.open().map_err(StageError::domain)?;
+    check_matches(volume, &vol, src.display(), ct.shape_irc(), ct.geometry()).map_err(|e| {
         StageError::domain(e).with_hint("re-run the segmentation for this CT (the CT changed, or the volume belongs to another series)")
     })?;
     let hu = ct.hu_i16_clipped().map_err(StageError::domain)?;

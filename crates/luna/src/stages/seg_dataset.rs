@@ -28,13 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::SEG_DATASET;
 use super::dataset::{
-    candidate_ct_slots, check_on_disk, ct_file_hashes, ct_root_inputs, estimated_cost, find_series,
-    read_candidates, resolve_ct_root, upstream_file_hashes,
+    candidate_ct_slots, check_on_disk, ct_file_hashes, ct_root_inputs, estimated_cost,
+    estimated_voxels, find_series, read_candidates, resolve_ct_root, upstream_file_hashes,
 };
 use super::glue::{check_zstd_level, table_err, write_json};
 use crate::annotation_mask::{build_mask, check_ct, nodule_centres, train_sample, SliceCache};
 use crate::artifacts::{SegDatasetSummary, Style};
-use crate::ct::CtImage;
+use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
@@ -180,7 +180,7 @@ impl Stage for SegDatasetStage {
         let ctx_ref = &*ctx;
         let series: Vec<(&String, &Series)> = by_series.iter().collect();
         let work = |(uid, s): (&String, &Series)| -> Result<(String, PathBuf), StageError> {
-            let mhd = &on_disk[uid];
+            let src = &on_disk[uid];
             let nodules: Vec<[f64; 4]> = s
                 .nodules
                 .iter()
@@ -191,12 +191,12 @@ impl Stage for SegDatasetStage {
                 .collect();
             let material = serde_json::json!({
                 "format": 1,
-                "ct": ct_file_hashes(ctx_ref, mhd, &known)?,
+                "ct": ct_file_hashes(ctx_ref, src, &known)?,
                 "split": s.split.as_str(),
                 "nodules": nodules,
             });
             let part = ctx_ref.partition(uid, &material, |dir| {
-                let rows = write_series(mhd, uid, s, p, &dir.join("seg.h5"))?;
+                let rows = write_series(src, uid, s, p, &dir.join("seg.h5"))?;
                 write_rows(&rows, &dir.join("seg_index.parquet")).map_err(table_err)
             })?;
             if !part.cached {
@@ -272,15 +272,12 @@ fn group_series(
 }
 
 /// Bytes of samples a series will write (a scheduling estimate, not part of any key).
-fn sample_bytes(mhd: &Path, s: &Series, p: &SegDatasetParams) -> u64 {
+fn sample_bytes(src: &CtSource, s: &Series, p: &SegDatasetParams) -> u64 {
     let depth = 2 * p.context_slices as u64 + 1;
     match s.split {
         Split::Train => s.nodules.len() as u64 * depth * (p.crop * p.crop * 2) as u64,
         Split::Val => {
-            let Ok(h) = crate::ct::header::read_header(mhd) else {
-                return 0;
-            };
-            let voxels = h.dim_size.iter().map(|&d| d as u64).product::<u64>();
+            let voxels = estimated_voxels(src);
             // All slices, or a guess of a tenth of them for the positive ones.
             let frac = if p.val_slices == ValSlices::All {
                 1
@@ -294,19 +291,20 @@ fn sample_bytes(mhd: &Path, s: &Series, p: &SegDatasetParams) -> u64 {
 
 /// Builds one series' mask and samples into `out`; returns its index rows.
 fn write_series(
-    mhd: &Path,
+    src: &CtSource,
     uid: &str,
     s: &Series,
     p: &SegDatasetParams,
     out: &Path,
 ) -> Result<Vec<SegIndexRow>, StageError> {
-    let ct = CtImage::open_sparse(mhd).map_err(StageError::domain)?;
+    let ct = src.open_sparse().map_err(StageError::domain)?;
+    let shown = src.display();
     let shape = ct.shape_irc();
     let k = p.context_slices;
-    check_ct(mhd, uid, shape, k, p.crop).map_err(StageError::domain)?;
+    check_ct(shown, uid, shape, k, p.crop).map_err(StageError::domain)?;
     let xyz: Vec<[f64; 3]> = s.nodules.iter().map(|r| r.center_xyz).collect();
     let centres = nodule_centres(&ct, uid, &xyz).map_err(StageError::domain)?;
-    let ct_err = |e| StageError::msg(format!("{}: series {uid}: {e}", mhd.display()));
+    let ct_err = |e| StageError::msg(format!("{}: series {uid}: {e}", shown.display()));
     let mask = build_mask(&ct, &centres, p.threshold_hu).map_err(ct_err)?;
     let layout = SegLayout {
         series_uid: uid,
