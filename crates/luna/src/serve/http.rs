@@ -51,9 +51,9 @@ use super::auth::Token;
 use super::batcher::{Arriving, BatchFailure, Batcher};
 use super::limits::{admit, read_body, BodyError, BodyLimits, Inflight, Reservation};
 use super::metrics::Metrics;
-use super::{dicom_upload, parse};
 use super::sanitize::{escape_log, redact};
 use super::scratch::Scratch;
+use super::{dicom_upload, parse};
 
 /// A detection run for one uploaded CT header (`mhd`), with a folder of the request's own for
 /// its scratch files (`work`): its JSON answer, or a status and message.
@@ -468,10 +468,7 @@ async fn detect(st: &State, req: Request<Incoming>, seq: u64) -> Answer {
     })
     .await??;
     let doc = run_detection(st, d, dir.path(), mhd).await?;
-    Ok((
-        json_response(StatusCode::OK, &doc),
-        format!(" ({uid})"),
-    ))
+    Ok((json_response(StatusCode::OK, &doc), format!(" ({uid})")))
 }
 
 /// Counts a detection as waiting for the device until the guard drops; 503 past the capacity.
