@@ -37,7 +37,7 @@ impl Shared {
         std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let luna = base.path().join("luna");
-        std::fs::copy(crate::bin("luna"), &luna).expect("copy luna");
+        crate::harness::copy_executable(&crate::bin("luna"), &luna);
         let cache = base.path().join("cache");
         let o = Command::new(&luna)
             .args(["cache", "init", "--shared"])

@@ -202,3 +202,21 @@ fn a_missing_piece_fails_under_ci_and_skips_with_a_visible_line_otherwise() {
         "{line}"
     );
 }
+
+/// Copies the executable `src` to `dst` and waits until it can be run. While the copy's write
+/// descriptor is open, a process another test thread forks at that moment inherits it until its
+/// own exec, and running `dst` then fails with ETXTBSY ("Text file busy"): try `dst --version`
+/// until that passes (bounded).
+pub fn copy_executable(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::copy(src, dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    for _ in 0..100 {
+        match std::process::Command::new(dst).arg("--version").output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("run {}: {e}", dst.display()),
+            Ok(_) => return,
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", dst.display());
+}

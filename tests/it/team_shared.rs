@@ -163,7 +163,7 @@ fn team_shared_cache_two_users() {
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     // the users cannot reach the build folder under /root: a copy of the binary they can run
     let luna = base.path().join("luna");
-    std::fs::copy(crate::bin("luna"), &luna).expect("copy luna");
+    crate::harness::copy_executable(&crate::bin("luna"), &luna);
     let cache = base.path().join("cache");
     let o = Command::new(&luna)
         .args(["cache", "init", "--shared"])
