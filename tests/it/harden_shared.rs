@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::team_shared::{ok, rand_tag, text, Team};
+use crate::team_shared::{ok, rand_tag, shared_cache, text, Team};
 
 const PIPELINE: &str =
     "pipeline: p\nstages:\n  a:\n    uses: command\n    with: { run: \"echo computed > $LUNA_OUT/a.txt\" }\n";
@@ -30,23 +30,7 @@ struct Shared {
 impl Shared {
     fn new(init_args: &[&str]) -> Option<Shared> {
         let team = Team::create()?;
-        let base = tempfile::Builder::new()
-            .prefix("luna-hshared-")
-            .tempdir()
-            .expect("temp dir");
-        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        let luna = base.path().join("luna");
-        crate::harness::copy_executable(&crate::bin("luna"), &luna);
-        let cache = base.path().join("cache");
-        let o = Command::new(&luna)
-            .args(["cache", "init", "--shared"])
-            .arg(&cache)
-            .args(["--group", &team.group])
-            .args(init_args)
-            .output()
-            .expect("run luna");
-        assert!(o.status.success(), "{}", text(&o));
+        let (base, luna, cache) = shared_cache(&team, "luna-hshared-", init_args);
         let ws = [0, 1].map(|i| {
             let w = base.path().join(format!("ws{i}"));
             std::fs::create_dir_all(w.join("pipelines")).expect("mkdir");

@@ -109,6 +109,33 @@ pub(crate) fn rand_tag() -> u32 {
         .unwrap_or(0)
 }
 
+/// A world-traversable temp folder holding a copy of luna the team's users can run (they cannot
+/// reach the build folder under /root) and a shared cache made for `team` by `cache init
+/// --shared` with `init_args`: (folder, luna, cache).
+pub(crate) fn shared_cache(
+    team: &Team,
+    prefix: &str,
+    init_args: &[&str],
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let base = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let luna = base.path().join("luna");
+    crate::harness::copy_executable(&crate::bin("luna"), &luna);
+    let cache = base.path().join("cache");
+    let o = Command::new(&luna)
+        .args(["cache", "init", "--shared"])
+        .arg(&cache)
+        .args(["--group", &team.group])
+        .args(init_args)
+        .output()
+        .expect("run luna");
+    assert!(o.status.success(), "{}", text(&o));
+    (base, luna, cache)
+}
+
 pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -156,22 +183,7 @@ fn team_shared_cache_two_users() {
     let Some(team) = Team::create() else {
         return;
     };
-    let base = tempfile::Builder::new()
-        .prefix("luna-shared-")
-        .tempdir()
-        .expect("temp dir");
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    // the users cannot reach the build folder under /root: a copy of the binary they can run
-    let luna = base.path().join("luna");
-    crate::harness::copy_executable(&crate::bin("luna"), &luna);
-    let cache = base.path().join("cache");
-    let o = Command::new(&luna)
-        .args(["cache", "init", "--shared"])
-        .arg(&cache)
-        .args(["--group", &team.group])
-        .output()
-        .expect("run luna");
-    assert!(o.status.success(), "{}", text(&o));
+    let (base, luna, cache) = shared_cache(&team, "luna-shared-", &[]);
     let ws: Vec<PathBuf> = (0..2)
         .map(|i| {
             let w = base.path().join(format!("ws{i}"));
