@@ -1255,8 +1255,7 @@ pub fn check_key(key: &str, origin: &str) -> Result<(), CacheError> {
 
 /// First 8 characters of a key, for messages (any string: never splits a character).
 pub fn short(h: &str) -> &str {
-    let end = h.char_indices().nth(8).map(|(i, _)| i).unwrap_or(h.len());
-    &h[..end]
+    crate::text::head_chars(h, 8)
 }
 
 fn is_hex(s: &str) -> bool {

@@ -21,3 +21,4 @@ pub mod spec;
 pub mod spec_error;
 pub mod statcache;
 pub mod suggest;
+pub mod text;

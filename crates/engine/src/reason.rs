@@ -156,8 +156,8 @@ impl fmt::Display for RerunReason {
                 write!(
                     f,
                     "{shown} changed (blake3 {}… → {}…)",
-                    old.chars().take(4).collect::<String>(),
-                    new.chars().take(4).collect::<String>()
+                    crate::text::head_chars(old, 4),
+                    crate::text::head_chars(new, 4)
                 )
             }
             RerunReason::InputAdded { name, path } => write!(f, "input {name} added ({path})"),

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub use luna_engine as engine;
+pub use luna_engine::text;
 
 pub mod annotation_mask;
 pub mod artifacts;
@@ -32,5 +33,4 @@ pub mod stages;
 pub mod store;
 pub mod synth;
 pub mod tables;
-pub mod text;
 pub mod worker;

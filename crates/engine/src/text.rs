@@ -1,4 +1,5 @@
-//! `crate::text`: cutting user strings for display by characters, never by bytes.
+//! `text`: cutting user strings for display by characters, never by bytes (engine and domain
+//! share it: keys in messages, series uids in tables and reports).
 //!
 //! Series uids, partition keys and captions come from users' files and may hold any Unicode;
 //! a byte-index slice (`&s[s.len() - 8..]`) panics when the cut falls inside a multibyte
