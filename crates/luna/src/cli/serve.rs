@@ -195,6 +195,9 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
         .enable_all()
         .build()
         .map_err(setup)?;
+    // uploads of CTs get async workers of their own at nice 10 (serve/lanes.rs)
+    let bulk = crate::serve::lanes::bulk_runtime(2).map_err(setup)?;
+    let bulk_handle = bulk.handle().clone();
     let scratch = detect_scratch(&o.root, &a);
     let detect_run = detect_runner(g.clone(), pa.clone(), scratch.runs.clone());
     let pipeline_name = o.pipeline.name.clone();
@@ -250,7 +253,7 @@ pub fn cmd(g: &Globals, a: ServeArgs) -> Result<i32, CliError> {
             a.max_wait_ms,
         );
         announce(bound);
-        crate::serve::http::serve(st.clone(), listener)
+        crate::serve::http::serve(st.clone(), listener, bulk_handle)
             .await
             .map_err(setup)?;
         drop(st);

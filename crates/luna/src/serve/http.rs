@@ -17,9 +17,10 @@
 //! refuse a body before reading it close the connection. Log lines are escaped and messages
 //! carry no server paths (`sanitize.rs`).
 //!
-//! Parsing and writing a large body (a 100 MB CT) happens on the blocking pool
-//! (`spawn_blocking`), never on the two async workers, so `/healthz` and small requests stay
-//! fast while uploads are being handled.
+//! Uploads of CTs (`POST /v1/detect`) are received on a lane of async workers of their own at
+//! nice 10 (`lanes.rs`), and parsing and writing a large body (a 100 MB CT) happens on the
+//! blocking pool (`spawn_blocking`, also nice 10), never on the two main async workers, so
+//! `/healthz` and small requests stay fast while uploads are being handled.
 //!
 //! Shutdown: on SIGTERM or SIGINT the listener closes, idle keep-alive connections are told
 //! to close, and the server waits for every in-flight request to be answered (the batcher
@@ -53,7 +54,7 @@ use super::limits::{admit, read_body, BodyError, BodyLimits, Inflight, Reservati
 use super::metrics::Metrics;
 use super::sanitize::{escape_log, redact};
 use super::scratch::Scratch;
-use super::{dicom_upload, parse};
+use super::{dicom_upload, lanes, parse};
 
 /// A detection run for one uploaded CT header (`mhd`), with a folder of the request's own for
 /// its scratch files (`work`): its JSON answer, or a status and message.
@@ -407,11 +408,7 @@ async fn off_workers<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HttpError> {
     let background = move || {
-        // SAFETY: lowers the priority of the calling thread only (Linux: per-thread nice);
-        // a failure leaves it at the default, which is what it was
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-        }
+        lanes::lower_priority();
         f()
     };
     tokio::task::spawn_blocking(background).await.map_err(|e| {
@@ -548,8 +545,33 @@ fn take(opened: &std::sync::Mutex<Option<Arriving>>) -> Option<Arriving> {
     opened.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
-/// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests.
-pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Serves one connection (HTTP/1.1, keep-alive) until it closes or the server shuts down.
+async fn connection(
+    st: Arc<State>,
+    opened: Arc<std::sync::Mutex<Option<Arriving>>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: tokio::net::TcpStream,
+) {
+    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req, take(&opened)));
+    // a client that never finishes its headers (slowloris) is dropped after 30 s
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        // a client that shuts its sending side after the body still gets its answer
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    // a connection's own error (reset, timeout) ends only that connection; its requests
+    // were answered or logged by `handle`
+    let _ = watcher.watch(conn).await;
+}
+
+/// Serves on `listener` until SIGTERM/SIGINT, then drains in-flight requests. Uploads are
+/// served on `bulk` (`lanes.rs`), everything else on the runtime that runs this.
+pub async fn serve(
+    st: Arc<State>,
+    listener: tokio::net::TcpListener,
+    bulk: tokio::runtime::Handle,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -568,6 +590,7 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
+        // Nagle only delays small answers; a failure leaves the socket usable as it is
         let _ = stream.set_nodelay(true);
         let st = st.clone();
         // a new connection is a request on its way: a batch about to leave waits for it
@@ -579,17 +602,16 @@ pub async fn serve(st: Arc<State>, listener: tokio::net::TcpListener) -> std::io
             tokio::time::sleep(wait).await;
             take(&expire);
         });
-        let svc = hyper::service::service_fn(move |req| handle(st.clone(), req, take(&opened)));
-        // a client that never finishes its headers (slowloris) is dropped after 30 s
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30))
-            // a client that shuts its sending side after the body still gets its answer
-            .half_close(true)
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let bulk = bulk.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let serve = move |stream| connection(st, opened, watcher, stream);
+            if !lanes::is_upload(&stream).await {
+                return serve(stream).await;
+            }
+            if let Err(e) = lanes::hand_over(stream, &bulk, serve) {
+                eprintln!("serve: cannot move an upload's connection to its lane: {e}");
+            }
         });
     }
     drop(listener);

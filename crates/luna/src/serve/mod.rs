@@ -35,6 +35,7 @@ pub mod auth;
 pub mod batcher;
 pub mod dicom_upload;
 pub mod http;
+pub mod lanes;
 pub mod limits;
 pub mod metrics;
 pub mod parse;
