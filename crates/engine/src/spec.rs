@@ -50,12 +50,14 @@ use super::spec_error::{LoadError, SpecIssue};
 
 mod bind;
 mod document;
+mod families;
 mod params;
 mod parse;
 pub mod resources;
 mod stages;
 mod vars;
 
+pub use families::{outside_family_hint, FamilyProblem, MAX_MEMBERS};
 pub use parse::parse;
 pub use resources::Resources;
 
@@ -201,18 +203,28 @@ struct Issues {
     spans: SpanIndex,
     /// The issues in the order they were found.
     list: Vec<(SpecIssue, Option<Pos>)>,
+    /// Where the issues of family members are reported (`spec/families.rs`).
+    aliases: families::Aliases,
 }
 
 impl Issues {
     /// An issue reported at the key of `path` (or the nearest position there is).
     fn at_key(&mut self, path: &str, issue: SpecIssue) {
-        let pos = self.spans.key(path).or_else(|| self.spans.best(path));
-        self.list.push((issue, pos));
+        let src = self.aliases.source(path);
+        let pos = self.spans.key(&src).or_else(|| self.spans.best(&src));
+        self.push(path, issue, pos);
     }
     /// An issue reported at the value of `path` (or the nearest position there is).
     fn at_value(&mut self, path: &str, issue: SpecIssue) {
-        let pos = self.spans.value(path).or_else(|| self.spans.best(path));
-        self.list.push((issue, pos));
+        let src = self.aliases.source(path);
+        let pos = self.spans.value(&src).or_else(|| self.spans.best(&src));
+        self.push(path, issue, pos);
+    }
+    /// Records an issue unless another member of a family already had it there.
+    fn push(&mut self, path: &str, issue: SpecIssue, pos: Option<Pos>) {
+        if !self.aliases.is_repeat(path, &issue, pos) {
+            self.list.push((issue, pos));
+        }
     }
 }
 
