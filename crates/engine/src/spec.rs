@@ -10,13 +10,17 @@
 //!     needs: [other]                   # upstream stages
 //!     with: { annotations: "${luna_root}/annotations.csv" }
 //!     resources: { cpus: 2, mem: 4G }  # scheduler hints, never in a key (spec/resources.rs)
+//!   train:
+//!     foreach: [0, 1, 2]               # a family: train_0, train_1, train_2 (spec/families.rs)
+//!     do: { uses: train_classifier, needs: [annotations], with: { seed: "${item}" } }
 //! ```
 //!
 //! Loading runs in passes so that every problem is reported before anything runs, one
 //! function per pass over one shared state (`spec/parse.rs` holds the driver and the list):
 //! YAML syntax (serde_yaml, with its location) and top-level keys (`spec/document.rs`) →
-//! variables (`spec/vars.rs`) → stage names, kinds, `needs` targets and cycles
-//! (`spec/stages.rs`) → variable interpolation and each kind's typed parameters
+//! variables (`spec/vars.rs`) → `foreach:`/`matrix:` families expanded into their members,
+//! `${item}`/`${key}` filled in (`spec/families.rs`) → stage names, kinds, `needs` targets and
+//! cycles (`spec/stages.rs`) → variable interpolation and each kind's typed parameters
 //! (`spec/params.rs`) → input bindings (`spec/bind.rs`). Positions come from [`SpanIndex`].
 //! `${name}` is replaced by the variable's value: a string that is exactly `${name}` takes
 //! the variable's type (so numbers stay numbers), otherwise the value is spliced in as text;

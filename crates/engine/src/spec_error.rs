@@ -89,7 +89,7 @@ pub enum SpecIssue {
     },
     /// A pipeline or stage name outside [`NAME_RULE`].
     BadName {
-        /// `pipeline` or `stage`.
+        /// `pipeline`, `stage` or `family`.
         what: &'static str,
         /// The name as written.
         name: String,

@@ -48,7 +48,7 @@ use serde_yaml::{Mapping, Value as Yaml};
 
 use super::super::spec_error::SpecIssue;
 use super::check_name;
-use super::document::yaml_key;
+use super::document::{find_non_finite, yaml_key};
 use super::parse::Parse;
 use super::stages::folded;
 
@@ -134,8 +134,8 @@ struct Names {
 }
 
 impl Names {
-    /// Takes `name` for `family`, or returns the problem.
-    fn take(&mut self, name: &str, family: Option<&str>) -> Result<(), FamilyProblem> {
+    /// Takes `name` (a member of `family`, or the family's own name), or returns the problem.
+    fn take(&mut self, name: &str, family: &str) -> Result<(), FamilyProblem> {
         let f = folded(name);
         if let Some((other, other_family)) = self.taken.get(&f) {
             return Err(FamilyProblem::Collision {
@@ -144,8 +144,7 @@ impl Names {
                 other_family: other_family.clone(),
             });
         }
-        self.taken
-            .insert(f, (name.into(), family.map(String::from)));
+        self.taken.insert(f, (name.into(), Some(family.into())));
         Ok(())
     }
 }
@@ -183,21 +182,36 @@ fn expand_family(
     m: &Mapping,
 ) -> Vec<(String, Yaml)> {
     let base = format!("stages.{fam}");
+    if let Err(problem) = check_name(fam) {
+        let issue = SpecIssue::BadName {
+            what: "family",
+            name: fam.into(),
+            problem,
+        };
+        st.is.at_key(&base, issue);
+        return Vec::new();
+    }
     let Some((template, items)) = family_parts(st, fam, &base, m) else {
         return Vec::new();
     };
-    if let Err(problem) = names.take(fam, Some(fam)) {
+    if let Err(problem) = names.take(fam, fam) {
         report(st, fam, &Place::Key(base.clone()), problem);
     }
     let mut members = Vec::new();
     for it in items {
+        let mut non_finite = Vec::new();
+        find_non_finite(&it.item, "", &mut non_finite);
+        if !non_finite.is_empty() {
+            // reported by the document pass, at the item
+            continue;
+        }
         let name = format!("{fam}_{}", it.suffix);
         let checked = check_name(&name)
             .map_err(|problem| FamilyProblem::BadMemberName {
                 name: name.clone(),
                 problem,
             })
-            .and_then(|()| names.take(&name, Some(fam)));
+            .and_then(|()| names.take(&name, fam));
         if let Err(problem) = checked {
             report(st, fam, &it.at, problem);
             continue;

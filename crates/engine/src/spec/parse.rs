@@ -57,12 +57,14 @@ pub(super) struct Parse<'a> {
 }
 
 impl Parse<'_> {
-    /// Whether a non-finite number sits at `base` or below it.
+    /// Whether a non-finite number sits at `base` or below it (in a family member: in its
+    /// template).
     pub(super) fn has_non_finite(&self, base: &str) -> bool {
+        let base = self.is.aliases.source(base);
         let below = format!("{base}.");
         self.non_finite
             .iter()
-            .any(|(p, _)| p == base || p.starts_with(&below))
+            .any(|(p, _)| *p == base || p.starts_with(&below))
     }
 }
 

@@ -137,6 +137,7 @@ impl fmt::Display for FamilyProblem {
                 other,
                 other_family,
             } => match other_family {
+                Some(g) if g == other => write!(f, "`{name}` clashes with the family `{g}`"),
                 Some(g) => write!(f, "`{name}` clashes with `{other}` of family `{g}`"),
                 None => write!(f, "`{name}` clashes with the stage `{other}`"),
             },

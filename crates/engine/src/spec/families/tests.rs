@@ -154,6 +154,27 @@ fn collisions_are_reported_at_the_item() {
     let (problem, pos) = family_problem(&issues);
     assert!(matches!(problem, FamilyProblem::Collision { other_family: Some(g), .. } if g == "f"));
     assert_eq!(pos, (5, 18));
+    // a member named like another family (whose name `needs:` would take for all its members)
+    let issues = load("  x_1:\n    foreach: [a]\n    do: { uses: k }\n  x:\n    foreach: [1]\n    do: { uses: k }\n")
+        .err()
+        .expect("a collision");
+    let (problem, pos) = family_problem(&issues);
+    assert_eq!(problem.to_string(), "`x_1` clashes with the family `x_1`");
+    assert_eq!(pos, (8, 15));
+}
+
+#[test]
+fn a_family_name_is_checked_like_a_stage_name() {
+    let issues = load("  ../f:\n    foreach: [0, 1]\n    do: { uses: k }\n")
+        .err()
+        .expect("a bad name");
+    assert!(
+        matches!(
+            &issues[..],
+            [(SpecIssue::BadName { what: "family", .. }, Some((4, 3)))]
+        ),
+        "{issues:?}"
+    );
 }
 
 #[test]
@@ -259,4 +280,32 @@ fn placeholders_outside_a_family_say_where_they_belong() {
         let hint = issue.hint().expect("a hint");
         assert!(hint.contains("only inside the `do:`"), "{hint}");
     }
+}
+
+#[test]
+fn a_non_finite_number_in_a_template_or_an_item_is_reported_once() {
+    let issues = load(
+        "  t:\n    foreach: [0, 1]\n    do: { uses: k, with: { x: .nan, n: \"${item}\" } }\n  \
+         u:\n    foreach: [.inf, { x: .nan }, 1]\n    do: { uses: k, with: { x: \"${item}\" } }\n",
+    )
+    .err()
+    .expect("issues");
+    let found: Vec<_> = issues.iter().map(|(i, p)| (i.to_string(), *p)).collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "stages.t.do.with.x: `.nan` is not a finite number".to_string(),
+                Some((6, 31))
+            ),
+            (
+                "stages.u.foreach.0: `.inf` is not a finite number".to_string(),
+                Some((8, 15))
+            ),
+            (
+                "stages.u.foreach.1.x: `.nan` is not a finite number".to_string(),
+                Some((8, 26))
+            ),
+        ]
+    );
 }
