@@ -11,6 +11,7 @@
 use serde_yaml::{Mapping, Value as Yaml};
 
 use super::super::document::yaml_key;
+use super::super::vars::{pieces, whole, Piece};
 use super::FamilyProblem;
 
 /// What one member's placeholders stand for.
@@ -74,40 +75,22 @@ fn token(name: &str) -> Option<Token<'_>> {
 }
 
 fn substitute_str(s: &str, scope: &Scope<'_>) -> Result<Yaml, FamilyProblem> {
-    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !name.contains('}') && !name.contains("${") {
-            if let Some(t) = token(name) {
-                return resolve(&t, name, scope);
-            }
-        }
+    if let Some((name, t)) = whole(s).and_then(|name| token(name).map(|t| (name, t))) {
+        return resolve(&t, name, scope);
     }
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        if let Some(r) = after.strip_prefix("$${") {
-            // an escaped `${`: the variables pass writes it out
-            out.push_str("$${");
-            rest = r;
-        } else if let Some(r) = after.strip_prefix("${") {
-            let Some(end) = r.find('}') else {
-                out.push_str(after);
-                rest = "";
-                break;
-            };
-            let name = &r[..end];
-            match token(name) {
+    for piece in pieces(s) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            // kept as written for the variables pass, which writes `${`
+            Piece::Escape => out.push_str("$${"),
+            Piece::Placeholder(name) => match token(name) {
                 Some(t) => out.push_str(&splice(resolve(&t, name, scope)?, name, scope)?),
-                None => out.push_str(&after[..end + 3]),
-            }
-            rest = &r[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
+                None => out.push_str(&format!("${{{name}}}")),
+            },
+            Piece::Unclosed(rest) => out.push_str(&format!("${{{rest}")),
         }
     }
-    out.push_str(rest);
     Ok(Yaml::String(out))
 }
 
