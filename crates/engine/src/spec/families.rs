@@ -17,7 +17,8 @@
 //! ```
 //!
 //! **Members and names.** `foreach:` takes a list, a mapping or `{ range: [start, end] }`
-//! (integers, `end` excluded, an optional third value is the step); `matrix:` maps names to
+//! (integers, `end` excluded, an optional third value is the step, at most [`MAX_MEMBERS`]
+//! members; a mapping whose one key is `range` is always a range); `matrix:` maps names to
 //! lists and yields their cartesian product in the declared order (the last name varies
 //! fastest). A member is named `<family>_<suffix>`: the suffix is a scalar item's text, a
 //! list item's index when the item is a mapping or a list, a mapping's key, and for a matrix
@@ -27,7 +28,8 @@
 //! `0.01` above must be named, e.g. `lr: { small: 0.01, big: 0.1 }`), and must differ from
 //! every other stage, member and family name in more than case and `-`/`_`. Rejected:
 //! rewriting values into names (`0.01` → `0_01`: names nobody can predict, and two values
-//! could map to one name), DVC's `@` (not a file-name-safe character everywhere).
+//! could map to one name), DVC's `@` (not a file-name-safe character everywhere), a range
+//! as text (`0..10`: Rust's and Python's readers disagree on the end).
 //!
 //! **Placeholders.** In `do:` (every value, not the keys), `${item}` is the member's item,
 //! `${item.KEY}` a key of a mapping item (or of a matrix member: `${item.lr}`), `${key}` its
