@@ -47,9 +47,13 @@ type Found = Vec<(SpecIssue, Option<(usize, usize)>)>;
 type Expect = fn(&FamilyProblem) -> bool;
 
 fn load(stages: &str) -> Result<Pipeline, Found> {
+    load_with_vars("root: data", stages)
+}
+
+fn load_with_vars(vars: &str, stages: &str) -> Result<Pipeline, Found> {
     let mut reg = Registry::new();
     reg.add(K);
-    let text = format!("pipeline: p\nvars: {{ root: data }}\nstages:\n{stages}");
+    let text = format!("pipeline: p\nvars: {{ {vars} }}\nstages:\n{stages}");
     parse(
         &text,
         Path::new("p.yaml"),
@@ -308,4 +312,17 @@ fn a_non_finite_number_in_a_template_or_an_item_is_reported_once() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_variable_a_family_would_hide_is_an_error_only_with_families() {
+    let family = "  f:\n    foreach: [0]\n    do: { uses: k, with: { s: \"${key}\" } }\n";
+    let issues = load_with_vars("key: 1", family)
+        .err()
+        .expect("a hidden variable");
+    let (problem, pos) = family_problem(&issues);
+    assert_eq!(problem, &FamilyProblem::HiddenVar { name: "key".into() });
+    assert_eq!(pos, (2, 9));
+    let p = load_with_vars("key: 1", "  a: { uses: k, with: { n: \"${key}\" } }\n").expect("loads");
+    assert_eq!(with(&p, "a"), json!({ "n": 1 }));
 }
