@@ -90,6 +90,7 @@ mod seg_train;
 mod serve;
 mod serve_harden;
 mod slurm;
+mod spec_families;
 mod store_bench;
 mod store_oracle;
 mod store_roundtrip;

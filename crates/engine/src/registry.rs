@@ -83,6 +83,8 @@ impl Registry {
                 }
             }));
         }
+        defs.insert("stage".into(), json!({ "oneOf": one_of }));
+        defs.insert("family".into(), family_schema());
         json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "luna pipeline",
@@ -97,12 +99,35 @@ impl Registry {
                 "stages": {
                     "type": "object",
                     "description": "Stages by name.",
-                    "additionalProperties": { "oneOf": one_of }
+                    "additionalProperties": { "oneOf": [{ "$ref": "#/$defs/stage" }, { "$ref": "#/$defs/family" }] }
                 }
             },
             "$defs": defs,
         })
     }
+}
+
+/// A stage family (`spec/families.rs`): `foreach:` or `matrix:`, and a stage under `do:`.
+fn family_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "A family of stages: `do:` once per item of `foreach:` (or combination of `matrix:`), named <family>_<item>; ${item}, ${item.KEY} and ${key} in `do:` are the member's.",
+        "additionalProperties": false,
+        "required": ["do"],
+        "properties": {
+            "foreach": {
+                "description": "A list (scalars name members by value, mappings and lists by index), a mapping name: item, or { range: [start, end(, step)] } (end excluded).",
+                "type": ["array", "object"]
+            },
+            "matrix": {
+                "description": "name: list of values (or a mapping suffix: value); one member per combination, in key order.",
+                "type": "object",
+                "additionalProperties": { "type": ["array", "object"] }
+            },
+            "do": { "$ref": "#/$defs/stage" }
+        },
+        "oneOf": [{ "required": ["foreach"] }, { "required": ["matrix"] }]
+    })
 }
 
 fn rewrite_refs(v: serde_json::Value, kind: &str) -> serde_json::Value {

@@ -10,13 +10,17 @@
 //!     needs: [other]                   # upstream stages
 //!     with: { annotations: "${luna_root}/annotations.csv" }
 //!     resources: { cpus: 2, mem: 4G }  # scheduler hints, never in a key (spec/resources.rs)
+//!   train:
+//!     foreach: [0, 1, 2]               # a family: train_0, train_1, train_2 (spec/families.rs)
+//!     do: { uses: train_classifier, needs: [annotations], with: { seed: "${item}" } }
 //! ```
 //!
 //! Loading runs in passes so that every problem is reported before anything runs, one
 //! function per pass over one shared state (`spec/parse.rs` holds the driver and the list):
 //! YAML syntax (serde_yaml, with its location) and top-level keys (`spec/document.rs`) →
-//! variables (`spec/vars.rs`) → stage names, kinds, `needs` targets and cycles
-//! (`spec/stages.rs`) → variable interpolation and each kind's typed parameters
+//! variables (`spec/vars.rs`) → `foreach:`/`matrix:` families expanded into their members,
+//! `${item}`/`${key}` filled in (`spec/families.rs`) → stage names, kinds, `needs` targets and
+//! cycles (`spec/stages.rs`) → variable interpolation and each kind's typed parameters
 //! (`spec/params.rs`) → input bindings (`spec/bind.rs`). Positions come from [`SpanIndex`].
 //! `${name}` is replaced by the variable's value: a string that is exactly `${name}` takes
 //! the variable's type (so numbers stay numbers), otherwise the value is spliced in as text;
@@ -50,12 +54,14 @@ use super::spec_error::{LoadError, SpecIssue};
 
 mod bind;
 mod document;
+mod families;
 mod params;
 mod parse;
 pub mod resources;
 mod stages;
 mod vars;
 
+pub use families::{outside_family_hint, FamilyProblem, MAX_MEMBERS};
 pub use parse::parse;
 pub use resources::Resources;
 
@@ -201,18 +207,28 @@ struct Issues {
     spans: SpanIndex,
     /// The issues in the order they were found.
     list: Vec<(SpecIssue, Option<Pos>)>,
+    /// Where the issues of family members are reported (`spec/families.rs`).
+    aliases: families::Aliases,
 }
 
 impl Issues {
     /// An issue reported at the key of `path` (or the nearest position there is).
     fn at_key(&mut self, path: &str, issue: SpecIssue) {
-        let pos = self.spans.key(path).or_else(|| self.spans.best(path));
-        self.list.push((issue, pos));
+        let src = self.aliases.source(path);
+        let pos = self.spans.key(&src).or_else(|| self.spans.best(&src));
+        self.push(path, issue, pos);
     }
     /// An issue reported at the value of `path` (or the nearest position there is).
     fn at_value(&mut self, path: &str, issue: SpecIssue) {
-        let pos = self.spans.value(path).or_else(|| self.spans.best(path));
-        self.list.push((issue, pos));
+        let src = self.aliases.source(path);
+        let pos = self.spans.value(&src).or_else(|| self.spans.best(&src));
+        self.push(path, issue, pos);
+    }
+    /// Records an issue unless another member of a family already had it there.
+    fn push(&mut self, path: &str, issue: SpecIssue, pos: Option<Pos>) {
+        if !self.aliases.is_repeat(path, &issue, pos) {
+            self.list.push((issue, pos));
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::span::Pos;
+use super::spec::{outside_family_hint, FamilyProblem};
 
 /// One problem in a pipeline file.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +89,7 @@ pub enum SpecIssue {
     },
     /// A pipeline or stage name outside [`NAME_RULE`].
     BadName {
-        /// `pipeline` or `stage`.
+        /// `pipeline`, `stage` or `family`.
         what: &'static str,
         /// The name as written.
         name: String,
@@ -136,6 +137,14 @@ pub enum SpecIssue {
         bound: Vec<(String, String)>,
         /// Whether those were named in `with:` (else found among the upstreams).
         named: bool,
+    },
+    /// A stage family (`foreach:`/`matrix:`) that cannot be expanded, or a member that
+    /// cannot be made (spec/families.rs).
+    Family {
+        /// The family's name (empty for a problem of the file as a whole).
+        family: String,
+        /// What is wrong.
+        problem: FamilyProblem,
     },
 }
 
@@ -233,6 +242,8 @@ impl fmt::Display for SpecIssue {
             SpecIssue::NonFinite { path, value } => {
                 write!(f, "{path}: `{value}` is not a finite number")
             }
+            SpecIssue::Family { family, problem } if family.is_empty() => write!(f, "{problem}"),
+            SpecIssue::Family { family, problem } => write!(f, "family `{family}`: {problem}"),
             SpecIssue::Input {
                 stage,
                 input,
@@ -335,11 +346,15 @@ impl SpecIssue {
                 did_you_mean(kind, known),
                 list(known)
             )),
-            SpecIssue::MissingNeed { target, known, .. } => Some(format!(
-                "{}stages: {}",
-                did_you_mean(target, known),
-                list(known)
-            )),
+            SpecIssue::MissingNeed { target, known, .. } => {
+                outside_family_hint(target).or_else(|| {
+                    Some(format!(
+                        "{}stages: {}",
+                        did_you_mean(target, known),
+                        list(known)
+                    ))
+                })
+            }
             SpecIssue::Cycle { .. } => Some("remove one of these `needs:` entries".into()),
             SpecIssue::UnknownParam { path, kind, known } => {
                 let last = path.rsplit('.').next().unwrap_or(path);
@@ -355,6 +370,9 @@ impl SpecIssue {
             SpecIssue::InvalidParam { kind, .. } => Some(format!(
                 "`luna stages {kind}` lists its parameters and their types"
             )),
+            SpecIssue::UnknownVar { name, .. } if outside_family_hint(name).is_some() => {
+                outside_family_hint(name)
+            }
             SpecIssue::UnknownVar { name, known, .. }
             | SpecIssue::UnknownSetVar { name, known } => Some(format!(
                 "{}declared in `vars:`: {}",
@@ -371,6 +389,7 @@ impl SpecIssue {
             SpecIssue::NonFinite { .. } => Some(
                 "luna takes finite numbers only; leave the parameter out to use its default".into(),
             ),
+            SpecIssue::Family { problem, .. } => Some(problem.hint()),
             SpecIssue::Input {
                 input,
                 artifact,

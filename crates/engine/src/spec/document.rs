@@ -111,7 +111,7 @@ pub(super) fn yaml_key(k: &Yaml) -> String {
 }
 
 /// Collects (dotted path, text) of every `.nan`/`.inf` number in `v`.
-fn find_non_finite(v: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
+pub(super) fn find_non_finite(v: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
     let join = |k: &str| {
         if path.is_empty() {
             k.to_string()

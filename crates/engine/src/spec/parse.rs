@@ -3,8 +3,8 @@
 //! ones left there and records every problem it finds as an issue at a line and column, so
 //! that all problems of a file are reported at once, before anything runs.
 //!
-//! A pass is a plain `fn(&mut Parse)`: adding one (issue 26 expands `foreach`/`matrix`
-//! families between the variables and the kinds) is one function and one line in the list.
+//! A pass is a plain `fn(&mut Parse)`: adding one (e.g. `foreach`/`matrix` families, which
+//! expand between the variables and the kinds) is one function and one line in the list.
 //! Issues are sorted by position at the end, so a pass may record them in any order; issues
 //! at the same position keep the order in which the passes recorded them. Rejected: one
 //! function with the passes as comments (478 lines no one could change safely), and passes
@@ -22,7 +22,7 @@ use super::super::registry::Registry;
 use super::super::span::SpanIndex;
 use super::super::spec_error::{SpecError, SpecIssue};
 use super::stages::RawStage;
-use super::{bind, document, params, stages, vars, Issues, Pipeline, StageSpec};
+use super::{bind, document, families, params, stages, vars, Issues, Pipeline, StageSpec};
 
 /// What the passes share: the document, the issues so far, and what each pass produced.
 pub(super) struct Parse<'a> {
@@ -57,12 +57,14 @@ pub(super) struct Parse<'a> {
 }
 
 impl Parse<'_> {
-    /// Whether a non-finite number sits at `base` or below it.
+    /// Whether a non-finite number sits at `base` or below it (in a family member: in its
+    /// template).
     pub(super) fn has_non_finite(&self, base: &str) -> bool {
+        let base = self.is.aliases.source(base);
         let below = format!("{base}.");
         self.non_finite
             .iter()
-            .any(|(p, _)| p == base || p.starts_with(&below))
+            .any(|(p, _)| *p == base || p.starts_with(&below))
     }
 }
 
@@ -77,7 +79,8 @@ const PASSES: &[Pass] = &[
     vars::collect,
     // the `stages:` mapping
     stages::collect,
-    // (issue 26: `foreach`/`matrix` families expand here, between vars and kinds)
+    // `foreach`/`matrix` families: their members replace them in the `stages:` mapping
+    families::expand,
     // stage names: the character set and case-folded clashes
     stages::check_names,
     // each stage's keys, `uses:` and `needs:`
@@ -110,6 +113,7 @@ pub fn parse(
         is: Issues {
             spans: SpanIndex::build(text),
             list: Vec::new(),
+            aliases: Default::default(),
         },
         top,
         non_finite: Vec::new(),

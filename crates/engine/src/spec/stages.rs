@@ -57,7 +57,7 @@ pub(super) fn collect(st: &mut Parse<'_>) {
 /// Pass: every stage name is a valid name and differs from the others in more than case or
 /// `-`/`_` (names become file names and environment variables).
 pub(super) fn check_names(st: &mut Parse<'_>) {
-    let mut folded: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for sname in &st.stage_names {
         let at = format!("stages.{sname}");
         if let Err(problem) = check_name(sname) {
@@ -69,8 +69,8 @@ pub(super) fn check_names(st: &mut Parse<'_>) {
             st.is.at_key(&at, issue);
             continue;
         }
-        let f = sname.to_ascii_lowercase().replace('-', "_");
-        match folded.get(&f) {
+        let f = folded(sname);
+        match seen.get(&f) {
             Some(first) => {
                 let issue = SpecIssue::NameClash {
                     first: first.clone(),
@@ -79,10 +79,15 @@ pub(super) fn check_names(st: &mut Parse<'_>) {
                 st.is.at_key(&at, issue);
             }
             None => {
-                folded.insert(f, sname.clone());
+                seen.insert(f, sname.clone());
             }
         }
     }
+}
+
+/// A name as it is compared for clashes: lower case, `-` as `_`.
+pub(super) fn folded(name: &str) -> String {
+    name.to_ascii_lowercase().replace('-', "_")
 }
 
 /// Pass: each stage's keys, kind and needs, into [`Parse::raws`].

@@ -87,35 +87,69 @@ pub(super) fn interpolate(
 }
 
 fn interpolate_str(s: &str, vars: &BTreeMap<String, Json>) -> Result<Json, String> {
-    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !name.contains('}') && !name.contains("${") {
-            return vars.get(name).cloned().ok_or_else(|| name.to_string());
-        }
+    if let Some(name) = whole(s) {
+        return vars.get(name).cloned().ok_or_else(|| name.to_string());
     }
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        if let Some(r) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = r;
-        } else if let Some(r) = after.strip_prefix("${") {
-            let end = r.find('}').ok_or_else(|| r.to_string())?;
-            let name = &r[..end];
-            match vars.get(name) {
+    for piece in pieces(s) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Escape => out.push_str("${"),
+            Piece::Placeholder(name) => match vars.get(name) {
                 Some(Json::String(v)) => out.push_str(v),
                 Some(v) => out.push_str(&v.to_string()),
                 None => return Err(name.to_string()),
-            }
+            },
+            Piece::Unclosed(rest) => return Err(rest.to_string()),
+        }
+    }
+    Ok(Json::String(out))
+}
+
+/// The name of a string that is exactly one `${name}` placeholder.
+pub(super) fn whole(s: &str) -> Option<&str> {
+    let name = s.strip_prefix("${")?.strip_suffix('}')?;
+    (!name.contains('}') && !name.contains("${")).then_some(name)
+}
+
+/// A part of a string with placeholders (the variables and the families passes read the same
+/// syntax).
+#[derive(Debug, PartialEq)]
+pub(super) enum Piece<'s> {
+    /// Text as written.
+    Text(&'s str),
+    /// `$${`: a literal `${`.
+    Escape,
+    /// `${name}`: the name.
+    Placeholder(&'s str),
+    /// `${` without a closing `}`: the text after `${`.
+    Unclosed(&'s str),
+}
+
+/// `s` split into text, escapes and placeholders.
+pub(super) fn pieces(s: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push(Piece::Text(&rest[..i]));
+        let after = &rest[i..];
+        if let Some(r) = after.strip_prefix("$${") {
+            out.push(Piece::Escape);
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("${") {
+            let Some(end) = r.find('}') else {
+                out.push(Piece::Unclosed(r));
+                return out;
+            };
+            out.push(Piece::Placeholder(&r[..end]));
             rest = &r[end + 1..];
         } else {
-            out.push('$');
+            out.push(Piece::Text("$"));
             rest = &after[1..];
         }
     }
-    out.push_str(rest);
-    Ok(Json::String(out))
+    out.push(Piece::Text(rest));
+    out
 }
 
 #[cfg(test)]
