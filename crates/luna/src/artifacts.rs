@@ -92,9 +92,13 @@ pub struct FrocSummary {
     pub sensitivities_nearest: [f64; 7],
     /// TP/FP/FN and ignored counts.
     pub counts: Counts,
-    /// TP / nodules.
+    /// TP / nodules: recall at the LUNA16 radius (a kept mark closer than diameter / 2).
     #[serde(deserialize_with = "f64_or_nan")]
     pub candidate_recall: f64,
+    /// Recall under the book's matcher (a kept mark closer than 0.7 × diameter, p2ch14
+    /// `match_and_score`): more lenient, shown beside `candidate_recall`, not a LUNA16 number.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub recall_book_matcher: f64,
     /// Marks / scans.
     #[serde(deserialize_with = "f64_or_nan")]
     pub marks_per_scan: f64,
@@ -104,6 +108,18 @@ pub struct FrocSummary {
     pub curve_points: usize,
     /// The bootstrap, `null` when none was run.
     pub bootstrap: Option<FrocBootstrapSummary>,
+    /// When several inputs (folds) are pooled into this scoring: each one scored alone over
+    /// its own scans, in the order of the list; empty for one input.
+    pub inputs: Vec<FrocInputSummary>,
+}
+
+/// One pooled input's own scoring in `froc.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrocInputSummary {
+    /// The upstream stage the marks came from.
+    pub stage: String,
+    /// Its scoring alone (its own `inputs` empty).
+    pub froc: FrocSummary,
 }
 
 /// The bootstrap part of `froc.json`.
@@ -364,6 +380,7 @@ mod tests {
                 sensitivities_nearest: sens,
                 counts: c,
                 candidate_recall: 0.75,
+                recall_book_matcher: 1.0,
                 marks_per_scan: 2.5,
                 max_marks: 100,
                 curve_points: 17,
@@ -383,6 +400,7 @@ mod tests {
                         })
                         .collect(),
                 }),
+                inputs: Vec::new(),
             };
             let bootstrap = boot.then(|| {
                 json!({
@@ -395,8 +413,8 @@ mod tests {
             let old = json!({
                 "rates": rates, "sensitivities": sens, "cpm": 0.1 + 0.2,
                 "cpm_nearest": 1.0 / 3.0, "sensitivities_nearest": sens, "counts": c,
-                "candidate_recall": 0.75, "marks_per_scan": 2.5, "max_marks": 100,
-                "curve_points": 17, "bootstrap": bootstrap,
+                "candidate_recall": 0.75, "recall_book_matcher": 1.0, "marks_per_scan": 2.5,
+                "max_marks": 100, "curve_points": 17, "bootstrap": bootstrap, "inputs": [],
             });
             same(&doc, old, Style::PrettyLine);
             let text = encode(&doc, Style::PrettyLine, std::path::Path::new("f")).unwrap();

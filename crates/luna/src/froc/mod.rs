@@ -97,8 +97,8 @@ pub use input::{
     read_findings, read_seriesuids, read_submission, write_seriesuids, Finding, FrocInput, Mark,
     Scans, SERIESUIDS_FILE,
 };
-pub use output::{froc_json, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
-pub use score::{cap_marks, score, Counts, Entry, Scored};
+pub use output::{froc_json, input_rows, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
+pub use score::{book_match, cap_marks, score, Counts, Entry, Scored};
 
 /// The FP-per-scan rates of the CPM.
 pub const RATES: [f64; 7] = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
@@ -142,6 +142,8 @@ pub struct FrocResult {
     pub sensitivities_nearest: [f64; 7],
     /// TP/FP/FN and ignored counts.
     pub counts: Counts,
+    /// Included nodules matched by the book's 0.7 × diameter rule ([`book_match`]).
+    pub book_hits: usize,
     /// The bootstrap, when `bootstrap > 0`.
     pub bootstrap: Option<Bootstrap>,
     /// The options used.
@@ -196,6 +198,7 @@ pub fn evaluate(input: &FrocInput, options: FrocOptions) -> Result<FrocResult, F
         cpm_nearest,
         sensitivities_nearest,
         counts: scored.counts,
+        book_hits: scored.book_hits,
         bootstrap,
         options,
     })

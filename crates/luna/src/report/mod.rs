@@ -136,9 +136,24 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
             Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
             _ => String::new(),
         };
+        let pooled = match j.inputs.len() {
+            0 => String::new(),
+            n => format!(", pooled over {n} inputs"),
+        };
         out.push(Headline {
-            label: format!("CPM, {track} track ({})", s.stage),
+            label: format!("CPM, {track} track ({}{pooled})", s.stage),
             value: format!("{}{ci}", num(Some(j.cpm), 3)),
+        });
+        out.push(Headline {
+            label: format!(
+                "nodule recall, LUNA16 radius d/2 / book's 0.7 × d ({})",
+                s.stage
+            ),
+            value: format!(
+                "{} / {}",
+                num(Some(j.candidate_recall), 3),
+                num(Some(j.recall_book_matcher), 3)
+            ),
         });
     }
     for (s, dir) in src.of_kind(EvaluateClassifierStage::KIND) {
@@ -418,6 +433,19 @@ fn froc_tables(j: &FrocSummary, o: &mut String) {
         ),
     ]);
     o.push_str(&table(&["FPs / scan", "sensitivity", "95% CI"], &rows));
+    if !j.inputs.is_empty() {
+        o.push_str(&input_table(j));
+    }
+    o.push_str(&table(
+        &[
+            "recall, LUNA16 radius (d/2)",
+            "recall, book's matcher (0.7 × d)",
+        ],
+        &[vec![
+            num(Some(j.candidate_recall), 4),
+            num(Some(j.recall_book_matcher), 4),
+        ]],
+    ));
     let c = &j.counts;
     o.push_str(&table(
         &["scans", "nodules", "TP", "FP", "FN", "ignored on excluded"],
@@ -428,6 +456,31 @@ fn froc_tables(j: &FrocSummary, o: &mut String) {
                 .collect(),
         ],
     ));
+}
+
+/// The pooled inputs (folds) of one `froc.json`, one row each and the pooled row last: the 7
+/// sensitivities, the CPM and its interval.
+fn input_table(j: &FrocSummary) -> String {
+    let row = |name: String, f: &FrocSummary| {
+        let ci = f.bootstrap.as_ref().map_or("–".into(), |b| {
+            format!("{} – {}", num(Some(b.cpm.low), 3), num(Some(b.cpm.high), 3))
+        });
+        let mut r = vec![name, f.counts.scans.to_string()];
+        r.extend(f.sensitivities.iter().map(|s| num(Some(*s), 3)));
+        r.extend([num(Some(f.cpm), 4), ci]);
+        r
+    };
+    let mut rows: Vec<Vec<String>> = j
+        .inputs
+        .iter()
+        .map(|i| row(esc(&i.stage), &i.froc))
+        .collect();
+    rows.push(row("<b>pooled</b>".into(), j));
+    let rates: Vec<String> = j.rates.iter().map(|r| format!("{r}")).collect();
+    let mut head = vec!["input", "scans"];
+    head.extend(rates.iter().map(String::as_str));
+    head.extend(["CPM", "95% CI"]);
+    table(&head, &rows)
 }
 
 fn diagnosis_sections(src: &ReportSource, o: &mut String) {
@@ -731,7 +784,13 @@ fn metrics_table(dir: &Path, o: &mut String) {
     match read_doc::<ClassifierMetrics>(&dir.join("metrics.json")) {
         None => {}
         Some(Ok(m)) => {
-            let keys = ["samples", "precision", "recall", "f1", "roc_auc"];
+            let keys = [
+                "samples",
+                "precision",
+                "recall",
+                "f1",
+                "roc_auc",
+            ];
             let cells = [
                 Some(m.samples as f64),
                 Some(m.precision),
