@@ -183,6 +183,11 @@ pub struct ClassifierMetrics {
     pub f1: f64,
     /// Exact ROC AUC; `null` when one class is absent.
     pub roc_auc: Option<f64>,
+    /// Malignancy task: the exact ROC AUC of the nodule diameter alone as the score, on the
+    /// same nodules (the book's baseline, §14.5: 0.901 on its validation split); `null` for a
+    /// nodule model or when one class is absent.
+    #[serde(default)]
+    pub diameter_auc: Option<f64>,
     /// (recall, precision) points.
     pub pr_curve: Vec<[f64; 2]>,
     /// Scoring throughput.
@@ -452,6 +457,7 @@ mod tests {
             recall: 0.75,
             f1: 0.75,
             roc_auc: None,
+            diameter_auc: Some(0.875),
             pr_curve: pr.iter().map(|&(r, p)| [r, p]).collect(),
             samples_per_sec: 123.456,
         };
@@ -464,7 +470,7 @@ mod tests {
                 "precision": 0.75, "recall": 0.75, "f1": 0.75,
             },
             "precision": 0.75, "recall": 0.75, "f1": 0.75, "roc_auc": None::<f64>,
-            "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
+            "diameter_auc": 0.875, "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
             "samples_per_sec": 123.456,
         });
         same(&doc, old.clone(), Style::Pretty);

@@ -14,7 +14,7 @@ use luna::tables::{write_rows, PredictionRow};
 use crate::kinds::{params, Reporter, TorchThreads};
 use crate::nn::checkpoint;
 use crate::nn::classify::{BestBy, Classification, CropSamples};
-use crate::nn::metrics::{compute_at, pr_curve, roc_curve};
+use crate::nn::metrics::{compute_at, pr_curve, roc_auc, roc_curve};
 use crate::nn::plot::plot_lines;
 use crate::nn::train::{predict, TrainConfig};
 use crate::nn::LunaModel;
@@ -91,6 +91,14 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let (tp, tn) = (m.pos_correct, m.neg_correct);
     let (fp, fneg) = (m.neg_count - tn, m.pos_count - tp);
     let roc = roc_curve(&pred.labels, &pred.prob_pos);
+    let diameter_auc = (task == Task::Malignancy).then(|| {
+        let d: Vec<f32> = pred
+            .indices
+            .iter()
+            .map(|&i| set.rows[i].diameter_mm as f32)
+            .collect();
+        roc_auc(&pred.labels, &d)
+    });
     let pr = pr_curve(&pred.labels, &pred.prob_pos);
     let doc = ClassifierMetrics {
         model_stage: up.stage.clone(),
@@ -114,6 +122,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         recall: m.recall,
         f1: m.f1,
         roc_auc: m.auc,
+        diameter_auc: diameter_auc.flatten(),
         pr_curve: pr.iter().map(|&(r, p)| [r, p]).collect(),
         samples_per_sec: stats.samples_per_sec,
     };
@@ -148,5 +157,10 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
         m.f1,
         m.auc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "n/a".into())
     ));
+    if let Some(a) = diameter_auc.flatten() {
+        ctx.log(format!(
+            "ROC AUC of the diameter alone (the book's baseline): {a:.4}"
+        ));
+    }
     Ok(())
 }

@@ -162,6 +162,15 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
                 label: format!("F1 / ROC AUC ({})", s.stage),
                 value: format!("{} / {}", num(Some(j.f1), 3), num(j.roc_auc, 3)),
             });
+            if j.diameter_auc.is_some() {
+                out.push(Headline {
+                    label: format!(
+                        "ROC AUC of the diameter alone, book's baseline ({})",
+                        s.stage
+                    ),
+                    value: num(j.diameter_auc, 3),
+                });
+            }
         }
     }
     for (s, dir) in src.of_kind(DiagnoseStage::KIND) {
@@ -790,6 +799,7 @@ fn metrics_table(dir: &Path, o: &mut String) {
                 "recall",
                 "f1",
                 "roc_auc",
+                "diameter-only AUC (book baseline)",
             ];
             let cells = [
                 Some(m.samples as f64),
@@ -797,6 +807,7 @@ fn metrics_table(dir: &Path, o: &mut String) {
                 Some(m.recall),
                 Some(m.f1),
                 m.roc_auc,
+                m.diameter_auc,
             ]
             .iter()
             .map(|v| num(*v, 4))

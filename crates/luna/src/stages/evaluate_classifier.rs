@@ -6,6 +6,8 @@
 //!   its task (from the model's sidecar) decides the labels: a malignancy model is evaluated on
 //!   nodules only, as the book validates it.
 //! - The ROC AUC is exact (all distinct thresholds), not the book's 100-threshold trapezoid.
+//! - A malignancy model is reported beside the book's baseline (§14.5): the exact ROC AUC of
+//!   the nodule diameter alone as the score, on the same nodules (`diameter_auc`).
 //! - Inference runs in the `luna-torch` worker; `device` is a hint.
 //!
 //! The torch half (the work itself) is `crates/luna-torch/src/kinds/evaluate_classifier.rs`.
@@ -67,7 +69,8 @@ impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
     const KIND: &'static str = KIND;
     // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
-    const VERSION: u32 = 2;
+    // 3: metrics.json gains `diameter_auc` (the diameter-only malignancy baseline).
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
     const OUTPUTS: &'static [&'static str] = &[PREDICTIONS];
