@@ -56,7 +56,7 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
-mod eval_diameter;
+mod eval_classifier;
 mod eval_pooled;
 mod froc_cli;
 mod froc_detections;

@@ -190,9 +190,22 @@ pub struct ClassifierMetrics {
     pub diameter_auc: Option<f64>,
     /// (recall, precision) points.
     pub pr_curve: Vec<[f64; 2]>,
-    /// Scoring throughput.
+    /// Scoring throughput (`null` when pooled: no model ran).
     #[serde(deserialize_with = "f64_or_nan")]
     pub samples_per_sec: f64,
+    /// When folds are pooled (`predictions: [...]`): each input's own `metrics.json`, in list
+    /// order; empty otherwise.
+    #[serde(default)]
+    pub inputs: Vec<ClassifierInputSummary>,
+}
+
+/// One pooled input's own `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierInputSummary {
+    /// The `evaluate_classifier` stage it came from.
+    pub stage: String,
+    /// Its metrics.
+    pub metrics: ClassifierMetrics,
 }
 
 /// The confusion counts of `metrics.json` at its threshold.
@@ -460,6 +473,7 @@ mod tests {
             diameter_auc: Some(0.875),
             pr_curve: pr.iter().map(|&(r, p)| [r, p]).collect(),
             samples_per_sec: 123.456,
+            inputs: Vec::new(),
         };
         let old = json!({
             "model_stage": "train", "task": Task::Malignancy, "split": Split::Val,
@@ -471,7 +485,7 @@ mod tests {
             },
             "precision": 0.75, "recall": 0.75, "f1": 0.75, "roc_auc": None::<f64>,
             "diameter_auc": 0.875, "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
-            "samples_per_sec": 123.456,
+            "samples_per_sec": 123.456, "inputs": [],
         });
         same(&doc, old.clone(), Style::Pretty);
         assert_eq!(metrics_task(&old), Some(Task::Malignancy));

@@ -119,6 +119,14 @@ fn read_ok<T: DeserializeOwned>(path: &Path) -> Option<T> {
     read_doc(path)?.ok()
 }
 
+/// `, pooled over N inputs` for a scoring of `n` pooled inputs (folds); empty for none.
+fn pooled_note(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", pooled over {n} inputs"),
+    }
+}
+
 /// The headline numbers of a run: FROC CPMs (both tracks), classifier F1/AUC, nodules found by
 /// the detection chain, per-patient AUC.
 pub fn headlines(src: &ReportSource) -> Vec<Headline> {
@@ -136,10 +144,7 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
             Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
             _ => String::new(),
         };
-        let pooled = match j.inputs.len() {
-            0 => String::new(),
-            n => format!(", pooled over {n} inputs"),
-        };
+        let pooled = pooled_note(j.inputs.len());
         out.push(Headline {
             label: format!("CPM, {track} track ({}{pooled})", s.stage),
             value: format!("{}{ci}", num(Some(j.cpm), 3)),
@@ -158,8 +163,9 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
     }
     for (s, dir) in src.of_kind(EvaluateClassifierStage::KIND) {
         if let Some(j) = read_ok::<ClassifierMetrics>(&dir.join("metrics.json")) {
+            let pooled = pooled_note(j.inputs.len());
             out.push(Headline {
-                label: format!("F1 / ROC AUC ({})", s.stage),
+                label: format!("F1 / ROC AUC ({}{pooled})", s.stage),
                 value: format!("{} / {}", num(Some(j.f1), 3), num(j.roc_auc, 3)),
             });
             if j.diameter_auc.is_some() {
@@ -794,6 +800,7 @@ fn metrics_table(dir: &Path, o: &mut String) {
         None => {}
         Some(Ok(m)) => {
             let keys = [
+                "input",
                 "samples",
                 "precision",
                 "recall",
@@ -801,18 +808,31 @@ fn metrics_table(dir: &Path, o: &mut String) {
                 "roc_auc",
                 "diameter-only AUC (book baseline)",
             ];
-            let cells = [
-                Some(m.samples as f64),
-                Some(m.precision),
-                Some(m.recall),
-                Some(m.f1),
-                m.roc_auc,
-                m.diameter_auc,
-            ]
-            .iter()
-            .map(|v| num(*v, 4))
-            .collect();
-            o.push_str(&table(&keys, &[cells]));
+            let row = |name: String, m: &ClassifierMetrics| {
+                let cells = [
+                    Some(m.samples as f64),
+                    Some(m.precision),
+                    Some(m.recall),
+                    Some(m.f1),
+                    m.roc_auc,
+                    m.diameter_auc,
+                ];
+                std::iter::once(name)
+                    .chain(cells.iter().map(|v| num(*v, 4)))
+                    .collect::<Vec<String>>()
+            };
+            let mut rows: Vec<Vec<String>> = m
+                .inputs
+                .iter()
+                .map(|i| row(esc(&i.stage), &i.metrics))
+                .collect();
+            let all = if m.inputs.is_empty() {
+                "all"
+            } else {
+                "<b>pooled</b>"
+            };
+            rows.push(row(all.into(), &m));
+            o.push_str(&table(&keys, &rows));
         }
         Some(Err(e)) => {
             let _ = write!(o, "<p class=\"failed\">{}</p>", esc(&e));
