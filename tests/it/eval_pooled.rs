@@ -237,6 +237,35 @@ fn evaluate_froc_pools_folds_like_luna_froc_on_the_concatenated_submissions() {
         "per-fold rows"
     );
     assert!(html.contains("recall, book"), "both recalls in the report");
+    // Keys: every member's key in order (a reordered list re-runs); a list of one keys like
+    // the stage bound by type.
+    let reordered = "predictions: [eval_1, eval_0, eval_2], candidates: [cand_1, cand_0, cand_2]";
+    let yaml = pipeline(reordered).replace(
+        "needs: [data, cand_0, eval_0]\n    with: {",
+        "needs: [data, cand_0, eval_0]\n    with: { predictions: [eval_0], candidates: [cand_0],",
+    );
+    assert!(
+        yaml.contains("predictions: [eval_0],"),
+        "froc_0 names a list of one"
+    );
+    ws.pipeline("t", &yaml);
+    let status = ws.luna(&["status", "t", "--json"]);
+    let states: Vec<(String, String)> = serde_json::from_str::<Value>(&status.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().into(),
+                s["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (stage, state) in &states {
+        let stale = stage == "froc";
+        assert_eq!(state != "fresh", stale, "{stage}: {state} ({states:?})");
+    }
 }
 
 #[test]

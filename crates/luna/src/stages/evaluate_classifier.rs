@@ -82,7 +82,7 @@ impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
     const KIND: &'static str = KIND;
     // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
-    // 3: metrics.json gains `diameter_auc` (the diameter-only malignancy baseline).
+    // 3: metrics.json gains `diameter_auc` (the diameter-only malignancy baseline) and `inputs`.
     const VERSION: u32 = 3;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
