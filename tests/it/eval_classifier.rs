@@ -69,15 +69,15 @@ fn spread_diameters(index: &std::path::Path) {
 
 #[test]
 fn diameter_baseline_and_pooled_folds_equal_sklearn_on_the_same_nodules() {
-    let ws = Ws::new();
-    write_crops(
-        &ws.path("fixture"),
-        &Fixture {
+    let (ws, fixture) = (
+        Ws::new(),
+        Fixture {
             series: 8,
             per_series: 24,
             malignancy: true,
         },
     );
+    write_crops(&ws.path("fixture"), &fixture);
     spread_diameters(&ws.path("fixture/index.parquet"));
     // two "folds" of the same crops: the val split is series 3 in one, series 7 in the other
     for (fold, val) in [("fold_a", "1.2.3.3"), ("fold_b", "1.2.3.7")] {

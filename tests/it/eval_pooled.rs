@@ -6,7 +6,7 @@
 //! bound (an empty list, a stage of the wrong artifact type, a repeat, unpaired candidates)
 //! are plan-time errors at their line:column; folds sharing a series fail the run.
 
-use luna::tables::{write_rows, MergedRow, PredictionRow, Split};
+use luna::tables::{write_rows, PredictionRow, Split};
 use serde_json::Value;
 
 use crate::engine_support::Ws;
@@ -71,16 +71,14 @@ fn write_fixture(ws: &Ws, folds_of: impl Fn(usize) -> Vec<usize>) {
                 } else {
                     Split::Train
                 };
-                cands.push(MergedRow {
-                    candidate_id: id,
-                    series_uid: uid(s).into(),
-                    center_xyz: xyz,
+                cands.push(crate::froc_support::merged_row(
+                    id,
+                    uid(s),
+                    xyz,
+                    d,
                     is_nodule,
-                    has_annotation: is_nodule,
-                    is_malignant: Some(false),
-                    diameter_mm: d,
                     split,
-                });
+                ));
                 if split == Split::Val {
                     let p = (id * 37 % 100) as f64 / 100.0;
                     preds.push(PredictionRow {
@@ -164,25 +162,7 @@ fn evaluate_froc_pools_folds_like_luna_froc_on_the_concatenated_submissions() {
         uids,
         "the union of the folds' scans"
     );
-    ws.file("sub.csv", &sub);
-    ws.file("uids.csv", &uids);
-    let cli = ws.luna(&[
-        "froc",
-        "sub.csv",
-        "--annotations",
-        "fixture/data/annotations.csv",
-        "--excluded",
-        "fixture/data/annotations_excluded.csv",
-        "--seriesuids",
-        "uids.csv",
-        "--out",
-        "cli",
-        "--bootstrap",
-        "40",
-        "--seed",
-        "3",
-    ]);
-    cli.expect_code(0);
+    crate::froc_support::luna_froc_cli(&ws, &sub, &uids, "40", "3");
     let mut pooled = json(&dir("froc").join("froc.json"));
     let inputs = pooled["inputs"].take();
     pooled["inputs"] = Value::Array(Vec::new());
