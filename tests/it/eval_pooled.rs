@@ -200,6 +200,14 @@ fn evaluate_froc_pools_folds_like_luna_froc_on_the_concatenated_submissions() {
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(out.contains("(froc, pooled over 3 inputs)"), "{out}");
     assert!(
+        out.contains("sensitivity at 1/8 … 8 FPs/scan (froc)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CPM of `eval_2` alone (froc)"),
+        "one headline per fold: {out}"
+    );
+    assert!(
         out.contains("LUNA16 radius d/2 / book's 0.7 × d (froc)"),
         "{out}"
     );

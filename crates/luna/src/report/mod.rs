@@ -119,6 +119,21 @@ fn read_ok<T: DeserializeOwned>(path: &Path) -> Option<T> {
     read_doc(path)?.ok()
 }
 
+/// A CPM with its bootstrap CI, when there is one.
+fn cpm_value(j: &FrocSummary) -> String {
+    let ci = match j.bootstrap.as_ref().map(|b| (b.cpm.low, b.cpm.high)) {
+        Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
+        _ => String::new(),
+    };
+    format!("{}{ci}", num(Some(j.cpm), 3))
+}
+
+/// The 7 sensitivities of the CPM, space-separated.
+fn sensitivities(j: &FrocSummary) -> String {
+    let v: Vec<String> = j.sensitivities.iter().map(|s| num(Some(*s), 3)).collect();
+    v.join(" ")
+}
+
 /// `, pooled over N inputs` for a scoring of `n` pooled inputs (folds); empty for none.
 fn pooled_note(n: usize) -> String {
     match n {
@@ -140,15 +155,21 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
         } else {
             "false-positive reduction"
         };
-        let ci = match j.bootstrap.as_ref().map(|b| (b.cpm.low, b.cpm.high)) {
-            Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
-            _ => String::new(),
-        };
         let pooled = pooled_note(j.inputs.len());
         out.push(Headline {
             label: format!("CPM, {track} track ({}{pooled})", s.stage),
-            value: format!("{}{ci}", num(Some(j.cpm), 3)),
+            value: cpm_value(&j),
         });
+        out.push(Headline {
+            label: format!("sensitivity at 1/8 … 8 FPs/scan ({})", s.stage),
+            value: sensitivities(&j),
+        });
+        for i in &j.inputs {
+            out.push(Headline {
+                label: format!("  CPM of `{}` alone ({})", i.stage, s.stage),
+                value: format!("{}; {}", cpm_value(&i.froc), sensitivities(&i.froc)),
+            });
+        }
         out.push(Headline {
             label: format!(
                 "nodule recall, LUNA16 radius d/2 / book's 0.7 × d ({})",
