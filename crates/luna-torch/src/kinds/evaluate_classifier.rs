@@ -111,41 +111,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
 /// each input's own metrics kept beside (see `luna::stages::evaluate_classifier`).
 fn pool(ctx: &StageContext, p: &EvaluateParams) -> Result<(), StageError> {
     let crops = ctx.inputs("crops")?;
-    let (mut rows, mut inputs) = (Vec::new(), Vec::<ClassifierInputSummary>::new());
-    let mut diameters = Vec::new();
-    let mut seen: HashMap<(String, i64), String> = HashMap::new();
-    for (i, up) in ctx.inputs("predictions")?.into_iter().enumerate() {
-        let metrics: ClassifierMetrics = read_json(&up.dir.join("metrics.json"))?;
-        if let Some(first) = inputs.first() {
-            let (a, b) = (&first.metrics, &metrics);
-            if (a.task, a.split) != (b.task, b.split) {
-                return Err(StageError::msg(format!(
-                    "`{}` scores {:?} on {:?} but `{}` {:?} on {:?}: pooled inputs are one task on one split",
-                    first.stage, a.task, a.split, up.stage, b.task, b.split
-                )));
-            }
-        }
-        let path = up.dir.join("predictions.parquet");
-        let mine = read_rows::<PredictionRow>(&path).map_err(StageError::domain)?;
-        for r in &mine {
-            let id = (r.series_uid.clone(), r.candidate_id);
-            if let Some(first) = seen.insert(id, up.stage.clone()) {
-                return Err(StageError::msg(format!(
-                    "candidate {} of series {} is scored by both `{first}` and `{}`: pooled inputs must not overlap",
-                    r.candidate_id, r.series_uid, up.stage
-                ))
-                .with_hint("pool one test fold per input"));
-            }
-        }
-        if let Some(c) = crops.get(i).or(crops.first()) {
-            diameters.extend(diameters_of(&mine, c)?);
-        }
-        rows.extend(mine);
-        inputs.push(ClassifierInputSummary {
-            stage: up.stage.clone(),
-            metrics,
-        });
-    }
+    let (rows, inputs, diameters) = read_inputs(ctx, &crops)?;
     let Some(first) = inputs.first() else {
         return Err(StageError::msg("no `predictions` input is bound"));
     };
@@ -176,6 +142,58 @@ fn pool(ctx: &StageContext, p: &EvaluateParams) -> Result<(), StageError> {
     write_results(ctx, p, scored, inputs)
 }
 
+/// The pooled rows, each input's own metrics, the rows' diameters.
+type Pooled = (Vec<PredictionRow>, Vec<ClassifierInputSummary>, Vec<f32>);
+
+/// Each `predictions` input's rows (concatenated), its own metrics, and the rows' diameters
+/// from its `crops` (the paired one, or the one for all; none when no crops are bound).
+fn read_inputs(ctx: &StageContext, crops: &[&Upstream]) -> Result<Pooled, StageError> {
+    let (mut rows, mut inputs, mut diameters) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seen: HashMap<(String, i64), String> = HashMap::new();
+    for (i, up) in ctx.inputs("predictions")?.into_iter().enumerate() {
+        let metrics: ClassifierMetrics = read_json(&up.dir.join("metrics.json"))?;
+        let input = ClassifierInputSummary {
+            stage: up.stage.clone(),
+            metrics,
+        };
+        check_poolable(inputs.first(), &input)?;
+        let path = up.dir.join("predictions.parquet");
+        let mine = read_rows::<PredictionRow>(&path).map_err(StageError::domain)?;
+        for r in &mine {
+            let id = (r.series_uid.clone(), r.candidate_id);
+            if let Some(first) = seen.insert(id, up.stage.clone()) {
+                return Err(StageError::msg(format!(
+                    "candidate {} of series {} is scored by both `{first}` and `{}`: pooled inputs must not overlap",
+                    r.candidate_id, r.series_uid, up.stage
+                ))
+                .with_hint("pool one test fold per input"));
+            }
+        }
+        if let Some(c) = crops.get(i).or(crops.first()) {
+            diameters.extend(diameters_of(&mine, c)?);
+        }
+        rows.extend(mine);
+        inputs.push(input);
+    }
+    Ok((rows, inputs, diameters))
+}
+
+/// Pooled inputs score one task on one split.
+fn check_poolable(
+    first: Option<&ClassifierInputSummary>,
+    next: &ClassifierInputSummary,
+) -> Result<(), StageError> {
+    let Some(first) = first else { return Ok(()) };
+    let (a, b) = (&first.metrics, &next.metrics);
+    if (a.task, a.split) == (b.task, b.split) {
+        return Ok(());
+    }
+    Err(StageError::msg(format!(
+        "`{}` scores {:?} on {:?} but `{}` {:?} on {:?}: pooled inputs are one task on one split",
+        first.stage, a.task, a.split, next.stage, b.task, b.split
+    )))
+}
+
 /// The diameter of each row's candidate, from the crops index of `crops`.
 fn diameters_of(rows: &[PredictionRow], crops: &Upstream) -> Result<Vec<f32>, StageError> {
     let index = read_index(&crops.dir.join("index.parquet"))?;
@@ -197,6 +215,37 @@ fn diameters_of(rows: &[PredictionRow], crops: &Upstream) -> Result<Vec<f32>, St
                 })
         })
         .collect()
+}
+
+/// `roc.png` and `pr.png` in `out` (each only when its curve exists).
+fn plots(
+    out: &std::path::Path,
+    roc: Vec<(f64, f64)>,
+    pr: Vec<(f64, f64)>,
+    auc: Option<f64>,
+) -> Result<(), StageError> {
+    if !roc.is_empty() {
+        plot_lines(
+            &out.join("roc.png"),
+            &format!("ROC (AUC {:.4})", auc.unwrap_or(0.0)),
+            "false positive rate",
+            &[
+                ("ROC".into(), roc),
+                ("chance".into(), vec![(0.0, 0.0), (1.0, 1.0)]),
+            ],
+        )
+        .map_err(dom)?;
+    }
+    if !pr.is_empty() {
+        plot_lines(
+            &out.join("pr.png"),
+            "precision vs recall",
+            "recall",
+            &[("precision".into(), pr)],
+        )
+        .map_err(dom)?;
+    }
+    Ok(())
 }
 
 /// What a scoring produced, before its files are written.
@@ -259,27 +308,7 @@ fn write_results(
         inputs,
     };
     write_json(&out.join("metrics.json"), &doc, Style::Pretty)?;
-    if !roc.is_empty() {
-        plot_lines(
-            &out.join("roc.png"),
-            &format!("ROC (AUC {:.4})", m.auc.unwrap_or(0.0)),
-            "false positive rate",
-            &[
-                ("ROC".into(), roc),
-                ("chance".into(), vec![(0.0, 0.0), (1.0, 1.0)]),
-            ],
-        )
-        .map_err(dom)?;
-    }
-    if !pr.is_empty() {
-        plot_lines(
-            &out.join("pr.png"),
-            "precision vs recall",
-            "recall",
-            &[("precision".into(), pr)],
-        )
-        .map_err(dom)?;
-    }
+    plots(&out, roc, pr, m.auc)?;
     ctx.log(format!(
         "{:?} {:?}: threshold {} TP {tp} FP {fp} TN {tn} FN {fneg}; precision {:.4} recall {:.4} F1 {:.4}; ROC AUC {}",
         s.task,
