@@ -77,6 +77,10 @@
 //!   `froc_<name>_bootstrapping.csv`) and `froc.png` (log2 x axis, CI band). The band is on a
 //!   241-point log grid instead of the script's 10,000-point linear one: it only feeds the plot
 //!   and the band file, and the reported numbers (7 sensitivities, CPM) are exact per round.
+//! - **The book's recall beside the official one.** `froc.json` holds `candidate_recall`
+//!   (TP / nodules at the LUNA16 radius) and `recall_book_matcher`: the share of included
+//!   nodules that a kept mark matches under the book's rule (closer than 0.7 × diameter,
+//!   [`book_match`]), labelled as the book's wherever it is shown; it never enters the FROC.
 //! - Rejected: calling the Python script (needs Python 2/3 ports, sklearn, matplotlib, 20 min
 //!   with bootstrapping); a dataframe pipeline (the work is a sort and a few linear passes).
 
