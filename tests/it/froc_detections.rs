@@ -258,3 +258,49 @@ fn evaluate_froc_refuses_detections_it_cannot_score() {
         froc_not_committed(&ws);
     }
 }
+
+#[test]
+fn pooled_detection_folds_score_like_the_oracle_on_all_their_scans() {
+    let ws = Ws::new();
+    let c = case();
+    write(&ws, &c, &detections(&c), None);
+    // two folds: S1–S2 and S3–S5, each a detections artifact with its searched series
+    let rows = detections(&c);
+    for (fold, uids) in [("a", ["S1", "S2"].as_slice()), ("b", &["S3", "S4", "S5"])] {
+        let mine: Vec<DetectionRow> = rows
+            .iter()
+            .filter(|r| uids.contains(&r.series_uid.as_str()))
+            .cloned()
+            .collect();
+        std::fs::create_dir_all(ws.path(&format!("det_{fold}"))).unwrap();
+        write_rows(&mine, &ws.path(&format!("det_{fold}/detections.parquet"))).unwrap();
+        let list: String = uids.iter().map(|u| format!("{u}\n")).collect();
+        ws.file(&format!("det_{fold}/seriesuids.csv"), list);
+    }
+    let folds = "  det_a:\n    uses: command\n    with: { run: 'cp det_a/* \"$LUNA_OUT\"/', inputs: [det_a], provides: [detections] }\n\
+                 \x20 det_b:\n    uses: command\n    with: { run: 'cp det_b/* \"$LUNA_OUT\"/', inputs: [det_b], provides: [detections] }\n\
+                 \x20 froc:\n    uses: evaluate_froc\n    needs: [det_a, det_b, data]\n    with: { detections: [det_a, det_b], bootstrap: 40, seed: 7 }\n";
+    ws.pipeline("t", &format!("{STAGES}{folds}"));
+    ws.luna(&["run", "t", "--until", "froc"]).expect_code(0);
+    let dir = std::path::PathBuf::from(ws.luna(&["path", "t", "froc"]).stdout.trim());
+    let opts = FrocOptions {
+        bootstrap: 40,
+        seed: 7,
+        ..FrocOptions::default()
+    };
+    assert_files_same(&dir, &oracle(&ws.path("oracle"), opts));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("froc.json")).unwrap()).unwrap();
+    let scans: Vec<(&str, u64)> = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["stage"].as_str().unwrap(),
+                i["froc"]["counts"]["scans"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(scans, [("det_a", 2), ("det_b", 3)]);
+}

@@ -5,7 +5,7 @@
 //! prediction whose candidate is missing is an error naming both stages, and a NaN
 //! probability is an error naming the file, row and column.
 
-use luna::tables::{write_rows, MergedRow, PredictionRow, Split};
+use luna::tables::{write_rows, PredictionRow, Split};
 
 use crate::engine_support::{st, Ws};
 use crate::froc_support::Case;
@@ -52,16 +52,9 @@ fn write_fixture(ws: &Ws, drop_candidate: bool) {
             .chain(negatives.iter().map(|xyz| (*xyz, 0.0, false)));
         for (xyz, d, is_nodule) in rows {
             id += 1;
-            cands.push(MergedRow {
-                candidate_id: id,
-                series_uid: uid.into(),
-                center_xyz: xyz,
-                is_nodule,
-                has_annotation: is_nodule,
-                is_malignant: Some(false),
-                diameter_mm: d,
-                split,
-            });
+            cands.push(crate::froc_support::merged_row(
+                id, uid, xyz, d, is_nodule, split,
+            ));
             if split == Split::Val {
                 preds.push(PredictionRow {
                     candidate_id: id,
@@ -143,25 +136,7 @@ fn evaluate_froc_scores_the_validation_series_like_luna_froc() {
         (Some(3), Some(1))
     );
     // The same numbers from `luna froc` on the stage's own submission and scan list.
-    ws.file("sub.csv", sub);
-    ws.file("uids.csv", read("seriesuids.csv"));
-    let out = ws.luna(&[
-        "froc",
-        "sub.csv",
-        "--annotations",
-        "fixture/data/annotations.csv",
-        "--excluded",
-        "fixture/data/annotations_excluded.csv",
-        "--seriesuids",
-        "uids.csv",
-        "--out",
-        "cli",
-        "--bootstrap",
-        "50",
-        "--seed",
-        "2",
-    ]);
-    out.expect_code(0);
+    crate::froc_support::luna_froc_cli(&ws, &sub, &read("seriesuids.csv"), "50", "2");
     assert_eq!(ws.read("cli/froc.json"), read("froc.json"));
     assert_eq!(ws.read("cli/froc.csv"), read("froc.csv"));
     let logs = crate::train_support::stage_logs(ws.root(), "froc");

@@ -58,6 +58,58 @@ impl Case {
     }
 }
 
+/// `luna froc` in `ws` on the submission `sub` and scan list `uids` (written as `sub.csv` and
+/// `uids.csv`) against the fixture dataset at `fixture/data/`, into `cli/`; asserts success.
+pub fn luna_froc_cli(
+    ws: &crate::engine_support::Ws,
+    sub: &str,
+    uids: &str,
+    boot: &str,
+    seed: &str,
+) {
+    ws.file("sub.csv", sub);
+    ws.file("uids.csv", uids);
+    let data = "fixture/data";
+    ws.luna(&[
+        "froc",
+        "sub.csv",
+        "--annotations",
+        &format!("{data}/annotations.csv"),
+        "--excluded",
+        &format!("{data}/annotations_excluded.csv"),
+        "--seriesuids",
+        "uids.csv",
+        "--out",
+        "cli",
+        "--bootstrap",
+        boot,
+        "--seed",
+        seed,
+    ])
+    .expect_code(0);
+}
+
+/// A candidate row for the `evaluate_froc` fixtures (an annotation's when `is_nodule`; benign).
+pub fn merged_row(
+    id: i64,
+    uid: &str,
+    xyz: [f64; 3],
+    d: f64,
+    is_nodule: bool,
+    split: luna::tables::Split,
+) -> luna::tables::MergedRow {
+    luna::tables::MergedRow {
+        candidate_id: id,
+        series_uid: uid.into(),
+        center_xyz: xyz,
+        is_nodule,
+        has_annotation: is_nodule,
+        is_malignant: Some(false),
+        diameter_mm: d,
+        split,
+    }
+}
+
 /// Runs `froc_data.py` into `dir`.
 pub fn generate(dir: &Path, scans: usize, marks: usize, seed: u64) {
     let st = Command::new(python())

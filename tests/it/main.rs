@@ -56,6 +56,8 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
+mod eval_classifier;
+mod eval_pooled;
 mod froc_cli;
 mod froc_detections;
 mod froc_oracle;

@@ -36,6 +36,7 @@ use std::time::Instant;
 use super::cache::{read_manifest, Cache, FileEntry, Manifest, MANIFEST_VERSION};
 use super::error::StageError;
 use super::events::{Event, EventSink, ProgressHandle};
+use super::kind::member_binding;
 use super::statcache::StatCache;
 
 /// An upstream artifact available to a stage.
@@ -378,6 +379,18 @@ impl StageContext {
                 "add a stage that provides it to `needs:`, or name one with `with: {{ {name}: <stage> }}`"
             ))
         })
+    }
+
+    /// Every upstream artifact bound to the listed input `name`
+    /// ([`InputSlot::listed`](super::kind::InputSlot::listed)), in the order of its list (one
+    /// when a single stage is bound, none when the input is unbound).
+    pub fn inputs(&self, name: &str) -> Result<Vec<&Upstream>, StageError> {
+        (0..)
+            .map(|i| self.bindings.get(&member_binding(name, i)))
+            .take_while(Option::is_some)
+            .flatten()
+            .map(|stage| self.upstream(stage))
+            .collect()
     }
 
     /// The upstream artifact bound to the optional input `name`, if any.

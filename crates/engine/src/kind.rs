@@ -130,14 +130,22 @@ impl ExternalInput {
 /// is (e.g. the candidate table that goes with a predictions table), so an ancestor providing
 /// it never binds it on the other branch. Rejected: alternatives decided by parameters in
 /// [`Stage::slots`], which cannot see the graph and would make every user name the source.
+///
+/// Lists: a slot made [`InputSlot::listed`] (its parameter a [`StageRefs`]) may be named by a
+/// list of stages (`predictions: [fold_0, fold_1]`, pooled folds). Every member is checked
+/// like a single name (at its own position) and bound in order under [`member_binding`]'s
+/// names, so the stage key holds every member's key in order; a list of one binds exactly
+/// like the stage itself. An unnamed listed slot binds one stage, as any slot does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputSlot {
     /// Input name; also the `with:` key that names its upstream.
     pub name: &'static str,
     /// The artifact type it takes (one of some kind's [`Stage::OUTPUTS`]).
     pub artifact: &'static str,
-    /// The upstream stage named in `with:`, if any.
+    /// The upstream stage named in `with:`, if any (the first one of a list).
     pub named: Option<String>,
+    /// The further stages of a list named in `with:` ([`InputSlot::listed`]); else empty.
+    pub named_more: Vec<String>,
     /// Whether the stage cannot run without it.
     pub required: bool,
     /// The either-or group this slot is one alternative of (what the group supplies, e.g.
@@ -154,6 +162,7 @@ impl InputSlot {
             name,
             artifact,
             named: named.map(|s| s.0.clone()),
+            named_more: Vec::new(),
             required: true,
             alternative: None,
             only_with: None,
@@ -178,6 +187,20 @@ impl InputSlot {
             ..self
         }
     }
+    /// This input, named by one stage or by a list of them (`named` replaces the single name
+    /// the constructor took).
+    pub fn listed(self, named: Option<&StageRefs>) -> Self {
+        let mut names = named.map(StageRefs::names).unwrap_or_default().into_iter();
+        InputSlot {
+            named: names.next(),
+            named_more: names.collect(),
+            ..self
+        }
+    }
+    /// Every stage named for this input in `with:`, in order (empty when none is).
+    pub fn named_all(&self) -> Vec<String> {
+        self.named.iter().chain(&self.named_more).cloned().collect()
+    }
     /// An input used when present (e.g. a dataset that an explicit path parameter replaces).
     pub fn optional(name: &'static str, artifact: &'static str, named: Option<&StageRef>) -> Self {
         InputSlot {
@@ -197,6 +220,75 @@ pub struct StageRef(pub String);
 impl Serialize for StageRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_none()
+    }
+}
+
+/// The binding name of member `i` of a listed input `slot` ([`InputSlot::listed`]): `slot`
+/// for the first, so a list of one binds like the stage itself, and `slot[i]` for the others.
+pub fn member_binding(slot: &str, i: usize) -> String {
+    if i == 0 {
+        slot.to_string()
+    } else {
+        format!("{slot}[{i}]")
+    }
+}
+
+/// The parameter of a listed input ([`InputSlot::listed`]): one upstream stage
+/// (`predictions: eval`) or a non-empty list of them (`predictions: [eval_0, eval_1]`).
+/// Serialized as `null`, like [`StageRef`]: the members enter the key through the bindings.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum StageRefs {
+    /// One stage.
+    One(StageRef),
+    /// Several stages, in the order given (never empty).
+    Many(Vec<StageRef>),
+}
+
+impl Serialize for StageRefs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+impl<'de> Deserialize<'de> for StageRefs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a stage name or a list of stage names")
+        })? {
+            Raw::One(s) => Ok(StageRefs::One(StageRef(s))),
+            Raw::Many(v) if v.is_empty() => Err(serde::de::Error::custom(
+                "an empty list names no stage: name at least one, or leave the input out",
+            )),
+            Raw::Many(v) => Ok(StageRefs::Many(v.into_iter().map(StageRef).collect())),
+        }
+    }
+}
+
+impl StageRefs {
+    /// The stage names, in order.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            StageRefs::One(s) => vec![s.0.clone()],
+            StageRefs::Many(v) => v.iter().map(|s| s.0.clone()).collect(),
+        }
+    }
+    /// How many stages are named.
+    pub fn len(&self) -> usize {
+        match self {
+            StageRefs::One(_) => 1,
+            StageRefs::Many(v) => v.len(),
+        }
+    }
+    /// Never true (an empty list does not deserialize); for clippy's `len` convention.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -172,6 +172,8 @@ pub enum InputProblem {
     NotUpstream(String),
     /// Named no stage of the pipeline.
     NoSuchStage(String),
+    /// Named twice in one list (`predictions: [a, a]` would pool `a` twice).
+    Repeated(String),
     /// Named for an input that is used only with another input, which is not bound.
     Unused {
         /// The stage named.
@@ -280,6 +282,10 @@ impl fmt::Display for SpecIssue {
                 InputProblem::NoSuchStage(named) => write!(
                     f,
                     "stage `{stage}`: `{input}: {named}` names no stage of this pipeline"
+                ),
+                InputProblem::Repeated(named) => write!(
+                    f,
+                    "stage `{stage}`: `{input}` names `{named}` twice"
                 ),
                 InputProblem::Unused { named, lead } => write!(
                     f,
@@ -415,6 +421,9 @@ impl SpecIssue {
                         format!("{}{could}", did_you_mean(named, providers))
                     }
                     InputProblem::WrongKind { .. } => could,
+                    InputProblem::Repeated(named) => {
+                        format!("list each stage once: `{named}` would count twice")
+                    }
                     InputProblem::Unused { lead, .. } => {
                         format!("remove `{input}:` from `with:`, or bind `{lead}` as well")
                     }

@@ -92,9 +92,13 @@ pub struct FrocSummary {
     pub sensitivities_nearest: [f64; 7],
     /// TP/FP/FN and ignored counts.
     pub counts: Counts,
-    /// TP / nodules.
+    /// TP / nodules: recall at the LUNA16 radius (a kept mark closer than diameter / 2).
     #[serde(deserialize_with = "f64_or_nan")]
     pub candidate_recall: f64,
+    /// Recall under the book's matcher (a kept mark closer than 0.7 × diameter, p2ch14
+    /// `match_and_score`): more lenient, shown beside `candidate_recall`, not a LUNA16 number.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub recall_book_matcher: f64,
     /// Marks / scans.
     #[serde(deserialize_with = "f64_or_nan")]
     pub marks_per_scan: f64,
@@ -104,6 +108,18 @@ pub struct FrocSummary {
     pub curve_points: usize,
     /// The bootstrap, `null` when none was run.
     pub bootstrap: Option<FrocBootstrapSummary>,
+    /// When several inputs (folds) are pooled into this scoring: each one scored alone over
+    /// its own scans, in the order of the list; empty for one input.
+    pub inputs: Vec<FrocInputSummary>,
+}
+
+/// One pooled input's own scoring in `froc.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrocInputSummary {
+    /// The upstream stage the marks came from.
+    pub stage: String,
+    /// Its scoring alone (its own `inputs` empty).
+    pub froc: FrocSummary,
 }
 
 /// The bootstrap part of `froc.json`.
@@ -167,11 +183,29 @@ pub struct ClassifierMetrics {
     pub f1: f64,
     /// Exact ROC AUC; `null` when one class is absent.
     pub roc_auc: Option<f64>,
+    /// Malignancy task: the exact ROC AUC of the nodule diameter alone as the score, on the
+    /// same nodules (the book's baseline, §14.5: 0.901 on its validation split); `null` for a
+    /// nodule model or when one class is absent.
+    #[serde(default)]
+    pub diameter_auc: Option<f64>,
     /// (recall, precision) points.
     pub pr_curve: Vec<[f64; 2]>,
-    /// Scoring throughput.
+    /// Scoring throughput (`null` when pooled: no model ran).
     #[serde(deserialize_with = "f64_or_nan")]
     pub samples_per_sec: f64,
+    /// When folds are pooled (`predictions: [...]`): each input's own `metrics.json`, in list
+    /// order; empty otherwise.
+    #[serde(default)]
+    pub inputs: Vec<ClassifierInputSummary>,
+}
+
+/// One pooled input's own `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierInputSummary {
+    /// The `evaluate_classifier` stage it came from.
+    pub stage: String,
+    /// Its metrics.
+    pub metrics: ClassifierMetrics,
 }
 
 /// The confusion counts of `metrics.json` at its threshold.
@@ -364,6 +398,7 @@ mod tests {
                 sensitivities_nearest: sens,
                 counts: c,
                 candidate_recall: 0.75,
+                recall_book_matcher: 1.0,
                 marks_per_scan: 2.5,
                 max_marks: 100,
                 curve_points: 17,
@@ -383,6 +418,7 @@ mod tests {
                         })
                         .collect(),
                 }),
+                inputs: Vec::new(),
             };
             let bootstrap = boot.then(|| {
                 json!({
@@ -395,8 +431,8 @@ mod tests {
             let old = json!({
                 "rates": rates, "sensitivities": sens, "cpm": 0.1 + 0.2,
                 "cpm_nearest": 1.0 / 3.0, "sensitivities_nearest": sens, "counts": c,
-                "candidate_recall": 0.75, "marks_per_scan": 2.5, "max_marks": 100,
-                "curve_points": 17, "bootstrap": bootstrap,
+                "candidate_recall": 0.75, "recall_book_matcher": 1.0, "marks_per_scan": 2.5,
+                "max_marks": 100, "curve_points": 17, "bootstrap": bootstrap, "inputs": [],
             });
             same(&doc, old, Style::PrettyLine);
             let text = encode(&doc, Style::PrettyLine, std::path::Path::new("f")).unwrap();
@@ -434,8 +470,10 @@ mod tests {
             recall: 0.75,
             f1: 0.75,
             roc_auc: None,
+            diameter_auc: Some(0.875),
             pr_curve: pr.iter().map(|&(r, p)| [r, p]).collect(),
             samples_per_sec: 123.456,
+            inputs: Vec::new(),
         };
         let old = json!({
             "model_stage": "train", "task": Task::Malignancy, "split": Split::Val,
@@ -446,8 +484,8 @@ mod tests {
                 "precision": 0.75, "recall": 0.75, "f1": 0.75,
             },
             "precision": 0.75, "recall": 0.75, "f1": 0.75, "roc_auc": None::<f64>,
-            "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
-            "samples_per_sec": 123.456,
+            "diameter_auc": 0.875, "pr_curve": pr.iter().map(|&(r, p)| [r, p]).collect::<Vec<_>>(),
+            "samples_per_sec": 123.456, "inputs": [],
         });
         same(&doc, old.clone(), Style::Pretty);
         assert_eq!(metrics_task(&old), Some(Task::Malignancy));

@@ -6,14 +6,16 @@
 //! takes the one direct `needs:` entry that provides its type, else the one ancestor. An
 //! either-or group is bound as one slot taking any of its alternatives' types (so exactly one
 //! alternative binds, and the direct needs still win over ancestors); a slot `only_with` a lead
-//! is bound after the others, only when its lead is. Rejected: binding every alternative that
+//! is bound after the others, only when its lead is. A listed slot named by a list binds every
+//! member in order (each checked at its own position in the list, a repeat refused) under
+//! `member_binding`'s names. Rejected: binding every alternative that
 //! can be bound and letting the stage choose at run time — a pipeline with both sources would
 //! run, and which one was scored would depend on code, not on the file.
 
 use std::collections::BTreeMap;
 
 use super::super::dag::Dag;
-use super::super::kind::InputSlot;
+use super::super::kind::{member_binding, InputSlot};
 use super::super::spec_error::{InputProblem, SpecIssue};
 use super::parse::Parse;
 use super::{Issues, StageSpec};
@@ -101,9 +103,30 @@ impl<'a> Binder<'a> {
         format!("{}.with.{}", self.base, slot.name)
     }
 
-    /// The stage named for `slot`, if it can fill it (else the problem is reported).
-    fn check_named(&self, slot: &InputSlot, named: &str, is: &mut Issues) -> Option<String> {
-        let path = self.named_at(slot);
+    /// Every stage named for `slot`, in order, if all of them can fill it (else each problem is
+    /// reported at its own value: the list item's position for a list).
+    fn check_named(&self, slot: &InputSlot, is: &mut Issues) -> Option<Vec<String>> {
+        let names = slot.named_all();
+        let listed = names.len() > 1;
+        let mut ok = true;
+        for (i, named) in names.iter().enumerate() {
+            let path = match listed {
+                true => format!("{}.{i}", self.named_at(slot)),
+                false => self.named_at(slot),
+            };
+            if names[..i].contains(named) {
+                let problem = InputProblem::Repeated(named.clone());
+                is.at_value(&path, self.issue(slot, problem));
+                ok = false;
+            } else {
+                ok &= self.check_one(slot, named, &path, is);
+            }
+        }
+        ok.then_some(names)
+    }
+
+    /// Whether the stage `named` can fill `slot` (else the problem is reported at `path`).
+    fn check_one(&self, slot: &InputSlot, named: &str, path: &str, is: &mut Issues) -> bool {
         let problem = match self.stages.iter().position(|s| s.name == named) {
             None => InputProblem::NoSuchStage(named.into()),
             Some(j) if !self.provides(j, slot.artifact) => InputProblem::WrongKind {
@@ -112,10 +135,10 @@ impl<'a> Binder<'a> {
                 produces: self.stages[j].params.outputs.clone(),
             },
             Some(j) if !self.ancestors.contains(&j) => InputProblem::NotUpstream(named.into()),
-            Some(_) => return Some(named.into()),
+            Some(_) => return true,
         };
-        is.at_value(&path, self.issue(slot, problem));
-        None
+        is.at_value(path, self.issue(slot, problem));
+        false
     }
 
     /// The upstreams that could fill any of `slots`, from the direct needs if any there can,
@@ -137,13 +160,14 @@ impl<'a> Binder<'a> {
         Vec::new()
     }
 
-    /// Binds one ordinary slot: its stage name, or `None` (unbound optional, or reported).
-    fn bind_one(&self, slot: &InputSlot, is: &mut Issues) -> Option<String> {
-        if let Some(named) = &slot.named {
-            return self.check_named(slot, named, is);
+    /// Binds one ordinary slot: its stage names (one unless a list is named), or `None`
+    /// (unbound optional, or reported).
+    fn bind_one(&self, slot: &InputSlot, is: &mut Issues) -> Option<Vec<String>> {
+        if slot.named.is_some() {
+            return self.check_named(slot, is);
         }
         match self.found(&[slot]).as_slice() {
-            [(_, j)] => Some(self.stages[*j].name.clone()),
+            [(_, j)] => Some(vec![self.stages[*j].name.clone()]),
             [] if !slot.required => None,
             [] => {
                 is.at_value(&self.at, self.issue(slot, InputProblem::Missing));
@@ -164,7 +188,7 @@ impl<'a> Binder<'a> {
         group: &str,
         alts: &[&InputSlot],
         is: &mut Issues,
-    ) -> Option<(&'static str, String)> {
+    ) -> Option<(&'static str, Vec<String>)> {
         let named: Vec<(&InputSlot, &String)> = alts
             .iter()
             .filter_map(|s| s.named.as_ref().map(|n| (*s, n)))
@@ -180,7 +204,7 @@ impl<'a> Binder<'a> {
             named,
         };
         match named.as_slice() {
-            [(slot, n)] => return self.check_named(slot, n, is).map(|st| (slot.name, st)),
+            [(slot, _)] => return self.check_named(slot, is).map(|st| (slot.name, st)),
             [_, (second, _), ..] => {
                 let bound = named.iter().map(|(s, n)| (s.name.into(), (*n).clone()));
                 is.at_value(&self.named_at(second), choice(bound.collect(), true));
@@ -192,7 +216,7 @@ impl<'a> Binder<'a> {
         let mut slots: Vec<&str> = hits.iter().map(|(s, _)| s.name).collect();
         slots.dedup();
         match (slots.len(), hits.as_slice()) {
-            (_, [(slot, j)]) => Some((slot.name, self.stages[*j].name.clone())),
+            (_, [(slot, j)]) => Some((slot.name, vec![self.stages[*j].name.clone()])),
             (0, _) => {
                 is.at_value(&self.at, choice(Vec::new(), false));
                 None
@@ -221,7 +245,7 @@ impl<'a> Binder<'a> {
         for slot in slots.iter().filter(|s| s.only_with.is_none()) {
             let Some(group) = slot.alternative else {
                 if let Some(st) = self.bind_one(slot, is) {
-                    bound.insert(slot.name.to_string(), st);
+                    insert(&mut bound, slot.name, st);
                 }
                 continue;
             };
@@ -234,18 +258,20 @@ impl<'a> Binder<'a> {
                 .filter(|s| s.alternative == Some(group))
                 .collect();
             if let Some((name, st)) = self.bind_group(group, &alts, is) {
-                bound.insert(name.to_string(), st);
+                insert(&mut bound, name, st);
             }
         }
         for slot in slots.iter() {
             let Some(lead) = slot.only_with else {
                 continue;
             };
+            // a lead named but refused is reported already: its follower is not "unused"
+            let lead_named = slots.iter().any(|s| s.name == lead && s.named.is_some());
             if bound.contains_key(lead) {
                 if let Some(st) = self.bind_one(slot, is) {
-                    bound.insert(slot.name.to_string(), st);
+                    insert(&mut bound, slot.name, st);
                 }
-            } else if let Some(named) = &slot.named {
+            } else if let (Some(named), false) = (&slot.named, lead_named) {
                 let problem = InputProblem::Unused {
                     named: named.clone(),
                     lead: lead.into(),
@@ -254,5 +280,12 @@ impl<'a> Binder<'a> {
             }
         }
         bound
+    }
+}
+
+/// Records the stages bound to `slot`, in order, under [`member_binding`]'s names.
+fn insert(bound: &mut BTreeMap<String, String>, slot: &str, stages: Vec<String>) {
+    for (i, st) in stages.into_iter().enumerate() {
+        bound.insert(member_binding(slot, i), st);
     }
 }

@@ -82,7 +82,8 @@ pub fn cmd(a: FrocArgs) -> Result<i32, CliError> {
             Some("choose a writable --out directory".into()),
         )
     })?;
-    write_outputs(&a.out, &input, &r).map_err(|e| CliError::failed(e.to_string(), e.hint()))?;
+    write_outputs(&a.out, &input, &r, Vec::new())
+        .map_err(|e| CliError::failed(e.to_string(), e.hint()))?;
     for line in summary(&r) {
         println!("{line}");
     }

@@ -288,6 +288,7 @@ mod tests {
                 entries,
                 counts: Default::default(),
                 nodules_per_scan: nodules,
+                book_hits: 0,
             };
             let ranked = Ranked::new(&scored);
             let per = per_scan(&scored, scans);

@@ -77,6 +77,10 @@
 //!   `froc_<name>_bootstrapping.csv`) and `froc.png` (log2 x axis, CI band). The band is on a
 //!   241-point log grid instead of the script's 10,000-point linear one: it only feeds the plot
 //!   and the band file, and the reported numbers (7 sensitivities, CPM) are exact per round.
+//! - **The book's recall beside the official one.** `froc.json` holds `candidate_recall`
+//!   (TP / nodules at the LUNA16 radius) and `recall_book_matcher`: the share of included
+//!   nodules that a kept mark matches under the book's rule (closer than 0.7 × diameter,
+//!   [`book_match`]), labelled as the book's wherever it is shown; it never enters the FROC.
 //! - Rejected: calling the Python script (needs Python 2/3 ports, sklearn, matplotlib, 20 min
 //!   with bootstrapping); a dataframe pipeline (the work is a sort and a few linear passes).
 
@@ -97,8 +101,8 @@ pub use input::{
     read_findings, read_seriesuids, read_submission, write_seriesuids, Finding, FrocInput, Mark,
     Scans, SERIESUIDS_FILE,
 };
-pub use output::{froc_json, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
-pub use score::{cap_marks, score, Counts, Entry, Scored};
+pub use output::{froc_json, input_rows, summary, write_outputs, OUTPUT_FILES, SUBMISSION_HEADER};
+pub use score::{book_match, cap_marks, score, Counts, Entry, Scored};
 
 /// The FP-per-scan rates of the CPM.
 pub const RATES: [f64; 7] = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
@@ -142,6 +146,8 @@ pub struct FrocResult {
     pub sensitivities_nearest: [f64; 7],
     /// TP/FP/FN and ignored counts.
     pub counts: Counts,
+    /// Included nodules matched by the book's 0.7 × diameter rule ([`book_match`]).
+    pub book_hits: usize,
     /// The bootstrap, when `bootstrap > 0`.
     pub bootstrap: Option<Bootstrap>,
     /// The options used.
@@ -196,6 +202,7 @@ pub fn evaluate(input: &FrocInput, options: FrocOptions) -> Result<FrocResult, F
         cpm_nearest,
         sensitivities_nearest,
         counts: scored.counts,
+        book_hits: scored.book_hits,
         bootstrap,
         options,
     })

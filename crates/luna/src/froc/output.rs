@@ -8,7 +8,9 @@ use std::path::Path;
 use super::error::FrocError;
 use super::input::{write_seriesuids, FrocInput, SERIESUIDS_FILE};
 use super::{FrocResult, RATES};
-use crate::artifacts::{encode, FrocBootstrapSummary, FrocSummary, RateInterval, Style};
+use crate::artifacts::{
+    encode, FrocBootstrapSummary, FrocInputSummary, FrocSummary, RateInterval, Style,
+};
 
 /// The header of a submission (and of `submission.csv`).
 pub const SUBMISSION_HEADER: &str = "seriesuid,coordX,coordY,coordZ,probability";
@@ -28,7 +30,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), FrocError> {
     std::fs::write(&path, bytes).map_err(|source| FrocError::Io { path, source })
 }
 
-/// The `froc.json` document.
+/// The `froc.json` document of one scoring (no pooled inputs).
 pub fn froc_json(r: &FrocResult) -> FrocSummary {
     let c = &r.counts;
     let bootstrap = r.bootstrap.as_ref().map(|b| FrocBootstrapSummary {
@@ -58,16 +60,29 @@ pub fn froc_json(r: &FrocResult) -> FrocSummary {
         sensitivities_nearest: r.sensitivities_nearest,
         counts: *c,
         candidate_recall: c.tp as f64 / c.nodules as f64,
+        recall_book_matcher: r.book_hits as f64 / c.nodules as f64,
         marks_per_scan: c.marks as f64 / c.scans as f64,
         max_marks: r.options.max_marks,
         curve_points: r.curve.len(),
         bootstrap,
+        inputs: Vec::new(),
     }
 }
 
-/// A scoring in four lines (counts, hits, the 7 sensitivities, the CPMs), as `luna froc`
-/// prints it and `evaluate_froc` logs it.
-pub fn summary(r: &FrocResult) -> [String; 4] {
+/// The `froc.json` rows of pooled inputs: (stage, its own scoring), in list order.
+pub fn input_rows(inputs: &[(String, FrocResult)]) -> Vec<FrocInputSummary> {
+    inputs
+        .iter()
+        .map(|(stage, r)| FrocInputSummary {
+            stage: stage.clone(),
+            froc: froc_json(r),
+        })
+        .collect()
+}
+
+/// A scoring in five lines (counts, hits, both recalls, the 7 sensitivities, the CPMs), as
+/// `luna froc` prints it and `evaluate_froc` logs it.
+pub fn summary(r: &FrocResult) -> [String; 5] {
     let c = &r.counts;
     let sens: Vec<String> = RATES
         .iter()
@@ -83,6 +98,11 @@ pub fn summary(r: &FrocResult) -> [String; 4] {
             "TP {}  FP {}  FN {}  ignored on excluded {}  double detections {}",
             c.tp, c.fp, c.fn_, c.ignored_on_excluded, c.double_detections
         ),
+        format!(
+            "recall at the LUNA16 radius (d/2) {:.4}  with the book's matcher (0.7 x d) {:.4}",
+            c.tp as f64 / c.nodules as f64,
+            r.book_hits as f64 / c.nodules as f64
+        ),
         format!("sensitivity at FPs/scan  {}", sens.join("  ")),
         match &r.bootstrap {
             Some(b) => format!(
@@ -94,8 +114,14 @@ pub fn summary(r: &FrocResult) -> [String; 4] {
     ]
 }
 
-/// Writes every output file of a scoring into `dir` (which must exist).
-pub fn write_outputs(dir: &Path, input: &FrocInput, r: &FrocResult) -> Result<(), FrocError> {
+/// Writes every output file of a scoring into `dir` (which must exist); `inputs` are the
+/// pooled inputs' own rows ([`input_rows`]; empty for one input).
+pub fn write_outputs(
+    dir: &Path,
+    input: &FrocInput,
+    r: &FrocResult,
+    inputs: Vec<FrocInputSummary>,
+) -> Result<(), FrocError> {
     let mut sub = String::with_capacity(input.marks.len() * 100);
     sub.push_str(SUBMISSION_HEADER);
     sub.push('\n');
@@ -115,7 +141,11 @@ pub fn write_outputs(dir: &Path, input: &FrocInput, r: &FrocResult) -> Result<()
     }
     write(dir, "froc.csv", curve.as_bytes())?;
     let path = dir.join("froc.json");
-    let bytes = encode(&froc_json(r), Style::PrettyLine, &path)?;
+    let doc = FrocSummary {
+        inputs,
+        ..froc_json(r)
+    };
+    let bytes = encode(&doc, Style::PrettyLine, &path)?;
     write(dir, "froc.json", &bytes)?;
     let mut band = String::from("fps,mean,lower,upper\n");
     for p in r.bootstrap.iter().flat_map(|b| &b.band) {

@@ -59,6 +59,8 @@ pub struct Scored {
     pub counts: Counts,
     /// Included nodules per scan (positive entries, detected or missed).
     pub nodules_per_scan: Vec<u32>,
+    /// Included nodules that a kept mark matches under the book's rule ([`book_match`]).
+    pub book_hits: usize,
 }
 
 /// Rule 2: the marks of one scan that survive a cap of `max_marks` (0 = no cap): when there
@@ -95,6 +97,14 @@ fn hits(f: &Finding, m: &Mark, r2: f64) -> bool {
     dx * dx + dy * dy + dz * dz < r2
 }
 
+/// The book's matcher (p2ch14 `match_and_score`, also `diagnose`): a mark closer than
+/// 0.7 × the nodule's diameter. More lenient than LUNA16's diameter / 2; reported beside the
+/// official recall, never instead of it.
+pub fn book_match(f: &Finding, m: &Mark) -> bool {
+    let r = 0.7 * f.diameter_mm;
+    f.diameter_mm > 0.0 && hits(f, m, r * r)
+}
+
 /// Rules 2–6 for every scan of `input`.
 pub fn score(input: &FrocInput, max_marks: usize) -> Scored {
     let n = input.scans.len();
@@ -116,6 +126,7 @@ pub fn score(input: &FrocInput, max_marks: usize) -> Scored {
     };
     let mut entries = Vec::with_capacity(input.marks.len().min(n * max_marks.max(1)) + n);
     let mut nodules_per_scan = vec![0u32; n];
+    let mut book_hits = 0;
     for s in 0..n {
         let kept = cap_marks(&marks[s], max_marks);
         c.marks_dropped_by_cap += marks[s].len() - kept.len();
@@ -135,6 +146,7 @@ pub fn score(input: &FrocInput, max_marks: usize) -> Scored {
                 }
             }
             c.double_detections += matches.saturating_sub(1);
+            book_hits += usize::from(kept.iter().any(|m| book_match(f, m)));
             let (probability, excluded) = match best {
                 Some(p) => {
                     c.tp += 1;
@@ -177,5 +189,6 @@ pub fn score(input: &FrocInput, max_marks: usize) -> Scored {
         entries,
         counts: c,
         nodules_per_scan,
+        book_hits,
     }
 }

@@ -119,6 +119,29 @@ fn read_ok<T: DeserializeOwned>(path: &Path) -> Option<T> {
     read_doc(path)?.ok()
 }
 
+/// A CPM with its bootstrap CI, when there is one.
+fn cpm_value(j: &FrocSummary) -> String {
+    let ci = match j.bootstrap.as_ref().map(|b| (b.cpm.low, b.cpm.high)) {
+        Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
+        _ => String::new(),
+    };
+    format!("{}{ci}", num(Some(j.cpm), 3))
+}
+
+/// The 7 sensitivities of the CPM, space-separated.
+fn sensitivities(j: &FrocSummary) -> String {
+    let v: Vec<String> = j.sensitivities.iter().map(|s| num(Some(*s), 3)).collect();
+    v.join(" ")
+}
+
+/// `, pooled over N inputs` for a scoring of `n` pooled inputs (folds); empty for none.
+fn pooled_note(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", pooled over {n} inputs"),
+    }
+}
+
 /// The headline numbers of a run: FROC CPMs (both tracks), classifier F1/AUC, nodules found by
 /// the detection chain, per-patient AUC.
 pub fn headlines(src: &ReportSource) -> Vec<Headline> {
@@ -132,21 +155,49 @@ pub fn headlines(src: &ReportSource) -> Vec<Headline> {
         } else {
             "false-positive reduction"
         };
-        let ci = match j.bootstrap.as_ref().map(|b| (b.cpm.low, b.cpm.high)) {
-            Some((l, h)) if l.is_finite() && h.is_finite() => format!(" (95% CI {l:.3}–{h:.3})"),
-            _ => String::new(),
-        };
+        let pooled = pooled_note(j.inputs.len());
         out.push(Headline {
-            label: format!("CPM, {track} track ({})", s.stage),
-            value: format!("{}{ci}", num(Some(j.cpm), 3)),
+            label: format!("CPM, {track} track ({}{pooled})", s.stage),
+            value: cpm_value(&j),
+        });
+        out.push(Headline {
+            label: format!("sensitivity at 1/8 … 8 FPs/scan ({})", s.stage),
+            value: sensitivities(&j),
+        });
+        for i in &j.inputs {
+            out.push(Headline {
+                label: format!("  CPM of `{}` alone ({})", i.stage, s.stage),
+                value: format!("{}; {}", cpm_value(&i.froc), sensitivities(&i.froc)),
+            });
+        }
+        out.push(Headline {
+            label: format!(
+                "nodule recall, LUNA16 radius d/2 / book's 0.7 × d ({})",
+                s.stage
+            ),
+            value: format!(
+                "{} / {}",
+                num(Some(j.candidate_recall), 3),
+                num(Some(j.recall_book_matcher), 3)
+            ),
         });
     }
     for (s, dir) in src.of_kind(EvaluateClassifierStage::KIND) {
         if let Some(j) = read_ok::<ClassifierMetrics>(&dir.join("metrics.json")) {
+            let pooled = pooled_note(j.inputs.len());
             out.push(Headline {
-                label: format!("F1 / ROC AUC ({})", s.stage),
+                label: format!("F1 / ROC AUC ({}{pooled})", s.stage),
                 value: format!("{} / {}", num(Some(j.f1), 3), num(j.roc_auc, 3)),
             });
+            if j.diameter_auc.is_some() {
+                out.push(Headline {
+                    label: format!(
+                        "ROC AUC of the diameter alone, book's baseline ({})",
+                        s.stage
+                    ),
+                    value: num(j.diameter_auc, 3),
+                });
+            }
         }
     }
     for (s, dir) in src.of_kind(DiagnoseStage::KIND) {
@@ -418,6 +469,19 @@ fn froc_tables(j: &FrocSummary, o: &mut String) {
         ),
     ]);
     o.push_str(&table(&["FPs / scan", "sensitivity", "95% CI"], &rows));
+    if !j.inputs.is_empty() {
+        o.push_str(&input_table(j));
+    }
+    o.push_str(&table(
+        &[
+            "recall, LUNA16 radius (d/2)",
+            "recall, book's matcher (0.7 × d)",
+        ],
+        &[vec![
+            num(Some(j.candidate_recall), 4),
+            num(Some(j.recall_book_matcher), 4),
+        ]],
+    ));
     let c = &j.counts;
     o.push_str(&table(
         &["scans", "nodules", "TP", "FP", "FN", "ignored on excluded"],
@@ -428,6 +492,31 @@ fn froc_tables(j: &FrocSummary, o: &mut String) {
                 .collect(),
         ],
     ));
+}
+
+/// The pooled inputs (folds) of one `froc.json`, one row each and the pooled row last: the 7
+/// sensitivities, the CPM and its interval.
+fn input_table(j: &FrocSummary) -> String {
+    let row = |name: String, f: &FrocSummary| {
+        let ci = f.bootstrap.as_ref().map_or("–".into(), |b| {
+            format!("{} – {}", num(Some(b.cpm.low), 3), num(Some(b.cpm.high), 3))
+        });
+        let mut r = vec![name, f.counts.scans.to_string()];
+        r.extend(f.sensitivities.iter().map(|s| num(Some(*s), 3)));
+        r.extend([num(Some(f.cpm), 4), ci]);
+        r
+    };
+    let mut rows: Vec<Vec<String>> = j
+        .inputs
+        .iter()
+        .map(|i| row(esc(&i.stage), &i.froc))
+        .collect();
+    rows.push(row("<b>pooled</b>".into(), j));
+    let rates: Vec<String> = j.rates.iter().map(|r| format!("{r}")).collect();
+    let mut head = vec!["input", "scans"];
+    head.extend(rates.iter().map(String::as_str));
+    head.extend(["CPM", "95% CI"]);
+    table(&head, &rows)
 }
 
 fn diagnosis_sections(src: &ReportSource, o: &mut String) {
@@ -731,18 +820,40 @@ fn metrics_table(dir: &Path, o: &mut String) {
     match read_doc::<ClassifierMetrics>(&dir.join("metrics.json")) {
         None => {}
         Some(Ok(m)) => {
-            let keys = ["samples", "precision", "recall", "f1", "roc_auc"];
-            let cells = [
-                Some(m.samples as f64),
-                Some(m.precision),
-                Some(m.recall),
-                Some(m.f1),
-                m.roc_auc,
-            ]
-            .iter()
-            .map(|v| num(*v, 4))
-            .collect();
-            o.push_str(&table(&keys, &[cells]));
+            let keys = [
+                "input",
+                "samples",
+                "precision",
+                "recall",
+                "f1",
+                "roc_auc",
+                "diameter-only AUC (book baseline)",
+            ];
+            let row = |name: String, m: &ClassifierMetrics| {
+                let cells = [
+                    Some(m.samples as f64),
+                    Some(m.precision),
+                    Some(m.recall),
+                    Some(m.f1),
+                    m.roc_auc,
+                    m.diameter_auc,
+                ];
+                std::iter::once(name)
+                    .chain(cells.iter().map(|v| num(*v, 4)))
+                    .collect::<Vec<String>>()
+            };
+            let mut rows: Vec<Vec<String>> = m
+                .inputs
+                .iter()
+                .map(|i| row(esc(&i.stage), &i.metrics))
+                .collect();
+            let all = if m.inputs.is_empty() {
+                "all"
+            } else {
+                "<b>pooled</b>"
+            };
+            rows.push(row(all.into(), &m));
+            o.push_str(&table(&keys, &rows));
         }
         Some(Err(e)) => {
             let _ = write!(o, "<p class=\"failed\">{}</p>", esc(&e));

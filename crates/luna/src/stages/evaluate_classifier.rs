@@ -6,6 +6,16 @@
 //!   its task (from the model's sidecar) decides the labels: a malignancy model is evaluated on
 //!   nodules only, as the book validates it.
 //! - The ROC AUC is exact (all distinct thresholds), not the book's 100-threshold trapezoid.
+//! - A malignancy model is reported beside the book's baseline (§14.5): the exact ROC AUC of
+//!   the nodule diameter alone as the score, on the same nodules (`diameter_auc`).
+//! - **Pooled folds** (`predictions: [eval_0, eval_1, …]`): no model runs; the rows of those
+//!   `evaluate_classifier` artifacts are concatenated in list order and scored as one set
+//!   (one pooled AUC / F1 / diameter baseline), and `metrics.json`'s `inputs` holds each
+//!   input's own `metrics.json` beside it. Their tasks and splits must agree and no candidate
+//!   may be scored twice. `crops:` (one, or one per input) gives the diameters for the
+//!   malignancy baseline; without it the pooled `diameter_auc` is null (logged). Rejected:
+//!   pairing `model:` and `crops:` lists and re-running every fold's inference (the fold
+//!   stages have already scored their test split; their rows are the evaluation).
 //! - Inference runs in the `luna-torch` worker; `device` is a hint.
 //!
 //! The torch half (the work itself) is `crates/luna-torch/src/kinds/evaluate_classifier.rs`.
@@ -15,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{Hint, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{Hint, InputSlot, ParamError, Stage, StageRef, StageRefs};
 use crate::model::Device;
 use crate::model::CLASSIFIER;
 use crate::stages::artifact::{CROPS, PREDICTIONS};
@@ -30,9 +40,14 @@ pub struct EvaluateParams {
     /// classifier).
     #[serde(default)]
     pub model: Option<StageRef>,
-    /// Upstream `build_crops` stage (default: the one upstream that provides crops).
+    /// Upstream `build_crops` stage (default: the one upstream that provides crops). With
+    /// `predictions`: optional, one for all inputs or a list paired with them (diameters).
     #[serde(default)]
-    pub crops: Option<StageRef>,
+    pub crops: Option<StageRefs>,
+    /// Pool folds instead of running a model: upstream `evaluate_classifier` stages whose
+    /// predictions are scored as one set (no `model`).
+    #[serde(default)]
+    pub predictions: Option<StageRefs>,
     /// Which split to score: `val`, `train` or `all`.
     #[serde(default)]
     pub split: Split,
@@ -67,19 +82,44 @@ impl Stage for EvaluateClassifierStage {
     type Params = EvaluateParams;
     const KIND: &'static str = KIND;
     // 2: Parquet written by the parquet crate instead of polars (same values, other bytes).
-    const VERSION: u32 = 2;
+    // 3: metrics.json gains `diameter_auc` (the diameter-only malignancy baseline) and `inputs`.
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "Evaluate a trained classifier: predictions, confusion, P/R/F1, ROC AUC, ROC and PR plots";
     const OUTPUTS: &'static [&'static str] = &[PREDICTIONS];
 
     fn slots(p: &EvaluateParams) -> Vec<InputSlot> {
-        vec![
-            InputSlot::required("model", CLASSIFIER, p.model.as_ref()),
-            InputSlot::required("crops", CROPS, p.crops.as_ref()),
-        ]
+        let crops = InputSlot::required("crops", CROPS, None).listed(p.crops.as_ref());
+        match &p.predictions {
+            Some(preds) => vec![
+                InputSlot::required("predictions", PREDICTIONS, None).listed(Some(preds)),
+                InputSlot {
+                    required: false,
+                    ..crops
+                },
+            ],
+            None => vec![
+                InputSlot::required("model", CLASSIFIER, p.model.as_ref()),
+                crops,
+            ],
+        }
     }
 
     fn validate(p: &EvaluateParams) -> Result<(), ParamError> {
+        let crops = p.crops.as_ref().map_or(1, StageRefs::len);
+        let inputs = p.predictions.as_ref().map_or(1, StageRefs::len);
+        if p.predictions.is_some() && p.model.is_some() {
+            return Err(ParamError::new(
+                "model",
+                "`predictions` pools evaluations that already ran their models: leave `model` out",
+            ));
+        }
+        if crops > 1 && crops != inputs {
+            return Err(ParamError::new(
+                "crops",
+                format!("{crops} crops stages for {inputs} inputs: name one for all, or one per `predictions` stage, in the same order"),
+            ));
+        }
         if !(0.0..=1.0).contains(&p.threshold) {
             return Err(ParamError::new(
                 "threshold",

@@ -32,6 +32,16 @@
 //! - **FP-reduction scans** = every series of the candidate table whose split is one of the
 //!   predicted candidates' splits (`split: val` → the validation series), or the explicit
 //!   `seriesuids` file. Series without marks still count (the FP divisor).
+//! - **Pooled inputs** (the official 10-fold protocol: pool the test folds into one FROC over
+//!   all scans): `predictions: [eval_0, eval_1, …]` (or `detections: [...]`) names several
+//!   inputs, scored as ONE submission over the union of their scans, in list order (marks and
+//!   scans concatenated, exactly what `luna froc` does on the concatenated `submission.csv` and
+//!   `seriesuids.csv` files); `froc.json`'s `inputs` then holds each input scored alone over its
+//!   own scans. `candidates:` is one stage for all, or a list paired with the predictions. A
+//!   series in two inputs is an error (folds are disjoint; counting a scan twice would change
+//!   the FP divisor). An explicit `seriesuids` takes one input only. Rejected: a separate
+//!   `pool_froc` kind (it would repeat the mark reading of both tracks); averaging per-fold CPMs
+//!   (not the official number: LUNA16 pools the marks).
 //! - **Findings** = `annotations.csv` (the LUNA16 reference standard; never the book's
 //!   malignancy file, which drops unmatched nodules) and `annotations_excluded.csv` of the
 //!   `dataset` input, or the explicit `annotations` / `excluded` paths. When the dataset has no
@@ -47,12 +57,14 @@ use super::artifact::{CANDIDATES, DATASET, DETECTIONS, FROC, PREDICTIONS};
 use super::dataset::resolve_file;
 use super::glue::{froc_err, searched_series};
 use crate::artifacts::metrics_task;
-use crate::engine::context::StageContext;
+use crate::engine::context::{StageContext, Upstream};
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, InputPath, InputSlot, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, InputPath, InputSlot, ParamError, Stage, StageRef, StageRefs,
+};
 use crate::froc::{
-    evaluate, read_findings, read_seriesuids, summary, write_outputs, FrocInput, FrocOptions, Mark,
-    Scans,
+    evaluate, input_rows, read_findings, read_seriesuids, summary, write_outputs, Finding,
+    FrocInput, FrocOptions, FrocResult, Mark, Scans,
 };
 use crate::store::crop_set::Task;
 use crate::tables::{read_rows, AnnotationsKind, DetectionRow, MergedRow, PredictionRow, Table};
@@ -62,18 +74,19 @@ use crate::tables::{read_rows, AnnotationsKind, DetectionRow, MergedRow, Predict
 #[serde(deny_unknown_fields)]
 pub struct EvaluateFrocParams {
     /// Detection track: upstream `classify_candidates` stage; its detections are the marks and
-    /// its seriesuids.csv the scans (default: the one upstream that provides detections).
-    /// Exactly one of `detections` and `predictions` is used.
+    /// its seriesuids.csv the scans (default: the one upstream that provides detections). A
+    /// list pools several (folds). Exactly one of `detections` and `predictions` is used.
     #[serde(default)]
-    pub detections: Option<StageRef>,
+    pub detections: Option<StageRefs>,
     /// False-positive-reduction track: upstream `evaluate_classifier` stage of a nodule model
-    /// (default: the one upstream that provides predictions).
+    /// (default: the one upstream that provides predictions); a list pools several (folds).
     #[serde(default)]
-    pub predictions: Option<StageRef>,
+    pub predictions: Option<StageRefs>,
     /// With `predictions` only: upstream `merge_candidates` stage, for the candidates' world
-    /// coordinates (default: the one upstream that provides candidates).
+    /// coordinates (default: the one upstream that provides candidates); one for all pooled
+    /// predictions, or a list paired with them.
     #[serde(default)]
-    pub candidates: Option<StageRef>,
+    pub candidates: Option<StageRefs>,
     /// Upstream dataset stage holding `annotations.csv` and `annotations_excluded.csv`
     /// (default: the one upstream `dataset`).
     #[serde(default)]
@@ -112,7 +125,8 @@ pub struct EvaluateFrocStage;
 impl Stage for EvaluateFrocStage {
     type Params = EvaluateFrocParams;
     const KIND: &'static str = "evaluate_froc";
-    const VERSION: u32 = 1;
+    // 2: froc.json gains `recall_book_matcher` and `inputs` (pooled folds).
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Official LUNA16 FROC and CPM (with bootstrap CI) of detections or of a nodule classifier's predictions";
     const OUTPUTS: &'static [&'static str] = &[FROC];
@@ -135,12 +149,33 @@ impl Stage for EvaluateFrocStage {
             InputSlot::optional("dataset", DATASET, p.dataset.as_ref())
         };
         vec![
-            InputSlot::alternative("marks", "detections", DETECTIONS, p.detections.as_ref()),
-            InputSlot::alternative("marks", "predictions", PREDICTIONS, p.predictions.as_ref()),
-            InputSlot::required("candidates", CANDIDATES, p.candidates.as_ref())
+            InputSlot::alternative("marks", "detections", DETECTIONS, None)
+                .listed(p.detections.as_ref()),
+            InputSlot::alternative("marks", "predictions", PREDICTIONS, None)
+                .listed(p.predictions.as_ref()),
+            InputSlot::required("candidates", CANDIDATES, None)
+                .listed(p.candidates.as_ref())
                 .only_with("predictions"),
             dataset,
         ]
+    }
+
+    fn validate(p: &EvaluateFrocParams) -> Result<(), ParamError> {
+        let n = |r: &Option<StageRefs>| r.as_ref().map_or(1, StageRefs::len);
+        let (preds, cands) = (n(&p.predictions), n(&p.candidates));
+        if cands > 1 && cands != preds {
+            return Err(ParamError::new(
+                "candidates",
+                format!("{cands} candidate stages for {preds} predictions: name one for all, or one per predictions stage, in the same order"),
+            ));
+        }
+        if p.seriesuids.is_some() && preds.max(n(&p.detections)) > 1 {
+            return Err(ParamError::new(
+                "seriesuids",
+                "`seriesuids` is the scan list of one input; pooled inputs are scored over their own scans: leave it out",
+            ));
+        }
+        Ok(())
     }
 
     fn run(&self, p: &EvaluateFrocParams, ctx: &mut StageContext) -> Result<(), StageError> {
@@ -148,24 +183,13 @@ impl Stage for EvaluateFrocStage {
             Some(s) => Some(read_seriesuids(&ctx.resolve(s.path())).map_err(froc_err)?),
             None => None,
         };
-        let (source, scans, marks) = match ctx.input_opt("detections")?.cloned() {
-            Some(det) => {
-                let path = det.dir.join(Table::Detections.file_name());
-                let rows = read_rows::<DetectionRow>(&path).map_err(StageError::domain)?;
-                let scans = match given {
-                    Some(s) => s,
-                    None => searched_series(
-                        &det.dir,
-                        &det.stage,
-                        Table::Detections,
-                        "; or set `seriesuids:`",
-                    )?,
-                };
-                let marks = marks_from_detections(&rows, &scans, &path)?;
-                (det.stage, scans, marks)
-            }
-            None => fp_reduction_marks(ctx, given)?,
+        let parts = match ctx.input_opt("detections")? {
+            Some(_) => detection_parts(ctx, given)?,
+            None => fp_reduction_parts(ctx, given)?,
         };
+        let (scans, marks) = pool(&parts)?;
+        let source: Vec<&str> = parts.iter().map(|p| p.stage.as_str()).collect();
+        let source = source.join("`, `");
         let ann = resolve_file(
             ctx,
             p.annotations.as_ref(),
@@ -203,7 +227,14 @@ impl Stage for EvaluateFrocStage {
             ..FrocOptions::default()
         };
         let r = evaluate(&input, opts).map_err(froc_err)?;
-        write_outputs(ctx.out_dir(), &input, &r).map_err(froc_err)?;
+        let rows = per_input(&parts, &input, opts)?;
+        for (stage, ri) in &rows {
+            ctx.log(format!("input `{stage}` alone: {}", cpm_line(ri)));
+        }
+        write_outputs(ctx.out_dir(), &input, &r, input_rows(&rows)).map_err(froc_err)?;
+        if parts.len() > 1 {
+            ctx.log(format!("pooled over {} inputs:", parts.len()));
+        }
         for line in summary(&r) {
             ctx.log(line);
         }
@@ -211,17 +242,160 @@ impl Stage for EvaluateFrocStage {
     }
 }
 
+/// The marks of one input (fold) over its own scans.
+struct Part {
+    /// The upstream stage they came from.
+    stage: String,
+    scans: Scans,
+    marks: Vec<Mark>,
+}
+
+/// The detection track's inputs: each detections artifact's marks over its searched series
+/// (or the `given` scans, for one input).
+fn detection_parts(ctx: &StageContext, given: Option<Scans>) -> Result<Vec<Part>, StageError> {
+    let mut given = given;
+    ctx.inputs("detections")?
+        .into_iter()
+        .map(|det| {
+            let path = det.dir.join(Table::Detections.file_name());
+            let rows = read_rows::<DetectionRow>(&path).map_err(StageError::domain)?;
+            let scans = match given.take() {
+                Some(s) => s,
+                None => searched_series(
+                    &det.dir,
+                    &det.stage,
+                    Table::Detections,
+                    "; or set `seriesuids:`",
+                )?,
+            };
+            let marks = marks_from_detections(&rows, &scans, &path)?;
+            Ok(Part {
+                stage: det.stage.clone(),
+                scans,
+                marks,
+            })
+        })
+        .collect()
+}
+
+/// The false-positive-reduction track's inputs: each predictions artifact with its candidates
+/// (the one stage for all, or its pair in the list).
+fn fp_reduction_parts(ctx: &StageContext, given: Option<Scans>) -> Result<Vec<Part>, StageError> {
+    let preds = ctx.inputs("predictions")?;
+    let cands = ctx.inputs("candidates")?;
+    let mut given = given;
+    preds
+        .iter()
+        .enumerate()
+        .map(|(i, pred)| {
+            let cand = cands.get(i).or(cands.first()).ok_or_else(|| {
+                StageError::msg(format!("stage `{}` has no candidates bound", ctx.stage()))
+            })?;
+            let (scans, marks) = fp_reduction_marks(pred, cand, given.take())?;
+            Ok(Part {
+                stage: pred.stage.clone(),
+                scans,
+                marks,
+            })
+        })
+        .collect()
+}
+
+/// The inputs as one submission: scans concatenated in list order (each input's marks moved
+/// by its offset); a series in two inputs is an error naming both.
+fn pool(parts: &[Part]) -> Result<(Scans, Vec<Mark>), StageError> {
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    let mut uids = Vec::new();
+    let mut marks = Vec::new();
+    for part in parts {
+        for uid in &part.scans.uids {
+            if let Some(first) = owner.insert(uid, &part.stage) {
+                return Err(StageError::msg(format!(
+                    "series {uid} is scored by both `{first}` and `{}`: pooled inputs must cover disjoint scans",
+                    part.stage
+                ))
+                .with_hint("pool one test fold per input (each series in one fold's test split)"));
+            }
+        }
+        let offset = uids.len();
+        uids.extend(part.scans.uids.iter().cloned());
+        marks.extend(part.marks.iter().map(|m| Mark {
+            scan: m.scan + offset,
+            ..*m
+        }));
+    }
+    let source = match parts {
+        [one] => one.scans.source.clone(),
+        _ => PathBuf::from(format!("the pooled scans of {} inputs", parts.len())),
+    };
+    Ok((Scans::new(uids, source).map_err(froc_err)?, marks))
+}
+
+/// Each pooled input scored alone over its own scans (its findings are the pooled ones of its
+/// scans); none for one input, whose scoring is the pooled one.
+fn per_input(
+    parts: &[Part],
+    pooled: &FrocInput,
+    opts: FrocOptions,
+) -> Result<Vec<(String, FrocResult)>, StageError> {
+    if parts.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let range = offset..offset + part.scans.len();
+        let local = |f: &[Finding]| -> Vec<Finding> {
+            f.iter()
+                .filter(|x| range.contains(&x.scan))
+                .map(|x| Finding {
+                    scan: x.scan - offset,
+                    ..*x
+                })
+                .collect()
+        };
+        let input = FrocInput {
+            scans: part.scans.clone(),
+            marks: part.marks.clone(),
+            included: local(&pooled.included),
+            excluded: local(&pooled.excluded),
+        };
+        out.push((
+            part.stage.clone(),
+            evaluate(&input, opts).map_err(froc_err)?,
+        ));
+        offset = range.end;
+    }
+    Ok(out)
+}
+
+/// The CPM of one scoring, its interval and its 7 sensitivities, on one line.
+fn cpm_line(r: &FrocResult) -> String {
+    let sens: Vec<String> = r.sensitivities.iter().map(|s| format!("{s:.4}")).collect();
+    let ci = r
+        .bootstrap
+        .as_ref()
+        .map(|b| format!(" (95% CI {:.4}–{:.4})", b.cpm.low, b.cpm.high))
+        .unwrap_or_default();
+    format!(
+        "CPM {:.4}{ci} over {} scans, {} nodules; sensitivities {}",
+        r.cpm,
+        r.counts.scans,
+        r.counts.nodules,
+        sens.join(" ")
+    )
+}
+
 /// The false-positive-reduction track's marks: predictions at their candidates' centres, over
 /// the `given` scans or the series of the predicted split.
 fn fp_reduction_marks(
-    ctx: &StageContext,
+    pred: &Upstream,
+    cand: &Upstream,
     given: Option<Scans>,
-) -> Result<(String, Scans, Vec<Mark>), StageError> {
-    let pred = ctx.input("predictions")?.clone();
+) -> Result<(Scans, Vec<Mark>), StageError> {
     refuse_malignancy(&pred.dir, &pred.stage)?;
     let pred_path = pred.dir.join(Table::Predictions.file_name());
     let preds = read_rows::<PredictionRow>(&pred_path).map_err(StageError::domain)?;
-    let cand = ctx.input("candidates")?.clone();
     let cand_path = cand.dir.join(Table::Candidates.file_name());
     let cands = read_rows::<MergedRow>(&cand_path).map_err(StageError::domain)?;
     let by_id: HashMap<i64, &MergedRow> = cands.iter().map(|c| (c.candidate_id, c)).collect();
@@ -231,7 +405,7 @@ fn fp_reduction_marks(
         None => split_scans(&joined, &cands, &cand.stage)?,
     };
     let marks = marks_from_predictions(&joined, &scans, &pred.stage)?;
-    Ok((pred.stage, scans, marks))
+    Ok((scans, marks))
 }
 
 /// The marks of a detections table: one per detection, at its world centre, with P(nodule).

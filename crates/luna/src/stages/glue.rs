@@ -87,6 +87,13 @@ pub fn write_json<T: Serialize>(path: &Path, doc: &T, style: Style) -> Result<()
     std::fs::write(path, bytes).map_err(|e| StageError::io(path, e))
 }
 
+/// Reads the JSON document at `path` (one of `crate::artifacts`); a missing or malformed file
+/// fails the stage naming it.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageError> {
+    let bytes = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::msg(format!("{}: {e}", path.display())))
+}
+
 /// The `level` parameter check shared by the HDF5-writing stages: zstd levels -7..=19, not 0.
 pub fn check_zstd_level(level: i32) -> Result<(), ParamError> {
     if !(-7..=19).contains(&level) || level == 0 {
