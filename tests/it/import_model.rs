@@ -292,7 +292,7 @@ fn import_refuses_parameters_of_the_other_architecture_at_plan_time() {
 }
 
 #[test]
-fn evaluate_classifier_runs_on_an_imported_model() {
+fn evaluate_classifier_and_finetuning_run_on_an_imported_model() {
     let (dir, _) = bad_files();
     let ws = Ws::new();
     crate::train_support::write_crops(
@@ -300,14 +300,15 @@ fn evaluate_classifier_runs_on_an_imported_model() {
         &crate::train_support::Fixture {
             series: 4,
             per_series: 9,
-            malignancy: false,
+            malignancy: true,
         },
     );
     let ck = dir.join("luna16.pt");
+    let fast = "epochs: 1, epoch_samples: 32, batch_size: 16, augment: null, device: cpu, threads: 1, loader_threads: 1";
     ws.pipeline(
         "t",
         &crate::train_support::pipeline(&format!(
-            "  imp:\n    uses: import_model\n    with: {{ checkpoint: {}, architecture: luna_model, input_size: [16, 16, 16] }}\n  eval:\n    uses: evaluate_classifier\n    needs: [crops, imp]\n    with: {{ model: imp, split: all, device: cpu }}\n",
+            "  imp:\n    uses: import_model\n    with: {{ checkpoint: {}, architecture: luna_model, input_size: [16, 16, 16] }}\n  eval:\n    uses: evaluate_classifier\n    needs: [crops, imp]\n    with: {{ model: imp, split: all, device: cpu }}\n  mal:\n    uses: train_classifier\n    needs: [crops, imp]\n    with: {{ task: malignancy, finetune_from: imp, {fast} }}\n",
             ck.display()
         )),
     );
@@ -317,6 +318,9 @@ fn evaluate_classifier_runs_on_an_imported_model() {
     assert!(p.values().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
     let first = p[&0];
     assert!(p.values().any(|v| *v != first), "{p:?}");
+    // fine-tuning starts from the imported weights, as from a trained classifier
+    let log = crate::train_support::stage_logs(ws.root(), "mal");
+    assert!(log.contains("fine-tuning from `imp`"), "{log}");
 }
 
 #[test]

@@ -22,33 +22,23 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let out = ctx.out_dir().to_path_buf();
     let imported = serde_json::json!({ "format": ck.format, "extras": ck.extras });
     let meta = match p.resolved() {
-        Resolved::LunaModel {
-            in_channels,
-            conv_channels,
-            input_size,
-            task,
-        } => {
+        Resolved::LunaModel(d) => {
             let cfg = LunaModelConfig {
-                input_size,
-                in_channels,
-                conv_channels,
+                input_size: d.input_size,
+                in_channels: d.in_channels,
+                conv_channels: d.conv_channels,
                 bias_init: BiasInit::BookNormal,
             };
             let lm = import::<LunaModel>(&cfg, &ck, &path, "luna_model").map_err(dom)?;
-            let tp = serde_json::json!({ "task": task, "imported": imported });
+            let tp = serde_json::json!({ "task": d.task, "imported": imported });
             write_artifact(&out, &lm, &ck, tp).map_err(dom)?
         }
-        Resolved::Unet {
-            in_channels,
-            n_classes,
-            depth,
-            wf,
-        } => {
+        Resolved::Unet(d) => {
             let cfg = UNetConfig {
-                in_channels,
-                n_classes,
-                depth,
-                wf,
+                in_channels: d.in_channels,
+                n_classes: d.n_classes,
+                depth: d.depth,
+                wf: d.wf,
                 bias_init: BiasInit::BookNormal,
             };
             let lm = import::<UNet>(&cfg, &ck, &path, "unet").map_err(dom)?;

@@ -138,9 +138,26 @@ pub fn legacy(path: &Path, bytes: &[u8]) -> Result<Pickled, PtLoadError> {
         }
     }
     let (object, at) = next(at)?;
-    let (keys, mut at) = next(at)?;
+    let (keys, at) = next(at)?;
+    let storages = legacy_storages(path, bytes, &object, keys, at)?;
+    Ok(Pickled {
+        object,
+        storages,
+        format: "legacy",
+    })
+}
+
+/// The storages after the legacy format's pickles: for each key of `keys`, in order, an
+/// 8-byte element count and the raw elements (their size from the storage type in `object`).
+fn legacy_storages(
+    path: &Path,
+    bytes: &[u8],
+    object: &Value,
+    keys: Value,
+    mut at: usize,
+) -> Result<HashMap<String, Vec<u8>>, PtLoadError> {
     let mut refs = HashMap::new();
-    storages_of(&object, &mut refs);
+    storages_of(object, &mut refs);
     let Value::List(keys) = keys else {
         return Err(corrupt(path, "the storage key list is not a list"));
     };
@@ -174,11 +191,7 @@ pub fn legacy(path: &Path, bytes: &[u8]) -> Result<Pickled, PtLoadError> {
         storages.insert(k.clone(), data.to_vec());
         at += len;
     }
-    Ok(Pickled {
-        object,
-        storages,
-        format: "legacy",
-    })
+    Ok(storages)
 }
 
 fn zip_entry(

@@ -363,6 +363,19 @@ fn plain(v: &Value) -> Option<serde_json::Value> {
     })
 }
 
+/// The first keys of a dict with what their values are, for an error message.
+fn key_list(d: &[(Value, Value)]) -> String {
+    let keys: Vec<String> = d
+        .iter()
+        .take(8)
+        .map(|(k, v)| match k {
+            Value::Str(s) => format!("{s} ({})", describe(v)),
+            _ => describe(k).to_string(),
+        })
+        .collect();
+    keys.join(", ")
+}
+
 type Entries = (
     Vec<(String, pickle::TensorRef)>,
     serde_json::Map<String, serde_json::Value>,
@@ -399,18 +412,10 @@ fn state_dict(path: &Path, object: &Value) -> Result<Entries, PtLoadError> {
         }
         None if is_tensors(&top) => top.clone(),
         None => {
-            let keys: Vec<String> = top
-                .iter()
-                .take(8)
-                .map(|(k, v)| match k {
-                    Value::Str(s) => format!("{s} ({})", describe(v)),
-                    _ => describe(k).to_string(),
-                })
-                .collect();
             return Err(no(format!(
                 "a dict without `model_state` whose values are not all tensors (keys: {})",
-                keys.join(", ")
-            )));
+                key_list(&top)
+            )))
         }
     };
     let mut out = Vec::new();
@@ -438,35 +443,8 @@ fn materialise(
         path: path.to_path_buf(),
         what: format!("tensor `{name}`: {what}"),
     };
-    if t.size.len() != t.stride.len() {
-        return Err(corrupt("size and stride differ in length".into()));
-    }
-    let numel: u64 = t.size.iter().product();
-    // the last element read, which must lie inside the storage
-    let last = t
-        .size
-        .iter()
-        .zip(&t.stride)
-        .map(|(&n, &s)| n.saturating_sub(1).saturating_mul(s))
-        .fold(t.offset, u64::saturating_add);
     let have = (bytes.len() / dtype.size()) as u64;
-    if numel > 0 && last >= have {
-        return Err(corrupt(format!(
-            "reads element {last} of a storage of {have}"
-        )));
-    }
-    let mut idx = Vec::with_capacity(numel as usize);
-    let mut pos = vec![0u64; t.size.len()];
-    for _ in 0..numel {
-        idx.push((t.offset + pos.iter().zip(&t.stride).map(|(p, s)| p * s).sum::<u64>()) as usize);
-        for d in (0..pos.len()).rev() {
-            pos[d] += 1;
-            if pos[d] < t.size[d] {
-                break;
-            }
-            pos[d] = 0;
-        }
-    }
+    let idx = element_indices(t, have).map_err(corrupt)?;
     let el = |i: usize| &bytes[i * dtype.size()..(i + 1) * dtype.size()];
     let data = match dtype {
         DType::F32 => Data::F32(
@@ -506,6 +484,38 @@ fn materialise(
         shape: t.size.iter().map(|&s| s as i64).collect(),
         data,
     })
+}
+
+/// The storage index of each element of `t` in row-major order, checked against a storage of
+/// `have` elements.
+fn element_indices(t: &pickle::TensorRef, have: u64) -> Result<Vec<usize>, String> {
+    if t.size.len() != t.stride.len() {
+        return Err("size and stride differ in length".into());
+    }
+    let numel: u64 = t.size.iter().product();
+    // the last element read, which must lie inside the storage
+    let last = t
+        .size
+        .iter()
+        .zip(&t.stride)
+        .map(|(&n, &s)| n.saturating_sub(1).saturating_mul(s))
+        .fold(t.offset, u64::saturating_add);
+    if numel > 0 && last >= have {
+        return Err(format!("reads element {last} of a storage of {have}"));
+    }
+    let mut idx = Vec::with_capacity(numel as usize);
+    let mut pos = vec![0u64; t.size.len()];
+    for _ in 0..numel {
+        idx.push((t.offset + pos.iter().zip(&t.stride).map(|(p, s)| p * s).sum::<u64>()) as usize);
+        for d in (0..pos.len()).rev() {
+            pos[d] += 1;
+            if pos[d] < t.size[d] {
+                break;
+            }
+            pos[d] = 0;
+        }
+    }
+    Ok(idx)
 }
 
 fn arr<const N: usize>(b: &[u8]) -> [u8; N] {

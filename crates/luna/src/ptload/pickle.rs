@@ -586,3 +586,52 @@ impl Machine<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_global_outside_the_allowed_set_is_refused_before_anything_is_applied() {
+        // pickle.dumps of a __reduce__ returning (os.system, ("touch x",)), protocol 2
+        let evil = b"\x80\x02cposix\nsystem\nq\x00X\x07\x00\x00\x00touch xq\x01\x85q\x02Rq\x03.";
+        let want = Refusal::Global {
+            module: "posix".into(),
+            name: "system".into(),
+        };
+        assert_eq!(load(evil, 0).unwrap_err(), want);
+        // the same through STACK_GLOBAL (protocol 4)
+        let evil4 = b"\x80\x04\x8c\x05posix\x8c\x06system\x93\x8c\x01x\x85R.";
+        assert_eq!(load(evil4, 0).unwrap_err(), want);
+    }
+
+    #[test]
+    fn instance_opcodes_are_refused() {
+        // INST: `i` module\n name\n after a MARK
+        let inst = b"(iposix\nsystem\n.";
+        assert!(matches!(
+            load(inst, 0),
+            Err(Refusal::Opcode { op: b'i', .. })
+        ));
+    }
+
+    #[test]
+    fn memoised_lists_see_later_appends_and_ordered_dicts_are_dicts() {
+        // [l, l] where l = [1] is appended after it was memoised
+        let p = b"\x80\x02]q\x00(]q\x01h\x01eh\x01K\x01a0.";
+        let (v, _) = load(p, 0).unwrap();
+        let Value::List(outer) = v else {
+            panic!("{v:?}")
+        };
+        let outer = outer.borrow();
+        assert_eq!(outer.len(), 2);
+        for x in outer.iter() {
+            let Value::List(l) = x else { panic!("{x:?}") };
+            assert!(matches!(l.borrow().as_slice(), [Value::Int(1)]));
+        }
+        let od = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aK\x02s.";
+        let (v, _) = load(od, 0).unwrap();
+        let Value::Dict(d) = v else { panic!("{v:?}") };
+        assert!(matches!(d.borrow().as_slice(), [(Value::Str(k), Value::Int(2))] if k == "a"));
+    }
+}

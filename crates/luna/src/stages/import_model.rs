@@ -119,49 +119,80 @@ pub struct ImportModelParams {
     pub up_mode: Option<UpMode>,
 }
 
+/// LunaModel's parameters, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LunaDims {
+    /// Input channels.
+    pub in_channels: i64,
+    /// First block's channels.
+    pub conv_channels: i64,
+    /// Crop size.
+    pub input_size: [i64; 3],
+    /// What the classifier learned.
+    pub task: Task,
+}
+
+/// UNet's parameters, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnetDims {
+    /// Input channels.
+    pub in_channels: i64,
+    /// Output channels.
+    pub n_classes: i64,
+    /// Blocks on the down path.
+    pub depth: i64,
+    /// log2 of the first block's channels.
+    pub wf: i64,
+}
+
 /// An import's architecture with every parameter resolved (defaults filled in).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
     /// LunaModel.
-    LunaModel {
-        /// Input channels.
-        in_channels: i64,
-        /// First block's channels.
-        conv_channels: i64,
-        /// Crop size.
-        input_size: [i64; 3],
-        /// Task.
-        task: Task,
-    },
+    LunaModel(LunaDims),
     /// UNet.
-    Unet {
-        /// Input channels.
-        in_channels: i64,
-        /// Output channels.
-        n_classes: i64,
-        /// Depth.
-        depth: i64,
-        /// wf.
-        wf: i64,
-    },
+    Unet(UnetDims),
+}
+
+impl Resolved {
+    /// Range checks (what the models' constructors would refuse, at plan time).
+    fn check(&self) -> Result<(), ParamError> {
+        let (ok, key, rule) = match self {
+            Resolved::LunaModel(d) => (
+                d.in_channels >= 1 && d.conv_channels >= 1 && d.input_size.iter().all(|&s| s >= 16),
+                "input_size",
+                "luna_model needs in_channels >= 1, conv_channels >= 1 and every axis of input_size >= 16 (four 2x poolings)",
+            ),
+            Resolved::Unet(d) => (
+                d.in_channels >= 1 && d.n_classes >= 1 && (1..=8).contains(&d.depth) && (0..=10).contains(&d.wf),
+                "depth",
+                "unet needs in_channels >= 1, n_classes >= 1, depth 1..=8 and wf 0..=10",
+            ),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ParamError::new(key, rule))
+        }
+    }
 }
 
 impl ImportModelParams {
     /// The architecture with the book's defaults filled in.
     pub fn resolved(&self) -> Resolved {
         match self.architecture {
-            Architecture::LunaModel => Resolved::LunaModel {
+            Architecture::LunaModel => Resolved::LunaModel(LunaDims {
                 in_channels: self.in_channels.unwrap_or(1),
                 conv_channels: self.conv_channels.unwrap_or(8),
                 input_size: self.input_size.unwrap_or([32, 48, 48]),
                 task: self.task.unwrap_or_default(),
-            },
-            Architecture::Unet => Resolved::Unet {
+            }),
+            Architecture::Unet => Resolved::Unet(UnetDims {
                 in_channels: self.in_channels.unwrap_or(7),
                 n_classes: self.n_classes.unwrap_or(1),
                 depth: self.depth.unwrap_or(3),
                 wf: self.wf.unwrap_or(4),
-            },
+            }),
         }
     }
 
@@ -245,44 +276,7 @@ impl Stage for ImportModelStage {
                 ))
             }
         }
-        match p.resolved() {
-            Resolved::LunaModel {
-                in_channels,
-                conv_channels,
-                input_size,
-                ..
-            } => {
-                if in_channels < 1 || conv_channels < 1 {
-                    return Err(ParamError::new(
-                        "in_channels",
-                        "in_channels and conv_channels must be at least 1",
-                    ));
-                }
-                if input_size.iter().any(|&s| s < 16) {
-                    return Err(ParamError::new(
-                        "input_size",
-                        "every axis of input_size must be at least 16 (four 2x poolings)",
-                    ));
-                }
-            }
-            Resolved::Unet {
-                in_channels,
-                n_classes,
-                depth,
-                wf,
-            } => {
-                if in_channels < 1
-                    || n_classes < 1
-                    || !(1..=8).contains(&depth)
-                    || !(0..=10).contains(&wf)
-                {
-                    return Err(ParamError::new(
-                        "depth",
-                        "unet needs in_channels >= 1, n_classes >= 1, depth 1..=8 and wf 0..=10",
-                    ));
-                }
-            }
-        }
+        p.resolved().check()?;
         for (key, ok) in [
             ("padding", p.padding != Some(false)),
             ("batch_norm", p.batch_norm != Some(false)),
