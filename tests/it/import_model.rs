@@ -235,6 +235,14 @@ fn import_names_a_dtype_luna_cannot_use() {
 }
 
 #[test]
+fn import_refuses_weights_that_are_not_finite() {
+    expect_error(
+        &import_one("bad_nan.pt", "architecture: luna_model"),
+        &["bad_nan.pt: 1 weight tensor(s) hold NaN or infinite values (first: block3.conv2.weight)"],
+    );
+}
+
+#[test]
 fn import_lists_missing_unexpected_and_misshaped_tensors() {
     // a LunaModel imported as a UNet: nothing fits
     expect_error(

@@ -9,7 +9,7 @@ Usage: import_model.py models <dir>: luna_*.{state,pt,safetensors}, unet_*.*, an
          out.safetensors with x_luna (100,1,32,48,48), luna_logits, luna_probs, x_unet
          (100,7,32,32), unet_probs;
        import_model.py bad <dir> <tag>: luna_plain.pt, luna16.pt (a LunaModel for 16^3 crops)
-         and bad_*.* (<tag> names the file the malicious pickles would create).
+         and bad_*.* (bad_nan.pt: a NaN weight; <tag> names the file the malicious pickles would create).
 """
 import os
 import pickle
@@ -124,6 +124,10 @@ def bad(d, g, tag):
     small.head_linear = torch.nn.Linear(64, 2)
     randomise(small, g)
     torch.save(small.state_dict(), f"{d}/luna16.pt")
+    nan = dict(sd)
+    nan["block3.conv2.weight"] = nan["block3.conv2.weight"].clone()
+    nan["block3.conv2.weight"][0, 0, 1, 1, 1] = float("nan")
+    torch.save(nan, f"{d}/bad_nan.pt")
     bad_dtype = dict(sd)
     bad_dtype["block1.conv1.bias"] = bad_dtype["block1.conv1.bias"].to(torch.int32)
     torch.save(bad_dtype, f"{d}/bad_dtype.pt")

@@ -91,6 +91,8 @@ pub fn import<M: Model>(
             source,
         })?;
     }
+    // named after the checkpoint, before the artifact is written
+    checkpoint::check_finite(&lm.vs, path)?;
     Ok(lm)
 }
 
