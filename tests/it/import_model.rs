@@ -235,6 +235,28 @@ fn import_names_a_dtype_luna_cannot_use() {
 }
 
 #[test]
+fn half_precision_weights_import_as_pytorchs_float32_conversion() {
+    let (dir, _) = bad_files();
+    for form in ["f16", "bf16"] {
+        let ws = Ws::new();
+        let with = format!(
+            "checkpoint: {}, architecture: luna_model",
+            dir.join(format!("luna_{form}.pt")).display()
+        );
+        ws.pipeline("imp", &pipeline(&[("m", with)]));
+        ws.luna(&["run", "imp"]).expect_code(0);
+        let (w, _) = artifact(&ws, "m");
+        let ours = read_st(&w);
+        let want = read_st(&dir.join(format!("luna_{form}_ref.safetensors")));
+        assert_eq!(want.len(), 22);
+        for (name, t) in &want {
+            let d = crate::nn_support::max_abs_diff(&ours[name], t);
+            assert!(d == 0.0, "{form} {name}: {d}");
+        }
+    }
+}
+
+#[test]
 fn import_refuses_weights_that_are_not_finite() {
     expect_error(
         &import_one("bad_nan.pt", "architecture: luna_model"),

@@ -9,7 +9,8 @@ Usage: import_model.py models <dir>: luna_*.{state,pt,safetensors}, unet_*.*, an
          out.safetensors with x_luna (100,1,32,48,48), luna_logits, luna_probs, x_unet
          (100,7,32,32), unet_probs;
        import_model.py bad <dir> <tag>: luna_plain.pt, luna16.pt (a LunaModel for 16^3 crops)
-         and bad_*.* (bad_nan.pt: a NaN weight; <tag> names the file the malicious pickles would create).
+         and bad_*.* (luna_f16.pt / luna_bf16.pt: half-precision weights with
+         their float32 values in luna_{f16,bf16}_ref.safetensors; bad_nan.pt: a NaN weight; <tag> names the file the malicious pickles would create).
 """
 import os
 import pickle
@@ -124,6 +125,14 @@ def bad(d, g, tag):
     small.head_linear = torch.nn.Linear(64, 2)
     randomise(small, g)
     torch.save(small.state_dict(), f"{d}/luna16.pt")
+    for dt, tag_ in ((torch.float16, "f16"), (torch.bfloat16, "bf16")):
+        # a variance of 400^2 HU^2 overflows float16 (max 65504): as PyTorch, luna would refuse it
+        src = dict(sd, **{"tail_batchnorm.running_var": torch.tensor([900.0])})
+        half = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in src.items()}
+        torch.save(half, f"{d}/luna_{tag_}.pt", **legacy)
+        nn_st.save(f"{d}/luna_{tag_}_ref.safetensors",
+                   {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in half.items()
+                    if k != "tail_batchnorm.num_batches_tracked"})
     nan = dict(sd)
     nan["block3.conv2.weight"] = nan["block3.conv2.weight"].clone()
     nan["block3.conv2.weight"][0, 0, 1, 1, 1] = float("nan")
