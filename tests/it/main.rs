@@ -75,6 +75,7 @@ mod harden_remote_s3;
 mod harden_shared;
 mod harden_spec;
 mod harness;
+mod import_model;
 mod keys_stable;
 mod nn_augment;
 mod nn_gpu;

@@ -26,6 +26,7 @@ pub mod froc;
 pub mod image;
 pub mod model;
 pub mod plot;
+pub mod ptload;
 pub mod report;
 pub mod serve;
 pub mod slurm;

@@ -12,6 +12,7 @@
 
 pub mod classify_candidates;
 pub mod evaluate_classifier;
+pub mod import_model;
 pub mod segment;
 pub mod test_kinds;
 pub mod train_classifier;
@@ -45,6 +46,7 @@ pub const DISPATCH: &[(&str, Work)] = &[
         luna::stages::train_segmentation::KIND,
         train_segmentation::execute,
     ),
+    (luna::stages::import_model::KIND, import_model::execute),
     (
         luna::stages::test_kinds::TORCH_PARTITIONS_KIND,
         test_kinds::execute,

@@ -256,6 +256,12 @@ fn copy_weights(
         }
         tch::no_grad(|| var.shallow_clone().copy_(&src[&name]));
     }
+    check_finite(vs, file)
+}
+
+/// [`CheckpointError::NonFiniteWeights`] (naming `file`) when a floating-point variable of `vs`
+/// holds NaN or an infinity.
+pub fn check_finite(vs: &VarStore, file: &Path) -> Result<(), CheckpointError> {
     let mut bad: Vec<String> = vs
         .variables()
         .into_iter()

@@ -24,6 +24,7 @@ pub mod checkpoint;
 pub mod classify;
 /// RGB images and their PNG encoding (shared with the `luna` report).
 pub use luna::image;
+pub mod import;
 pub mod loader;
 pub mod luna_model;
 pub mod metrics;

@@ -21,7 +21,7 @@
 //! (load_annotations), `candidates` (merge_candidates), `crops` (build_crops), `classifier`
 //! (train_classifier), `predictions` (evaluate_classifier), `froc` (evaluate_froc),
 //! `probabilities` (segment), `clusters` (cluster), `detections` (classify_candidates), `diagnosis` (diagnose), `seg_dataset` (seg_dataset), `segmenter`
-//! (train_segmentation); a `command` declares its own with `provides:`.
+//! (train_segmentation; `classifier` and `segmenter` also from import_model); a `command` declares its own with `provides:`.
 
 pub mod artifact;
 pub mod build_crops;
@@ -33,6 +33,7 @@ pub mod diagnose;
 pub mod evaluate_classifier;
 pub mod evaluate_froc;
 pub mod glue;
+pub mod import_model;
 pub mod load_annotations;
 pub mod merge_candidates;
 pub mod seg_dataset;
@@ -109,7 +110,8 @@ impl Kinds {
             .worker(segment::SegmentStage)
             .local(seg_dataset::SegDatasetStage)
             .worker(train_segmentation::TrainSegmentationStage)
-            .local(evaluate_froc::EvaluateFrocStage);
+            .local(evaluate_froc::EvaluateFrocStage)
+            .worker(import_model::ImportModelStage);
         if test_kinds {
             k.local(test_kinds::TestParamsStage)
                 .worker(test_kinds::TestTorchPartitionsStage)
