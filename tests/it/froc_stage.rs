@@ -61,6 +61,7 @@ fn write_fixture(ws: &Ws, drop_candidate: bool) {
                 is_malignant: Some(false),
                 diameter_mm: d,
                 split,
+                subset: None,
             });
             if split == Split::Val {
                 preds.push(PredictionRow {

@@ -378,6 +378,34 @@ fn io_cause(e: &StageError) -> String {
     }
 }
 
+/// The LUNA16 subset number of each CT: `N` of the nearest `subsetN` folder (below `root`)
+/// holding it; CTs in no such folder are left out (their `subset` is null).
+pub fn series_subsets(root: &Path, found: &BTreeMap<String, CtSource>) -> BTreeMap<String, u32> {
+    found
+        .iter()
+        .filter_map(|(uid, src)| {
+            let rel = src.display().strip_prefix(root).unwrap_or(src.display());
+            let dir = match src {
+                CtSource::MetaImage(_) => rel.parent().unwrap_or(Path::new("")),
+                CtSource::Dicom(_) => rel,
+            };
+            dir.components()
+                .rev()
+                .find_map(|c| subset_number(&c.as_os_str().to_string_lossy()))
+                .map(|n| (uid.clone(), n))
+        })
+        .collect()
+}
+
+/// `N` of a folder named `subsetN` (digits only).
+fn subset_number(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("subset")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
