@@ -56,6 +56,7 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
+mod fold_luna16;
 mod froc_cli;
 mod froc_detections;
 mod froc_oracle;
