@@ -411,6 +411,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn subsets_come_from_the_nearest_subset_folder() {
+        let root = Path::new("/data/luna16");
+        let mut found = BTreeMap::new();
+        for (uid, rel) in [
+            ("1.1", "subset3/1.1.mhd"),
+            ("1.2", "subset12/extra/1.2.mhd"),
+            ("1.3", "loose/1.3.mhd"),
+            ("1.4", "subsetX/1.4.mhd"),
+            ("1.5", "subset0/subset7/1.5.mhd"),
+        ] {
+            found.insert(uid.to_string(), CtSource::MetaImage(root.join(rel)));
+        }
+        let got = series_subsets(root, &found);
+        let want: BTreeMap<String, u32> = [("1.1", 3), ("1.2", 12), ("1.5", 7)]
+            .into_iter()
+            .map(|(u, n)| (u.to_string(), n))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn only_dicom_uids_name_series() {
         for ok in ["1.2.840.10008.1", "1", &"9.".repeat(32)[..63]] {
             assert!(is_dicom_uid(ok), "{ok}");

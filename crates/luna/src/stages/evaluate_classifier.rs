@@ -33,7 +33,7 @@ pub struct EvaluateParams {
     /// Upstream `build_crops` stage (default: the one upstream that provides crops).
     #[serde(default)]
     pub crops: Option<StageRef>,
-    /// Which split to score: `val`, `train` or `all`.
+    /// Which split to score: `val`, `test`, `train`, `train_val` or `all`.
     #[serde(default)]
     pub split: Split,
     /// Decision threshold on P(positive) for the confusion counts.
