@@ -497,3 +497,40 @@ fn real_luna16_and_book_csvs_parse() {
     let joined = rows.iter().filter(|r| r.is_malignant.is_some()).count();
     assert!(joined >= 1182, "{joined} of 1186 joined");
 }
+
+#[test]
+fn the_synth_stage_writes_luna16_and_load_annotations_prefers_candidates_v2() {
+    let ws = Ws::new();
+    ws.pipeline(
+        "s",
+        "pipeline: s\nstages:\n  data:\n    uses: synth\n    with: { preset: tiny, layout: luna16, series: 20, seed: 1 }\n\
+         \x20 annotations:\n    uses: load_annotations\n    needs: [data]\n\
+         \x20 cands:\n    uses: merge_candidates\n    needs: [annotations, data]\n    with: { rule: official, split: { by: subset, test: 9, val: [0, 1] } }\n",
+    );
+    let out = ws.luna(&["run", "s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let data = ws.object_of("data");
+    assert!(data
+        .join("evaluationScript/annotations/seriesuids.csv")
+        .is_file());
+    let rep: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.object_of("annotations").join("load_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rep["candidates"]["file"], "candidates_V2.csv");
+    let rows = read_rows::<MergedRow>(&ws.object_of("cands").join("candidates.parquet")).unwrap();
+    let series = |s: Split| -> BTreeSet<(String, Option<i64>)> {
+        rows.iter()
+            .filter(|r| r.split == s)
+            .map(|r| (r.series_uid.clone(), r.subset))
+            .collect()
+    };
+    // 20 series in 10 subsets: subset9 is the test fold, subsets 0 and 1 validation.
+    assert!(series(Split::Test).iter().all(|(_, s)| *s == Some(9)));
+    assert_eq!(series(Split::Test).len(), 2);
+    assert_eq!(series(Split::Val).len(), 4);
+    assert_eq!(series(Split::Train).len(), 14);
+    // The lung masks are not CTs: 20 series, not 40 (or "on disk twice").
+    let all: BTreeSet<&str> = rows.iter().map(|r| r.series_uid.as_str()).collect();
+    assert_eq!(all.len(), 20);
+}
