@@ -90,7 +90,7 @@ fn data_merge_rules_give_known_counts() {
     assert_eq!(
         rep,
         serde_json::json!({"rows": 9, "nodules": 4, "malignant": 2, "negatives": 5,
-        "series": 4, "val_series": 2, "train_series": 2})
+        "series": 4, "val_series": 2, "train_series": 2, "test_series": 0})
     );
     // Nodules first, malignant before benign, then by diameter descending (book sort).
     let head: Vec<(f64, Option<bool>)> = rows

@@ -71,6 +71,7 @@ fn write_fixture_named(ws: &Ws, searched: Option<&str>, name: &dyn Fn(&str) -> S
                 is_malignant: Some(mal.unwrap_or(false)),
                 diameter_mm,
                 split: Split::Val,
+                subset: None,
             },
         )
         .collect();

@@ -107,6 +107,7 @@ pub fn merged_row(
         is_malignant: Some(false),
         diameter_mm: d,
         split,
+        subset: None,
     }
 }
 

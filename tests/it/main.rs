@@ -58,6 +58,7 @@ mod engine_exec;
 mod engine_support;
 mod eval_classifier;
 mod eval_pooled;
+mod fold_luna16;
 mod froc_cli;
 mod froc_detections;
 mod froc_oracle;

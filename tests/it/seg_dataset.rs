@@ -78,12 +78,14 @@ fn seg_dataset_matches_numpy_for_every_voxel_and_sample() {
         let (ins, side) = match r.dataset {
             Split::Train => (store.train_input_shape(), store.crop()),
             Split::Val => (store.val_input_shape(), shape[1]),
+            Split::Test => panic!("a test series is never in a segmentation dataset: {r:?}"),
         };
         let mut input = vec![0i16; ins.iter().product()];
         let mut label = vec![0u8; ins[1] * ins[2]];
         match r.dataset {
             Split::Train => store.read_train(r.row as usize, &mut input, &mut label),
             Split::Val => store.read_val(r.row as usize, &mut input, &mut label),
+            Split::Test => panic!("a test series is never in a segmentation dataset: {r:?}"),
         }
         .expect("read sample");
         assert_eq!(ins[0], 2 * store.context_slices() + 1);

@@ -246,7 +246,9 @@ fn invalid_train_segmentation_params_are_spec_errors_with_positions() {
             "bad",
             &format!(
                 "pipeline: bad\nstages:\n  seg:\n    uses: command\n    with: {{ run: 'true', provides: [seg_dataset] }}\n\
-                 \x20 unet:\n    uses: train_segmentation\n    needs: [seg]\n    with:\n      {with}\n"
+                 \x20 unet:\n    uses: train_segmentation\n    needs: [seg]\n    with:\n      {with}\n{epochs}",
+                // `epochs` is required; the "epochs: 0" case names it itself
+                epochs = if with.starts_with("epochs") { "" } else { "      epochs: 1\n" }
             ),
         );
         let out = ws.luna(&["status", "bad"]);
@@ -266,7 +268,7 @@ fn a_wrong_kind_bound_to_the_seg_dataset_slot_is_a_spec_error() {
     ws.pipeline(
         "bad",
         "pipeline: bad\nstages:\n  cands:\n    uses: command\n    with: { run: 'true', provides: [candidates] }\n\
-         \x20 unet:\n    uses: train_segmentation\n    needs: [cands]\n    with: { seg_dataset: cands }\n",
+         \x20 unet:\n    uses: train_segmentation\n    needs: [cands]\n    with: { seg_dataset: cands, epochs: 1 }\n",
     );
     let out = ws.luna(&["status", "bad"]);
     out.expect_code(2);

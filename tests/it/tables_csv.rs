@@ -346,8 +346,9 @@ fn tables_parse_timing() {
     let t2 = std::time::Instant::now();
     let opts = MergeOptions {
         rule: MergeRule::Final,
-        val_stride: 10,
+        split: SplitSpec::Stride { val_stride: 10 },
         require_on_disk: None,
+        subsets: None,
     };
     let merged = merge_rows(&[], &got.rows, &opts).expect("merge");
     let dt_merge = t2.elapsed();

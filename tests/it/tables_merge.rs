@@ -69,8 +69,9 @@ fn expect(e: &[Expect]) -> Vec<Owned> {
 fn opts(rule: MergeRule, stride: usize) -> MergeOptions<'static> {
     MergeOptions {
         rule,
-        val_stride: stride,
+        split: SplitSpec::Stride { val_stride: stride },
         require_on_disk: None,
+        subsets: None,
     }
 }
 
@@ -146,8 +147,9 @@ fn require_on_disk_filters_annotations_and_candidates() {
     let disk: BTreeSet<String> = ["s1", "s3"].iter().map(|s| s.to_string()).collect();
     let o = MergeOptions {
         rule: MergeRule::Final,
-        val_stride: 2,
+        split: SplitSpec::Stride { val_stride: 2 },
         require_on_disk: Some(&disk),
+        subsets: None,
     };
     let got = merge_rows(&a, &c, &o).expect("merge");
     let want: &[Expect] = &[

@@ -55,6 +55,7 @@ fn merged_json(r: &MergedRow) -> Value {
         ("is_malignant", json!(r.is_malignant)),
         ("diameter_mm", json!(r.diameter_mm)),
         ("split", json!(r.split.as_str())),
+        ("subset", json!(r.subset)),
     ]);
     obj(v)
 }
@@ -243,8 +244,9 @@ fn every_table_round_trips_and_matches_pyarrow_oracle() {
     let c = read_candidates_csv(&write(d, "c.csv", CANDIDATES), o).expect("c");
     let mo = MergeOptions {
         rule: MergeRule::Final,
-        val_stride: 2,
+        split: SplitSpec::Stride { val_stride: 2 },
         require_on_disk: None,
+        subsets: None,
     };
     let m = merge_rows(&a.rows, &c.rows, &mo).expect("merge");
     let mp = merge_rows(
@@ -252,7 +254,7 @@ fn every_table_round_trips_and_matches_pyarrow_oracle() {
         &c.rows,
         &MergeOptions {
             rule: MergeRule::DiameterMatch,
-            ..mo
+            ..mo.clone()
         },
     )
     .expect("merge plain");

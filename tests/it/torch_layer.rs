@@ -111,7 +111,7 @@ fn typed_input_errors_name_the_position_and_providers() {
     ws.pipeline(
         "wrong",
         &pipeline(
-            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n  eval:\n    uses: evaluate_classifier\n    needs: [crops, nodule]\n    with: { model: crops }\n",
+            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n    with: { epochs: 1 }\n  eval:\n    uses: evaluate_classifier\n    needs: [crops, nodule]\n    with: { model: crops }\n",
         ),
     );
     let out = ws.luna(&["status", "wrong"]);
@@ -122,7 +122,7 @@ fn typed_input_errors_name_the_position_and_providers() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("pipelines/wrong.yaml:12:20"),
+        out.stderr.contains("pipelines/wrong.yaml:13:20"),
         "{}",
         out.stderr
     );
@@ -136,7 +136,7 @@ fn typed_input_errors_name_the_position_and_providers() {
     ws.pipeline(
         "missing",
         &pipeline(
-            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n  eval:\n    uses: evaluate_classifier\n    needs: [crops]\n",
+            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n    with: { epochs: 1 }\n  eval:\n    uses: evaluate_classifier\n    needs: [crops]\n",
         ),
     );
     let out = ws.luna(&["status", "missing"]);
@@ -147,7 +147,7 @@ fn typed_input_errors_name_the_position_and_providers() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("pipelines/missing.yaml:11:12"),
+        out.stderr.contains("pipelines/missing.yaml:12:12"),
         "{}",
         out.stderr
     );
@@ -161,7 +161,7 @@ fn typed_input_errors_name_the_position_and_providers() {
     ws.pipeline(
         "notup",
         &pipeline(
-            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n  eval:\n    uses: evaluate_classifier\n    needs: [crops]\n    with: { model: nodule }\n",
+            "  nodule:\n    uses: train_classifier\n    needs: [crops]\n    with: { epochs: 1 }\n  eval:\n    uses: evaluate_classifier\n    needs: [crops]\n    with: { model: nodule }\n",
         ),
     );
     let out = ws.luna(&["status", "notup"]);

@@ -94,7 +94,7 @@ fn invalid_hyperparameters_are_spec_errors_with_positions() {
         ws.pipeline(
             "bad",
             &pipeline(&format!(
-                "  nodule:\n    uses: train_classifier\n    needs: [crops]\n    with:\n      {with}\n"
+                "  nodule:\n    uses: train_classifier\n    needs: [crops]\n    with:\n      {with}\n      epochs: 1\n"
             )),
         );
         let out = ws.luna(&["status", "bad"]);

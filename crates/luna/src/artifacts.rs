@@ -295,6 +295,9 @@ pub struct MergeReport {
     pub val_series: usize,
     /// Training series.
     pub train_series: usize,
+    /// Held-out test series (0 without a test split).
+    #[serde(default)]
+    pub test_series: usize,
 }
 
 /// `crops.json` of `build_crops`.
@@ -540,10 +543,11 @@ mod tests {
                 series: 3,
                 val_series: 1,
                 train_series: 2,
+                test_series: 0,
             },
             json!({
                 "rows": 9, "nodules": 2, "malignant": 1, "negatives": 7,
-                "series": 3, "val_series": 1, "train_series": 2,
+                "series": 3, "val_series": 1, "train_series": 2, "test_series": 0,
             }),
             Style::Pretty,
         );

@@ -737,18 +737,18 @@ mod tests {
                 Err(e) => panic!("{kind} {with}: {e:?}"),
             }
         };
-        assert!(wants("train_classifier", serde_json::json!({})));
+        assert!(wants("train_classifier", serde_json::json!({"epochs": 1})));
         assert!(wants(
             "train_classifier",
-            serde_json::json!({"device": "auto"})
+            serde_json::json!({"epochs": 1, "device": "auto"})
         ));
         assert!(wants(
             "train_classifier",
-            serde_json::json!({"device": "cuda:1"})
+            serde_json::json!({"epochs": 1, "device": "cuda:1"})
         ));
         assert!(!wants(
             "train_classifier",
-            serde_json::json!({"device": "cpu"})
+            serde_json::json!({"epochs": 1, "device": "cpu"})
         ));
         assert!(!wants("command", serde_json::json!({"run": "true"})));
         // a device hint alone does not make a kind a torch kind

@@ -14,7 +14,7 @@ use luna::stages::dataset::{
 use luna::stages::glue::{table_err, write_json};
 use luna::stages::segment::{SegmentParams, SegmentStage, SeriesChoice, SplitChoice};
 use luna::store::prob_volume::{quantize, volume_path, write_prob_volume};
-use luna::tables::{read_rows, MergedRow, Split, Table};
+use luna::tables::{read_rows, MergedRow, Table};
 use tch::{Device, Kind, Tensor};
 
 use crate::kinds::{params, TorchThreads};
@@ -138,14 +138,9 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 .dir
                 .join(Table::Candidates.file_name());
             let rows = read_rows::<MergedRow>(&table).map_err(table_err)?;
-            let want = if *s == SplitChoice::Val {
-                Split::Val
-            } else {
-                Split::Train
-            };
             let set: BTreeSet<String> = rows
                 .into_iter()
-                .filter(|r| r.split == want)
+                .filter(|r| s.includes(r.split))
                 .map(|r| r.series_uid)
                 .collect();
             set.into_iter()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
-use crate::synth::{generate, Preset, SynthOptions};
+use crate::synth::{generate, Layout, Preset, SynthOptions};
 
 /// Arguments of `luna synth`.
 #[derive(Debug, Args)]
@@ -19,9 +19,28 @@ pub struct SynthArgs {
     /// Seed (same seed, same bytes).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Number of CT series (default: the preset's).
+    /// Number of CT series (default: the preset's; luna16 layout: at least 20).
     #[arg(long)]
     series: Option<usize>,
+    /// Number of subsetN folders (default: the preset's; luna16 layout: 10).
+    #[arg(long)]
+    subsets: Option<usize>,
+    /// File tree: `flat` (luna's demo data) or `luna16` (the LUNA16 download's tree, with
+    /// candidates_V2.csv, evaluationScript/annotations/ and seg-lungs-LUNA16/).
+    #[arg(long, value_enum, default_value = "flat")]
+    layout: LayoutArg,
+    /// Negative (class-0) candidates per planted nodule (default: the preset's).
+    #[arg(long)]
+    negatives_per_nodule: Option<usize>,
+}
+
+/// `--layout` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Every CSV beside the subset folders.
+    Flat,
+    /// The LUNA16 download's tree.
+    Luna16,
 }
 
 /// `--preset` values.
@@ -42,10 +61,18 @@ pub fn cmd(a: SynthArgs) -> Result<i32, CliError> {
         PresetArg::Small => Preset::Small,
         PresetArg::Real => Preset::Real,
     };
+    let layout = match a.layout {
+        LayoutArg::Flat => None,
+        LayoutArg::Luna16 => Some(Layout::Luna16),
+    };
     let opts = SynthOptions {
+        preset,
         seed: a.seed,
+        layout,
         series: a.series,
-        ..SynthOptions::preset(preset)
+        subsets: a.subsets,
+        negatives_per_nodule: a.negatives_per_nodule,
+        ..SynthOptions::default()
     };
     let t = std::time::Instant::now();
     let s = generate(&opts, &a.out, &|p| {

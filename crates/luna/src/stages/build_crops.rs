@@ -8,6 +8,10 @@
 //! series file are ordered by centre, which keeps a partition independent of candidate ids and
 //! of the train/val split. The artifact holds `crops/<uid>.h5` (hard links to the partitions).
 //!
+//! **Splits.** `split:` crops only the series of one split of the candidates table
+//! (`train_val` for a training stage, `test` for the held-out fold; default: every series), so
+//! a training's crops never hold, and its stage never reads, a test CT.
+//!
 //! **Edges.** A window that sticks out of the volume is shifted inside (the book's rule; the
 //! candidate is then off-centre, never padded); a centre outside the volume is an error naming
 //! the CT and the coordinates. CTs run in parallel (bounded by `threads`), longest first
@@ -37,7 +41,7 @@ use crate::engine::error::StageError;
 use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
 use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
-use crate::tables::{write_rows, CropIndexRow, MergedRow, Table};
+use crate::tables::{write_rows, CropIndexRow, MergedRow, SplitChoice, Table};
 
 /// Parameters of `build_crops`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -52,6 +56,10 @@ pub struct BuildCropsParams {
     /// Upstream `merge_candidates` stage (default: the one upstream that provides it).
     #[serde(default)]
     pub candidates: Option<StageRef>,
+    /// Crop only the series of this split (`train_val` for training, `test` for the held-out
+    /// fold, `val`, `train`); default: every series.
+    #[serde(default)]
+    pub split: Option<SplitChoice>,
     /// Upstream dataset stage (default: the one upstream `dataset`, unless `ct_root` is set).
     #[serde(default)]
     pub dataset: Option<StageRef>,
@@ -127,8 +135,9 @@ impl Stage for BuildCropsStage {
 
     fn run(&self, p: &BuildCropsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let (_, rows) = read_candidates(ctx)?;
+        let chosen = p.split.unwrap_or(SplitChoice::All);
         let mut by_series: BTreeMap<String, Vec<MergedRow>> = BTreeMap::new();
-        for r in rows {
+        for r in rows.into_iter().filter(|r| chosen.includes(r.split)) {
             by_series.entry(r.series_uid.clone()).or_default().push(r);
         }
         for v in by_series.values_mut() {

@@ -378,9 +378,58 @@ fn io_cause(e: &StageError) -> String {
     }
 }
 
+/// The LUNA16 subset number of each CT: `N` of the nearest `subsetN` folder (below `root`)
+/// holding it; CTs in no such folder are left out (their `subset` is null).
+pub fn series_subsets(root: &Path, found: &BTreeMap<String, CtSource>) -> BTreeMap<String, u32> {
+    found
+        .iter()
+        .filter_map(|(uid, src)| {
+            let rel = src.display().strip_prefix(root).unwrap_or(src.display());
+            let dir = match src {
+                CtSource::MetaImage(_) => rel.parent().unwrap_or(Path::new("")),
+                CtSource::Dicom(_) => rel,
+            };
+            dir.components()
+                .rev()
+                .find_map(|c| subset_number(&c.as_os_str().to_string_lossy()))
+                .map(|n| (uid.clone(), n))
+        })
+        .collect()
+}
+
+/// `N` of a folder named `subsetN` (digits only).
+fn subset_number(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("subset")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsets_come_from_the_nearest_subset_folder() {
+        let root = Path::new("/data/luna16");
+        let mut found = BTreeMap::new();
+        for (uid, rel) in [
+            ("1.1", "subset3/1.1.mhd"),
+            ("1.2", "subset12/extra/1.2.mhd"),
+            ("1.3", "loose/1.3.mhd"),
+            ("1.4", "subsetX/1.4.mhd"),
+            ("1.5", "subset0/subset7/1.5.mhd"),
+        ] {
+            found.insert(uid.to_string(), CtSource::MetaImage(root.join(rel)));
+        }
+        let got = series_subsets(root, &found);
+        let want: BTreeMap<String, u32> = [("1.1", 3), ("1.2", 12), ("1.5", 7)]
+            .into_iter()
+            .map(|(u, n)| (u.to_string(), n))
+            .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn only_dicom_uids_name_series() {

@@ -48,7 +48,7 @@ pub struct EvaluateParams {
     /// predictions are scored as one set (no `model`).
     #[serde(default)]
     pub predictions: Option<StageRefs>,
-    /// Which split to score: `val`, `train` or `all`.
+    /// Which split to score: `val`, `test`, `train`, `train_val` or `all`.
     #[serde(default)]
     pub split: Split,
     /// Decision threshold on P(positive) for the confusion counts.

@@ -34,8 +34,9 @@ pub struct LoadAnnotationsParams {
     /// upstream dataset's, preferring the one with malignancy.
     #[serde(default)]
     pub annotations: Option<InputPath>,
-    /// Candidates CSV (`candidates.csv` V1 or `candidates_V2.csv`); default: the upstream
-    /// dataset's `candidates.csv`.
+    /// Candidates CSV (`candidates_V2.csv`, which LUNA16 says to use, or the V1 `candidates.csv`);
+    /// default: the upstream dataset's `candidates_V2.csv`, else its `candidates.csv` (the stage
+    /// log and load_report.json name the file read).
     #[serde(default)]
     pub candidates: Option<InputPath>,
     /// Reject the file on bad rows (true) or drop and count them (false).
@@ -91,9 +92,15 @@ impl Stage for LoadAnnotationsStage {
         let cand_path = resolve_file(
             ctx,
             p.candidates.as_ref(),
-            &["candidates.csv"],
+            &["candidates_V2.csv", "candidates.csv"],
             "candidates",
         )?;
+        if p.candidates.is_none() {
+            ctx.log(format!(
+                "candidates: {} (the dataset's)",
+                cand_path.display()
+            ));
+        }
         let opts = CsvOptions { strict: p.strict };
         ctx.progress().start(2, "files");
         let ann =

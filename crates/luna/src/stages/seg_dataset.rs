@@ -8,7 +8,9 @@
 //! - training series: one (2k+1)×crop×crop sample per annotated nodule (`is_nodule` rows, in
 //!   candidates-table order), label = the mask of the centre slice's window;
 //! - validation series: the full (2k+1)×R×C context slices of every positive slice (any mask
-//!   voxel; `val_slices: all`: of every slice), label = that slice's mask.
+//!   voxel; `val_slices: all`: of every slice), label = that slice's mask;
+//! - test series (a held-out LUNA16 fold) are left out: their CTs are never read, so
+//!   segmentation training cannot depend on them.
 //!
 //! **Partitioned per series**, like `build_crops`: the key material is the CT's content
 //! hashes, the series' split and its nodule centres and diameters (the parameters are in every
@@ -243,21 +245,22 @@ impl Stage for SegDatasetStage {
     }
 }
 
-/// Groups the candidate rows by series: the split (one per series) and the nodules in table
-/// order. A series with rows in both splits is an error (the split is by series).
+/// Groups the candidate rows of the train and val series by series: the split (one per
+/// series) and the nodules in table order; test series are left out. A series with rows in
+/// two splits is an error (the split is by series).
 fn group_series(
     cand_file: &Path,
     rows: Vec<MergedRow>,
 ) -> Result<BTreeMap<String, Series>, StageError> {
     let mut by_series: BTreeMap<String, Series> = BTreeMap::new();
-    for r in rows {
+    for r in rows.into_iter().filter(|r| r.split != Split::Test) {
         let s = by_series.entry(r.series_uid.clone()).or_insert(Series {
             split: r.split,
             nodules: Vec::new(),
         });
         if s.split != r.split {
             return Err(StageError::msg(format!(
-                "{}: series {} has rows in both the train and the val split (candidate {})",
+                "{}: series {} has rows in two splits (candidate {})",
                 cand_file.display(),
                 r.series_uid,
                 r.candidate_id
@@ -276,7 +279,8 @@ fn sample_bytes(src: &CtSource, s: &Series, p: &SegDatasetParams) -> u64 {
     let depth = 2 * p.context_slices as u64 + 1;
     match s.split {
         Split::Train => s.nodules.len() as u64 * depth * (p.crop * p.crop * 2) as u64,
-        Split::Val => {
+        // test series never get here (group_series leaves them out)
+        Split::Val | Split::Test => {
             let voxels = estimated_voxels(src);
             // All slices, or a guess of a tenth of them for the positive ones.
             let frac = if p.val_slices == ValSlices::All {
@@ -349,7 +353,8 @@ fn write_series(
             w.write_train(&inputs, &labels, &irc)
                 .map_err(StageError::domain)?;
         }
-        Split::Val => {
+        // test series never get here (group_series leaves them out)
+        Split::Val | Split::Test => {
             let slices: Vec<usize> = match p.val_slices {
                 ValSlices::Positive => mask.positive_slices(shape),
                 ValSlices::All => (0..shape[0]).collect(),

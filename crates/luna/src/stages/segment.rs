@@ -5,9 +5,9 @@
 //! reads.
 //!
 //! Decisions:
-//! - Series: `val` (default, the book's `--run-validation`), `train`, `all`, or a list of uids;
-//!   the split is the `candidates` table's (merge_candidates), so `val`/`train` need that
-//!   input, `all` and a list do not.
+//! - Series: `val` (default, the book's `--run-validation`), `test`, `train`, `train_val`,
+//!   `all`, or a list of uids; the split is the `candidates` table's (merge_candidates), so a
+//!   split needs that input, `all` and a list do not.
 //! - **Partitioned per series**, key material = the CT's content + the model artifact's key, so
 //!   a new series (or a retrained model) computes exactly what changed; the work runs in the
 //!   `luna-torch` worker, which reports its partitions to the manifest.
@@ -47,25 +47,13 @@ impl Default for SeriesChoice {
     }
 }
 
-/// A named set of series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SplitChoice {
-    /// The validation series of the candidates table.
-    Val,
-    /// The training series.
-    Train,
-    /// Every CT of the dataset.
-    All,
-}
+/// A named set of series: a split of the candidates table, or `all` (every CT of the dataset).
+pub use crate::tables::SplitChoice;
 
 impl SeriesChoice {
     /// Whether the choice needs the candidates table's split.
     pub fn needs_split(&self) -> bool {
-        matches!(
-            self,
-            SeriesChoice::Split(SplitChoice::Val | SplitChoice::Train)
-        )
+        matches!(self, SeriesChoice::Split(s) if *s != SplitChoice::All)
     }
 }
 
@@ -73,7 +61,7 @@ impl SeriesChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentParams {
-    /// `val` (default), `train`, `all`, or a list of series uids.
+    /// `val` (default), `test`, `train`, `train_val`, `all`, or a list of series uids.
     #[serde(default)]
     pub series: SeriesChoice,
     /// Upstream `train_segmentation` stage (default: the one upstream segmenter).

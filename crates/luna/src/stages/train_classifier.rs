@@ -43,8 +43,7 @@ pub struct TrainParams {
     /// `nodule` (nodule vs non-nodule) or `malignancy` (malignant vs benign).
     #[serde(default)]
     pub task: Task,
-    /// Epochs to train.
-    #[serde(default = "one")]
+    /// Epochs to train (required: no default, a silent 1 would hide a forgotten setting).
     pub epochs: usize,
     /// Samples per batch (book: 24).
     #[serde(default = "batch")]

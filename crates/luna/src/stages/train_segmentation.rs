@@ -42,8 +42,7 @@ use crate::worker::WorkerStage;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSegmentationParams {
-    /// Epochs to train.
-    #[serde(default = "one")]
+    /// Epochs to train (required: no default, a silent 1 would hide a forgotten setting).
     pub epochs: usize,
     /// Samples per batch (book: 16).
     #[serde(default = "sixteen")]
@@ -91,9 +90,6 @@ pub struct TrainSegmentationParams {
     pub prefetch: Hint<Option<usize>>,
 }
 
-fn one() -> usize {
-    1
-}
 fn five() -> usize {
     5
 }

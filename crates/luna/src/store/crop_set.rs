@@ -46,18 +46,8 @@ impl Task {
     }
 }
 
-/// Which split a stage reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    /// Validation series only.
-    #[default]
-    Val,
-    /// Training series only.
-    Train,
-    /// Both.
-    All,
-}
+/// Which split a stage reads (`tables::SplitChoice`: val, train, test, train_val, all).
+pub use crate::tables::SplitChoice as Split;
 
 /// Reads the rows of a crops `index.parquet` (schema-checked through `tables`).
 pub fn read_index(path: &Path) -> Result<Vec<CropIndexRow>, StageError> {
@@ -79,7 +69,10 @@ pub fn no_malignancy(path: &Path) -> StageError {
 
 /// Selects the rows of `split` a task uses and their labels. Nodule task: every candidate,
 /// label `is_nodule`. Malignancy: nodules (label `is_malignant`) plus, when `with_negatives`
-/// (training), non-nodule candidates labelled "not malignant".
+/// (training), non-nodule candidates labelled "not malignant". A nodule of unknown malignancy
+/// (null: under merge_candidates' `rule: official`, a class-1 candidate matching no annotated
+/// nodule) is left out; when no nodule has a label at all, the labels were never loaded, which
+/// is an error.
 pub fn select(
     rows: &[CropIndexRow],
     task: Task,
@@ -87,11 +80,7 @@ pub fn select(
     with_negatives: bool,
     index_path: &Path,
 ) -> Result<(Vec<CropIndexRow>, Vec<bool>), StageError> {
-    let in_split = |r: &CropIndexRow| match split {
-        Split::All => true,
-        Split::Train => r.split == crate::tables::Split::Train,
-        Split::Val => r.split == crate::tables::Split::Val,
-    };
+    let in_split = |r: &CropIndexRow| split.includes(r.split);
     let mut sel = Vec::new();
     let mut labels = Vec::new();
     for r in rows.iter().filter(|r| in_split(r)) {
@@ -101,8 +90,10 @@ pub fn select(
                 sel.push(r.clone());
             }
             Task::Malignancy if r.is_nodule => {
-                labels.push(r.is_malignant.ok_or_else(|| no_malignancy(index_path))?);
-                sel.push(r.clone());
+                if let Some(m) = r.is_malignant {
+                    labels.push(m);
+                    sel.push(r.clone());
+                }
             }
             Task::Malignancy if with_negatives => {
                 labels.push(false);
@@ -110,6 +101,13 @@ pub fn select(
             }
             Task::Malignancy => {}
         }
+    }
+    let nodules = rows.iter().filter(|r| in_split(r) && r.is_nodule);
+    if task == Task::Malignancy
+        && nodules.clone().count() > 0
+        && nodules.clone().all(|r| r.is_malignant.is_none())
+    {
+        return Err(no_malignancy(index_path));
     }
     Ok((sel, labels))
 }

@@ -1,6 +1,11 @@
 //! Placing candidate marks (candidates.csv rows) around the planted scene of one series.
 //!
 //! Positives: 1–3 marks per nodule, jittered by 0.1–0.25 × radius from the annotation centre.
+//! With `official` (the luna16 layout's candidates_V2.csv) they are drawn like LUNA16's: a
+//! nodule has no class-1 candidate with probability 0.15, otherwise 1–3 at 0.3–0.8 × radius from
+//! its centre (inside the LUNA16 hit radius, off-centre), and each irrelevant finding (an
+//! excluded blob) gets a class-1 candidate on it with probability 0.5 (a positive that matches
+//! no annotation). The flat layout's draws are unchanged, so its files stay byte-identical.
 //! Negatives (V1 class 0): ~45 % on vessel axes (thicker vessels favoured: the hard negatives),
 //! ~20 % on bifurcations, ~20 % in lung parenchyma at least 1.5 mm from any vessel surface, ~15 %
 //! in soft tissue 2–8 mm outside a lung wall. Each negative keeps ≥ diameter + 2 mm from every
@@ -33,13 +38,30 @@ pub(crate) struct Scene<'a> {
 /// A placed mark: local position, class, kind.
 pub(crate) type Mark = ([f64; 3], u8, &'static str);
 
-/// Place positives for every nodule and up to `negatives` negatives.
-pub(crate) fn place_candidates(sc: &Scene, negatives: usize, rng: &mut Pcg64) -> Vec<Mark> {
+/// Place positives for every nodule (LUNA16-like when `official`) and up to `negatives`
+/// negatives.
+pub(crate) fn place_candidates(
+    sc: &Scene,
+    negatives: usize,
+    official: bool,
+    rng: &mut Pcg64,
+) -> Vec<Mark> {
     let mut cands: Vec<([f64; 3], u8, &'static str)> = Vec::new();
+    let jitter = if official { 0.3..0.8 } else { 0.1..0.25 };
     for (c, d) in sc.nodules {
+        if official && rng.random_bool(0.15) {
+            continue;
+        }
         for _ in 0..rng.random_range(1..=3usize) {
-            let j = rng.random_range(0.1..0.25) * d / 2.0;
+            let j = rng.random_range(jitter.clone()) * d / 2.0;
             cands.push((add_scaled(*c, unit(rng), j), 1, "nodule"));
+        }
+    }
+    if official {
+        for b in sc.blobs {
+            if rng.random_bool(0.5) {
+                cands.push((*b, 1, "excluded"));
+            }
         }
     }
     let inside = |p: [f64; 3]| (0..3).all(|k| p[k] >= 0.0 && p[k] <= sc.ext[k] - sc.spacing[k]);

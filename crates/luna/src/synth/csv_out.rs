@@ -10,9 +10,14 @@
 //! `seriesuids.csv` is one UID per line with **no header**, as in the official evaluation
 //! bundle (`evaluationScript/annotations/seriesuids.csv`, read by the script without skipping a
 //! row). Rows follow series order, so files are deterministic.
+//!
+//! The luna16 layout puts the same tables where the LUNA16 download has them: `annotations.csv`
+//! and `annotations_with_malignancy.csv` at the top, the candidates as `candidates_V2.csv`, and
+//! `annotations.csv`, `annotations_excluded.csv` and `seriesuids.csv` (again) in
+//! `evaluationScript/annotations/`.
 
 use super::truth::SeriesTruth;
-use super::{ResolvedOptions, SynthError};
+use super::{Layout, ResolvedOptions, SynthError, EVAL_DIR};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -73,12 +78,27 @@ pub(crate) fn write_all(
     for r in &mal_rows {
         mal.push_str(r);
     }
+    let files: Vec<(String, &str)> = match opts.layout {
+        Layout::Flat => vec![
+            ("annotations.csv".into(), ann.as_str()),
+            ("annotations_with_malignancy.csv".into(), mal.as_str()),
+            ("annotations_excluded.csv".into(), exc.as_str()),
+            ("candidates.csv".into(), cand.as_str()),
+            ("seriesuids.csv".into(), uids.as_str()),
+        ],
+        Layout::Luna16 => vec![
+            ("annotations.csv".into(), ann.as_str()),
+            ("annotations_with_malignancy.csv".into(), mal.as_str()),
+            ("candidates_V2.csv".into(), cand.as_str()),
+            (format!("{EVAL_DIR}/annotations.csv"), ann.as_str()),
+            (format!("{EVAL_DIR}/annotations_excluded.csv"), exc.as_str()),
+            (format!("{EVAL_DIR}/seriesuids.csv"), uids.as_str()),
+        ],
+    };
     let mut bytes = 0;
-    bytes += write(out_dir, "annotations.csv", &ann)?;
-    bytes += write(out_dir, "annotations_with_malignancy.csv", &mal)?;
-    bytes += write(out_dir, "annotations_excluded.csv", &exc)?;
-    bytes += write(out_dir, "candidates.csv", &cand)?;
-    bytes += write(out_dir, "seriesuids.csv", &uids)?;
+    for (name, text) in files {
+        bytes += write(out_dir, &name, text)?;
+    }
     let truth_path = out_dir.join("synth_truth.json");
     let json = serde_json::json!({ "options": opts, "series": truths });
     let text = serde_json::to_string_pretty(&json).map_err(|e| SynthError::Json {

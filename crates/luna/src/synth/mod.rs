@@ -2,7 +2,15 @@
 //!
 //! `generate` writes `subset0..k/<uid>.mhd + <uid>.raw`, `annotations.csv`,
 //! `annotations_with_malignancy.csv`, `candidates.csv` (V1 semantics), `annotations_excluded.csv`,
-//! `seriesuids.csv` and `synth_truth.json` into one directory, laid out exactly like LUNA16.
+//! `seriesuids.csv` and `synth_truth.json` into one directory (`layout: flat`, the default).
+//! `layout: luna16` writes the tree of the LUNA16 download instead (see [`Layout::Luna16`]):
+//! `subset0…subset9/`, `annotations.csv`, `candidates_V2.csv` whose class-1 candidates sit
+//! off-centre (0.3–0.8 × radius from the annotation centre), miss about one nodule in six and
+//! also mark some irrelevant findings (class-1 candidates that match no annotation), the
+//! evaluation bundle `evaluationScript/annotations/{annotations,annotations_excluded,seriesuids}.csv`,
+//! the book's `annotations_with_malignancy.csv` and `seg-lungs-LUNA16/<uid>.mhd` lung masks
+//! (3 = one lung, 4 = the other, as LUNA16's masks label lungs), so the LUNA16 template runs
+//! on it unchanged.
 //!
 //! Decisions:
 //! - Every series is planned and rendered from its own `Pcg64` seeded from `(seed, series index)`,
@@ -50,6 +58,25 @@ pub enum Preset {
     Real,
 }
 
+/// Which file tree `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Every CSV next to the subset folders (luna's demo data; V1 `candidates.csv`).
+    #[default]
+    Flat,
+    /// The LUNA16 download: `candidates_V2.csv` (official FP-reduction candidates), the
+    /// `evaluationScript/annotations/` bundle and `seg-lungs-LUNA16/` (default 10 subsets).
+    Luna16,
+}
+
+impl Layout {
+    /// Whether this is the default flat layout (left out of synth_truth.json).
+    pub fn is_flat(&self) -> bool {
+        *self == Layout::Flat
+    }
+}
+
 /// Generator options; `None` fields take the preset's default (see [`SynthOptions::resolve`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -58,10 +85,13 @@ pub struct SynthOptions {
     pub preset: Preset,
     /// Master seed; the same seed gives byte-identical files.
     pub seed: u64,
-    /// Number of CT series.
+    /// File tree: `flat` (default) or `luna16` (the LUNA16 download's layout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
+    /// Number of CT series (luna16 layout: at least the preset's and 20).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub series: Option<usize>,
-    /// Number of `subsetN` folders (series are split into contiguous chunks).
+    /// Number of `subsetN` folders (series are split into contiguous chunks; luna16 layout: 10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subsets: Option<usize>,
     /// Inclusive range of planted nodules per series.
@@ -91,6 +121,9 @@ pub struct ResolvedOptions {
     pub preset: Preset,
     /// Master seed.
     pub seed: u64,
+    /// File tree.
+    #[serde(skip_serializing_if = "Layout::is_flat")]
+    pub layout: Layout,
     /// Number of CT series.
     pub series: usize,
     /// Number of subset folders.
@@ -120,6 +153,7 @@ impl SynthOptions {
         SynthOptions {
             preset: p,
             seed: 0,
+            layout: None,
             series: Some(series),
             subsets: Some(subsets),
             nodules_per_series: Some(nps),
@@ -135,11 +169,17 @@ impl SynthOptions {
     pub fn resolve(&self) -> Result<ResolvedOptions, SynthError> {
         let d = SynthOptions::preset(self.preset);
         let pick = |a: Option<f64>, b: Option<f64>| a.or(b).expect("preset sets every field");
+        let layout = self.layout.unwrap_or_default();
+        let (d_series, d_subsets) = match layout {
+            Layout::Flat => (d.series, d.subsets),
+            Layout::Luna16 => (d.series.map(|n| n.max(20)), Some(10)),
+        };
         let r = ResolvedOptions {
             preset: self.preset,
             seed: self.seed,
-            series: self.series.or(d.series).expect("preset sets every field"),
-            subsets: self.subsets.or(d.subsets).expect("preset sets every field"),
+            layout,
+            series: self.series.or(d_series).expect("preset sets every field"),
+            subsets: self.subsets.or(d_subsets).expect("preset sets every field"),
             nodules_per_series: self
                 .nodules_per_series
                 .or(d.nodules_per_series)
@@ -267,6 +307,11 @@ impl SynthError {
     }
 }
 
+/// The lung-mask folder of the luna16 layout (skipped by luna's CT discovery).
+pub const LUNG_MASKS: &str = "seg-lungs-LUNA16";
+/// The evaluation bundle's CSV folder of the luna16 layout.
+pub const EVAL_DIR: &str = "evaluationScript/annotations";
+
 /// Render series `index` of the dataset described by `opts` without writing anything
 /// (HU array in (z, y, x) order, and its geometry). Used by oracle tests.
 #[doc(hidden)]
@@ -288,8 +333,12 @@ pub fn generate(
 ) -> Result<SynthSummary, SynthError> {
     let r = opts.resolve()?;
     std::fs::create_dir_all(out_dir).map_err(|e| SynthError::io(out_dir, e))?;
-    for s in 0..r.subsets {
-        let d = out_dir.join(format!("subset{s}"));
+    let mut dirs: Vec<String> = (0..r.subsets).map(|s| format!("subset{s}")).collect();
+    if r.layout == Layout::Luna16 {
+        dirs.extend([LUNG_MASKS.to_string(), EVAL_DIR.to_string()]);
+    }
+    for s in dirs {
+        let d = out_dir.join(s);
         std::fs::create_dir_all(&d).map_err(|e| SynthError::io(&d, e))?;
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -299,7 +348,16 @@ pub fn generate(
             let plan = plan::plan_series(&r, i);
             let data = render::render(&plan);
             let dir = out_dir.join(format!("subset{}", plan.truth.subset));
-            let bytes = write_mhd::write_series(&dir, &plan.truth.uid, &plan.geometry, &data)?;
+            let mut bytes = write_mhd::write_series(&dir, &plan.truth.uid, &plan.geometry, &data)?;
+            if r.layout == Layout::Luna16 {
+                let masks = out_dir.join(LUNG_MASKS);
+                let geometry = SeriesGeometry {
+                    compressed: true,
+                    ..plan.geometry.clone()
+                };
+                let mask = render::render_lung_mask(&plan);
+                bytes += write_mhd::write_series(&masks, &plan.truth.uid, &geometry, &mask)?;
+            }
             let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             progress(SynthProgress {
                 done: n,

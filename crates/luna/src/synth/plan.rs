@@ -11,7 +11,7 @@ use super::candidates::{place_candidates, Scene};
 use super::geometry::{direction_matrix, SeriesGeometry};
 use super::shapes::{dist, nodule_prims, vessel_trees, Ellipsoid, Prim};
 use super::truth::{CandidateTruth, ExcludedTruth, NoduleShape, NoduleTruth, SeriesTruth};
-use super::{Preset, ResolvedOptions};
+use super::{Layout, Preset, ResolvedOptions};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -153,7 +153,9 @@ pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
         ext,
         spacing: geometry.spacing_xyz,
     };
-    let cands = place_candidates(&scene, o.negatives_per_nodule * n_nod.max(2), &mut rng);
+    let official = o.layout == Layout::Luna16;
+    let negatives = o.negatives_per_nodule * n_nod.max(2);
+    let cands = place_candidates(&scene, negatives, official, &mut rng);
     let candidates = cands
         .into_iter()
         .map(|(p, class, kind)| CandidateTruth {

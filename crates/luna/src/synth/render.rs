@@ -31,6 +31,31 @@ pub(crate) fn render(plan: &SeriesPlan) -> Vec<i16> {
     out
 }
 
+/// The lung mask (z, y, x) of LUNA16's `seg-lungs-LUNA16`: 3 inside the first lung, 4 inside
+/// the second, 0 elsewhere.
+pub(crate) fn render_lung_mask(plan: &SeriesPlan) -> Vec<i16> {
+    let g = &plan.geometry;
+    let [nx, ny, nz] = g.dims_xyz;
+    let [sx, sy, sz] = g.spacing_xyz;
+    let mut out = vec![0i16; nx * ny * nz];
+    out.par_chunks_mut(nx * ny)
+        .enumerate()
+        .for_each(|(z, slice)| {
+            for (i, v) in slice.iter_mut().enumerate() {
+                let p = [(i % nx) as f64 * sx, (i / nx) as f64 * sy, z as f64 * sz];
+                let [a, b] = &plan.anatomy.lungs;
+                *v = if a.rho(p, 0.0) < 1.0 {
+                    3
+                } else if b.rho(p, 0.0) < 1.0 {
+                    4
+                } else {
+                    0
+                };
+            }
+        });
+    out
+}
+
 fn render_slice(plan: &SeriesPlan, z: usize, out: &mut [i16]) {
     let g = &plan.geometry;
     let an = &plan.anatomy;

@@ -176,8 +176,9 @@ impl Cell for Split {
         match v.data() {
             b"train" => Ok(Split::Train),
             b"val" => Ok(Split::Val),
+            b"test" => Ok(Split::Test),
             other => Err(CellError {
-                expected: "\"train\" or \"val\"",
+                expected: "\"train\", \"val\" or \"test\"",
                 found: format!("{:?}", String::from_utf8_lossy(other)),
             }),
         }

@@ -186,6 +186,22 @@ pub enum TableError {
         /// What is allowed.
         why: &'static str,
     },
+    /// `split: { by: subset }` needs every series in a `subsetN` folder.
+    #[error("series {series} (and {count} in all) sits in no subsetN folder, so `split: {{ by: subset }}` cannot place it")]
+    NoSubset {
+        /// The first such series.
+        series: String,
+        /// How many series have no subset.
+        count: usize,
+    },
+    /// A split rule left a split without series.
+    #[error("the {split} split is empty: {detail}")]
+    EmptySplit {
+        /// `test`, `val` or `train`.
+        split: &'static str,
+        /// Why, and which subsets hold series.
+        detail: String,
+    },
     /// Two different candidates hashed to the same candidate_id (astronomically unlikely).
     #[error("candidate_id collision {id} between series {first} and {second}; report this as a luna bug")]
     IdCollision {
@@ -224,6 +240,12 @@ impl TableError {
             }
             Self::BadValue { .. } => Some(
                 "the tool that wrote this file must write finite world coordinates and probabilities in [0, 1] (see schemas/)".into(),
+            ),
+            Self::NoSubset { .. } => Some(
+                "put every CT in a subsetN folder (the LUNA16 layout), keep `require_on_disk: true`, or split with `{ by: stride }`".into(),
+            ),
+            Self::EmptySplit { .. } => Some(
+                "choose `test` / `val` among the subsets that hold series".into(),
             ),
             Self::MalignancyMissing { .. } => {
                 Some("use annotations_with_malignancy.csv from the book's repository".into())

@@ -24,22 +24,33 @@
 //!   both rules, and unaffected by other rows (rejected: position in the sorted list, which
 //!   shifts when a CT is added and would break per-series caching downstream). A collision is an
 //!   error, never silent.
-//! - Split: sorted unique series_uid of the merged table; index 0, val_stride, 2·val_stride, …
-//!   are "val", the rest "train" (`series_list[::val_stride]`). Never by candidate.
+//! - [`MergeRule::Official`] (LUNA16's false-positive-reduction track, for candidates_V2.csv):
+//!   every candidate row with its class as given (`is_nodule = class == 1`: the positives are
+//!   the class-1 candidates, off-centre, and a nodule without one has no positive), centre =
+//!   candidate centre. Each candidate is joined to the **nearest** annotation of its series
+//!   within the LUNA16 hit radius (distance < diameter/2, strict, as the evaluation script):
+//!   then `has_annotation`, its diameter and its `is_malignant`; otherwise diameter 0.0 and
+//!   `is_malignant` null (unknown — a class-1 candidate matching no annotation is a positive
+//!   of unknown malignancy, never silently benign). Rejected: the per-axis box of
+//!   `diameter_match` (not what LUNA16 scores) and the book's 0.7 × diameter matcher.
+//! - Split: by [`SplitSpec`] (see `split.rs`), over the series of the merged table; `subset`
+//!   is each series' `subsetN` folder when known. Never by candidate.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::TableError;
 use super::parquet::read_rows;
 use super::rows::{AnnotationRow, CandidateRow, MergedRow, Split};
+use super::split::{assign_splits, SplitSpec};
 
 /// Which getCandidateInfoList version to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MergeRule {
     /// p2ch13/14: annotations are the positives, class-0 candidates the negatives.
@@ -47,27 +58,21 @@ pub enum MergeRule {
     Final,
     /// p2ch10–12: every candidate, diameter from a per-axis box match to an annotation.
     DiameterMatch,
+    /// LUNA16 FP reduction: candidates' classes as given, annotations joined within d/2.
+    Official,
 }
 
 /// Options of [`merge_rows`] / [`merge_candidates`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct MergeOptions<'a> {
     /// Which rule.
     pub rule: MergeRule,
-    /// Every `val_stride`-th sorted series (index 0 first) is validation; must be ≥ 1.
-    pub val_stride: usize,
+    /// How series are split (default: the book's every 10th is validation).
+    pub split: SplitSpec,
     /// Keep only these series (both annotations and candidates), if given.
     pub require_on_disk: Option<&'a BTreeSet<String>>,
-}
-
-impl Default for MergeOptions<'_> {
-    fn default() -> Self {
-        Self {
-            rule: MergeRule::Final,
-            val_stride: 10,
-            require_on_disk: None,
-        }
-    }
+    /// The `subsetN` folder of each series whose CT was found (null `subset` otherwise).
+    pub subsets: Option<&'a BTreeMap<String, u32>>,
 }
 
 const SRC_ANNOTATION: u8 = b'a';
@@ -100,35 +105,6 @@ pub fn candidate_id(
     (u64::from_le_bytes(bytes) >> 1) as i64
 }
 
-/// Assigns train/val to each series: sorted unique uids, every `val_stride`-th (index 0 first) is val.
-pub fn split_series<'s>(
-    uids: impl IntoIterator<Item = &'s str>,
-    val_stride: usize,
-) -> Result<BTreeMap<String, Split>, TableError> {
-    if val_stride == 0 {
-        return Err(TableError::InvalidOption {
-            option: "val_stride",
-            value: "0".into(),
-            why: "must be >= 1",
-        });
-    }
-    let sorted: BTreeSet<&str> = uids.into_iter().collect();
-    Ok(sorted
-        .into_iter()
-        .enumerate()
-        .map(|(i, u)| {
-            (
-                u.to_string(),
-                if i % val_stride == 0 {
-                    Split::Val
-                } else {
-                    Split::Train
-                },
-            )
-        })
-        .collect())
-}
-
 fn cmp_f(a: f64, b: f64) -> Ordering {
     a.partial_cmp(&b).unwrap_or(Ordering::Equal)
 }
@@ -153,13 +129,6 @@ pub fn merge_rows(
     candidates: &[CandidateRow],
     opts: &MergeOptions<'_>,
 ) -> Result<Vec<MergedRow>, TableError> {
-    if opts.val_stride == 0 {
-        return Err(TableError::InvalidOption {
-            option: "val_stride",
-            value: "0".into(),
-            why: "must be >= 1",
-        });
-    }
     let has_mal = annotations.iter().any(|a| a.is_malignant.is_some());
     let negative_mal = has_mal.then_some(false);
     let keep = |uid: &str| opts.require_on_disk.is_none_or(|s| s.contains(uid));
@@ -179,6 +148,7 @@ pub fn merge_rows(
         is_malignant: negative_mal,
         diameter_mm: 0.0,
         split: Split::Train,
+        subset: None,
     };
     match opts.rule {
         MergeRule::Final => {
@@ -199,21 +169,26 @@ pub fn merge_rows(
                     .map(|c| (false, blank(&c.series_uid, c.center_xyz))),
             );
         }
-        MergeRule::DiameterMatch => {
+        MergeRule::DiameterMatch | MergeRule::Official => {
             let mut by_series: HashMap<&str, Vec<&AnnotationRow>> = HashMap::new();
             for a in &anns {
                 by_series.entry(a.series_uid.as_str()).or_default().push(a);
             }
             let mut all: Vec<&CandidateRow> = cands.collect();
             all.sort_by_key(|c| c.source_line);
+            let official = opts.rule == MergeRule::Official;
+            // official: unknown malignancy is null, never "benign"
+            let unmatched_mal = if official { None } else { negative_mal };
             for c in all {
-                let m = by_series
-                    .get(c.series_uid.as_str())
-                    .and_then(|v| box_match(v, &c.center_xyz));
+                let near = by_series.get(c.series_uid.as_str());
+                let m = match official {
+                    true => near.and_then(|v| radius_match(v, &c.center_xyz)),
+                    false => near.and_then(|v| box_match(v, &c.center_xyz)),
+                };
                 let r = MergedRow {
                     is_nodule: c.class == 1,
                     has_annotation: m.is_some(),
-                    is_malignant: m.map_or(negative_mal, |a| a.is_malignant),
+                    is_malignant: m.map_or(unmatched_mal, |a| a.is_malignant),
                     diameter_mm: m.map_or(0.0, |a| a.diameter_mm),
                     ..blank(&c.series_uid, c.center_xyz)
                 };
@@ -224,11 +199,33 @@ pub fn merge_rows(
     assign_ids(&mut rows)?;
     let mut rows: Vec<MergedRow> = rows.into_iter().map(|(_, r)| r).collect();
     sort_like_book(&mut rows, opts.rule);
-    let split = split_series(rows.iter().map(|r| r.series_uid.as_str()), opts.val_stride)?;
+    let no_subsets = BTreeMap::new();
+    let subsets = opts.subsets.unwrap_or(&no_subsets);
+    let split = assign_splits(
+        rows.iter().map(|r| r.series_uid.as_str()),
+        &opts.split,
+        subsets,
+    )?;
     for r in &mut rows {
         r.split = split[&r.series_uid];
+        r.subset = subsets.get(&r.series_uid).map(|&s| i64::from(s));
     }
     Ok(rows)
+}
+
+/// The nearest annotation whose LUNA16 hit sphere (distance < diameter/2) holds `c`; ties go
+/// to the first in file order.
+fn radius_match<'a>(annotations: &[&'a AnnotationRow], c: &[f64; 3]) -> Option<&'a AnnotationRow> {
+    let d2 = |a: &AnnotationRow| {
+        (0..3)
+            .map(|i| (a.center_xyz[i] - c[i]).powi(2))
+            .sum::<f64>()
+    };
+    annotations
+        .iter()
+        .copied()
+        .filter(|a| d2(a) < (a.diameter_mm / 2.0).powi(2))
+        .min_by(|a, b| cmp_f(d2(a), d2(b)))
 }
 
 fn assign_ids(rows: &mut [(bool, MergedRow)]) -> Result<(), TableError> {
@@ -267,7 +264,7 @@ pub fn sort_like_book(rows: &mut [MergedRow], rule: MergeRule) {
                 .cmp(&a.is_nodule)
                 .then(b.has_annotation.cmp(&a.has_annotation))
                 .then(b.is_malignant.cmp(&a.is_malignant)),
-            MergeRule::DiameterMatch => b.is_nodule.cmp(&a.is_nodule),
+            MergeRule::DiameterMatch | MergeRule::Official => b.is_nodule.cmp(&a.is_nodule),
         };
         head.then(cmp_f(b.diameter_mm, a.diameter_mm))
             .then(b.series_uid.cmp(&a.series_uid))

@@ -40,6 +40,7 @@ mod merge;
 pub(crate) mod parquet;
 mod rows;
 mod schema;
+mod split;
 
 pub use columns::{col, Cell, CellError, ColDoc, Field, Flatten, Row};
 pub(crate) use csv::{num as parse_finite, read_text};
@@ -49,8 +50,8 @@ pub use csv::{
 pub(crate) use csv_split::Records;
 pub use error::{BadRow, BadRowReason, TableError, MAX_REPORTED_ROWS};
 pub use merge::{
-    candidate_id, merge_candidates, merge_rows, require_malignancy, sort_like_book, split_series,
-    MergeOptions, MergeRule,
+    candidate_id, merge_candidates, merge_rows, require_malignancy, sort_like_book, MergeOptions,
+    MergeRule,
 };
 pub use parquet::{read_rows, write_rows, ColumnSink, ColumnSource};
 pub use rows::{
@@ -60,3 +61,4 @@ pub use rows::{
 pub use schema::{
     schema_json, schema_json_text, schema_of, ArrowType, ColumnSpec, Table, ValueRule,
 };
+pub use split::{assign_splits, SplitChoice, SplitSpec, ValRule, ValSubsets};

@@ -536,12 +536,12 @@ mod tests {
             dataset: "train".into(),
             ints: [0, 1, 2, 3, 4],
         };
-        write_rows(&[row("val"), row("test")], &path).expect("write");
-        let err = read_rows::<SegIndexRow>(&path).expect_err("test is no split");
+        write_rows(&[row("val"), row("tset")], &path).expect("write");
+        let err = read_rows::<SegIndexRow>(&path).expect_err("tset is no split");
         assert_eq!(
             err.to_string(),
             format!(
-                "{}: column \"split\" of table seg_index: expected \"train\" or \"val\", found \"test\" at row 1 (was this written by another luna version or for another table?)",
+                "{}: column \"split\" of table seg_index: expected \"train\", \"val\" or \"test\", found \"tset\" at row 1 (was this written by another luna version or for another table?)",
                 path.display()
             )
         );

@@ -38,16 +38,19 @@ const DATA_WAIT: ColDoc = col(
 pub enum Split {
     /// Training series.
     Train,
-    /// Validation series.
+    /// Validation series (they choose the best checkpoint).
     Val,
+    /// Held-out test series (never read by training).
+    Test,
 }
 
 impl Split {
-    /// The string stored in the `split` column: "train" or "val".
+    /// The string stored in the `split` column: "train", "val" or "test".
     pub fn as_str(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Val => "val",
+            Split::Test => "test",
         }
     }
 }
@@ -102,8 +105,10 @@ columns! {
         is_malignant: Option<bool> = col("is_malignant", "malignancy label; false for negatives; null when no malignancy labels were loaded"),
         /// Diameter in mm (0.0 when unknown).
         diameter_mm: f64 = col("diameter_mm", "annotation diameter in mm; 0.0 when none"),
-        /// Train or validation, decided by series.
-        split: Split = col("split", "\"train\" or \"val\"; by series: sorted unique series_uid, every val_stride-th (index 0 first) is val"),
+        /// Train, validation or test, decided by series.
+        split: Split = col("split", "\"train\", \"val\" or \"test\", by series (merge_candidates' `split`: the book's every val_stride-th sorted series is val, or LUNA16 subset folds)"),
+        /// The `subsetN` folder of the series' CT.
+        subset: Option<i64> = col("subset", "N of the subsetN folder the series' CT sits in; null when it is in none (or no CT was looked up)"),
     }
 }
 
@@ -277,7 +282,7 @@ columns! {
         /// Series UID.
         series_uid: String = UID,
         /// The series' split.
-        split: Split = col("split", "\"train\" or \"val\", the series' split in candidates.parquet"),
+        split: Split = col("split", "\"train\" or \"val\", the series' split in candidates.parquet (test series are never in a segmentation dataset)"),
         /// HDF5 file relative to the artifact (`seg/<uid>.h5`).
         file: String = col("file", "HDF5 file of the series, relative to the artifact directory (seg/<series_uid>.h5)"),
         /// Which sample datasets: train (`train_*`) or val (`val_*`).
