@@ -28,6 +28,7 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     p
 }
 
+mod book_chain;
 mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
@@ -56,6 +57,7 @@ mod engine_crash;
 mod engine_errors;
 mod engine_exec;
 mod engine_support;
+mod export_model;
 mod froc_cli;
 mod froc_detections;
 mod froc_oracle;
