@@ -40,32 +40,23 @@ fn book_models_on_a_real_ct_equal_the_books_chain_in_pytorch_and_scipy() {
     let yaml =
         std::fs::read_to_string(Path::new(crate::REPO).join("pipelines/book-models.yaml")).unwrap();
     ws.pipeline("book-models", &yaml);
-    let set = |k: &str, p: PathBuf| format!("{k}={}", p.display());
-    let out = ws.luna(&[
-        "run",
-        "book-models",
-        "--set",
-        &set("models", real.join("book-models")),
-        "--set",
-        &set("ct_root", real.join("lidc")),
-        "--set",
-        "device=cpu",
-    ]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let path = |s: &str| {
-        let o = ws.luna(&[
-            "path",
-            "book-models",
-            s,
-            "--set",
-            &set("models", real.join("book-models")),
-            "--set",
-            &set("ct_root", real.join("lidc")),
-            "--set",
-            "device=cpu",
-        ]);
-        PathBuf::from(o.stdout.trim())
+    let sets = [
+        format!("models={}", real.join("book-models").display()),
+        format!("ct_root={}", real.join("lidc").display()),
+        "device=cpu".to_string(),
+    ];
+    // `luna <command> book-models <extra> --set …` with the real data's paths
+    let luna = |command: &str, extra: &[&str]| {
+        let mut args = vec![command, "book-models"];
+        args.extend_from_slice(extra);
+        for s in &sets {
+            args.extend(["--set", s.as_str()]);
+        }
+        ws.luna(&args)
     };
+    let out = luna("run", &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let path = |s: &str| PathBuf::from(luna("path", &[s]).stdout.trim());
     let mut clusters: Vec<ClusterRow> =
         read_rows(&path("clusters").join("clusters.parquet")).unwrap();
     clusters.sort_by_key(|c| c.cluster_id);
