@@ -63,7 +63,7 @@ for i in $(seq "$RUNS"); do
   "$PY" -c 'import json,sys
 r = {s["stage"]: s.get("duration_s") or 0 for s in json.load(open(sys.argv[1]))["stages"]}
 print(sys.argv[2], r.get("segment", 0), r.get("clusters", 0), r.get("detections", 0))' \
-    "$WS/runs/$id/run.json" "$(echo "$t1 - $t0" | bc)" >>"$WS/luna.txt"
+    "$WS/runs/$id/run.json" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >>"$WS/luna.txt"
   (cd tests/oracle && taskset -c "$CORES" "$PY" book_chain.py "$SERIES_DIR" "$SEG" "$CLS" \
      --threads 2 --out "$WS/oracle-$i.json")
   "$PY" -c 'import json,sys
