@@ -37,7 +37,7 @@ pub fn main(args: Vec<String>) -> i32 {
             Ok(format!("luna-torch train step: {s:.4} s/step"))
         }),
         _ => {
-            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch doctor");
+            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch export ARTIFACT_DIR [--torchscript FILE] [--state-dict FILE] | luna-torch doctor");
             2
         }
     }
