@@ -28,6 +28,7 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     p
 }
 
+mod book_chain;
 mod classify_inputs;
 mod cluster_oracle;
 mod ct_crop_oracle;
@@ -59,6 +60,7 @@ mod engine_support;
 mod eval_classifier;
 mod eval_pooled;
 mod fold_luna16;
+mod export_model;
 mod froc_cli;
 mod froc_detections;
 mod froc_oracle;

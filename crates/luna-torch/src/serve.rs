@@ -14,6 +14,7 @@ pub fn main(args: Vec<String>) -> i32 {
     match args.get(1).map(String::as_str) {
         Some("stage") => serve_stage(),
         Some("infer") => crate::infer::main(),
+        Some("export") => export(&args[2..]),
         Some("doctor") => {
             doctor();
             0
@@ -36,7 +37,7 @@ pub fn main(args: Vec<String>) -> i32 {
             Ok(format!("luna-torch train step: {s:.4} s/step"))
         }),
         _ => {
-            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch doctor");
+            eprintln!("luna-torch runs torch stages for luna; it is not meant to be run by hand.\nusage: luna-torch stage < request.json | luna-torch infer (framed, see luna::serve::wire) | luna-torch export ARTIFACT_DIR [--torchscript FILE] [--state-dict FILE] | luna-torch doctor");
             2
         }
     }
@@ -62,6 +63,44 @@ fn bench(
         }
         Err(e) => {
             eprintln!("{}: {e}", args.get(1).map_or("bench", String::as_str));
+            1
+        }
+    }
+}
+
+/// `luna-torch export ARTIFACT_DIR [--torchscript FILE] [--state-dict FILE]` (run by `luna
+/// export`, which checks the stage and its artifact first): prints `exported <architecture>`,
+/// or the error on stderr and exits 1.
+fn export(args: &[String]) -> i32 {
+    let mut targets = crate::nn::export::ExportTargets::default();
+    let mut dir = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--torchscript" => &mut targets.torchscript,
+            "--state-dict" => &mut targets.state_dict,
+            _ if dir.is_none() => {
+                dir = Some(std::path::PathBuf::from(a));
+                continue;
+            }
+            _ => {
+                eprintln!("error: luna-torch export: unexpected argument {a:?}");
+                return 2;
+            }
+        };
+        *slot = it.next().map(std::path::PathBuf::from);
+    }
+    let Some(dir) = dir else {
+        eprintln!("usage: luna-torch export ARTIFACT_DIR [--torchscript FILE] [--state-dict FILE]");
+        return 2;
+    };
+    match crate::nn::export::export(&dir, &targets) {
+        Ok(arch) => {
+            println!("exported {arch}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             1
         }
     }

@@ -5,7 +5,8 @@
 //! book's segmenter); [`loader`]
 //! (samples, epoch orders, background batches) → [`train`] (the loop: steps, validation,
 //! checkpoints, resume, best-by-score) ← [`task`] (loss and metrics of a task) ←
-//! [`classify`] (the classifier's task), [`segment`] (the segmenter's); [`checkpoint`], [`optim`], [`augment`], [`metrics`],
+//! [`classify`] (the classifier's task), [`segment`] (the segmenter's); [`checkpoint`], [`export`] (TorchScript and `state_dict` files for PyTorch, through
+//! [`state_dict`]), [`optim`], [`augment`], [`metrics`],
 //! [`report`], [`tensorboard`] and [`image`] (PNG images a task draws), [`plot`], [`bench`].
 //!
 //! Decisions shared by the sub-modules:
@@ -22,6 +23,7 @@ pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod classify;
+pub mod export;
 /// RGB images and their PNG encoding (shared with the `luna` report).
 pub use luna::image;
 pub mod import;
@@ -33,6 +35,7 @@ pub mod optim;
 pub mod plot;
 pub mod report;
 pub mod segment;
+pub mod state_dict;
 pub mod task;
 pub mod tensorboard;
 pub mod train;

@@ -10,6 +10,7 @@ mod dag;
 mod detect;
 mod doctor;
 mod error;
+mod export;
 mod fingerprint;
 mod froc;
 mod path;
@@ -60,6 +61,8 @@ enum Cmd {
     Stages(stages::StagesArgs),
     /// Print the directory of a stage's current cached artifact.
     Path(path::PathArgs),
+    /// Export a stage's model for PyTorch: TorchScript and/or state_dict.
+    Export(export::ExportArgs),
     /// List run records, or show one.
     Runs(runs::RunsArgs),
     /// Inspect, verify and garbage-collect the cache.
@@ -136,6 +139,7 @@ where
         Cmd::Dag(a) => dag::cmd(&g, a),
         Cmd::Stages(a) => stages::cmd(a),
         Cmd::Path(a) => path::cmd(&g, a),
+        Cmd::Export(a) => export::cmd(&g, a),
         Cmd::Runs(a) => runs::cmd(&g, a),
         Cmd::Cache(c) => cache::cmd(&g, c),
         Cmd::Remote(c) => remote::cmd(c),

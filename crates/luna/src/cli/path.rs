@@ -2,7 +2,9 @@
 
 use clap::Args;
 
-use super::workspace::open;
+use std::path::PathBuf;
+
+use super::workspace::{open, Opened};
 use super::{CliError, Globals, PipelineArgs};
 use crate::engine::plan::{plan, Freshness, Selection};
 
@@ -18,43 +20,47 @@ pub struct PathArgs {
 /// Runs the command.
 pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
     let o = open(g, &a.p)?;
-    if o.pipeline.stage_index(&a.stage).is_none() {
+    println!("{}", current_artifact(&o, &a.stage)?.display());
+    Ok(0)
+}
+
+/// The directory of `stage`'s current artifact: a usage error when the pipeline has no such
+/// stage, a failure naming the `luna run` to do when it is not up to date.
+pub fn current_artifact(o: &Opened, stage: &str) -> Result<PathBuf, CliError> {
+    if o.pipeline.stage_index(stage).is_none() {
         // checked here so the message does not speak of `--until`, which the user never wrote
         let known: Vec<&str> = o.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-        let dym = crate::engine::suggest::nearest(&a.stage, known.iter().copied())
+        let dym = crate::engine::suggest::nearest(stage, known.iter().copied())
             .map(|s| format!("did you mean `{s}`? "))
             .unwrap_or_default();
         return Err(CliError::usage(
-            format!("pipeline `{}` has no stage `{}`", o.pipeline.name, a.stage),
+            format!("pipeline `{}` has no stage `{}`", o.pipeline.name, stage),
             Some(format!("{dym}stages: {}", known.join(", "))),
         ));
     }
     let sel = Selection {
-        until: Some(a.stage.clone()),
+        until: Some(stage.to_string()),
         ..Default::default()
     };
     let planned = plan(&o.pipeline, &o.cache, &o.stat, &sel);
     o.stat.save();
     let planned = planned?;
-    let Some(ps) = planned.iter().find(|s| s.stage == a.stage) else {
-        return Err(CliError::usage(format!("no stage `{}`", a.stage), None));
+    let Some(ps) = planned.iter().find(|s| s.stage == stage) else {
+        return Err(CliError::usage(format!("no stage `{stage}`"), None));
     };
     match ps.state {
-        Freshness::Fresh => {
-            println!("{}", o.cache.object_dir(&ps.key).display());
-            Ok(0)
-        }
+        Freshness::Fresh => Ok(o.cache.object_dir(&ps.key)),
         Freshness::Stale => {
             let why: Vec<String> = ps.reasons.iter().map(|r| r.to_string()).collect();
             Err(CliError::failed(
                 format!(
                     "stage `{}` has no current artifact: {}",
-                    a.stage,
+                    stage,
                     why.join("; ")
                 ),
                 Some(format!(
                     "run `luna run {} --until {}` first",
-                    o.pipeline.name, a.stage
+                    o.pipeline.name, stage
                 )),
             ))
         }
