@@ -135,7 +135,8 @@ impl ExternalInput {
 /// list of stages (`predictions: [fold_0, fold_1]`, pooled folds). Every member is checked
 /// like a single name (at its own position) and bound in order under [`member_binding`]'s
 /// names, so the stage key holds every member's key in order; a list of one binds exactly
-/// like the stage itself. An unnamed listed slot binds one stage, as any slot does.
+/// like the stage itself. A family's name (`predictions: evaluate`, a `foreach` family) names
+/// its members in order. An unnamed listed slot binds one stage, as any slot does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputSlot {
     /// Input name; also the `with:` key that names its upstream.
@@ -146,6 +147,8 @@ pub struct InputSlot {
     pub named: Option<String>,
     /// The further stages of a list named in `with:` ([`InputSlot::listed`]); else empty.
     pub named_more: Vec<String>,
+    /// Whether it takes a list ([`InputSlot::listed`]); a family's name then names its members.
+    pub listed: bool,
     /// Whether the stage cannot run without it.
     pub required: bool,
     /// The either-or group this slot is one alternative of (what the group supplies, e.g.
@@ -163,6 +166,7 @@ impl InputSlot {
             artifact,
             named: named.map(|s| s.0.clone()),
             named_more: Vec::new(),
+            listed: false,
             required: true,
             alternative: None,
             only_with: None,
@@ -194,6 +198,7 @@ impl InputSlot {
         InputSlot {
             named: names.next(),
             named_more: names.collect(),
+            listed: true,
             ..self
         }
     }

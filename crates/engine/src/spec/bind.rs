@@ -25,15 +25,20 @@ use super::{Issues, StageSpec};
 pub(super) fn pass(st: &mut Parse<'_>) {
     if let Some(dag) = &st.dag {
         if st.stages.len() == st.stage_names.len() {
-            bind_inputs(&mut st.stages, dag, &mut st.is);
+            bind_inputs(&mut st.stages, dag, &st.families, &mut st.is);
         }
     }
 }
 
 /// Binds every stage's input slots, filling `StageSpec::bindings`.
-fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
+fn bind_inputs(
+    stages: &mut [StageSpec],
+    dag: &Dag,
+    families: &BTreeMap<String, Vec<String>>,
+    is: &mut Issues,
+) {
     let all: Vec<BTreeMap<String, String>> = (0..stages.len())
-        .map(|i| Binder::new(stages, dag, i).bind_all(is))
+        .map(|i| Binder::new(stages, dag, families, i).bind_all(is))
         .collect();
     for (st, b) in stages.iter_mut().zip(all) {
         st.bindings = b;
@@ -43,6 +48,8 @@ fn bind_inputs(stages: &mut [StageSpec], dag: &Dag, is: &mut Issues) {
 /// What binding one stage's inputs needs to know about the pipeline.
 struct Binder<'a> {
     stages: &'a [StageSpec],
+    /// Each family's members, for a listed slot named by a family.
+    families: &'a BTreeMap<String, Vec<String>>,
     /// The stage being bound.
     i: usize,
     /// Its direct `needs:`.
@@ -56,7 +63,12 @@ struct Binder<'a> {
 }
 
 impl<'a> Binder<'a> {
-    fn new(stages: &'a [StageSpec], dag: &Dag, i: usize) -> Self {
+    fn new(
+        stages: &'a [StageSpec],
+        dag: &Dag,
+        families: &'a BTreeMap<String, Vec<String>>,
+        i: usize,
+    ) -> Self {
         let base = format!("stages.{}", stages[i].name);
         let at = if dag.deps(i).is_empty() {
             format!("{base}.uses")
@@ -65,6 +77,7 @@ impl<'a> Binder<'a> {
         };
         Binder {
             stages,
+            families,
             i,
             direct: dag.deps(i).to_vec(),
             ancestors: dag
@@ -106,8 +119,14 @@ impl<'a> Binder<'a> {
     /// Every stage named for `slot`, in order, if all of them can fill it (else each problem is
     /// reported at its own value: the list item's position for a list).
     fn check_named(&self, slot: &InputSlot, is: &mut Issues) -> Option<Vec<String>> {
-        let names = slot.named_all();
-        let listed = names.len() > 1;
+        let written = slot.named_all();
+        let family = match written.as_slice() {
+            [one] if slot.listed => self.families.get(one),
+            _ => None,
+        };
+        let names = family.cloned().unwrap_or(written);
+        // a family's members are reported at the family's name
+        let listed = names.len() > 1 && family.is_none();
         let mut ok = true;
         for (i, named) in names.iter().enumerate() {
             let path = match listed {

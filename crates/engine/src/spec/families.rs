@@ -127,6 +127,7 @@ pub(super) fn expand(st: &mut Parse<'_>) {
     }
     st.stage_names = out.keys().map(yaml_key).collect();
     st.stages_map = out;
+    st.families = families;
 }
 
 /// The names taken so far (folded → (name, its family)), to find collisions.

@@ -48,6 +48,8 @@ pub(super) struct Parse<'a> {
     pub(super) stages_map: Mapping,
     /// Stage names in file order (stages pass).
     pub(super) stage_names: Vec<String>,
+    /// Each family's members in order (families pass), for `with:` lists that name a family.
+    pub(super) families: BTreeMap<String, Vec<String>>,
     /// Stages with their kinds and needs, before their parameters are checked (kinds pass).
     pub(super) raws: Vec<RawStage>,
     /// The stage graph; `None` when `needs:` form a cycle (graph pass).
@@ -123,6 +125,7 @@ pub fn parse(
         known_vars: Vec::new(),
         stages_map: Mapping::new(),
         stage_names: Vec::new(),
+        families: BTreeMap::new(),
         raws: Vec::new(),
         dag: None,
         stages: Vec::new(),
