@@ -73,6 +73,7 @@ mod harden_remote_s3;
 mod harden_shared;
 mod harden_spec;
 mod harness;
+mod keys_reads;
 mod keys_stable;
 mod nn_augment;
 mod nn_gpu;

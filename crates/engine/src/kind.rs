@@ -83,6 +83,28 @@ pub struct ExternalInput {
     /// Fingerprint only the directory's file names and sizes, not contents (for stages that
     /// only list a tree, e.g. "which CTs are on disk").
     pub listing: bool,
+    /// Key only the items the stage reads below this directory ([`Stage::reads`]), not the
+    /// whole tree; `None`: the whole tree.
+    pub narrowed: Option<Narrowed>,
+}
+
+/// How a directory input is narrowed to what the stage reads (see `fingerprint.rs`, "Keys from
+/// what a stage reads").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Narrowed {
+    /// The input slot whose artifact says which items are read (e.g. `candidates`: the series
+    /// of its table); `None`: the stage's parameters alone decide.
+    pub by: Option<&'static str>,
+}
+
+/// One item a stage reads below a narrowed input: its name (e.g. a series uid) and its files,
+/// in the order their hashes enter the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadItem {
+    /// The item's name (part of the key).
+    pub item: String,
+    /// Its files (their content, not their paths, is part of the key).
+    pub files: Vec<PathBuf>,
 }
 
 impl ExternalInput {
@@ -93,6 +115,15 @@ impl ExternalInput {
             path: path.into(),
             optional: false,
             listing: false,
+            narrowed: None,
+        }
+    }
+    /// This input keyed only by the items the stage reads below it ([`Stage::reads`]), as
+    /// decided by the artifact of input slot `by` (or the parameters alone, `None`).
+    pub fn narrowed_by(self, by: Option<&'static str>) -> Self {
+        ExternalInput {
+            narrowed: Some(Narrowed { by }),
+            ..self
         }
     }
     /// A directory whose listing (relative paths and sizes), not content, is the input.
@@ -102,6 +133,7 @@ impl ExternalInput {
             path: path.into(),
             optional: false,
             listing: true,
+            narrowed: None,
         }
     }
     /// An input that may be absent.
@@ -111,6 +143,7 @@ impl ExternalInput {
             path: path.into(),
             optional: true,
             listing: false,
+            narrowed: None,
         }
     }
 }
@@ -223,6 +256,22 @@ pub trait Stage: Send + Sync + 'static {
     /// External files and directories read by this stage (their content enters the key).
     fn inputs(_params: &Self::Params) -> Vec<ExternalInput> {
         Vec::new()
+    }
+
+    /// The items a stage reads below its narrowed external input `input` (see
+    /// [`ExternalInput::narrowed_by`]) resolved to `root`, given the directory of the artifact
+    /// bound to the input slot that decides (`by`; `None` when the slot is unbound or none
+    /// decides). Called at plan time, and again once that artifact exists. An error keys the
+    /// whole tree instead (the stage then runs and reports the problem itself).
+    fn reads(
+        _params: &Self::Params,
+        input: &str,
+        _root: &Path,
+        _by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        Err(StageError::msg(format!(
+            "the kind narrows its input `{input}` but says nothing about what it reads"
+        )))
     }
 
     /// Artifact types a stage provides beyond [`Stage::OUTPUTS`], from its parameters (a
@@ -351,6 +400,14 @@ pub trait DynKind: Send + Sync {
     fn check(&self, with: &serde_json::Value) -> Result<CheckedParams, ParamProblem>;
     /// Runs the stage with parameters previously returned by `check`.
     fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// [`Stage::reads`] with parameters previously returned by `check`.
+    fn reads(
+        &self,
+        params: &CheckedParams,
+        input: &str,
+        root: &Path,
+        by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError>;
 }
 
 /// Adapter from a typed [`Stage`] to [`DynKind`].
@@ -412,6 +469,19 @@ impl<S: Stage> DynKind for Typed<S> {
             .downcast_ref::<S::Params>()
             .expect("CheckedParams passed to run() came from this kind's check()");
         self.0.run(typed, ctx)
+    }
+    fn reads(
+        &self,
+        params: &CheckedParams,
+        input: &str,
+        root: &Path,
+        by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        let typed = params
+            .typed
+            .downcast_ref::<S::Params>()
+            .expect("CheckedParams passed to reads() came from this kind's check()");
+        S::reads(typed, input, root, by)
     }
 }
 

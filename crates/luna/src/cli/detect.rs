@@ -161,7 +161,7 @@ pub(super) fn trained_models(
     )?;
     let stale: Vec<String> = planned
         .iter()
-        .filter(|s| needed.contains(&s.index) && s.state == Freshness::Stale)
+        .filter(|s| needed.contains(&s.index) && s.state != Freshness::Fresh)
         .map(|s| s.stage.clone())
         .collect();
     if !stale.is_empty() {

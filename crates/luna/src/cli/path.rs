@@ -44,7 +44,7 @@ pub fn cmd(g: &Globals, a: PathArgs) -> Result<i32, CliError> {
             println!("{}", o.cache.object_dir(&ps.key).display());
             Ok(0)
         }
-        Freshness::Stale => {
+        Freshness::Stale | Freshness::MaybeStale => {
             let why: Vec<String> = ps.reasons.iter().map(|r| r.to_string()).collect();
             Err(CliError::failed(
                 format!(

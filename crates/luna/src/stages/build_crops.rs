@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::CROPS;
 use super::dataset::{
-    candidate_ct_slots, check_on_disk, ct_root_inputs, estimated_cost, find_series,
-    read_candidates, resolve_ct_root,
+    candidate_ct_reads, candidate_ct_slots, check_on_disk, ct_root_inputs, estimated_cost,
+    find_series, read_candidates, resolve_ct_root,
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::dataset` themselves.
@@ -34,7 +34,9 @@ use crate::artifacts::{CropsSummary, Style};
 use crate::ct::{CtSource, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+};
 use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
 use crate::tables::{write_rows, CropIndexRow, MergedRow, Table};
@@ -97,7 +99,16 @@ impl Stage for BuildCropsStage {
     }
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), Some("candidates"))
+    }
+
+    fn reads(
+        _p: &Self::Params,
+        _input: &str,
+        root: &Path,
+        by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        candidate_ct_reads(root, by)
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), ParamError> {

@@ -29,11 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+};
 use crate::model::{Device, CLASSIFIER};
 use crate::stages::artifact::{CANDIDATES, CLUSTERS, DETECTIONS};
-use crate::stages::dataset::{ct_root_inputs, dataset_slot};
+use crate::stages::dataset::{ct_reads, ct_root_inputs, dataset_slot};
 use crate::worker::WorkerStage;
+use std::path::Path;
 
 /// Parameters of `classify_candidates`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -106,7 +109,18 @@ impl Stage for ClassifyCandidatesStage {
     }
 
     fn inputs(p: &ClassifyCandidatesParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), None)
+    }
+
+    /// Every CT under the root (its points come from one of two tables, clusters or
+    /// candidates): a README or a lung mask leaves the key alone, a new series does not.
+    fn reads(
+        _p: &Self::Params,
+        _input: &str,
+        root: &Path,
+        _by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        ct_reads(root, None)
     }
 
     fn validate(p: &ClassifyCandidatesParams) -> Result<(), ParamError> {

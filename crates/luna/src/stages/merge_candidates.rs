@@ -8,17 +8,20 @@
 //! whose CT is present (a partial download), for annotations and candidates alike.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::artifact::{ANNOTATIONS, CANDIDATES, DATASET};
-use super::dataset::{find_series, resolve_ct_root};
+use super::dataset::{annotation_uids, ct_reads, find_series, resolve_ct_root};
 use super::glue::{table_err, write_json};
 use crate::artifacts::{MergeReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+};
 use crate::tables::{
     merge_rows, read_rows, write_rows, AnnotationRow, CandidateRow, MergeOptions, MergeRule, Table,
 };
@@ -91,9 +94,22 @@ impl Stage for MergeCandidatesStage {
 
     fn inputs(p: &MergeCandidatesParams) -> Vec<ExternalInput> {
         match (&p.ct_root, p.require_on_disk) {
-            (Some(r), true) => vec![ExternalInput::listing("ct_root", r.path())],
+            (Some(r), true) => {
+                vec![ExternalInput::listing("ct_root", r.path()).narrowed_by(Some("annotations"))]
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// Which of the tables' series are on disk (names only: presence is all it reads).
+    fn reads(
+        _p: &Self::Params,
+        _input: &str,
+        root: &Path,
+        by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        let uids = by.map(annotation_uids).transpose()?;
+        ct_reads(root, uids.as_ref())
     }
 
     fn validate(p: &MergeCandidatesParams) -> Result<(), ParamError> {

@@ -25,11 +25,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+};
 use crate::model::{Device, SEGMENTER};
 use crate::stages::artifact::{CANDIDATES, PROBABILITIES};
-use crate::stages::dataset::{ct_root_inputs, dataset_slot};
+use crate::stages::dataset::{candidate_uids, ct_reads, ct_root_inputs, dataset_slot};
+use crate::tables::Split;
 use crate::worker::WorkerStage;
+use std::collections::BTreeSet;
+use std::path::Path;
 
 /// Which series to segment (default `val`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -143,7 +148,28 @@ impl Stage for SegmentStage {
     }
 
     fn inputs(p: &SegmentParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        let by = p.series.needs_split().then_some("candidates");
+        ct_root_inputs(p.ct_root.as_ref(), by)
+    }
+
+    /// The CTs of the chosen series: listed, every one, or those of a split of the candidates.
+    fn reads(
+        p: &SegmentParams,
+        _input: &str,
+        root: &Path,
+        by: Option<&Path>,
+    ) -> Result<Vec<ReadItem>, StageError> {
+        let uids: Option<BTreeSet<String>> = match (&p.series, by) {
+            (SeriesChoice::List(l), _) => Some(l.iter().cloned().collect()),
+            (SeriesChoice::Split(SplitChoice::Val), Some(d)) => {
+                Some(candidate_uids(d, Some(Split::Val))?)
+            }
+            (SeriesChoice::Split(SplitChoice::Train), Some(d)) => {
+                Some(candidate_uids(d, Some(Split::Train))?)
+            }
+            (SeriesChoice::Split(_), _) => None,
+        };
+        ct_reads(root, uids.as_ref())
     }
 
     fn validate(p: &SegmentParams) -> Result<(), ParamError> {
