@@ -143,8 +143,12 @@ fn read_narrowed(
     };
     let shown = inp.path.to_string_lossy();
     if root.is_dir() {
-        if let Ok(items) = s.kind.reads(&s.params, &inp.name, &root, by) {
-            return fingerprint_reads(&inp.name, &shown, &items, inp.listing, stat);
+        let read = s.kind.reads(&s.params, &inp.name, &root, by);
+        // a file it names that cannot be read (a missing .raw) is the stage's error to report
+        if let Ok(Ok(fp)) =
+            read.map(|items| fingerprint_reads(&inp.name, &shown, &items, inp.listing, stat))
+        {
+            return Ok(fp);
         }
     }
     fingerprint_input(&inp.name, &shown, &root, inp.optional, inp.listing, stat)
