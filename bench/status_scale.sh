@@ -40,7 +40,9 @@ else
 fi
 mkdir -p "$BENCH_DIR"
 # a private copy: a rebuild of the target dir must not change the binary mid-benchmark
-cp "$LUNA" "$BENCH_DIR/luna"; LUNA="$BENCH_DIR/luna"
+if [ "$LUNA" != "$BENCH_DIR/luna" ]; then
+  cp "$LUNA" "$BENCH_DIR/luna"; LUNA="$BENCH_DIR/luna"
+fi
 
 WS="$BENCH_DIR/ws"
 if [ ! -f "$BENCH_DIR/.data-done" ]; then
@@ -86,10 +88,11 @@ time_status() {
   w=$(printf '%s\n' "${walls[@]}" | median)
   r=$(printf '%s\n' "${rss[@]}" | median)
   local fresh
-  fresh=$(grep -c "up to date" "$BENCH_DIR/status.txt")
+  fresh=$(grep -cE '^  [^ ]+ +up to date$' "$BENCH_DIR/status.txt")
   echo "| $label | $w | $(printf '%s\n' "${walls[@]}" | sort -g | head -1) | $(echo "scale=1; $r/1024" | bc) | $fresh of 7 | $(tail -1 "$BENCH_DIR/status.txt") |"
 }
 
+rm -rf ext/subset9 ext/README.txt   # a rerun starts from the data as generated
 ROWS=$(time_status "all fresh")
 # a README and a new subset9 CT (a series no table names) beside the data
 if [ ! -d ext/subset9 ]; then
@@ -107,7 +110,7 @@ cat > "$OUT_MD" <<MD
 | | |
 |---|---|
 | date | $DATE_START |
-| luna rev | $(git -C "$ROOT" rev-parse --short HEAD) ($BUILD) |
+| luna | $BUILD, built from ${LUNA_BENCH_REV:-$(git -C "$ROOT" rev-parse --short HEAD)} |
 | machine | $(nproc) cores, load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (shared machine) |
 | data | $SERIES tiny synthetic CTs (\`luna synth --preset tiny\`), $(du -sh ext | cut -f1), explicit \`ct_root\` |
 | pipeline | load_annotations, merge_candidates, 3 × build_crops, 2 × seg_dataset (7 stages, 5 per-CT) |

@@ -42,6 +42,22 @@ fn states(ws: &Ws) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `luna status` says every stage is fresh.
+fn assert_all_fresh(ws: &Ws) {
+    let fresh = |s: &str| (s.to_string(), "fresh".to_string());
+    let want = vec![fresh("annotations"), fresh("candidates"), fresh("crops")];
+    assert_eq!(states(ws), want);
+}
+
+/// The reasons recorded for `stage` in run record `rec`.
+fn reasons_of(rec: &Value, stage: &str) -> Value {
+    rec["stages"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["stage"] == stage))
+        .map(|s| s["reasons"].clone())
+        .unwrap_or_else(|| panic!("no record of {stage} in {rec}"))
+}
+
 #[test]
 fn a_readme_and_a_new_subset_leave_the_stages_over_the_other_series_fresh() {
     let ws = ran_once();
@@ -65,14 +81,7 @@ fn a_readme_and_a_new_subset_leave_the_stages_over_the_other_series_fresh() {
         "{}",
         status.stdout
     );
-    assert_eq!(
-        states(&ws),
-        st(&[
-            ("annotations", "fresh"),
-            ("candidates", "fresh"),
-            ("crops", "fresh")
-        ])
-    );
+    assert_all_fresh(&ws);
     let run = ws.luna(&["run", "data"]);
     run.expect_code(0);
     assert!(
@@ -146,32 +155,17 @@ fn a_stage_whose_output_is_unchanged_stops_the_cascade() {
         run.stderr
     );
     let rec = ws.last_run();
-    let crops = rec["stages"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["stage"] == "crops"))
-        .expect("a record of crops");
     assert_eq!(
-        crops["reasons"],
+        reasons_of(&rec, "crops"),
         serde_json::json!([{"reason": "upstream_unchanged", "stage": "candidates"}])
     );
-    let candidates = rec["stages"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["stage"] == "candidates"))
-        .expect("a record of candidates");
     assert_eq!(
-        candidates["reasons"],
+        reasons_of(&rec, "candidates"),
         serde_json::json!([{"reason": "upstream_will_run", "stage": "annotations"}])
     );
 
     // afterwards everything is fresh, and stays so
-    assert_eq!(
-        states(&ws),
-        st(&[
-            ("annotations", "fresh"),
-            ("candidates", "fresh"),
-            ("crops", "fresh")
-        ])
-    );
+    assert_all_fresh(&ws);
     ws.luna(&["run", "data"]).expect_code(0);
     assert!(ws.last_statuses().iter().all(|(_, s)| s == "cached"));
 }

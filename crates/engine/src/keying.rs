@@ -17,7 +17,7 @@ use std::path::Path;
 use super::cache::Cache;
 use super::error::FingerprintError;
 use super::fingerprint::{fingerprint_input, fingerprint_reads, InputFingerprint, KeyMaterial};
-use super::kind::ExternalInput;
+use super::kind::{ExternalInput, ReadsAt};
 use super::reason::{diff, Pending, RerunReason};
 use super::runs::PipelineState;
 use super::spec::Pipeline;
@@ -143,7 +143,12 @@ fn read_narrowed(
     };
     let shown = inp.path.to_string_lossy();
     if root.is_dir() {
-        let read = s.kind.reads(&s.params, &inp.name, &root, by);
+        let at = ReadsAt {
+            input: &inp.name,
+            root: &root,
+            by,
+        };
+        let read = s.kind.reads(&s.params, at);
         // a file it names that cannot be read (a missing .raw) is the stage's error to report
         if let Ok(Ok(fp)) =
             read.map(|items| fingerprint_reads(&inp.name, &shown, &items, inp.listing, stat))

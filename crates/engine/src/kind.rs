@@ -97,6 +97,19 @@ pub struct Narrowed {
     pub by: Option<&'static str>,
 }
 
+/// Where a narrowed input is read ([`Stage::reads`]): the input's name, its directory, and the
+/// directory of the artifact bound to the slot that decides (`None` when none decides or the
+/// slot is unbound).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadsAt<'a> {
+    /// The input's name (e.g. `ct_root`).
+    pub input: &'a str,
+    /// Its directory, resolved.
+    pub root: &'a Path,
+    /// The deciding artifact's directory.
+    pub by: Option<&'a Path>,
+}
+
 /// One item a stage reads below a narrowed input: its name (e.g. a series uid) and its files,
 /// in the order their hashes enter the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,19 +271,14 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// The items a stage reads below its narrowed external input `input` (see
-    /// [`ExternalInput::narrowed_by`]) resolved to `root`, given the directory of the artifact
-    /// bound to the input slot that decides (`by`; `None` when the slot is unbound or none
-    /// decides). Called at plan time, and again once that artifact exists. An error keys the
-    /// whole tree instead (the stage then runs and reports the problem itself).
-    fn reads(
-        _params: &Self::Params,
-        input: &str,
-        _root: &Path,
-        _by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
+    /// The items a stage reads below a narrowed external input (see
+    /// [`ExternalInput::narrowed_by`]), `at` its directory given the deciding artifact. Called
+    /// at plan time, and again once that artifact exists. An error keys the whole tree instead
+    /// (the stage then runs and reports the problem itself).
+    fn reads(_params: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
         Err(StageError::msg(format!(
-            "the kind narrows its input `{input}` but says nothing about what it reads"
+            "the kind narrows its input `{}` but says nothing about what it reads",
+            at.input
         )))
     }
 
@@ -401,13 +409,7 @@ pub trait DynKind: Send + Sync {
     /// Runs the stage with parameters previously returned by `check`.
     fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// [`Stage::reads`] with parameters previously returned by `check`.
-    fn reads(
-        &self,
-        params: &CheckedParams,
-        input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError>;
+    fn reads(&self, params: &CheckedParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError>;
 }
 
 /// Adapter from a typed [`Stage`] to [`DynKind`].
@@ -470,18 +472,12 @@ impl<S: Stage> DynKind for Typed<S> {
             .expect("CheckedParams passed to run() came from this kind's check()");
         self.0.run(typed, ctx)
     }
-    fn reads(
-        &self,
-        params: &CheckedParams,
-        input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
+    fn reads(&self, params: &CheckedParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
         let typed = params
             .typed
             .downcast_ref::<S::Params>()
             .expect("CheckedParams passed to reads() came from this kind's check()");
-        S::reads(typed, input, root, by)
+        S::reads(typed, at)
     }
 }
 

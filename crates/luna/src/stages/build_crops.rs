@@ -35,7 +35,7 @@ use crate::ct::{CtSource, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
@@ -102,13 +102,8 @@ impl Stage for BuildCropsStage {
         ct_root_inputs(p.ct_root.as_ref(), Some("candidates"))
     }
 
-    fn reads(
-        _p: &Self::Params,
-        _input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        candidate_ct_reads(root, by)
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        candidate_ct_reads(at.root, at.by)
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), ParamError> {

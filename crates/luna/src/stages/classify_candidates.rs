@@ -30,13 +30,12 @@ use serde::{Deserialize, Serialize};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::model::{Device, CLASSIFIER};
 use crate::stages::artifact::{CANDIDATES, CLUSTERS, DETECTIONS};
 use crate::stages::dataset::{ct_reads, ct_root_inputs, dataset_slot};
 use crate::worker::WorkerStage;
-use std::path::Path;
 
 /// Parameters of `classify_candidates`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -114,13 +113,8 @@ impl Stage for ClassifyCandidatesStage {
 
     /// Every CT under the root (its points come from one of two tables, clusters or
     /// candidates): a README or a lung mask leaves the key alone, a new series does not.
-    fn reads(
-        _p: &Self::Params,
-        _input: &str,
-        root: &Path,
-        _by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        ct_reads(root, None)
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        ct_reads(at.root, None)
     }
 
     fn validate(p: &ClassifyCandidatesParams) -> Result<(), ParamError> {

@@ -37,7 +37,7 @@ use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::froc::{write_seriesuids, SERIESUIDS_FILE};
 use crate::store::prob_volume::{check_matches, read_prob_volume};
@@ -97,17 +97,12 @@ impl Stage for ClusterStage {
     }
 
     /// The CTs of the series that have a probability volume.
-    fn reads(
-        _p: &Self::Params,
-        _input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        let uids: Option<BTreeSet<String>> = match by {
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids: Option<BTreeSet<String>> = match at.by {
             Some(dir) => Some(volumes(dir)?.into_iter().map(|(uid, _)| uid).collect()),
             None => None,
         };
-        ct_reads(root, uids.as_ref())
+        ct_reads(at.root, uids.as_ref())
     }
 
     fn validate(p: &ClusterParams) -> Result<(), ParamError> {

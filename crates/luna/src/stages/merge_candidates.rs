@@ -8,7 +8,6 @@
 //! whose CT is present (a partial download), for annotations and candidates alike.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,7 @@ use crate::artifacts::{MergeReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::tables::{
     merge_rows, read_rows, write_rows, AnnotationRow, CandidateRow, MergeOptions, MergeRule, Table,
@@ -102,14 +101,9 @@ impl Stage for MergeCandidatesStage {
     }
 
     /// Which of the tables' series are on disk (names only: presence is all it reads).
-    fn reads(
-        _p: &Self::Params,
-        _input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        let uids = by.map(annotation_uids).transpose()?;
-        ct_reads(root, uids.as_ref())
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids = at.by.map(annotation_uids).transpose()?;
+        ct_reads(at.root, uids.as_ref())
     }
 
     fn validate(p: &MergeCandidatesParams) -> Result<(), ParamError> {

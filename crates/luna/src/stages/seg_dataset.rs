@@ -39,7 +39,7 @@ use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::store::{SegLayout, SegWriter, ShuffledSlice};
 use crate::tables::{read_rows, write_rows, MergedRow, SegIndexRow, Split, Table};
@@ -137,13 +137,8 @@ impl Stage for SegDatasetStage {
         ct_root_inputs(p.ct_root.as_ref(), Some("candidates"))
     }
 
-    fn reads(
-        _p: &Self::Params,
-        _input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        candidate_ct_reads(root, by)
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        candidate_ct_reads(at.root, at.by)
     }
 
     fn validate(p: &SegDatasetParams) -> Result<(), ParamError> {

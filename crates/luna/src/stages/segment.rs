@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
 use crate::engine::kind::{
-    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, Stage, StageRef,
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
 };
 use crate::model::{Device, SEGMENTER};
 use crate::stages::artifact::{CANDIDATES, PROBABILITIES};
@@ -34,7 +34,6 @@ use crate::stages::dataset::{candidate_uids, ct_reads, ct_root_inputs, dataset_s
 use crate::tables::Split;
 use crate::worker::WorkerStage;
 use std::collections::BTreeSet;
-use std::path::Path;
 
 /// Which series to segment (default `val`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -153,13 +152,8 @@ impl Stage for SegmentStage {
     }
 
     /// The CTs of the chosen series: listed, every one, or those of a split of the candidates.
-    fn reads(
-        p: &SegmentParams,
-        _input: &str,
-        root: &Path,
-        by: Option<&Path>,
-    ) -> Result<Vec<ReadItem>, StageError> {
-        let uids: Option<BTreeSet<String>> = match (&p.series, by) {
+    fn reads(p: &SegmentParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids: Option<BTreeSet<String>> = match (&p.series, at.by) {
             (SeriesChoice::List(l), _) => Some(l.iter().cloned().collect()),
             (SeriesChoice::Split(SplitChoice::Val), Some(d)) => {
                 Some(candidate_uids(d, Some(Split::Val))?)
@@ -169,7 +163,7 @@ impl Stage for SegmentStage {
             }
             (SeriesChoice::Split(_), _) => None,
         };
-        ct_reads(root, uids.as_ref())
+        ct_reads(at.root, uids.as_ref())
     }
 
     fn validate(p: &SegmentParams) -> Result<(), ParamError> {
