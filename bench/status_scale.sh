@@ -68,7 +68,7 @@ if [ ! -f "$BENCH_DIR/.run-done" ]; then
   say "running the pipeline once (all stages, $SERIES CTs)"
   t0=$(date +%s.%N)
   "$LUNA" run scale >&2 || exit 1
-  RUN_S=$(echo "$(date +%s.%N) - $t0" | bc)
+  RUN_S=$(printf "%.1f" "$(echo "$(date +%s.%N) - $t0" | bc)")
   echo "$RUN_S" > "$BENCH_DIR/.run-done"
 fi
 RUN_S="$(cat "$BENCH_DIR/.run-done")"
@@ -115,7 +115,7 @@ cat > "$OUT_MD" <<MD
 | data | $SERIES tiny synthetic CTs (\`luna synth --preset tiny\`), $(du -sh ext | cut -f1), explicit \`ct_root\` |
 | pipeline | load_annotations, merge_candidates, 3 × build_crops, 2 × seg_dataset (7 stages, 5 per-CT) |
 | cache | $OBJS objects, $PARTS of them per-CT partitions |
-| first full run | ${RUN_S} s |
+| first full run (\`luna run scale\`, all 7 stages) | ${RUN_S} s |
 
 \`luna status scale\`: median of $RUNS runs (after one warm-up), min, and peak RSS (median of the runs,
 \`/usr/bin/time -v\`).
