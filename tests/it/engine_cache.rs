@@ -97,10 +97,10 @@ fn param_change_reruns_only_that_stage_and_downstream() {
                     a  up to date\n  \
                     b  will run:\n       \
                     - param lr changed 0.001 → 0.003\n  \
-                    c  will run:\n       \
+                    c  may run (if its upstream's output changes):\n       \
                     - upstream 'b' will run\n  \
                     d  up to date\n\
-                    2 of 4 stages would run\n";
+                    1 of 4 stages would run, 1 more may run\n";
     assert_eq!(status.stdout, expected);
     ws.luna(&["status", "p", "--quiet"]).expect_code(1);
 
@@ -129,7 +129,7 @@ fn param_change_reruns_only_that_stage_and_downstream() {
             ),
             (
                 "c".into(),
-                "stale".into(),
+                "maybe_stale".into(),
                 serde_json::json!([{"reason": "upstream_will_run", "stage": "b"}])
             ),
             ("d".into(), "fresh".into(), serde_json::json!([])),
@@ -320,10 +320,33 @@ fn input_byte_change_reruns_its_consumers_only() {
         json[0]["reasons"],
         serde_json::json!([{"reason": "input_changed", "name": "data/a.csv", "path": "data/a.csv", "old": old, "new": new}])
     );
-    ws.luna(&["run", "p"]).expect_code(0);
+    // `file` writes the byte count, which is the same: `after` stops the cascade (early cutoff)
+    let run = ws.luna(&["run", "p"]);
+    run.expect_code(0);
     assert_eq!(
         ws.last_statuses(),
-        st(&[("file", "ran"), ("dir", "cached"), ("after", "ran")])
+        st(&[("file", "ran"), ("dir", "cached"), ("after", "cached")])
+    );
+    let rec = ws.last_run();
+    let after = rec["stages"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["stage"] == "after"))
+        .expect("a record of `after`");
+    assert_eq!(
+        after["reasons"],
+        serde_json::json!([{"reason": "upstream_unchanged", "stage": "file"}])
+    );
+    assert!(
+        run.stderr
+            .contains("upstream re-ran, output unchanged ('file')"),
+        "stderr:\n{}",
+        run.stderr
+    );
+    let status = ws.luna(&["status", "p"]);
+    assert!(
+        status.stdout.ends_with("everything is up to date\n"),
+        "{}",
+        status.stdout
     );
 }
 

@@ -79,6 +79,7 @@ mod harden_shared;
 mod harden_spec;
 mod harness;
 mod import_model;
+mod keys_reads;
 mod keys_stable;
 mod nn_augment;
 mod nn_gpu;

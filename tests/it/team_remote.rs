@@ -339,7 +339,9 @@ fn roundtrip(store: Store) {
     let b = data_ws(&store, 3);
     let st = luna(&b, &["status", "data", "--pull"]);
     st.expect_code(0);
-    for s in DATA_STAGES {
+    // a stage's key depends on what its upstream's artifact says it reads (the series of its
+    // table): with nothing local yet, only the first stage's key is known before a pull
+    for s in &DATA_STAGES[..1] {
         let want = [s, "available", "on", "remote", "team"];
         assert!(
             st.stdout.lines().any(|l| l.split_whitespace().eq(want)),

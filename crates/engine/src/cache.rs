@@ -147,6 +147,12 @@ pub struct Manifest {
     pub created: String,
     /// Seconds the stage took.
     pub duration_s: f64,
+    /// The output identity this artifact shares (early cutoff, see `fingerprint.rs`): set when
+    /// the stage re-ran under a new key and wrote exactly the files of its previous artifact,
+    /// whose identity (that artifact's key, or its own `same_output_as`) this is. Absent
+    /// otherwise: the artifact's identity is its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_output_as: Option<String>,
 }
 
 impl Manifest {
@@ -164,6 +170,27 @@ impl Manifest {
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
+
+    /// The digest of the artifact's output: blake3 over its files' (path, size, blake3), in
+    /// path order. Two artifacts with the same digest hold byte-identical files.
+    pub fn output_digest(&self) -> String {
+        output_digest(&self.files)
+    }
+}
+
+/// The digest of an output's files (see [`Manifest::output_digest`]).
+pub fn output_digest(files: &[FileEntry]) -> String {
+    let mut files: Vec<&FileEntry> = files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(f.path.as_bytes());
+        h.update(b"\0");
+        h.update(&f.size.to_le_bytes());
+        h.update(f.blake3.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// Upstream objects up to this size are re-hashed before a stage consumes them.
@@ -524,6 +551,38 @@ impl Cache {
     pub fn manifest(&self, key: &str) -> Result<Manifest, CacheError> {
         check_key(key, "a request for a cached object")?;
         read_manifest(&self.object_dir(key).join("manifest.json"))
+    }
+
+    /// The output identity of object `key`, which downstream keys are computed from (early
+    /// cutoff, see `fingerprint.rs`): its manifest's `same_output_as`, else `key` itself (also
+    /// when the manifest cannot be read: the caller then recomputes the object anyway). In a
+    /// shared cache a member's claim is honoured only while the claimed object is present with
+    /// the same output digest: a false claim would hand downstream stages another output's
+    /// results.
+    pub fn identity(&self, key: &str) -> String {
+        let Ok(m) = self.manifest(key) else {
+            return key.to_string();
+        };
+        let Some(claim) = m.same_output_as.as_deref().filter(|c| is_key(c)) else {
+            return key.to_string();
+        };
+        if !self.shared {
+            return claim.to_string();
+        }
+        match self.manifest(claim) {
+            Ok(c) if c.output_digest() == m.output_digest() => claim.to_string(),
+            _ => key.to_string(),
+        }
+    }
+
+    /// Hashes the output files under `tmp` as a commit would (entries of `known` are trusted
+    /// when the size matches), so the caller can compare an output before committing it.
+    pub fn hash_output(
+        &self,
+        tmp: &Path,
+        known: &[FileEntry],
+    ) -> Result<Vec<FileEntry>, CacheError> {
+        hash_tree(tmp, known)
     }
 
     /// Takes the per-key lock, waiting for another process that holds it.

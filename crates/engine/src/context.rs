@@ -533,6 +533,7 @@ impl StageContext {
             luna_version: env!("CARGO_PKG_VERSION").into(),
             created: chrono::Utc::now().to_rfc3339(),
             duration_s: started.elapsed().as_secs_f64(),
+            same_output_as: None,
         };
         let dir = match self.cache.commit(&tmp, manifest) {
             Ok(d) => d,

@@ -12,7 +12,7 @@
 //! whichever backend ran it. Rejected: a second executor loop per backend (two copies of the
 //! scheduling, skipping and recording), and backends that commit themselves (two commit paths).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -24,8 +24,9 @@ use super::cache::{Cache, KeyLock, Manifest, MANIFEST_VERSION};
 use super::context::{cores, share_cores, ContextParts, StageContext, ThreadBudget, Upstream};
 use super::error::StageError;
 use super::events::{Event, EventSink, StageStatus};
+use super::keying::{explain, key_stage, UpState};
 use super::plan::{Freshness, PlannedStage};
-use super::reason::RerunReason;
+use super::reason::{Pending, RerunReason};
 use super::remote::Fetcher;
 use super::runs::{self, PipelineState, RunRecord, Runs, StageRecord, StageState};
 use super::spec::{Pipeline, StageSpec};
@@ -88,16 +89,20 @@ struct Outcome {
     partitions: Vec<String>,
     status: StageStatus,
     jobs: Vec<String>,
+    /// The artifact's output identity (see `fingerprint.rs`, "Early cutoff").
+    identity: Option<String>,
 }
 
 impl Outcome {
-    /// Ended without error: `status` (`Ran` or `Cached`), with the artifact's partitions.
-    fn ok(status: StageStatus, partitions: Vec<String>, jobs: Vec<String>) -> Outcome {
+    /// Ended without error: `status` (`Ran` or `Cached`), with the artifact's partitions and
+    /// output identity.
+    fn ok(status: StageStatus, partitions: Vec<String>, identity: String) -> Outcome {
         Outcome {
             error: None,
             partitions,
             status,
-            jobs,
+            jobs: Vec::new(),
+            identity: Some(identity),
         }
     }
 }
@@ -130,7 +135,7 @@ pub fn execute(
     rec.stages = run
         .order
         .iter()
-        .filter_map(|ps| run.records.remove(&ps.index))
+        .filter_map(|i| run.records.remove(i))
         .collect();
     rec.success = rec
         .stages
@@ -190,7 +195,6 @@ fn stage_threads(running: usize) -> ThreadBudget {
 /// The state of one run on the main thread (the only thread that changes it).
 struct Run<'a> {
     p: &'a Pipeline,
-    plan: &'a [PlannedStage],
     cache: &'a Cache,
     runs: &'a Runs,
     opts: &'a RunOptions,
@@ -198,8 +202,16 @@ struct Run<'a> {
     /// Stages at once.
     jobs: usize,
     started: Instant,
-    /// The planned stages in topological order.
-    order: Vec<&'a PlannedStage>,
+    /// The planned stages by index, re-keyed as their upstream stages finish.
+    stages: BTreeMap<usize, PlannedStage>,
+    /// Their indices in topological order.
+    order: Vec<usize>,
+    /// What downstream keys see of each stage (by index): see `keying.rs`.
+    ups: Vec<Option<UpState>>,
+    /// Stages that ran in this run, and, for each stage that stayed cached because an upstream
+    /// re-ran with unchanged output, the stages that re-ran.
+    ran: BTreeSet<usize>,
+    cut: BTreeMap<usize, Vec<String>>,
     st: BTreeMap<usize, St>,
     records: BTreeMap<usize, StageRecord>,
     /// Filled by stage threads before they send `Finished`.
@@ -219,24 +231,35 @@ impl<'a> Run<'a> {
         opts: &'a RunOptions,
         run_id: String,
     ) -> Self {
-        let by_index: BTreeMap<usize, &PlannedStage> =
-            plan.iter().map(|ps| (ps.index, ps)).collect();
+        let stages: BTreeMap<usize, PlannedStage> =
+            plan.iter().map(|ps| (ps.index, ps.clone())).collect();
         let order = p
             .dag
             .topo_order()
-            .iter()
-            .filter_map(|i| by_index.get(i).copied())
+            .into_iter()
+            .filter(|i| stages.contains_key(i))
             .collect();
+        let mut ups = vec![None; p.stages.len()];
+        for ps in plan {
+            ups[ps.index] = Some(UpState {
+                key: ps.key.clone(),
+                identity: ps.identity.clone(),
+                pending: ps.state.pending(),
+            });
+        }
         Run {
             p,
-            plan,
             cache,
             runs,
             opts,
             run_id,
             jobs: opts.jobs.max(1),
             started: Instant::now(),
+            stages,
             order,
+            ups,
+            ran: BTreeSet::new(),
+            cut: BTreeMap::new(),
             st: BTreeMap::new(),
             records: BTreeMap::new(),
             outcomes: Arc::default(),
@@ -250,7 +273,7 @@ impl<'a> Run<'a> {
     /// as cached, with one state-file write for all of them.
     fn settle_fresh(&mut self, reporter: &mut dyn Reporter) {
         let mut fresh_states = Vec::new();
-        for ps in &self.order {
+        for ps in self.order.iter().map(|i| &self.stages[i]) {
             let s = if !ps.selected || ps.state == Freshness::Fresh {
                 St::Done(StageStatus::Cached)
             } else {
@@ -326,10 +349,11 @@ impl<'a> Run<'a> {
         reporter: &mut dyn Reporter,
     ) {
         let order = self.order.clone();
-        for ps in order {
-            if self.st[&ps.index] != St::Pending {
+        for idx in order {
+            if self.st[&idx] != St::Pending {
                 continue;
             }
+            let ps = &self.stages[&idx];
             let deps = self.p.dag.deps(ps.index);
             let failed_dep = deps.iter().find(|d| {
                 matches!(
@@ -351,21 +375,137 @@ impl<'a> Run<'a> {
             if !ready || self.running >= self.jobs {
                 continue;
             }
-            self.st.insert(ps.index, St::Running);
+            if ps.waiting && self.rekey(idx, reporter) {
+                continue;
+            }
+            self.st.insert(idx, St::Running);
             self.running += 1;
-            self.launch(scope, ps, tx.clone());
+            self.launch(scope, idx, tx.clone());
         }
     }
 
-    /// Runs stage `ps` on its own thread: `Started`, the work, its outcome, `Finished`.
-    fn launch<'s>(&mut self, scope: &'s Scope<'s, 'a>, ps: &'a PlannedStage, tx: Sender<Event>) {
+    /// Keys stage `idx` again now that the upstream stages its key was guessed from have
+    /// finished (see `keying.rs`). Returns true when that settled it: its artifact is cached
+    /// (an upstream re-ran with unchanged output: early cutoff) or it could not be keyed.
+    fn rekey(&mut self, idx: usize, reporter: &mut dyn Reporter) -> bool {
+        let ps = &self.stages[&idx];
+        let state = PipelineState::load(&self.p.workspace, &self.p.name);
+        let prev = state.as_ref().ok().and_then(|st| st.stages.get(&ps.stage));
+        let plain: BTreeMap<usize, _> = ps.material.inputs.iter().cloned().enumerate().collect();
+        let stat = (self.opts.stat.clone()).unwrap_or_else(|| Arc::new(StatCache::disabled()));
+        let keyed = key_stage(
+            self.p,
+            idx,
+            &self.ups,
+            &plain,
+            prev.map(|x| &x.material),
+            (self.cache, &stat),
+        );
+        let keyed = match keyed {
+            Ok(k) => k,
+            Err(e) => {
+                let detail = match e.hint() {
+                    Some(h) => format!("{e}\n  = hint: {h}"),
+                    None => e.to_string(),
+                };
+                self.st.insert(idx, St::Done(StageStatus::Failed));
+                let at = self.started.elapsed().as_secs_f64();
+                settle(
+                    reporter,
+                    &mut self.records,
+                    ps,
+                    StageStatus::Failed,
+                    at,
+                    Some(detail),
+                );
+                return true;
+            }
+        };
+        let key = keyed.material.key();
+        let forced = ps.reasons.contains(&RerunReason::Forced);
+        let cutoff = !forced && key != ps.key && self.cache.has(&key);
+        let cut = cutoff.then(|| self.cut_by(idx));
+        let ps = self.stages.get_mut(&idx).expect("a planned stage");
+        ps.waiting = false;
+        ps.state = Freshness::Stale;
+        if key == ps.key {
+            return false;
+        }
+        ps.material = keyed.material;
+        ps.identity = key.clone();
+        ps.key = key;
+        let Some(cut) = cut else {
+            if !forced {
+                ps.reasons = explain(&state, &ps.stage, &ps.key, &ps.material, &[]);
+            }
+            return false;
+        };
+        ps.state = Freshness::Fresh;
+        ps.identity = self.cache.identity(&ps.key);
+        ps.reasons = cut
+            .iter()
+            .map(|s| RerunReason::UpstreamUnchanged { stage: s.clone() })
+            .collect();
+        let ps = &self.stages[&idx];
+        let detail = ps.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        self.cut.insert(idx, cut);
+        self.st.insert(idx, St::Done(StageStatus::Cached));
+        self.ups[idx] = Some(UpState {
+            key: ps.key.clone(),
+            identity: ps.identity.clone(),
+            pending: Pending::Settled,
+        });
+        PipelineState::record(
+            &self.p.workspace,
+            &self.p.name,
+            vec![(ps.stage.clone(), state_of(ps))],
+        );
+        let at = self.started.elapsed().as_secs_f64();
+        let detail = Some(detail.join("; "));
+        settle(
+            reporter,
+            &mut self.records,
+            ps,
+            StageStatus::Cached,
+            at,
+            detail,
+        );
+        true
+    }
+
+    /// The stages that re-ran in this run behind stage `idx`'s guessed key: each upstream it
+    /// waited for that ran, or, for one that stayed cached itself, the stages behind that one.
+    fn cut_by(&self, idx: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.stages[&idx].reasons {
+            let (RerunReason::UpstreamWillRun { stage } | RerunReason::UpstreamMayRun { stage }) =
+                r
+            else {
+                continue;
+            };
+            let names = match self.p.stage_index(stage) {
+                Some(d) if self.ran.contains(&d) => vec![stage.clone()],
+                Some(d) => self.cut.get(&d).cloned().unwrap_or_default(),
+                None => Vec::new(),
+            };
+            for n in names {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs stage `idx` on its own thread: `Started`, the work, its outcome, `Finished`.
+    fn launch<'s>(&mut self, scope: &'s Scope<'s, 'a>, idx: usize, tx: Sender<Event>) {
         let budget = stage_threads(self.running);
-        self.budgets.insert(ps.index, budget.clone());
+        self.budgets.insert(idx, budget.clone());
+        let ps = self.stages[&idx].clone();
         let job = StageJob {
             p: self.p,
-            ps,
+            upstream: upstreams(self.p, &self.stages, ps.index, self.cache),
             cache: self.cache,
-            upstream: upstreams(self.p, self.plan, ps.index, self.cache),
             tx,
             log_path: self
                 .runs
@@ -377,16 +517,18 @@ impl<'a> Run<'a> {
             stat: self.opts.stat.clone(),
             fetch: self.opts.fetch.clone(),
             backend: self.opts.backend.clone(),
+            ps,
         };
         let outcomes = self.outcomes.clone();
         scope.spawn(move || {
             let t0 = Instant::now();
             let tx = job.tx.clone();
+            let (index, stage) = (job.ps.index, job.ps.stage.clone());
             // the main thread receives until every started stage has sent `Finished`, so
             // these sends cannot fail while it listens; after that no one needs them
             let _ = tx.send(Event::Started {
-                stage: ps.stage.clone(),
-                reasons: ps.reasons.clone(),
+                stage: stage.clone(),
+                reasons: job.ps.reasons.clone(),
             });
             let out = run_stage_caught(job);
             let (detail, hint) = match &out.error {
@@ -397,9 +539,9 @@ impl<'a> Run<'a> {
             outcomes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(ps.index, out);
+                .insert(index, out);
             let _ = tx.send(Event::Finished {
-                stage: ps.stage.clone(),
+                stage,
                 status,
                 duration: t0.elapsed(),
                 detail,
@@ -410,7 +552,7 @@ impl<'a> Run<'a> {
 
     /// A stage thread finished: its state, state file entry and record.
     fn finished(&mut self, stage: &str, status: StageStatus, duration: Duration) {
-        let Some(ps) = self.order.iter().find(|ps| ps.stage == stage).copied() else {
+        let Some(ps) = self.stages.values().find(|ps| ps.stage == stage) else {
             return;
         };
         self.running -= 1;
@@ -422,13 +564,21 @@ impl<'a> Run<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ps.index);
-        let (err, parts, jobs) = match out {
-            Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs),
-            None => (None, Vec::new(), Vec::new()),
+        let (err, parts, jobs, identity) = match out {
+            Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs, o.identity),
+            None => (None, Vec::new(), Vec::new(), None),
         };
         if matches!(status, StageStatus::Ran | StageStatus::Cached) {
             let state = vec![(ps.stage.clone(), state_of(ps))];
             PipelineState::record(&self.p.workspace, &self.p.name, state);
+            self.ups[ps.index] = Some(UpState {
+                key: ps.key.clone(),
+                identity: identity.unwrap_or_else(|| ps.key.clone()),
+                pending: Pending::Settled,
+            });
+        }
+        if status == StageStatus::Ran {
+            self.ran.insert(ps.index);
         }
         let secs = duration.as_secs_f64();
         let start = (self.started.elapsed().as_secs_f64() - secs).max(0.0);
@@ -481,7 +631,7 @@ fn record(
         status,
         duration_s: secs,
         start_s: start,
-        reasons: if status == StageStatus::Ran {
+        reasons: if status == StageStatus::Ran || ps.state == Freshness::Fresh {
             ps.reasons.clone()
         } else {
             Vec::new()
@@ -493,13 +643,13 @@ fn record(
 }
 
 /// Upstream artifacts of stage `i`: direct needs first, then further ancestors.
-fn upstreams(p: &Pipeline, plan: &[PlannedStage], i: usize, cache: &Cache) -> Vec<Upstream> {
-    let key_of = |j: usize| {
-        plan.iter()
-            .find(|ps| ps.index == j)
-            .map(|ps| ps.key.clone())
-            .unwrap_or_default()
-    };
+fn upstreams(
+    p: &Pipeline,
+    stages: &BTreeMap<usize, PlannedStage>,
+    i: usize,
+    cache: &Cache,
+) -> Vec<Upstream> {
+    let key_of = |j: usize| stages.get(&j).map(|ps| ps.key.clone()).unwrap_or_default();
     let direct: Vec<usize> = p.dag.deps(i).to_vec();
     let mut all: Vec<usize> = direct.clone();
     for j in p.dag.ancestors_inclusive(i) {
@@ -524,7 +674,7 @@ fn upstreams(p: &Pipeline, plan: &[PlannedStage], i: usize, cache: &Cache) -> Ve
 /// Everything one stage's thread needs.
 struct StageJob<'a> {
     p: &'a Pipeline,
-    ps: &'a PlannedStage,
+    ps: PlannedStage,
     cache: &'a Cache,
     upstream: Vec<Upstream>,
     tx: Sender<Event>,
@@ -547,6 +697,7 @@ impl StageJob<'_> {
             partitions: Vec::new(),
             status: StageStatus::Failed,
             jobs,
+            identity: None,
         }
     }
 
@@ -573,6 +724,7 @@ fn run_stage_caught(job: StageJob<'_>) -> Outcome {
                 partitions: Vec::new(),
                 status: StageStatus::Failed,
                 jobs: Vec::new(),
+                identity: None,
             }
         }
     }
@@ -635,7 +787,7 @@ fn reuse(job: &StageJob<'_>) -> Result<Option<Outcome>, StageError> {
         return Ok(Some(Outcome::ok(
             StageStatus::Cached,
             Vec::new(),
-            Vec::new(),
+            cache.identity(key),
         )));
     }
     let Some(f) = &job.fetch else {
@@ -647,7 +799,11 @@ fn reuse(job: &StageJob<'_>) -> Result<Option<Outcome>, StageError> {
                 .manifest(key)
                 .map(|m| m.partitions)
                 .unwrap_or_default();
-            Ok(Some(Outcome::ok(StageStatus::Cached, parts, Vec::new())))
+            Ok(Some(Outcome::ok(
+                StageStatus::Cached,
+                parts,
+                cache.identity(key),
+            )))
         }
         Ok(false) => Ok(None),
         Err(e) => Err(StageError::Message {
@@ -682,7 +838,7 @@ fn check_upstreams(job: &StageJob<'_>) -> Result<(), StageError> {
 
 /// Runs the kind on the backend into a tmp dir and commits it (the caller holds the lock).
 fn compute(job: &StageJob<'_>) -> Outcome {
-    let (p, ps, cache) = (job.p, job.ps, job.cache);
+    let (p, ps, cache) = (job.p, &job.ps, job.cache);
     let tmp = match cache.new_tmp(&ps.key) {
         Ok(t) => t,
         Err(e) => return job.fail(e.into(), Vec::new()),
@@ -714,11 +870,38 @@ fn compute(job: &StageJob<'_>) -> Outcome {
         return job.fail(e, jobs);
     }
     let partitions = ctx.partition_keys();
-    let manifest = manifest(job, partitions.clone(), &ctx, t0.elapsed());
+    let mut manifest = manifest(job, partitions.clone(), &ctx, t0.elapsed());
+    match cache.hash_output(&tmp, &manifest.files) {
+        Ok(files) => manifest.files = files,
+        Err(e) => {
+            cache.discard_tmp(&tmp);
+            return job.fail(e.into(), jobs);
+        }
+    }
+    manifest.same_output_as = same_output(job, &manifest);
+    let identity = manifest
+        .same_output_as
+        .clone()
+        .unwrap_or_else(|| ps.key.clone());
     match commit(job, &tmp, manifest) {
-        Ok(()) => Outcome::ok(StageStatus::Ran, partitions, jobs),
+        Ok(()) => Outcome {
+            jobs,
+            ..Outcome::ok(StageStatus::Ran, partitions, identity)
+        },
         Err(e) => job.fail(e, jobs),
     }
+}
+
+/// Early cutoff: the output identity of the stage's previous artifact (the key it had when it
+/// last ran or was reused) when this run, under another key, wrote exactly its files; `None`
+/// otherwise (no previous artifact, the same key, or other bytes).
+fn same_output(job: &StageJob<'_>, new: &Manifest) -> Option<String> {
+    let prev = job.ps.previous.as_deref().filter(|k| *k != job.ps.key)?;
+    if !job.cache.has(prev) {
+        return None;
+    }
+    let old = job.cache.manifest(prev).ok()?;
+    (old.output_digest() == new.output_digest()).then(|| job.cache.identity(prev))
 }
 
 /// The backend's run of the kind, a panic turned into a stage error.
@@ -740,7 +923,7 @@ fn manifest(
     ctx: &StageContext,
     took: Duration,
 ) -> Manifest {
-    let ps = job.ps;
+    let ps = &job.ps;
     Manifest {
         luna_manifest: MANIFEST_VERSION,
         key: ps.key.clone(),
@@ -756,6 +939,7 @@ fn manifest(
         luna_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Utc::now().to_rfc3339(),
         duration_s: took.as_secs_f64(),
+        same_output_as: None,
     }
 }
 

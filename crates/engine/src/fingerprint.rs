@@ -10,9 +10,10 @@
 //! | kind name (`uses:`)                     | yes    | different code                                       |
 //! | kind `VERSION`                          | yes    | bumped when a kind's output changes for same inputs  |
 //! | semantic params, canonical JSON         | yes    | keys sorted, `null`s dropped, numbers as serde_json  |
-//! | upstream artifact keys (sorted)         | yes    | Merkle chain: upstream change ⇒ downstream change    |
-//! | named inputs → upstream keys            | yes    | `model: a` vs `model: b` over the same needs differ  |
+//! | upstream output identities (sorted)     | yes    | Merkle chain over outputs (see "Early cutoff")       |
+//! | named inputs → upstream identities      | yes    | `model: a` vs `model: b` over the same needs differ  |
 //! | external file/dir content (blake3)      | yes    | content, not mtime: `touch` re-runs nothing          |
+//! | of a narrowed dir: only what is read    | yes    | a README or a new subset beside the data: no re-run  |
 //! | external path as written                | no     | machine-specific; teammates share hits               |
 //! | [`Hint`](super::kind::Hint) params      | no     | `device`, threads: same result, different speed      |
 //! | stage name, pipeline name               | no     | renaming a stage keeps its cache                     |
@@ -23,6 +24,40 @@
 //! list of `(relative path, size, file hash)` of every regular file below it (symlinks
 //! followed), so a new file, a removed file or a changed byte all change it. Hashing is
 //! parallel across files (rayon) and within large files (blake3's mmap + rayon), like `b3sum`.
+//!
+//! **Keys from what a stage reads.** A directory input a kind declares *narrowed*
+//! ([`ExternalInput::narrowed_by`](super::kind::ExternalInput::narrowed_by), e.g. an explicit
+//! `ct_root`) is keyed by the items the stage reads below it, not by the tree: the kind's
+//! [`Stage::reads`](super::kind::Stage::reads) names them (e.g. the CT series of its input
+//! table: the `.mhd` and its data files, or a DICOM series' slices), given the artifact of the
+//! input slot that decides (`candidates`). The fingerprint is blake3 over the sorted item
+//! names, each with its files' content hashes (a `listing` input: the names alone); paths never
+//! enter it. Files nothing reads (a README, lung masks) and series no table names (a new
+//! `subset9`) leave the key alone; a changed byte of a read CT changes it. Per-item partitions
+//! are keyed by their own item's content already (`context.rs`). While the deciding artifact
+//! does not exist yet (its stage will run) the last recorded fingerprint stands in and the
+//! stage is keyed again once it exists (`keying.rs`). A kind that cannot say what it reads (an
+//! unreadable table, a broken tree) gets the whole-tree fingerprint, and reports the problem
+//! when it runs.
+//!
+//! **Early cutoff.** Downstream keys are made from an upstream's *output identity*, not its
+//! key: normally the same string (so keys of existing caches stay), but when a stage re-runs
+//! under a new key and writes byte-identical files to its previous artifact (the key the state
+//! file recorded; compared by the manifests' per-file blake3), its manifest records
+//! `same_output_as` = that artifact's identity, and downstream keys do not change: they stay
+//! cached, reported as `upstream re-ran, output unchanged`. Since identities are known only
+//! after a stage ran, `status` keys a stage below one that will run from a guess (the
+//! upstream's new key) and calls it *maybe stale* when nothing else about it changed; `run`
+//! keys it again when the upstream finished (`keying.rs`). In a shared cache a claim is
+//! honoured only while the claimed object is present with the same files (a member cannot
+//! make downstream stages reuse results of other data). Rejected: keying downstream stages by
+//! the output's content hash always (every existing downstream key would change, and a
+//! non-reproducible upstream, e.g. training, would give teammates different downstream keys for
+//! the same upstream key) and comparing with any earlier artifact (needs an index by content;
+//! the previous artifact is the case that matters: a changed parameter that does not matter).
+//! Limit: a stage that reads a transitive ancestor's files without a named input is keyed by
+//! its direct upstream only; kinds read ancestors through named inputs (bindings), which are in
+//! the key.
 //!
 //! The **stat cache** (`statcache.rs`) maps (path, device, inode, size, mtime ns, ctime ns) to
 //! a file hash so an unchanged tree is re-checked with `stat` calls only. An entry whose mtime
@@ -44,6 +79,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::FingerprintError;
+use super::kind::ReadItem;
 use super::statcache::StatCache;
 
 /// Files at least this large are hashed with multi-threaded mmap.
@@ -248,6 +284,59 @@ pub fn fingerprint_input(
         blake3: hash,
         size,
         files,
+    })
+}
+
+/// Fingerprints the items a stage reads below a narrowed input (see the module doc): blake3
+/// over `item` names in order, each with its files' content hashes in the order given (or,
+/// for a `listing` input, the names alone). Paths never enter it.
+pub fn fingerprint_reads(
+    name: &str,
+    shown: &str,
+    items: &[ReadItem],
+    listing: bool,
+    stat: &StatCache,
+) -> Result<InputFingerprint, FingerprintError> {
+    let mut sorted: Vec<&ReadItem> = items.iter().collect();
+    sorted.sort_by(|a, b| a.item.cmp(&b.item));
+    let files: Vec<&PathBuf> = if listing {
+        Vec::new()
+    } else {
+        sorted.iter().flat_map(|i| i.files.iter()).collect()
+    };
+    let hashed: Vec<Result<(String, u64), FingerprintError>> = files
+        .par_iter()
+        .map(|p| {
+            let io = |e| FingerprintError::Io {
+                name: name.into(),
+                path: p.to_path_buf(),
+                source: e,
+            };
+            let meta = fs::metadata(p).map_err(io)?;
+            let hash = stat.hash(p, &meta).map_err(io)?;
+            Ok((hash, meta.len()))
+        })
+        .collect();
+    let mut hashed = hashed.into_iter();
+    let mut h = blake3::Hasher::new();
+    h.update(if listing { b"items\n" } else { b"reads\n" });
+    let mut size = 0u64;
+    for it in &sorted {
+        h.update(it.item.as_bytes());
+        for _ in it.files.iter().filter(|_| !listing) {
+            let (hash, len) = hashed.next().unwrap_or_else(|| Ok((String::new(), 0)))?;
+            h.update(b"\0");
+            h.update(hash.as_bytes());
+            size += len;
+        }
+        h.update(b"\n");
+    }
+    Ok(InputFingerprint {
+        name: name.into(),
+        path: shown.into(),
+        blake3: h.finalize().to_hex().to_string(),
+        size,
+        files: files.len() as u64,
     })
 }
 

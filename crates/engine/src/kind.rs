@@ -83,6 +83,41 @@ pub struct ExternalInput {
     /// Fingerprint only the directory's file names and sizes, not contents (for stages that
     /// only list a tree, e.g. "which CTs are on disk").
     pub listing: bool,
+    /// Key only the items the stage reads below this directory ([`Stage::reads`]), not the
+    /// whole tree; `None`: the whole tree.
+    pub narrowed: Option<Narrowed>,
+}
+
+/// How a directory input is narrowed to what the stage reads (see `fingerprint.rs`, "Keys from
+/// what a stage reads").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Narrowed {
+    /// The input slot whose artifact says which items are read (e.g. `candidates`: the series
+    /// of its table); `None`: the stage's parameters alone decide.
+    pub by: Option<&'static str>,
+}
+
+/// Where a narrowed input is read ([`Stage::reads`]): the input's name, its directory, and the
+/// directory of the artifact bound to the slot that decides (`None` when none decides or the
+/// slot is unbound).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadsAt<'a> {
+    /// The input's name (e.g. `ct_root`).
+    pub input: &'a str,
+    /// Its directory, resolved.
+    pub root: &'a Path,
+    /// The deciding artifact's directory.
+    pub by: Option<&'a Path>,
+}
+
+/// One item a stage reads below a narrowed input: its name (e.g. a series uid) and its files,
+/// in the order their hashes enter the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadItem {
+    /// The item's name (part of the key).
+    pub item: String,
+    /// Its files (their content, not their paths, is part of the key).
+    pub files: Vec<PathBuf>,
 }
 
 impl ExternalInput {
@@ -93,6 +128,15 @@ impl ExternalInput {
             path: path.into(),
             optional: false,
             listing: false,
+            narrowed: None,
+        }
+    }
+    /// This input keyed only by the items the stage reads below it ([`Stage::reads`]), as
+    /// decided by the artifact of input slot `by` (or the parameters alone, `None`).
+    pub fn narrowed_by(self, by: Option<&'static str>) -> Self {
+        ExternalInput {
+            narrowed: Some(Narrowed { by }),
+            ..self
         }
     }
     /// A directory whose listing (relative paths and sizes), not content, is the input.
@@ -102,6 +146,7 @@ impl ExternalInput {
             path: path.into(),
             optional: false,
             listing: true,
+            narrowed: None,
         }
     }
     /// An input that may be absent.
@@ -111,6 +156,7 @@ impl ExternalInput {
             path: path.into(),
             optional: true,
             listing: false,
+            narrowed: None,
         }
     }
 }
@@ -322,6 +368,17 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The items a stage reads below a narrowed external input (see
+    /// [`ExternalInput::narrowed_by`]), `at` its directory given the deciding artifact. Called
+    /// at plan time, and again once that artifact exists. An error keys the whole tree instead
+    /// (the stage then runs and reports the problem itself).
+    fn reads(_params: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        Err(StageError::msg(format!(
+            "the kind narrows its input `{}` but says nothing about what it reads",
+            at.input
+        )))
+    }
+
     /// Artifact types a stage provides beyond [`Stage::OUTPUTS`], from its parameters (a
     /// `command` stage's `provides:`).
     fn provides(_params: &Self::Params) -> Vec<String> {
@@ -448,6 +505,8 @@ pub trait DynKind: Send + Sync {
     fn check(&self, with: &serde_json::Value) -> Result<CheckedParams, ParamProblem>;
     /// Runs the stage with parameters previously returned by `check`.
     fn run(&self, params: &CheckedParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// [`Stage::reads`] with parameters previously returned by `check`.
+    fn reads(&self, params: &CheckedParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError>;
 }
 
 /// Adapter from a typed [`Stage`] to [`DynKind`].
@@ -509,6 +568,13 @@ impl<S: Stage> DynKind for Typed<S> {
             .downcast_ref::<S::Params>()
             .expect("CheckedParams passed to run() came from this kind's check()");
         self.0.run(typed, ctx)
+    }
+    fn reads(&self, params: &CheckedParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let typed = params
+            .typed
+            .downcast_ref::<S::Params>()
+            .expect("CheckedParams passed to reads() came from this kind's check()");
+        S::reads(typed, at)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod fingerprint;
+pub mod keying;
 pub mod kind;
 pub mod plan;
 pub mod reason;

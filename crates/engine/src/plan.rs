@@ -1,6 +1,8 @@
 //! Planning: compute every selected stage's key (fingerprinting external inputs in parallel),
 //! decide fresh/stale by key, and explain each stale stage. Nothing runs here; `status` and
-//! `run --dry-run` print the plan, `run` executes it.
+//! `run --dry-run` print the plan, `run` executes it. A stage below one that will run is keyed
+//! from a guess (`keying.rs`): "maybe stale" when nothing else about it changed, since the
+//! upstream's output decides (early cutoff); the executor keys it again once that upstream ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +12,8 @@ use serde::Serialize;
 use super::cache::Cache;
 use super::error::FingerprintError;
 use super::fingerprint::{fingerprint_input, InputFingerprint, KeyMaterial};
-use super::reason::{diff, RerunReason};
+use super::keying::{explain, key_stage, Keyed, UpState};
+use super::reason::{Pending, RerunReason};
 use super::runs::PipelineState;
 use super::spec::Pipeline;
 use super::statcache::StatCache;
@@ -87,7 +90,7 @@ pub struct PlannedStage {
     pub stage: String,
     /// Kind.
     pub kind: String,
-    /// Its key.
+    /// Its key (a guess while the stage is `maybe_stale`: see `keying.rs`).
     pub key: String,
     /// Key material.
     #[serde(skip)]
@@ -95,13 +98,25 @@ pub struct PlannedStage {
     /// Whether the run covers it.
     #[serde(skip)]
     pub selected: bool,
-    /// "fresh" or "stale".
+    /// "fresh", "stale" or "maybe_stale".
     pub state: Freshness,
     /// Why it will run (empty when fresh).
     pub reasons: Vec<RerunReason>,
+    /// Its output identity, which downstream keys use: the cache's for a fresh stage, its key
+    /// otherwise (see `fingerprint.rs`, "Early cutoff").
+    #[serde(skip)]
+    pub identity: String,
+    /// Whether the key was guessed from upstream stages that will or may run first (the
+    /// executor keys it again once they finished).
+    #[serde(skip)]
+    pub waiting: bool,
+    /// The key it had when it last ran or was reused (the state file), whose output a re-run
+    /// is compared with.
+    #[serde(skip)]
+    pub previous: Option<String>,
 }
 
-/// Fresh or stale.
+/// Fresh, stale or maybe stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Freshness {
@@ -109,6 +124,20 @@ pub enum Freshness {
     Fresh,
     /// It will run.
     Stale,
+    /// It runs only if an upstream stage that will run first writes other output than last
+    /// time (nothing else about it changed).
+    MaybeStale,
+}
+
+impl Freshness {
+    /// Where a stage in this state stands for its downstream stages.
+    pub fn pending(self) -> Pending {
+        match self {
+            Freshness::Fresh => Pending::Settled,
+            Freshness::Stale => Pending::WillRun,
+            Freshness::MaybeStale => Pending::MayRun,
+        }
+    }
 }
 
 /// Plans a run of `p` (`selection` decides which stages are covered).
@@ -121,48 +150,84 @@ pub fn plan(
     let cover = Cover::of(p, sel)?;
     let fps = fingerprints(p, &cover.needed, stat)?;
     let state = PipelineState::load(&p.workspace, &p.name);
-    let n = p.stages.len();
-    let mut keys: Vec<Option<String>> = vec![None; n];
-    let mut stale = vec![false; n];
+    let mut ups: Vec<Option<UpState>> = vec![None; p.stages.len()];
     let mut out = Vec::new();
     for i in p.dag.topo_order() {
         if !cover.needed.contains(&i) {
             continue;
         }
         let s = &p.stages[i];
-        let material = material(p, i, &keys, &fps);
-        let key = material.key();
-        keys[i] = Some(key.clone());
-        let is_forced = cover.forced.contains(&i) && cover.selected.contains(&i);
-        let fresh = cache.has(&key) && !is_forced;
-        stale[i] = !fresh;
-        let reasons = if fresh {
-            Vec::new()
-        } else if is_forced {
-            vec![RerunReason::Forced]
-        } else {
-            let will_run = |name: &str| p.stage_index(name).is_some_and(|d| stale[d]);
-            why_stale(&state, &s.name, &key, &material, &will_run)
-        };
-        out.push(PlannedStage {
-            index: i,
-            stage: s.name.clone(),
-            kind: s.kind.name().into(),
-            key,
-            material,
-            selected: cover.selected.contains(&i),
-            state: if fresh {
-                Freshness::Fresh
-            } else {
-                Freshness::Stale
-            },
-            reasons,
+        let prev = state.as_ref().ok().and_then(|st| st.stages.get(&s.name));
+        let plain: BTreeMap<usize, InputFingerprint> = fps
+            .range((i, 0)..(i + 1, 0))
+            .map(|(&(_, j), f)| (j, f.clone()))
+            .collect();
+        let keyed = key_stage(p, i, &ups, &plain, prev.map(|x| &x.material), (cache, stat))
+            .map_err(|e| PlanError::Fingerprint {
+                stage: s.name.clone(),
+                source: e,
+            })?;
+        let forced = cover.forced.contains(&i) && cover.selected.contains(&i);
+        let mut ps = judge(p, i, keyed, forced, cache, &state);
+        ps.selected = cover.selected.contains(&i);
+        ps.previous = prev.map(|x| x.key.clone());
+        ups[i] = Some(UpState {
+            key: ps.key.clone(),
+            identity: ps.identity.clone(),
+            pending: ps.state.pending(),
         });
+        out.push(ps);
     }
     if !sel.only.is_empty() {
-        check_only(p, &out, &cover.selected, &stale)?;
+        check_only(p, &out, &cover.selected)?;
     }
     Ok(out)
+}
+
+/// Decides whether stage `i`, keyed as `keyed`, is fresh, stale or maybe stale, and why.
+fn judge(
+    p: &Pipeline,
+    i: usize,
+    keyed: Keyed,
+    forced: bool,
+    cache: &Cache,
+    state: &Result<PipelineState, String>,
+) -> PlannedStage {
+    let s = &p.stages[i];
+    let key = keyed.material.key();
+    let waiting = !keyed.waiting.is_empty();
+    let fresh = !waiting && !forced && cache.has(&key);
+    let reasons = if fresh {
+        Vec::new()
+    } else if forced {
+        vec![RerunReason::Forced]
+    } else {
+        explain(state, &s.name, &key, &keyed.material, &keyed.waiting)
+    };
+    let state = if fresh {
+        Freshness::Fresh
+    } else if waiting && !forced && reasons.iter().all(RerunReason::is_upstream_pending) {
+        Freshness::MaybeStale
+    } else {
+        Freshness::Stale
+    };
+    PlannedStage {
+        index: i,
+        stage: s.name.clone(),
+        kind: s.kind.name().into(),
+        identity: if fresh {
+            cache.identity(&key)
+        } else {
+            key.clone()
+        },
+        key,
+        material: keyed.material,
+        selected: false,
+        state,
+        reasons,
+        waiting,
+        previous: None,
+    }
 }
 
 /// The stages a selection covers.
@@ -221,7 +286,12 @@ fn fingerprints(
 ) -> Result<BTreeMap<(usize, usize), InputFingerprint>, PlanError> {
     let jobs: Vec<(usize, usize)> = needed
         .iter()
-        .flat_map(|&i| (0..p.stages[i].params.inputs.len()).map(move |j| (i, j)))
+        .flat_map(|&i| {
+            let inputs = &p.stages[i].params.inputs;
+            (0..inputs.len())
+                .filter(|&j| inputs[j].narrowed.is_none())
+                .map(move |j| (i, j))
+        })
         .collect();
     let results: Vec<Result<(usize, usize, InputFingerprint), PlanError>> = jobs
         .par_iter()
@@ -255,81 +325,19 @@ fn fingerprints(
     Ok(fps)
 }
 
-/// The key material of stage `i` (its upstreams' keys are in `keys` already).
-fn material(
-    p: &Pipeline,
-    i: usize,
-    keys: &[Option<String>],
-    fps: &BTreeMap<(usize, usize), InputFingerprint>,
-) -> KeyMaterial {
-    let s = &p.stages[i];
-    let upstream: BTreeMap<String, String> = p
-        .dag
-        .deps(i)
-        .iter()
-        .map(|&d| {
-            (
-                p.stages[d].name.clone(),
-                keys[d].clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    KeyMaterial {
-        kind: s.kind.name().into(),
-        version: s.kind.version(),
-        params: s.params.semantic.clone(),
-        upstream,
-        inputs: (0..s.params.inputs.len())
-            .filter_map(|j| fps.get(&(i, j)).cloned())
-            .collect(),
-        bindings: s
-            .bindings
-            .iter()
-            .map(|(input, stage)| {
-                let key = p.stage_index(stage).and_then(|d| keys[d].clone());
-                (input.clone(), key.unwrap_or_default())
-            })
-            .collect(),
-    }
-}
-
-/// Why a stale, unforced stage runs: compared with its last recorded state.
-fn why_stale(
-    state: &Result<PipelineState, String>,
-    stage: &str,
-    key: &str,
-    material: &KeyMaterial,
-    will_run: &dyn Fn(&str) -> bool,
-) -> Vec<RerunReason> {
-    match state {
-        Err(e) => vec![RerunReason::ManifestUnreadable { error: e.clone() }],
-        Ok(st) => match st.stages.get(stage) {
-            None => vec![RerunReason::FirstRun],
-            Some(prev) if prev.key == key => {
-                vec![RerunReason::NoCachedArtifact { key: key.into() }]
-            }
-            Some(prev) => {
-                let r = diff(&prev.material, material, will_run);
-                if r.is_empty() {
-                    vec![RerunReason::NothingObvious]
-                } else {
-                    r
-                }
-            }
-        },
-    }
-}
-
 /// `--only`: every upstream of a selected stage must be cached (it will not be computed).
 fn check_only(
     p: &Pipeline,
     out: &[PlannedStage],
     selected: &BTreeSet<usize>,
-    stale: &[bool],
 ) -> Result<(), PlanError> {
+    let stale = |d: usize| {
+        out.iter()
+            .any(|ps| ps.index == d && ps.state != Freshness::Fresh)
+    };
     for ps in out.iter().filter(|ps| ps.selected) {
         for &d in p.dag.deps(ps.index) {
-            if !selected.contains(&d) && stale[d] {
+            if !selected.contains(&d) && stale(d) {
                 return Err(PlanError::OnlyNeedsUpstream {
                     stage: ps.stage.clone(),
                     upstream: p.stages[d].name.clone(),

@@ -93,6 +93,18 @@ pub enum RerunReason {
         /// Upstream stage.
         stage: String,
     },
+    /// An upstream stage may run first (its own upstream will): this stage runs only if that
+    /// one's output changes.
+    UpstreamMayRun {
+        /// Upstream stage.
+        stage: String,
+    },
+    /// Not a cause to run but why a stage that looked stale stayed cached: the upstream stage
+    /// re-ran and wrote byte-identical output (early cutoff; see `fingerprint.rs`).
+    UpstreamUnchanged {
+        /// The upstream stage that re-ran.
+        stage: String,
+    },
     /// An upstream artifact differs from last time although that stage is fresh now.
     UpstreamChanged {
         /// Upstream stage.
@@ -167,6 +179,10 @@ impl fmt::Display for RerunReason {
                 write!(f, "kind {kind} version {old} → {new}")
             }
             RerunReason::UpstreamWillRun { stage } => write!(f, "upstream '{stage}' will run"),
+            RerunReason::UpstreamMayRun { stage } => write!(f, "upstream '{stage}' may run"),
+            RerunReason::UpstreamUnchanged { stage } => {
+                write!(f, "upstream re-ran, output unchanged ('{stage}')")
+            }
             RerunReason::UpstreamChanged { stage, old, new } => {
                 write!(
                     f,
@@ -196,12 +212,34 @@ impl fmt::Display for RerunReason {
     }
 }
 
+/// Where an upstream stage stands when a stage is explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Fresh or finished: its artifact is known.
+    Settled,
+    /// It will run.
+    WillRun,
+    /// It may run (an upstream of its own will).
+    MayRun,
+}
+
+impl RerunReason {
+    /// Whether the reason is only that an upstream stage will or may run first (a stage with
+    /// no other reason is "maybe stale": its upstream's output decides).
+    pub fn is_upstream_pending(&self) -> bool {
+        matches!(
+            self,
+            RerunReason::UpstreamWillRun { .. } | RerunReason::UpstreamMayRun { .. }
+        )
+    }
+}
+
 /// Diffs the previous key material of a stage against the new one.
-/// `will_run` says which upstream stages are stale in this run.
+/// `pending` says where each upstream stage stands in this run.
 pub fn diff(
     old: &KeyMaterial,
     new: &KeyMaterial,
-    will_run: &dyn Fn(&str) -> bool,
+    pending: &dyn Fn(&str) -> Pending,
 ) -> Vec<RerunReason> {
     let mut out = Vec::new();
     if old.kind != new.kind {
@@ -222,7 +260,12 @@ pub fn diff(
             None => out.push(RerunReason::UpstreamAdded {
                 stage: stage.clone(),
             }),
-            Some(_) if will_run(stage) => out.push(RerunReason::UpstreamWillRun {
+            Some(_) if pending(stage) == Pending::WillRun => {
+                out.push(RerunReason::UpstreamWillRun {
+                    stage: stage.clone(),
+                })
+            }
+            Some(_) if pending(stage) == Pending::MayRun => out.push(RerunReason::UpstreamMayRun {
                 stage: stage.clone(),
             }),
             Some(k) if k != key => out.push(RerunReason::UpstreamChanged {
@@ -245,7 +288,9 @@ pub fn diff(
             && !out.iter().any(|r| {
                 matches!(
                     r,
-                    RerunReason::UpstreamWillRun { .. } | RerunReason::UpstreamChanged { .. }
+                    RerunReason::UpstreamWillRun { .. }
+                        | RerunReason::UpstreamMayRun { .. }
+                        | RerunReason::UpstreamChanged { .. }
                 )
             })
         {

@@ -520,6 +520,9 @@ fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
                     sets: a.sets.clone(),
                 },
             )?;
+            if !push {
+                return pull_stages(&o, &a);
+            }
             let keys = stage_keys(&o, &a.stage)?;
             (o.config, o.cache, Some(keys))
         }
@@ -546,6 +549,41 @@ fn transfer(g: &Globals, a: TransferArgs, push: bool) -> Result<i32, CliError> {
         print_pull(&remote, &r, t0.elapsed())
     };
     Ok(code)
+}
+
+/// `cache pull PIPELINE`: its stages' objects, layer by layer. A stage's key may depend on
+/// its upstream's artifact (the series its table names, its output identity: see the
+/// engine's `keying.rs`), so the keys are planned again after each pull that brought
+/// something, until one brings nothing.
+fn pull_stages(o: &Opened, a: &TransferArgs) -> Result<i32, CliError> {
+    let (remote, _) = super::remote::open(&o.config, a.remote.as_deref())?;
+    let _in_use = o.cache.use_lock()?;
+    let t0 = std::time::Instant::now();
+    let mut total: Option<PullReport> = None;
+    loop {
+        let keys = stage_keys(o, &a.stage)?;
+        let r = remote.pull(&o.cache, &keys)?;
+        let more = !r.pulled.is_empty();
+        total = Some(match total {
+            None => r,
+            Some(t) => PullReport {
+                pulled: [t.pulled, r.pulled].concat(),
+                present: t.present,
+                missing_remotely: r.missing_remotely,
+                corrupt: [t.corrupt, r.corrupt].concat(),
+                bytes_received: t.bytes_received + r.bytes_received,
+                resumed_files: t.resumed_files + r.resumed_files,
+            },
+        });
+        if !more {
+            break;
+        }
+    }
+    Ok(print_pull(
+        &remote,
+        &total.unwrap_or_default(),
+        t0.elapsed(),
+    ))
 }
 
 /// Keys of the pipeline's current stages (`only`: these stages; unknown names are errors).

@@ -198,7 +198,7 @@ impl Reporter for HumanReporter {
     fn start(&mut self, p: &Pipeline, plan: &[PlannedStage], jobs: usize, run_id: &str) {
         self.run_id = run_id.into();
         let sel: Vec<_> = plan.iter().filter(|s| s.selected).collect();
-        let stale = sel.iter().filter(|s| s.state == Freshness::Stale).count();
+        let stale = sel.iter().filter(|s| s.state != Freshness::Fresh).count();
         self.line(format!(
             "{:>12} pipeline {} ({} stages: {} cached, {} to run, -j {jobs})",
             "Starting",
@@ -272,7 +272,8 @@ impl Reporter for HumanReporter {
                 };
                 let mut s = status_line(status.word(), d, stage);
                 if let Some(det) = detail {
-                    if *status == StageStatus::Skipped {
+                    // a skip's cause, or why a stage that looked stale stayed cached
+                    if matches!(*status, StageStatus::Skipped | StageStatus::Cached) {
                         s.push_str(&format!(" ({det})"));
                     } else {
                         // continuation lines (a command's stderr tail) stay in the message column

@@ -161,7 +161,7 @@ pub(super) fn trained_models(
     )?;
     let stale: Vec<String> = planned
         .iter()
-        .filter(|s| needed.contains(&s.index) && s.state == Freshness::Stale)
+        .filter(|s| needed.contains(&s.index) && s.state != Freshness::Fresh)
         .map(|s| s.stage.clone())
         .collect();
     if !stale.is_empty() {
@@ -271,8 +271,10 @@ pub(super) fn detect(g: &Globals, a: &DetectArgs) -> Result<Detected, CliError> 
             Some(format!("see `luna runs show {}`", rec.id)),
         ));
     }
+    // the run's keys, not the plan's: a stage below one that ran is keyed again once that one
+    // finished (its key depends on what the upstream wrote)
     let key_of = |stage: &str| {
-        planned
+        rec.stages
             .iter()
             .find(|s| s.stage == stage)
             .map(|s| o.cache.object_dir(&s.key))

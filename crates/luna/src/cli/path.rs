@@ -50,7 +50,7 @@ pub fn current_artifact(o: &Opened, stage: &str) -> Result<PathBuf, CliError> {
     };
     match ps.state {
         Freshness::Fresh => Ok(o.cache.object_dir(&ps.key)),
-        Freshness::Stale => {
+        Freshness::Stale | Freshness::MaybeStale => {
             let why: Vec<String> = ps.reasons.iter().map(|r| r.to_string()).collect();
             Err(CliError::failed(
                 format!(

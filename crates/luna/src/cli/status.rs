@@ -36,12 +36,12 @@ pub fn cmd(g: &Globals, a: StatusArgs) -> Result<i32, CliError> {
     let planned = plan(&o.pipeline, &o.cache, &o.stat, &Selection::default());
     o.stat.save();
     let planned = planned?;
-    let stale = planned.iter().any(|s| s.state == Freshness::Stale);
+    let stale = planned.iter().any(|s| s.state != Freshness::Fresh);
     let on_remote = if (a.pull || o.config.cache.pull || a.remote.is_some()) && !a.json {
         let (r, inv) = super::remote::open(&o.config, a.remote.as_deref())?;
         let keys = planned
             .iter()
-            .filter(|s| s.state == Freshness::Stale && inv.objects.contains(&s.key))
+            .filter(|s| s.state != Freshness::Fresh && inv.objects.contains(&s.key))
             .map(|s| s.key.clone())
             .collect();
         Some((r.name().to_string(), keys))
@@ -59,7 +59,7 @@ pub fn cmd(g: &Globals, a: StatusArgs) -> Result<i32, CliError> {
     Ok(if a.quiet && stale { 1 } else { 0 })
 }
 
-/// Prints a plan: one line per stage, reasons indented below stale ones.
+/// Prints a plan: one line per stage, reasons indented below stale and maybe-stale ones.
 /// `on_remote`: a remote's name and the stale stages' keys it holds (they would be pulled).
 pub fn print_plan(
     p: &Pipeline,
@@ -75,37 +75,53 @@ pub fn print_plan(
         .to_string();
     println!("pipeline {} ({file})", p.name);
     let width = planned.iter().map(|s| s.stage.len()).max().unwrap_or(0);
-    let mut n_stale = 0;
-    let mut n_remote = 0;
+    let (mut n_stale, mut n_maybe, mut n_remote) = (0, 0, 0);
     for s in planned.iter().filter(|s| s.selected) {
-        match s.state {
-            Freshness::Fresh => println!("  {:width$}  up to date", s.stage),
-            Freshness::Stale if on_remote.is_some_and(|(_, k)| k.contains(&s.key)) => {
+        let verb = match s.state {
+            Freshness::Fresh => {
+                println!("  {:width$}  up to date", s.stage);
+                continue;
+            }
+            _ if on_remote.is_some_and(|(_, k)| k.contains(&s.key)) => {
                 let name = on_remote.map_or("", |(n, _)| n);
                 n_remote += 1;
                 println!("  {:width$}  available on remote {name}", s.stage);
+                continue;
+            }
+            Freshness::MaybeStale => {
+                n_maybe += 1;
+                "may run (if its upstream's output changes)"
             }
             Freshness::Stale => {
                 n_stale += 1;
-                let verb = if dry_run { "would run" } else { "will run" };
-                println!("  {:width$}  {verb}:", s.stage);
-                for r in &s.reasons {
-                    println!("  {:width$}    - {r}", "");
+                if dry_run {
+                    "would run"
+                } else {
+                    "will run"
                 }
             }
+        };
+        println!("  {:width$}  {verb}:", s.stage);
+        for r in &s.reasons {
+            println!("  {:width$}    - {r}", "");
         }
     }
+    let maybe = if n_maybe > 0 {
+        format!(", {n_maybe} more may run")
+    } else {
+        String::new()
+    };
     if n_remote > 0 {
         println!(
             "{n_remote} of {} stages available on remote {} (`luna run --pull` fetches them), {n_stale} would run",
             planned.iter().filter(|s| s.selected).count(),
             on_remote.map_or("", |(n, _)| n)
         );
-    } else if n_stale == 0 {
+    } else if n_stale + n_maybe == 0 {
         println!("everything is up to date");
     } else {
         println!(
-            "{n_stale} of {} stages would run",
+            "{n_stale} of {} stages would run{maybe}",
             planned.iter().filter(|s| s.selected).count()
         );
     }

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::CROPS;
 use super::dataset::{
-    candidate_ct_slots, check_on_disk, ct_root_inputs, estimated_cost, find_series,
-    read_candidates, resolve_ct_root,
+    candidate_ct_reads, candidate_ct_slots, check_on_disk, ct_root_inputs, estimated_cost,
+    find_series, read_candidates, resolve_ct_root,
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
 /// `stages::dataset` themselves.
@@ -38,7 +38,9 @@ use crate::artifacts::{CropsSummary, Style};
 use crate::ct::{CtSource, Xyz};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::stages::dataset::{ct_file_hashes, upstream_file_hashes};
 use crate::store::{CropReader, CropWriter};
 use crate::tables::{write_rows, CropIndexRow, MergedRow, SplitChoice, Table};
@@ -105,7 +107,11 @@ impl Stage for BuildCropsStage {
     }
 
     fn inputs(p: &BuildCropsParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), Some("candidates"))
+    }
+
+    fn reads(p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        candidate_ct_reads(at.root, at.by, p.split.unwrap_or(SplitChoice::All))
     }
 
     fn validate(p: &BuildCropsParams) -> Result<(), ParamError> {

@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::model::{Device, CLASSIFIER};
 use crate::stages::artifact::{CANDIDATES, CLUSTERS, DETECTIONS};
-use crate::stages::dataset::{ct_root_inputs, dataset_slot};
+use crate::stages::dataset::{ct_reads, ct_root_inputs, dataset_slot};
 use crate::worker::WorkerStage;
 
 /// Parameters of `classify_candidates`.
@@ -106,7 +108,13 @@ impl Stage for ClassifyCandidatesStage {
     }
 
     fn inputs(p: &ClassifyCandidatesParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), None)
+    }
+
+    /// Every CT under the root (its points come from one of two tables, clusters or
+    /// candidates): a README or a lung mask leaves the key alone, a new series does not.
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        ct_reads(at.root, None)
     }
 
     fn validate(p: &ClassifyCandidatesParams) -> Result<(), ParamError> {

@@ -18,6 +18,7 @@
 //! from the table (loses the empty ones) or a Parquet table of one column (the scan list is
 //! the file the official script and `luna froc --seriesuids` take as it is).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::{CLUSTERS, PROBABILITIES};
 use super::dataset::{
-    ct_file_hashes, ct_root_inputs, dataset_slot, find_series, no_ct, resolve_ct_root,
+    ct_file_hashes, ct_reads, ct_root_inputs, dataset_slot, find_series, no_ct, resolve_ct_root,
     upstream_file_hashes,
 };
 /// Re-exported for the torch halves of the kinds (`luna-torch`) until they import
@@ -35,7 +36,9 @@ use crate::cluster::Erosion;
 use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::froc::{write_seriesuids, SERIESUIDS_FILE};
 use crate::store::prob_volume::{check_matches, read_prob_volume};
 use crate::tables::{read_rows, write_rows, ClusterRow, Table};
@@ -90,7 +93,16 @@ impl Stage for ClusterStage {
     }
 
     fn inputs(p: &ClusterParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), Some("probabilities"))
+    }
+
+    /// The CTs of the series that have a probability volume.
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids: Option<BTreeSet<String>> = match at.by {
+            Some(dir) => Some(volumes(dir)?.into_iter().map(|(uid, _)| uid).collect()),
+            None => None,
+        };
+        ct_reads(at.root, uids.as_ref())
     }
 
     fn validate(p: &ClusterParams) -> Result<(), ParamError> {
@@ -107,14 +119,7 @@ impl Stage for ClusterStage {
     }
 
     fn run(&self, p: &ClusterParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let probs = ctx.input("probabilities")?.dir.join("probs");
-        let mut volumes: Vec<(String, PathBuf)> = std::fs::read_dir(&probs)
-            .map_err(|e| StageError::io(&probs, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.extension().is_some_and(|x| x == "h5"))
-            .filter_map(|f| Some((f.file_stem()?.to_string_lossy().to_string(), f)))
-            .collect();
-        volumes.sort();
+        let volumes = volumes(&ctx.input("probabilities")?.dir)?;
         let root = resolve_ct_root(ctx, p.ct_root.as_ref())?;
         let on_disk = find_series(&root)?;
         if let Some((uid, f)) = volumes.iter().find(|(u, _)| !on_disk.contains_key(u)) {
@@ -216,4 +221,17 @@ pub fn cluster_series(
         })
         .collect();
     Ok((rows, secs))
+}
+
+/// The probability volumes of a `probabilities` artifact, by series uid (the file stem).
+fn volumes(artifact: &Path) -> Result<Vec<(String, PathBuf)>, StageError> {
+    let probs = artifact.join("probs");
+    let mut volumes: Vec<(String, PathBuf)> = std::fs::read_dir(&probs)
+        .map_err(|e| StageError::io(&probs, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|x| x == "h5"))
+        .filter_map(|f| Some((f.file_stem()?.to_string_lossy().to_string(), f)))
+        .collect();
+    volumes.sort();
+    Ok(volumes)
 }

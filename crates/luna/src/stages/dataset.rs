@@ -11,8 +11,12 @@
 //! content hashes of its slice files; a `.mhd`'s is unchanged (header, then data files), so
 //! keys of existing pipelines stay. Rejected: a `format` switch in `ct_root` (mixed trees are
 //! what archives hand out) and keying a series by its folder (folders are named by patient).
+//!
+//! An explicit `ct_root` enters a stage's key as the CTs the stage reads ([`ct_reads`]: the
+//! series its input table names, or its `series` choice), each by its files' content, not as
+//! the whole tree: a README or a new `subset9` next to the data leaves the key alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::artifact::{CANDIDATES, DATASET};
@@ -21,8 +25,8 @@ use crate::ct::dicom::SeriesFiles;
 use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, InputPath, InputSlot, StageRef};
-use crate::tables::{read_rows, MergedRow, Table};
+use crate::engine::kind::{ExternalInput, InputPath, InputSlot, ReadItem, StageRef};
+use crate::tables::{read_rows, AnnotationRow, CandidateRow, MergedRow, SplitChoice, Table};
 
 /// The `dataset` input of a stage that reads CTs: required unless `ct_root` names them.
 pub fn dataset_slot(ct_root: Option<&InputPath>, named: Option<&StageRef>) -> InputSlot {
@@ -33,12 +37,68 @@ pub fn dataset_slot(ct_root: Option<&InputPath>, named: Option<&StageRef>) -> In
     }
 }
 
-/// The external input of an explicit `ct_root` (none when the CTs come from a dataset stage).
-pub fn ct_root_inputs(ct_root: Option<&InputPath>) -> Vec<ExternalInput> {
+/// The external input of an explicit `ct_root` (none when the CTs come from a dataset stage),
+/// keyed by the CTs the stage reads ([`ct_reads`]), not by the whole tree: `by` is the input
+/// slot whose artifact names them (`None`: the parameters alone say).
+pub fn ct_root_inputs(ct_root: Option<&InputPath>, by: Option<&'static str>) -> Vec<ExternalInput> {
     ct_root
         .iter()
-        .map(|r| ExternalInput::new("ct_root", r.path()))
+        .map(|r| ExternalInput::new("ct_root", r.path()).narrowed_by(by))
         .collect()
+}
+
+/// What a stage reads of a CT root, as its key sees it: each series of `uids` (every series
+/// when `None`) that is on disk, with the files whose content is the CT ([`CtSource::files`]).
+/// Other files (a README, lung masks) and other series (a new `subset9`) are not read, so they
+/// leave the key alone. Series not on disk are left out: the stage reports them when it runs.
+pub fn ct_reads(root: &Path, uids: Option<&BTreeSet<String>>) -> Result<Vec<ReadItem>, StageError> {
+    find_series(root)?
+        .into_iter()
+        .filter(|(uid, _)| uids.is_none_or(|u| u.contains(uid)))
+        .map(|(uid, src)| {
+            let files = src.files().map_err(StageError::domain)?;
+            Ok(ReadItem { item: uid, files })
+        })
+        .collect()
+}
+
+/// [`ct_reads`] of the series of split `choice` in the candidates table of artifact
+/// `candidates` (every series when there is none): what `build_crops` and `seg_dataset` read
+/// (a training's crops of `train_val` read no test CT, so a test CT leaves their key alone).
+pub fn candidate_ct_reads(
+    root: &Path,
+    candidates: Option<&Path>,
+    choice: SplitChoice,
+) -> Result<Vec<ReadItem>, StageError> {
+    let uids = candidates
+        .map(|dir| candidate_uids(dir, choice))
+        .transpose()?;
+    ct_reads(root, uids.as_ref())
+}
+
+/// The series uids of the annotation and raw candidate tables in a `load_annotations`
+/// artifact `dir`: the series `merge_candidates` may keep.
+pub fn annotation_uids(dir: &Path) -> Result<BTreeSet<String>, StageError> {
+    let ann =
+        read_rows::<AnnotationRow>(&dir.join(Table::Annotations.file_name())).map_err(table_err)?;
+    let cand = read_rows::<CandidateRow>(&dir.join(Table::CandidatesRaw.file_name()))
+        .map_err(table_err)?;
+    Ok(ann
+        .into_iter()
+        .map(|r| r.series_uid)
+        .chain(cand.into_iter().map(|r| r.series_uid))
+        .collect())
+}
+
+/// The series uids of the candidates table in artifact `dir` whose split `choice` includes.
+pub fn candidate_uids(dir: &Path, choice: SplitChoice) -> Result<BTreeSet<String>, StageError> {
+    let rows =
+        read_rows::<MergedRow>(&dir.join(Table::Candidates.file_name())).map_err(table_err)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| choice.includes(r.split))
+        .map(|r| r.series_uid)
+        .collect())
 }
 
 /// Resolves a file parameter: the given path (relative to the workspace), or the first of

@@ -19,12 +19,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::artifact::{ANNOTATIONS, CANDIDATES, DATASET};
-use super::dataset::{find_series, resolve_ct_root, series_subsets};
+use super::dataset::{annotation_uids, ct_reads, find_series, resolve_ct_root, series_subsets};
 use super::glue::{table_err, write_json};
 use crate::artifacts::{MergeReport, Style};
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::tables::{
     merge_rows, read_rows, write_rows, AnnotationRow, CandidateRow, MergeOptions, MergeRule, Split,
     SplitSpec, Table,
@@ -108,9 +110,33 @@ impl Stage for MergeCandidatesStage {
 
     fn inputs(p: &MergeCandidatesParams) -> Vec<ExternalInput> {
         match (&p.ct_root, p.reads_ct_root()) {
-            (Some(r), true) => vec![ExternalInput::listing("ct_root", r.path())],
+            (Some(r), true) => {
+                vec![ExternalInput::listing("ct_root", r.path()).narrowed_by(Some("annotations"))]
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// Which of the tables' series are on disk (names only: presence is all it reads).
+    /// The series of its tables that are on disk (a listing: names only) and, when the split
+    /// is by subset, the `subsetN` folder each sits in (moving a series re-splits it).
+    fn reads(p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids = at.by.map(annotation_uids).transpose()?;
+        let items = ct_reads(at.root, uids.as_ref())?;
+        if !p.split().needs_subsets() {
+            return Ok(items);
+        }
+        let subsets = series_subsets(at.root, &find_series(at.root)?);
+        Ok(items
+            .into_iter()
+            .map(|r| ReadItem {
+                item: match subsets.get(&r.item) {
+                    Some(n) => format!("subset{n}/{}", r.item),
+                    None => r.item,
+                },
+                files: r.files,
+            })
+            .collect())
     }
 
     fn validate(p: &MergeCandidatesParams) -> Result<(), ParamError> {

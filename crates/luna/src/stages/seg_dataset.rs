@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use super::artifact::SEG_DATASET;
 use super::dataset::{
-    candidate_ct_slots, check_on_disk, ct_file_hashes, ct_root_inputs, estimated_cost,
-    estimated_voxels, find_series, read_candidates, resolve_ct_root, upstream_file_hashes,
+    candidate_ct_reads, candidate_ct_slots, check_on_disk, ct_file_hashes, ct_root_inputs,
+    estimated_cost, estimated_voxels, find_series, read_candidates, resolve_ct_root,
+    upstream_file_hashes,
 };
 use super::glue::{check_zstd_level, table_err, write_json};
 use crate::annotation_mask::{build_mask, check_ct, nodule_centres, train_sample, SliceCache};
@@ -39,9 +40,11 @@ use crate::artifacts::{SegDatasetSummary, Style};
 use crate::ct::CtSource;
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::store::{SegLayout, SegWriter, ShuffledSlice};
-use crate::tables::{read_rows, write_rows, MergedRow, SegIndexRow, Split, Table};
+use crate::tables::{read_rows, write_rows, MergedRow, SegIndexRow, Split, SplitChoice, Table};
 
 /// Which slices of a validation series become samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -133,7 +136,12 @@ impl Stage for SegDatasetStage {
     }
 
     fn inputs(p: &SegDatasetParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        ct_root_inputs(p.ct_root.as_ref(), Some("candidates"))
+    }
+
+    fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        // the test series are left out of the segmentation dataset (`series_of`)
+        candidate_ct_reads(at.root, at.by, SplitChoice::TrainVal)
     }
 
     fn validate(p: &SegDatasetParams) -> Result<(), ParamError> {

@@ -25,11 +25,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::context::StageContext;
 use crate::engine::error::StageError;
-use crate::engine::kind::{ExternalInput, Hint, InputPath, InputSlot, ParamError, Stage, StageRef};
+use crate::engine::kind::{
+    ExternalInput, Hint, InputPath, InputSlot, ParamError, ReadItem, ReadsAt, Stage, StageRef,
+};
 use crate::model::{Device, SEGMENTER};
 use crate::stages::artifact::{CANDIDATES, PROBABILITIES};
-use crate::stages::dataset::{ct_root_inputs, dataset_slot};
+use crate::stages::dataset::{candidate_uids, ct_reads, ct_root_inputs, dataset_slot};
 use crate::worker::WorkerStage;
+use std::collections::BTreeSet;
 
 /// Which series to segment (default `val`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -131,7 +134,18 @@ impl Stage for SegmentStage {
     }
 
     fn inputs(p: &SegmentParams) -> Vec<ExternalInput> {
-        ct_root_inputs(p.ct_root.as_ref())
+        let by = p.series.needs_split().then_some("candidates");
+        ct_root_inputs(p.ct_root.as_ref(), by)
+    }
+
+    /// The CTs of the chosen series: listed, every one, or those of a split of the candidates.
+    fn reads(p: &SegmentParams, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
+        let uids: Option<BTreeSet<String>> = match (&p.series, at.by) {
+            (SeriesChoice::List(l), _) => Some(l.iter().cloned().collect()),
+            (SeriesChoice::Split(choice), Some(d)) => Some(candidate_uids(d, *choice)?),
+            (SeriesChoice::Split(_), None) => None,
+        };
+        ct_reads(at.root, uids.as_ref())
     }
 
     fn validate(p: &SegmentParams) -> Result<(), ParamError> {
