@@ -92,7 +92,7 @@ PY
   echo "# book_chain: the book's models on a real CT, luna vs PyTorch + scipy"
   echo
   echo "$DATE_START; load at start $LOAD_START; cores $CORES (taskset, 2 torch threads on both sides);"
-  echo "CT LIDC-IDRI-0003 (140 × 512 × 512, DICOM); luna $(git rev-parse --short HEAD) release."
+  echo "CT LIDC-IDRI-0003 (140 × 512 × 512, DICOM); luna $(git rev-parse --short HEAD), $(basename "$BIN") build."
   echo
   cat "$WS/table.md"
 } >"$OUT_MD"

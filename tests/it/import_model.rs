@@ -176,9 +176,10 @@ fn import_one(file: &str, with: &str) -> Out {
     ws.luna(&["run", "imp"])
 }
 
-/// A failed import: exit code 1 (a stage failed) and stderr holding every one of `want`.
+/// A failed import: exit code 2 (the checkpoint the user gave cannot be used), the run
+/// record saying so, and stderr holding every one of `want`.
 fn expect_error(out: &Out, want: &[&str]) {
-    out.expect_code(1);
+    out.expect_code(2);
     for w in want {
         assert!(
             out.stderr.contains(w),

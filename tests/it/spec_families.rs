@@ -245,3 +245,39 @@ stages:
     );
     assert!(!ws.path("runs").exists(), "nothing ran");
 }
+
+/// A listed input named by a family's name binds the family's members in order: the same key
+/// as the list written out, and `luna dag` names every member.
+#[test]
+fn a_family_name_in_a_listed_input_binds_its_members_in_order() {
+    let ws = Ws::new();
+    let folds = |predictions: &str| {
+        format!(
+            r#"pipeline: pool
+stages:
+  data: {{ uses: synth, with: {{ preset: tiny }} }}
+  cands: {{ uses: command, with: {{ run: "true", provides: [candidates] }} }}
+  fold:
+    foreach: [0, 1, 2]
+    do: {{ uses: command, with: {{ run: "echo ${{item}} > $LUNA_OUT/predictions.parquet", provides: [predictions] }} }}
+  froc:
+    uses: evaluate_froc
+    needs: [fold, cands, data]
+    with: {{ predictions: {predictions}, candidates: cands }}
+"#
+        )
+    };
+    ws.pipeline("pool", &folds("fold"));
+    let by_family = keys(&ws, "pool");
+    let dag = ws.luna(&["dag", "pool"]).expect_code(0).stdout.clone();
+    assert!(
+        dag.contains("froc (evaluate_froc) ← fold_0, fold_1, fold_2"),
+        "{dag}"
+    );
+    ws.pipeline("pool", &folds("[fold_0, fold_1, fold_2]"));
+    assert_eq!(keys(&ws, "pool"), by_family);
+    ws.pipeline("pool", &folds("[fold_2, fold_1, fold_0]"));
+    let reordered = keys(&ws, "pool");
+    let froc = |k: &[(String, String)]| k.iter().find(|(s, _)| s == "froc").cloned();
+    assert_ne!(froc(&reordered), froc(&by_family));
+}

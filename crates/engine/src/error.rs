@@ -99,6 +99,15 @@ pub enum StageError {
     /// The stage panicked (a bug in luna: please report it).
     #[error("stage panicked: {0}")]
     Panicked(String),
+    /// A file the user gave the stage cannot be used (not what it claims to be, does not fit,
+    /// refused as unsafe): the user's to fix, so `luna run` exits 2, not 1.
+    #[error("{source}")]
+    BadInput {
+        /// What is wrong with it (names the file).
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
 }
 
 /// Whether an I/O error in `e`'s source chain says the file system is full (`Some(false)`:
@@ -129,7 +138,18 @@ fn stderr_block(tail: &str) -> String {
 }
 
 impl StageError {
-    /// Wraps a domain error.
+    /// A user's input file that cannot be used ([`StageError::BadInput`]).
+    pub fn bad_input(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StageError::BadInput {
+            source: Box::new(e),
+            hint: None,
+        }
+    }
+    /// Whether the failure is a user's input file that cannot be used ([`StageError::BadInput`]).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, StageError::BadInput { .. })
+    }
+    /// A domain error without a hint.
     pub fn domain(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StageError::Domain {
             source: Box::new(e),
@@ -179,7 +199,9 @@ impl StageError {
     /// What the user can do next.
     pub fn hint(&self) -> Option<String> {
         match self {
-            StageError::Domain { hint, .. } | StageError::Message { hint, .. } => hint.clone(),
+            StageError::Domain { hint, .. }
+            | StageError::Message { hint, .. }
+            | StageError::BadInput { hint, .. } => hint.clone(),
             StageError::NoSpace { cache, .. } => Some(format!(
                 "free space on the file system of {} (`df -h {}`), delete objects no recent run uses with `luna cache gc`, or put the cache on a larger disk (--cache-dir / LUNA_CACHE_DIR)",
                 cache.display(),

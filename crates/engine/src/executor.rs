@@ -86,6 +86,8 @@ enum St {
 /// What a stage thread hands back to the main thread (next to its `Finished` event).
 struct Outcome {
     error: Option<(String, Option<String>)>,
+    /// The failure is a user's input file that cannot be used (`luna run` exits 2).
+    bad_input: bool,
     partitions: Vec<String>,
     status: StageStatus,
     jobs: Vec<String>,
@@ -99,6 +101,7 @@ impl Outcome {
     fn ok(status: StageStatus, partitions: Vec<String>, identity: String) -> Outcome {
         Outcome {
             error: None,
+            bad_input: false,
             partitions,
             status,
             jobs: Vec::new(),
@@ -564,9 +567,15 @@ impl<'a> Run<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ps.index);
-        let (err, parts, jobs, identity) = match out {
-            Some(o) => (o.error.map(|e| e.0), o.partitions, o.jobs, o.identity),
-            None => (None, Vec::new(), Vec::new(), None),
+        let (err, bad_input, parts, jobs, identity) = match out {
+            Some(o) => (
+                o.error.map(|e| e.0),
+                o.bad_input,
+                o.partitions,
+                o.jobs,
+                o.identity,
+            ),
+            None => (None, false, Vec::new(), Vec::new(), None),
         };
         if matches!(status, StageStatus::Ran | StageStatus::Cached) {
             let state = vec![(ps.stage.clone(), state_of(ps))];
@@ -584,6 +593,7 @@ impl<'a> Run<'a> {
         let start = (self.started.elapsed().as_secs_f64() - secs).max(0.0);
         let mut r = record(ps, status, start, secs, err, parts);
         r.jobs = jobs;
+        r.bad_input = bad_input;
         self.records.insert(ps.index, r);
     }
 }
@@ -639,6 +649,7 @@ fn record(
         error,
         partitions,
         jobs: Vec::new(),
+        bad_input: false,
     }
 }
 
@@ -694,6 +705,7 @@ impl StageJob<'_> {
         let e = e.or_no_space(self.cache.root());
         Outcome {
             error: Some((e.to_string(), e.hint())),
+            bad_input: e.is_bad_input(),
             partitions: Vec::new(),
             status: StageStatus::Failed,
             jobs,
@@ -721,6 +733,7 @@ fn run_stage_caught(job: StageJob<'_>) -> Outcome {
                     e.to_string(),
                     Some("this is a bug in luna: please report it with the message above".into()),
                 )),
+                bad_input: false,
                 partitions: Vec::new(),
                 status: StageStatus::Failed,
                 jobs: Vec::new(),

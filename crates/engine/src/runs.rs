@@ -41,6 +41,9 @@ pub struct StageRecord {
     /// `123_4` for task 4 of array job 123, resubmissions included); empty for local work.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<String>,
+    /// The failure was a user's input file that cannot be used (`luna run` exits 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad_input: bool,
 }
 
 /// `run.json`.

@@ -215,6 +215,7 @@ pub fn report_error(e: &StageError) {
         message: e.to_string(),
         hint: e.hint(),
         no_space: crate::engine::error::out_of_space(e),
+        bad_input: e.is_bad_input(),
     };
     println!(
         "{ERROR_PREFIX}{}",
@@ -237,6 +238,10 @@ impl WorkerError {
                     },
                     self.message,
                 )),
+                hint: self.hint,
+            },
+            None if self.bad_input => StageError::BadInput {
+                source: self.message.into(),
                 hint: self.hint,
             },
             None => StageError::Message {
@@ -310,6 +315,9 @@ pub struct WorkerError {
     /// `StageError::NoSpace` naming the cache dir, as a stage of the `luna` binary does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_space: Option<bool>,
+    /// A user's input file that cannot be used (`StageError::BadInput`: `luna run` exits 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad_input: bool,
 }
 
 /// The `luna-torch` executable: `$LUNA_TORCH_BIN`, else next to the running binary.

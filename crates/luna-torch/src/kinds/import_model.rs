@@ -14,11 +14,16 @@ fn dom(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
     StageError::domain(e)
 }
 
+/// The checkpoint itself is unusable (not one, refused, does not fit): the user's to fix.
+fn bad(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
+    StageError::bad_input(e)
+}
+
 /// Runs `import_model` in the worker.
 pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
     let p: ImportModelParams = params(ImportModelStage, ctx)?;
     let path = ctx.resolve(p.checkpoint.path());
-    let ck = luna::ptload::read_checkpoint(&path).map_err(dom)?;
+    let ck = luna::ptload::read_checkpoint(&path).map_err(bad)?;
     let out = ctx.out_dir().to_path_buf();
     let imported = serde_json::json!({ "format": ck.format, "extras": ck.extras });
     let meta = match p.resolved() {
@@ -29,7 +34,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 conv_channels: d.conv_channels,
                 bias_init: BiasInit::BookNormal,
             };
-            let lm = import::<LunaModel>(&cfg, &ck, &path, "luna_model").map_err(dom)?;
+            let lm = import::<LunaModel>(&cfg, &ck, &path, "luna_model").map_err(bad)?;
             let tp = serde_json::json!({ "task": d.task, "imported": imported });
             write_artifact(&out, &lm, &ck, tp).map_err(dom)?
         }
@@ -41,7 +46,7 @@ pub fn execute(ctx: &mut StageContext) -> Result<(), StageError> {
                 wf: d.wf,
                 bias_init: BiasInit::BookNormal,
             };
-            let lm = import::<UNet>(&cfg, &ck, &path, "unet").map_err(dom)?;
+            let lm = import::<UNet>(&cfg, &ck, &path, "unet").map_err(bad)?;
             let tp = serde_json::json!({ "imported": imported });
             write_artifact(&out, &lm, &ck, tp).map_err(dom)?
         }

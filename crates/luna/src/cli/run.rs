@@ -163,7 +163,7 @@ pub fn cmd(g: &Globals, a: RunArgs) -> Result<i32, CliError> {
             super::cache::print_push(r, &report, t0.elapsed());
         }
     }
-    Ok(if rec.success { 0 } else { 1 })
+    Ok(exit_code(&rec))
 }
 
 /// Executes a plan as `luna run` does: `jobs` stages at once (default: the cores), progress to
@@ -214,4 +214,14 @@ pub(super) fn execute_plan(
         super::report::finish_run(&o.runs, &o.cache, Some(pipeline), &rec, headlines);
     }
     rec
+}
+
+/// A run's exit code: 0 when it succeeded, 2 when a stage failed on a file the user gave it
+/// (`StageError::BadInput`: not a checkpoint, refused, does not fit), else 1.
+pub fn exit_code(rec: &crate::engine::runs::RunRecord) -> i32 {
+    match rec.success {
+        true => 0,
+        false if rec.stages.iter().any(|s| s.bad_input) => 2,
+        false => 1,
+    }
 }
