@@ -342,7 +342,13 @@ fn print(d: &Detected, json: bool) {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let v = d.verdict_of(&ct.uid);
+        let assessed = found.iter().any(|det| det.prob_malignant.is_some());
         let verdict = match v {
+            // without a malignancy model (the book's default) nothing was judged malignant
+            // or benign: a "benign (score 0)" would read as a finding
+            Some(_) if !found.is_empty() && !assessed => {
+                "malignancy not assessed (the pipeline has no malignancy model)".into()
+            }
             Some(v) if v.predicted_malignant => {
                 format!("MALIGNANT (score {:.3})", v.patient_score)
             }
