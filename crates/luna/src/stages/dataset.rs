@@ -52,7 +52,15 @@ pub fn ct_root_inputs(ct_root: Option<&InputPath>, by: Option<&'static str>) -> 
 /// Other files (a README, lung masks) and other series (a new `subset9`) are not read, so they
 /// leave the key alone. Series not on disk are left out: the stage reports them when it runs.
 pub fn ct_reads(root: &Path, uids: Option<&BTreeSet<String>>) -> Result<Vec<ReadItem>, StageError> {
-    find_series(root)?
+    reads_of(find_series(root)?, uids)
+}
+
+/// [`ct_reads`] of series already found under the root ([`find_series`]).
+pub fn reads_of(
+    found: BTreeMap<String, CtSource>,
+    uids: Option<&BTreeSet<String>>,
+) -> Result<Vec<ReadItem>, StageError> {
+    found
         .into_iter()
         .filter(|(uid, _)| uids.is_none_or(|u| u.contains(uid)))
         .map(|(uid, src)| {

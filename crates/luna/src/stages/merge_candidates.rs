@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::artifact::{ANNOTATIONS, CANDIDATES, DATASET};
-use super::dataset::{annotation_uids, ct_reads, find_series, resolve_ct_root, series_subsets};
+use super::dataset::{annotation_uids, find_series, reads_of, resolve_ct_root, series_subsets};
 use super::glue::{table_err, write_json};
 use crate::artifacts::{MergeReport, Style};
 use crate::engine::context::StageContext;
@@ -117,17 +117,16 @@ impl Stage for MergeCandidatesStage {
         }
     }
 
-    /// Which of the tables' series are on disk (names only: presence is all it reads).
     /// The series of its tables that are on disk (a listing: names only) and, when the split
     /// is by subset, the `subsetN` folder each sits in (moving a series re-splits it).
     fn reads(p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
         let uids = at.by.map(annotation_uids).transpose()?;
-        let items = ct_reads(at.root, uids.as_ref())?;
-        if !p.split().needs_subsets() {
-            return Ok(items);
-        }
-        let subsets = series_subsets(at.root, &find_series(at.root)?);
-        Ok(items
+        let found = find_series(at.root)?;
+        let subsets = match p.split().needs_subsets() {
+            true => series_subsets(at.root, &found),
+            false => BTreeMap::new(),
+        };
+        Ok(reads_of(found, uids.as_ref())?
             .into_iter()
             .map(|r| ReadItem {
                 item: match subsets.get(&r.item) {

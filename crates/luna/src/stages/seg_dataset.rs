@@ -140,8 +140,7 @@ impl Stage for SegDatasetStage {
     }
 
     fn reads(_p: &Self::Params, at: ReadsAt<'_>) -> Result<Vec<ReadItem>, StageError> {
-        // the test series are left out of the segmentation dataset (`series_of`)
-        candidate_ct_reads(at.root, at.by, SplitChoice::TrainVal)
+        candidate_ct_reads(at.root, at.by, SERIES)
     }
 
     fn validate(p: &SegDatasetParams) -> Result<(), ParamError> {
@@ -253,6 +252,9 @@ impl Stage for SegDatasetStage {
     }
 }
 
+/// The series a segmentation dataset holds (and its key reads): train and val, never test.
+const SERIES: SplitChoice = SplitChoice::TrainVal;
+
 /// Groups the candidate rows of the train and val series by series: the split (one per
 /// series) and the nodules in table order; test series are left out. A series with rows in
 /// two splits is an error (the split is by series).
@@ -261,7 +263,7 @@ fn group_series(
     rows: Vec<MergedRow>,
 ) -> Result<BTreeMap<String, Series>, StageError> {
     let mut by_series: BTreeMap<String, Series> = BTreeMap::new();
-    for r in rows.into_iter().filter(|r| r.split != Split::Test) {
+    for r in rows.into_iter().filter(|r| SERIES.includes(r.split)) {
         let s = by_series.entry(r.series_uid.clone()).or_insert(Series {
             split: r.split,
             nodules: Vec::new(),
