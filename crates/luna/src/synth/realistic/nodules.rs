@@ -1,10 +1,11 @@
 //! Nodules of a `realistic` series: what they are (size, density, shape, calcification,
-//! malignancy), where they sit (isolated, juxtapleural, juxtavascular) and their primitives.
+//! malignancy), where they sit (isolated, juxtapleural, or juxtavascular: on a 0.8–2.5 mm
+//! vessel away from the hila) and their primitives.
 //!
 //! - Diameter: log-normal fitted to LUNA16's 1186 annotations (mean log 1.99, sd 0.47 → median
 //!   7.3 mm, three in four under 10 mm), redrawn until inside 3.2–30 mm.
-//! - Density: 78 % solid (12 % of them calcified: 250–850 HU, benign), 10 % part-solid (a
-//!   ground-glass body with a solid core of 30–60 % of the radius), 12 % ground glass
+//! - Density: 84 % solid (12 % of them calcified: 250–850 HU, benign), 8 % part-solid (a
+//!   ground-glass body with a solid core of 30–60 % of the radius), 8 % ground glass
 //!   (−700…−350 HU, textured by 3–7 overlapping sub-blobs of other densities).
 //! - Shape: spiculated with probability 0.06 + 0.34·σ((d − 12)/3), lobulated 0.25, else round.
 //! - Malignancy: a logistic model like LIDC readers' ratings, `logit = b + 0.22(d − 7) +
@@ -20,6 +21,10 @@ use super::anatomy::Body;
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal, StandardNormal};
 use rand_pcg::Pcg64;
+
+/// Juxtavascular nodules sit on vessels at least this far (mm) from a hilum (where the
+/// tangle of thick vessels and bronchi hides them from any detector).
+const HILUM_MM: f64 = 35.0;
 
 /// A planted nodule (local mm).
 #[derive(Debug, Clone)]
@@ -57,9 +62,9 @@ pub(crate) fn draw_kind(malignant_fraction: f64, rng: &mut Pcg64) -> Kind {
         }
     };
     let u: f64 = rng.random();
-    let density = if u < 0.78 {
+    let density = if u < 0.84 {
         NoduleDensity::Solid
-    } else if u < 0.88 {
+    } else if u < 0.92 {
         NoduleDensity::PartSolid
     } else {
         NoduleDensity::GroundGlass
@@ -124,7 +129,8 @@ impl Site<'_> {
                 let v = self
                     .vessels
                     .get(rng.random_range(0..self.vessels.len().max(1)))?;
-                if v.ra < 0.8 {
+                let hilar = self.body.hila.iter().any(|h| dist(v.a, *h) < HILUM_MM);
+                if !(0.8..=2.5).contains(&v.ra) || hilar {
                     return None;
                 }
                 let t: f64 = rng.random();
@@ -144,7 +150,7 @@ impl Site<'_> {
     }
 }
 
-/// Place up to `n` nodules (60 tries each), apart from each other; their primitives are
+/// Place up to `n` nodules (100 tries each), apart from each other; their primitives are
 /// appended to `prims`.
 pub(crate) fn place(
     site: &Site,
@@ -164,7 +170,7 @@ pub(crate) fn place(
         } else {
             NoduleAttachment::Isolated
         };
-        for _attempt in 0..60 {
+        for _attempt in 0..100 {
             let Some(c) = site.centre(d / 2.0, attachment, rng) else {
                 continue;
             };
