@@ -39,21 +39,11 @@ VAL_STRIDE="${LUNA_BENCH_VAL_STRIDE:-4}"
 PRESET="${LUNA_BENCH_PRESET:-realistic}"
 HU_SERIES="${LUNA_BENCH_HU_SERIES:-4}"
 CORES="${LUNA_BENCH_CORES:-0,1}"
-REAL=""
-for a in "$ROOT/.." "$ROOT/../.." "$ROOT/../../.."; do
-  if [ -f "$a/shared/real/README.md" ]; then REAL="$(cd "$a/shared/real" && pwd)"; break; fi
-done
-[ -n "$REAL" ] || { say "no real data (shared/real) beside $ROOT or its parents"; exit 1; }
+bench_real_dir
 WS="$BENCH_DIR/realism-ws"
 OUT_MD="$RESULTS/realism.md"
 
-if [ -n "${LUNA_BIN_DIR:-}" ]; then
-  BIN="$LUNA_BIN_DIR"
-else
-  say "building luna + luna-torch (release) into $CARGO_TARGET_DIR"
-  cargo build --release --locked -p luna -p luna-torch >&2
-  BIN="$CARGO_TARGET_DIR/release"
-fi
+bench_luna_torch
 LUNA="$BIN/luna"
 
 rm -rf "$WS"; mkdir -p "$WS/pipelines"
