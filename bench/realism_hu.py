@@ -5,13 +5,14 @@ Reads the real CT (a DICOM series folder, or a LUNA16 `.mhd`) with SimpleITK and
 dataset's `.mhd` files the same way, finds each CT's lungs by a standard procedure that knows
 nothing of how luna draws them, and compares:
 
-- parenchyma: the HU of the lung-mask voxels over [-1000, -300) in 10-HU bins, each histogram
-  normalised over the voxels inside the range; overlap = sum(min(p, q)) (1 = identical, 0 =
-  disjoint). Voxels outside the range (vessels, nodules, walls) are counted, not binned.
+- parenchyma: the HU of the lung-mask voxels over [-1000, -300) in 10-HU bins, values outside
+  the range (vessels and nodules above it, padding below) counted in the end bins, each
+  histogram normalised; overlap = sum(min(p, q)) (1 = identical, 0 = disjoint). The fraction
+  outside the range is reported too.
 - nodules: the HU of the voxels within d/2 of each annotated centre (world mm -> voxel through
-  the image's own geometry) over [-1000, 400), same bins and overlap; the real CT's nodules are
-  the rows of LUNA16's annotations.csv with its SeriesInstanceUID, the synthetic ones the rows of
-  the dataset's annotations.csv.
+  the image's own geometry) over [-1000, 400), same bins, clipping and overlap; the real CT's
+  nodules are the rows of LUNA16's annotations.csv with its SeriesInstanceUID, the synthetic
+  ones the rows of the dataset's annotations.csv.
 
 Lung mask (per CT): air = HU < -400; 3-D components (26-connected) that touch the side borders
 of the axial slices are outside air and dropped; components of at least 1 % of the largest
@@ -127,9 +128,12 @@ def lung_mask(hu: np.ndarray) -> np.ndarray:
 
 
 def histogram(values: np.ndarray, lo_hi: tuple[float, float]) -> tuple[np.ndarray, int]:
-    """Voxel counts per bin over lo_hi, and how many values fell outside it."""
-    counts, _ = np.histogram(values, bins=bins(lo_hi))
-    return counts.astype(np.float64), int(values.size - counts.sum())
+    """Voxel counts per bin over lo_hi, values outside it counted in the end bins (so a side
+    whose voxels mostly fall outside cannot look like the other), and how many fell outside."""
+    lo, hi = lo_hi
+    counts, _ = np.histogram(np.clip(values, lo, hi - BIN_HU / 2), bins=bins(lo_hi))
+    outside = int(((values < lo) | (values >= hi)).sum())
+    return counts.astype(np.float64), outside
 
 
 def normalise(counts: np.ndarray) -> np.ndarray:
@@ -217,6 +221,7 @@ class Side:
             "lung_hu_quantiles": q(lv),
             "nodules": self.nodules,
             "nodule_voxels": int(nv.size),
+            "nodule_outside_range_fraction": self.nodule_outside / max(int(nv.size), 1),
             "nodule_hu_mean": float(nv.mean()) if nv.size else None,
             "nodule_hu_quantiles": q(nv),
         }

@@ -104,7 +104,8 @@ def table(a: argparse.Namespace) -> list[str]:
          f"median lung HU: synth {hu['synth']['lung_hu_quantiles'].get('p50')}, real {hu['real']['lung_hu_quantiles'].get('p50')}",
          "≥ 0.7", status(hu["lung_overlap"] >= 0.7)),
         ("nodule HU overlap (realism_hu.py)", f"{hu['nodule_overlap']:.3f}",
-         f"median nodule HU: synth {hu['synth']['nodule_hu_quantiles'].get('p50')}, real {hu['real']['nodule_hu_quantiles'].get('p50')}",
+         f"median nodule HU: synth {hu['synth']['nodule_hu_quantiles'].get('p50')}, real {hu['real']['nodule_hu_quantiles'].get('p50')}; "
+         f"outside [-1000, 400): synth {100 * hu['synth']['nodule_outside_range_fraction']:.0f} %, real {100 * hu['real']['nodule_outside_range_fraction']:.0f} %",
          "report", "—"),
         ("generation speed (synth stage)", f"{n_series / dur['data']:.3f} CTs/s" if dur["data"] else "cached",
          f"synth stage {dur['data']:.1f} s for {n_series} CTs", "report", "—"),
