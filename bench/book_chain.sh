@@ -27,21 +27,14 @@ source scripts/env.sh
 source bench/common.sh
 RUNS="${LUNA_BENCH_RUNS:-3}"
 CORES="${LUNA_BENCH_CORES:-0,1}"
-REAL="$(cd "$ROOT/.." && pwd)/shared/real"
-[ -f "$REAL/README.md" ] || { say "no real data at $REAL"; exit 1; }
+bench_real_dir
 WS="$BENCH_DIR/book-chain-ws"
 OUT_MD="$RESULTS/book_chain.md"
 SEG="$REAL/book-models/seg_2020-01-26_19.45.12_w4d3c1-bal_1_nodupe-label_pos-d1_fn8-adam.best.state"
 CLS="$REAL/book-models/cls_2020-02-06_14.16.55_final-nodule-nonnodule.best.state"
 SERIES_DIR="$(find "$REAL/lidc/LIDC-IDRI-0003" -name '*.dcm' -printf '%h\n' | sort -u | head -1)"
 
-if [ -n "${LUNA_BIN_DIR:-}" ]; then
-  BIN="$LUNA_BIN_DIR"
-else
-  say "building luna + luna-torch (release) into $CARGO_TARGET_DIR"
-  cargo build --release --locked -p luna -p luna-torch >&2
-  BIN="$CARGO_TARGET_DIR/release"
-fi
+bench_luna_torch
 LUNA="$BIN/luna"
 
 rm -rf "$WS"; mkdir -p "$WS/pipelines"

@@ -48,3 +48,27 @@ bench_real_data() {
     touch "$dir/.luna-bench-done"
   fi
 }
+
+# Sets BIN: $LUNA_BIN_DIR (a folder with prebuilt release `luna` and `luna-torch`), or a fresh
+# release build of both (the benchmarks whose stages run torch in the luna-torch worker).
+bench_luna_torch() {
+  if [ -n "${LUNA_BIN_DIR:-}" ]; then
+    BIN="$LUNA_BIN_DIR"
+  else
+    say "building luna + luna-torch (release) into $CARGO_TARGET_DIR"
+    cargo build --release --locked -p luna -p luna-torch >&2
+    BIN="$CARGO_TARGET_DIR/release"
+  fi
+  [ -x "$BIN/luna" ] && [ -x "$BIN/luna-torch" ] || { say "no luna + luna-torch in $BIN"; exit 1; }
+}
+
+# Sets REAL: the project's read-only real data (shared/real), beside the checkout or beside one
+# of its parent folders (as the tests look for it).
+bench_real_dir() {
+  local a
+  REAL=""
+  for a in "$ROOT/.." "$ROOT/../.." "$ROOT/../../.."; do
+    if [ -f "$a/shared/real/README.md" ]; then REAL="$(cd "$a/shared/real" && pwd)"; return; fi
+  done
+  say "no real data (shared/real) beside $ROOT or its parents"; exit 1
+}

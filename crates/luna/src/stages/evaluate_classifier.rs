@@ -2,8 +2,9 @@
 //! `predictions.parquet`, `metrics.json`, `roc.png` and `pr.png`.
 //!
 //! Decisions:
-//! - The model is an upstream `train_classifier` stage, by name or (default) the nearest one;
-//!   its task (from the model's sidecar) decides the labels: a malignancy model is evaluated on
+//! - The model is an upstream classifier artifact, by name or (default) the nearest one: a
+//!   `train_classifier` stage, or an `import_model` of a `luna_model` checkpoint (its sidecar
+//!   says task nodule). The task decides the labels: a malignancy model is evaluated on
 //!   nodules only, as the book validates it.
 //! - The ROC AUC is exact (all distinct thresholds), not the book's 100-threshold trapezoid.
 //! - A malignancy model is reported beside the book's baseline (§14.5): the exact ROC AUC of
@@ -36,8 +37,8 @@ use crate::worker::WorkerStage;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateParams {
-    /// Upstream `train_classifier` stage (default: the one direct `needs:` entry that trains a
-    /// classifier).
+    /// Upstream classifier: a `train_classifier` stage or an `import_model` one (`luna_model`)
+    /// (default: the one direct `needs:` entry that provides a classifier).
     #[serde(default)]
     pub model: Option<StageRef>,
     /// Upstream `build_crops` stage (default: the one upstream that provides crops). With
