@@ -52,6 +52,8 @@ pub enum PresetArg {
     Small,
     /// 512² benchmark volumes.
     Real,
+    /// Scanner-like CTs that make detection hard (512², ≤ 200 slices).
+    Realistic,
 }
 
 /// Runs the command.
@@ -60,6 +62,7 @@ pub fn cmd(a: SynthArgs) -> Result<i32, CliError> {
         PresetArg::Tiny => Preset::Tiny,
         PresetArg::Small => Preset::Small,
         PresetArg::Real => Preset::Real,
+        PresetArg::Realistic => Preset::Realistic,
     };
     let layout = match a.layout {
         LayoutArg::Flat => None,
@@ -81,12 +84,14 @@ pub fn cmd(a: SynthArgs) -> Result<i32, CliError> {
         }
     })
     .map_err(|e| CliError::failed(e.to_string(), None))?;
+    let secs = t.elapsed().as_secs_f64();
     eprintln!(
-        "{:>12} [{:>8.2}s] {}: {} series, {} nodules ({} malignant), {} candidates",
+        "{:>12} [{:>8.2}s] {}: {} series ({:.2} CTs/s), {} nodules ({} malignant), {} candidates",
         "Finished",
-        t.elapsed().as_secs_f64(),
+        secs,
         a.out.display(),
         s.series,
+        s.series as f64 / secs.max(1e-9),
         s.nodules,
         s.malignant,
         s.candidates

@@ -27,6 +27,7 @@ impl Stage for SynthStage {
     fn run(&self, p: &SynthOptions, ctx: &mut StageContext) -> Result<(), StageError> {
         let progress = ctx.progress().clone();
         let started = std::sync::atomic::AtomicBool::new(false);
+        let t = std::time::Instant::now();
         let summary = generate(p, ctx.out_dir(), &|pr| {
             if !started.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 progress.start(pr.total as u64, "CTs");
@@ -34,9 +35,11 @@ impl Stage for SynthStage {
             progress.set(pr.done as u64, pr.total as u64, "CTs");
         })
         .map_err(StageError::domain)?;
+        let secs = t.elapsed().as_secs_f64();
         ctx.log(format!(
-            "synth: {} series, {} nodules ({} malignant), {} candidates ({} positive), {} bytes",
+            "synth: {} series in {secs:.1} s ({:.2} CTs/s), {} nodules ({} malignant), {} candidates ({} positive), {} bytes",
             summary.series,
+            summary.series as f64 / secs.max(1e-9),
             summary.nodules,
             summary.malignant,
             summary.candidates,

@@ -12,8 +12,10 @@
 //! nodule centre and ≥ 4 mm from every excluded blob, and lies inside the volume; a placement
 //! that fails 50 draws is dropped. Marks are shuffled (deterministically) so classes interleave.
 
+use super::geometry::SeriesGeometry;
 use super::plan::Anatomy;
 use super::shapes::{add_scaled, dist, dot, sub, unit, Prim};
+use super::truth::CandidateTruth;
 use rand::Rng;
 use rand_pcg::Pcg64;
 
@@ -46,7 +48,59 @@ pub(crate) fn place_candidates(
     official: bool,
     rng: &mut Pcg64,
 ) -> Vec<Mark> {
-    let mut cands: Vec<([f64; 3], u8, &'static str)> = Vec::new();
+    place_marks(sc, negatives, official, rng, |u, rng| {
+        if u < 0.45 && !sc.vessels.is_empty() {
+            Some((on_vessel(sc, rng), "vessel"))
+        } else if u < 0.65 && !sc.bifurcations.is_empty() {
+            Some((on_bifurcation(sc, rng), "bifurcation"))
+        } else if u < 0.85 {
+            in_parenchyma(sc, rng).map(|p| (p, "parenchyma"))
+        } else {
+            in_tissue(sc, rng).map(|p| (p, "tissue"))
+        }
+    })
+}
+
+/// The positives, then up to `negatives` class-0 marks, shuffled. Each negative is
+/// `draw(u, rng)` for a uniform `u` (the site mix), retried up to 50 times until it gives an
+/// [`admissible`] point, else dropped.
+pub(crate) fn place_marks(
+    sc: &Scene,
+    negatives: usize,
+    official: bool,
+    rng: &mut Pcg64,
+    mut draw: impl FnMut(f64, &mut Pcg64) -> Option<([f64; 3], &'static str)>,
+) -> Vec<Mark> {
+    let mut cands = place_positives(sc, official, rng);
+    for _ in 0..negatives {
+        for _attempt in 0..50 {
+            let u: f64 = rng.random();
+            if let Some((p, kind)) = draw(u, rng).filter(|(p, _)| admissible(sc, *p)) {
+                cands.push((p, 0, kind));
+                break;
+            }
+        }
+    }
+    shuffle(&mut cands, rng);
+    cands
+}
+
+/// Candidate marks in world coordinates.
+pub(crate) fn to_world(marks: Vec<Mark>, g: &SeriesGeometry) -> Vec<CandidateTruth> {
+    marks
+        .into_iter()
+        .map(|(p, class, kind)| CandidateTruth {
+            xyz: g.local_to_world(p),
+            class,
+            kind,
+        })
+        .collect()
+}
+
+/// The class-1 marks: 1–3 per nodule (see the module docs), and with `official` some on
+/// excluded blobs.
+fn place_positives(sc: &Scene, official: bool, rng: &mut Pcg64) -> Vec<Mark> {
+    let mut cands: Vec<Mark> = Vec::new();
     let jitter = if official { 0.3..0.8 } else { 0.1..0.25 };
     for (c, d) in sc.nodules {
         if official && rng.random_bool(0.15) {
@@ -64,63 +118,67 @@ pub(crate) fn place_candidates(
             }
         }
     }
-    let inside = |p: [f64; 3]| (0..3).all(|k| p[k] >= 0.0 && p[k] <= sc.ext[k] - sc.spacing[k]);
-    let far = |p: [f64; 3]| {
-        sc.nodules.iter().all(|n| dist(p, n.0) >= n.1 + 2.0)
-            && sc.blobs.iter().all(|b| dist(p, *b) >= 4.0)
-    };
+    cands
+}
+
+/// Whether a negative at `p` lies inside the volume and away from nodules and blobs.
+fn admissible(sc: &Scene, p: [f64; 3]) -> bool {
+    (0..3).all(|k| p[k] >= 0.0 && p[k] <= sc.ext[k] - sc.spacing[k])
+        && sc.nodules.iter().all(|n| dist(p, n.0) >= n.1 + 2.0)
+        && sc.blobs.iter().all(|b| dist(p, *b) >= 4.0)
+}
+
+/// A point on the axis of a vessel, thicker vessels picked more often (harder negatives).
+pub(crate) fn on_vessel(sc: &Scene, rng: &mut Pcg64) -> [f64; 3] {
     let r_top = sc.vessels.iter().map(|v| v.ra).fold(0.0, f64::max);
-    for _ in 0..negatives {
-        for _attempt in 0..50 {
-            let u: f64 = rng.random();
-            let (p, kind) = if u < 0.45 && !sc.vessels.is_empty() {
-                // Thicker sc.vessels are picked more often (harder negatives).
-                let v = loop {
-                    let v = &sc.vessels[rng.random_range(0..sc.vessels.len())];
-                    if rng.random::<f64>() * r_top <= v.ra {
-                        break v;
-                    }
-                };
-                let t: f64 = rng.random();
-                (add_scaled(v.a, sub(v.b, v.a), t), "vessel")
-            } else if u < 0.65 && !sc.bifurcations.is_empty() {
-                (
-                    sc.bifurcations[rng.random_range(0..sc.bifurcations.len())],
-                    "bifurcation",
-                )
-            } else if u < 0.85 {
-                let l = &sc.anatomy.lungs[rng.random_range(0..2)];
-                let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
-                if l.rho(p, 1.0) >= 1.0 || sc.vessels.iter().any(|v| v.sdist(p) < 1.5) {
-                    continue;
-                }
-                (p, "parenchyma")
-            } else {
-                let l = &sc.anatomy.lungs[rng.random_range(0..2)];
-                let dir = unit(rng);
-                let on = std::array::from_fn(|k| dir[k] * l.s[k]);
-                let n = dot(on, on).sqrt();
-                let out = rng.random_range(2.0..8.0);
-                let p = [l.c[0] + on[0], l.c[1] + on[1], l.c[2] + on[2]];
-                let p = add_scaled(p, on, out / n);
-                let b = (((p[0] - sc.anatomy.body_c[0]) / sc.anatomy.body_s[0]).powi(2)
-                    + ((p[1] - sc.anatomy.body_c[1]) / sc.anatomy.body_s[1]).powi(2))
-                .sqrt();
-                if b >= 0.95 || sc.anatomy.lungs.iter().any(|l| l.rho(p, 0.0) < 1.05) {
-                    continue;
-                }
-                (p, "tissue")
-            };
-            if inside(p) && far(p) {
-                cands.push((p, 0, kind));
-                break;
-            }
+    let v = loop {
+        let v = &sc.vessels[rng.random_range(0..sc.vessels.len())];
+        if rng.random::<f64>() * r_top <= v.ra {
+            break v;
         }
-    }
-    // Deterministic Fisher–Yates shuffle so classes are interleaved like the real file.
+    };
+    let t: f64 = rng.random();
+    add_scaled(v.a, sub(v.b, v.a), t)
+}
+
+/// A random vessel branch point.
+pub(crate) fn on_bifurcation(sc: &Scene, rng: &mut Pcg64) -> [f64; 3] {
+    sc.bifurcations[rng.random_range(0..sc.bifurcations.len())]
+}
+
+/// A lung point at least 1 mm inside its wall and 1.5 mm from any vessel surface, if the draw
+/// gives one.
+pub(crate) fn in_parenchyma(sc: &Scene, rng: &mut Pcg64) -> Option<[f64; 3]> {
+    let l = &sc.anatomy.lungs[rng.random_range(0..2)];
+    let p = std::array::from_fn(|k| l.c[k] + l.s[k] * rng.random_range(-1.0..1.0));
+    (l.rho(p, 1.0) < 1.0 && sc.vessels.iter().all(|v| v.sdist(p) >= 1.5)).then_some(p)
+}
+
+/// A soft-tissue point 2–8 mm outside a lung wall and inside the body, if the draw gives one.
+pub(crate) fn in_tissue(sc: &Scene, rng: &mut Pcg64) -> Option<[f64; 3]> {
+    let p = outside_lung(sc, 2.0..8.0, rng);
+    let b = (((p[0] - sc.anatomy.body_c[0]) / sc.anatomy.body_s[0]).powi(2)
+        + ((p[1] - sc.anatomy.body_c[1]) / sc.anatomy.body_s[1]).powi(2))
+    .sqrt();
+    (b < 0.95 && sc.anatomy.lungs.iter().all(|l| l.rho(p, 0.0) >= 1.05)).then_some(p)
+}
+
+/// A point `out` mm (drawn from the range; negative = inside) beyond a random lung's surface
+/// along a random direction.
+pub(crate) fn outside_lung(sc: &Scene, out: std::ops::Range<f64>, rng: &mut Pcg64) -> [f64; 3] {
+    let l = &sc.anatomy.lungs[rng.random_range(0..2)];
+    let dir = unit(rng);
+    let on = std::array::from_fn(|k| dir[k] * l.s[k]);
+    let n = dot(on, on).sqrt();
+    let out = rng.random_range(out);
+    let p = [l.c[0] + on[0], l.c[1] + on[1], l.c[2] + on[2]];
+    add_scaled(p, on, out / n)
+}
+
+/// Deterministic Fisher–Yates shuffle so classes are interleaved like the real file.
+fn shuffle(cands: &mut [Mark], rng: &mut Pcg64) {
     for i in (1..cands.len()).rev() {
         let j = rng.random_range(0..=i);
         cands.swap(i, j);
     }
-    cands
 }

@@ -23,7 +23,9 @@
 //! - Options whose default depends on the preset are `Option`s resolved by [`SynthOptions::resolve`]
 //!   (rejected: plain fields with `#[serde(default)]`, which would silently take the *small*
 //!   defaults for `{preset: tiny}`).
-//! - Presets: `tiny` (tests), `small` (demo training), `real` (512² benchmark). Tiny and small
+//! - Presets: `tiny` (tests), `small` (demo training), `real` (512² benchmark), `realistic`
+//!   (scanner-like CTs that make detection hard; planned and rendered by [`realistic`], its own
+//!   draw order, so the other presets' files are unchanged). Tiny and small
 //!   have a small physical field of view, so their nodules are smaller (tiny 4–10 mm, small
 //!   5–16 mm, benign and malignant sizes not overlapping) than real LUNA16 (3–30 mm, used by `real`).
 
@@ -31,6 +33,7 @@ mod candidates;
 mod csv_out;
 mod geometry;
 mod plan;
+pub mod realistic;
 mod render;
 mod shapes;
 mod truth;
@@ -38,7 +41,10 @@ pub mod write_mhd;
 
 pub use csv_out::MALIGNANCY_HEADER;
 pub use geometry::SeriesGeometry;
-pub use truth::{CandidateTruth, ExcludedTruth, NoduleShape, NoduleTruth, SeriesTruth};
+pub use truth::{
+    CandidateTruth, ExcludedTruth, NoduleAttachment, NoduleDensity, NoduleShape, NoduleTruth,
+    SeriesTruth,
+};
 
 use rayon::prelude::*;
 use schemars::JsonSchema;
@@ -56,6 +62,10 @@ pub enum Preset {
     Small,
     /// Realistic sizes (512² × 100–300 slices) for benchmarks.
     Real,
+    /// Scanner-like CTs with what makes detection hard (512², ≤ 200 slices of 0.625–2.5 mm,
+    /// textured lungs, correlated noise, airways, dense vessels, varied nodules): see
+    /// [`realistic`].
+    Realistic,
 }
 
 /// Which file tree `generate` writes.
@@ -149,7 +159,10 @@ impl SynthOptions {
             Preset::Tiny => (4, 2, [1, 2], 8, 0.5, 0.5),
             Preset::Small => (40, 4, [2, 4], 20, 0.25, 0.25),
             Preset::Real => (10, 2, [2, 4], 150, 0.2, 0.2),
+            Preset::Realistic => (10, 2, [1, 4], 80, 0.2, 0.2),
         };
+        // the realistic malignancy model's base rate (LIDC-like: about a third malignant)
+        let malignant = if p == Preset::Realistic { 0.35 } else { 0.5 };
         SynthOptions {
             preset: p,
             seed: 0,
@@ -160,7 +173,7 @@ impl SynthOptions {
             negatives_per_nodule: Some(neg),
             compressed_fraction: Some(comp),
             rotated_fraction: Some(rot),
-            malignant_fraction: Some(0.5),
+            malignant_fraction: Some(malignant),
             label_noise: Some(0.0),
         }
     }
@@ -320,9 +333,35 @@ pub fn render_series(
     index: usize,
 ) -> Result<(Vec<i16>, SeriesGeometry), SynthError> {
     let r = opts.resolve()?;
-    let plan = plan::plan_series(&r, index);
-    let data = render::render(&plan);
-    Ok((data, plan.geometry))
+    let s = build_series(&r, index);
+    Ok((s.data, s.geometry))
+}
+
+/// One planned and rendered series.
+struct Built {
+    truth: SeriesTruth,
+    geometry: SeriesGeometry,
+    anatomy: plan::Anatomy,
+    data: Vec<i16>,
+}
+
+/// Plan and render series `index` with the preset's generator.
+fn build_series(r: &ResolvedOptions, index: usize) -> Built {
+    let (plan, data) = if r.preset == Preset::Realistic {
+        let plan = realistic::plan_series(r, index);
+        let data = realistic::render(&plan);
+        (plan.base, data)
+    } else {
+        let plan = plan::plan_series(r, index);
+        let data = render::render(&plan);
+        (plan, data)
+    };
+    Built {
+        truth: plan.truth,
+        geometry: plan.geometry,
+        anatomy: plan.anatomy,
+        data,
+    }
 }
 
 /// Generate the whole dataset into `out_dir` (created if missing; existing files are overwritten).
@@ -345,17 +384,17 @@ pub fn generate(
     let truths: Vec<(SeriesTruth, u64)> = (0..r.series)
         .into_par_iter()
         .map(|i| {
-            let plan = plan::plan_series(&r, i);
-            let data = render::render(&plan);
+            let plan = build_series(&r, i);
             let dir = out_dir.join(format!("subset{}", plan.truth.subset));
-            let mut bytes = write_mhd::write_series(&dir, &plan.truth.uid, &plan.geometry, &data)?;
+            let mut bytes =
+                write_mhd::write_series(&dir, &plan.truth.uid, &plan.geometry, &plan.data)?;
             if r.layout == Layout::Luna16 {
                 let masks = out_dir.join(LUNG_MASKS);
                 let geometry = SeriesGeometry {
                     compressed: true,
                     ..plan.geometry.clone()
                 };
-                let mask = render::render_lung_mask(&plan);
+                let mask = render::lung_mask(&plan.geometry, &plan.anatomy);
                 bytes += write_mhd::write_series(&masks, &plan.truth.uid, &geometry, &mask)?;
             }
             let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;

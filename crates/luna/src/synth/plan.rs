@@ -7,10 +7,10 @@
 //! (malignant, for the spikes) and keep apart from each other; candidates are placed by
 //! `candidates`. Annotation centres are the exact planted centres.
 
-use super::candidates::{place_candidates, Scene};
+use super::candidates::{place_candidates, to_world, Scene};
 use super::geometry::{direction_matrix, SeriesGeometry};
 use super::shapes::{dist, nodule_prims, vessel_trees, Ellipsoid, Prim};
-use super::truth::{CandidateTruth, ExcludedTruth, NoduleShape, NoduleTruth, SeriesTruth};
+use super::truth::{ExcludedTruth, NoduleShape, NoduleTruth, SeriesTruth};
 use super::{Layout, Preset, ResolvedOptions};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_pcg::Pcg64;
@@ -32,6 +32,14 @@ pub(crate) struct Anatomy {
     pub lungs: [Ellipsoid; 2],
     /// Out-of-field value.
     pub pad: i16,
+}
+
+impl Anatomy {
+    /// Whether local (x, y) lies outside the reconstruction circle (voxels get `pad`).
+    pub(crate) fn outside_fov(&self, x: f64, y: f64) -> bool {
+        let (dx, dy) = (x - self.fov_c[0], y - self.fov_c[1]);
+        dx * dx + dy * dy > self.fov_r * self.fov_r
+    }
 }
 
 /// Everything needed to render and describe one series.
@@ -83,7 +91,8 @@ fn params(p: Preset) -> PresetParams {
             malig_d: [8.5, 16.0],
             vessel_r: 1.5,
         },
-        Preset::Real => PresetParams {
+        // realistic series are planned by `synth::realistic` and never reach here
+        Preset::Real | Preset::Realistic => PresetParams {
             nxy: [512, 512],
             nz: [100, 300],
             sxy: [0.5, 0.98],
@@ -111,7 +120,7 @@ fn spread(i: usize, fraction: f64) -> Option<usize> {
 }
 
 /// Series UID: the LUNA16 prefix plus 30 digits drawn from `(seed, index)`.
-fn make_uid(seed: u64, index: usize) -> String {
+pub(crate) fn make_uid(seed: u64, index: usize) -> String {
     let mut rng = Pcg64::seed_from_u64(mix(mix(seed) ^ 0x5EED_0F1D ^ (index as u64)));
     let mut s = String::from("1.3.6.1.4.1.14519.5.2.1.6279.6001.");
     s.push(char::from(b'1' + rng.random_range(0..3u8)));
@@ -141,9 +150,9 @@ pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
     prims.extend(vessels.iter().cloned());
     let n_nod = rng.random_range(o.nodules_per_series[0]..=o.nodules_per_series[1]);
     let nodules = place_nodules(o, &pp, &anatomy, n_nod, &mut prims, &mut rng);
-    let (excluded, blobs) = place_excluded(&anatomy, &nodules, &geometry, &mut prims, &mut rng);
-
     let nod_cd: Vec<([f64; 3], f64)> = nodules.iter().map(|n| (n.0, n.1)).collect();
+    let (excluded, blobs) = place_excluded(&anatomy, &nod_cd, &geometry, &mut prims, &mut rng);
+
     let scene = Scene {
         anatomy: &anatomy,
         vessels: &vessels,
@@ -156,14 +165,7 @@ pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
     let official = o.layout == Layout::Luna16;
     let negatives = o.negatives_per_nodule * n_nod.max(2);
     let cands = place_candidates(&scene, negatives, official, &mut rng);
-    let candidates = cands
-        .into_iter()
-        .map(|(p, class, kind)| CandidateTruth {
-            xyz: geometry.local_to_world(p),
-            class,
-            kind,
-        })
-        .collect();
+    let candidates = to_world(cands, &geometry);
 
     let nodules = nodules
         .into_iter()
@@ -178,6 +180,9 @@ pub(crate) fn plan_series(o: &ResolvedOptions, index: usize) -> SeriesPlan {
                 mal_bool,
                 shape,
                 mal_details: ratings(mal_bool, &mut rng),
+                density: None,
+                attachment: None,
+                calcified: None,
             }
         })
         .collect();
@@ -213,6 +218,19 @@ fn plan_geometry(
     let sz_lo = pp.sz[0].max(pp.zext[0] / nz as f64);
     let sz_hi = pp.sz[1].min(pp.zext[1] / nz as f64).max(sz_lo);
     let sz = rng.random_range(sz_lo..=sz_hi) as f32 as f64;
+    orient_geometry(o, index, [nxy, nxy, nz], [sxy, sxy, sz], rng)
+}
+
+/// The geometry of a grid already drawn: direction (rotated / flipped for the chosen
+/// fraction), compression and origin (the volume centred near the lungs' usual scanner
+/// position).
+pub(crate) fn orient_geometry(
+    o: &ResolvedOptions,
+    index: usize,
+    dims_xyz: [usize; 3],
+    spacing_xyz: [f64; 3],
+    rng: &mut Pcg64,
+) -> SeriesGeometry {
     let rotated = spread(index, o.rotated_fraction);
     let compressed = spread(o.series - 1 - index, o.compressed_fraction).is_some();
     let direction = match rotated.map(|r| r % 3) {
@@ -227,8 +245,8 @@ fn plan_geometry(
         }
     };
     let mut geometry = SeriesGeometry {
-        dims_xyz: [nxy, nxy, nz],
-        spacing_xyz: [sxy, sxy, sz],
+        dims_xyz,
+        spacing_xyz,
         origin_xyz: [0.0; 3],
         direction,
         compressed,
@@ -321,9 +339,9 @@ fn place_nodules(
 
 /// Excluded findings: 0–2 small blobs away from the nodules (30 tries each); returns their
 /// truth and their local centres, and appends their primitives to `prims`.
-fn place_excluded(
+pub(crate) fn place_excluded(
     anatomy: &Anatomy,
-    nodules: &[Placed],
+    nodules: &[([f64; 3], f64)],
     geometry: &SeriesGeometry,
     prims: &mut Vec<Prim>,
     rng: &mut Pcg64,
@@ -351,7 +369,7 @@ fn place_excluded(
 }
 
 /// Reader ratings consistent with the book's rule (malignant ⇔ ≥ 2 ratings ≥ 4).
-fn ratings(mal: bool, rng: &mut Pcg64) -> Vec<u8> {
+pub(crate) fn ratings(mal: bool, rng: &mut Pcg64) -> Vec<u8> {
     let n = if rng.random_bool(0.35) { 3 } else { 4 };
     let mut r: Vec<u8> = (0..n)
         .map(|_| {

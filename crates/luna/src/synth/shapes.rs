@@ -131,6 +131,18 @@ pub(crate) fn nodule_prims(
         NoduleShape::Sphere => rng.random_range(20.0..70.0),
         _ => rng.random_range(30.0..100.0),
     };
+    shaped_prims(prims, c, r, shape, hu, rng);
+}
+
+/// The primitives of a nodule of radius `r` and shape `shape`, all at `hu`.
+pub(crate) fn shaped_prims(
+    prims: &mut Vec<Prim>,
+    c: [f64; 3],
+    r: f64,
+    shape: NoduleShape,
+    hu: f32,
+    rng: &mut Pcg64,
+) {
     match shape {
         NoduleShape::Sphere => prims.push(Prim::sphere(c, r, hu)),
         NoduleShape::Lobulated => {
@@ -155,6 +167,53 @@ fn spikes(prims: &mut Vec<Prim>, c: [f64; 3], r: f64, n: usize, hu: f32, rng: &m
         let b = add_scaled(c, u, rng.random_range(1.3..1.8) * r);
         prims.push(Prim::capsule(a, b, (0.18 * r).max(0.7), 0.35, hu));
     }
+}
+
+/// How a branching tree grows (see [`grow`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeParams {
+    /// Branches thinner than this (mm) stop.
+    pub r_min: f64,
+    /// Deepest generation.
+    pub max_depth: usize,
+    /// Segment length as a multiple of its radius (range).
+    pub len: [f64; 2],
+    /// Shortest segment (mm).
+    pub min_len: f64,
+    /// Radius ratio along one segment.
+    pub taper: f64,
+    /// Radius ratio of each of the two children to its parent's end (ranges).
+    pub split: [[f64; 2]; 2],
+    /// Branching angle of each child (radians, ranges).
+    pub angle: [[f64; 2]; 2],
+    /// Segment HU (range; f32 draws).
+    pub hu: [f32; 2],
+}
+
+/// The vessel trees of the tiny/small/real presets.
+const CARTOON_TREE: TreeParams = TreeParams {
+    r_min: 0.5,
+    max_depth: 7,
+    len: [7.0, 12.0],
+    min_len: 4.0,
+    taper: 0.92,
+    split: [[0.72, 0.9], [0.72, 0.9]],
+    angle: [[0.35, 0.8], [0.35, 0.8]],
+    hu: [25.0, 55.0],
+};
+
+/// A growing tree: its parameters, the lung it stays in, and what it has grown so far.
+pub(crate) struct Tree<'a> {
+    /// Growth parameters.
+    pub tp: TreeParams,
+    /// The lung the tree stays inside.
+    pub lung: &'a Ellipsoid,
+    /// A region the tree stays out of (the heart), if any.
+    pub avoid: Option<&'a Ellipsoid>,
+    /// Grown capsules.
+    pub caps: Vec<Prim>,
+    /// Branch points.
+    pub bif: Vec<[f64; 3]>,
 }
 
 /// Branching vessel trees in both lungs; returns capsules and bifurcation points.
@@ -184,68 +243,64 @@ pub(crate) fn vessel_trees(
             let d = sub(target, start);
             let n = dot(d, d).sqrt().max(1e-6);
             let dir = [d[0] / n, d[1] / n, d[2] / n];
-            grow(
-                &mut caps,
-                &mut bif,
-                l,
-                start,
-                dir,
-                r0 * rng.random_range(0.8..1.0),
-                0,
-                rng,
-            );
+            let mut t = Tree {
+                tp: CARTOON_TREE,
+                lung: l,
+                avoid: None,
+                caps: std::mem::take(&mut caps),
+                bif: std::mem::take(&mut bif),
+            };
+            t.grow(start, dir, r0 * rng.random_range(0.8..1.0), 0, rng);
+            (caps, bif) = (t.caps, t.bif);
         }
     }
     (caps, bif)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn grow(
-    caps: &mut Vec<Prim>,
-    bif: &mut Vec<[f64; 3]>,
-    l: &Ellipsoid,
-    p: [f64; 3],
-    dir: [f64; 3],
-    r: f64,
-    depth: usize,
-    rng: &mut Pcg64,
-) {
-    if r < 0.5 || depth > 7 {
-        return;
-    }
-    let mut len = (r * rng.random_range(7.0..12.0)).max(4.0);
-    let mut end = add_scaled(p, dir, len);
-    let mut tries = 0;
-    while l.rho(end, r + 0.5) >= 1.0 {
-        tries += 1;
-        if tries > 3 {
+impl Tree<'_> {
+    /// Grow one segment from `p` along `dir` with radius `r`, then two children (depth-first).
+    /// A segment that would leave the lung (or enter `avoid`) is halved up to three times, then
+    /// dropped.
+    pub(crate) fn grow(
+        &mut self,
+        p: [f64; 3],
+        dir: [f64; 3],
+        r: f64,
+        depth: usize,
+        rng: &mut Pcg64,
+    ) {
+        let tp = self.tp;
+        if r < tp.r_min || depth > tp.max_depth {
             return;
         }
-        len *= 0.5;
-        end = add_scaled(p, dir, len);
-    }
-    let rb = r * 0.92;
-    caps.push(Prim::capsule(p, end, r, rb, rng.random_range(25.0..55.0)));
-    if rb * 0.9 < 0.5 || depth == 7 {
-        return;
-    }
-    bif.push(end);
-    for _ in 0..2 {
-        let u = unit(rng);
-        let ang = rng.random_range(0.35..0.8f64);
-        // Rotate `dir` towards a random perpendicular by `ang` radians.
-        let perp = add_scaled(u, dir, -dot(u, dir));
-        let pn = dot(perp, perp).sqrt().max(1e-6);
-        let nd = std::array::from_fn(|k| dir[k] * ang.cos() + perp[k] / pn * ang.sin());
-        grow(
-            caps,
-            bif,
-            l,
-            end,
-            nd,
-            rb * rng.random_range(0.72..0.9),
-            depth + 1,
-            rng,
-        );
+        let mut len = (r * rng.random_range(tp.len[0]..tp.len[1])).max(tp.min_len);
+        let mut end = add_scaled(p, dir, len);
+        let mut tries = 0;
+        while self.lung.rho(end, r + 0.5) >= 1.0 || self.avoid.is_some_and(|a| a.rho(end, -r) < 1.0)
+        {
+            tries += 1;
+            if tries > 3 {
+                return;
+            }
+            len *= 0.5;
+            end = add_scaled(p, dir, len);
+        }
+        let rb = r * tp.taper;
+        let hu: f32 = rng.random_range(tp.hu[0]..tp.hu[1]);
+        self.caps.push(Prim::capsule(p, end, r, rb, hu));
+        if rb * 0.9 < tp.r_min || depth == tp.max_depth {
+            return;
+        }
+        self.bif.push(end);
+        for (split, angle) in tp.split.iter().zip(&tp.angle) {
+            let u = unit(rng);
+            let ang = rng.random_range(angle[0]..angle[1]);
+            // Rotate `dir` towards a random perpendicular by `ang` radians.
+            let perp = add_scaled(u, dir, -dot(u, dir));
+            let pn = dot(perp, perp).sqrt().max(1e-6);
+            let nd = std::array::from_fn(|k| dir[k] * ang.cos() + perp[k] / pn * ang.sin());
+            let rc = rb * rng.random_range(split[0]..split[1]);
+            self.grow(end, nd, rc, depth + 1, rng);
+        }
     }
 }

@@ -15,6 +15,30 @@ pub enum NoduleShape {
     Spiculated,
 }
 
+/// Density class of a planted nodule (`realistic` preset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoduleDensity {
+    /// Soft-tissue density throughout.
+    Solid,
+    /// Ground-glass halo around a solid core.
+    PartSolid,
+    /// Ground glass only (−750…−300 HU, textured).
+    GroundGlass,
+}
+
+/// What a planted nodule touches (`realistic` preset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoduleAttachment {
+    /// Surrounded by parenchyma.
+    Isolated,
+    /// Touching the chest wall / pleura.
+    Juxtapleural,
+    /// Touching a vessel.
+    Juxtavascular,
+}
+
 /// Ground truth of one planted nodule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NoduleTruth {
@@ -32,6 +56,15 @@ pub struct NoduleTruth {
     pub shape: NoduleShape,
     /// Synthetic reader ratings (1–5) written as `mal_details`.
     pub mal_details: Vec<u8>,
+    /// Density class (`realistic` preset only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub density: Option<NoduleDensity>,
+    /// What the nodule touches (`realistic` preset only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<NoduleAttachment>,
+    /// Whether it is calcified (dense, benign; `realistic` preset only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calcified: Option<bool>,
 }
 
 /// One row of candidates.csv.
@@ -41,7 +74,8 @@ pub struct CandidateTruth {
     pub xyz: [f64; 3],
     /// 1 = nodule, 0 = not.
     pub class: u8,
-    /// Where it was placed: nodule, vessel, bifurcation, parenchyma, tissue.
+    /// Where it was placed: nodule, vessel, bifurcation, parenchyma, tissue (and with the
+    /// `realistic` preset airway, pleura, mediastinum).
     pub kind: &'static str,
 }
 
