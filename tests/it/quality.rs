@@ -1,17 +1,17 @@
 //! Quality regression (issue 27): a test that fails when a nodule classifier gets worse.
 //!
-//! One pipeline on a small synthetic set with fixed seeds (synth → load_annotations →
-//! merge_candidates → build_crops → classifiers → `evaluate_classifier` on the validation
-//! split), two parts, each a *normal* model that must reach a ROC AUC bound and a *weakened*
-//! one that must score below it; asserting both shows the bound has teeth (a model that
-//! learned next to nothing does not pass it):
+//! One pipeline on a small `realistic` synthetic set with fixed seeds (synth →
+//! load_annotations → merge_candidates → build_crops → classifiers → `evaluate_classifier` on
+//! the validation split), two parts, each a *normal* model that must reach a ROC AUC bound and
+//! a *weakened* one that must score below it; asserting both shows the bound has teeth (a
+//! model that learned next to nothing, or a damaged one, does not pass it):
 //! - **trained**: `train_classifier` as a user would run it (2000 samples) vs the same stage
 //!   trained on one batch (one optimizer step);
 //! - **book**: the book's own nodule classifier (`import_model` of
 //!   `shared/real/book-models/cls_2020-02-06_14.16.55_final-nodule-nonnodule.best.state`) vs
-//!   a damaged copy of it (every conv and linear weight plus Gaussian noise of its tensor's
-//!   standard deviation, written by PyTorch). Needs `../shared/real`: under `CI` a missing
-//!   folder fails the test, otherwise this part is skipped saying so.
+//!   a damaged copy of it (every conv and linear weight plus Gaussian noise of 0.75 × its
+//!   tensor's standard deviation, written by PyTorch). Needs `../shared/real`: under `CI` a
+//!   missing folder fails the test, otherwise this part is skipped saying so.
 //!
 //! The AUCs are read from each stage's `metrics.json` through the serde struct its writer uses
 //! ([`luna::artifacts::ClassifierMetrics`]). Every failed check is collected and reported at
@@ -20,16 +20,26 @@
 //! `LUNA_QUALITY_WEAKEN=1` puts the weakened models in the normal models' place, to see the
 //! test fail.
 //!
+//! Measured (realgen's 4e84be2; 6 series of 6–8 nodules, 21 validation nodules, 210
+//! negatives): trained 0.865 / 0.883 / 0.896 with training seeds 1 / 2 / 3, one batch
+//! 0.502 / 0.636 / 0.712; the book's model 0.959, with 0.5σ / 0.75σ / 1σ of noise
+//! 0.899 / 0.644 / 0.577. Hence the bounds 0.78 and 0.85: each about 0.09–0.11 below the
+//! normal model, above the weakened one under every seed tried (by 0.07 and 0.21). (On the
+//! `small` preset every normal model scores 1.0: the ceiling this test was written to leave.)
+//!
 //! Decisions:
-//! - One pipeline and one `luna run`: the data (the expensive part in a debug build) is made
-//!   once; the models train and score side by side (one torch thread each: deterministic, and
-//!   fits 2-core CI).
+//! - One pipeline and one `luna run`: the data (the expensive part in a debug build, about
+//!   25 CPU-seconds per 512² series) is made once; the models train and score side by side
+//!   (one torch thread each: deterministic, and fits 2-core CI).
+//! - The set: the fewest series that give at least 20 validation nodules ([`MIN_POSITIVES`])
+//!   and about as many to train on: 6 series with the most nodules the generator allows (8),
+//!   every 2nd series validation, 10 negatives per nodule.
 //! - The trained model's weakening is the training budget (`epoch_samples` = one batch), a knob
 //!   users already have. Rejected: a production switch zeroing the classifier head (a knob only
 //!   a test wants), lr → 0 (the optimizer rightly refuses lr ≤ 0), and a fresh head on the
 //!   book's backbone (`finetune_from`, one step: it still ranks well, 0.92 on `small`).
-//! - The book model's weakening is weight noise, a graded damage (0.5σ still scores 0.94 on
-//!   `small`, 1σ 0.58) rather than a zeroed head, whose constant output gives an AUC of
+//! - The book model's weakening is weight noise, a graded damage that leaves a model better
+//!   than chance (0.64) rather than a zeroed head, whose constant output gives an AUC of
 //!   exactly 0.5 and proves nothing about the bound's height.
 //! - Lower bounds with a margin below the measured values, not exact AUCs: an equality would
 //!   break on any harmless change of floating-point order; the question is "did the model get
@@ -37,6 +47,7 @@
 //! - The trained models use 16³ crops (LunaModel's smallest input) to keep a debug-build run
 //!   short; the book model needs its own 32×48×48.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use luna::artifacts::ClassifierMetrics;
@@ -44,13 +55,14 @@ use luna::artifacts::ClassifierMetrics;
 use crate::engine_support::Ws;
 
 /// The synthetic set.
-const DATA: &str = "preset: small, seed: 3, series: 16, negatives_per_nodule: 6";
+const DATA: &str = "preset: realistic, seed: 3, series: 6, nodules_per_series: [6, 8], \
+                    negatives_per_nodule: 10";
 
 /// Fewest validation nodules for an AUC to mean something.
 const MIN_POSITIVES: usize = 20;
 
 /// The lowest validation ROC AUC the normal trained model may score.
-const TRAINED_BOUND: f64 = 0.75;
+const TRAINED_BOUND: f64 = 0.78;
 
 /// `train_classifier` settings both trained models share.
 const COMMON: &str = "epochs: 1, batch_size: 16, optimizer: { kind: adam, lr: 0.001 }, \
@@ -63,13 +75,13 @@ const NORMAL: &str = "epoch_samples: 2000";
 const WEAK: &str = "epoch_samples: 16";
 
 /// The lowest validation ROC AUC the book's classifier may score.
-const BOOK_BOUND: f64 = 0.8;
+const BOOK_BOUND: f64 = 0.85;
 
 /// The book's nodule classifier, under `shared/real/book-models/`.
 const BOOK_CLS: &str = "cls_2020-02-06_14.16.55_final-nodule-nonnodule.best.state";
 
 /// Noise added to each weight tensor of the damaged copy, in units of the tensor's std.
-const DAMAGE: f64 = 1.0;
+const DAMAGE: f64 = 0.75;
 
 /// argv: source checkpoint, destination, noise (× std), seed. Writes the book checkpoint's
 /// `model_state` with Gaussian noise added to every conv and linear weight.
@@ -186,7 +198,14 @@ impl Part {
 /// The book checkpoint and its damaged copy (written into the workspace), or `None` (skip
 /// line printed) without the real data.
 fn book_checkpoints(ws: &Ws) -> Option<(PathBuf, PathBuf)> {
-    let real = crate::harness::require_real_data()?;
+    let Some(real) = crate::harness::require_real_data() else {
+        // the harness's SKIPPED line names the whole test; only this part is left out
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "  (only the book part is skipped: the trained part runs)"
+        );
+        return None;
+    };
     let book = real.join("book-models").join(BOOK_CLS);
     let damaged = ws.path("damaged.state");
     let s = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
