@@ -92,6 +92,7 @@ mod nn_tensorboard;
 mod nn_train;
 mod nn_unet;
 mod py;
+mod quality;
 mod seg_dataset;
 mod seg_train;
 mod serve;
