@@ -6,11 +6,11 @@
 # (bench/realism_hu.py). Both luna runs pinned to the same 2 cores (taskset; torch uses 2
 # threads). Writes bench/results/realism.md.
 #
-#   bench/realism.sh                                     # 16 realistic CTs, every 4th for validation
+#   bench/realism.sh                                     # 24 realistic CTs, every 3rd for validation
 #   LUNA_BENCH_PRESET=real LUNA_BENCH_SERIES=8 bench/realism.sh   # the older preset, quicker
 #   LUNA_BIN_DIR=/path/to/release bench/realism.sh       # a prebuilt luna + luna-torch
 #
-# Settings (environment): LUNA_BENCH_SERIES (16), LUNA_BENCH_VAL_STRIDE (4: every 4th series is
+# Settings (environment): LUNA_BENCH_SERIES (24), LUNA_BENCH_VAL_STRIDE (3: every 3rd series is
 # a validation CT), LUNA_BENCH_SEED (0), LUNA_BENCH_PRESET (realistic), LUNA_BENCH_HU_SERIES (the
 # first N synthetic series in the HU comparison; default 4), LUNA_BENCH_CORES (0,1).
 #
@@ -34,8 +34,8 @@ cd "$ROOT"
 source scripts/env.sh
 # shellcheck source=common.sh
 source bench/common.sh
-SERIES="${LUNA_BENCH_SERIES:-16}"
-VAL_STRIDE="${LUNA_BENCH_VAL_STRIDE:-4}"
+SERIES="${LUNA_BENCH_SERIES:-24}"
+VAL_STRIDE="${LUNA_BENCH_VAL_STRIDE:-3}"
 PRESET="${LUNA_BENCH_PRESET:-realistic}"
 HU_SERIES="${LUNA_BENCH_HU_SERIES:-4}"
 CORES="${LUNA_BENCH_CORES:-0,1}"
