@@ -51,7 +51,7 @@ cp pipelines/realism.yaml pipelines/book-models.yaml "$WS/pipelines/"
 lrun() { (cd "$WS" && taskset -c "$CORES" "$LUNA" run "$@" --cache-dir "$WS/cache" --set device=cpu 2>&1); }
 last_run() { ls -t "$WS/runs" | grep -- "-$1-" | head -1; }
 
-say "realism pipeline: $SERIES $PRESET CTs, seed $SEED, every ${VAL_STRIDE}th for validation"
+say "realism pipeline: $SERIES $PRESET CTs, seed $SEED, one in ${VAL_STRIDE} for validation"
 t0="$(now)"
 lrun realism --set "models=$REAL/book-models" --set "preset=$PRESET" --set "seed=$SEED" \
   --set "series=$SERIES" --set "val_stride=$VAL_STRIDE" >"$WS/realism.log" \
@@ -83,7 +83,7 @@ el() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
   echo
   echo "$DATE_START; load at start $LOAD_START; cores $CORES (taskset, torch 2 threads);"
   echo "luna $(git rev-parse --short HEAD), $(basename "$BIN") build; preset \`$PRESET\`, seed $SEED,"
-  echo "$SERIES series, every ${VAL_STRIDE}th a validation CT; real reference LIDC-IDRI-0003 (140 × 512 × 512, DICOM);"
+  echo "$SERIES series, one in ${VAL_STRIDE} a validation CT (val_stride ${VAL_STRIDE}); real reference LIDC-IDRI-0003 (140 × 512 × 512, DICOM);"
   echo "the book's 2020 checkpoints (nodule classifier + UNet), imported, no retraining."
   echo "Wall time: realism pipeline $(el "$t0" "$t1") s, book-models on the real CT $(el "$t1" "$t2") s,"
   echo "HU comparison $(el "$t3" "$t4") s; bench total $(el "$t0" "$(now)") s (build excluded)."
