@@ -8,9 +8,9 @@
 //! - Diameter: log-normal fitted to LUNA16's 1186 annotations (mean log 1.99, sd 0.47 → median
 //!   7.3 mm, three in four under 10 mm), redrawn until inside 3.2–30 mm.
 //! - Density: 84 % solid (12 % of those up to 12 mm calcified: 250–850 HU, benign; calcified
-//!   granulomas are small), 8 % part-solid (a
-//!   ground-glass body with a solid core of 30–60 % of the radius), 8 % ground glass
-//!   (−700…−350 HU, textured by 3–7 overlapping sub-blobs of other densities).
+//!   granulomas are small), 8 % part-solid (a ground-glass body with a solid core of 30–60 % of
+//!   the radius), 8 % ground glass (−700…−350 HU, textured by 3–7 overlapping sub-blobs of
+//!   other densities).
 //! - Shape: spiculated with probability 0.06 + 0.34·σ((d − 12)/3), lobulated 0.25, else round.
 //! - Malignancy: a logistic model like LIDC readers' ratings, `logit = b + 0.22(d − 7) +
 //!   1.6·spiculated + 0.8·lobulated + 0.9·part-solid − 0.4·ground-glass − 5·calcified + ε`,
@@ -143,8 +143,7 @@ impl Site<'_> {
                 let v = self
                     .vessels
                     .get(rng.random_range(0..self.vessels.len().max(1)))?;
-                let hilar = self.body.hila.iter().any(|h| dist(v.a, *h) < HILUM_MM);
-                if !(0.8..=2.5).contains(&v.ra) || hilar {
+                if !(0.8..=2.5).contains(&v.ra) || !self.off_hila(v.a) {
                     return None;
                 }
                 let t: f64 = rng.random();
@@ -164,11 +163,16 @@ impl Site<'_> {
         (inside_volume && in_lung && clear && apart).then_some(p)
     }
 
+    /// Whether `p` is at least [`HILUM_MM`] from both hila.
+    fn off_hila(&self, p: [f64; 3]) -> bool {
+        self.body.hila.iter().all(|h| dist(p, *h) >= HILUM_MM)
+    }
+
     /// Whether a nodule at `p` of radius `r` is away from the hila and clear of thick vessels.
     fn isolated(&self, p: [f64; 3], r: f64) -> bool {
         let reach = r + VESSEL_CLEARANCE_MM;
         let near = |v: &&Prim| (0..3).all(|k| p[k] > v.lo[k] - reach && p[k] < v.hi[k] + reach);
-        self.body.hila.iter().all(|h| dist(p, *h) >= HILUM_MM)
+        self.off_hila(p)
             && self
                 .vessels
                 .iter()
